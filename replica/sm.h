@@ -1,0 +1,306 @@
+/*
+ * replica/sm.h — the deterministic allocator state machine (the trusted core).
+ *
+ * One resource, one winner. This module owns resources, reservations, operation records
+ * (dedupe), the expiration index and the retirement queues, and applies logged commands to
+ * them. It does no I/O, reads no clock and draws no randomness: the same sequence of
+ * (lsn, request_slot, command) gives the same results and the same state digest everywhere —
+ * in the applier worker, in the simulator and in unit tests. Semantics: DESIGN.md §2–§3.
+ *
+ * NOTES
+ *   Initialization: sm_layout() sizes every table, index and queue from an sm_config (each part
+ *   reports its size, overflow-checked); sm_init() takes one block of that size and carves it.
+ *   Nothing is allocated afterwards: apply, reads and queries work in the block.
+ *
+ *   Time: request_slot is stamped by the sequencer and never decreases; LSNs strictly increase.
+ *   Both are asserted, because a violation means the log is corrupt or the caller is broken.
+ *
+ *   Retirement is eager and happens first in every apply: records whose retire_after_slot is
+ *   below the request slot are dropped, oldest first, from FIFO queues (each record is retired
+ *   once, so the cost is O(1) amortized per record; a large slot jump retires its backlog in
+ *   that one apply). Reads see the state as of the last applied command.
+ *
+ *   Expiration: reserved reservations sit in a timing wheel keyed by deadline slot; apply
+ *   moves buckets whose deadline has passed onto an ordered due list. See expiry.h.
+ *
+ *   Thread safety: none. One owner (the applier) mutates and reads it.
+ */
+#ifndef ADB_REPLICA_SM_H
+#define ADB_REPLICA_SM_H
+
+#include "common/types.h"
+#include "replica/expiry.h"
+#include "replica/index.h"
+
+/* Result codes. Values are stable: they are logged and travel on the wire. */
+enum sm_result {
+    SM_OK = 0,
+    SM_NOOP = 1,
+    SM_ALREADY_EXISTS = 2,
+    SM_RESOURCE_TABLE_FULL = 3,
+    SM_RESOURCE_NOT_FOUND = 4,
+    SM_RESOURCE_BUSY = 5,
+    SM_TTL_OUT_OF_RANGE = 6,
+    SM_RESERVATION_TABLE_FULL = 7,
+    SM_RESERVATION_NOT_FOUND = 8,
+    SM_RESERVATION_RETIRED = 9,
+    SM_EXPIRATION_INDEX_FULL = 10,
+    SM_OPERATION_TABLE_FULL = 11,
+    SM_OPERATION_CONFLICT = 12,
+    SM_INVALID_STATE = 13,
+    SM_HOLDER_MISMATCH = 14,
+    SM_SLOT_OVERFLOW = 15,
+};
+#define SM_RESULT_COUNT 16
+
+const char *sm_result_name(enum sm_result r);
+
+enum sm_command_kind {
+    SM_CMD_CREATE_RESOURCE = 1,
+    SM_CMD_RESERVE = 2,
+    SM_CMD_CONFIRM = 3,
+    SM_CMD_RELEASE = 4,
+    SM_CMD_EXPIRE = 5, /* internal: proposed by the primary, no operation id */
+};
+#define SM_CMD_KIND_MAX 5
+
+const char *sm_command_name(enum sm_command_kind k);
+
+/*
+ * A command as it is logged. Only the fields of its kind are meaningful; the others must be
+ * zero (codecs enforce this, and the fingerprint covers only the meaningful ones).
+ *   create_resource: resource_id
+ *   reserve:         resource_id, holder_id, ttl_slots
+ *   confirm/release: reservation_id, holder_id
+ *   expire:          reservation_id, deadline_slot (operation_id and client_id are zero)
+ */
+struct sm_command {
+    u128 operation_id;
+    u128 client_id;
+    u128 resource_id;
+    u128 reservation_id;
+    u128 holder_id;
+    u64 ttl_slots;
+    u64 deadline_slot;
+    u8 kind; /* enum sm_command_kind */
+};
+
+/* The committed result of one command. */
+struct sm_outcome {
+    u128 reservation_id; /* reserve ok: the new id; confirm/release/expire: the target */
+    u64 deadline_slot;   /* deadline of that reservation, when there is one */
+    u64 applied_lsn;     /* LSN of the entry that produced the result (original on a retry) */
+    u8 result;           /* enum sm_result */
+    bool from_retry_cache;
+};
+
+enum sm_resource_state { SM_RESOURCE_AVAILABLE = 0, SM_RESOURCE_RESERVED = 1, SM_RESOURCE_CONFIRMED = 2 };
+
+enum sm_reservation_state {
+    SM_RESERVATION_RESERVED = 0,
+    SM_RESERVATION_CONFIRMED = 1,
+    SM_RESERVATION_RELEASED = 2,
+    SM_RESERVATION_EXPIRED = 3,
+};
+
+const char *sm_resource_state_name(enum sm_resource_state s);
+const char *sm_reservation_state_name(enum sm_reservation_state s);
+
+struct sm_resource_view {
+    u128 resource_id;
+    u128 current_reservation_id; /* 0 = none */
+    u64 version;                 /* +1 on every state transition */
+    u8 state;                    /* enum sm_resource_state */
+};
+
+struct sm_reservation_view {
+    u128 reservation_id;
+    u128 resource_id;
+    u128 holder_id;
+    u64 created_lsn;
+    u64 deadline_slot;
+    u64 released_lsn;      /* 0 = none */
+    u64 retire_after_slot; /* 0 = none */
+    u8 state;              /* enum sm_reservation_state */
+};
+
+enum sm_read {
+    SM_READ_FOUND = 0,
+    SM_READ_NOT_FOUND = 1,
+    SM_READ_RETIRED = 2,
+    SM_READ_FENCE_NOT_APPLIED = 3,
+};
+
+const char *sm_read_name(enum sm_read r);
+
+struct sm_config {
+    u64 shard_id;             /* high 64 bits of every reservation id; 0 for now */
+    u32 resource_capacity;    /* most resources */
+    u32 reservation_capacity; /* most reservations held at once, live or in history */
+    u32 operation_capacity;   /* most operation records (dedupe table) */
+    u32 expiration_capacity;  /* most reserved (expiring) reservations at once */
+    u64 max_ttl_slots;        /* reserve accepts 1..max_ttl_slots */
+    u64 dedupe_window_slots;  /* operation records live this many slots after apply */
+    u64 history_window_slots; /* terminal reservations stay readable this many slots */
+};
+
+/* Largest values the config accepts (tables index with u32; the wheel is an array). */
+#define SM_CAPACITY_MAX ((u32)1 << 30)
+#define SM_MAX_TTL_SLOTS_MAX ((u64)1 << 24)
+
+/*
+ * Checks a config. Returns true if usable; otherwise false and a one-line reason in `why`
+ * (which may be NULL).
+ */
+bool sm_config_validate(const struct sm_config *cfg, char *why, size_t why_len);
+
+/* Sizes of the parts of the state machine's memory block (bytes, each 64-byte aligned). */
+struct sm_layout {
+    u64 resources, resource_index;
+    u64 reservations, reservation_index, reservation_free, reservation_retire;
+    u64 operations, operation_index, operation_free, operation_retire;
+    u64 expiry;
+    u64 total;
+};
+
+/* Computes the layout; false if the config is invalid or the total overflows. */
+bool sm_layout(const struct sm_config *cfg, struct sm_layout *out);
+
+/* Internal record types: public only so sm_t can be embedded; use the accessors. */
+struct sm_resource {
+    u128 resource_id;
+    u128 current_reservation_id;
+    u64 version;
+    u8 state;
+};
+
+struct sm_reservation {
+    u128 reservation_id;
+    u128 resource_id;
+    u128 holder_id;
+    u64 created_lsn;
+    u64 deadline_slot;
+    u64 released_lsn;
+    u64 retire_after_slot;
+    u32 resource_ref; /* pool position of the resource */
+    u8 state;
+};
+
+struct sm_operation {
+    u128 operation_id;
+    u64 fingerprint[2];
+    u128 result_reservation_id;
+    u64 result_deadline_slot;
+    u64 applied_lsn;
+    u64 retire_after_slot;
+    u8 result_code;
+};
+
+/* Bounded FIFO of pool positions (retirement order). */
+struct sm_fifo {
+    u32 *items;
+    u32 capacity;
+    u32 head;  /* position of the oldest item */
+    u32 count; /* items in the queue */
+};
+
+typedef struct sm {
+    struct sm_config cfg;
+    void *memory;
+
+    struct sm_resource *resources; /* dense: resources are never removed */
+    u32 resource_count;
+    struct index resource_index;
+
+    struct sm_reservation *reservations;
+    u32 *reservation_free; /* stack of free pool positions */
+    u32 reservation_free_count;
+    u32 reservation_count;
+    struct index reservation_index;
+    struct sm_fifo reservation_retire;
+
+    struct sm_operation *operations;
+    u32 *operation_free;
+    u32 operation_free_count;
+    u32 operation_count;
+    struct index operation_index;
+    struct sm_fifo operation_retire;
+
+    struct expiry expiry;
+
+    u64 last_applied_lsn;
+    u64 last_request_slot;
+    u64 retired_watermark_lsn; /* highest LSN of a retired reservation of this shard */
+} sm_t;
+
+/*
+ * Initialises `sm` in `memory`, which must be at least sm_layout().total bytes, 64-byte
+ * aligned, and stay valid until sm_deinit. The config must validate.
+ */
+void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory);
+
+/* Convenience: allocates the block with aligned_alloc; false on invalid config or ENOMEM. */
+bool sm_create(sm_t *sm, const struct sm_config *cfg, char *why, size_t why_len);
+void sm_destroy(sm_t *sm);
+
+/*
+ * Applies one committed log entry. lsn must exceed every earlier one and request_slot must not
+ * be below the previous one (asserted). Never fails: every operating condition is a result.
+ */
+struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_command *cmd);
+
+/* The reservation id an entry at `lsn` creates. */
+static inline u128 sm_reservation_id(const sm_t *sm, u64 lsn)
+{
+    return U128_MAKE(sm->cfg.shard_id, lsn);
+}
+
+/* Reads, fenced: fence_not_applied if min_lsn > last applied LSN (0 = no fence). */
+enum sm_read sm_get_resource(const sm_t *sm, u128 resource_id, u64 min_lsn,
+                             struct sm_resource_view *out);
+enum sm_read sm_get_reservation(const sm_t *sm, u128 reservation_id, u64 min_lsn,
+                                struct sm_reservation_view *out);
+
+/* A reservation due for expiration. */
+struct sm_due {
+    u128 reservation_id;
+    u64 deadline_slot;
+};
+
+/*
+ * Fills `out` with up to `max` reserved reservations whose deadline is <= slot, earliest
+ * deadline first, ties by reservation id. Work is O(max + slots scanned / 64), never a scan
+ * of the whole table. Returns the number written.
+ */
+u32 sm_due_expirations(const sm_t *sm, u64 slot, struct sm_due *out, u32 max);
+
+struct sm_health {
+    u64 last_applied_lsn;
+    u64 last_request_slot;
+    u64 logical_slot_lag;   /* current_slot - last_request_slot, 0 if behind */
+    u64 expiration_backlog; /* reserved reservations due at current_slot */
+    u32 resources_used, resource_capacity;
+    u32 reservations_used, reservation_capacity;
+    u32 operations_used, operation_capacity;
+    u32 expirations_used, expiration_capacity;
+    u32 operation_utilization_pct; /* 0..100, rounded up so a non-empty table is >= 1 */
+    u64 retired_watermark_lsn;
+};
+
+void sm_health(const sm_t *sm, u64 current_slot, struct sm_health *out);
+
+/* A 128-bit digest of the whole logical state, independent of memory layout. */
+struct sm_digest {
+    u64 lo, hi;
+};
+
+struct sm_digest sm_digest(const sm_t *sm);
+
+/*
+ * Full invariant check (DESIGN.md §2 plus internal consistency of indexes, queues and the
+ * expiration index). O(state size). Returns true if every invariant holds; otherwise false and
+ * the first violation in `why`. Run after every apply when built with --enable-debug.
+ */
+bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len);
+
+#endif
