@@ -161,9 +161,8 @@ bool sm_layout(const struct sm_config *cfg, struct sm_layout *out)
     u64 t = 0, unused;
     struct expiry_sizes es;
     expiry_sizes(cfg->reservation_capacity, cfg->max_ttl_slots, &es);
-    bool ok = layout_add(&t, &out->resources, (u64)cfg->resource_capacity * sizeof(struct sm_resource)) &&
-              layout_add(&t, &out->resource_index,
-                         index_slot_count(cfg->resource_capacity) * sizeof(struct index_slot)) &&
+    bool ok = layout_add(&t, &out->resources,
+                         index_slot_count(cfg->resource_capacity) * sizeof(struct sm_resource)) &&
               layout_add(&t, &out->reservations,
                          (u64)cfg->reservation_capacity * sizeof(struct sm_reservation)) &&
               layout_add(&t, &out->reservation_index,
@@ -239,10 +238,9 @@ void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory)
         field = (void *)p;                                                                 \
         p += l.part;                                                                       \
     } while (0)
-    struct index_slot *resource_slots, *reservation_slots, *operation_slots;
+    struct index_slot *reservation_slots, *operation_slots;
     u32 *reservation_retire, *operation_retire;
     CARVE(sm->resources, resources);
-    CARVE(resource_slots, resource_index);
     CARVE(sm->reservations, reservations);
     CARVE(reservation_slots, reservation_index);
     CARVE(sm->reservation_free, reservation_free);
@@ -264,7 +262,7 @@ void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory)
     memset(sm->resources, 0, (size_t)l.resources);
     memset(sm->reservations, 0, (size_t)l.reservations);
     memset(sm->operations, 0, (size_t)l.operations);
-    index_init(&sm->resource_index, resource_slots, cfg->resource_capacity);
+    sm->resource_mask = (u32)(index_slot_count(cfg->resource_capacity) - 1);
     index_init(&sm->reservation_index, reservation_slots, cfg->reservation_capacity);
     index_init(&sm->operation_index, operation_slots, cfg->operation_capacity);
     free_stack_init(sm->reservation_free, cfg->reservation_capacity);
@@ -306,14 +304,30 @@ void sm_destroy(sm_t *sm)
 
 /* ---- lookups --------------------------------------------------------------------------- */
 
+/*
+ * Linear probe for a resource. Returns true and its position if present; otherwise false and
+ * the empty position where it would go. The table is at most half full, so an empty slot
+ * always ends the probe.
+ */
+static bool probe_resource(const sm_t *sm, u128 id, u32 *pos_out)
+{
+    u32 pos = (u32)(hash_u128(id) & sm->resource_mask);
+    for (u32 steps = 0;; steps++) {
+        ADB_ASSERT(steps <= sm->resource_mask);
+        const struct sm_resource *r = &sm->resources[pos];
+        if (!r->used || r->resource_id == id) {
+            *pos_out = pos;
+            return r->used;
+        }
+        pos = (pos + 1) & sm->resource_mask;
+    }
+}
+
+/* Position + 1 of the resource, or 0. */
 static u32 find_resource(const sm_t *sm, u128 id)
 {
-    u64 h = hash_u128(id);
-    struct index_probe p = index_probe_start(&sm->resource_index, h);
-    for (u32 ref; (ref = index_probe_next(&sm->resource_index, &p, h)) != 0;)
-        if (sm->resources[ref - 1].resource_id == id)
-            return ref;
-    return 0;
+    u32 pos;
+    return probe_resource(sm, id, &pos) ? pos + 1 : 0;
 }
 
 static u32 find_reservation_ref(const sm_t *sm, u128 id)
@@ -355,7 +369,15 @@ static enum sm_read lookup_reservation(const sm_t *sm, u128 id, u32 *ref_out)
     return SM_READ_NOT_FOUND;
 }
 
+static void prefetch_index(const struct index *ix, u128 key)
+{
+    __builtin_prefetch(&ix->slots[hash_u128(key) & ix->mask]);
+}
+
 /* ---- retirement ------------------------------------------------------------------------ */
+
+/* How far ahead retirement prefetches the index slots of the records it will drop next. */
+#define RETIRE_PREFETCH 4
 
 static void retire_due(sm_t *sm, u64 request_slot)
 {
@@ -366,6 +388,9 @@ static void retire_due(sm_t *sm, u64 request_slot)
         ADB_ASSERT(r->state == SM_RESERVATION_RELEASED || r->state == SM_RESERVATION_EXPIRED);
         if (r->retire_after_slot >= request_slot)
             break;
+        if (rq->count > RETIRE_PREFETCH)
+            prefetch_index(&sm->reservation_index,
+                           sm->reservations[fifo_peek(rq, RETIRE_PREFETCH)].reservation_id);
         if (U128_LO(r->reservation_id) > sm->retired_watermark_lsn)
             sm->retired_watermark_lsn = U128_LO(r->reservation_id);
         index_remove(&sm->reservation_index, hash_u128(r->reservation_id), pos + 1);
@@ -380,6 +405,8 @@ static void retire_due(sm_t *sm, u64 request_slot)
         struct sm_operation *o = &sm->operations[pos];
         if (o->retire_after_slot >= request_slot)
             break;
+        if (oq->count > RETIRE_PREFETCH)
+            prefetch_index(&sm->operation_index, sm->operations[fifo_peek(oq, RETIRE_PREFETCH)].operation_id);
         index_remove(&sm->operation_index, hash_u128(o->operation_id), pos + 1);
         memset(o, 0, sizeof(*o));
         sm->operation_free[sm->operation_free_count++] = pos;
@@ -441,17 +468,18 @@ static struct sm_outcome result_only(u64 lsn, enum sm_result r)
 
 static struct sm_outcome create_resource(sm_t *sm, u64 lsn, const struct sm_command *c)
 {
-    if (find_resource(sm, c->resource_id) != 0)
+    u32 pos;
+    if (probe_resource(sm, c->resource_id, &pos))
         return result_only(lsn, SM_ALREADY_EXISTS);
     if (sm->resource_count >= sm->cfg.resource_capacity)
         return result_only(lsn, SM_RESOURCE_TABLE_FULL);
-    u32 pos = sm->resource_count++;
     struct sm_resource *r = &sm->resources[pos];
     r->resource_id = c->resource_id;
     r->current_reservation_id = 0;
     r->version = 0;
     r->state = SM_RESOURCE_AVAILABLE;
-    index_insert(&sm->resource_index, hash_u128(c->resource_id), pos + 1);
+    r->used = 1;
+    sm->resource_count++;
     return result_only(lsn, SM_OK);
 }
 
@@ -648,6 +676,28 @@ struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_
     return o;
 }
 
+void sm_prefetch(const sm_t *sm, u64 lsn, const struct sm_command *c)
+{
+    switch ((enum sm_command_kind)c->kind) {
+    case SM_CMD_CREATE_RESOURCE:
+    case SM_CMD_RESERVE: {
+        const struct sm_resource *r = &sm->resources[hash_u128(c->resource_id) & sm->resource_mask];
+        __builtin_prefetch(r);
+        __builtin_prefetch((const char *)(r + 1) - 1); /* a slot may straddle two lines */
+        if (c->kind == SM_CMD_RESERVE)
+            prefetch_index(&sm->reservation_index, sm_reservation_id(sm, lsn));
+        break;
+    }
+    case SM_CMD_CONFIRM:
+    case SM_CMD_RELEASE:
+    case SM_CMD_EXPIRE:
+        prefetch_index(&sm->reservation_index, c->reservation_id);
+        break;
+    }
+    if (c->kind != SM_CMD_EXPIRE)
+        prefetch_index(&sm->operation_index, c->operation_id);
+}
+
 /* ---- reads and queries ----------------------------------------------------------------- */
 
 enum sm_read sm_get_resource(const sm_t *sm, u128 resource_id, u64 min_lsn, struct sm_resource_view *out)
@@ -755,8 +805,10 @@ static void digest_add(struct digest_lane lanes[2], u64 tag, const u64 *w, unsig
 struct sm_digest sm_digest(const sm_t *sm)
 {
     struct digest_lane lanes[2] = { { 0x6a09e667f3bcc908ULL, 0 }, { 0xbb67ae8584caa73bULL, 0 } };
-    for (u32 i = 0; i < sm->resource_count; i++) {
+    for (u64 i = 0; i <= sm->resource_mask; i++) {
         const struct sm_resource *r = &sm->resources[i];
+        if (!r->used)
+            continue;
         u64 w[] = { U128_LO(r->resource_id), U128_HI(r->resource_id), U128_LO(r->current_reservation_id),
                     U128_HI(r->current_reservation_id), r->version, r->state };
         digest_add(lanes, 1, w, ADB_ARRAY_LEN(w));
@@ -822,8 +874,6 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
         return false;                                                                      \
     } while (0)
     const struct sm_config *cfg = &sm->cfg;
-    if (!index_check(&sm->resource_index) || sm->resource_index.count != sm->resource_count)
-        FAIL("resource index inconsistent");
     if (!index_check(&sm->reservation_index) || sm->reservation_index.count != sm->reservation_count)
         FAIL("reservation index inconsistent");
     if (!index_check(&sm->operation_index) || sm->operation_index.count != sm->operation_count)
@@ -840,11 +890,14 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
             FAIL("operation free stack names a live position");
 
     /* Resources: state and back-pointers. Count active ones. */
-    u32 active_resources = 0;
-    for (u32 i = 0; i < sm->resource_count; i++) {
+    u32 active_resources = 0, used_resources = 0;
+    for (u32 i = 0; i <= sm->resource_mask; i++) {
         const struct sm_resource *r = &sm->resources[i];
+        if (!r->used)
+            continue;
+        used_resources++;
         if (find_resource(sm, r->resource_id) != i + 1)
-            FAIL("resource %u not reachable through the index", i);
+            FAIL("resource %u not reachable from its home slot", i);
         if (r->state > SM_RESOURCE_CONFIRMED)
             FAIL("resource %u has state %u", i, r->state);
         if ((r->state == SM_RESOURCE_AVAILABLE) != (r->current_reservation_id == 0))
@@ -876,7 +929,8 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
         if (U128_HI(v->reservation_id) != cfg->shard_id || lsn != v->created_lsn || lsn == 0 ||
             lsn > sm->last_applied_lsn)
             FAIL("reservation at %u has a bad id", ref - 1);
-        if (v->resource_ref >= sm->resource_count || sm->resources[v->resource_ref].resource_id != v->resource_id)
+        if (v->resource_ref > sm->resource_mask || !sm->resources[v->resource_ref].used ||
+            sm->resources[v->resource_ref].resource_id != v->resource_id)
             FAIL("reservation lsn %llu points at a missing resource", (unsigned long long)lsn);
         bool is_active = v->state == SM_RESERVATION_RESERVED || v->state == SM_RESERVATION_CONFIRMED;
         if (v->state > SM_RESERVATION_EXPIRED)
@@ -898,6 +952,8 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
                 FAIL("terminal reservation lsn %llu outlived its retirement", (unsigned long long)lsn);
         }
     }
+    if (used_resources != sm->resource_count)
+        FAIL("%u resources in the table, count says %u", used_resources, sm->resource_count);
     if (active != active_resources)
         FAIL("%u active reservations but %u busy resources", active, active_resources);
 

@@ -156,7 +156,7 @@ bool sm_config_validate(const struct sm_config *cfg, char *why, size_t why_len);
 
 /* Sizes of the parts of the state machine's memory block (bytes, each 64-byte aligned). */
 struct sm_layout {
-    u64 resources, resource_index;
+    u64 resources;
     u64 reservations, reservation_index, reservation_free, reservation_retire;
     u64 operations, operation_index, operation_free, operation_retire;
     u64 expiry;
@@ -167,11 +167,14 @@ struct sm_layout {
 bool sm_layout(const struct sm_config *cfg, struct sm_layout *out);
 
 /* Internal record types: public only so sm_t can be embedded; use the accessors. */
+/* Resources live directly in an open-addressed table (never removed, so positions are stable
+ * and a lookup is one cache miss, not two). */
 struct sm_resource {
     u128 resource_id;
     u128 current_reservation_id;
     u64 version;
     u8 state;
+    u8 used; /* slot occupied */
 };
 
 struct sm_reservation {
@@ -208,9 +211,9 @@ typedef struct sm {
     struct sm_config cfg;
     void *memory;
 
-    struct sm_resource *resources; /* dense: resources are never removed */
+    struct sm_resource *resources; /* open-addressed table, resource_mask + 1 slots */
+    u32 resource_mask;
     u32 resource_count;
-    struct index resource_index;
 
     struct sm_reservation *reservations;
     u32 *reservation_free; /* stack of free pool positions */
@@ -248,6 +251,14 @@ void sm_destroy(sm_t *sm);
  * be below the previous one (asserted). Never fails: every operating condition is a result.
  */
 struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_command *cmd);
+
+/*
+ * Hints the CPU to start loading what applying `cmd` at `lsn` will touch first (the home slot
+ * of its resource or reservation, its operation record, and for reserve the slot its new
+ * reservation id will take). An applier holding a batch of committed entries calls this a few
+ * entries ahead; it changes no state and is never required for correctness.
+ */
+void sm_prefetch(const sm_t *sm, u64 lsn, const struct sm_command *cmd);
 
 /* The reservation id an entry at `lsn` creates. */
 static inline u128 sm_reservation_id(const sm_t *sm, u64 lsn)

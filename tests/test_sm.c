@@ -720,10 +720,15 @@ START_TEST(test_invariant_check_detects_corruption)
     reserve_ok(&f, 1, 4);
     fx_check(&f);
     char why[200];
+    struct sm_resource *res = NULL;
+    for (u32 i = 0; i <= f.sm.resource_mask; i++)
+        if (f.sm.resources[i].used)
+            res = &f.sm.resources[i];
+    ck_assert_ptr_nonnull(res);
     /* Break the resource -> reservation back-pointer. */
-    f.sm.resources[0].state = SM_RESOURCE_AVAILABLE;
+    res->state = SM_RESOURCE_AVAILABLE;
     ck_assert(!sm_check_invariants(&f.sm, why, sizeof(why)));
-    f.sm.resources[0].state = SM_RESOURCE_RESERVED;
+    res->state = SM_RESOURCE_RESERVED;
     fx_check(&f);
     /* A reservation that claims to be confirmed while still in the expiration index. */
     f.sm.reservations[0].state = SM_RESERVATION_CONFIRMED;
