@@ -381,6 +381,7 @@ static void prefetch_index(const struct index *ix, u128 key)
 
 static void retire_due(sm_t *sm, u64 request_slot)
 {
+    sm->retired_through_slot = request_slot;
     struct sm_fifo *rq = &sm->reservation_retire;
     while (rq->count > 0) {
         u32 pos = fifo_peek(rq, 0);
@@ -621,11 +622,8 @@ static void record_operation(sm_t *sm, const struct sm_command *c, const u64 fp[
     fifo_push(&sm->operation_retire, pos);
 }
 
-struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_command *c)
+static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_command *c)
 {
-    ADB_ASSERT(c->kind >= SM_CMD_CREATE_RESOURCE && c->kind <= SM_CMD_KIND_MAX);
-    ADB_ASSERT(lsn > sm->last_applied_lsn);
-    ADB_ASSERT(request_slot >= sm->last_request_slot);
     bool client = c->kind != SM_CMD_EXPIRE;
     ADB_ASSERT(!client || c->operation_id != 0);
     sm->last_applied_lsn = lsn;
@@ -639,33 +637,42 @@ struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_
 
     retire_due(sm, request_slot);
 
-    struct sm_outcome o;
-    if (!client) {
-        o = expire(sm, lsn, request_slot, c);
-    } else {
-        u64 fp[2];
-        fingerprint(c, fp);
-        u32 oref = find_operation(sm, c->operation_id);
-        if (oref != 0) {
-            const struct sm_operation *op = &sm->operations[oref - 1];
-            if (op->fingerprint[0] != fp[0] || op->fingerprint[1] != fp[1])
-                return result_only(lsn, SM_OPERATION_CONFLICT);
-            o.reservation_id = op->result_reservation_id;
-            o.deadline_slot = op->result_deadline_slot;
-            o.applied_lsn = op->applied_lsn;
-            o.result = op->result_code;
-            o.from_retry_cache = true;
-            return o;
-        }
-        if (sm->operation_count >= sm->cfg.operation_capacity)
-            return result_only(lsn, SM_OPERATION_TABLE_FULL);
-        switch ((enum sm_command_kind)c->kind) {
-        case SM_CMD_CREATE_RESOURCE: o = create_resource(sm, lsn, c); break;
-        case SM_CMD_RESERVE: o = reserve(sm, lsn, request_slot, c); break;
-        default: o = confirm_or_release(sm, lsn, request_slot, c); break;
-        }
-        record_operation(sm, c, fp, request_slot, &o);
+    if (!client)
+        return expire(sm, lsn, request_slot, c);
+
+    u64 fp[2];
+    fingerprint(c, fp);
+    u32 oref = find_operation(sm, c->operation_id);
+    if (oref != 0) {
+        const struct sm_operation *op = &sm->operations[oref - 1];
+        if (op->fingerprint[0] != fp[0] || op->fingerprint[1] != fp[1])
+            return result_only(lsn, SM_OPERATION_CONFLICT);
+        struct sm_outcome o;
+        o.reservation_id = op->result_reservation_id;
+        o.deadline_slot = op->result_deadline_slot;
+        o.applied_lsn = op->applied_lsn;
+        o.result = op->result_code;
+        o.from_retry_cache = true;
+        return o;
     }
+    if (sm->operation_count >= sm->cfg.operation_capacity)
+        return result_only(lsn, SM_OPERATION_TABLE_FULL);
+    struct sm_outcome o;
+    switch ((enum sm_command_kind)c->kind) {
+    case SM_CMD_CREATE_RESOURCE: o = create_resource(sm, lsn, c); break;
+    case SM_CMD_RESERVE: o = reserve(sm, lsn, request_slot, c); break;
+    default: o = confirm_or_release(sm, lsn, request_slot, c); break;
+    }
+    record_operation(sm, c, fp, request_slot, &o);
+    return o;
+}
+
+struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_command *c)
+{
+    ADB_ASSERT(c->kind >= SM_CMD_CREATE_RESOURCE && c->kind <= SM_CMD_KIND_MAX);
+    ADB_ASSERT(lsn > sm->last_applied_lsn);
+    ADB_ASSERT(request_slot >= sm->last_request_slot);
+    struct sm_outcome o = apply_entry(sm, lsn, request_slot, c);
 #ifdef ADB_DEBUG
     char why[160];
     if (!sm_check_invariants(sm, why, sizeof(why))) {
@@ -948,7 +955,7 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
             terminal++;
             if (v->released_lsn <= v->created_lsn || v->released_lsn > sm->last_applied_lsn)
                 FAIL("terminal reservation lsn %llu has a bad released_lsn", (unsigned long long)lsn);
-            if (v->retire_after_slot < sm->last_request_slot)
+            if (v->retire_after_slot < sm->retired_through_slot)
                 FAIL("terminal reservation lsn %llu outlived its retirement", (unsigned long long)lsn);
         }
     }
@@ -982,7 +989,7 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
             FAIL("operation queue names a missing record");
         if (o->applied_lsn <= prev_lsn || o->applied_lsn > sm->last_applied_lsn)
             FAIL("operation queue not in LSN order");
-        if (o->retire_after_slot < sm->last_request_slot)
+        if (o->retire_after_slot < sm->retired_through_slot)
             FAIL("operation record outlived its retirement");
         if (o->result_code >= SM_RESULT_COUNT || o->result_code == SM_OPERATION_TABLE_FULL ||
             o->result_code == SM_OPERATION_CONFLICT)

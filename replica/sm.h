@@ -234,6 +234,8 @@ typedef struct sm {
     u64 last_applied_lsn;
     u64 last_request_slot;
     u64 retired_watermark_lsn; /* highest LSN of a retired reservation of this shard */
+    u64 retired_through_slot;  /* request slot of the last retirement pass (a slot_overflow
+                                * entry advances last_request_slot but retires nothing) */
 } sm_t;
 
 /*

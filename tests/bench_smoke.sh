@@ -26,7 +26,7 @@ out=$("$bench" core --scenario high-retry-pressure 2>&1)
 echo "$out" | grep -q "successful=641 busy=0 cached=512 conflicts=512 table_full=32" &&
     ok "retry-pressure counters" || not_ok "retry-pressure counters" "$out"
 
-out=$("$bench" core --scenario uniform --uniform-resources 5000 --uniform-commands 100000 \
+out=$("$bench" core --scenario uniform --uniform-resources 500 --uniform-commands 20000 \
       --uniform-commands-per-slot 100 2>&1)
 status=$?
 [ $status -eq 0 ] && echo "$out" | grep -q "expirations=" &&

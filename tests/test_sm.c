@@ -286,6 +286,27 @@ START_TEST(test_request_slot_overflow_edges)
 }
 END_TEST
 
+START_TEST(test_invariants_after_slot_overflow)
+{
+    /* Regression: a slot_overflow entry advances the slot but retires nothing; the invariant
+     * check must judge retirement against the last slot that retired, not the last slot. */
+    struct fx f;
+    struct sm_config cfg = fx_small_config();
+    fx_init(&f, &cfg);
+    f.slot = 100;
+    fx_apply(&f, fx_create_cmd(1));
+    u128 r = reserve_ok(&f, 1, 5);
+    assert_result(fx_apply(&f, fx_release_cmd(r, HOLDER)), SM_OK);
+    fx_check(&f);
+    f.slot = UINT64_MAX - 5;
+    assert_result(fx_apply(&f, fx_create_cmd(2)), SM_SLOT_OVERFLOW);
+    fx_check(&f);
+    struct sm_reservation_view v;
+    ck_assert_int_eq(read_res(&f, r, &v), SM_READ_FOUND); /* nothing was retired */
+    fx_free(&f);
+}
+END_TEST
+
 START_TEST(test_confirm_and_release)
 {
     struct fx f;
@@ -754,6 +775,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_expiration_index_full);
     tcase_add_test(tc, test_reserve_slot_overflow);
     tcase_add_test(tc, test_request_slot_overflow_edges);
+    tcase_add_test(tc, test_invariants_after_slot_overflow);
     tcase_add_test(tc, test_confirm_and_release);
     tcase_add_test(tc, test_expire_cases);
     tcase_add_test(tc, test_late_confirm_before_expire);
