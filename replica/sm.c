@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+ADB_STATIC_ASSERT(sizeof(struct sm_reservation) == ADB_CACHE_LINE, "a reservation is one cache line");
+
 /* ---- names --------------------------------------------------------------------------- */
 
 static const char *const result_names[SM_RESULT_COUNT] = {
@@ -507,9 +509,7 @@ static struct sm_outcome reserve(sm_t *sm, u64 lsn, u64 slot, const struct sm_co
     struct sm_reservation *r = &sm->reservations[pos];
     ADB_ASSERT(r->reservation_id == 0);
     r->reservation_id = sm_reservation_id(sm, lsn);
-    r->resource_id = c->resource_id;
     r->holder_id = c->holder_id;
-    r->created_lsn = lsn;
     r->deadline_slot = deadline;
     r->released_lsn = 0;
     r->retire_after_slot = 0;
@@ -733,9 +733,9 @@ enum sm_read sm_get_reservation(const sm_t *sm, u128 reservation_id, u64 min_lsn
         return rd;
     const struct sm_reservation *r = &sm->reservations[ref - 1];
     out->reservation_id = r->reservation_id;
-    out->resource_id = r->resource_id;
+    out->resource_id = sm->resources[r->resource_ref].resource_id;
     out->holder_id = r->holder_id;
-    out->created_lsn = r->created_lsn;
+    out->created_lsn = U128_LO(r->reservation_id);
     out->deadline_slot = r->deadline_slot;
     out->released_lsn = r->released_lsn;
     out->retire_after_slot = r->retire_after_slot;
@@ -825,8 +825,9 @@ struct sm_digest sm_digest(const sm_t *sm)
         if (rix->slots[s].ref == 0)
             continue;
         const struct sm_reservation *r = &sm->reservations[rix->slots[s].ref - 1];
-        u64 w[] = { U128_LO(r->reservation_id), U128_HI(r->reservation_id), U128_LO(r->resource_id),
-                    U128_HI(r->resource_id), U128_LO(r->holder_id), U128_HI(r->holder_id), r->created_lsn,
+        u128 resource_id = sm->resources[r->resource_ref].resource_id;
+        u64 w[] = { U128_LO(r->reservation_id), U128_HI(r->reservation_id), U128_LO(resource_id),
+                    U128_HI(resource_id), U128_LO(r->holder_id), U128_HI(r->holder_id),
                     r->deadline_slot, r->released_lsn, r->retire_after_slot, r->state };
         digest_add(lanes, 2, w, ADB_ARRAY_LEN(w));
     }
@@ -916,7 +917,7 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
         if (ref == 0)
             FAIL("resource %u points at a missing reservation", i);
         const struct sm_reservation *v = &sm->reservations[ref - 1];
-        if (v->resource_ref != i || v->resource_id != r->resource_id)
+        if (v->resource_ref != i)
             FAIL("resource %u: its reservation points elsewhere", i);
         bool match = (r->state == SM_RESOURCE_RESERVED && v->state == SM_RESERVATION_RESERVED) ||
                      (r->state == SM_RESOURCE_CONFIRMED && v->state == SM_RESERVATION_CONFIRMED);
@@ -933,11 +934,10 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
             continue;
         const struct sm_reservation *v = &sm->reservations[ref - 1];
         u64 lsn = U128_LO(v->reservation_id);
-        if (U128_HI(v->reservation_id) != cfg->shard_id || lsn != v->created_lsn || lsn == 0 ||
+        if (U128_HI(v->reservation_id) != cfg->shard_id || lsn == 0 ||
             lsn > sm->last_applied_lsn)
             FAIL("reservation at %u has a bad id", ref - 1);
-        if (v->resource_ref > sm->resource_mask || !sm->resources[v->resource_ref].used ||
-            sm->resources[v->resource_ref].resource_id != v->resource_id)
+        if (v->resource_ref > sm->resource_mask || !sm->resources[v->resource_ref].used)
             FAIL("reservation lsn %llu points at a missing resource", (unsigned long long)lsn);
         bool is_active = v->state == SM_RESERVATION_RESERVED || v->state == SM_RESERVATION_CONFIRMED;
         if (v->state > SM_RESERVATION_EXPIRED)
@@ -953,7 +953,7 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
                 FAIL("active reservation lsn %llu has terminal fields", (unsigned long long)lsn);
         } else {
             terminal++;
-            if (v->released_lsn <= v->created_lsn || v->released_lsn > sm->last_applied_lsn)
+            if (v->released_lsn <= lsn || v->released_lsn > sm->last_applied_lsn)
                 FAIL("terminal reservation lsn %llu has a bad released_lsn", (unsigned long long)lsn);
             if (v->retire_after_slot < sm->retired_through_slot)
                 FAIL("terminal reservation lsn %llu outlived its retirement", (unsigned long long)lsn);

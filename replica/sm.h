@@ -177,17 +177,17 @@ struct sm_resource {
     u8 used; /* slot occupied */
 };
 
+/* One cache line: created_lsn is the id's low half and resource_id is reached through
+ * resource_ref, so neither is stored. */
 struct sm_reservation {
     u128 reservation_id;
-    u128 resource_id;
     u128 holder_id;
-    u64 created_lsn;
     u64 deadline_slot;
     u64 released_lsn;
     u64 retire_after_slot;
-    u32 resource_ref; /* pool position of the resource */
+    u32 resource_ref; /* position of the resource in the resource table */
     u8 state;
-};
+} __attribute__((aligned(64)));
 
 struct sm_operation {
     u128 operation_id;
