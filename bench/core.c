@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "common/splitmix.h"
 #include "replica/sm.h"
 
 #define EXIT_USAGE 64
@@ -262,14 +263,6 @@ static void retry_run(struct run *r, const struct core_opts *o)
 
 /* ---- uniform --------------------------------------------------------------------------- */
 
-static u64 rng_next(u64 *s)
-{
-    u64 z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static bool uniform_config(const struct core_opts *o, struct sm_config *cfg, char *why, size_t n)
 {
     u64 N = o->uniform_resources, cps = o->uniform_commands_per_slot;
@@ -361,7 +354,7 @@ static void uniform_run(struct run *r, const struct core_opts *o)
     in_slot = 0;
     t0 = now_s();
     for (u64 i = 0; i < LOOKAHEAD; i++) {
-        ring[i].x = rng_next(&rng);
+        ring[i].x = splitmix_next(&rng);
         ring[i].res = ring[i].x % N;
     }
     for (u64 n = 0; r->commands < M; n++) {
@@ -382,7 +375,7 @@ static void uniform_run(struct run *r, const struct core_opts *o)
         }
         struct pick p = ring[n % LOOKAHEAD];
         struct pick *next = &ring[n % LOOKAHEAD];
-        next->x = rng_next(&rng);
+        next->x = splitmix_next(&rng);
         next->res = next->x % N;
         __builtin_prefetch(&book[next->res]);
         const struct pick *mid = &ring[(n + LOOKAHEAD / 2) % LOOKAHEAD];

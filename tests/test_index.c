@@ -6,6 +6,7 @@
  * and index_check() true. Backward-shift deletion is the part most likely to be wrong.
  */
 #include "replica/index.h"
+#include "common/splitmix.h"
 #include "tests/check_main.h"
 
 #include <stdlib.h>
@@ -15,10 +16,7 @@
 static u64 rng_state;
 static u64 rng(void)
 {
-    u64 z = (rng_state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+    return splitmix_next(&rng_state);
 }
 
 /* The "pool": key per position; 0 = free. */

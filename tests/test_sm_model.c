@@ -25,6 +25,7 @@
  * need at least 100000). Keep the printed ADB_MODEL_COMMANDS: the final 2% phase depends on
  * it. ADB_MODEL_VERBOSE=1 prints per-seed result counts to stderr.
  */
+#include "common/splitmix.h"
 #include "tests/check_main.h"
 #include "tests/model.h"
 #include "tests/sm_fixture.h"
@@ -76,14 +77,6 @@ static bool verbose(void)
 }
 
 /* ---- PRNG (splitmix64) ------------------------------------------------------------------ */
-
-static u64 splitmix64(u64 *state)
-{
-    u64 z = (*state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* ---- formatting ------------------------------------------------------------------------- */
 
@@ -173,7 +166,7 @@ struct driver {
 
 static u64 rnd(struct driver *d)
 {
-    return splitmix64(&d->rng);
+    return splitmix_next(&d->rng);
 }
 
 static u64 below(struct driver *d, u64 n)
@@ -227,17 +220,17 @@ static struct sm_config config_for_seed(u64 seed, u64 *rng)
 {
     struct sm_config c;
     memset(&c, 0, sizeof(c));
-    c.resource_capacity = 8 + (u32)(splitmix64(rng) % 25);                       /* 8..32 */
-    c.reservation_capacity = c.resource_capacity / 2 + (u32)(splitmix64(rng) % (c.resource_capacity / 2 + 1));
+    c.resource_capacity = 8 + (u32)(splitmix_next(rng) % 25);                       /* 8..32 */
+    c.reservation_capacity = c.resource_capacity / 2 + (u32)(splitmix_next(rng) % (c.resource_capacity / 2 + 1));
     /* 2..2/3 of the reservations, so the expiration index can fill before the reservation table. */
-    c.expiration_capacity = 2 + (u32)(splitmix64(rng) % (c.reservation_capacity * 2 / 3 - 1));
-    c.max_ttl_slots = 4 + splitmix64(rng) % 37;                                  /* 4..40 */
-    c.history_window_slots = 1 + splitmix64(rng) % 20;                           /* 1..20 */
-    c.dedupe_window_slots = 8 + splitmix64(rng) % 60;                            /* 8..67 */
+    c.expiration_capacity = 2 + (u32)(splitmix_next(rng) % (c.reservation_capacity * 2 / 3 - 1));
+    c.max_ttl_slots = 4 + splitmix_next(rng) % 37;                                  /* 4..40 */
+    c.history_window_slots = 1 + splitmix_next(rng) % 20;                           /* 1..20 */
+    c.dedupe_window_slots = 8 + splitmix_next(rng) % 60;                            /* 8..67 */
     /* About two to four slots' worth of commands per dedupe window: the slow slot regime
      * (several commands per slot) fills it, the others let it drain. */
-    c.operation_capacity = (u32)(2 * c.dedupe_window_slots + splitmix64(rng) % (2 * c.dedupe_window_slots));
-    c.shard_id = seed % 3 == 0 ? 1 + splitmix64(rng) % 7 : 0;
+    c.operation_capacity = (u32)(2 * c.dedupe_window_slots + splitmix_next(rng) % (2 * c.dedupe_window_slots));
+    c.shard_id = seed % 3 == 0 ? 1 + splitmix_next(rng) % 7 : 0;
     return c;
 }
 
