@@ -28,6 +28,7 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "common/assert.h"
 #include "common/splitmix.h"
 #include "replica/sm.h"
 
@@ -75,13 +76,11 @@ static bool run_init(struct run *r, const char *name, const struct sm_config *cf
     memset(r, 0, sizeof(*r));
     r->name = name;
     r->cfg = *cfg;
-    if (!sm_layout(cfg, &l) || !sm_create(&r->sm, cfg, why, sizeof(why))) {
-        if (!sm_config_validate(cfg, why, sizeof(why)) || !sm_layout(cfg, &l))
-            snprintf(r->failure, sizeof(r->failure), "invalid configuration: %s", why);
-        else
-            snprintf(r->failure, sizeof(r->failure), "%s", why);
+    if (!sm_create(&r->sm, cfg, why, sizeof(why))) {
+        snprintf(r->failure, sizeof(r->failure), "cannot build the state machine: %s", why);
         return false;
     }
+    ADB_ASSERT(sm_layout(cfg, &l)); /* sm_create succeeded, so the config is valid */
     r->layout_bytes = l.total;
     r->slot = 1;
     return true;

@@ -182,6 +182,18 @@ static enum sm_result do_reserve(struct model *m, u64 lsn, u64 slot, const struc
 }
 
 /* Confirm and release share the checks; `release` selects the transition. */
+/* Released or expired: the reservation becomes terminal and keeps its history; the resource is free. */
+static void end_reservation(const struct model *m, struct model_reservation *r, struct model_resource *res,
+                            u8 state, u64 lsn, u64 slot)
+{
+    r->state = state;
+    r->released_lsn = lsn;
+    r->retire_after_slot = slot + m->cfg.history_window_slots;
+    res->state = SM_RESOURCE_AVAILABLE;
+    res->current_reservation_id = 0;
+    res->version++;
+}
+
 static enum sm_result do_confirm_release(struct model *m, u64 lsn, u64 slot,
                                          const struct sm_command *c, bool release,
                                          const struct model_reservation **target)
@@ -207,12 +219,7 @@ static enum sm_result do_confirm_release(struct model *m, u64 lsn, u64 slot,
     } else {
         if (r->state != SM_RESERVATION_RESERVED && r->state != SM_RESERVATION_CONFIRMED)
             return SM_INVALID_STATE;
-        r->state = SM_RESERVATION_RELEASED;
-        r->released_lsn = lsn;
-        r->retire_after_slot = slot + m->cfg.history_window_slots;
-        res->state = SM_RESOURCE_AVAILABLE;
-        res->current_reservation_id = 0;
-        res->version++;
+        end_reservation(m, r, res, SM_RESERVATION_RELEASED, lsn, slot);
     }
     *target = r;
     return SM_OK;
@@ -229,13 +236,7 @@ static enum sm_result do_expire(struct model *m, u64 lsn, u64 slot, const struct
         *target = r;
         return SM_NOOP;
     }
-    struct model_resource *res = find_resource(m, r->resource_id);
-    r->state = SM_RESERVATION_EXPIRED;
-    r->released_lsn = lsn;
-    r->retire_after_slot = slot + m->cfg.history_window_slots;
-    res->state = SM_RESOURCE_AVAILABLE;
-    res->current_reservation_id = 0;
-    res->version++;
+    end_reservation(m, r, find_resource(m, r->resource_id), SM_RESERVATION_EXPIRED, lsn, slot);
     *target = r;
     return SM_OK;
 }
