@@ -565,7 +565,7 @@ void bench_core_usage(FILE *out)
             "  -h, --help                          show this help\n"
             "\n"
             "Exit status: 0 when every scenario produced exactly its expected results, 1 if one\n"
-            "did not, 64 on a usage error.\n");
+            "did not or its tables could not be allocated, 64 on a usage error.\n");
 }
 
 static bool parse_u64(const char *opt, const char *s, u64 min, u64 max, u64 *out)
