@@ -1,0 +1,74 @@
+/*
+ * wal/io.h — the file-system interface every durable module goes through.
+ *
+ * The WAL, snapshots and recovery never call open/pwrite/fdatasync directly: they call these
+ * operations on a `struct io`. Production uses io_posix (wal/io_posix.c); tests swap in a
+ * fault-injecting in-memory implementation (tests/io_fault.h) that can return short writes, EIO
+ * on write or sync, flip bits, and "crash" keeping only synced data (SQLite's src/test6.c is the
+ * model). The same code therefore runs against real disks and against simulated power loss.
+ *
+ * NOTES
+ *   Errors: every operation returns 0 or a negative errno. pwrite and pread report how many
+ *   bytes they moved in *done; a short count is not an error by itself (io_write_all and
+ *   io_read_all loop). Paths are full paths ("dir/name"); directories are flat.
+ *
+ *   Durability contract (what io_fault enforces and what the callers rely on):
+ *     - file data is durable after datasync/fsync of that file;
+ *     - creating, renaming or unlinking a name is durable after sync_dir of its directory;
+ *     - allocate(fd, len) extends the file to at least len zero bytes and reserves the blocks,
+ *       so later writes inside that length do not change metadata (fdatasync stays cheap).
+ *
+ *   Thread safety: io_posix is stateless. A fault-injecting io belongs to one thread.
+ */
+#ifndef ADB_WAL_IO_H
+#define ADB_WAL_IO_H
+
+#include "common/types.h"
+
+/* Open flags (a small portable subset; io_posix maps them to O_*). */
+#define IO_READ 0x0     /* read only */
+#define IO_WRITE 0x1    /* read and write */
+#define IO_CREATE 0x2   /* create if missing */
+#define IO_EXCL 0x4     /* with IO_CREATE: fail with -EEXIST if it exists */
+
+struct io;
+
+struct io_ops {
+    int (*open)(struct io *io, const char *path, int flags, int *fd_out /* OUT */);
+    int (*close)(struct io *io, int fd);
+    int (*pread)(struct io *io, int fd, void *buf, size_t len, u64 off, size_t *done /* OUT */);
+    int (*pwrite)(struct io *io, int fd, const void *buf, size_t len, u64 off,
+                  size_t *done /* OUT */);
+    int (*datasync)(struct io *io, int fd);
+    int (*fsync)(struct io *io, int fd);
+    int (*truncate)(struct io *io, int fd, u64 len);
+    int (*allocate)(struct io *io, int fd, u64 len);
+    int (*size)(struct io *io, int fd, u64 *size_out /* OUT */);
+    int (*rename)(struct io *io, const char *from, const char *to);
+    int (*unlink)(struct io *io, const char *path);
+    int (*mkdir)(struct io *io, const char *path);
+    int (*sync_dir)(struct io *io, const char *dir);
+    /* Calls each(ctx, name) for every entry of dir except "." and "..", in no given order;
+     * stops early and returns the callback's value if it is non-zero. */
+    int (*list_dir)(struct io *io, const char *dir, int (*each)(void *ctx, const char *name),
+                    void *ctx);
+};
+
+/* Implementations embed this as their first member. */
+struct io {
+    const struct io_ops *ops;
+};
+
+/* The real file system. */
+extern struct io io_posix;
+
+/* Writes all len bytes at off, looping over short writes; -EIO if a write makes no progress. */
+int io_write_all(struct io *io, int fd, const void *buf, size_t len, u64 off);
+
+/* Reads exactly len bytes at off; -ENODATA if the file ends first. */
+int io_read_all(struct io *io, int fd, void *buf, size_t len, u64 off);
+
+/* Joins dir and name into out (cap bytes); false if it does not fit. */
+bool io_path(char *out, size_t cap, const char *dir, const char *name);
+
+#endif
