@@ -28,11 +28,13 @@
 #include <time.h>
 
 #include "bench/bench.h"
+#include "bench/durable.h"
 #include "common/assert.h"
 #include "common/splitmix.h"
 #include "replica/sm.h"
 
 #define EXIT_USAGE 64
+#define WAL_SEGMENT_BYTES_DEFAULT_BENCH (64u << 20)
 
 struct core_opts {
     const char *scenario;
@@ -42,6 +44,9 @@ struct core_opts {
     u64 uniform_history_window_slots, uniform_max_ttl_slots, uniform_expirations_per_tick;
     u64 seed, repeat;
     bool json;
+    const char *durable_dir; /* NULL: in memory only */
+    u64 group_commit, segment_bytes;
+    bool keep_data;
 };
 
 /* One scenario run: the state machine, the log position and the counters. */
@@ -60,6 +65,9 @@ struct run {
     char failure[256];
     /* uniform-only extras */
     u64 expirations;
+    /* --durable */
+    struct bench_wal *wal;
+    u64 syncs, syncs_base, wal_bytes;
 };
 
 static double now_s(void)
@@ -69,7 +77,7 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static bool run_init(struct run *r, const char *name, const struct sm_config *cfg)
+static bool run_init(struct run *r, const char *name, const struct sm_config *cfg, const struct core_opts *o)
 {
     char why[200];
     struct sm_layout l;
@@ -83,13 +91,39 @@ static bool run_init(struct run *r, const char *name, const struct sm_config *cf
     ADB_ASSERT(sm_layout(cfg, &l)); /* sm_create succeeded, so the config is valid */
     r->layout_bytes = l.total;
     r->slot = 1;
+    if (o->durable_dir != NULL) {
+        r->wal = bench_wal_open(o->durable_dir, o->group_commit, o->segment_bytes, why, sizeof(why));
+        if (r->wal == NULL) {
+            snprintf(r->failure, sizeof(r->failure), "--durable: %s", why);
+            return false;
+        }
+    }
     return true;
 }
 
-static void run_free(struct run *r)
+static void run_free(struct run *r, const struct core_opts *o)
 {
     if (r->sm.memory)
         sm_destroy(&r->sm);
+    if (r->wal != NULL && o->keep_data)
+        fprintf(stderr, "allocdb-bench: %s: WAL kept in %s\n", r->name, bench_wal_dir(r->wal));
+    bench_wal_close(r->wal, o->keep_data);
+    r->wal = NULL;
+}
+
+/* Appends the entry to the WAL before it is applied (write-ahead), when --durable. */
+static void log_entry(struct run *r, const struct sm_command *c)
+{
+    char why[200];
+    if (r->counting && r->commands == 0) {
+        /* Setup entries are logged too (recovery needs them), but not counted: commit them
+         * before the measured phase. */
+        if (!bench_wal_commit(r->wal, why, sizeof(why)) && r->failure[0] == 0)
+            snprintf(r->failure, sizeof(r->failure), "%s", why);
+        r->syncs_base = bench_wal_syncs(r->wal);
+    }
+    if (!bench_wal_log(r->wal, r->lsn + 1, r->slot, c, why, sizeof(why)) && r->failure[0] == 0)
+        snprintf(r->failure, sizeof(r->failure), "%s", why);
 }
 
 static inline struct sm_outcome apply(struct run *r, struct sm_command *c)
@@ -100,6 +134,8 @@ static inline struct sm_outcome apply(struct run *r, struct sm_command *c)
         if (c->client_id == 0)
             c->client_id = 7;
     }
+    if (r->wal != NULL)
+        log_entry(r, c);
     struct sm_outcome o = sm_apply(&r->sm, ++r->lsn, r->slot, c);
     if (!r->counting) {
         r->setup_commands++;
@@ -448,6 +484,9 @@ static void print_human(const struct run *r, u64 repeat)
            r->results[SM_OK], r->results[SM_RESOURCE_BUSY], r->cached, r->conflicts, r->table_full);
     if (r->expirations)
         printf(" expirations=%" PRIu64, r->expirations);
+    if (r->wal_bytes)
+        printf("\n  durable     syncs=%" PRIu64 " commands/sync=%.1f wal_bytes=%" PRIu64, r->syncs,
+               r->syncs ? (double)r->commands / (double)r->syncs : 0.0, r->wal_bytes);
     printf("\n  peak use    operations=%u/%u reservations=%u/%u expiring=%u/%u\n", r->peak_operations,
            r->cfg.operation_capacity, r->peak_reservations, r->cfg.reservation_capacity, r->peak_expirations,
            r->cfg.expiration_capacity);
@@ -478,6 +517,12 @@ static json_t *to_json(const struct run *r, u64 repeat)
         json_object_set_new(o, "failure", json_string(r->failure));
     if (r->expirations)
         json_object_set_new(o, "expirations", json_integer((json_int_t)r->expirations));
+    if (r->wal_bytes) {
+        json_object_set_new(o, "syncs", json_integer((json_int_t)r->syncs));
+        json_object_set_new(o, "commands_per_sync",
+                            json_real(r->syncs ? (double)r->commands / (double)r->syncs : 0.0));
+        json_object_set_new(o, "wal_bytes", json_integer((json_int_t)r->wal_bytes));
+    }
     return o;
 }
 
@@ -509,12 +554,24 @@ static bool run_scenario(const struct scenario *s, const struct core_opts *o, js
     }
     for (u64 i = 0; i < o->repeat; i++) {
         struct run *r = malloc(sizeof(*r));
-        if (r == NULL || !run_init(r, s->name, &cfg)) {
+        if (r == NULL || !run_init(r, s->name, &cfg, o)) {
             fprintf(stderr, "allocdb-bench: %s: %s\n", s->name, r ? r->failure : "out of memory");
+            if (r != NULL)
+                run_free(r, o);
             free(r);
             return false;
         }
         s->run(r, o);
+        if (r->wal != NULL) {
+            /* The last group's sync is part of the measured work. */
+            char err[200];
+            double t = now_s();
+            if (!bench_wal_commit(r->wal, err, sizeof(err)) && r->failure[0] == 0)
+                snprintf(r->failure, sizeof(r->failure), "%s", err);
+            r->elapsed_s += now_s() - t;
+            r->syncs = bench_wal_syncs(r->wal) - r->syncs_base;
+            r->wal_bytes = bench_wal_bytes(r->wal);
+        }
         if (i == 0) {
             total = *r;
             memset(&total.sm, 0, sizeof(total.sm));
@@ -523,10 +580,12 @@ static bool run_scenario(const struct scenario *s, const struct core_opts *o, js
             total.elapsed_s += r->elapsed_s;
             total.setup_s += r->setup_s;
             total.setup_commands += r->setup_commands;
+            total.syncs += r->syncs;
+            total.wal_bytes += r->wal_bytes;
             if (r->failure[0] && !total.failure[0])
                 memcpy(total.failure, r->failure, sizeof(total.failure));
         }
-        run_free(r);
+        run_free(r, o);
         free(r);
         if (total.failure[0])
             break;
@@ -543,7 +602,8 @@ void bench_core_usage(FILE *out)
     fprintf(out,
             "Usage: allocdb-bench core [OPTIONS]\n"
             "\n"
-            "Drives the allocator state machine in-process (no I/O, no syscalls per command).\n"
+            "Drives the allocator state machine in-process: no I/O, unless --durable writes\n"
+            "every command to a WAL first.\n"
             "\n"
             "  --scenario NAME                     one-resource-many-contenders, high-retry-pressure,\n"
             "                                      uniform or all (default all)\n"
@@ -561,6 +621,11 @@ void bench_core_usage(FILE *out)
             "  --uniform-expirations-per-tick E    expirations proposed per slot (default 256)\n"
             "  --seed N                            uniform's random seed (default 1)\n"
             "  --repeat N                          run each scenario N times on fresh state (default 1)\n"
+            "  --durable DIR                       also write every command to a WAL in a new directory\n"
+            "                                      under DIR (removed afterwards)\n"
+            "  --group-commit G                    with --durable: one fdatasync per G commands (default 1)\n"
+            "  --segment-bytes B                   with --durable: WAL segment size (default 67108864)\n"
+            "  --keep-data                         with --durable: keep the WAL directory\n"
             "  --json                              print one JSON object instead of text\n"
             "  -h, --help                          show this help\n"
             "\n"
@@ -603,8 +668,10 @@ int bench_core_main(int argc, char **argv)
         .uniform_expirations_per_tick = 256,
         .seed = 1,
         .repeat = 1,
+        .group_commit = 1,
+        .segment_bytes = WAL_SEGMENT_BYTES_DEFAULT_BENCH,
     };
-    enum { O_SCEN = 256, O_HR, O_HC, O_RK, O_RF, O_RA, O_UN, O_UM, O_US, O_UW, O_UH, O_UT, O_UE, O_SEED, O_REP, O_JSON };
+    enum { O_SCEN = 256, O_HR, O_HC, O_RK, O_RF, O_RA, O_UN, O_UM, O_US, O_UW, O_UH, O_UT, O_UE, O_SEED, O_REP, O_JSON, O_DUR, O_GC, O_SEG, O_KEEP };
     static const struct option longopts[] = {
         { "scenario", required_argument, NULL, O_SCEN },
         { "hotspot-rounds", required_argument, NULL, O_HR },
@@ -622,6 +689,10 @@ int bench_core_main(int argc, char **argv)
         { "seed", required_argument, NULL, O_SEED },
         { "repeat", required_argument, NULL, O_REP },
         { "json", no_argument, NULL, O_JSON },
+        { "durable", required_argument, NULL, O_DUR },
+        { "group-commit", required_argument, NULL, O_GC },
+        { "segment-bytes", required_argument, NULL, O_SEG },
+        { "keep-data", no_argument, NULL, O_KEEP },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -647,6 +718,10 @@ int bench_core_main(int argc, char **argv)
         case O_SEED: ok = parse_u64("--seed", optarg, 0, UINT64_MAX, &o.seed); break;
         case O_REP: ok = parse_u64("--repeat", optarg, 1, 1000000, &o.repeat); break;
         case O_JSON: o.json = true; break;
+        case O_DUR: o.durable_dir = optarg; break;
+        case O_GC: ok = parse_u64("--group-commit", optarg, 1, 1u << 24, &o.group_commit); break;
+        case O_SEG: ok = parse_u64("--segment-bytes", optarg, 4096, (u64)1 << 40, &o.segment_bytes); break;
+        case O_KEEP: o.keep_data = true; break;
         case 'h': bench_core_usage(stdout); return 0;
         default: ok = false; break;
         }

@@ -1,0 +1,307 @@
+/*
+ * replica/recovery.c — newest valid snapshot + WAL replay; checkpoints (see recovery.h).
+ */
+#include "config.h"
+
+#include "replica/recovery.h"
+
+#include "common/assert.h"
+#include "replica/snapshot.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SNAPSHOTS_MAX 256 /* a checkpoint keeps two; more means an operator copied files in */
+
+const char *recovery_kind_name(enum recovery_kind k)
+{
+    switch (k) {
+    case RECOVERY_FRESH: return "fresh";
+    case RECOVERY_WAL_ONLY: return "wal_only";
+    case RECOVERY_SNAPSHOT_ONLY: return "snapshot_only";
+    case RECOVERY_SNAPSHOT_AND_WAL: return "snapshot_and_wal";
+    }
+    return "unknown";
+}
+
+__attribute__((format(printf, 3, 4))) static void say(char *why, size_t why_len, const char *fmt, ...)
+{
+    if (why == NULL || why_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- the directory's snapshots ------------------------------------------------------------ */
+
+struct snap_list {
+    u64 lsn[SNAPSHOTS_MAX]; /* sorted newest first after list_snapshots */
+    u32 count;
+    bool overflow;
+    char temps[8][64];      /* interrupted writes found (up to 8 per pass) */
+    u32 temp_count;
+};
+
+static bool is_temp_name(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 13 && strncmp(name, "snapshot-", 9) == 0 && strcmp(name + n - 4, ".tmp") == 0 &&
+           n < 64;
+}
+
+static int list_one(void *ctx, const char *name)
+{
+    struct snap_list *l = ctx;
+    u64 lsn;
+    if (snapshot_parse_name(name, &lsn)) {
+        if (l->count == SNAPSHOTS_MAX) {
+            l->overflow = true;
+            return 1;
+        }
+        l->lsn[l->count++] = lsn;
+    } else if (is_temp_name(name) && l->temp_count < ADB_ARRAY_LEN(l->temps)) {
+        snprintf(l->temps[l->temp_count++], sizeof(l->temps[0]), "%s", name);
+    }
+    return 0;
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+    u64 x = *(const u64 *)a, y = *(const u64 *)b;
+    return (x < y) - (x > y);
+}
+
+static int list_snapshots(struct io *io, const char *dir, struct snap_list *l, char *why, size_t why_len)
+{
+    memset(l, 0, sizeof(*l));
+    int rc = io->ops->list_dir(io, dir, list_one, l);
+    if (l->overflow) {
+        say(why, why_len, "%s: more than %d snapshots", dir, SNAPSHOTS_MAX);
+        return -EMFILE;
+    }
+    if (rc != 0) {
+        say(why, why_len, "%s: cannot list directory: %s", dir, strerror(-rc));
+        return rc;
+    }
+    qsort(l->lsn, l->count, sizeof(l->lsn[0]), cmp_desc);
+    return 0;
+}
+
+static bool snap_path(const char *dir, u64 lsn, char *out, size_t cap)
+{
+    char name[64];
+    return snapshot_file_name(name, sizeof(name), lsn) && io_path(out, cap, dir, name);
+}
+
+/* Loads one snapshot into a freshly initialised sm. */
+static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct sm_config *cfg,
+                         sm_t *sm, char *why, size_t why_len)
+{
+    char path[WAL_PATH_MAX];
+    if (!snap_path(dir, lsn, path, sizeof(path))) {
+        say(why, why_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
+    u8 *buf = NULL;
+    u64 len = 0;
+    int rc = snapshot_read(io, path, &buf, &len);
+    if (rc != 0) {
+        say(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
+        return rc;
+    }
+    sm_init(sm, cfg, sm->memory);
+    char reason[256];
+    enum snapshot_status st = snapshot_decode(buf, len, cfg, sm, reason, sizeof(reason));
+    free(buf);
+    if (st != SNAPSHOT_OK) {
+        say(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
+        /* A different config is the operator's choice, not damage: never fall back over it. */
+        return st == SNAPSHOT_CONFIG_MISMATCH ? -EINVAL : -EUCLEAN;
+    }
+    if (sm->last_applied_lsn != lsn) {
+        say(why, why_len, "%s: holds LSN %" PRIu64 ", not the LSN of its name", path, sm->last_applied_lsn);
+        return -EUCLEAN;
+    }
+    return 0;
+}
+
+/* ---- replay ----------------------------------------------------------------------------- */
+
+struct replay {
+    sm_t *sm;
+    u64 frames;
+    u64 last_lsn;
+    char reason[200];
+};
+
+static int replay_frame(void *ctx, const struct wal_frame *f, const struct sm_command *cmd)
+{
+    struct replay *r = ctx;
+    /* What sm_apply asserts must be a checked condition here: the bytes come from disk. */
+    if (f->lsn != r->sm->last_applied_lsn + 1) {
+        snprintf(r->reason, sizeof(r->reason), "LSN %" PRIu64 " does not follow the state's LSN %" PRIu64,
+                 f->lsn, r->sm->last_applied_lsn);
+        return 1;
+    }
+    if (f->request_slot < r->sm->last_request_slot) {
+        snprintf(r->reason, sizeof(r->reason), "LSN %" PRIu64 " slot %" PRIu64 " is below the state's slot %" PRIu64,
+                 f->lsn, f->request_slot, r->sm->last_request_slot);
+        return 1;
+    }
+    sm_apply(r->sm, f->lsn, f->request_slot, cmd);
+    r->frames++;
+    r->last_lsn = f->lsn;
+    return 0;
+}
+
+static void remove_temps(struct io *io, const char *dir, const struct snap_list *l, struct recovery_report *rep)
+{
+    for (u32 i = 0; i < l->temp_count; i++) {
+        char path[WAL_PATH_MAX];
+        if (io_path(path, sizeof(path), dir, l->temps[i]) && io->ops->unlink(io, path) == 0)
+            rep->temp_files_removed++;
+    }
+    if (rep->temp_files_removed > 0)
+        io->ops->sync_dir(io, dir); /* best effort: a leftover temp file is harmless */
+}
+
+int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
+                 const struct recovery_options *opt, sm_t *sm, struct wal_log *wal,
+                 struct recovery_report *rep, char *why, size_t why_len)
+{
+    memset(rep, 0, sizeof(*rep));
+    const struct sm_config cfg_copy = *cfg; /* cfg may point into sm, which is re-initialised */
+    cfg = &cfg_copy;
+    struct recovery_options o = opt != NULL ? *opt : (struct recovery_options){ 0 };
+    o.wal.read_only = o.read_only;
+
+    struct snap_list *l = malloc(sizeof(*l));
+    if (l == NULL)
+        return -ENOMEM;
+    int rc = list_snapshots(io, dir, l, why, why_len);
+    if (rc != 0) {
+        free(l);
+        return rc;
+    }
+    if (!o.read_only)
+        remove_temps(io, dir, l, rep);
+    rep->snapshots_found = l->count;
+
+    /* Newest first; fall back only as recovery.h describes. */
+    u64 base = 0;
+    bool loaded = false;
+    for (u32 i = 0; i < l->count && !loaded; i++) {
+        char reason[sizeof(rep->rejected_reason)];
+        rc = load_snapshot(io, dir, l->lsn[i], cfg, sm, reason, sizeof(reason));
+        if (rc == 0) {
+            loaded = true;
+            base = l->lsn[i];
+        } else if (rc == -EUCLEAN || rc == -ENODATA) {
+            if (rep->snapshots_rejected++ == 0) {
+                rep->rejected_lsn = l->lsn[i];
+                snprintf(rep->rejected_reason, sizeof(rep->rejected_reason), "%s", reason);
+            }
+        } else {
+            say(why, why_len, "%s", reason);
+            free(l);
+            return rc;
+        }
+    }
+    free(l);
+    if (!loaded)
+        sm_init(sm, cfg, sm->memory);
+    rep->snapshot_lsn = base;
+
+    struct replay r = { .sm = sm };
+    rc = wal_log_open(wal, io, dir, &o.wal, base + 1, replay_frame, &r, &rep->wal, why, why_len);
+    if (rc == -ECANCELED) {
+        size_t n = strlen(why);
+        snprintf(why + n, why_len - n, ": %s", r.reason);
+    }
+    if (rc != 0) {
+        wal_log_close(wal);
+        if (rep->snapshots_rejected > 0) {
+            size_t n = strlen(why);
+            snprintf(why + n, why_len - n, " (after rejecting snapshot %" PRIu64 ": %s)", rep->rejected_lsn,
+                     rep->rejected_reason);
+        }
+        return rc;
+    }
+    rep->frames_replayed = r.frames;
+    rep->last_replayed_lsn = r.last_lsn;
+
+    /* A rejected snapshot held entries up to its LSN; the fallback must have replayed them. */
+    if (rep->snapshots_rejected > 0 && sm->last_applied_lsn < rep->rejected_lsn) {
+        say(why, why_len,
+            "snapshot %" PRIu64 " is invalid (%s) and the WAL ends at LSN %" PRIu64 ": state up to LSN %" PRIu64
+            " cannot be recovered",
+            rep->rejected_lsn, rep->rejected_reason, sm->last_applied_lsn, rep->rejected_lsn);
+        wal_log_close(wal);
+        return -EUCLEAN;
+    }
+    if (loaded)
+        rep->kind = r.frames > 0 ? RECOVERY_SNAPSHOT_AND_WAL : RECOVERY_SNAPSHOT_ONLY;
+    else
+        rep->kind = r.frames > 0 ? RECOVERY_WAL_ONLY : RECOVERY_FRESH;
+    if (o.read_only)
+        wal_log_close(wal);
+    return 0;
+}
+
+/* ---- checkpoint ------------------------------------------------------------------------- */
+
+int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal,
+                   struct checkpoint_report *rep, char *why, size_t why_len)
+{
+    memset(rep, 0, sizeof(*rep));
+    ADB_ASSERT(sm->last_applied_lsn <= wal->durable_lsn);
+    rep->snapshot_lsn = sm->last_applied_lsn;
+
+    struct snap_list *l = malloc(sizeof(*l));
+    if (l == NULL)
+        return -ENOMEM;
+    int rc = list_snapshots(io, dir, l, why, why_len);
+    if (rc == 0 && (l->count == 0 || l->lsn[0] != sm->last_applied_lsn)) {
+        /* Step 1: the new snapshot, durable (temp file, fsync, rename, directory fsync). */
+        rc = snapshot_write(io, dir, sm, why, why_len);
+        rep->written = rc == 0;
+        if (rc == 0)
+            rc = list_snapshots(io, dir, l, why, why_len);
+    }
+    if (rc != 0) {
+        free(l);
+        return rc;
+    }
+    /* Step 2: keep the newest two snapshots. */
+    for (u32 i = 2; i < l->count; i++) {
+        char path[WAL_PATH_MAX];
+        if (!snap_path(dir, l->lsn[i], path, sizeof(path)))
+            continue;
+        rc = io->ops->unlink(io, path);
+        if (rc != 0) {
+            say(why, why_len, "%s: cannot remove old snapshot: %s", path, strerror(-rc));
+            break;
+        }
+        rep->snapshots_removed++;
+    }
+    if (rc == 0 && rep->snapshots_removed > 0) {
+        rc = io->ops->sync_dir(io, dir);
+        if (rc != 0)
+            say(why, why_len, "%s: fsync directory: %s", dir, strerror(-rc));
+    }
+    /* Step 3: the WAL from the older kept snapshot on (one checkpoint of overlap). */
+    if (rc == 0 && l->count >= 2) {
+        rep->keep_from_lsn = l->lsn[1] + 1;
+        rc = wal_log_prune(wal, rep->keep_from_lsn, &rep->segments_removed);
+        if (rc != 0)
+            say(why, why_len, "%s: pruning the WAL: %s", dir, strerror(-rc));
+    }
+    free(l);
+    return rc;
+}

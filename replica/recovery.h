@@ -1,0 +1,81 @@
+/*
+ * replica/recovery.h — bringing a replica's state back from disk, and checkpoints.
+ *
+ * The data directory holds WAL segments (wal/log.h) and snapshots (replica/snapshot.h).
+ * Recovery = the newest snapshot that validates + replay of every later WAL frame through
+ * sm_apply, the same function live execution uses. Checkpoint = write a snapshot of the applied
+ * state, keep it and the one before it, and drop WAL segments the older of the two no longer
+ * needs — one checkpoint of overlap, so a crash at any step of a checkpoint, or a newest
+ * snapshot that later fails validation, still recovers to the same state.
+ *
+ * Decisions (docs/durability.md has the reasoning):
+ *   - A snapshot that fails validation is skipped for an older one only when the older one plus
+ *     the WAL provably covers: the WAL must reach back to the older snapshot's LSN + 1 (checked
+ *     by wal_log_open) and forward at least to the rejected snapshot's LSN (checked after
+ *     replay). Otherwise recovery fails closed. With no valid snapshot, the WAL must start at
+ *     LSN 1.
+ *   - The config must equal the one the snapshot was taken under (replaying the later log under
+ *     different capacities could change results that were already acknowledged).
+ *   - Replay checks what the snapshot and the WAL claim about each other: the first replayed
+ *     frame follows the snapshot's LSN, and slots never go back across the boundary.
+ *
+ * NOTES
+ *   The caller owns the sm (created with the config) and the wal_log; recovery fills both. On
+ *   error the sm holds partial state and must be discarded; the wal_log is closed.
+ */
+#ifndef ADB_REPLICA_RECOVERY_H
+#define ADB_REPLICA_RECOVERY_H
+
+#include "common/types.h"
+#include "replica/sm.h"
+#include "wal/io.h"
+#include "wal/log.h"
+
+enum recovery_kind {
+    RECOVERY_FRESH = 0,        /* no snapshot, no frame */
+    RECOVERY_WAL_ONLY,         /* no snapshot, frames replayed */
+    RECOVERY_SNAPSHOT_ONLY,    /* a snapshot, nothing after it */
+    RECOVERY_SNAPSHOT_AND_WAL, /* a snapshot and frames after it */
+};
+
+const char *recovery_kind_name(enum recovery_kind k);
+
+struct recovery_report {
+    enum recovery_kind kind;
+    u64 snapshot_lsn;           /* LSN of the loaded snapshot (0: none) */
+    u32 snapshots_found;
+    u32 snapshots_rejected;     /* newer snapshots that failed validation */
+    u64 rejected_lsn;           /* the newest rejected one */
+    char rejected_reason[256];
+    u32 temp_files_removed;     /* interrupted snapshot writes */
+    u64 frames_replayed;
+    u64 last_replayed_lsn;      /* 0 if none */
+    struct wal_open_report wal;
+};
+
+struct recovery_options {
+    struct wal_log_options wal;
+    bool read_only; /* verify only: no repair, no cleanup; the wal_log is left closed */
+};
+
+int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
+                 const struct recovery_options *opt, sm_t *sm, struct wal_log *wal,
+                 struct recovery_report *rep /* OUT */, char *why, size_t why_len);
+
+struct checkpoint_report {
+    u64 snapshot_lsn;      /* the snapshot written (or already present) */
+    bool written;          /* false if a snapshot of this LSN already existed */
+    u64 keep_from_lsn;     /* WAL kept from here on */
+    u32 snapshots_removed;
+    u32 segments_removed;
+};
+
+/*
+ * Snapshot of the applied state, then cleanup. sm must not be ahead of the durable WAL.
+ * Returns 0 or a negative errno with a reason; a failed checkpoint loses nothing (the WAL is
+ * only pruned after the new snapshot is durable).
+ */
+int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal,
+                   struct checkpoint_report *rep /* OUT */, char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,648 @@
+/*
+ * tests/test_wal.c — WAL segments, group commit and the recovery decision table, on the
+ * fault-injecting file system (tests/io_fault.h).
+ *
+ * What must hold, whatever the fault:
+ *   - every committed (synced) frame is recovered, exactly once and in order;
+ *   - a torn tail is cut at the first torn byte and nothing before it is lost;
+ *   - damage anywhere else fails closed with the file and offset, and no byte is rewritten;
+ *   - after a failed write or sync the log refuses all further work.
+ */
+#include "config.h"
+
+#include "common/splitmix.h"
+#include "tests/check_main.h"
+#include "tests/io_fault.h"
+#include "wal/command.h"
+#include "wal/log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define DIR "/data"
+#define SMALL_SEGMENT 4096
+#define MAX_ENTRIES 4096
+
+/* What the test appended, by LSN (1-based), so recovery can be compared entry by entry. */
+struct expect {
+    struct sm_command cmd[MAX_ENTRIES + 1];
+    u64 slot[MAX_ENTRIES + 1];
+    u64 count; /* last LSN appended */
+};
+
+static struct expect *ex;
+static u64 rng_state;
+
+static struct sm_command random_command(void)
+{
+    struct sm_command c;
+    memset(&c, 0, sizeof(c));
+    u64 r = splitmix_next(&rng_state);
+    c.kind = (u8)(1 + r % 5);
+    if (c.kind == SM_CMD_EXPIRE) {
+        c.reservation_id = U128_MAKE(0, splitmix_next(&rng_state));
+        c.deadline_slot = splitmix_next(&rng_state) % 1000;
+        return c;
+    }
+    c.operation_id = U128_MAKE(splitmix_next(&rng_state), splitmix_next(&rng_state) | 1);
+    c.client_id = splitmix_next(&rng_state) % 7;
+    c.holder_id = splitmix_next(&rng_state) % 100;
+    if (c.kind == SM_CMD_CREATE_RESOURCE || c.kind == SM_CMD_RESERVE)
+        c.resource_id = splitmix_next(&rng_state) % 50;
+    else
+        c.reservation_id = splitmix_next(&rng_state) % 50;
+    if (c.kind != SM_CMD_RESERVE && c.kind != SM_CMD_CREATE_RESOURCE)
+        return c;
+    if (c.kind == SM_CMD_RESERVE)
+        c.ttl_slots = 1 + splitmix_next(&rng_state) % 10;
+    else
+        c.holder_id = 0;
+    return c;
+}
+
+/* Appends n random entries (slots non-decreasing); returns the rc of the first failure. */
+static int append_n(struct wal_log *w, u64 n)
+{
+    for (u64 i = 0; i < n; i++) {
+        ck_assert_uint_lt(ex->count, MAX_ENTRIES);
+        struct sm_command c = random_command();
+        u64 slot = ex->count == 0 ? 1 : ex->slot[ex->count] + splitmix_next(&rng_state) % 3;
+        u64 lsn;
+        int rc = wal_log_append(w, slot, 0, &c, &lsn);
+        if (rc != 0)
+            return rc;
+        ck_assert_uint_eq(lsn, ex->count + 1);
+        ex->count = lsn;
+        ex->cmd[lsn] = c;
+        ex->slot[lsn] = slot;
+    }
+    return 0;
+}
+
+struct seen {
+    u64 frames;
+    u64 last_lsn;
+};
+
+static int check_frame(void *ctx, const struct wal_frame *f, const struct sm_command *cmd)
+{
+    struct seen *s = ctx;
+    ck_assert_uint_le(f->lsn, ex->count);
+    ck_assert_uint_eq(f->request_slot, ex->slot[f->lsn]);
+    ck_assert(memcmp(cmd, &ex->cmd[f->lsn], sizeof(*cmd)) == 0);
+    if (s->frames > 0)
+        ck_assert_uint_eq(f->lsn, s->last_lsn + 1);
+    s->frames++;
+    s->last_lsn = f->lsn;
+    return 0;
+}
+
+static struct io_fault *fs;
+static struct io *io;
+static struct wal_log_options small = { .segment_bytes = SMALL_SEGMENT, .batch_bytes = 1024 };
+
+static void setup(void)
+{
+    ex = calloc(1, sizeof(*ex));
+    rng_state = 42;
+    fs = io_fault_create(7);
+    io = io_fault_io(fs);
+    ck_assert_int_eq(io->ops->mkdir(io, DIR), 0);
+    ck_assert_int_eq(io->ops->sync_dir(io, ""), 0);
+    char why[256];
+    ck_assert_msg(wal_log_format(io, DIR, &small, why, sizeof(why)) == 0, "%s", why);
+}
+
+static void teardown(void)
+{
+    io_fault_destroy(fs);
+    free(ex);
+}
+
+/* Opens the log, replaying from LSN 1 and checking every frame; returns the rc. */
+static int reopen(struct wal_log *w, struct wal_open_report *rep, struct seen *s, char *why, size_t n)
+{
+    memset(s, 0, sizeof(*s));
+    return wal_log_open(w, io, DIR, &small, 1, check_frame, s, rep, why, n);
+}
+
+static void open_ok(struct wal_log *w, struct wal_open_report *rep, struct seen *s)
+{
+    char why[512] = "";
+    int rc = reopen(w, rep, s, why, sizeof(why));
+    ck_assert_msg(rc == 0, "open failed: %d %s", rc, why);
+}
+
+static void seg_file(char *out, size_t n, u64 first_lsn)
+{
+    char name[64];
+    ck_assert(wal_segment_name(name, sizeof(name), first_lsn));
+    ck_assert(io_path(out, n, DIR, name));
+}
+
+/* Copy of a file's current bytes (to prove a failed recovery rewrote nothing). */
+static u8 *snapshot_file(const char *path, u64 *len)
+{
+    const u8 *data;
+    ck_assert(io_fault_contents(fs, path, &data, len));
+    u8 *copy = malloc(*len + 1);
+    memcpy(copy, data, *len);
+    return copy;
+}
+
+static void assert_unchanged(const char *path, const u8 *before, u64 len)
+{
+    const u8 *now;
+    u64 now_len;
+    ck_assert(io_fault_contents(fs, path, &now, &now_len));
+    ck_assert_uint_eq(now_len, len);
+    ck_assert(memcmp(now, before, len) == 0);
+}
+
+/* ---- basics ----------------------------------------------------------------------------- */
+
+START_TEST(test_format_open_append_reopen)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(rep.frames, 0);
+    ck_assert_uint_eq(rep.first_lsn, 1);
+    ck_assert_uint_eq(rep.last_lsn, 0);
+    for (int batch = 0; batch < 20; batch++) {
+        ck_assert_int_eq(append_n(&w, 1 + (u64)batch % 7), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        ck_assert_uint_eq(w.durable_lsn, ex->count);
+    }
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, ex->count);
+    ck_assert_uint_eq(rep.last_lsn, ex->count);
+    ck_assert(!rep.torn);
+    ck_assert_uint_gt(rep.segments, 2); /* 4 KiB segments: the appends rolled over */
+    /* Appending continues the chain after recovery. */
+    ck_assert_int_eq(append_n(&w, 5), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    wal_log_close(&w);
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, ex->count);
+    wal_log_close(&w);
+}
+END_TEST
+
+START_TEST(test_format_refuses_existing_and_open_refuses_missing)
+{
+    char why[256];
+    ck_assert_int_eq(wal_log_format(io, DIR, &small, why, sizeof(why)), -EEXIST);
+    ck_assert_int_eq(io->ops->mkdir(io, "/empty"), 0);
+    struct wal_log w;
+    struct wal_open_report rep;
+    ck_assert_int_eq(wal_log_open(&w, io, "/empty", &small, 1, NULL, NULL, &rep, why, sizeof(why)), -ENOENT);
+    ck_assert_ptr_nonnull(strstr(why, "never formatted"));
+}
+END_TEST
+
+START_TEST(test_group_commit_one_sync)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    struct wal_log_options big = { .segment_bytes = 1 << 20 };
+    char why[256];
+    /* a fresh dir with big segments so no rollover interferes */
+    ck_assert_int_eq(io->ops->mkdir(io, "/g"), 0);
+    ck_assert_int_eq(wal_log_format(io, "/g", &big, why, sizeof(why)), 0);
+    ck_assert_int_eq(wal_log_open(&w, io, "/g", &big, 1, NULL, NULL, &rep, why, sizeof(why)), 0);
+    u64 before = io_fault_mutations(fs);
+    ck_assert_int_eq(append_n(&w, 1000), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    /* 1000 frames of <= 136 bytes in a 1 MiB batch: one pwrite and one fdatasync. */
+    ck_assert_uint_eq(io_fault_mutations(fs) - before, 2);
+    ck_assert_uint_eq(w.durable_lsn, 1000);
+    wal_log_close(&w);
+    (void)s;
+}
+END_TEST
+
+START_TEST(test_short_writes_are_completed)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    for (int i = 1; i <= 40; i++) {
+        io_fault_short_write(fs, 1);
+        ck_assert_int_eq(append_n(&w, 3), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, ex->count);
+    wal_log_close(&w);
+}
+END_TEST
+
+/* ---- torn tail -------------------------------------------------------------------------- */
+
+/* Commits `base` frames, then writes one more frame whose sync never happens. */
+static u64 write_unsynced_frame(struct wal_log *w, u64 base, char *path, size_t n, u64 *at)
+{
+    ck_assert_int_eq(append_n(w, base), 0);
+    ck_assert_int_eq(wal_log_commit(w), 0);
+    *at = w->write_offset;
+    u64 seg = w->segments[w->segment_count - 1].first_lsn;
+    ck_assert_int_eq(append_n(w, 1), 0);
+    seg_file(path, n, seg);
+    io_fault_crash_after(fs, 1); /* the pwrite happens, the fdatasync does not */
+    ck_assert_int_eq(wal_log_commit(w), -EIO);
+    ck_assert(w->halted);
+    return io_fault_unsynced_bytes(fs, path);
+}
+
+START_TEST(test_torn_tail_at_every_byte)
+{
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    /* The frame written last: every prefix of it. */
+    u64 frame_bytes = 0;
+    for (u64 keep = 0;; keep++) {
+        teardown();
+        setup();
+        struct wal_log w;
+        open_ok(&w, &rep, &s);
+        char path[WAL_PATH_MAX];
+        u64 at;
+        frame_bytes = write_unsynced_frame(&w, 6, path, sizeof(path), &at);
+        ck_assert_uint_gt(frame_bytes, WAL_FRAME_HEADER_SIZE);
+        /* Trailing zero bytes of the frame (small ids) are already on disk: the region is
+         * preallocated with zeros. Keeping up to the last non-zero byte is keeping it whole. */
+        const u8 *data;
+        u64 len;
+        ck_assert(io_fault_contents(fs, path, &data, &len));
+        u64 significant = frame_bytes;
+        while (significant > 0 && data[at + significant - 1] == 0)
+            significant--;
+        if (keep > frame_bytes)
+            break;
+        wal_log_close(&w);
+        io_fault_power_loss_tear_file(fs, path, keep);
+        int rc = reopen(&w, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "keep %llu: %s", (unsigned long long)keep, why);
+        bool whole = keep >= significant;
+        ck_assert_msg(s.frames == (whole ? 7u : 6u), "keep %llu of %llu (significant %llu): %llu frames", (unsigned long long)keep, (unsigned long long)frame_bytes, (unsigned long long)significant, (unsigned long long)s.frames);
+        ck_assert(rep.torn == (keep > 0 && !whole));
+        if (rep.torn)
+            ck_assert_uint_le(rep.torn_bytes, keep); /* the cut write, up to its last non-zero byte */
+        /* The log continues at the cut: the next frame gets the next LSN and survives. */
+        ex->count = s.last_lsn;
+        ck_assert_int_eq(append_n(&w, 2), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+        open_ok(&w, &rep, &s);
+        ck_assert_uint_eq(s.frames, ex->count);
+        ck_assert(!rep.torn);
+        wal_log_close(&w);
+    }
+}
+END_TEST
+
+START_TEST(test_read_only_open_repairs_nothing)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    char path[WAL_PATH_MAX], why[512];
+    u64 at, n = write_unsynced_frame(&w, 3, path, sizeof(path), &at);
+    wal_log_close(&w);
+    io_fault_power_loss_tear_file(fs, path, n / 2);
+    u64 len;
+    u8 *before = snapshot_file(path, &len);
+    struct wal_log_options ro = small;
+    ro.read_only = true;
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why)), 0);
+    ck_assert(rep.torn);
+    ck_assert_uint_eq(s.frames, 3);
+    assert_unchanged(path, before, len);
+    free(before);
+}
+END_TEST
+
+/* ---- corruption fails closed ------------------------------------------------------------ */
+
+START_TEST(test_bit_flip_in_any_non_final_frame_fails_closed)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 12), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_eq(w.segment_count, 1);
+    u64 end = w.write_offset;
+    wal_log_close(&w);
+    char path[WAL_PATH_MAX];
+    seg_file(path, sizeof(path), 1);
+    /* Find where the last frame starts: walk the frames. */
+    const u8 *data;
+    u64 len;
+    ck_assert(io_fault_contents(fs, path, &data, &len));
+    u64 last_start = WAL_SEGMENT_HEADER_SIZE;
+    for (u64 off = WAL_SEGMENT_HEADER_SIZE; off < end;) {
+        struct wal_frame f;
+        u32 fl;
+        ck_assert_int_eq(wal_frame_decode(data + off, len - off, &f, &fl), WAL_FRAME_OK);
+        last_start = off;
+        off += fl;
+    }
+    /* Every byte of every frame but the last (and of the segment header), one bit each. */
+    u64 flips = 0;
+    for (u64 off = 0; off < last_start; off++) {
+        unsigned bit = (unsigned)(off % 8);
+        ck_assert_int_eq(io_fault_flip_bit(fs, path, off, bit), 0);
+        u8 *before = snapshot_file(path, &len);
+        int rc = reopen(&w, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == -EUCLEAN, "flip at %llu: rc %d (%s)", (unsigned long long)off, rc, why);
+        ck_assert_ptr_nonnull(strstr(why, path));
+        ck_assert_ptr_nonnull(strstr(why, "offset"));
+        assert_unchanged(path, before, len);
+        free(before);
+        ck_assert_int_eq(io_fault_flip_bit(fs, path, off, bit), 0);
+        flips++;
+    }
+    ck_assert_uint_gt(flips, 12 * 50);
+    /* Restored: opens cleanly again. */
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, 12);
+    wal_log_close(&w);
+}
+END_TEST
+
+START_TEST(test_segment_gap_and_header_damage_fail_closed)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    open_ok(&w, &rep, &s);
+    while (w.segment_count < 4) {
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    u64 second = w.segments[1].first_lsn, third = w.segments[2].first_lsn;
+    wal_log_close(&w);
+    char p2[WAL_PATH_MAX], p3[WAL_PATH_MAX];
+    seg_file(p2, sizeof(p2), second);
+    seg_file(p3, sizeof(p3), third);
+
+    /* Header damage in a sealed segment. */
+    ck_assert_int_eq(io_fault_flip_bit(fs, p3, 9, 0), 0);
+    ck_assert_int_eq(reopen(&w, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    ck_assert_ptr_nonnull(strstr(why, p3));
+    ck_assert_int_eq(io_fault_flip_bit(fs, p3, 9, 0), 0);
+
+    /* A missing middle segment is a gap. */
+    u64 len;
+    u8 *saved = snapshot_file(p2, &len);
+    ck_assert_int_eq(io->ops->unlink(io, p2), 0);
+    ck_assert_int_eq(io->ops->sync_dir(io, DIR), 0);
+    ck_assert_int_eq(reopen(&w, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    ck_assert_ptr_nonnull(strstr(why, "gap"));
+    ck_assert_int_eq(io_fault_put_file(fs, p2, saved, len), 0);
+    free(saved);
+
+    /* A segment whose name disagrees with its header. */
+    char wrong[WAL_PATH_MAX];
+    seg_file(wrong, sizeof(wrong), third + 1);
+    ck_assert_int_eq(io->ops->rename(io, p3, wrong), 0);
+    ck_assert_int_eq(reopen(&w, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    ck_assert_int_eq(io->ops->rename(io, wrong, p3), 0);
+
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, ex->count);
+    wal_log_close(&w);
+}
+END_TEST
+
+START_TEST(test_torn_segment_creation_is_removed)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 3), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    /* Fill the segment, then crash in the middle of creating the next one, at every step. */
+    for (u64 k = 0; k < 5; k++) {
+        teardown();
+        setup();
+        open_ok(&w, &rep, &s);
+        while (w.write_offset + WAL_FRAME_HEADER_SIZE + WAL_CMD_SIZE_MAX <= SMALL_SEGMENT) {
+            ck_assert_int_eq(append_n(&w, 1), 0);
+            ck_assert_int_eq(wal_log_commit(&w), 0);
+        }
+        u64 acked = ex->count;
+        /* roll = commit (nothing pending) + create(open, write header, allocate, fsync, dirsync) */
+        io_fault_crash_after(fs, k + 1);
+        int rc = append_n(&w, 1);
+        if (rc == 0)
+            rc = wal_log_commit(&w);
+        ck_assert_int_ne(rc, 0);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_KEEP_ALL);
+        open_ok(&w, &rep, &s);
+        ck_assert_uint_ge(s.frames, acked);
+        ex->count = s.last_lsn;
+        ck_assert_int_eq(append_n(&w, 3), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        wal_log_close(&w);
+        open_ok(&w, &rep, &s);
+        ck_assert_uint_eq(s.frames, ex->count);
+        wal_log_close(&w);
+    }
+}
+END_TEST
+
+/* ---- I/O errors ------------------------------------------------------------------------- */
+
+START_TEST(test_eio_on_write_halts)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 4), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    u64 acked = ex->count;
+    ck_assert_int_eq(append_n(&w, 2), 0);
+    io_fault_fail_write(fs, 1, -EIO);
+    ck_assert_int_eq(wal_log_commit(&w), -EIO);
+    ck_assert(w.halted);
+    ck_assert_uint_eq(w.durable_lsn, acked);
+    /* Halted for good: nothing more is accepted, even though the disk would work now. */
+    u64 lsn;
+    struct sm_command c = random_command();
+    ck_assert_int_eq(wal_log_append(&w, 100, 0, &c, &lsn), -EIO);
+    ck_assert_int_eq(wal_log_commit(&w), -EIO);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_TEAR);
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, acked);
+    wal_log_close(&w);
+}
+END_TEST
+
+START_TEST(test_eio_on_sync_halts_and_recovers_acked)
+{
+    for (u64 seed = 1; seed <= 40; seed++) {
+        teardown();
+        setup();
+        rng_state = seed;
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        open_ok(&w, &rep, &s);
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        u64 acked = ex->count;
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        io_fault_fail_sync(fs, 1, -EIO);
+        ck_assert_int_eq(wal_log_commit(&w), -EIO);
+        ck_assert(w.halted);
+        ck_assert_uint_eq(w.durable_lsn, acked);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_TEAR);
+        open_ok(&w, &rep, &s);
+        /* Acknowledged entries are all there; unacknowledged ones may be, as a valid prefix
+         * (check_frame compared each against what was appended). */
+        ck_assert_uint_ge(s.frames, acked);
+        ck_assert_uint_le(s.frames, ex->count);
+        wal_log_close(&w);
+    }
+}
+END_TEST
+
+/* ---- crash points ----------------------------------------------------------------------- */
+
+/*
+ * A workload of appends and commits across several segments, with a simulated crash after
+ * every possible number of mutating I/O operations and a torn power loss. Recovery must never
+ * fail, must hold every acknowledged entry, and nothing but a prefix of what was appended.
+ */
+START_TEST(test_crash_at_every_step)
+{
+    u64 points = 0;
+    for (u64 k = 0;; k++) {
+        teardown();
+        setup();
+        rng_state = 1000 + k;
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        open_ok(&w, &rep, &s);
+        io_fault_crash_after(fs, k);
+        u64 acked = 0;
+        int rc = 0;
+        for (int batch = 0; batch < 12 && rc == 0; batch++) {
+            rc = append_n(&w, 4 + (u64)batch % 5);
+            if (rc == 0)
+                rc = wal_log_commit(&w);
+            if (rc == 0)
+                acked = ex->count;
+        }
+        bool crashed = io_fault_crashed(fs);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_TEAR);
+        char why[512];
+        rc = reopen(&w, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "crash after %llu mutations: %s", (unsigned long long)k, why);
+        ck_assert_uint_ge(s.frames, acked);
+        ck_assert_uint_le(s.frames, ex->count);
+        /* And the recovered log accepts appends that survive the next restart. */
+        ex->count = s.last_lsn;
+        ck_assert_int_eq(append_n(&w, 2), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        wal_log_close(&w);
+        open_ok(&w, &rep, &s);
+        ck_assert_uint_eq(s.frames, ex->count);
+        wal_log_close(&w);
+        points++;
+        if (!crashed)
+            break; /* the whole workload ran: every crash point has been tried */
+    }
+    ck_assert_uint_gt(points, 20);
+}
+END_TEST
+
+/* ---- pruning ---------------------------------------------------------------------------- */
+
+START_TEST(test_prune_keeps_needed_segments)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    open_ok(&w, &rep, &s);
+    while (w.segment_count < 5) {
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    u64 third = w.segments[2].first_lsn;
+    u32 removed;
+    /* Keep from an LSN inside the third segment: the first two go. */
+    ck_assert_int_eq(wal_log_prune(&w, third + 1, &removed), 0);
+    ck_assert_uint_eq(removed, 2);
+    ck_assert_uint_eq(w.segments[0].first_lsn, third);
+    /* Pruning never removes the active segment. */
+    ck_assert_int_eq(wal_log_prune(&w, UINT64_MAX, &removed), 0);
+    ck_assert_uint_eq(w.segment_count, 1);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    u64 first = 0;
+    memset(&s, 0, sizeof(s));
+    /* Replay from before the WAL's start is refused... */
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &small, 1, check_frame, &s, &rep, why, sizeof(why)), -EUCLEAN);
+    ck_assert_ptr_nonnull(strstr(why, "begins at"));
+    /* ...and from the start the WAL has works. */
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &small, 0, NULL, NULL, &rep, why, sizeof(why)), 0);
+    first = rep.first_lsn;
+    wal_log_close(&w);
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &small, first, check_frame, &s, &rep, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.last_lsn, ex->count);
+    ck_assert_uint_eq(s.frames, ex->count - first + 1);
+    wal_log_close(&w);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("wal");
+    TCase *tc = tcase_create("wal");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, TEST_LONG_TIMEOUT);
+    tcase_add_test(tc, test_format_open_append_reopen);
+    tcase_add_test(tc, test_format_refuses_existing_and_open_refuses_missing);
+    tcase_add_test(tc, test_group_commit_one_sync);
+    tcase_add_test(tc, test_short_writes_are_completed);
+    tcase_add_test(tc, test_torn_tail_at_every_byte);
+    tcase_add_test(tc, test_read_only_open_repairs_nothing);
+    tcase_add_test(tc, test_bit_flip_in_any_non_final_frame_fails_closed);
+    tcase_add_test(tc, test_segment_gap_and_header_damage_fail_closed);
+    tcase_add_test(tc, test_torn_segment_creation_is_removed);
+    tcase_add_test(tc, test_eio_on_write_halts);
+    tcase_add_test(tc, test_eio_on_sync_halts_and_recovers_acked);
+    tcase_add_test(tc, test_crash_at_every_step);
+    tcase_add_test(tc, test_prune_keeps_needed_segments);
+    suite_add_tcase(s, tc);
+    return s;
+}

@@ -1,0 +1,604 @@
+/*
+ * wal/log.c — segment files, group-commit appends, recovery and pruning (see log.h).
+ *
+ * Recovery order: list the segments, sort them by first LSN, and scan each with the decision
+ * table of wal/scan.h. Between segments the header of the next one must continue the chain
+ * exactly (first_lsn, prev_slot, prev_crc); anything else is a gap and fails closed. Only the
+ * newest segment may end in a torn write, and only the newest may be a frameless file whose
+ * creation a crash interrupted (removed, since it holds nothing).
+ */
+#include "config.h"
+
+#include "wal/log.h"
+
+#include "common/assert.h"
+#include "wal/command.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- names ------------------------------------------------------------------------------ */
+
+#define SEG_PREFIX "wal-"
+#define SEG_SUFFIX ".log"
+#define SEG_DIGITS 20
+
+bool wal_segment_name(char *out, size_t cap, u64 first_lsn)
+{
+    int n = snprintf(out, cap, SEG_PREFIX "%020" PRIu64 SEG_SUFFIX, first_lsn);
+    return n > 0 && (size_t)n < cap;
+}
+
+bool wal_segment_parse_name(const char *name, u64 *first_lsn)
+{
+    size_t plen = strlen(SEG_PREFIX), slen = strlen(SEG_SUFFIX);
+    if (strlen(name) != plen + SEG_DIGITS + slen || strncmp(name, SEG_PREFIX, plen) != 0 ||
+        strcmp(name + plen + SEG_DIGITS, SEG_SUFFIX) != 0)
+        return false;
+    u64 v = 0;
+    for (size_t i = 0; i < SEG_DIGITS; i++) {
+        char c = name[plen + i];
+        if (c < '0' || c > '9')
+            return false;
+        u64 d = (u64)(c - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (v == 0)
+        return false;
+    *first_lsn = v;
+    return true;
+}
+
+__attribute__((format(printf, 3, 4))) static void say(char *why, size_t why_len, const char *fmt, ...)
+{
+    if (why == NULL || why_len == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, why_len, fmt, ap);
+    va_end(ap);
+}
+
+static bool seg_path(const struct wal_log *w, u64 first_lsn, char *out, size_t cap)
+{
+    char name[64];
+    return wal_segment_name(name, sizeof(name), first_lsn) && io_path(out, cap, w->dir, name);
+}
+
+/* ---- listing ---------------------------------------------------------------------------- */
+
+struct listing {
+    struct wal_log *w;
+    int overflow;
+};
+
+static int list_one(void *ctx, const char *name)
+{
+    struct listing *l = ctx;
+    u64 lsn;
+    if (!wal_segment_parse_name(name, &lsn))
+        return 0; /* not a segment: snapshots, metadata, temp files live here too */
+    if (l->w->segment_count == WAL_SEGMENTS_MAX) {
+        l->overflow = 1;
+        return 1;
+    }
+    l->w->segments[l->w->segment_count++].first_lsn = lsn;
+    return 0;
+}
+
+static int cmp_segment(const void *a, const void *b)
+{
+    u64 x = ((const struct wal_segment_ref *)a)->first_lsn;
+    u64 y = ((const struct wal_segment_ref *)b)->first_lsn;
+    return (x > y) - (x < y);
+}
+
+static int list_segments(struct wal_log *w, char *why, size_t why_len)
+{
+    struct listing l = { .w = w, .overflow = 0 };
+    w->segment_count = 0;
+    int rc = w->io->ops->list_dir(w->io, w->dir, list_one, &l);
+    if (l.overflow) {
+        say(why, why_len, "%s: more than %d WAL segments", w->dir, WAL_SEGMENTS_MAX);
+        return -EMFILE;
+    }
+    if (rc != 0) {
+        say(why, why_len, "%s: cannot list directory: %s", w->dir, strerror(-rc));
+        return rc;
+    }
+    qsort(w->segments, w->segment_count, sizeof(w->segments[0]), cmp_segment);
+    return 0;
+}
+
+/* ---- creating segments ------------------------------------------------------------------ */
+
+static void options_resolve(struct wal_log_options *o, const struct wal_log_options *in)
+{
+    *o = in != NULL ? *in : (struct wal_log_options){ 0 };
+    if (o->segment_bytes == 0)
+        o->segment_bytes = WAL_SEGMENT_BYTES_DEFAULT;
+    if (o->batch_bytes == 0)
+        o->batch_bytes = WAL_BATCH_BYTES_DEFAULT;
+    ADB_ASSERT(o->segment_bytes >= WAL_SEGMENT_BYTES_MIN && o->segment_bytes <= WAL_SEGMENT_BYTES_MAX);
+    ADB_ASSERT(o->batch_bytes >= WAL_FRAME_MAX);
+}
+
+/*
+ * Creates a segment file whose first frame will be h->first_lsn: header written, whole
+ * capacity allocated, file fsynced (allocation changes metadata), directory fsynced. On success
+ * *fd_out is open for writing. A crash part way leaves a frameless newest segment that recovery
+ * removes.
+ */
+static int segment_create(struct io *io, const char *dir, const struct wal_segment_header *h,
+                          int *fd_out, char *why, size_t why_len)
+{
+    char name[64], path[WAL_PATH_MAX];
+    if (!wal_segment_name(name, sizeof(name), h->first_lsn) || !io_path(path, sizeof(path), dir, name)) {
+        say(why, why_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
+    int fd, rc = io->ops->open(io, path, IO_WRITE | IO_CREATE | IO_EXCL, &fd);
+    if (rc != 0) {
+        say(why, why_len, "%s: cannot create: %s", path, strerror(-rc));
+        return rc;
+    }
+    u8 header[WAL_SEGMENT_HEADER_SIZE];
+    wal_segment_header_encode(header, h);
+    const char *step = "write header";
+    rc = io_write_all(io, fd, header, sizeof(header), 0);
+    if (rc == 0) {
+        step = "preallocate";
+        rc = io->ops->allocate(io, fd, h->capacity);
+    }
+    if (rc == 0) {
+        step = "fsync";
+        rc = io->ops->fsync(io, fd);
+    }
+    if (rc == 0) {
+        step = "fsync directory";
+        rc = io->ops->sync_dir(io, dir);
+    }
+    if (rc != 0) {
+        say(why, why_len, "%s: %s: %s", path, step, strerror(-rc));
+        io->ops->close(io, fd);
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int wal_log_format(struct io *io, const char *dir, const struct wal_log_options *opt, char *why,
+                   size_t why_len)
+{
+    struct wal_log_options o;
+    options_resolve(&o, opt);
+    struct wal_log *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    w->io = io;
+    int rc = 0;
+    if (snprintf(w->dir, sizeof(w->dir), "%s", dir) >= (int)sizeof(w->dir)) {
+        say(why, why_len, "%s: path too long", dir);
+        rc = -ENAMETOOLONG;
+    }
+    if (rc == 0)
+        rc = list_segments(w, why, why_len);
+    if (rc == 0 && w->segment_count != 0) {
+        say(why, why_len, "%s: already holds a WAL", dir);
+        rc = -EEXIST;
+    }
+    if (rc == 0) {
+        struct wal_segment_header h = { .first_lsn = 1, .prev_slot = 0, .prev_crc = 0,
+                                        .capacity = o.segment_bytes };
+        int fd;
+        rc = segment_create(io, dir, &h, &fd, why, why_len);
+        if (rc == 0)
+            io->ops->close(io, fd);
+    }
+    free(w);
+    return rc;
+}
+
+/* ---- recovery --------------------------------------------------------------------------- */
+
+struct replay_ctx {
+    wal_replay_fn fn;
+    void *ctx;
+    u64 from_lsn;
+    u64 delivered;
+};
+
+static int replay_one(void *ctx, const struct wal_frame *f, const struct sm_command *cmd, u64 offset)
+{
+    (void)offset;
+    struct replay_ctx *r = ctx;
+    if (r->fn == NULL || f->lsn < r->from_lsn)
+        return 0;
+    r->delivered++;
+    return r->fn(r->ctx, f, cmd);
+}
+
+/* Reads a whole file into *buf (grown as needed). */
+static int read_file(struct io *io, const char *path, u8 **buf, u64 *cap, u64 *len, int *fd_out)
+{
+    int fd, rc = io->ops->open(io, path, IO_READ, &fd);
+    if (rc != 0)
+        return rc;
+    u64 size;
+    rc = io->ops->size(io, fd, &size);
+    if (rc == 0 && size > *cap) {
+        u8 *n = realloc(*buf, size);
+        if (n == NULL)
+            rc = -ENOMEM;
+        else {
+            *buf = n;
+            *cap = size;
+        }
+    }
+    if (rc == 0)
+        rc = io_read_all(io, fd, *buf, size, 0);
+    if (rc != 0) {
+        io->ops->close(io, fd);
+        return rc;
+    }
+    *len = size;
+    *fd_out = fd;
+    return 0;
+}
+
+/* The newest segment has no valid header. Frameless (a crash during its creation)? */
+static bool torn_creation(const u8 *buf, u64 len)
+{
+    return len <= WAL_SEGMENT_HEADER_SIZE || wal_all_zero(buf + WAL_SEGMENT_HEADER_SIZE, len - WAL_SEGMENT_HEADER_SIZE);
+}
+
+/* Zeroes the torn write [off, end) and syncs, so appends continue at off. */
+static int zero_tail(struct io *io, const char *path, u64 off, u64 end)
+{
+    int fd, rc = io->ops->open(io, path, IO_WRITE, &fd);
+    if (rc != 0)
+        return rc;
+    static const u8 zeros[WAL_FRAME_MAX];
+    ADB_ASSERT(end - off <= sizeof(zeros));
+    rc = io_write_all(io, fd, zeros, end - off, off);
+    if (rc == 0)
+        rc = io->ops->datasync(io, fd);
+    io->ops->close(io, fd);
+    return rc;
+}
+
+struct open_state {
+    u8 *buf;
+    u64 cap;
+    struct replay_ctx replay;
+};
+
+/* Scans segment i; on success leaves its fd open in *fd_out if it is the last. */
+static int open_segment(struct wal_log *w, u32 i, struct open_state *st, struct wal_open_report *rep,
+                        char *why, size_t why_len)
+{
+    bool last = i + 1 == w->segment_count;
+    u64 first = w->segments[i].first_lsn;
+    char path[WAL_PATH_MAX];
+    if (!seg_path(w, first, path, sizeof(path))) {
+        say(why, why_len, "%s: path too long", w->dir);
+        return -ENAMETOOLONG;
+    }
+    u64 len;
+    int fd, rc = read_file(w->io, path, &st->buf, &st->cap, &len, &fd);
+    if (rc != 0) {
+        say(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
+        return rc;
+    }
+    w->io->ops->close(w->io, fd);
+
+    struct wal_segment_header h;
+    enum wal_segment_status hs = wal_segment_header_decode(st->buf, len, &h);
+    if (hs != WAL_SEGMENT_OK) {
+        if (last && w->segment_count > 1 && torn_creation(st->buf, len)) {
+            /* Decision: a crash while creating the next segment; it holds no frame. */
+            if (!w->opt.read_only) {
+                rc = w->io->ops->unlink(w->io, path);
+                if (rc == 0)
+                    rc = w->io->ops->sync_dir(w->io, w->dir);
+                if (rc != 0) {
+                    say(why, why_len, "%s: cannot remove torn new segment: %s", path, strerror(-rc));
+                    return rc;
+                }
+            }
+            rep->removed_empty_segment = 1;
+            w->segment_count--;
+            return 1; /* the previous segment is the active one */
+        }
+        say(why, why_len, "%s: offset 0: %s", path, wal_segment_status_name(hs));
+        return -EUCLEAN;
+    }
+    if (h.capacity < WAL_SEGMENT_BYTES_MIN || h.capacity > WAL_SEGMENT_BYTES_MAX) {
+        say(why, why_len, "%s: offset 32: segment capacity %" PRIu64 " out of range", path, h.capacity);
+        return -EUCLEAN;
+    }
+    if (h.first_lsn != first) {
+        say(why, why_len, "%s: offset 8: header first_lsn %" PRIu64 " does not match the file name",
+            path, h.first_lsn);
+        return -EUCLEAN;
+    }
+    if (i == 0) {
+        w->cur = (struct wal_cursor){ .next_lsn = h.first_lsn, .last_slot = h.prev_slot,
+                                      .prev_crc = h.prev_crc };
+        rep->first_lsn = h.first_lsn;
+    } else if (h.first_lsn != w->cur.next_lsn || h.prev_slot != w->cur.last_slot ||
+               h.prev_crc != w->cur.prev_crc) {
+        say(why, why_len,
+            "%s: offset 0: gap between segments: starts at LSN %" PRIu64 " (prev_crc %08x), the previous "
+            "segment ends before LSN %" PRIu64 " (crc %08x)",
+            path, h.first_lsn, h.prev_crc, w->cur.next_lsn, w->cur.prev_crc);
+        return -EUCLEAN;
+    }
+
+    struct wal_scan_result res;
+    enum wal_scan_end end = wal_scan_segment(st->buf, len, last, &w->cur, replay_one, &st->replay, &res);
+    rep->frames += res.frames;
+    switch (end) {
+    case WAL_SCAN_CLEAN:
+        break;
+    case WAL_SCAN_TORN:
+        /* Decision: the one repair. Zero exactly the torn bytes; no valid frame is touched. */
+        rep->torn = true;
+        rep->torn_offset = res.bad_offset;
+        rep->torn_bytes = res.torn_end - res.bad_offset;
+        snprintf(rep->torn_file, sizeof(rep->torn_file), "%s", path);
+        if (!w->opt.read_only) {
+            rc = zero_tail(w->io, path, res.bad_offset, res.torn_end);
+            if (rc != 0) {
+                say(why, why_len, "%s: cannot truncate torn tail at offset %" PRIu64 ": %s", path,
+                    res.bad_offset, strerror(-rc));
+                return rc;
+            }
+        }
+        break;
+    case WAL_SCAN_CORRUPT:
+        say(why, why_len, "%s: offset %" PRIu64 ": %s", path, res.bad_offset, res.reason);
+        return -EUCLEAN;
+    case WAL_SCAN_STOPPED:
+        say(why, why_len, "%s: offset %" PRIu64 ": replay %s", path, res.bad_offset, res.reason);
+        return -ECANCELED;
+    }
+    if (last) {
+        w->write_offset = res.valid_end;
+        w->segment_capacity = h.capacity;
+        w->segment_length = len;
+    }
+    return 0;
+}
+
+static int activate(struct wal_log *w, char *why, size_t why_len)
+{
+    char path[WAL_PATH_MAX];
+    u64 first = w->segments[w->segment_count - 1].first_lsn;
+    if (!seg_path(w, first, path, sizeof(path)))
+        return -ENAMETOOLONG;
+    int rc = w->io->ops->open(w->io, path, IO_WRITE, &w->fd);
+    if (rc != 0) {
+        say(why, why_len, "%s: cannot open for append: %s", path, strerror(-rc));
+        return rc;
+    }
+    if (w->segment_length < w->segment_capacity) {
+        /* A crash cut the segment's creation short after its header: finish preallocating. */
+        rc = w->io->ops->allocate(w->io, w->fd, w->segment_capacity);
+        if (rc == 0)
+            rc = w->io->ops->fsync(w->io, w->fd);
+        if (rc != 0) {
+            say(why, why_len, "%s: cannot preallocate: %s", path, strerror(-rc));
+            return rc;
+        }
+    }
+    w->batch = malloc(w->opt.batch_bytes);
+    if (w->batch == NULL)
+        return -ENOMEM;
+    w->batch_used = 0;
+    w->batch_offset = w->write_offset;
+    return 0;
+}
+
+int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
+                 const struct wal_log_options *opt, u64 from_lsn, wal_replay_fn replay,
+                 void *ctx, struct wal_open_report *rep, char *why, size_t why_len)
+{
+    memset(w, 0, sizeof(*w));
+    memset(rep, 0, sizeof(*rep));
+    w->io = io;
+    w->fd = -1;
+    options_resolve(&w->opt, opt);
+    if (snprintf(w->dir, sizeof(w->dir), "%s", dir) >= (int)sizeof(w->dir)) {
+        say(why, why_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
+    int rc = list_segments(w, why, why_len);
+    if (rc != 0)
+        return rc;
+    if (w->segment_count == 0) {
+        say(why, why_len, "%s: no WAL segment (wal-*.log); the directory was never formatted", dir);
+        return -ENOENT;
+    }
+
+    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn } };
+    for (u32 i = 0; i < w->segment_count && rc >= 0; i++) {
+        if (i == 0 && replay != NULL && from_lsn < w->segments[0].first_lsn) {
+            say(why, why_len, "%s: the WAL begins at LSN %" PRIu64 " but replay needs LSN %" PRIu64,
+                dir, w->segments[0].first_lsn, from_lsn);
+            rc = -EUCLEAN;
+            break;
+        }
+        rc = open_segment(w, i, &st, rep, why, why_len);
+    }
+    free(st.buf);
+    if (rc < 0)
+        return rc;
+
+    rep->segments = w->segment_count;
+    rep->last_lsn = w->cur.next_lsn - 1;
+    rep->last_slot = w->cur.last_slot;
+    rep->frames_delivered = st.replay.delivered;
+    w->durable_lsn = rep->last_lsn;
+    if (replay != NULL && from_lsn > w->cur.next_lsn) {
+        say(why, why_len, "%s: the WAL ends at LSN %" PRIu64 " but replay needs LSN %" PRIu64
+            " (entries the snapshot holds are missing from the WAL)", dir, rep->last_lsn, from_lsn);
+        return -EUCLEAN;
+    }
+    if (w->opt.read_only)
+        return 0;
+    return activate(w, why, why_len);
+}
+
+void wal_log_close(struct wal_log *w)
+{
+    if (w->fd >= 0)
+        w->io->ops->close(w->io, w->fd);
+    w->fd = -1;
+    free(w->batch);
+    w->batch = NULL;
+}
+
+/* ---- appending -------------------------------------------------------------------------- */
+
+static int halt(struct wal_log *w, int rc, const char *step)
+{
+    ADB_ASSERT(rc < 0);
+    if (!w->halted) {
+        w->halted = true;
+        w->halt_errno = -rc;
+        snprintf(w->halt_reason, sizeof(w->halt_reason), "%s: %s (LSN %" PRIu64 ")", step,
+                 strerror(-rc), w->cur.next_lsn - 1);
+    }
+    return rc;
+}
+
+/* Writes the batch at its offset (no sync). */
+static int flush(struct wal_log *w)
+{
+    if (w->batch_used == 0)
+        return 0;
+    int rc = io_write_all(w->io, w->fd, w->batch, w->batch_used, w->batch_offset);
+    if (rc != 0)
+        return halt(w, rc, "WAL write");
+    w->batch_offset += w->batch_used;
+    w->batch_used = 0;
+    return 0;
+}
+
+int wal_log_commit(struct wal_log *w)
+{
+    if (w->halted)
+        return -EIO;
+    int rc = flush(w);
+    if (rc != 0)
+        return rc;
+    u64 last = w->cur.next_lsn - 1;
+    if (last == w->durable_lsn)
+        return 0;
+    rc = w->io->ops->datasync(w->io, w->fd);
+    if (rc != 0)
+        return halt(w, rc, "WAL fdatasync");
+    w->durable_lsn = last;
+    return 0;
+}
+
+/* Seals the active segment (everything in it synced) and starts the next one. */
+static int roll(struct wal_log *w)
+{
+    if (w->segment_count == WAL_SEGMENTS_MAX)
+        return -EMFILE; /* not a halt: nothing is lost; a checkpoint must prune first */
+    int rc = wal_log_commit(w);
+    if (rc != 0)
+        return rc;
+    struct wal_segment_header h = { .first_lsn = w->cur.next_lsn, .prev_slot = w->cur.last_slot,
+                                    .prev_crc = w->cur.prev_crc, .capacity = w->opt.segment_bytes };
+    int fd;
+    char why[WAL_PATH_MAX + 64];
+    rc = segment_create(w->io, w->dir, &h, &fd, why, sizeof(why));
+    if (rc != 0)
+        return halt(w, rc, "WAL segment create");
+    w->io->ops->close(w->io, w->fd);
+    w->fd = fd;
+    w->segments[w->segment_count++].first_lsn = h.first_lsn;
+    w->segment_capacity = h.capacity;
+    w->segment_length = h.capacity;
+    w->write_offset = WAL_SEGMENT_HEADER_SIZE;
+    w->batch_offset = WAL_SEGMENT_HEADER_SIZE;
+    return 0;
+}
+
+int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct sm_command *cmd,
+                   u64 *lsn_out)
+{
+    if (w->halted)
+        return -EIO;
+    ADB_ASSERT(w->fd >= 0);
+    ADB_ASSERT(request_slot >= w->cur.last_slot);
+    u32 size = wal_frame_size(wal_cmd_size(cmd));
+    if (w->batch_offset + w->batch_used + size > w->segment_capacity) {
+        int rc = roll(w);
+        if (rc != 0)
+            return rc;
+    }
+    if (w->batch_used + size > w->opt.batch_bytes) {
+        int rc = flush(w);
+        if (rc != 0)
+            return rc;
+    }
+    u8 *at = w->batch + w->batch_used;
+    struct wal_frame f = {
+        .lsn = w->cur.next_lsn,
+        .request_slot = request_slot,
+        .view = view,
+        .prev_crc = w->cur.prev_crc,
+        .record_type = wal_cmd_record_type(cmd),
+        .payload = at + WAL_FRAME_HEADER_SIZE,
+    };
+    f.payload_len = wal_cmd_encode(at + WAL_FRAME_HEADER_SIZE, WAL_PAYLOAD_MAX, cmd);
+    u32 n = wal_frame_encode(at, w->opt.batch_bytes - w->batch_used, &f);
+    ADB_ASSERT(n == size);
+    w->batch_used += n;
+    w->write_offset = w->batch_offset + w->batch_used;
+    w->cur.next_lsn = f.lsn + 1;
+    w->cur.last_slot = request_slot;
+    w->cur.prev_crc = f.crc;
+    *lsn_out = f.lsn;
+    return 0;
+}
+
+/* ---- pruning ---------------------------------------------------------------------------- */
+
+int wal_log_prune(struct wal_log *w, u64 keep_from_lsn, u32 *removed)
+{
+    *removed = 0;
+    if (w->halted)
+        return -EIO;
+    u32 n = 0;
+    int rc = 0;
+    /* Oldest first, so a crash part way leaves a contiguous suffix of the log. */
+    while (n + 1 < w->segment_count && w->segments[n + 1].first_lsn <= keep_from_lsn) {
+        char path[WAL_PATH_MAX];
+        if (!seg_path(w, w->segments[n].first_lsn, path, sizeof(path)))
+            return -ENAMETOOLONG;
+        rc = w->io->ops->unlink(w->io, path);
+        if (rc != 0)
+            break;
+        n++;
+    }
+    if (n > 0) {
+        memmove(w->segments, w->segments + n, (w->segment_count - n) * sizeof(w->segments[0]));
+        w->segment_count -= n;
+        int src = w->io->ops->sync_dir(w->io, w->dir);
+        if (rc == 0)
+            rc = src;
+    }
+    *removed = n;
+    return rc;
+}

@@ -1,0 +1,137 @@
+/*
+ * wal/log.h — the WAL on disk: segment files, group-commit appends, recovery and pruning.
+ *
+ * Files in the data directory: wal-<first LSN, 20 digits>.log. Each segment is preallocated to
+ * its full capacity when created (so fdatasync after an append flushes data, not metadata),
+ * starts with a segment header (wal/scan.h) and holds frames with consecutive LSNs. The newest
+ * segment is the only one written; when a frame does not fit, the writer syncs it, creates the
+ * next one (header, allocate, fsync, directory fsync) and continues there.
+ *
+ * NOTES
+ *   Initialization: wal_log_format() creates the first, empty segment of a new directory;
+ *   wal_log_open() recovers an existing one (the scan of wal/scan.h over every segment, in
+ *   LSN order, with the checks between segments), calls back for every frame at or after a
+ *   given LSN, repairs a torn tail, and leaves the log ready to append after the last frame.
+ *   A directory without segments is an error: a WAL is never silently created.
+ *
+ *   Appending: wal_log_append() encodes into a bounded in-memory batch (pwrite when it fills);
+ *   wal_log_commit() writes what is pending and issues one fdatasync for all of it: group
+ *   commit. durable_lsn moves only after a successful sync.
+ *
+ *   Errors: any failed write or sync halts the log. A halted log refuses every later call with
+ *   -EIO and never writes again: after a failed fsync the kernel may have dropped the dirty
+ *   pages, so nothing unsynced can be trusted (LMDB's MDB_FATAL_ERROR, PostgreSQL's PANIC).
+ *   The owner reports the unsynced entries as indefinite and restarts; recovery rereads the
+ *   disk.
+ *
+ *   Memory: the batch buffer and the read buffer are allocated at open (bounded by the options),
+ *   nothing per append. Thread safety: none; one owner (the sequencer).
+ */
+#ifndef ADB_WAL_LOG_H
+#define ADB_WAL_LOG_H
+
+#include "common/types.h"
+#include "replica/sm.h"
+#include "wal/frame.h"
+#include "wal/io.h"
+#include "wal/scan.h"
+
+#define WAL_SEGMENT_BYTES_DEFAULT (64u << 20)
+#define WAL_SEGMENT_BYTES_MIN 4096
+#define WAL_SEGMENT_BYTES_MAX ((u64)1 << 40)
+#define WAL_BATCH_BYTES_DEFAULT (1u << 20)
+#define WAL_SEGMENTS_MAX 4096 /* segments tracked at once; a checkpoint prunes them */
+#define WAL_PATH_MAX 4096
+
+struct wal_log_options {
+    u64 segment_bytes; /* capacity of new segments (0 = default); WAL_SEGMENT_BYTES_MIN..MAX */
+    u32 batch_bytes;   /* in-memory batch before a write (0 = default); >= WAL_FRAME_MAX */
+    bool read_only;    /* open: scan and report, never repair, append or create */
+};
+
+/* What recovery found. */
+struct wal_open_report {
+    u32 segments;
+    u64 first_lsn;    /* first LSN the WAL holds (its oldest segment's first_lsn) */
+    u64 last_lsn;     /* last valid frame (first_lsn - 1 if none) */
+    u64 last_slot;    /* its request slot */
+    u64 frames;       /* valid frames scanned */
+    u64 frames_delivered; /* of those, passed to the callback (lsn >= from_lsn) */
+    bool torn;        /* a torn tail was found (and, unless read_only, zeroed) */
+    u64 torn_offset, torn_bytes;
+    char torn_file[WAL_PATH_MAX];
+    u32 removed_empty_segment; /* 1 if a crash-torn, frameless newest segment was removed */
+};
+
+struct wal_segment_ref {
+    u64 first_lsn;
+};
+
+struct wal_log {
+    struct io *io;
+    char dir[WAL_PATH_MAX];
+    struct wal_log_options opt;
+
+    /* Segments, oldest first; the last one is active. */
+    struct wal_segment_ref segments[WAL_SEGMENTS_MAX];
+    u32 segment_count;
+    int fd;              /* active segment, -1 if none */
+    u64 segment_capacity; /* preallocated size of the active segment (its header says) */
+    u64 segment_length;   /* its length when opened */
+    u64 write_offset;    /* where the next frame goes in the active segment */
+
+    struct wal_cursor cur; /* chain state after the last appended frame */
+    u64 durable_lsn;       /* last LSN made durable by a sync */
+
+    u8 *batch;             /* frames encoded but not yet written */
+    u32 batch_used;
+    u64 batch_offset;      /* file offset of batch[0] */
+
+    bool halted;
+    int halt_errno;
+    char halt_reason[256];
+};
+
+/* A frame delivered during open; return non-zero to stop recovery (reported as an error). */
+typedef int (*wal_replay_fn)(void *ctx, const struct wal_frame *f, const struct sm_command *cmd);
+
+/* Creates the first segment (first LSN 1) in an existing directory without segments. */
+int wal_log_format(struct io *io, const char *dir, const struct wal_log_options *opt, char *why,
+                   size_t why_len);
+
+/*
+ * Opens and recovers the WAL in dir: scans every segment, calls replay for each frame with
+ * lsn >= from_lsn (NULL: none), repairs a torn tail (unless read_only) and makes the log ready
+ * to append. Returns 0, or a negative errno with a reason naming file, offset and rule in why
+ * (-EUCLEAN for corruption, -ENOENT for a missing WAL, -ECANCELED if replay stopped it).
+ */
+int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
+                 const struct wal_log_options *opt, u64 from_lsn, wal_replay_fn replay,
+                 void *ctx, struct wal_open_report *rep /* OUT */, char *why, size_t why_len);
+
+void wal_log_close(struct wal_log *w);
+
+/*
+ * Adds one entry: the next LSN, stamped with request_slot (>= the previous one) and view.
+ * Returns 0 and the LSN in *lsn_out, or a negative errno if the log is halted or a write
+ * failed (then halted). Not durable until wal_log_commit.
+ */
+int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct sm_command *cmd,
+                   u64 *lsn_out);
+
+/* Writes everything appended and syncs once. 0 or a negative errno (log halted). */
+int wal_log_commit(struct wal_log *w);
+
+/* Removes whole segments holding only LSNs below keep_from_lsn (never the active one). */
+int wal_log_prune(struct wal_log *w, u64 keep_from_lsn, u32 *removed /* OUT */);
+
+static inline u64 wal_log_next_lsn(const struct wal_log *w)
+{
+    return w->cur.next_lsn;
+}
+
+/* Segment file names: "wal-%020llu.log". */
+bool wal_segment_name(char *out, size_t cap, u64 first_lsn);
+bool wal_segment_parse_name(const char *name, u64 *first_lsn);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * wal/scan.h — reading a WAL segment back: the recovery decision table.
+ *
+ * A WAL is a sequence of segment files. Each starts with a 64-byte segment header, followed by
+ * frames (wal/frame.h) packed back to back, followed by zeros up to the preallocated size.
+ *
+ * Segment header, little-endian, fixed width:
+ *
+ *   offset size field
+ *        0    4 magic        "ADBL" (0x4C424441)
+ *        4    2 version      WAL_SEGMENT_VERSION
+ *        6    2 reserved     zero
+ *        8    8 first_lsn    LSN of the first frame the segment holds (also in the file name)
+ *       16    8 prev_slot    request slot of frame first_lsn - 1 (0 if none)
+ *       24    4 prev_crc     crc of frame first_lsn - 1 (0 if none): the chain continues here
+ *       28    4 reserved     zero
+ *       32    8 capacity     preallocated size of the file in bytes
+ *       40   20 reserved     zero
+ *       60    4 crc          CRC32C of bytes 0..59
+ *
+ * Decision table. The scan walks frames from offset 64. At each offset it finds one of:
+ *
+ *   situation at offset                                  last segment      earlier segment
+ *   ---------------------------------------------------  ----------------  ----------------
+ *   every remaining byte is zero                         clean end         clean end
+ *   a valid frame that continues the sequence            next frame        next frame
+ *   a valid frame with the wrong LSN                     corrupt           corrupt
+ *   a valid frame whose slot goes backwards              corrupt           corrupt
+ *   a valid frame whose prev_crc breaks the chain        corrupt           corrupt
+ *   a valid frame whose payload is not a valid command   corrupt           corrupt
+ *   an invalid frame, nothing non-zero beyond the
+ *     largest frame that could start here, and no
+ *     valid frame at any later offset                    torn tail         corrupt
+ *   any other invalid frame                              corrupt           corrupt
+ *
+ * "Torn tail" is the one state recovery repairs: a write that a crash cut short, which was never
+ * synced and so never acknowledged; the caller zeroes it and appends from its offset. Nothing
+ * else is ever rewritten or dropped. Limits, stated plainly: a bit flip in the very last frame of
+ * the log looks exactly like a torn write and is treated as one; a crash that persisted a later
+ * page of a write but not an earlier one leaves a valid frame after an invalid one and fails
+ * closed (safe, but needs an operator or, later, repair from a replica).
+ *
+ * Pure: no I/O, no allocation. Segment-level checks (names, order, gaps between segments) are in
+ * wal/log.c.
+ */
+#ifndef ADB_WAL_SCAN_H
+#define ADB_WAL_SCAN_H
+
+#include "common/types.h"
+#include "replica/sm.h"
+#include "wal/frame.h"
+
+#define WAL_SEGMENT_MAGIC 0x4C424441u /* bytes 'A' 'D' 'B' 'L' */
+#define WAL_SEGMENT_VERSION 1
+#define WAL_SEGMENT_HEADER_SIZE 64
+
+struct wal_segment_header {
+    u64 first_lsn;
+    u64 prev_slot;
+    u32 prev_crc;
+    u64 capacity;
+};
+
+enum wal_segment_status {
+    WAL_SEGMENT_OK = 0,
+    WAL_SEGMENT_SHORT,
+    WAL_SEGMENT_BAD_MAGIC,
+    WAL_SEGMENT_BAD_VERSION,
+    WAL_SEGMENT_BAD_RESERVED,
+    WAL_SEGMENT_BAD_LSN, /* first_lsn 0 */
+    WAL_SEGMENT_BAD_CHECKSUM,
+};
+
+const char *wal_segment_status_name(enum wal_segment_status s);
+
+void wal_segment_header_encode(u8 out[WAL_SEGMENT_HEADER_SIZE], const struct wal_segment_header *h);
+enum wal_segment_status wal_segment_header_decode(const u8 *buf, size_t len,
+                                                  struct wal_segment_header *out);
+
+/* Where the chain stands: what the next frame must carry. */
+struct wal_cursor {
+    u64 next_lsn;  /* the next frame's LSN */
+    u64 last_slot; /* the next frame's slot must be >= this */
+    u32 prev_crc;  /* the next frame's prev_crc must equal this */
+};
+
+enum wal_scan_end {
+    WAL_SCAN_CLEAN = 0, /* valid frames, then zeros to the end */
+    WAL_SCAN_TORN,      /* valid frames, then one torn write (last segment only) */
+    WAL_SCAN_CORRUPT,   /* fail closed */
+    WAL_SCAN_STOPPED,   /* the frame callback returned non-zero */
+};
+
+const char *wal_scan_end_name(enum wal_scan_end e);
+
+struct wal_scan_result {
+    enum wal_scan_end end;
+    u64 frames;      /* valid frames found */
+    u64 valid_end;   /* offset just past the last valid frame (or the header) */
+    u64 bad_offset;  /* torn/corrupt: offset of the first bad byte sequence */
+    u64 torn_end;    /* torn: offset just past the last non-zero byte of the torn write */
+    char reason[160];
+};
+
+/* Called for each valid frame, in order, with its decoded command and its offset. */
+typedef int (*wal_frame_fn)(void *ctx, const struct wal_frame *f, const struct sm_command *cmd,
+                            u64 offset);
+
+/*
+ * Scans the frames of one segment held in buf (len bytes, starting with the segment header,
+ * which the caller has already decoded and checked). cur holds the chain state on entry and is
+ * advanced past every valid frame (OUT). `last` says whether this is the newest segment.
+ * each may be NULL. Returns the result's `end`.
+ */
+enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, bool last, struct wal_cursor *cur,
+                                   wal_frame_fn each, void *ctx, struct wal_scan_result *out);
+
+/* True if len bytes at p are all zero (word at a time; used on large preallocated tails). */
+bool wal_all_zero(const u8 *p, u64 len);
+
+#endif
