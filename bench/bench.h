@@ -6,8 +6,17 @@
 
 #include <stdio.h>
 
+#include "common/types.h"
+
 /* `allocdb-bench core ...`: in-process state-machine scenarios. Returns an exit status. */
 int bench_core_main(int argc, char **argv);
 void bench_core_usage(FILE *out);
+
+/* `allocdb-bench recovery ...`: WAL replay and snapshot load on real files. */
+int bench_recovery_main(int argc, char **argv);
+void bench_recovery_usage(FILE *out);
+
+/* Parses a decimal in [min, max] for option opt; prints the reason and returns false if not. */
+bool bench_parse_u64(const char *opt, const char *s, u64 min, u64 max, u64 *out);
 
 #endif

@@ -633,7 +633,7 @@ void bench_core_usage(FILE *out)
             "did not or its tables could not be allocated, 64 on a usage error.\n");
 }
 
-static bool parse_u64(const char *opt, const char *s, u64 min, u64 max, u64 *out)
+bool bench_parse_u64(const char *opt, const char *s, u64 min, u64 max, u64 *out)
 {
     char *end;
     errno = 0;
@@ -645,7 +645,7 @@ static bool parse_u64(const char *opt, const char *s, u64 min, u64 max, u64 *out
     *out = v;
     return true;
 bad:
-    fprintf(stderr, "allocdb-bench core: %s expects a whole number in %" PRIu64 "..%" PRIu64 ", got '%s'\n", opt,
+    fprintf(stderr, "allocdb-bench: %s expects a whole number in %" PRIu64 "..%" PRIu64 ", got '%s'\n", opt,
             min, max, s);
     return false;
 }
@@ -703,24 +703,24 @@ int bench_core_main(int argc, char **argv)
     while (ok && (ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         switch (ch) {
         case O_SCEN: o.scenario = optarg; break;
-        case O_HR: ok = parse_u64("--hotspot-rounds", optarg, 1, SM_CAPACITY_MAX, &o.hotspot_rounds); break;
-        case O_HC: ok = parse_u64("--hotspot-contenders", optarg, 1, SM_CAPACITY_MAX, &o.hotspot_contenders); break;
-        case O_RK: ok = parse_u64("--retry-table-capacity", optarg, 1, SM_CAPACITY_MAX - 1, &o.retry_capacity); break;
-        case O_RF: ok = parse_u64("--retry-duplicate-fanout", optarg, 0, big, &o.retry_fanout); break;
-        case O_RA: ok = parse_u64("--retry-full-rejection-attempts", optarg, 0, big, &o.retry_rejections); break;
-        case O_UN: ok = parse_u64("--uniform-resources", optarg, 1, SM_CAPACITY_MAX, &o.uniform_resources); break;
-        case O_UM: ok = parse_u64("--uniform-commands", optarg, 1, UINT64_MAX / 2, &o.uniform_commands); break;
-        case O_US: ok = parse_u64("--uniform-commands-per-slot", optarg, 1, SM_CAPACITY_MAX, &o.uniform_commands_per_slot); break;
-        case O_UW: ok = parse_u64("--uniform-dedupe-window-slots", optarg, 1, 1000000, &o.uniform_dedupe_window_slots); break;
-        case O_UH: ok = parse_u64("--uniform-history-window-slots", optarg, 1, 1000000, &o.uniform_history_window_slots); break;
-        case O_UT: ok = parse_u64("--uniform-max-ttl-slots", optarg, 1, SM_MAX_TTL_SLOTS_MAX, &o.uniform_max_ttl_slots); break;
-        case O_UE: ok = parse_u64("--uniform-expirations-per-tick", optarg, 1, 1000000, &o.uniform_expirations_per_tick); break;
-        case O_SEED: ok = parse_u64("--seed", optarg, 0, UINT64_MAX, &o.seed); break;
-        case O_REP: ok = parse_u64("--repeat", optarg, 1, 1000000, &o.repeat); break;
+        case O_HR: ok = bench_parse_u64("--hotspot-rounds", optarg, 1, SM_CAPACITY_MAX, &o.hotspot_rounds); break;
+        case O_HC: ok = bench_parse_u64("--hotspot-contenders", optarg, 1, SM_CAPACITY_MAX, &o.hotspot_contenders); break;
+        case O_RK: ok = bench_parse_u64("--retry-table-capacity", optarg, 1, SM_CAPACITY_MAX - 1, &o.retry_capacity); break;
+        case O_RF: ok = bench_parse_u64("--retry-duplicate-fanout", optarg, 0, big, &o.retry_fanout); break;
+        case O_RA: ok = bench_parse_u64("--retry-full-rejection-attempts", optarg, 0, big, &o.retry_rejections); break;
+        case O_UN: ok = bench_parse_u64("--uniform-resources", optarg, 1, SM_CAPACITY_MAX, &o.uniform_resources); break;
+        case O_UM: ok = bench_parse_u64("--uniform-commands", optarg, 1, UINT64_MAX / 2, &o.uniform_commands); break;
+        case O_US: ok = bench_parse_u64("--uniform-commands-per-slot", optarg, 1, SM_CAPACITY_MAX, &o.uniform_commands_per_slot); break;
+        case O_UW: ok = bench_parse_u64("--uniform-dedupe-window-slots", optarg, 1, 1000000, &o.uniform_dedupe_window_slots); break;
+        case O_UH: ok = bench_parse_u64("--uniform-history-window-slots", optarg, 1, 1000000, &o.uniform_history_window_slots); break;
+        case O_UT: ok = bench_parse_u64("--uniform-max-ttl-slots", optarg, 1, SM_MAX_TTL_SLOTS_MAX, &o.uniform_max_ttl_slots); break;
+        case O_UE: ok = bench_parse_u64("--uniform-expirations-per-tick", optarg, 1, 1000000, &o.uniform_expirations_per_tick); break;
+        case O_SEED: ok = bench_parse_u64("--seed", optarg, 0, UINT64_MAX, &o.seed); break;
+        case O_REP: ok = bench_parse_u64("--repeat", optarg, 1, 1000000, &o.repeat); break;
         case O_JSON: o.json = true; break;
         case O_DUR: o.durable_dir = optarg; break;
-        case O_GC: ok = parse_u64("--group-commit", optarg, 1, 1u << 24, &o.group_commit); break;
-        case O_SEG: ok = parse_u64("--segment-bytes", optarg, 4096, (u64)1 << 40, &o.segment_bytes); break;
+        case O_GC: ok = bench_parse_u64("--group-commit", optarg, 1, 1u << 24, &o.group_commit); break;
+        case O_SEG: ok = bench_parse_u64("--segment-bytes", optarg, 4096, (u64)1 << 40, &o.segment_bytes); break;
         case O_KEEP: o.keep_data = true; break;
         case 'h': bench_core_usage(stdout); return 0;
         default: ok = false; break;

@@ -15,7 +15,8 @@ static void usage(FILE *out)
             "\n"
             "Commands:\n"
             "  core     drive the state machine in-process (no I/O): hot-spot contention,\n"
-            "           retry pressure and a uniform workload\n"
+            "           retry pressure and a uniform workload; --durable adds the WAL\n"
+            "  recovery measure WAL replay and snapshot load on real files\n"
             "\n"
             "Run 'allocdb-bench COMMAND --help' for a command's options.\n"
             "  -h, --help     show this help\n"
@@ -38,6 +39,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "core") == 0)
         return bench_core_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "recovery") == 0)
+        return bench_recovery_main(argc - 1, argv + 1);
     fprintf(stderr, "allocdb-bench: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 64;

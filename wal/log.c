@@ -280,8 +280,8 @@ struct open_state {
 };
 
 /* Scans segment i; on success leaves its fd open in *fd_out if it is the last. */
-static int open_segment(struct wal_log *w, u32 i, struct open_state *st, struct wal_open_report *rep,
-                        char *why, size_t why_len)
+static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open_state *st,
+                        struct wal_open_report *rep, char *why, size_t why_len)
 {
     bool last = i + 1 == w->segment_count;
     u64 first = w->segments[i].first_lsn;
@@ -328,10 +328,9 @@ static int open_segment(struct wal_log *w, u32 i, struct open_state *st, struct 
             path, h.first_lsn);
         return -EUCLEAN;
     }
-    if (i == 0) {
+    if (i == first_scanned) {
         w->cur = (struct wal_cursor){ .next_lsn = h.first_lsn, .last_slot = h.prev_slot,
                                       .prev_crc = h.prev_crc };
-        rep->first_lsn = h.first_lsn;
     } else if (h.first_lsn != w->cur.next_lsn || h.prev_slot != w->cur.last_slot ||
                h.prev_crc != w->cur.prev_crc) {
         say(why, why_len,
@@ -428,15 +427,22 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     }
 
     struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn } };
-    for (u32 i = 0; i < w->segment_count && rc >= 0; i++) {
-        if (i == 0 && replay != NULL && from_lsn < w->segments[0].first_lsn) {
-            say(why, why_len, "%s: the WAL begins at LSN %" PRIu64 " but replay needs LSN %" PRIu64,
-                dir, w->segments[0].first_lsn, from_lsn);
-            rc = -EUCLEAN;
-            break;
+    u32 start = 0;
+    if (replay != NULL && from_lsn != 0) {
+        if (from_lsn < w->segments[0].first_lsn) {
+            say(why, why_len, "%s: the WAL begins at LSN %" PRIu64 " but replay needs LSN %" PRIu64, dir,
+                w->segments[0].first_lsn, from_lsn);
+            return -EUCLEAN;
         }
-        rc = open_segment(w, i, &st, rep, why, why_len);
+        /* Segments wholly before from_lsn are kept for fallback and for peers, not needed here:
+         * the chain can start from any segment header, so skip reading them. Never start at
+         * the newest of several: it may be a torn creation that recovery removes. */
+        while (start + 2 < w->segment_count && w->segments[start + 1].first_lsn <= from_lsn)
+            start++;
     }
+    rep->first_lsn = w->segments[0].first_lsn;
+    for (u32 i = start; i < w->segment_count && rc >= 0; i++)
+        rc = open_segment(w, i, start, &st, rep, why, why_len);
     free(st.buf);
     if (rc < 0)
         return rc;
@@ -446,7 +452,7 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     rep->last_slot = w->cur.last_slot;
     rep->frames_delivered = st.replay.delivered;
     w->durable_lsn = rep->last_lsn;
-    if (replay != NULL && from_lsn > w->cur.next_lsn) {
+    if (replay != NULL && from_lsn != 0 && from_lsn > w->cur.next_lsn) {
         say(why, why_len, "%s: the WAL ends at LSN %" PRIu64 " but replay needs LSN %" PRIu64
             " (entries the snapshot holds are missing from the WAL)", dir, rep->last_lsn, from_lsn);
         return -EUCLEAN;

@@ -55,7 +55,7 @@ struct wal_open_report {
     u64 first_lsn;    /* first LSN the WAL holds (its oldest segment's first_lsn) */
     u64 last_lsn;     /* last valid frame (first_lsn - 1 if none) */
     u64 last_slot;    /* its request slot */
-    u64 frames;       /* valid frames scanned */
+    u64 frames;       /* valid frames scanned (segments wholly before from_lsn are not read) */
     u64 frames_delivered; /* of those, passed to the callback (lsn >= from_lsn) */
     bool torn;        /* a torn tail was found (and, unless read_only, zeroed) */
     u64 torn_offset, torn_bytes;
@@ -101,7 +101,8 @@ int wal_log_format(struct io *io, const char *dir, const struct wal_log_options 
 
 /*
  * Opens and recovers the WAL in dir: scans every segment, calls replay for each frame with
- * lsn >= from_lsn (NULL: none), repairs a torn tail (unless read_only) and makes the log ready
+ * lsn >= from_lsn (NULL: none), which the WAL must cover (from_lsn 0: every frame it holds,
+ * no coverage required), repairs a torn tail (unless read_only) and makes the log ready
  * to append. Returns 0, or a negative errno with a reason naming file, offset and rule in why
  * (-EUCLEAN for corruption, -ENOENT for a missing WAL, -ECANCELED if replay stopped it).
  */
