@@ -1010,3 +1010,129 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
     return true;
 #undef FAIL
 }
+
+/* ---- restore (used by replica/snapshot.c; see sm.h) ------------------------------------ */
+
+void sm_restore_begin(sm_t *sm, u64 last_applied_lsn, u64 last_request_slot, u64 retired_watermark_lsn,
+                      u64 retired_through_slot)
+{
+    /* Restoring into a used state is a programming error, not bad input. */
+    ADB_ASSERT(sm->last_applied_lsn == 0 && sm->resource_count == 0 && sm->reservation_count == 0 &&
+               sm->operation_count == 0 && sm->expiry.count == 0 && sm->expiry.due_through == 0);
+    sm->last_applied_lsn = last_applied_lsn;
+    sm->last_request_slot = last_request_slot;
+    sm->retired_watermark_lsn = retired_watermark_lsn;
+    sm->retired_through_slot = retired_through_slot;
+}
+
+enum sm_restore_result sm_restore_resource(sm_t *sm, const struct sm_resource_view *v)
+{
+    if (v->state > SM_RESOURCE_CONFIRMED)
+        return SM_RESTORE_INVALID;
+    u32 pos;
+    /* Terminates: count <= capacity keeps the table at most half full. */
+    if (probe_resource(sm, v->resource_id, &pos))
+        return SM_RESTORE_DUPLICATE;
+    if (sm->resource_count >= sm->cfg.resource_capacity)
+        return SM_RESTORE_FULL;
+    struct sm_resource *r = &sm->resources[pos];
+    r->resource_id = v->resource_id;
+    r->current_reservation_id = v->current_reservation_id;
+    r->version = v->version;
+    r->state = v->state;
+    r->used = 1;
+    sm->resource_count++;
+    return SM_RESTORE_OK;
+}
+
+/*
+ * Schedules a restored reserved reservation; deadlines arrive in ascending order. The index must
+ * end as live apply leaves it: advanced to last_request_slot, deadlines <= that slot on the due
+ * list in (deadline, id) order, later ones in their wheel buckets. expiry_schedule only takes
+ * deadlines above the advance point, so a due deadline d is scheduled with the index at d - 1
+ * and its bucket moves to the due list (advance to d) when a larger deadline arrives or in
+ * sm_restore_end. The wheel then holds at most that one bucket, so no advance scans the wheel.
+ * Checks everything expiry_schedule asserts before changing anything.
+ */
+static enum sm_restore_result restore_schedule(sm_t *sm, u32 pos, u64 deadline)
+{
+    struct expiry *ex = &sm->expiry;
+    u64 last = sm->last_request_slot;
+    bool bucket_open = ex->count > ex->due_count;
+    if (deadline == 0)
+        return SM_RESTORE_INVALID;
+    if (expiry_full(ex))
+        return SM_RESTORE_FULL;
+    if (deadline <= last) {
+        if (deadline <= ex->due_through)
+            return SM_RESTORE_INVALID; /* below a deadline already moved to the due list */
+        if (bucket_open && deadline - 1 > ex->due_through)
+            expiry_advance(ex, ex->due_through + 1); /* close the previous deadline's bucket */
+        expiry_advance(ex, deadline - 1);
+    } else {
+        if (deadline - last > sm->cfg.max_ttl_slots)
+            return SM_RESTORE_INVALID; /* no reserve could have set it: outside the wheel */
+        if (bucket_open && ex->due_through < last)
+            expiry_advance(ex, ex->due_through + 1);
+        expiry_advance(ex, last);
+    }
+    expiry_schedule(ex, pos, deadline);
+    return SM_RESTORE_OK;
+}
+
+enum sm_restore_result sm_restore_reservation(sm_t *sm, const struct sm_reservation_view *v)
+{
+    if (v->state > SM_RESERVATION_EXPIRED || v->reservation_id == 0)
+        return SM_RESTORE_INVALID;
+    if (sm->reservation_count >= sm->cfg.reservation_capacity)
+        return SM_RESTORE_FULL;
+    u32 rref = find_resource(sm, v->resource_id);
+    if (rref == 0)
+        return SM_RESTORE_NO_RESOURCE;
+    if (find_reservation_ref(sm, v->reservation_id) != 0)
+        return SM_RESTORE_DUPLICATE;
+    u32 pos = sm->reservation_free[sm->reservation_free_count - 1];
+    if (v->state == SM_RESERVATION_RESERVED) {
+        enum sm_restore_result rc = restore_schedule(sm, pos, v->deadline_slot);
+        if (rc != SM_RESTORE_OK)
+            return rc;
+    }
+    sm->reservation_free_count--;
+    struct sm_reservation *r = &sm->reservations[pos];
+    r->reservation_id = v->reservation_id;
+    r->holder_id = v->holder_id;
+    r->deadline_slot = v->deadline_slot;
+    r->released_lsn = v->released_lsn;
+    r->retire_after_slot = v->retire_after_slot;
+    r->resource_ref = rref - 1;
+    r->state = v->state;
+    sm->reservation_count++;
+    index_insert(&sm->reservation_index, hash_u128(r->reservation_id), pos + 1);
+    if (r->state == SM_RESERVATION_RELEASED || r->state == SM_RESERVATION_EXPIRED)
+        fifo_push(&sm->reservation_retire, pos); /* terminal ones arrive in queue order */
+    return SM_RESTORE_OK;
+}
+
+enum sm_restore_result sm_restore_operation(sm_t *sm, const struct sm_operation *op)
+{
+    if (op->operation_id == 0)
+        return SM_RESTORE_INVALID;
+    if (find_operation(sm, op->operation_id) != 0)
+        return SM_RESTORE_DUPLICATE;
+    if (sm->operation_count >= sm->cfg.operation_capacity)
+        return SM_RESTORE_FULL;
+    u32 pos = sm->operation_free[--sm->operation_free_count];
+    sm->operations[pos] = *op;
+    sm->operation_count++;
+    index_insert(&sm->operation_index, hash_u128(op->operation_id), pos + 1);
+    fifo_push(&sm->operation_retire, pos); /* records arrive in queue order */
+    return SM_RESTORE_OK;
+}
+
+void sm_restore_end(sm_t *sm)
+{
+    struct expiry *ex = &sm->expiry;
+    if (ex->count > ex->due_count && ex->due_through < sm->last_request_slot)
+        expiry_advance(ex, ex->due_through + 1);
+    expiry_advance(ex, sm->last_request_slot);
+}

@@ -316,4 +316,38 @@ struct sm_digest sm_digest(const sm_t *sm);
  */
 bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len);
 
+/* ---- restore (used by replica/snapshot.c) ----------------------------------------------- */
+/*
+ * Rebuilds a state from a decoded snapshot. On an sm fresh from sm_init, call
+ *   sm_restore_begin        once, with the scalars;
+ *   sm_restore_resource     for each resource;
+ *   sm_restore_reservation  for each reservation: first the terminal ones in retirement-queue
+ *                           order, then the reserved ones in (deadline, id) order, then the
+ *                           confirmed ones;
+ *   sm_restore_operation    for each operation record, in retirement-queue order;
+ *   sm_restore_end          once.
+ * A placement call that returns anything but SM_RESTORE_OK has changed nothing. The calls never
+ * assert on record contents: what they cannot place they report (SM_RESTORE_INVALID covers a
+ * state out of range, a deadline that is 0, out of order or beyond max_ttl_slots after the last
+ * request slot, and operation id 0). Everything else (id shapes, LSN ranges, queue orders,
+ * cross references) is the caller's to validate, and the result is trusted only once
+ * sm_check_invariants passes. Pool positions are not restored: they do not affect outcomes or
+ * the digest.
+ */
+enum sm_restore_result {
+    SM_RESTORE_OK = 0,
+    SM_RESTORE_DUPLICATE,   /* the id is already present */
+    SM_RESTORE_FULL,        /* table (or, for reserved, the expiration index) at capacity */
+    SM_RESTORE_NO_RESOURCE, /* a reservation names a resource not restored */
+    SM_RESTORE_INVALID,     /* a field the state machine cannot hold (see above) */
+};
+
+void sm_restore_begin(sm_t *sm, u64 last_applied_lsn, u64 last_request_slot,
+                      u64 retired_watermark_lsn, u64 retired_through_slot);
+enum sm_restore_result sm_restore_resource(sm_t *sm, const struct sm_resource_view *v);
+/* created_lsn is ignored (it is the id's low half). */
+enum sm_restore_result sm_restore_reservation(sm_t *sm, const struct sm_reservation_view *v);
+enum sm_restore_result sm_restore_operation(sm_t *sm, const struct sm_operation *op);
+void sm_restore_end(sm_t *sm);
+
 #endif
