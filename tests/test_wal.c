@@ -288,9 +288,9 @@ START_TEST(test_torn_tail_at_every_byte)
         u64 significant = frame_bytes;
         while (significant > 0 && data[at + significant - 1] == 0)
             significant--;
+        wal_log_close(&w);
         if (keep > frame_bytes)
             break;
-        wal_log_close(&w);
         io_fault_power_loss_tear_file(fs, path, keep);
         int rc = reopen(&w, &rep, &s, why, sizeof(why));
         ck_assert_msg(rc == 0, "keep %llu: %s", (unsigned long long)keep, why);
