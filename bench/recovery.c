@@ -95,11 +95,12 @@ static bool timed_recovery(const char *dir, const struct sm_config *cfg, const s
     return ok;
 }
 
-/* Replay: resources 1..R; each command reserves a resource or releases its reservation. */
+/* Replay: resources 1..R (a tenth of the commands, at most 100,000); each command reserves a resource or releases its reservation. */
 static bool bench_replay(const struct recovery_opts *o, char *why, size_t why_len)
 {
-    const u32 R = 100000;
-    struct sm_config cfg = { .resource_capacity = R, .reservation_capacity = 2 * R + 16, .operation_capacity = 1 << 20,
+    const u32 R = o->commands / 10 < 100000 ? (u32)(o->commands / 10) : 100000;
+    const u64 per_slot = R / 10; /* with the windows below, tables stay within capacity */
+    struct sm_config cfg = { .resource_capacity = R, .reservation_capacity = 2 * R + 16, .operation_capacity = 8 * R + 16,
                              .expiration_capacity = R, .max_ttl_slots = 1000, .dedupe_window_slots = 60,
                              .history_window_slots = 4 };
     char dir[WAL_PATH_MAX];
@@ -117,8 +118,8 @@ static bool bench_replay(const struct recovery_opts *o, char *why, size_t why_le
         ok = step(&live, &w, slot, &c, o->group, &out);
     }
     for (u64 i = R; ok && i < o->commands; i++) {
-        if (i % 10000 == 0)
-            slot++; /* 10,000 commands per slot: the dedupe window holds 600,000 records */
+        if (i % per_slot == 0)
+            slot++; /* the dedupe window holds 60 slots of operations: 6R records */
         u64 r = (i * 7919) % R;
         struct sm_command c = { .operation_id = ++op, .client_id = 1, .holder_id = r + 1 };
         if (held[r] == 0) {
@@ -262,7 +263,7 @@ int bench_recovery_main(int argc, char **argv)
         bool ok = true;
         switch (ch) {
         case 'd': o.dir = optarg; break;
-        case 'c': ok = bench_parse_u64("--commands", optarg, 200000, 1000000000, &o.commands); break;
+        case 'c': ok = bench_parse_u64("--commands", optarg, 1000, 1000000000, &o.commands); break;
         case 'r': ok = bench_parse_u64("--reservations", optarg, 1, SM_CAPACITY_MAX / 2, &o.reservations); break;
         case 'g': ok = bench_parse_u64("--group-commit", optarg, 1, 1 << 24, &o.group); break;
         case 'k': o.keep = true; break;

@@ -43,13 +43,13 @@ expect "a damaged frame is reported with file and offset" 1 "DAMAGED: .*wal-0000
 [ "$(md5sum "$seg")" != "$before" ] && flip "$seg" 300 && [ "$(md5sum "$seg")" = "$before" ] &&
     ok "inspect changed nothing" || not_ok "inspect changed nothing"
 
-out=$("$bench" recovery --dir "$tmp" --commands 200000 --reservations 2000 --keep-data 2>&1)
+out=$("$bench" recovery --dir "$tmp" --commands 3000 --reservations 500 --keep-data 2>&1)
 status=$?
 snapdir=$(printf '%s\n' "$out" | sed -n 's/^  kept *//p' | tail -1)
 [ $status -eq 0 ] && printf '%s\n' "$out" | grep -q "snapshot_only" &&
     ok "bench recovery replays and loads" || not_ok "bench recovery replays and loads" "$out"
 snap=$(ls "$snapdir"/snapshot-*.snap | head -1)
-expect "inspect snapshot: valid, with its counts" 0 "reservations=2000 (reserved=2000" "$inspect" snapshot "$snap"
+expect "inspect snapshot: valid, with its counts" 0 "reservations=500 (reserved=500" "$inspect" snapshot "$snap"
 expect "inspect verify: a dry-run recovery" 0 "startup kind snapshot_only" "$inspect" verify "$snapdir"
 flip "$snap" 500
 expect "inspect snapshot: damage is reported" 1 "DAMAGED" "$inspect" snapshot "$snap"
