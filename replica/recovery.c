@@ -6,11 +6,11 @@
 #include "replica/recovery.h"
 
 #include "common/assert.h"
+#include "common/why.h"
 #include "replica/snapshot.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,16 +26,6 @@ const char *recovery_kind_name(enum recovery_kind k)
     case RECOVERY_SNAPSHOT_AND_WAL: return "snapshot_and_wal";
     }
     return "unknown";
-}
-
-__attribute__((format(printf, 3, 4))) static void say(char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why == NULL || why_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_len, fmt, ap);
-    va_end(ap);
 }
 
 /* ---- the directory's snapshots ------------------------------------------------------------ */
@@ -82,11 +72,11 @@ static int list_snapshots(struct io *io, const char *dir, struct snap_list *l, c
     memset(l, 0, sizeof(*l));
     int rc = io->ops->list_dir(io, dir, list_one, l);
     if (l->overflow) {
-        say(why, why_len, "%s: more than %d snapshots", dir, SNAPSHOTS_MAX);
+        why_set(why, why_len, "%s: more than %d snapshots", dir, SNAPSHOTS_MAX);
         return -EMFILE;
     }
     if (rc != 0) {
-        say(why, why_len, "%s: cannot list directory: %s", dir, strerror(-rc));
+        why_set(why, why_len, "%s: cannot list directory: %s", dir, strerror(-rc));
         return rc;
     }
     qsort(l->lsn, l->count, sizeof(l->lsn[0]), cmp_desc);
@@ -105,14 +95,14 @@ static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct s
 {
     char path[WAL_PATH_MAX];
     if (!snap_path(dir, lsn, path, sizeof(path))) {
-        say(why, why_len, "%s: path too long", dir);
+        why_set(why, why_len, "%s: path too long", dir);
         return -ENAMETOOLONG;
     }
     u8 *buf = NULL;
     u64 len = 0;
     int rc = snapshot_read(io, path, &buf, &len);
     if (rc != 0) {
-        say(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
+        why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
         return rc;
     }
     sm_init(sm, cfg, sm->memory);
@@ -120,12 +110,12 @@ static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct s
     enum snapshot_status st = snapshot_decode(buf, len, cfg, sm, reason, sizeof(reason));
     free(buf);
     if (st != SNAPSHOT_OK) {
-        say(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
+        why_set(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
         /* A different config is the operator's choice, not damage: never fall back over it. */
         return st == SNAPSHOT_CONFIG_MISMATCH ? -EINVAL : -EUCLEAN;
     }
     if (sm->last_applied_lsn != lsn) {
-        say(why, why_len, "%s: holds LSN %" PRIu64 ", not the LSN of its name", path, sm->last_applied_lsn);
+        why_set(why, why_len, "%s: holds LSN %" PRIu64 ", not the LSN of its name", path, sm->last_applied_lsn);
         return -EUCLEAN;
     }
     return 0;
@@ -208,7 +198,7 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
                 snprintf(rep->rejected_reason, sizeof(rep->rejected_reason), "%s", reason);
             }
         } else {
-            say(why, why_len, "%s", reason);
+            why_set(why, why_len, "%s", reason);
             free(l);
             return rc;
         }
@@ -220,17 +210,13 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
 
     struct replay r = { .sm = sm };
     rc = wal_log_open(wal, io, dir, &o.wal, base + 1, replay_frame, &r, &rep->wal, why, why_len);
-    if (rc == -ECANCELED) {
-        size_t n = strlen(why);
-        snprintf(why + n, why_len - n, ": %s", r.reason);
-    }
+    if (rc == -ECANCELED)
+        why_append(why, why_len, ": %s", r.reason);
     if (rc != 0) {
         wal_log_close(wal);
-        if (rep->snapshots_rejected > 0) {
-            size_t n = strlen(why);
-            snprintf(why + n, why_len - n, " (after rejecting snapshot %" PRIu64 ": %s)", rep->rejected_lsn,
-                     rep->rejected_reason);
-        }
+        if (rep->snapshots_rejected > 0)
+            why_append(why, why_len, " (after rejecting snapshot %" PRIu64 ": %s)", rep->rejected_lsn,
+                       rep->rejected_reason);
         return rc;
     }
     rep->frames_replayed = r.frames;
@@ -238,7 +224,7 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
 
     /* A rejected snapshot held entries up to its LSN; the fallback must have replayed them. */
     if (rep->snapshots_rejected > 0 && sm->last_applied_lsn < rep->rejected_lsn) {
-        say(why, why_len,
+        why_set(why, why_len,
             "snapshot %" PRIu64 " is invalid (%s) and the WAL ends at LSN %" PRIu64 ": state up to LSN %" PRIu64
             " cannot be recovered",
             rep->rejected_lsn, rep->rejected_reason, sm->last_applied_lsn, rep->rejected_lsn);
@@ -285,7 +271,7 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
             continue;
         rc = io->ops->unlink(io, path);
         if (rc != 0) {
-            say(why, why_len, "%s: cannot remove old snapshot: %s", path, strerror(-rc));
+            why_set(why, why_len, "%s: cannot remove old snapshot: %s", path, strerror(-rc));
             break;
         }
         rep->snapshots_removed++;
@@ -293,14 +279,14 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
     if (rc == 0 && rep->snapshots_removed > 0) {
         rc = io->ops->sync_dir(io, dir);
         if (rc != 0)
-            say(why, why_len, "%s: fsync directory: %s", dir, strerror(-rc));
+            why_set(why, why_len, "%s: fsync directory: %s", dir, strerror(-rc));
     }
     /* Step 3: the WAL from the older kept snapshot on (one checkpoint of overlap). */
     if (rc == 0 && l->count >= 2) {
         rep->keep_from_lsn = l->lsn[1] + 1;
         rc = wal_log_prune(wal, rep->keep_from_lsn, &rep->segments_removed);
         if (rc != 0)
-            say(why, why_len, "%s: pruning the WAL: %s", dir, strerror(-rc));
+            why_set(why, why_len, "%s: pruning the WAL: %s", dir, strerror(-rc));
     }
     free(l);
     return rc;

@@ -931,40 +931,20 @@ enum snapshot_status snapshot_decode(const u8 *buf, u64 len, const struct sm_con
 /* ---- file names ------------------------------------------------------------------------ */
 
 #define NAME_PREFIX "snapshot-"
-#define NAME_DIGITS 20 /* UINT64_MAX has 20 decimal digits */
 
 bool snapshot_file_name(char *out, size_t cap, u64 lsn)
 {
-    int n = snprintf(out, cap, NAME_PREFIX "%020llu.snap", (ull)lsn);
-    return n > 0 && (size_t)n < cap;
+    return io_name_make(out, cap, NAME_PREFIX, lsn, ".snap");
 }
 
 static bool temp_file_name(char *out, size_t cap, u64 lsn)
 {
-    int n = snprintf(out, cap, NAME_PREFIX "%020llu.tmp", (ull)lsn);
-    return n > 0 && (size_t)n < cap;
+    return io_name_make(out, cap, NAME_PREFIX, lsn, ".tmp");
 }
 
 bool snapshot_parse_name(const char *name, u64 *lsn)
 {
-    size_t plen = strlen(NAME_PREFIX);
-    if (strncmp(name, NAME_PREFIX, plen) != 0)
-        return false;
-    const char *digits = name + plen;
-    u64 v = 0;
-    for (int i = 0; i < NAME_DIGITS; i++) {
-        char c = digits[i]; /* stops at the terminator, which is no digit */
-        if (c < '0' || c > '9')
-            return false;
-        u64 digit = (u64)(c - '0');
-        if (v > (UINT64_MAX - digit) / 10)
-            return false;
-        v = v * 10 + digit;
-    }
-    if (strcmp(digits + NAME_DIGITS, ".snap") != 0)
-        return false;
-    *lsn = v;
-    return true;
+    return io_name_parse(name, NAME_PREFIX, ".snap", lsn);
 }
 
 /* ---- files ----------------------------------------------------------------------------- */

@@ -6,7 +6,9 @@
 #include "wal/io.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 int io_write_all(struct io *io, int fd, const void *buf, size_t len, u64 off)
 {
@@ -48,4 +50,32 @@ bool io_path(char *out, size_t cap, const char *dir, const char *name)
 {
     int n = snprintf(out, cap, "%s/%s", dir, name);
     return n > 0 && (size_t)n < cap;
+}
+
+bool io_name_make(char *out, size_t cap, const char *prefix, u64 number, const char *suffix)
+{
+    int n = snprintf(out, cap, "%s%020" PRIu64 "%s", prefix, number, suffix);
+    return n > 0 && (size_t)n < cap;
+}
+
+bool io_name_parse(const char *name, const char *prefix, const char *suffix, u64 *number)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(name, prefix, plen) != 0)
+        return false;
+    const char *digits = name + plen;
+    u64 v = 0;
+    for (int i = 0; i < IO_NAME_DIGITS; i++) {
+        char c = digits[i]; /* stops at the terminator, which is no digit */
+        if (c < '0' || c > '9')
+            return false;
+        u64 d = (u64)(c - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    if (strcmp(digits + IO_NAME_DIGITS, suffix) != 0)
+        return false;
+    *number = v;
+    return true;
 }

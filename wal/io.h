@@ -68,6 +68,15 @@ int io_write_all(struct io *io, int fd, const void *buf, size_t len, u64 off);
 /* Reads exactly len bytes at off; -ENODATA if the file ends first. */
 int io_read_all(struct io *io, int fd, void *buf, size_t len, u64 off);
 
+/*
+ * Names of numbered files (WAL segments, snapshots): prefix, the number as exactly 20 decimal
+ * digits (UINT64_MAX has 20), suffix. io_name_make writes one; io_name_parse accepts exactly
+ * that pattern and nothing else.
+ */
+#define IO_NAME_DIGITS 20
+bool io_name_make(char *out, size_t cap, const char *prefix, u64 number, const char *suffix);
+bool io_name_parse(const char *name, const char *prefix, const char *suffix, u64 *number /* OUT */);
+
 /* Joins dir and name into out (cap bytes); false if it does not fit. */
 bool io_path(char *out, size_t cap, const char *dir, const char *name);
 

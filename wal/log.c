@@ -12,11 +12,11 @@
 #include "wal/log.h"
 
 #include "common/assert.h"
+#include "common/why.h"
 #include "wal/command.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,44 +25,19 @@
 
 #define SEG_PREFIX "wal-"
 #define SEG_SUFFIX ".log"
-#define SEG_DIGITS 20
 
 bool wal_segment_name(char *out, size_t cap, u64 first_lsn)
 {
-    int n = snprintf(out, cap, SEG_PREFIX "%020" PRIu64 SEG_SUFFIX, first_lsn);
-    return n > 0 && (size_t)n < cap;
+    return io_name_make(out, cap, SEG_PREFIX, first_lsn, SEG_SUFFIX);
 }
 
 bool wal_segment_parse_name(const char *name, u64 *first_lsn)
 {
-    size_t plen = strlen(SEG_PREFIX), slen = strlen(SEG_SUFFIX);
-    if (strlen(name) != plen + SEG_DIGITS + slen || strncmp(name, SEG_PREFIX, plen) != 0 ||
-        strcmp(name + plen + SEG_DIGITS, SEG_SUFFIX) != 0)
-        return false;
-    u64 v = 0;
-    for (size_t i = 0; i < SEG_DIGITS; i++) {
-        char c = name[plen + i];
-        if (c < '0' || c > '9')
-            return false;
-        u64 d = (u64)(c - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    if (v == 0)
+    u64 v;
+    if (!io_name_parse(name, SEG_PREFIX, SEG_SUFFIX, &v) || v == 0)
         return false;
     *first_lsn = v;
     return true;
-}
-
-__attribute__((format(printf, 3, 4))) static void say(char *why, size_t why_len, const char *fmt, ...)
-{
-    if (why == NULL || why_len == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, why_len, fmt, ap);
-    va_end(ap);
 }
 
 static bool seg_path(const struct wal_log *w, u64 first_lsn, char *out, size_t cap)
@@ -105,11 +80,11 @@ static int list_segments(struct wal_log *w, char *why, size_t why_len)
     w->segment_count = 0;
     int rc = w->io->ops->list_dir(w->io, w->dir, list_one, &l);
     if (l.overflow) {
-        say(why, why_len, "%s: more than %d WAL segments", w->dir, WAL_SEGMENTS_MAX);
+        why_set(why, why_len, "%s: more than %d WAL segments", w->dir, WAL_SEGMENTS_MAX);
         return -EMFILE;
     }
     if (rc != 0) {
-        say(why, why_len, "%s: cannot list directory: %s", w->dir, strerror(-rc));
+        why_set(why, why_len, "%s: cannot list directory: %s", w->dir, strerror(-rc));
         return rc;
     }
     qsort(w->segments, w->segment_count, sizeof(w->segments[0]), cmp_segment);
@@ -140,12 +115,12 @@ static int segment_create(struct io *io, const char *dir, const struct wal_segme
 {
     char name[64], path[WAL_PATH_MAX];
     if (!wal_segment_name(name, sizeof(name), h->first_lsn) || !io_path(path, sizeof(path), dir, name)) {
-        say(why, why_len, "%s: path too long", dir);
+        why_set(why, why_len, "%s: path too long", dir);
         return -ENAMETOOLONG;
     }
     int fd, rc = io->ops->open(io, path, IO_WRITE | IO_CREATE | IO_EXCL, &fd);
     if (rc != 0) {
-        say(why, why_len, "%s: cannot create: %s", path, strerror(-rc));
+        why_set(why, why_len, "%s: cannot create: %s", path, strerror(-rc));
         return rc;
     }
     u8 header[WAL_SEGMENT_HEADER_SIZE];
@@ -165,7 +140,7 @@ static int segment_create(struct io *io, const char *dir, const struct wal_segme
         rc = io->ops->sync_dir(io, dir);
     }
     if (rc != 0) {
-        say(why, why_len, "%s: %s: %s", path, step, strerror(-rc));
+        why_set(why, why_len, "%s: %s: %s", path, step, strerror(-rc));
         io->ops->close(io, fd);
         return rc;
     }
@@ -184,13 +159,13 @@ int wal_log_format(struct io *io, const char *dir, const struct wal_log_options 
     w->io = io;
     int rc = 0;
     if (snprintf(w->dir, sizeof(w->dir), "%s", dir) >= (int)sizeof(w->dir)) {
-        say(why, why_len, "%s: path too long", dir);
+        why_set(why, why_len, "%s: path too long", dir);
         rc = -ENAMETOOLONG;
     }
     if (rc == 0)
         rc = list_segments(w, why, why_len);
     if (rc == 0 && w->segment_count != 0) {
-        say(why, why_len, "%s: already holds a WAL", dir);
+        why_set(why, why_len, "%s: already holds a WAL", dir);
         rc = -EEXIST;
     }
     if (rc == 0) {
@@ -287,13 +262,13 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
     u64 first = w->segments[i].first_lsn;
     char path[WAL_PATH_MAX];
     if (!seg_path(w, first, path, sizeof(path))) {
-        say(why, why_len, "%s: path too long", w->dir);
+        why_set(why, why_len, "%s: path too long", w->dir);
         return -ENAMETOOLONG;
     }
     u64 len;
     int fd, rc = read_file(w->io, path, &st->buf, &st->cap, &len, &fd);
     if (rc != 0) {
-        say(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
+        why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
         return rc;
     }
     w->io->ops->close(w->io, fd);
@@ -308,7 +283,7 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
                 if (rc == 0)
                     rc = w->io->ops->sync_dir(w->io, w->dir);
                 if (rc != 0) {
-                    say(why, why_len, "%s: cannot remove torn new segment: %s", path, strerror(-rc));
+                    why_set(why, why_len, "%s: cannot remove torn new segment: %s", path, strerror(-rc));
                     return rc;
                 }
             }
@@ -316,15 +291,15 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
             w->segment_count--;
             return 1; /* the previous segment is the active one */
         }
-        say(why, why_len, "%s: offset 0: %s", path, wal_segment_status_name(hs));
+        why_set(why, why_len, "%s: offset 0: %s", path, wal_segment_status_name(hs));
         return -EUCLEAN;
     }
     if (h.capacity < WAL_SEGMENT_BYTES_MIN || h.capacity > WAL_SEGMENT_BYTES_MAX) {
-        say(why, why_len, "%s: offset 32: segment capacity %" PRIu64 " out of range", path, h.capacity);
+        why_set(why, why_len, "%s: offset 32: segment capacity %" PRIu64 " out of range", path, h.capacity);
         return -EUCLEAN;
     }
     if (h.first_lsn != first) {
-        say(why, why_len, "%s: offset 8: header first_lsn %" PRIu64 " does not match the file name",
+        why_set(why, why_len, "%s: offset 8: header first_lsn %" PRIu64 " does not match the file name",
             path, h.first_lsn);
         return -EUCLEAN;
     }
@@ -333,7 +308,7 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
                                       .prev_crc = h.prev_crc };
     } else if (h.first_lsn != w->cur.next_lsn || h.prev_slot != w->cur.last_slot ||
                h.prev_crc != w->cur.prev_crc) {
-        say(why, why_len,
+        why_set(why, why_len,
             "%s: offset 0: gap between segments: starts at LSN %" PRIu64 " (prev_crc %08x), the previous "
             "segment ends before LSN %" PRIu64 " (crc %08x)",
             path, h.first_lsn, h.prev_crc, w->cur.next_lsn, w->cur.prev_crc);
@@ -355,17 +330,17 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
         if (!w->opt.read_only) {
             rc = zero_tail(w->io, path, res.bad_offset, res.torn_end);
             if (rc != 0) {
-                say(why, why_len, "%s: cannot truncate torn tail at offset %" PRIu64 ": %s", path,
+                why_set(why, why_len, "%s: cannot truncate torn tail at offset %" PRIu64 ": %s", path,
                     res.bad_offset, strerror(-rc));
                 return rc;
             }
         }
         break;
     case WAL_SCAN_CORRUPT:
-        say(why, why_len, "%s: offset %" PRIu64 ": %s", path, res.bad_offset, res.reason);
+        why_set(why, why_len, "%s: offset %" PRIu64 ": %s", path, res.bad_offset, res.reason);
         return -EUCLEAN;
     case WAL_SCAN_STOPPED:
-        say(why, why_len, "%s: offset %" PRIu64 ": replay %s", path, res.bad_offset, res.reason);
+        why_set(why, why_len, "%s: offset %" PRIu64 ": replay %s", path, res.bad_offset, res.reason);
         return -ECANCELED;
     }
     if (last) {
@@ -384,7 +359,7 @@ static int activate(struct wal_log *w, char *why, size_t why_len)
         return -ENAMETOOLONG;
     int rc = w->io->ops->open(w->io, path, IO_WRITE, &w->fd);
     if (rc != 0) {
-        say(why, why_len, "%s: cannot open for append: %s", path, strerror(-rc));
+        why_set(why, why_len, "%s: cannot open for append: %s", path, strerror(-rc));
         return rc;
     }
     if (w->segment_length < w->segment_capacity) {
@@ -393,7 +368,7 @@ static int activate(struct wal_log *w, char *why, size_t why_len)
         if (rc == 0)
             rc = w->io->ops->fsync(w->io, w->fd);
         if (rc != 0) {
-            say(why, why_len, "%s: cannot preallocate: %s", path, strerror(-rc));
+            why_set(why, why_len, "%s: cannot preallocate: %s", path, strerror(-rc));
             return rc;
         }
     }
@@ -415,14 +390,14 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     w->fd = -1;
     options_resolve(&w->opt, opt);
     if (snprintf(w->dir, sizeof(w->dir), "%s", dir) >= (int)sizeof(w->dir)) {
-        say(why, why_len, "%s: path too long", dir);
+        why_set(why, why_len, "%s: path too long", dir);
         return -ENAMETOOLONG;
     }
     int rc = list_segments(w, why, why_len);
     if (rc != 0)
         return rc;
     if (w->segment_count == 0) {
-        say(why, why_len, "%s: no WAL segment (wal-*.log); the directory was never formatted", dir);
+        why_set(why, why_len, "%s: no WAL segment (wal-*.log); the directory was never formatted", dir);
         return -ENOENT;
     }
 
@@ -430,7 +405,7 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     u32 start = 0;
     if (replay != NULL && from_lsn != 0) {
         if (from_lsn < w->segments[0].first_lsn) {
-            say(why, why_len, "%s: the WAL begins at LSN %" PRIu64 " but replay needs LSN %" PRIu64, dir,
+            why_set(why, why_len, "%s: the WAL begins at LSN %" PRIu64 " but replay needs LSN %" PRIu64, dir,
                 w->segments[0].first_lsn, from_lsn);
             return -EUCLEAN;
         }
@@ -453,7 +428,7 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     rep->frames_delivered = st.replay.delivered;
     w->durable_lsn = rep->last_lsn;
     if (replay != NULL && from_lsn != 0 && from_lsn > w->cur.next_lsn) {
-        say(why, why_len, "%s: the WAL ends at LSN %" PRIu64 " but replay needs LSN %" PRIu64
+        why_set(why, why_len, "%s: the WAL ends at LSN %" PRIu64 " but replay needs LSN %" PRIu64
             " (entries the snapshot holds are missing from the WAL)", dir, rep->last_lsn, from_lsn);
         return -EUCLEAN;
     }
