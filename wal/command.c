@@ -10,6 +10,7 @@
 #include "wal/frame.h"
 
 #define CMD_HEADER 8 /* kind + reserved */
+#define RESERVE_TAIL 80 /* reserve: 8 reserved bytes after ttl */
 
 const char *wal_cmd_status_name(enum wal_cmd_status s)
 {
@@ -72,6 +73,7 @@ u32 wal_cmd_encode(u8 *buf, size_t cap, const struct sm_command *c)
         le_put_u128(buf + 40, c->resource_id);
         le_put_u128(buf + 56, c->holder_id);
         le_put_u64(buf + 72, c->ttl_slots);
+        le_put_u64(buf + RESERVE_TAIL, 0);
         break;
     default: /* confirm, release */
         le_put_u128(buf + 40, c->reservation_id);
@@ -90,14 +92,20 @@ enum wal_cmd_status wal_cmd_decode(u16 record_type, const u8 *buf, size_t len,
     u32 size = kind_size(kind);
     if (size == 0)
         return WAL_CMD_BAD_KIND;
-    /* An expire must come from the primary's expiry proposal, never from a client frame. */
+    /* An expire must come from the primary's expiry proposal, never from a client frame; a
+     * client command only from a command frame (not from any other record type). */
     bool expire = kind == SM_CMD_EXPIRE;
-    if (expire != (record_type == WAL_RECORD_EXPIRE))
+    if (record_type != (expire ? WAL_RECORD_EXPIRE : WAL_RECORD_COMMAND))
         return WAL_CMD_WRONG_RECORD;
     if (len != size)
         return WAL_CMD_BAD_LENGTH;
     if (!le_all_zero(buf + 1, CMD_HEADER - 1))
         return WAL_CMD_BAD_RESERVED;
+    if (kind == SM_CMD_RESERVE && !le_all_zero(buf + RESERVE_TAIL, size - RESERVE_TAIL))
+        return WAL_CMD_BAD_RESERVED;
+    /* Checked before *out is touched: on failure *out is left as it was. */
+    if (!expire && le_get_u128(buf + 8) == 0)
+        return WAL_CMD_ZERO_OPERATION;
 
     memset(out, 0, sizeof(*out));
     out->kind = kind;
@@ -107,8 +115,6 @@ enum wal_cmd_status wal_cmd_decode(u16 record_type, const u8 *buf, size_t len,
         return WAL_CMD_OK;
     }
     out->operation_id = le_get_u128(buf + 8);
-    if (out->operation_id == 0)
-        return WAL_CMD_ZERO_OPERATION;
     out->client_id = le_get_u128(buf + 24);
     switch (kind) {
     case SM_CMD_CREATE_RESOURCE:

@@ -11,7 +11,8 @@
  *       24   16 client_id
  *       40      by kind:
  *               create_resource  resource_id(16)                          total 56
- *               reserve          resource_id(16) holder_id(16) ttl(8)     total 88
+ *               reserve          resource_id(16) holder_id(16) ttl(8)
+ *                                reserved(8) zero                         total 88
  *               confirm, release reservation_id(16) holder_id(16)         total 72
  *   internal expire (record type WAL_RECORD_EXPIRE):
  *        8   16 reservation_id
@@ -56,7 +57,8 @@ u32 wal_cmd_size(const struct sm_command *cmd);
 u32 wal_cmd_encode(u8 *buf, size_t cap, const struct sm_command *cmd);
 
 /* Decodes a payload of a frame of `record_type`; on WAL_CMD_OK fills *out (OUT), fields of
- * other kinds zeroed. */
+ * other kinds zeroed; on any other status *out is left unchanged. Client kinds belong to
+ * WAL_RECORD_COMMAND and expire to WAL_RECORD_EXPIRE; any other pairing is WRONG_RECORD. */
 enum wal_cmd_status wal_cmd_decode(u16 record_type, const u8 *buf, size_t len,
                                    struct sm_command *out);
 
