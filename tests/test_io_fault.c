@@ -897,7 +897,8 @@ START_TEST(test_fail_sync_then_tear)
         u64 p = 0;
         while (p < 4 && data[p] == "new!"[p])
             p++;
-        ck_assert_int_eq(memcmp(data + p, "old!" + p, 4 - p), 0);
+        static const char old[] = "old!";
+        ck_assert_int_eq(memcmp(data + p, old + p, 4 - p), 0);
         if (p == 4)
             kept++;
         if (p == 0)
