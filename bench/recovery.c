@@ -28,6 +28,7 @@
 struct recovery_opts {
     const char *dir;
     u64 commands, reservations, group;
+    u64 reserves_per_slot; /* 0: all at slot 1, so every operation record is in the window */
     bool keep;
 };
 
@@ -201,9 +202,12 @@ static bool bench_snapshot(const struct recovery_opts *o, char *why, size_t why_
         ok = step(&live, &w, 1, &c, 10000, &out);
     }
     for (u64 i = 0; ok && i < n; i++) {
+        /* Spread over slots, older operation records leave the 8-slot dedupe window; TTLs
+         * outlast the run either way. */
+        u64 slot = o->reserves_per_slot ? 2 + i / o->reserves_per_slot : 1;
         struct sm_command c = { .kind = SM_CMD_RESERVE, .operation_id = ++op, .client_id = 1, .resource_id = i + 1,
-                                .holder_id = i + 1, .ttl_slots = 1 + i % (1 << 20) };
-        ok = step(&live, &w, 1, &c, 10000, &out) && out.result == SM_OK;
+                                .holder_id = i + 1, .ttl_slots = (1 << 19) + i % (1 << 19) };
+        ok = step(&live, &w, slot, &c, 10000, &out) && out.result == SM_OK;
     }
     ok = ok && wal_log_commit(&w) == 0;
     struct checkpoint_report cp;
@@ -238,6 +242,9 @@ void bench_recovery_usage(FILE *out)
             "  --commands N           WAL entries for the replay measurement (default 10000000)\n"
             "  --reservations N       reservations in the snapshot measurement (default 1000000)\n"
             "  --group-commit G       commands per sync while writing (default 1000)\n"
+            "  --reserves-per-slot S  snapshot state: S reserves per slot, so operation records\n"
+            "                         older than the 8-slot dedupe window retire (default 0: all\n"
+            "                         in one slot, every record kept)\n"
             "  --keep-data            keep both data directories (their paths are printed)\n"
             "  -h, --help             show this help\n"
             "\n"
@@ -254,6 +261,7 @@ int bench_recovery_main(int argc, char **argv)
         { "reservations", required_argument, NULL, 'r' },
         { "group-commit", required_argument, NULL, 'g' },
         { "keep-data", no_argument, NULL, 'k' },
+        { "reserves-per-slot", required_argument, NULL, 's' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 },
     };
@@ -267,6 +275,7 @@ int bench_recovery_main(int argc, char **argv)
         case 'r': ok = bench_parse_u64("--reservations", optarg, 1, SM_CAPACITY_MAX / 2, &o.reservations); break;
         case 'g': ok = bench_parse_u64("--group-commit", optarg, 1, 1 << 24, &o.group); break;
         case 'k': o.keep = true; break;
+        case 's': ok = bench_parse_u64("--reserves-per-slot", optarg, 0, 1u << 30, &o.reserves_per_slot); break;
         case 'h': bench_recovery_usage(stdout); return 0;
         default: ok = false; break;
         }
