@@ -1,0 +1,273 @@
+/*
+ * tests/test_scan.c — every row of the recovery decision table (wal/scan.h), on hand-built
+ * segments in memory. Frames that break a sequence rule are encoded with valid checksums, so
+ * each test reaches exactly the rule it names.
+ */
+#include "config.h"
+
+#include "tests/check_main.h"
+#include "wal/command.h"
+#include "wal/scan.h"
+
+#include <string.h>
+
+#define SEG 8192
+
+static u8 seg[SEG];
+static u64 used;
+static struct wal_cursor writer; /* chain state of the frames put so far */
+
+static struct sm_command create_cmd(u64 op)
+{
+    struct sm_command c;
+    memset(&c, 0, sizeof(c));
+    c.kind = SM_CMD_CREATE_RESOURCE;
+    c.operation_id = op;
+    c.client_id = 3;
+    c.resource_id = 1000 + op;
+    return c;
+}
+
+static void start(u64 first_lsn)
+{
+    memset(seg, 0, sizeof(seg));
+    struct wal_segment_header h = { .first_lsn = first_lsn, .prev_slot = 5, .prev_crc = 0xabcd, .capacity = SEG };
+    wal_segment_header_encode(seg, &h);
+    used = WAL_SEGMENT_HEADER_SIZE;
+    writer = (struct wal_cursor){ .next_lsn = first_lsn, .last_slot = 5, .prev_crc = 0xabcd };
+}
+
+/* Appends a frame; the overrides let a test break one rule while the checksum stays valid. */
+static u64 put(u64 lsn, u64 slot, u32 prev_crc, const u8 *payload, u32 payload_len, u16 type)
+{
+    struct wal_frame f = { .lsn = lsn, .request_slot = slot, .view = 0, .prev_crc = prev_crc,
+                           .record_type = type, .payload = payload, .payload_len = payload_len };
+    u64 at = used;
+    used += wal_frame_encode(seg + used, SEG - used, &f);
+    writer.next_lsn = lsn + 1;
+    writer.last_slot = slot;
+    writer.prev_crc = f.crc;
+    return at;
+}
+
+static u64 put_good(void)
+{
+    u8 p[WAL_PAYLOAD_MAX];
+    struct sm_command c = create_cmd(writer.next_lsn);
+    u32 n = wal_cmd_encode(p, sizeof(p), &c);
+    return put(writer.next_lsn, writer.last_slot + 1, writer.prev_crc, p, n, WAL_RECORD_COMMAND);
+}
+
+static enum wal_scan_end scan(bool last, struct wal_scan_result *r)
+{
+    struct wal_cursor cur = { .next_lsn = 10, .last_slot = 5, .prev_crc = 0xabcd };
+    return wal_scan_segment(seg, SEG, last, &cur, NULL, NULL, r);
+}
+
+START_TEST(test_clean_end_after_frames)
+{
+    start(10);
+    for (int i = 0; i < 5; i++)
+        put_good();
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.frames, 5);
+    ck_assert_uint_eq(r.valid_end, used);
+    ck_assert_int_eq(scan(false, &r), WAL_SCAN_CLEAN);
+}
+END_TEST
+
+START_TEST(test_empty_segment_is_clean)
+{
+    start(10);
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.frames, 0);
+    ck_assert_uint_eq(r.valid_end, WAL_SEGMENT_HEADER_SIZE);
+}
+END_TEST
+
+START_TEST(test_wrong_lsn_is_corrupt)
+{
+    start(10);
+    put_good();
+    u8 p[WAL_PAYLOAD_MAX];
+    struct sm_command c = create_cmd(99);
+    u32 n = wal_cmd_encode(p, sizeof(p), &c);
+    u64 at = put(writer.next_lsn + 1, writer.last_slot, writer.prev_crc, p, n, WAL_RECORD_COMMAND); /* a gap */
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
+    ck_assert_uint_eq(r.bad_offset, at);
+    ck_assert_ptr_nonnull(strstr(r.reason, "expected 11"));
+}
+END_TEST
+
+START_TEST(test_slot_going_back_is_corrupt)
+{
+    start(10);
+    put_good();
+    put_good();
+    u8 p[WAL_PAYLOAD_MAX];
+    struct sm_command c = create_cmd(99);
+    u32 n = wal_cmd_encode(p, sizeof(p), &c);
+    put(writer.next_lsn, writer.last_slot - 1, writer.prev_crc, p, n, WAL_RECORD_COMMAND);
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "below the previous"));
+}
+END_TEST
+
+START_TEST(test_broken_chain_is_corrupt)
+{
+    start(10);
+    put_good();
+    u8 p[WAL_PAYLOAD_MAX];
+    struct sm_command c = create_cmd(99);
+    u32 n = wal_cmd_encode(p, sizeof(p), &c);
+    put(writer.next_lsn, writer.last_slot, writer.prev_crc ^ 1, p, n, WAL_RECORD_COMMAND);
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "hash chain"));
+    /* Also at the first frame: it must continue the chain the segment header states. */
+    start(10);
+    put(10, 6, 0x1234, p, n, WAL_RECORD_COMMAND);
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "hash chain"));
+}
+END_TEST
+
+START_TEST(test_bad_payload_is_corrupt)
+{
+    start(10);
+    put_good();
+    u8 p[WAL_PAYLOAD_MAX];
+    struct sm_command c = create_cmd(99);
+    u32 n = wal_cmd_encode(p, sizeof(p), &c);
+    put(writer.next_lsn, writer.last_slot, writer.prev_crc, p, n, WAL_RECORD_EXPIRE); /* kind/type mismatch */
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "invalid command payload"));
+}
+END_TEST
+
+START_TEST(test_torn_last_frame)
+{
+    start(10);
+    put_good();
+    put_good();
+    u64 at = put_good();
+    /* Keep only part of the last frame: the rest is the preallocated zeros. */
+    u64 keep = (used - at) / 2;
+    memset(seg + at + keep, 0, used - at - keep);
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_TORN);
+    ck_assert_uint_eq(r.frames, 2);
+    ck_assert_uint_eq(r.bad_offset, at);
+    ck_assert_uint_eq(r.valid_end, at);
+    ck_assert_uint_le(r.torn_end, at + keep);
+    /* The same bytes in a sealed segment are corruption. */
+    ck_assert_int_eq(scan(false, &r), WAL_SCAN_CORRUPT);
+}
+END_TEST
+
+START_TEST(test_invalid_frame_before_a_valid_one_is_corrupt)
+{
+    start(10);
+    put_good();
+    u64 at = put_good();
+    put_good();
+    seg[at + 20] ^= 0x10; /* damages a frame that has a valid successor */
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
+    ck_assert_uint_eq(r.bad_offset, at);
+    ck_assert_ptr_nonnull(strstr(r.reason, "followed by a valid frame"));
+}
+END_TEST
+
+START_TEST(test_data_beyond_any_torn_write_is_corrupt)
+{
+    start(10);
+    put_good();
+    u64 at = used;
+    seg[at] = 0x77;                      /* garbage where a frame should start... */
+    seg[at + WAL_FRAME_MAX + 10] = 0x01; /* ...and data further than any one frame reaches */
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "beyond any torn write"));
+    /* Within one frame's reach it is a torn write. */
+    seg[at + WAL_FRAME_MAX + 10] = 0;
+    seg[at + WAL_FRAME_MAX - 1] = 0x01;
+    ck_assert_int_eq(scan(true, &r), WAL_SCAN_TORN);
+}
+END_TEST
+
+static int stop_at_second(void *ctx, const struct wal_frame *f, const struct sm_command *c, u64 off)
+{
+    (void)c;
+    (void)off;
+    int *calls = ctx;
+    return ++*calls == 2 ? (int)f->lsn : 0;
+}
+
+START_TEST(test_callback_can_stop)
+{
+    start(10);
+    for (int i = 0; i < 4; i++)
+        put_good();
+    struct wal_cursor cur = { .next_lsn = 10, .last_slot = 5, .prev_crc = 0xabcd };
+    struct wal_scan_result r;
+    int calls = 0;
+    ck_assert_int_eq(wal_scan_segment(seg, SEG, true, &cur, stop_at_second, &calls, &r), WAL_SCAN_STOPPED);
+    ck_assert_int_eq(calls, 2);
+    ck_assert_uint_eq(r.frames, 1);
+    ck_assert_uint_eq(cur.next_lsn, 11);
+}
+END_TEST
+
+START_TEST(test_segment_header_rejections)
+{
+    struct wal_segment_header h = { .first_lsn = 7, .prev_slot = 1, .prev_crc = 2, .capacity = SEG }, out;
+    u8 b[WAL_SEGMENT_HEADER_SIZE];
+    wal_segment_header_encode(b, &h);
+    ck_assert_int_eq(wal_segment_header_decode(b, sizeof(b), &out), WAL_SEGMENT_OK);
+    ck_assert_uint_eq(out.first_lsn, 7);
+    ck_assert_uint_eq(out.capacity, SEG);
+    ck_assert_int_eq(wal_segment_header_decode(b, sizeof(b) - 1, &out), WAL_SEGMENT_SHORT);
+    struct {
+        unsigned off;
+        enum wal_segment_status want;
+    } cases[] = { { 0, WAL_SEGMENT_BAD_MAGIC }, { 4, WAL_SEGMENT_BAD_VERSION }, { 6, WAL_SEGMENT_BAD_RESERVED },
+                  { 28, WAL_SEGMENT_BAD_RESERVED }, { 45, WAL_SEGMENT_BAD_RESERVED }, { 16, WAL_SEGMENT_BAD_CHECKSUM },
+                  { 61, WAL_SEGMENT_BAD_CHECKSUM } };
+    for (size_t i = 0; i < ADB_ARRAY_LEN(cases); i++) {
+        u8 c[WAL_SEGMENT_HEADER_SIZE];
+        memcpy(c, b, sizeof(c));
+        c[cases[i].off] ^= 0x01;
+        ck_assert_int_eq(wal_segment_header_decode(c, sizeof(c), &out), cases[i].want);
+    }
+    struct wal_segment_header zero = h;
+    zero.first_lsn = 1;
+    wal_segment_header_encode(b, &zero);
+    b[8] = 0; /* first_lsn 0 (checked before the checksum) */
+    ck_assert_int_eq(wal_segment_header_decode(b, sizeof(b), &out), WAL_SEGMENT_BAD_LSN);
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("scan");
+    TCase *tc = tcase_create("decision table");
+    tcase_add_test(tc, test_clean_end_after_frames);
+    tcase_add_test(tc, test_empty_segment_is_clean);
+    tcase_add_test(tc, test_wrong_lsn_is_corrupt);
+    tcase_add_test(tc, test_slot_going_back_is_corrupt);
+    tcase_add_test(tc, test_broken_chain_is_corrupt);
+    tcase_add_test(tc, test_bad_payload_is_corrupt);
+    tcase_add_test(tc, test_torn_last_frame);
+    tcase_add_test(tc, test_invalid_frame_before_a_valid_one_is_corrupt);
+    tcase_add_test(tc, test_data_beyond_any_torn_write_is_corrupt);
+    tcase_add_test(tc, test_callback_can_stop);
+    tcase_add_test(tc, test_segment_header_rejections);
+    suite_add_tcase(s, tc);
+    return s;
+}
