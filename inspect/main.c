@@ -316,20 +316,43 @@ static int cmd_snapshot(int argc, char **argv)
 
 /* ---- verify ----------------------------------------------------------------------------- */
 
-struct newest {
-    u64 lsn;
-    bool found;
+#define VERIFY_SNAPSHOTS_MAX 256
+
+struct snapshot_names {
+    u64 lsn[VERIFY_SNAPSHOTS_MAX];
+    u32 count;
 };
 
-static int find_newest(void *ctx, const char *name)
+static int collect_snapshot(void *ctx, const char *name)
 {
-    struct newest *n = ctx;
+    struct snapshot_names *n = ctx;
     u64 lsn;
-    if (snapshot_parse_name(name, &lsn) && (!n->found || lsn > n->lsn)) {
-        n->lsn = lsn;
-        n->found = true;
-    }
+    if (snapshot_parse_name(name, &lsn) && n->count < VERIFY_SNAPSHOTS_MAX)
+        n->lsn[n->count++] = lsn;
     return 0;
+}
+
+/* The config a start runs under: the newest snapshot whose header reads. */
+static bool newest_config(const char *dir, struct snapshot_names *n, struct snapshot_info *info)
+{
+    for (u32 pass = 0; pass < n->count; pass++) {
+        u32 best = 0;
+        for (u32 i = 1; i < n->count; i++)
+            if (n->lsn[i] > n->lsn[best])
+                best = i;
+        char name[64], path[WAL_PATH_MAX], why[256];
+        u8 *buf = NULL;
+        u64 len = 0;
+        bool ok = snapshot_file_name(name, sizeof(name), n->lsn[best]) && io_path(path, sizeof(path), dir, name) &&
+                  snapshot_read(&io_posix, path, &buf, &len) == 0 &&
+                  snapshot_decode_info(buf, len, info, why, sizeof(why)) == SNAPSHOT_OK;
+        free(buf);
+        if (ok)
+            return true;
+        printf("verify: snapshot %s has no readable header; trying an older one for the config\n", path);
+        n->lsn[best] = 0; /* skip it next pass */
+    }
+    return false;
 }
 
 static int cmd_verify(int argc, char **argv)
@@ -343,33 +366,20 @@ static int cmd_verify(int argc, char **argv)
         return EXIT_USAGE;
     }
     const char *dir = argv[1];
-    struct newest n = { 0 };
-    int rc = io_posix.ops->list_dir(&io_posix, dir, find_newest, &n);
+    struct snapshot_names n = { .count = 0 };
+    int rc = io_posix.ops->list_dir(&io_posix, dir, collect_snapshot, &n);
     if (rc != 0) {
         fprintf(stderr, "allocdb-inspect: %s: %s\n", dir, strerror(-rc));
         return EXIT_NOINPUT;
     }
-    if (!n.found) {
+    struct snapshot_info info;
+    if (!newest_config(dir, &n, &info)) {
         /* Without a snapshot the config is not on disk: check the WAL's structure only. */
-        printf("verify: no snapshot in %s; checking the WAL (replay needs the daemon's config)\n", dir);
+        printf("verify: no readable snapshot in %s; checking the WAL (replay needs the daemon's config)\n", dir);
         struct frame_printer p = { .frames = false, .from = 0, .to = UINT64_MAX };
         return wal_dir(dir, &p);
     }
-    /* The config recovery must run under is the one the newest snapshot records. */
-    char name[64], path[WAL_PATH_MAX];
-    struct snapshot_info info;
-    snapshot_file_name(name, sizeof(name), n.lsn);
-    io_path(path, sizeof(path), dir, name);
-    u8 *buf = NULL;
-    u64 len = 0;
     char why[WAL_PATH_MAX + 768];
-    if (snapshot_read(&io_posix, path, &buf, &len) != 0 ||
-        snapshot_decode_info(buf, len, &info, why, sizeof(why)) != SNAPSHOT_OK) {
-        printf("verify: the newest snapshot %s is unreadable; validating each file instead\n", path);
-        free(buf);
-        return check_snapshot(path, false, NULL);
-    }
-    free(buf);
     sm_t sm;
     if (!sm_create(&sm, &info.cfg, why, sizeof(why))) {
         printf("verify: cannot allocate the state: %s\n", why);
