@@ -6,15 +6,22 @@
  * Writes OUTDIR/frame/<name> (inputs of fuzz_frame: bytes of a WAL file) and
  * OUTDIR/command/<name> (inputs of fuzz_command: a record-type byte, then a payload): valid
  * inputs of every record type and command kind at the edge sizes, and one malformed input per
- * decoder status. The output is deterministic, so regenerating changes no committed file unless
- * the formats changed.
+ * decoder status. OUTDIR/scan/<name> (inputs of fuzz_scan: a flag byte, then a WAL segment or
+ * a segment recipe): clean, torn and damaged segments, one per row of the recovery decision
+ * table. OUTDIR/snapshot/<name> (inputs of fuzz_snapshot: a snapshot file, or a script): valid
+ * snapshots of small states, damaged ones, and scripts. The output is deterministic, so
+ * regenerating changes no committed file unless the formats changed.
  */
 #include "config.h"
 
 #include "common/le.h"
+#include "common/splitmix.h"
+#include "replica/sm.h"
+#include "replica/snapshot.h"
 #include "wal/command.h"
 #include "wal/crc32c.h"
 #include "wal/frame.h"
+#include "wal/scan.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -198,19 +205,481 @@ static void gen_bad_frames(void)
     bad_field("bad-prev-crc-stale", 36, 0, false);
 }
 
+/* ---- segments (fuzz_scan) ----------------------------------------------------------------- */
+
+/* The flag byte of fuzz_scan inputs (fuzz/fuzz_scan.c). */
+#define SCAN_LAST 0x01
+#define SCAN_BUILD 0x02
+#define SCAN_RESEAL 0x04
+#define SCAN_STOP 0x08 /* raw mode */
+#define SCAN_TORN 0x08 /* build mode */
+
+#define SEG_CAP 4096
+
+/* A segment being written: frames chained from a header, then zeros. */
+struct seg {
+    u8 buf[1 + SEG_CAP]; /* the flag byte, then the segment */
+    u64 len;             /* segment bytes */
+    u64 off[8];          /* offset of each frame */
+    u32 size[8];
+    u32 n;
+    u64 lsn, slot;       /* the last frame's */
+    u32 crc;
+};
+
+static u8 *seg_bytes(struct seg *s)
+{
+    return s->buf + 1;
+}
+
+static void seg_start(struct seg *s, u64 first_lsn, u64 prev_slot, u32 prev_crc)
+{
+    memset(s, 0, sizeof(*s));
+    struct wal_segment_header h = { .first_lsn = first_lsn, .prev_slot = prev_slot, .prev_crc = prev_crc,
+                                    .capacity = SEG_CAP };
+    wal_segment_header_encode(seg_bytes(s), &h);
+    s->len = WAL_SEGMENT_HEADER_SIZE;
+    s->lsn = first_lsn - 1;
+    s->slot = prev_slot;
+    s->crc = prev_crc;
+}
+
+/* Encodes the next frame (command of `kind`, slot moved by `step`) into scratch; returns its size. */
+static u32 seg_next_frame(struct seg *s, u8 kind, u64 step, u8 *out, u32 *crc)
+{
+    struct sm_command c = sample_command(kind, false);
+    u8 payload[WAL_CMD_SIZE_MAX];
+    u32 plen = wal_cmd_encode(payload, sizeof(payload), &c);
+    struct wal_frame f = { .lsn = s->lsn + 1, .request_slot = s->slot + step, .view = 1, .payload_len = plen,
+                           .prev_crc = s->crc, .record_type = wal_cmd_record_type(&c), .payload = payload };
+    u32 n = wal_frame_encode(out, WAL_FRAME_MAX, &f);
+    *crc = f.crc;
+    return n;
+}
+
+static void seg_add(struct seg *s, u8 kind, u64 step)
+{
+    u32 crc;
+    u32 n = seg_next_frame(s, kind, step, seg_bytes(s) + s->len, &crc);
+    s->off[s->n] = s->len;
+    s->size[s->n++] = n;
+    s->len += n;
+    s->lsn++;
+    s->slot += step;
+    s->crc = crc;
+}
+
+/* The five frames most inputs start with: every command kind, slots moving. */
+static void seg_five(struct seg *s)
+{
+    seg_start(s, 1, 0, 0);
+    seg_add(s, SM_CMD_CREATE_RESOURCE, 1);
+    seg_add(s, SM_CMD_RESERVE, 0);
+    seg_add(s, SM_CMD_CONFIRM, 1);
+    seg_add(s, SM_CMD_EXPIRE, 3);
+    seg_add(s, SM_CMD_RELEASE, 0);
+}
+
+/* Writes the first `bytes` bytes of one more (reserve) frame; returns that frame's size. */
+static u32 seg_torn(struct seg *s, u32 bytes)
+{
+    u8 frame[WAL_FRAME_MAX];
+    u32 crc;
+    u32 n = seg_next_frame(s, SM_CMD_RESERVE, 2, frame, &crc);
+    memcpy(seg_bytes(s) + s->len, frame, bytes);
+    s->len += bytes;
+    return n;
+}
+
+static void seg_reseal_frame(struct seg *s, u32 i)
+{
+    u8 *p = seg_bytes(s) + s->off[i];
+    u32 plen = le_get_u32(p + 32);
+    le_put_u32(p + 44, crc32c(crc32c(0, p, 44), p + WAL_FRAME_HEADER_SIZE, plen));
+}
+
+static void seg_write(const char *name, u8 flags, struct seg *s, u64 pad)
+{
+    s->buf[0] = flags;
+    write_input("scan", name, s->buf, 1 + s->len + pad);
+}
+
+/* A build-mode input (see fuzz_scan.c): flags, shape, torn bytes, pad/16, cut, then command
+ * bytes and pokes. */
+static void scan_recipe(const char *name, u8 flags, u8 shape, u8 torn, u8 pad16, u8 cut, const u8 *rest,
+                        size_t rest_len)
+{
+    u8 buf[256];
+    buf[0] = flags | SCAN_BUILD;
+    buf[1] = shape;
+    buf[2] = torn;
+    buf[3] = pad16;
+    buf[4] = cut;
+    memcpy(buf + 5, rest, rest_len);
+    write_input("scan", name, buf, 5 + rest_len);
+}
+
+static void gen_scan(void)
+{
+    struct seg s;
+    seg_start(&s, 1, 0, 0);
+    seg_write("ok-empty", SCAN_LAST, &s, 128);
+    seg_write("ok-empty-sealed", 0, &s, 128);
+    seg_five(&s);
+    seg_write("ok-five", SCAN_LAST, &s, 256);
+    seg_write("ok-five-sealed", 0, &s, 256);
+    seg_write("ok-five-no-tail", SCAN_LAST, &s, 0);
+    seg_write("stop-at-2", SCAN_LAST | SCAN_STOP | (1 << 4), &s, 64);
+    seg_start(&s, UINT64_MAX - 2, UINT64_MAX - 10, 0xCAFEF00Du);
+    seg_add(&s, SM_CMD_CREATE_RESOURCE, 0);
+    seg_add(&s, SM_CMD_RESERVE, 9);
+    seg_add(&s, SM_CMD_EXPIRE, 1);
+    seg_write("ok-far-lsn", SCAN_LAST, &s, 64);
+
+    /* Torn writes of a sixth (reserve, 136-byte) frame. */
+    static const u32 cuts[] = { 1, 30, 48, 100 };
+    char name[64];
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        seg_five(&s);
+        seg_torn(&s, cuts[i]);
+        snprintf(name, sizeof(name), "torn-%u", cuts[i]);
+        seg_write(name, SCAN_LAST, &s, 200);
+        if (cuts[i] == 100) {
+            seg_write("torn-100-sealed", 0, &s, 200);
+            seg_write("torn-100-end-of-file", SCAN_LAST, &s, 0);
+        }
+    }
+    seg_five(&s);
+    u32 full = seg_torn(&s, 0);
+    seg_torn(&s, full - 8); /* only the zero reserved bytes missing: a whole frame after all */
+    seg_write("torn-zero-tail", SCAN_LAST, &s, 64);
+
+    /* Damage to written frames. */
+    seg_five(&s);
+    seg_bytes(&s)[s.off[1] + 60] ^= 0x10;
+    seg_write("bad-flip-middle", SCAN_LAST, &s, 64);
+    seg_five(&s);
+    seg_bytes(&s)[s.off[4] + 60] ^= 0x10;
+    seg_write("bad-flip-last-frame", SCAN_LAST, &s, 64); /* indistinguishable from a torn write */
+    seg_five(&s);
+    le_put_u64(seg_bytes(&s) + s.off[2] + 8, 9);
+    seg_reseal_frame(&s, 2);
+    seg_write("bad-lsn", SCAN_LAST, &s, 64);
+    seg_five(&s);
+    le_put_u64(seg_bytes(&s) + s.off[3] + 16, 0);
+    seg_reseal_frame(&s, 3);
+    seg_write("bad-slot-backwards", SCAN_LAST, &s, 64);
+    seg_five(&s);
+    seg_bytes(&s)[s.off[2] + 36] ^= 1;
+    seg_reseal_frame(&s, 2);
+    seg_write("bad-chain", SCAN_LAST, &s, 64);
+    seg_five(&s);
+    seg_bytes(&s)[s.off[1] + WAL_FRAME_HEADER_SIZE] = 9; /* command kind */
+    seg_reseal_frame(&s, 1);
+    seg_write("bad-command", SCAN_LAST, &s, 64);
+    seg_five(&s);
+    seg_bytes(&s)[s.len + 10] = 1;
+    seg_write("junk-near-end", SCAN_LAST, &s, 64); /* torn */
+    seg_bytes(&s)[s.len + 10] = 0;
+    seg_bytes(&s)[s.len + WAL_FRAME_MAX + 40] = 1;
+    seg_write("bad-junk-far", SCAN_LAST, &s, WAL_FRAME_MAX + 64); /* beyond any torn write */
+
+    /* After a torn-looking byte, a valid frame whose last bytes are zeros (an empty payload and
+     * a crc with a zero top byte): the table says corrupt, as for any valid frame there. */
+    seg_five(&s);
+    seg_bytes(&s)[s.len] = 1;
+    for (u64 lsn = 1;; lsn++) {
+        struct wal_frame f = { .lsn = lsn, .request_slot = 0, .view = 0, .payload_len = 0, .prev_crc = 0,
+                               .record_type = WAL_RECORD_COMMAND, .payload = NULL };
+        wal_frame_encode(seg_bytes(&s) + s.len + 8, WAL_FRAME_MAX, &f);
+        if (f.crc >> 24 == 0)
+            break;
+    }
+    s.len += 8 + WAL_FRAME_HEADER_SIZE;
+    seg_write("bad-valid-frame-ending-in-zeros", SCAN_LAST, &s, 64);
+
+    /* Segment headers. */
+    seg_five(&s);
+    seg_bytes(&s)[0] ^= 0xFF;
+    seg_write("header-bad-magic", SCAN_LAST, &s, 64);
+    seg_five(&s);
+    seg_bytes(&s)[8] = 3; /* first_lsn 3, CRC stale: the reseal flag fixes the CRC */
+    seg_write("header-first-lsn-3-resealed", SCAN_LAST | SCAN_RESEAL, &s, 64);
+    seg_five(&s);
+    write_input("scan", "header-short", seg_bytes(&s) - 1, 1 + 40);
+
+    /* Recipes (build mode). Command bytes: kind, a, b per frame. */
+    static const u8 cmds[] = { 0x00, 1, 3,  0x01, 2, 0x31, 0x0A, 3, 2,  0x0C, 4, 1,  0x03, 5, 2,
+                               0x11, 6, 5,  0x01, 7, 0x22, 0x19, 8, 3, 0x02, 9, 1,  0x04, 10, 0 };
+    scan_recipe("build-clean", SCAN_LAST, 0x17, 0, 4, 0, cmds, 21);
+    scan_recipe("build-torn", SCAN_LAST | SCAN_TORN, 0x14, 37, 4, 0, cmds, 15);
+    scan_recipe("build-torn-sealed", SCAN_TORN, 0x14, 37, 4, 0, cmds, 15);
+    scan_recipe("build-far-torn", SCAN_LAST | SCAN_TORN, 0xF5, 90, 2, 0, cmds, 18);
+    scan_recipe("build-cut", SCAN_LAST, 0x05, 0, 0, 20, cmds, 15);
+    u8 rest[64];
+    memcpy(rest, cmds, 15);
+    u8 pokes[] = { 200, 0, 0x77, 0x50, 1, 0x01, 90, 0, 0xFF }; /* offsets 200, 336, 90 */
+    memcpy(rest + 15, pokes, sizeof(pokes));
+    scan_recipe("build-pokes", SCAN_LAST, 0x05, 0, 8, 0, rest, 15 + sizeof(pokes));
+    u8 lsn_poke[] = { 72, 0, 0x05 }; /* the first frame's LSN, resealed */
+    memcpy(rest + 15, lsn_poke, sizeof(lsn_poke));
+    scan_recipe("build-reseal-lsn", SCAN_LAST | SCAN_RESEAL, 0x05, 0, 8, 0, rest, 15 + sizeof(lsn_poke));
+}
+
+/* ---- snapshots (fuzz_snapshot) -------------------------------------------------------------- */
+
+/* A state machine and the next LSN, slot and operation id for it. */
+struct gen_sm {
+    sm_t sm;
+    u64 lsn, slot;
+    u64 op;
+};
+
+static void gsm_init(struct gen_sm *g, const struct sm_config *cfg)
+{
+    char why[160];
+    if (!sm_create(&g->sm, cfg, why, sizeof(why))) {
+        fprintf(stderr, "gen_corpus: sm_create: %s\n", why);
+        exit(EXIT_FAILURE);
+    }
+    g->lsn = 0;
+    g->slot = 0;
+    g->op = 0;
+}
+
+/* Applies a command at the current slot (a fresh operation id unless `op` is non-zero). */
+static struct sm_outcome gsm_apply(struct gen_sm *g, u8 kind, u64 op, u128 target, u64 arg)
+{
+    struct sm_command c;
+    memset(&c, 0, sizeof(c));
+    c.kind = kind;
+    if (kind == SM_CMD_EXPIRE) {
+        c.reservation_id = target;
+        c.deadline_slot = arg;
+    } else {
+        c.operation_id = op ? op : ++g->op + 1000;
+        c.client_id = 1;
+        if (kind == SM_CMD_CREATE_RESOURCE || kind == SM_CMD_RESERVE)
+            c.resource_id = target;
+        else
+            c.reservation_id = target;
+        if (kind != SM_CMD_CREATE_RESOURCE)
+            c.holder_id = 1;
+        if (kind == SM_CMD_RESERVE)
+            c.ttl_slots = arg;
+    }
+    return sm_apply(&g->sm, ++g->lsn, g->slot, &c);
+}
+
+static u8 *gsm_encode(const struct gen_sm *g, u64 *len)
+{
+    *len = snapshot_encoded_size(&g->sm);
+    u8 *buf = malloc(*len + 1);
+    if (buf == NULL) {
+        fprintf(stderr, "gen_corpus: out of memory\n");
+        exit(EXIT_FAILURE);
+    }
+    snapshot_encode(&g->sm, buf, *len);
+    return buf;
+}
+
+/* Header CRC, and section CRCs when the counts fit the length (as fuzz_snapshot reseals). */
+static void snap_reseal(u8 *p, u64 len)
+{
+    u64 nres = le_get_u32(p + 96), nrsv = le_get_u32(p + 100), nop = le_get_u32(p + 112);
+    u64 a = SNAPSHOT_HEADER_SIZE, b = a + nres * SNAPSHOT_RESOURCE_SIZE + 4,
+        c = b + nrsv * SNAPSHOT_RESERVATION_SIZE + 4;
+    if (c + nop * SNAPSHOT_OPERATION_SIZE + 4 == len) {
+        le_put_u32(p + b - 4, crc32c(0, p + a, b - 4 - a));
+        le_put_u32(p + c - 4, crc32c(0, p + b, c - 4 - b));
+        le_put_u32(p + len - 4, crc32c(0, p + c, len - 4 - c));
+    }
+    le_put_u32(p + 124, crc32c(0, p, 124));
+}
+
+static const struct sm_config snap_cfg = { 0, 8, 8, 16, 4, 10, 6, 3 };
+
+/* Four resources; reservations released, expired, reserved and confirmed; a retried op. */
+static void gsm_mixed(struct gen_sm *g, const struct sm_config *cfg)
+{
+    gsm_init(g, cfg);
+    u64 shard = cfg->shard_id;
+    for (u64 r = 1; r <= 4; r++)
+        gsm_apply(g, SM_CMD_CREATE_RESOURCE, 0, r, 0); /* lsn 1..4 */
+    gsm_apply(g, SM_CMD_RESERVE, 0, 1, 5);             /* lsn 5 */
+    gsm_apply(g, SM_CMD_RESERVE, 0, 2, 8);             /* lsn 6 */
+    gsm_apply(g, SM_CMD_RESERVE, 0, 3, 3);             /* lsn 7, deadline 3 */
+    g->slot = 1;
+    gsm_apply(g, SM_CMD_CONFIRM, 0, U128_MAKE(shard, 6), 0);
+    g->slot = 2;
+    gsm_apply(g, SM_CMD_RELEASE, 0, U128_MAKE(shard, 5), 0);
+    g->slot = 4;
+    gsm_apply(g, SM_CMD_EXPIRE, 0, U128_MAKE(shard, 7), 3);
+    gsm_apply(g, SM_CMD_RESERVE, 0, 1, 6);
+    gsm_apply(g, SM_CMD_RESERVE, 1001, 1, 0); /* a retry of lsn 1's operation: a conflict */
+    gsm_apply(g, SM_CMD_RESERVE, 0, 4, 99);    /* ttl out of range: a recorded failure */
+}
+
+static void write_snapshot(const char *name, const u8 *buf, u64 len)
+{
+    write_input("snapshot", name, buf, len);
+}
+
+static void gen_snapshots(void)
+{
+    struct gen_sm g;
+    u64 len;
+    u8 *b;
+
+    gsm_init(&g, &snap_cfg);
+    b = gsm_encode(&g, &len);
+    write_snapshot("ok-empty", b, len);
+    free(b);
+    sm_destroy(&g.sm);
+
+    gsm_init(&g, &snap_cfg);
+    for (u64 r = 0; r < 6; r++)
+        gsm_apply(&g, SM_CMD_CREATE_RESOURCE, 0, r * 77, 0);
+    b = gsm_encode(&g, &len);
+    write_snapshot("ok-resources", b, len);
+    free(b);
+    sm_destroy(&g.sm);
+
+    /* After retirement: slot far past every window, then one more command. */
+    gsm_mixed(&g, &snap_cfg);
+    g.slot = 8;
+    gsm_apply(&g, SM_CMD_CREATE_RESOURCE, 0, 5, 0);
+    b = gsm_encode(&g, &len);
+    write_snapshot("ok-partly-retired", b, len);
+    free(b);
+    g.slot = 30;
+    gsm_apply(&g, SM_CMD_CREATE_RESOURCE, 0, 6, 0);
+    b = gsm_encode(&g, &len);
+    write_snapshot("ok-retired", b, len);
+    free(b);
+    sm_destroy(&g.sm);
+
+    struct sm_config shard7 = snap_cfg;
+    shard7.shard_id = 7;
+    gsm_mixed(&g, &shard7);
+    b = gsm_encode(&g, &len);
+    write_snapshot("ok-shard-7", b, len);
+    free(b);
+    sm_destroy(&g.sm);
+
+    /* LSNs and slots near the top of u64. */
+    gsm_init(&g, &snap_cfg);
+    g.lsn = UINT64_MAX - 10;
+    g.slot = UINT64_MAX - 20;
+    gsm_apply(&g, SM_CMD_CREATE_RESOURCE, 0, 1, 0);
+    gsm_apply(&g, SM_CMD_RESERVE, 0, 1, 10);
+    g.slot = UINT64_MAX - 7; /* dedupe window 6 still fits */
+    gsm_apply(&g, SM_CMD_CREATE_RESOURCE, 0, 2, 0);
+    b = gsm_encode(&g, &len);
+    write_snapshot("ok-far", b, len);
+    free(b);
+    sm_destroy(&g.sm);
+
+    /* The mixed state, damaged. Sections: resources at 128 (4 x 48), reservations at 324. */
+    gsm_mixed(&g, &snap_cfg);
+    b = gsm_encode(&g, &len);
+    write_snapshot("ok-mixed", b, len);
+    u64 rsv = 128 + 4 * SNAPSHOT_RESOURCE_SIZE + 4;
+    u64 ops = rsv + (u64)g.sm.reservation_count * SNAPSHOT_RESERVATION_SIZE + 4;
+    u8 *d = malloc(len + 1);
+    if (d == NULL)
+        exit(EXIT_FAILURE);
+#define DAMAGED(name, edit, n, seal)    \
+    do {                                \
+        memcpy(d, b, len);              \
+        edit;                           \
+        if (seal)                       \
+            snap_reseal(d, n);          \
+        write_snapshot(name, d, n);     \
+    } while (0)
+    DAMAGED("bad-header-crc", d[70] ^= 1, len, false);
+    DAMAGED("bad-section-crc", d[rsv + 20] ^= 1, len, false);
+    DAMAGED("bad-version", d[4] = 2, len, true);
+    DAMAGED("bad-header-size", d[6] = 64, len, true);
+    DAMAGED("bad-short", (void)0, len - 1, false);
+    DAMAGED("bad-trailing", d[len] = 0, len + 1, false);
+    DAMAGED("bad-total-size", d[8] ^= 0x10, len, true);
+    DAMAGED("bad-counts", d[104] = 9, len, true);                             /* terminal_count */
+    DAMAGED("big-config", le_put_u32(d + 24, 1u << 30), len, true);           /* resource_capacity */
+    DAMAGED("bad-config", le_put_u32(d + 36, 100), len, true);                /* expiration > reservation */
+    DAMAGED("bad-resource-state", d[128 + 40] = 3, len, true);
+    DAMAGED("bad-duplicate-resource", memcpy(d + 128 + 48, d + 128, 16), len, true);
+    u64 busy = 128; /* the first resource with a current reservation */
+    while (b[busy + 40] == SM_RESOURCE_AVAILABLE)
+        busy += SNAPSHOT_RESOURCE_SIZE;
+    DAMAGED("bad-reference", d[busy + 16] = 5, len, true); /* current: the released lsn 5 */
+    DAMAGED("bad-order", memcpy(d + rsv, b + rsv + 80, 80); memcpy(d + rsv + 80, b + rsv, 80), len, true);
+    DAMAGED("bad-reservation-deadline", le_put_u64(d + rsv + 80 + 48, 0), len, true);
+    DAMAGED("bad-operation-result", d[ops + 72] = SM_NOOP, len, true);
+#undef DAMAGED
+    free(d);
+    free(b);
+    sm_destroy(&g.sm);
+}
+
+/* Scripts (fuzz_snapshot's other input): mode, command count, damage amount, commands, pokes. */
+static void gen_snapshot_scripts(void)
+{
+    static const struct {
+        const char *name;
+        u8 mode, commands, amount;
+        u32 pokes;
+    } scripts[] = {
+        { "script-cfg0", 0x00, 40, 0, 0 },
+        { "script-cfg1", 0x01, 47, 0, 0 },
+        { "script-cfg3", 0x03, 47, 0, 0 },
+        { "script-cfg5-shard7", 0x0D, 30, 0, 0 },
+        { "script-cfg7", 0x07, 30, 0, 0 },
+        { "script-cfg0-far", 0x90, 30, 0, 0 },
+        { "script-pokes", 0x01, 30, 0, 6 },
+        { "script-cut", 0x21, 30, 5, 0 },
+        { "script-append", 0x41, 30, 3, 0 },
+        { "script-stale-crc", 0x61, 30, 0, 2 },
+    };
+    u64 rng = 42;
+    for (size_t i = 0; i < sizeof(scripts) / sizeof(scripts[0]); i++) {
+        u8 buf[3 + 3 * 48 + 3 * 8];
+        size_t n = 0;
+        buf[n++] = scripts[i].mode;
+        buf[n++] = scripts[i].commands;
+        buf[n++] = scripts[i].amount;
+        for (u32 k = 0; k < scripts[i].commands; k++) {
+            u64 r = splitmix_next(&rng);
+            /* Kind byte: the slot mostly stays, sometimes moves by 1 (bits 3-4, see slot_step),
+             * so the state keeps its history instead of retiring it all. */
+            buf[n++] = (u8)((r & 0xE7) | (r % 3 == 0 ? 0x08 : 0));
+            buf[n++] = (u8)(r >> 8);
+            buf[n++] = (u8)(r >> 16);
+        }
+        for (u32 k = 0; k < scripts[i].pokes; k++) {
+            u64 r = splitmix_next(&rng);
+            le_put_u16(buf + n, (u16)(128 + r % 1200)); /* into the records */
+            buf[n + 2] = (u8)(r >> 32);
+            n += 3;
+        }
+        write_input("snapshot", scripts[i].name, buf, n);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: gen_corpus OUTDIR   (writes OUTDIR/frame/ and OUTDIR/command/)\n");
+        fprintf(stderr, "usage: gen_corpus OUTDIR   (writes OUTDIR/{frame,command,scan,snapshot}/)\n");
         return EXIT_FAILURE;
     }
     out_dir = argv[1];
     char path[PATH_MAX];
     make_dir(out_dir);
-    snprintf(path, sizeof(path), "%s/frame", out_dir);
-    make_dir(path);
-    snprintf(path, sizeof(path), "%s/command", out_dir);
-    make_dir(path);
+    static const char *const targets[] = { "frame", "command", "scan", "snapshot" };
+    for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
+        snprintf(path, sizeof(path), "%s/%s", out_dir, targets[i]);
+        make_dir(path);
+    }
     for (u32 i = 0; i < WAL_PAYLOAD_MAX; i++)
         payload_pattern[i] = (u8)(i * 7 + 1);
 
@@ -218,5 +687,8 @@ int main(int argc, char **argv)
     gen_bad_commands();
     gen_valid_frames();
     gen_bad_frames();
+    gen_scan();
+    gen_snapshots();
+    gen_snapshot_scripts();
     return EXIT_SUCCESS;
 }

@@ -155,8 +155,10 @@ static enum wal_scan_end invalid_frame(const u8 *buf, u64 len, u64 off, bool las
                       "invalid frame (%s) followed by data up to offset %" PRIu64
                       ", beyond any torn write",
                       wal_frame_status_name(why), nz_end);
-    /* Nor can a valid frame follow it: that would be damage to a written frame. */
-    for (u64 p = off + 1; p + WAL_FRAME_HEADER_SIZE <= nz_end; p++) {
+    /* Nor can a valid frame follow it: that would be damage to a written frame. A frame's magic
+     * is non-zero, so one that starts at p has p + 4 <= nz_end; the rest of it may be zeros
+     * beyond nz_end (an empty payload and a crc ending in zero bytes). */
+    for (u64 p = off + 1; p + 4 <= nz_end; p++) {
         if (le_get_u32(buf + p) != WAL_FRAME_MAGIC)
             continue;
         struct wal_frame f;
