@@ -69,6 +69,18 @@ static bool step(sm_t *sm, struct wal_log *w, u64 slot, struct sm_command *c, u6
     return lsn % group != 0 || wal_log_commit(w) == 0;
 }
 
+/* Creates resources 1..n at slot 1 (operation ids from *op on). */
+static bool create_resources(sm_t *sm, struct wal_log *w, u64 n, u64 group, u64 *op)
+{
+    struct sm_outcome out;
+    for (u64 i = 0; i < n; i++) {
+        struct sm_command c = { .kind = SM_CMD_CREATE_RESOURCE, .operation_id = ++*op, .client_id = 1, .resource_id = i + 1 };
+        if (!step(sm, w, 1, &c, group, &out))
+            return false;
+    }
+    return true;
+}
+
 static bool same_digest(const sm_t *a, const sm_t *b)
 {
     struct sm_digest x = sm_digest(a), y = sm_digest(b);
@@ -114,10 +126,7 @@ static bool bench_replay(const struct recovery_opts *o, char *why, size_t why_le
     double t0 = now_s();
     u64 op = 0, slot = 1;
     struct sm_outcome out;
-    for (u64 i = 0; ok && i < R; i++) {
-        struct sm_command c = { .kind = SM_CMD_CREATE_RESOURCE, .operation_id = ++op, .client_id = 1, .resource_id = i + 1 };
-        ok = step(&live, &w, slot, &c, o->group, &out);
-    }
+    ok = ok && create_resources(&live, &w, R, o->group, &op);
     for (u64 i = R; ok && i < o->commands; i++) {
         if (i % per_slot == 0)
             slot++; /* the dedupe window holds 60 slots of operations: 6R records */
@@ -197,10 +206,7 @@ static bool bench_snapshot(const struct recovery_opts *o, char *why, size_t why_
     bool ok = fresh_dir(o->dir, dir, sizeof(dir), &w, why, why_len);
     u64 op = 0;
     struct sm_outcome out;
-    for (u64 i = 0; ok && i < n; i++) {
-        struct sm_command c = { .kind = SM_CMD_CREATE_RESOURCE, .operation_id = ++op, .client_id = 1, .resource_id = i + 1 };
-        ok = step(&live, &w, 1, &c, 10000, &out);
-    }
+    ok = ok && create_resources(&live, &w, n, 10000, &op);
     for (u64 i = 0; ok && i < n; i++) {
         /* Spread over slots, older operation records leave the 8-slot dedupe window; TTLs
          * outlast the run either way. */

@@ -50,12 +50,18 @@ static u64 put(u64 lsn, u64 slot, u32 prev_crc, const u8 *payload, u32 payload_l
     return at;
 }
 
-static u64 put_good(void)
+/* A frame carrying a valid create_resource payload, with the given header fields. */
+static u64 put_cmd(u64 lsn, u64 slot, u32 prev_crc, u16 type)
 {
     u8 p[WAL_PAYLOAD_MAX];
-    struct sm_command c = create_cmd(writer.next_lsn);
+    struct sm_command c = create_cmd(lsn);
     u32 n = wal_cmd_encode(p, sizeof(p), &c);
-    return put(writer.next_lsn, writer.last_slot + 1, writer.prev_crc, p, n, WAL_RECORD_COMMAND);
+    return put(lsn, slot, prev_crc, p, n, type);
+}
+
+static u64 put_good(void)
+{
+    return put_cmd(writer.next_lsn, writer.last_slot + 1, writer.prev_crc, WAL_RECORD_COMMAND);
 }
 
 static enum wal_scan_end scan(bool last, struct wal_scan_result *r)
@@ -91,10 +97,7 @@ START_TEST(test_wrong_lsn_is_corrupt)
 {
     start(10);
     put_good();
-    u8 p[WAL_PAYLOAD_MAX];
-    struct sm_command c = create_cmd(99);
-    u32 n = wal_cmd_encode(p, sizeof(p), &c);
-    u64 at = put(writer.next_lsn + 1, writer.last_slot, writer.prev_crc, p, n, WAL_RECORD_COMMAND); /* a gap */
+    u64 at = put_cmd(writer.next_lsn + 1, writer.last_slot, writer.prev_crc, WAL_RECORD_COMMAND); /* a gap */
     struct wal_scan_result r;
     ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
     ck_assert_uint_eq(r.bad_offset, at);
@@ -107,10 +110,7 @@ START_TEST(test_slot_going_back_is_corrupt)
     start(10);
     put_good();
     put_good();
-    u8 p[WAL_PAYLOAD_MAX];
-    struct sm_command c = create_cmd(99);
-    u32 n = wal_cmd_encode(p, sizeof(p), &c);
-    put(writer.next_lsn, writer.last_slot - 1, writer.prev_crc, p, n, WAL_RECORD_COMMAND);
+    put_cmd(writer.next_lsn, writer.last_slot - 1, writer.prev_crc, WAL_RECORD_COMMAND);
     struct wal_scan_result r;
     ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
     ck_assert_ptr_nonnull(strstr(r.reason, "below the previous"));
@@ -121,16 +121,13 @@ START_TEST(test_broken_chain_is_corrupt)
 {
     start(10);
     put_good();
-    u8 p[WAL_PAYLOAD_MAX];
-    struct sm_command c = create_cmd(99);
-    u32 n = wal_cmd_encode(p, sizeof(p), &c);
-    put(writer.next_lsn, writer.last_slot, writer.prev_crc ^ 1, p, n, WAL_RECORD_COMMAND);
+    put_cmd(writer.next_lsn, writer.last_slot, writer.prev_crc ^ 1, WAL_RECORD_COMMAND);
     struct wal_scan_result r;
     ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
     ck_assert_ptr_nonnull(strstr(r.reason, "hash chain"));
     /* Also at the first frame: it must continue the chain the segment header states. */
     start(10);
-    put(10, 6, 0x1234, p, n, WAL_RECORD_COMMAND);
+    put_cmd(10, 6, 0x1234, WAL_RECORD_COMMAND);
     ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
     ck_assert_ptr_nonnull(strstr(r.reason, "hash chain"));
 }
@@ -140,10 +137,7 @@ START_TEST(test_bad_payload_is_corrupt)
 {
     start(10);
     put_good();
-    u8 p[WAL_PAYLOAD_MAX];
-    struct sm_command c = create_cmd(99);
-    u32 n = wal_cmd_encode(p, sizeof(p), &c);
-    put(writer.next_lsn, writer.last_slot, writer.prev_crc, p, n, WAL_RECORD_EXPIRE); /* kind/type mismatch */
+    put_cmd(writer.next_lsn, writer.last_slot, writer.prev_crc, WAL_RECORD_EXPIRE); /* kind/type mismatch */
     struct wal_scan_result r;
     ck_assert_int_eq(scan(true, &r), WAL_SCAN_CORRUPT);
     ck_assert_ptr_nonnull(strstr(r.reason, "invalid command payload"));
