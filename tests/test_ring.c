@@ -1,0 +1,231 @@
+/*
+ * tests/test_ring.c — the SPSC shared-memory ring: order, backpressure, wrap-around, corruption
+ * detection, and two real processes, including a producer killed with SIGKILL mid-stream and
+ * replaced by a new one that continues from the published position.
+ */
+#include "config.h"
+
+#include "supervisor/ring.h"
+#include "tests/check_main.h"
+
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CAP 64
+#define SLOT 64
+
+static void *shared(u64 size)
+{
+    void *m = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    ck_assert_ptr_ne(m, MAP_FAILED);
+    return m;
+}
+
+/* Entry for position p: its length and its bytes, so any mix-up shows. */
+static u32 entry_len(u64 p)
+{
+    return 8 + (u32)(p * 7 % (SLOT - 7));
+}
+
+static void fill_entry(u8 *buf, u64 p)
+{
+    u32 len = entry_len(p);
+    memcpy(buf, &p, 8);
+    for (u32 i = 8; i < len; i++)
+        buf[i] = (u8)(p * 31 + i);
+}
+
+static void check_entry(const u8 *buf, u32 len, u64 p)
+{
+    ck_assert_uint_eq(len, entry_len(p));
+    u64 got;
+    memcpy(&got, buf, 8);
+    ck_assert_uint_eq(got, p);
+    for (u32 i = 8; i < len; i++)
+        ck_assert_uint_eq(buf[i], (u8)(p * 31 + i));
+}
+
+START_TEST(test_shapes)
+{
+    ck_assert_uint_eq(ring_size(3, 64), 0);
+    ck_assert_uint_eq(ring_size(64, 12), 0);
+    ck_assert_uint_eq(ring_size(1, 64), 0);
+    ck_assert_uint_gt(ring_size(64, 64), 64u * 64);
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init(m, CAP, SLOT);
+    ck_assert_ptr_eq(ring_attach(m, CAP, SLOT), r);
+    ck_assert_ptr_null(ring_attach(m, CAP * 2, SLOT));
+    ck_assert_ptr_null(ring_attach(m, CAP, SLOT + 8));
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
+START_TEST(test_order_backpressure_and_wrap)
+{
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init(m, CAP, SLOT);
+    const void *payload;
+    u32 len;
+    ck_assert_int_eq(ring_peek(r, &payload, &len), RING_EMPTY);
+    u64 produced = 0, consumed = 0;
+    /* Many laps with a varying fill level; full must refuse, never overwrite. */
+    for (int round = 0; round < 2000; round++) {
+        u64 want = (u64)(round * 37 % (CAP + 5));
+        for (u64 i = 0; i < want; i++) {
+            void *slot = ring_claim(r);
+            if (produced - consumed == CAP) {
+                ck_assert_ptr_null(slot);
+                break;
+            }
+            ck_assert_ptr_nonnull(slot);
+            fill_entry(slot, produced);
+            ring_publish(r, entry_len(produced));
+            produced++;
+        }
+        ck_assert_uint_eq(ring_depth(r), produced - consumed);
+        u64 take = (u64)(round * 53 % (CAP + 3));
+        for (u64 i = 0; i < take && consumed < produced; i++) {
+            ck_assert_int_eq(ring_peek(r, &payload, &len), RING_OK);
+            check_entry(payload, len, consumed);
+            ring_release(r);
+            consumed++;
+        }
+    }
+    ck_assert_uint_gt(produced, 50 * CAP);
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
+START_TEST(test_claim_without_publish_is_invisible_and_reclaimed)
+{
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init(m, CAP, SLOT);
+    u8 *a = ring_claim(r);
+    memset(a, 0xee, SLOT); /* a producer that dies here, mid-write */
+    const void *payload;
+    u32 len;
+    ck_assert_int_eq(ring_peek(r, &payload, &len), RING_EMPTY);
+    struct ring *again = ring_attach(m, CAP, SLOT); /* its replacement */
+    u8 *b = ring_claim(again);
+    ck_assert_ptr_eq(a, b);
+    fill_entry(b, 0);
+    ring_publish(again, entry_len(0));
+    ck_assert_int_eq(ring_peek(r, &payload, &len), RING_OK);
+    check_entry(payload, len, 0);
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
+START_TEST(test_corruption_is_detected)
+{
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init(m, CAP, SLOT);
+    u8 *slot = ring_claim(r);
+    fill_entry(slot, 0);
+    ring_publish(r, entry_len(0));
+    const void *payload;
+    u32 len;
+    for (u32 i = 0; i < entry_len(0); i++) {
+        slot[i] ^= 0x04;
+        ck_assert_int_eq(ring_peek(r, &payload, &len), RING_CORRUPT);
+        slot[i] ^= 0x04;
+    }
+    /* The slot header (position, length, crc) sits just before the payload. */
+    for (int i = 1; i <= RING_SLOT_HEADER; i++) {
+        slot[-i] ^= 0x01;
+        ck_assert_int_eq(ring_peek(r, &payload, &len), RING_CORRUPT);
+        slot[-i] ^= 0x01;
+    }
+    ck_assert_int_eq(ring_peek(r, &payload, &len), RING_OK);
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
+/* A producer process: publishes from the ring's head up to `until` (forever if 0). */
+static void produce(void *m, u64 until)
+{
+    /* Never outlive a failed test: die with the process that forked us. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1)
+        _exit(3);
+    struct ring *r = ring_attach(m, CAP, SLOT);
+    if (r == NULL)
+        _exit(2);
+    for (;;) {
+        /* A replacement continues at the published head, where its predecessor stopped. */
+        u64 p = ring_head(r);
+        if (until != 0 && p >= until)
+            _exit(0);
+        void *slot;
+        while ((slot = ring_claim(r)) == NULL)
+            sched_yield();
+        fill_entry(slot, p);
+        ring_publish(r, entry_len(p));
+    }
+}
+
+static void consume(struct ring *r, u64 *next, u64 until)
+{
+    const void *payload;
+    u32 len;
+    while (*next < until) {
+        enum ring_status st = ring_peek(r, &payload, &len);
+        if (st == RING_EMPTY) {
+            sched_yield();
+            continue;
+        }
+        ck_assert_int_eq(st, RING_OK);
+        check_entry(payload, len, *next);
+        ring_release(r);
+        (*next)++;
+    }
+}
+
+START_TEST(test_two_processes_and_a_killed_producer)
+{
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init(m, CAP, SLOT);
+    u64 next = 0;
+    /* First producer: runs forever; killed with SIGKILL at some point mid-stream. */
+    pid_t p1 = fork();
+    ck_assert_int_ge(p1, 0);
+    if (p1 == 0)
+        produce(m, 0);
+    consume(r, &next, 100000);
+    kill(p1, SIGKILL);
+    int status;
+    ck_assert_int_eq(waitpid(p1, &status, 0), p1);
+    ck_assert(WIFSIGNALED(status));
+    /* Drain what it published, then a replacement continues from the published head. */
+    u64 published = next + ring_depth(r);
+    consume(r, &next, published);
+    pid_t p2 = fork();
+    ck_assert_int_ge(p2, 0);
+    if (p2 == 0)
+        produce(m, published + 100000);
+    consume(r, &next, published + 100000);
+    ck_assert_int_eq(waitpid(p2, &status, 0), p2);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_uint_eq(ring_depth(r), 0);
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *s = suite_create("ring");
+    TCase *tc = tcase_create("ring");
+    tcase_set_timeout(tc, TEST_LONG_TIMEOUT);
+    tcase_add_test(tc, test_shapes);
+    tcase_add_test(tc, test_order_backpressure_and_wrap);
+    tcase_add_test(tc, test_claim_without_publish_is_invisible_and_reclaimed);
+    tcase_add_test(tc, test_corruption_is_detected);
+    tcase_add_test(tc, test_two_processes_and_a_killed_producer);
+    suite_add_tcase(s, tc);
+    return s;
+}
