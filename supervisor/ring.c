@@ -8,8 +8,12 @@
 #include "common/assert.h"
 #include "wal/crc32c.h"
 
+#include <linux/futex.h>
 #include <stdatomic.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
 
 struct ring_slot {
     u64 position; /* the position this slot was last published for */
@@ -27,8 +31,9 @@ struct ring {
     _Atomic u64 head; /* producer-owned */
     u64 cached_tail;  /* producer-private copy of tail: re-read only when the ring looks full */
     u8 pad1[ADB_CACHE_LINE - 16];
-    _Atomic u64 tail; /* consumer-owned */
-    u8 pad2[ADB_CACHE_LINE - 8];
+    _Atomic u64 tail;     /* consumer-owned */
+    _Atomic u32 sleeping; /* futex word: 1 while the consumer is (about to be) asleep */
+    u8 pad2[ADB_CACHE_LINE - 12];
     u8 slots[];
 };
 ADB_STATIC_ASSERT(sizeof(struct ring) == 3 * ADB_CACHE_LINE, "one cache line per party");
@@ -63,6 +68,7 @@ struct ring *ring_init(void *mem, u32 capacity, u32 slot_size)
     r->capacity = capacity;
     atomic_init(&r->head, 0);
     atomic_init(&r->tail, 0);
+    atomic_init(&r->sleeping, 0);
     return r;
 }
 
@@ -118,6 +124,13 @@ void ring_publish(struct ring *r, u32 len)
     s->crc = slot_crc(s);
     /* R1: pairs with the consumer's A1; publishes the payload and the slot header above. */
     atomic_store_explicit(&r->head, head + 1, memory_order_release);
+    /* F1: full fence between our store of head and our load of `sleeping`; with the consumer's
+     * F2 (store sleeping, fence, load head) at least one side sees the other's store, so a
+     * wake-up is never lost. A busy consumer is not asleep: no system call. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&r->sleeping, memory_order_relaxed) != 0 &&
+        atomic_exchange_explicit(&r->sleeping, 0, memory_order_relaxed) != 0)
+        syscall(SYS_futex, &r->sleeping, FUTEX_WAKE, 1, NULL, NULL, 0); /* shared mapping: not _PRIVATE */
 }
 
 enum ring_status ring_peek(struct ring *r, const void **payload, u32 *len)
@@ -143,6 +156,24 @@ void ring_release(struct ring *r)
     ADB_ASSERT(tail < atomic_load_explicit(&r->head, memory_order_relaxed));
     /* R2: pairs with the producer's A2; our reads of the slot happen before it may be reused. */
     atomic_store_explicit(&r->tail, tail + 1, memory_order_release);
+}
+
+bool ring_wait(struct ring *r, int timeout_ms)
+{
+    u64 tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    if (atomic_load_explicit(&r->head, memory_order_acquire) != tail)
+        return true;
+    atomic_store_explicit(&r->sleeping, 1, memory_order_relaxed);
+    /* F2: pairs with the producer's F1 (see ring_publish). */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&r->head, memory_order_acquire) == tail) {
+        struct timespec ts = { .tv_sec = timeout_ms / 1000, .tv_nsec = (long)(timeout_ms % 1000) * 1000000L };
+        /* Returns at once if the producer already cleared the word (EAGAIN), on a wake-up, on
+         * a signal (EINTR) or at the timeout: the caller re-checks in every case. */
+        syscall(SYS_futex, &r->sleeping, FUTEX_WAIT, 1, timeout_ms >= 0 ? &ts : NULL, NULL, 0);
+    }
+    atomic_store_explicit(&r->sleeping, 0, memory_order_relaxed);
+    return atomic_load_explicit(&r->head, memory_order_acquire) != tail;
 }
 
 u64 ring_depth(const struct ring *r)

@@ -33,8 +33,11 @@
  * Corruption: ring_peek() checks the slot's position stamp, length and CRC32C; a mismatch is
  * RING_CORRUPT and the caller fails closed (whole-daemon restart; DESIGN.md §5).
  *
- * Waking a sleeping consumer (futex, sleeping flag and full fence) is the worker loop's job and
- * is not here yet.
+ * Sleeping: an idle consumer calls ring_wait(), which sets a `sleeping` word, fences, re-checks
+ * head and blocks on a futex on that word; ring_publish() fences after its store of head and
+ * issues FUTEX_WAKE only if the word is set, so a busy consumer costs the producer one fence per
+ * publish and no system call. (The ingress worker needs an fd for libevent instead; that is an
+ * eventfd variant for later.)
  */
 #ifndef ADB_SUPERVISOR_RING_H
 #define ADB_SUPERVISOR_RING_H
@@ -75,6 +78,13 @@ void ring_publish(struct ring *r, u32 len);
 /* Consumer. *payload and *len (OUT) are valid until ring_release. */
 enum ring_status ring_peek(struct ring *r, const void **payload, u32 *len);
 void ring_release(struct ring *r);
+
+/*
+ * Consumer: blocks until something is published or timeout_ms passes (< 0: no limit). Returns
+ * true if an entry is available. Drain everything available after each wake-up: a cross-core
+ * wake-up costs tens of microseconds on this VM.
+ */
+bool ring_wait(struct ring *r, int timeout_ms);
 
 /* Entries published and not yet released (a snapshot; either side may call it). */
 u64 ring_depth(const struct ring *r);

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define CAP 64
@@ -216,6 +217,83 @@ START_TEST(test_two_processes_and_a_killed_producer)
 }
 END_TEST
 
+START_TEST(test_wait_times_out_when_idle)
+{
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init(m, CAP, SLOT);
+    ck_assert(!ring_wait(r, 20));
+    void *slot = ring_claim(r);
+    fill_entry(slot, 0);
+    ring_publish(r, entry_len(0));
+    ck_assert(ring_wait(r, 20)); /* available: returns at once */
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
+/* A producer that publishes in small bursts with pauses, so the consumer keeps falling asleep. */
+static void produce_in_bursts(void *m, u64 until)
+{
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() == 1)
+        _exit(3);
+    struct ring *r = ring_attach(m, CAP, SLOT);
+    for (u64 p = 0; p < until; p++) {
+        void *slot;
+        while ((slot = ring_claim(r)) == NULL)
+            sched_yield();
+        fill_entry(slot, p);
+        ring_publish(r, entry_len(p));
+        if (p % 3 == 0)
+            usleep(200);
+    }
+    _exit(0);
+}
+
+/*
+ * The lost-wake-up test: the producer pauses at most a fraction of a millisecond between
+ * publishes, so a wait that lasts a second slept through one: a lost wake-up.
+ */
+START_TEST(test_sleeping_consumer_is_always_woken)
+{
+    const u64 n = 3000;
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init(m, CAP, SLOT);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        produce_in_bursts(m, n);
+    u64 next = 0, idle_waits = 0, timeouts = 0;
+    while (next < n) {
+        const void *payload;
+        u32 len;
+        enum ring_status st;
+        while ((st = ring_peek(r, &payload, &len)) == RING_OK) { /* drain all per wake-up */
+            check_entry(payload, len, next++);
+            ring_release(r);
+        }
+        ck_assert_int_eq(st, RING_EMPTY);
+        if (next == n)
+            break;
+        idle_waits++;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        ring_wait(r, 2000);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        /* The producer never pauses for more than a fraction of a millisecond: a wait this long
+         * slept through a publish. (Generous, so a loaded machine cannot fail it.) */
+        if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 1000)
+            timeouts++;
+        ck_assert_msg(timeouts == 0, "a wait slept through a publish after %llu entries: lost wake-up",
+                      (unsigned long long)next);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_uint_eq(timeouts, 0);
+    ck_assert_uint_gt(idle_waits, 100); /* the sleeping path really ran */
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("ring");
@@ -226,6 +304,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_claim_without_publish_is_invisible_and_reclaimed);
     tcase_add_test(tc, test_corruption_is_detected);
     tcase_add_test(tc, test_two_processes_and_a_killed_producer);
+    tcase_add_test(tc, test_wait_times_out_when_idle);
+    tcase_add_test(tc, test_sleeping_consumer_is_always_woken);
     suite_add_tcase(s, tc);
     return s;
 }
