@@ -179,7 +179,7 @@ static bool time_snapshot_parts(const char *dir, u64 lsn, const struct sm_config
     u8 *buf = NULL;
     u64 len = 0;
     double t0 = now_s();
-    int rc = snapshot_read(&io_posix, path, &buf, &len);
+    int rc = io_read_file(&io_posix, path, &buf, &len);
     double t1 = now_s();
     enum snapshot_status st = rc == 0 ? snapshot_decode(buf, len, cfg, &sm, why, why_len) : SNAPSHOT_SHORT;
     *decode_s = now_s() - t1;

@@ -145,20 +145,11 @@ static int wal_dir(const char *dir, const struct frame_printer *p)
 /* One segment file on its own: its header, then its frames scanned as the newest segment. */
 static int wal_file(const char *path, const struct frame_printer *p)
 {
-    int fd = -1, rc = io_posix.ops->open(&io_posix, path, IO_READ, &fd);
+    u8 *buf = NULL;
     u64 len = 0;
-    if (rc == 0)
-        rc = io_posix.ops->size(&io_posix, fd, &len);
-    u8 *buf = rc == 0 ? malloc(len > 0 ? len : 1) : NULL;
-    if (rc == 0 && buf == NULL)
-        rc = -ENOMEM;
-    if (rc == 0)
-        rc = io_read_all(&io_posix, fd, buf, len, 0);
-    if (fd >= 0)
-        io_posix.ops->close(&io_posix, fd);
+    int rc = io_read_file(&io_posix, path, &buf, &len);
     if (rc != 0) {
         fprintf(stderr, "allocdb-inspect: %s: %s\n", path, strerror(-rc));
-        free(buf);
         return EXIT_NOINPUT;
     }
     struct wal_segment_header h;
@@ -267,7 +258,7 @@ static int check_snapshot(const char *path, bool print, struct snapshot_info *in
 {
     u8 *buf = NULL;
     u64 len = 0;
-    int rc = snapshot_read(&io_posix, path, &buf, &len);
+    int rc = io_read_file(&io_posix, path, &buf, &len);
     if (rc != 0) {
         fprintf(stderr, "allocdb-inspect: %s: %s\n", path, strerror(-rc));
         return EXIT_NOINPUT;
@@ -344,7 +335,7 @@ static bool newest_config(const char *dir, struct snapshot_names *n, struct snap
         u8 *buf = NULL;
         u64 len = 0;
         bool ok = snapshot_file_name(name, sizeof(name), n->lsn[best]) && io_path(path, sizeof(path), dir, name) &&
-                  snapshot_read(&io_posix, path, &buf, &len) == 0 &&
+                  io_read_file(&io_posix, path, &buf, &len) == 0 &&
                   snapshot_decode_info(buf, len, info, why, sizeof(why)) == SNAPSHOT_OK;
         free(buf);
         if (ok)

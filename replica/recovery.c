@@ -38,13 +38,6 @@ struct snap_list {
     u32 temp_count;
 };
 
-static bool is_temp_name(const char *name)
-{
-    size_t n = strlen(name);
-    return n > 13 && strncmp(name, "snapshot-", 9) == 0 && strcmp(name + n - 4, ".tmp") == 0 &&
-           n < 64;
-}
-
 static int list_one(void *ctx, const char *name)
 {
     struct snap_list *l = ctx;
@@ -55,7 +48,7 @@ static int list_one(void *ctx, const char *name)
             return 1;
         }
         l->lsn[l->count++] = lsn;
-    } else if (is_temp_name(name) && l->temp_count < ADB_ARRAY_LEN(l->temps)) {
+    } else if (snapshot_parse_temp_name(name, &lsn) && l->temp_count < ADB_ARRAY_LEN(l->temps)) {
         snprintf(l->temps[l->temp_count++], sizeof(l->temps[0]), "%s", name);
     }
     return 0;
@@ -100,7 +93,7 @@ static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct s
     }
     u8 *buf = NULL;
     u64 len = 0;
-    int rc = snapshot_read(io, path, &buf, &len);
+    int rc = io_read_file(io, path, &buf, &len);
     if (rc != 0) {
         why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
         return rc;
@@ -254,11 +247,16 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
         return -ENOMEM;
     int rc = list_snapshots(io, dir, l, why, why_len);
     if (rc == 0 && (l->count == 0 || l->lsn[0] != sm->last_applied_lsn)) {
-        /* Step 1: the new snapshot, durable (temp file, fsync, rename, directory fsync). */
+        /* Step 1: the new snapshot, durable (temp file, fsync, rename, directory fsync). The state
+         * is never behind a snapshot on disk: recovery replays at least to every snapshot's LSN. */
+        ADB_ASSERT(l->count == 0 || l->lsn[0] < sm->last_applied_lsn);
         rc = snapshot_write(io, dir, sm, why, why_len);
         rep->written = rc == 0;
-        if (rc == 0)
-            rc = list_snapshots(io, dir, l, why, why_len);
+        if (rc == 0 && l->count < SNAPSHOTS_MAX) { /* the new one is the newest: put it first */
+            memmove(l->lsn + 1, l->lsn, l->count * sizeof(l->lsn[0]));
+            l->lsn[0] = sm->last_applied_lsn;
+            l->count++;
+        }
     }
     if (rc != 0) {
         free(l);

@@ -942,6 +942,11 @@ static bool temp_file_name(char *out, size_t cap, u64 lsn)
     return io_name_make(out, cap, NAME_PREFIX, lsn, ".tmp");
 }
 
+bool snapshot_parse_temp_name(const char *name, u64 *lsn)
+{
+    return io_name_parse(name, NAME_PREFIX, ".tmp", lsn);
+}
+
 bool snapshot_parse_name(const char *name, u64 *lsn)
 {
     return io_name_parse(name, NAME_PREFIX, ".snap", lsn);
@@ -1017,33 +1022,5 @@ int snapshot_write(struct io *io, const char *dir, const sm_t *sm, char *why, si
         (void)io->ops->unlink(io, final);
         return rc;
     }
-    return 0;
-}
-
-int snapshot_read(struct io *io, const char *path, u8 **buf, u64 *len)
-{
-    *buf = NULL;
-    *len = 0;
-    int fd, rc = io->ops->open(io, path, IO_READ, &fd);
-    if (rc != 0)
-        return rc;
-    u64 size = 0;
-    u8 *b = NULL;
-    rc = io->ops->size(io, fd, &size);
-    if (rc == 0 && size > SIZE_MAX - 1)
-        rc = -EFBIG;
-    if (rc == 0 && (b = malloc(size > 0 ? (size_t)size : 1)) == NULL)
-        rc = -ENOMEM;
-    if (rc == 0)
-        rc = io_read_all(io, fd, b, (size_t)size, 0);
-    int crc = io->ops->close(io, fd);
-    if (rc == 0)
-        rc = crc;
-    if (rc != 0) {
-        free(b);
-        return rc;
-    }
-    *buf = b;
-    *len = size;
     return 0;
 }

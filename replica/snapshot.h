@@ -76,7 +76,7 @@
  *
  * NOTES
  *   Pure codec: snapshot_encode and snapshot_decode do no I/O and no allocation. Files go
- *   through a struct io (wal/io.h): snapshot_write and snapshot_read.
+ *   through a struct io (wal/io.h): snapshot_write; read one with io_read_file().
  *
  *   No digest in the header: sm_digest costs as much as all the rest of decoding, and it would
  *   only catch codec bugs, which the tests rule out (decode then encode gives the same bytes
@@ -170,6 +170,8 @@ bool snapshot_file_name(char *out, size_t cap, u64 lsn);
 
 /* Parses a file name of exactly that pattern (20 digits, value <= UINT64_MAX) into *lsn. */
 bool snapshot_parse_name(const char *name, u64 *lsn);
+/* The same for the temporary file snapshot_write renames ("snapshot-<lsn>.tmp"). */
+bool snapshot_parse_temp_name(const char *name, u64 *lsn);
 
 /*
  * Writes dir/snapshot-<last applied lsn>.snap durably: encodes into a malloc'd buffer, writes
@@ -180,7 +182,5 @@ bool snapshot_parse_name(const char *name, u64 *lsn);
  */
 int snapshot_write(struct io *io, const char *dir, const sm_t *sm, char *why, size_t why_len);
 
-/* Reads a whole file into a malloc'd buffer: *buf (OUT, caller frees), *len (OUT). 0 or -errno. */
-int snapshot_read(struct io *io, const char *path, u8 **buf, u64 *len);
 
 #endif

@@ -1120,7 +1120,7 @@ START_TEST(test_files)
 
     u8 *buf;
     u64 len;
-    ck_assert_int_eq(snapshot_read(&io_posix, path, &buf, &len), 0);
+    ck_assert_int_eq(io_read_file(&io_posix, path, &buf, &len), 0);
     struct blob x = encode(&a);
     ck_assert(len == x.len && memcmp(buf, x.p, len) == 0);
     sm_t b;
@@ -1165,12 +1165,12 @@ START_TEST(test_files)
     char missing[600];
     snprintf(missing, sizeof(missing), "%s/nope", dir);
     ck_assert_int_lt(snapshot_write(&io_posix, missing, &a, why, sizeof(why)), 0);
-    ck_assert_int_eq(snapshot_read(&io_posix, path, &buf, &len), -ENOENT);
+    ck_assert_int_eq(io_read_file(&io_posix, path, &buf, &len), -ENOENT);
     ck_assert_ptr_null(buf);
 
     /* An empty file reads fine and decodes as short. */
     write_file(path, "");
-    ck_assert_int_eq(snapshot_read(&io_posix, path, &buf, &len), 0);
+    ck_assert_int_eq(io_read_file(&io_posix, path, &buf, &len), 0);
     ck_assert_uint_eq(len, 0);
     ck_assert_int_eq(decode_status(buf, len, &cfg, why, sizeof(why)), SNAPSHOT_SHORT);
     free(buf);

@@ -6,6 +6,8 @@
 #include "wal/io.h"
 
 #include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -78,4 +80,32 @@ bool io_name_parse(const char *name, const char *prefix, const char *suffix, u64
         return false;
     *number = v;
     return true;
+}
+
+int io_read_file(struct io *io, const char *path, u8 **buf, u64 *len)
+{
+    *buf = NULL;
+    *len = 0;
+    int fd, rc = io->ops->open(io, path, IO_READ, &fd);
+    if (rc != 0)
+        return rc;
+    u64 size = 0;
+    u8 *b = NULL;
+    rc = io->ops->size(io, fd, &size);
+    if (rc == 0 && size > SIZE_MAX - 1)
+        rc = -EFBIG;
+    if (rc == 0 && (b = malloc(size > 0 ? (size_t)size : 1)) == NULL)
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = io_read_all(io, fd, b, (size_t)size, 0);
+    int crc = io->ops->close(io, fd);
+    if (rc == 0)
+        rc = crc;
+    if (rc != 0) {
+        free(b);
+        return rc;
+    }
+    *buf = b;
+    *len = size;
+    return 0;
 }

@@ -77,6 +77,9 @@ int io_read_all(struct io *io, int fd, void *buf, size_t len, u64 off);
 bool io_name_make(char *out, size_t cap, const char *prefix, u64 number, const char *suffix);
 bool io_name_parse(const char *name, const char *prefix, const char *suffix, u64 *number /* OUT */);
 
+/* Reads a whole file into a malloc'd buffer: *buf (OUT, caller frees), *len (OUT). 0 or -errno. */
+int io_read_file(struct io *io, const char *path, u8 **buf, u64 *len);
+
 /* Joins dir and name into out (cap bytes); false if it does not fit. */
 bool io_path(char *out, size_t cap, const char *dir, const char *name);
 

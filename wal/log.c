@@ -12,6 +12,7 @@
 #include "wal/log.h"
 
 #include "common/assert.h"
+#include "common/le.h"
 #include "common/why.h"
 #include "wal/command.h"
 
@@ -230,7 +231,7 @@ static int read_file(struct io *io, const char *path, u8 **buf, u64 *cap, u64 *l
 /* The newest segment has no valid header. Frameless (a crash during its creation)? */
 static bool torn_creation(const u8 *buf, u64 len)
 {
-    return len <= WAL_SEGMENT_HEADER_SIZE || wal_all_zero(buf + WAL_SEGMENT_HEADER_SIZE, len - WAL_SEGMENT_HEADER_SIZE);
+    return len <= WAL_SEGMENT_HEADER_SIZE || le_all_zero(buf + WAL_SEGMENT_HEADER_SIZE, len - WAL_SEGMENT_HEADER_SIZE);
 }
 
 /* Zeroes the torn write [off, end) and syncs, so appends continue at off. */

@@ -84,32 +84,11 @@ enum wal_segment_status wal_segment_header_decode(const u8 *buf, size_t len,
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-bool wal_all_zero(const u8 *p, u64 len)
-{
-    while (len > 0 && ((uintptr_t)p & 7) != 0) {
-        if (*p++ != 0)
-            return false;
-        len--;
-    }
-    while (len >= 64) { /* eight words per step: the tail of a preallocated segment is large */
-        u64 w[8];
-        memcpy(w, p, 64);
-        if ((w[0] | w[1] | w[2] | w[3] | w[4] | w[5] | w[6] | w[7]) != 0)
-            return false;
-        p += 64;
-        len -= 64;
-    }
-    while (len-- > 0)
-        if (*p++ != 0)
-            return false;
-    return true;
-}
-
 /* Offset just past the last non-zero byte of buf[from, len), or `from` if all zero. */
 static u64 nonzero_end(const u8 *buf, u64 from, u64 len)
 {
     u64 end = len;
-    while (end > from && end - from >= 64 && wal_all_zero(buf + end - 64, 64))
+    while (end > from && end - from >= 64 && le_all_zero(buf + end - 64, 64))
         end -= 64;
     while (end > from && buf[end - 1] == 0)
         end--;
@@ -181,7 +160,7 @@ enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, bool last, struct wal
     u64 off = WAL_SEGMENT_HEADER_SIZE;
     for (;;) {
         out->valid_end = off;
-        if (wal_all_zero(buf + off, len - off))
+        if (le_all_zero(buf + off, len - off))
             return finish(out, WAL_SCAN_CLEAN, off, "clean end");
 
         struct wal_frame f;

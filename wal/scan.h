@@ -115,7 +115,4 @@ typedef int (*wal_frame_fn)(void *ctx, const struct wal_frame *f, const struct s
 enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, bool last, struct wal_cursor *cur,
                                    wal_frame_fn each, void *ctx, struct wal_scan_result *out);
 
-/* True if len bytes at p are all zero (word at a time; used on large preallocated tails). */
-bool wal_all_zero(const u8 *p, u64 len);
-
 #endif
