@@ -1,7 +1,8 @@
 /*
- * tests/test_ring.c — the SPSC shared-memory ring: order, backpressure, wrap-around, corruption
+ * tests/test_ring.c — the shared-memory ring: order, backpressure, wrap-around, corruption
  * detection, and two real processes, including a producer killed with SIGKILL mid-stream and
- * replaced by a new one that continues from the published position.
+ * replaced by a new one that continues from the published position; two consumer cursors; one
+ * doorbell for two rings.
  */
 #include "config.h"
 
@@ -294,6 +295,110 @@ START_TEST(test_sleeping_consumer_is_always_woken)
 }
 END_TEST
 
+/* Two consumers (the shared log: applier and peer): each reads every entry; the slower one holds
+ * the producer back; an inactive one is ignored; a shared doorbell wakes a consumer of two rings. */
+START_TEST(test_two_cursors_and_backpressure)
+{
+    void *m = shared(ring_size(CAP, SLOT));
+    struct ring *r = ring_init_multi(m, CAP, SLOT, 2);
+    ck_assert_uint_eq(ring_consumers(r), 2);
+    for (u64 p = 0; p < CAP; p++) {
+        u8 *slot = ring_claim(r);
+        ck_assert_ptr_nonnull(slot);
+        fill_entry(slot, p);
+        ring_publish(r, entry_len(p));
+    }
+    ck_assert_ptr_null(ring_claim(r)); /* full for both */
+    const void *payload;
+    u32 len;
+    for (u64 p = 0; p < CAP; p++) { /* consumer 0 reads everything */
+        ck_assert_int_eq(ring_peek_at(r, 0, &payload, &len), RING_OK);
+        check_entry(payload, len, p);
+        ring_release_at(r, 0);
+    }
+    ck_assert_int_eq(ring_peek_at(r, 0, &payload, &len), RING_EMPTY);
+    ck_assert_ptr_null(ring_claim(r)); /* consumer 1 still holds every slot */
+    ck_assert_uint_eq(ring_depth(r), CAP);
+    ck_assert_int_eq(ring_peek_at(r, 1, &payload, &len), RING_OK);
+    check_entry(payload, len, 0);
+    ring_release_at(r, 1);
+    ck_assert_ptr_nonnull(ring_claim(r)); /* one slot free now */
+    ring_set_active(r, 1, false);         /* the peer leaves: only consumer 0 gates */
+    ck_assert_uint_eq(ring_depth(r), 0);
+    for (u64 p = CAP; p < 3 * CAP; p++) {
+        u8 *slot = ring_claim(r);
+        ck_assert_ptr_nonnull(slot);
+        fill_entry(slot, p);
+        ring_publish(r, entry_len(p));
+        ck_assert_int_eq(ring_peek_at(r, 0, &payload, &len), RING_OK);
+        check_entry(payload, len, p);
+        ring_release_at(r, 0);
+    }
+    ring_set_active(r, 1, true); /* rejoins at the head: sees only what follows */
+    ck_assert_int_eq(ring_peek_at(r, 1, &payload, &len), RING_EMPTY);
+    u8 *slot = ring_claim(r);
+    fill_entry(slot, 3 * CAP);
+    ring_publish(r, entry_len(3 * CAP));
+    ck_assert_int_eq(ring_peek_at(r, 1, &payload, &len), RING_OK);
+    check_entry(payload, len, 3 * CAP);
+    munmap(m, ring_size(CAP, SLOT));
+}
+END_TEST
+
+/* One doorbell for two rings: a publish on either wakes the sleeper (across processes). */
+START_TEST(test_shared_doorbell_wakes_for_any_ring)
+{
+    u64 rs = ring_size(CAP, SLOT);
+    u8 *m = shared(2 * rs + ADB_CACHE_LINE);
+    struct ring *a = ring_init(m, CAP, SLOT), *b = ring_init(m + rs, CAP, SLOT);
+    struct doorbell *d = (struct doorbell *)(m + 2 * rs);
+    doorbell_init(d, -1);
+    ring_set_doorbell(a, 0, d);
+    ring_set_doorbell(b, 0, d);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        for (u64 p = 0; p < 200; p++) {
+            struct timespec ts = { 0, 200000 };
+            nanosleep(&ts, NULL); /* let the consumer fall asleep */
+            struct ring *r = (p & 1) ? b : a;
+            u8 *slot;
+            while ((slot = ring_claim(r)) == NULL)
+                sched_yield();
+            fill_entry(slot, p);
+            ring_publish(r, entry_len(p));
+        }
+        _exit(0);
+    }
+    u64 got = 0, sleeps = 0;
+    while (got < 200) {
+        const void *payload;
+        u32 len;
+        struct ring *r = (got & 1) ? b : a;
+        if (ring_peek(r, &payload, &len) == RING_OK) {
+            check_entry(payload, len, got);
+            ring_release(r);
+            got++;
+            continue;
+        }
+        doorbell_arm(d);
+        if (ring_has(a, 0) || ring_has(b, 0)) {
+            doorbell_disarm(d);
+            continue;
+        }
+        doorbell_sleep(d, 5000); /* a lost wake-up would cost 5 s here and fail the timeout */
+        sleeps++;
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    ck_assert_uint_gt(sleeps, 50);
+    ck_assert_uint_gt(atomic_load(&d->wakeups), 50);
+    munmap(m, 2 * rs + ADB_CACHE_LINE);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("ring");
@@ -306,6 +411,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_two_processes_and_a_killed_producer);
     tcase_add_test(tc, test_wait_times_out_when_idle);
     tcase_add_test(tc, test_sleeping_consumer_is_always_woken);
+    tcase_add_test(tc, test_two_cursors_and_backpressure);
+    tcase_add_test(tc, test_shared_doorbell_wakes_for_any_ring);
     suite_add_tcase(s, tc);
     return s;
 }
