@@ -1,0 +1,73 @@
+/*
+ * replica/meta.h — durable replica metadata in LMDB (DESIGN.md §6): cluster id, replica id and
+ * replica count, current view, last normal view, durable vote, commit point, snapshot anchor,
+ * status. LMDB holds nothing else — never allocator state, never the log.
+ *
+ * Files: DATA_DIR/meta/ (an LMDB environment: data.mdb, lock.mdb), one unnamed database, one
+ * key per field, values little-endian fixed width.
+ *
+ * Invariants (asserted on every write, checked on every open):
+ *   - cluster_id, replica_id and replica_count never change after format;
+ *     replica_id < replica_count;
+ *   - view, last_normal_view and commit_lsn only grow; last_normal_view <= view;
+ *     voted_view <= view;
+ *   - the snapshot anchor (snapshot_lsn) only grows and is <= commit_lsn... unless 0.
+ *   - a faulted status is only cleared by an operator (meta_set_status with force).
+ *
+ * NOTES
+ *   LMDB environments must not cross fork(): open in the process that uses it (a worker),
+ *   close before exiting. A meta handle is used by one thread.
+ *   Every meta_* call returns 0 or a negative errno with a one-line reason in why.
+ */
+#ifndef ADB_REPLICA_META_H
+#define ADB_REPLICA_META_H
+
+#include "common/types.h"
+
+enum meta_status {
+    META_STATUS_NORMAL = 0,
+    META_STATUS_RECOVERING = 1,
+    META_STATUS_FAULTED = 2, /* no vote, no serve, until an operator repairs it */
+};
+
+const char *meta_status_name(enum meta_status s);
+
+struct meta_record {
+    u32 format_version; /* 1 */
+    u128 cluster_id;
+    u64 replica_id;
+    u64 replica_count;
+    u64 view;
+    u64 last_normal_view;
+    u64 voted_view;     /* durable vote: at most one per view */
+    u64 voted_for;
+    u64 commit_lsn;     /* highest LSN known committed (a lower bound; written lazily) */
+    u64 snapshot_lsn;   /* snapshot anchor: LSN of the newest durable snapshot */
+    u8 status;          /* enum meta_status */
+};
+
+struct meta; /* opaque: an open LMDB environment */
+
+/* Creates DIR/meta and writes a fresh record (view 0, commit 0, status normal). Fails with
+ * -EEXIST if it already exists. */
+int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 replica_count,
+                char *why, size_t why_len);
+
+/* True if DIR/meta exists (a formatted data dir), without opening LMDB. */
+bool meta_exists(const char *data_dir);
+
+int meta_open(const char *data_dir, bool read_only, struct meta **out, char *why, size_t why_len);
+void meta_close(struct meta *m);
+
+int meta_read(struct meta *m, struct meta_record *out, char *why, size_t why_len);
+
+/* Writes the fields that changed in one transaction (synced). Rejects (-EINVAL) a record that
+ * breaks an invariant against the stored one, with the reason. */
+int meta_write(struct meta *m, const struct meta_record *rec, char *why, size_t why_len);
+
+/* Convenience for the common updates. */
+int meta_advance_commit(struct meta *m, u64 commit_lsn, char *why, size_t why_len);
+int meta_set_snapshot(struct meta *m, u64 snapshot_lsn, char *why, size_t why_len);
+int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, size_t why_len);
+
+#endif
