@@ -239,7 +239,7 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
                    struct checkpoint_report *rep, char *why, size_t why_len)
 {
     memset(rep, 0, sizeof(*rep));
-    ADB_ASSERT(sm->last_applied_lsn <= wal->durable_lsn);
+    ADB_ASSERT(wal == NULL || sm->last_applied_lsn <= wal->durable_lsn);
     rep->snapshot_lsn = sm->last_applied_lsn;
 
     struct snap_list *l = malloc(sizeof(*l));
@@ -282,7 +282,8 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
     /* Step 3: the WAL from the older kept snapshot on (one checkpoint of overlap). */
     if (rc == 0 && l->count >= 2) {
         rep->keep_from_lsn = l->lsn[1] + 1;
-        rc = wal_log_prune(wal, rep->keep_from_lsn, &rep->segments_removed);
+        if (wal != NULL) /* else the WAL's owner prunes up to keep_from_lsn itself */
+            rc = wal_log_prune(wal, rep->keep_from_lsn, &rep->segments_removed);
         if (rc != 0)
             why_set(why, why_len, "%s: pruning the WAL: %s", dir, strerror(-rc));
     }

@@ -72,6 +72,8 @@ struct checkpoint_report {
 
 /*
  * Snapshot of the applied state, then cleanup. sm must not be ahead of the durable WAL.
+ * wal may be NULL when another process owns the WAL (the applier's snapshot child): then
+ * nothing is pruned and keep_from_lsn tells the owner what it may remove.
  * Returns 0 or a negative errno with a reason; a failed checkpoint loses nothing (the WAL is
  * only pruned after the new snapshot is durable).
  */

@@ -421,7 +421,7 @@ static void retire_due(sm_t *sm, u64 request_slot)
 /* ---- fingerprint ----------------------------------------------------------------------- */
 
 /* 128-bit fingerprint of everything a retry must repeat: kind, client and the kind's fields. */
-static void fingerprint(const struct sm_command *c, u64 out[2])
+void sm_fingerprint(const struct sm_command *c, u64 out[2])
 {
     u64 words[8];
     unsigned n = 0;
@@ -641,7 +641,7 @@ static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const 
         return expire(sm, lsn, request_slot, c);
 
     u64 fp[2];
-    fingerprint(c, fp);
+    sm_fingerprint(c, fp);
     u32 oref = find_operation(sm, c->operation_id);
     if (oref != 0) {
         const struct sm_operation *op = &sm->operations[oref - 1];
@@ -665,6 +665,22 @@ static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const 
     }
     record_operation(sm, c, fp, request_slot, &o);
     return o;
+}
+
+bool sm_get_operation(const sm_t *sm, u128 operation_id, const u64 fp[2], struct sm_outcome *out)
+{
+    u32 oref = operation_id == 0 ? 0 : find_operation(sm, operation_id);
+    if (oref == 0)
+        return false;
+    const struct sm_operation *op = &sm->operations[oref - 1];
+    if (op->fingerprint[0] != fp[0] || op->fingerprint[1] != fp[1])
+        return false;
+    out->reservation_id = op->result_reservation_id;
+    out->deadline_slot = op->result_deadline_slot;
+    out->applied_lsn = op->applied_lsn;
+    out->result = op->result_code;
+    out->from_retry_cache = true;
+    return true;
 }
 
 struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_command *c)

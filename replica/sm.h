@@ -262,6 +262,17 @@ struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_
  */
 void sm_prefetch(const sm_t *sm, u64 lsn, const struct sm_command *cmd);
 
+/* The 128-bit fingerprint dedupe compares: kind, client id and the kind's fields (not the
+ * operation id). Client commands only. */
+void sm_fingerprint(const struct sm_command *cmd, u64 out[2]);
+
+/*
+ * The stored result of operation_id if its record is still in the dedupe window and has
+ * fingerprint fp: what a retry of it returns (from_retry_cache set), without applying anything.
+ * false if there is no such record (retired, never recorded, or a different fingerprint).
+ */
+bool sm_get_operation(const sm_t *sm, u128 operation_id, const u64 fp[2], struct sm_outcome *out);
+
 /* The reservation id an entry at `lsn` creates. */
 static inline u128 sm_reservation_id(const sm_t *sm, u64 lsn)
 {

@@ -61,6 +61,7 @@ struct msg_read {
 struct msg_retry {
     struct msg_tag tag;
     u128 operation_id;
+    u64 fingerprint[2]; /* sm_fingerprint of the retried command */
     u64 lsn;
 };
 

@@ -187,6 +187,8 @@ struct replay_ctx {
     wal_replay_fn fn;
     void *ctx;
     u64 from_lsn;
+    u64 stop_after_lsn; /* 0: none */
+    bool stopped;
     u64 delivered;
 };
 
@@ -194,6 +196,10 @@ static int replay_one(void *ctx, const struct wal_frame *f, const struct sm_comm
 {
     (void)offset;
     struct replay_ctx *r = ctx;
+    if (r->stop_after_lsn != 0 && f->lsn > r->stop_after_lsn) {
+        r->stopped = true; /* the caller's limit: an end, not an error */
+        return 1;
+    }
     if (r->fn == NULL || f->lsn < r->from_lsn)
         return 0;
     r->delivered++;
@@ -341,6 +347,8 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
         why_set(why, why_len, "%s: offset %" PRIu64 ": %s", path, res.bad_offset, res.reason);
         return -EUCLEAN;
     case WAL_SCAN_STOPPED:
+        if (st->replay.stopped)
+            return 1; /* stop_after_lsn reached: nothing after it is read */
         why_set(why, why_len, "%s: offset %" PRIu64 ": replay %s", path, res.bad_offset, res.reason);
         return -ECANCELED;
     }
@@ -402,7 +410,9 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
         return -ENOENT;
     }
 
-    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn } };
+    ADB_ASSERT(w->opt.stop_after_lsn == 0 || w->opt.read_only);
+    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn,
+                                         .stop_after_lsn = w->opt.stop_after_lsn } };
     u32 start = 0;
     if (replay != NULL && from_lsn != 0) {
         if (from_lsn < w->segments[0].first_lsn) {
@@ -417,8 +427,10 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
             start++;
     }
     rep->first_lsn = w->segments[0].first_lsn;
-    for (u32 i = start; i < w->segment_count && rc >= 0; i++)
+    for (u32 i = start; i < w->segment_count && rc == 0; i++)
         rc = open_segment(w, i, start, &st, rep, why, why_len);
+    if (rc == 1)
+        rc = 0;
     free(st.buf);
     if (rc < 0)
         return rc;
@@ -547,6 +559,7 @@ int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct s
     u32 n = wal_frame_encode(at, w->opt.batch_bytes - w->batch_used, &f);
     ADB_ASSERT(n == size);
     w->batch_used += n;
+    w->last_frame_len = n;
     w->write_offset = w->batch_offset + w->batch_used;
     w->cur.next_lsn = f.lsn + 1;
     w->cur.last_slot = request_slot;

@@ -47,6 +47,9 @@ struct wal_log_options {
     u64 segment_bytes; /* capacity of new segments (0 = default); WAL_SEGMENT_BYTES_MIN..MAX */
     u32 batch_bytes;   /* in-memory batch before a write (0 = default); >= WAL_FRAME_MAX */
     bool read_only;    /* open: scan and report, never repair, append or create */
+    u64 stop_after_lsn; /* read_only open: stop reading after this LSN (0: read everything);
+                         * lets a reader recover up to a known-durable point while the writer
+                         * appends, without reading frames that may be half-written */
 };
 
 /* What recovery found. */
@@ -85,6 +88,7 @@ struct wal_log {
 
     u8 *batch;             /* frames encoded but not yet written */
     u32 batch_used;
+    u32 last_frame_len;    /* size of the frame the last append encoded (at the batch's end) */
     u64 batch_offset;      /* file offset of batch[0] */
 
     bool halted;
@@ -119,6 +123,14 @@ void wal_log_close(struct wal_log *w);
  */
 int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct sm_command *cmd,
                    u64 *lsn_out);
+
+/* The frame the last successful wal_log_append encoded (valid until the next append or commit):
+ * the sequencer copies it into the shared log. */
+static inline const u8 *wal_log_last_frame(const struct wal_log *w, u32 *len)
+{
+    *len = w->last_frame_len;
+    return w->batch + w->batch_used - w->last_frame_len;
+}
 
 /* Writes everything appended and syncs once. 0 or a negative errno (log halted). */
 int wal_log_commit(struct wal_log *w);

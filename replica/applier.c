@@ -1,0 +1,467 @@
+/*
+ * replica/applier.c — the applier worker: owns the state machine in private memory, applies the
+ * shared log in LSN order, publishes results and applied_lsn, serves strict reads, proposes due
+ * expirations and takes snapshots in a forked copy-on-write child.
+ *
+ * Everything in the shared log is durable (the sequencer publishes after its fsync), so on a
+ * single node the applier applies every entry it finds (with replication: up to commit_lsn).
+ *
+ * Restart without losing or repeating results. Per entry, in this order: apply, push the result
+ * for its tag, store applied_lsn (release), release the shared-log slot. A new applier rebuilds
+ * the state from snapshot + WAL *up to the published applied_lsn* (frames after it are not even
+ * read: the sequencer may be appending them), then continues from its shared-log cursor, skipping
+ * entries at or below applied_lsn. An entry whose result was pushed but whose applied_lsn was
+ * not stored is applied again and its result pushed again: the ingress ignores the duplicate.
+ * On the first start of the daemon there is no published point: everything on disk is replayed.
+ *
+ * Expiration: once per slot (and on a tick request) the applier asks the state machine for
+ * reservations due at the current slot (at most max_expirations_per_tick) and sends them to the
+ * sequencer, which logs `expire` entries; they take effect when applied, like any command. It
+ * does not propose again until those proposals have been applied (or a second has passed), so
+ * a backlog is never proposed twice per round.
+ *
+ * Snapshots: every checkpoint_interval_ms (and at least checkpoint_min_entries new entries) a
+ * forked child writes the snapshot from its copy-on-write image of the state while the parent
+ * keeps applying; when the child succeeds, the parent tells the sequencer which WAL segments
+ * may go (prune_below_lsn: one checkpoint of overlap, replica/recovery.h).
+ */
+#include "config.h"
+
+#include "common/assert.h"
+#include "net/proto.h"
+#include "replica/recovery.h"
+#include "replica/sm.h"
+#include "supervisor/log.h"
+#include "supervisor/worker.h"
+#include "wal/command.h"
+#include "wal/frame.h"
+#include "wal/io.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define APPLY_BATCH 4096       /* entries per pass before looking at reads again */
+#define EXPIRE_HOLD_MAX_MS 1000
+
+struct app {
+    const struct worker_ctx *w;
+    struct segment *seg;
+    sm_t sm;
+    u64 slot_ms;
+    struct sm_due *due;
+    u32 due_max;
+    u64 last_scan_slot;
+    bool holding;         /* proposals sent, not yet known applied */
+    u64 hold_until_lsn;   /* UINT64_MAX: not known yet (the sequencer has not taken them all) */
+    u64 hold_since_ms;
+    pid_t snap_pid;
+    u64 snap_lsn_pending;
+    u64 snap_lsns[2];     /* newest two snapshots known: [0] newest */
+    u64 last_snap_ms;
+    bool notify_result;
+};
+
+static int fatal(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int fatal(const char *event, const char *fmt, ...)
+{
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    log_error(event, "reason=\"%s\" action=stop_daemon", reason);
+    return WORKER_EXIT_FATAL;
+}
+
+static u64 now_slot(const struct app *a)
+{
+    u64 s = wall_ms() / a->slot_ms;
+    return s > a->sm.last_request_slot ? s : a->sm.last_request_slot;
+}
+
+static struct msg_result *result_slot(struct app *a)
+{
+    struct msg_result *r;
+    while ((r = ring_claim(a->seg->result)) == NULL) { /* the ingress drains it */
+        ring_notify(a->seg->result);
+        worker_heartbeat(a->w);
+        struct timespec ts = { 0, 200000 };
+        nanosleep(&ts, NULL);
+    }
+    memset(r, 0, sizeof(*r));
+    return r;
+}
+
+static void push_result(struct app *a)
+{
+    ring_publish_quiet(a->seg->result, sizeof(struct msg_result));
+    a->notify_result = true;
+}
+
+static void push_write_result(struct app *a, const struct msg_tag *tag, const struct sm_outcome *o)
+{
+    struct msg_result *r = result_slot(a);
+    r->tag = *tag;
+    r->type = MSG_RESULT_WRITE;
+    r->outcome = PROTO_COMMITTED;
+    r->code = o->result;
+    r->from_retry_cache = o->from_retry_cache;
+    r->applied_lsn = o->applied_lsn;
+    r->u.write.reservation_id = o->reservation_id;
+    r->u.write.deadline_slot = o->deadline_slot;
+    push_result(a);
+}
+
+static void publish_health(struct app *a)
+{
+    struct sm_health h;
+    sm_health(&a->sm, now_slot(a), &h);
+    struct seg_applier *c = a->seg->app;
+    atomic_store_explicit(&c->current_slot, now_slot(a), memory_order_relaxed);
+    atomic_store_explicit(&c->expiration_backlog, h.expiration_backlog, memory_order_relaxed);
+    atomic_store_explicit(&c->resources_used, h.resources_used, memory_order_relaxed);
+    atomic_store_explicit(&c->reservations_used, h.reservations_used, memory_order_relaxed);
+    atomic_store_explicit(&c->operations_used, h.operations_used, memory_order_relaxed);
+    atomic_store_explicit(&c->expirations_used, h.expirations_used, memory_order_relaxed);
+    atomic_store_explicit(&c->resource_capacity, h.resource_capacity, memory_order_relaxed);
+    atomic_store_explicit(&c->reservation_capacity, h.reservation_capacity, memory_order_relaxed);
+    atomic_store_explicit(&c->operation_capacity, h.operation_capacity, memory_order_relaxed);
+    atomic_store_explicit(&c->expiration_capacity, h.expiration_capacity, memory_order_relaxed);
+}
+
+/* Applies what the shared log holds (at most APPLY_BATCH). Returns entries taken, or -1 (fatal,
+ * *rc set). */
+static int apply_log(struct app *a, int *rc)
+{
+    struct segment *seg = a->seg;
+    struct seg_applier *c = seg->app;
+    int n = 0;
+    while (n < APPLY_BATCH) {
+        const void *p;
+        u32 len;
+        enum ring_status st = ring_peek_at(seg->shlog, SHLOG_APPLIER, &p, &len);
+        if (st == RING_EMPTY)
+            break;
+        if (st == RING_CORRUPT) {
+            *rc = fatal("shared_log_corrupt", "entry at position %" PRIu64 " fails its checks",
+                        ring_tail(seg->shlog, SHLOG_APPLIER));
+            return -1;
+        }
+        const struct shlog_entry *e = p;
+        struct wal_frame f;
+        struct sm_command cmd;
+        if (e->frame_len > sizeof(e->frame) ||
+            wal_frame_decode_exact(e->frame, e->frame_len, &f) != WAL_FRAME_OK ||
+            wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd) != WAL_CMD_OK) {
+            *rc = fatal("shared_log_corrupt", "frame at position %" PRIu64 " does not decode",
+                        ring_tail(seg->shlog, SHLOG_APPLIER));
+            return -1;
+        }
+        if (f.lsn > a->sm.last_applied_lsn) {
+            if (f.lsn != a->sm.last_applied_lsn + 1 || f.request_slot < a->sm.last_request_slot) {
+                *rc = fatal("shared_log_gap", "LSN %" PRIu64 " does not follow the applied LSN %" PRIu64, f.lsn,
+                            a->sm.last_applied_lsn);
+                return -1;
+            }
+            struct sm_outcome o = sm_apply(&a->sm, f.lsn, f.request_slot, &cmd);
+            atomic_fetch_add_explicit(&c->commands[cmd.kind], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->results[o.result], 1, memory_order_relaxed);
+            if (e->tag.flags & MSG_TAG_VALID)
+                push_write_result(a, &e->tag, &o);
+            /* The order that makes a restart exact: result, applied_lsn, then the slot. */
+            atomic_store_explicit(&c->applied_lsn, f.lsn, memory_order_release);
+        }
+        ring_release_at(seg->shlog, SHLOG_APPLIER);
+        n++;
+    }
+    return n;
+}
+
+/* Retries the sequencer answered without a frame: the stored result, once its LSN is applied. */
+static int answer_retries(struct app *a, bool *blocked)
+{
+    struct segment *seg = a->seg;
+    int n = 0;
+    *blocked = false;
+    for (;;) {
+        const void *p;
+        u32 len;
+        enum ring_status st = ring_peek(seg->retry, &p, &len);
+        if (st == RING_EMPTY)
+            break;
+        if (st == RING_CORRUPT)
+            return -1;
+        const struct msg_retry *m = p;
+        if (m->lsn > a->sm.last_applied_lsn) {
+            *blocked = true; /* its entry is durable and on its way through the shared log */
+            break;
+        }
+        struct sm_outcome o;
+        if (sm_get_operation(&a->sm, m->operation_id, m->fingerprint, &o)) {
+            push_write_result(a, &m->tag, &o);
+        } else {
+            struct msg_result *r = result_slot(a);
+            r->tag = m->tag;
+            r->type = MSG_RESULT_RESUBMIT;
+            push_result(a);
+        }
+        ring_release(seg->retry);
+        n++;
+    }
+    return n;
+}
+
+static u32 propose_expirations(struct app *a, u64 slot)
+{
+    u32 n = sm_due_expirations(&a->sm, slot, a->due, a->due_max);
+    u32 sent = 0;
+    for (u32 i = 0; i < n; i++) {
+        struct msg_expire *m = ring_claim(a->seg->expire);
+        if (m == NULL)
+            break;
+        m->reservation_id = a->due[i].reservation_id;
+        m->deadline_slot = a->due[i].deadline_slot;
+        ring_publish_quiet(a->seg->expire, sizeof(*m));
+        sent++;
+    }
+    if (sent > 0) {
+        ring_notify(a->seg->expire);
+        a->holding = true;
+        a->hold_until_lsn = UINT64_MAX;
+        a->hold_since_ms = mono_ms();
+        atomic_fetch_add_explicit(&a->seg->app->expirations_proposed, sent, memory_order_relaxed);
+    }
+    return sent;
+}
+
+/* Once per slot: propose due expirations unless the previous round is still on its way. */
+static void expiration_tick(struct app *a, bool forced, u64 *proposed)
+{
+    u64 slot = now_slot(a);
+    if (a->holding) {
+        if (a->hold_until_lsn == UINT64_MAX && ring_depth(a->seg->expire) == 0)
+            a->hold_until_lsn = atomic_load_explicit(&a->seg->seq->sequenced_lsn, memory_order_acquire);
+        if ((a->hold_until_lsn != UINT64_MAX && a->sm.last_applied_lsn >= a->hold_until_lsn) ||
+            mono_ms() - a->hold_since_ms > EXPIRE_HOLD_MAX_MS)
+            a->holding = false;
+    }
+    if (!forced && slot == a->last_scan_slot)
+        return;
+    a->last_scan_slot = slot;
+    publish_health(a);
+    if (!a->holding)
+        *proposed = propose_expirations(a, slot);
+}
+
+static int serve_reads(struct app *a)
+{
+    struct segment *seg = a->seg;
+    int n = 0;
+    for (;;) {
+        const void *p;
+        u32 len;
+        enum ring_status st = ring_peek(seg->read, &p, &len);
+        if (st == RING_EMPTY)
+            break;
+        if (st == RING_CORRUPT)
+            return -1;
+        struct msg_read m;
+        memcpy(&m, p, sizeof(m));
+        ring_release(seg->read);
+        u64 proposed = 0;
+        if (m.kind == MSG_READ_TICK)
+            expiration_tick(a, true, &proposed);
+        struct msg_result *r = result_slot(a);
+        r->tag = m.tag;
+        r->applied_lsn = a->sm.last_applied_lsn;
+        switch (m.kind) {
+        case MSG_READ_RESOURCE:
+            r->type = MSG_RESULT_RESOURCE;
+            r->code = (u8)sm_get_resource(&a->sm, m.id, m.min_lsn, &r->u.resource);
+            break;
+        case MSG_READ_RESERVATION:
+            r->type = MSG_RESULT_RESERVATION;
+            r->code = (u8)sm_get_reservation(&a->sm, m.id, m.min_lsn, &r->u.reservation);
+            break;
+        default:
+            r->type = MSG_RESULT_TICK;
+            r->u.tick.slot = now_slot(a);
+            r->u.tick.proposed = proposed;
+            break;
+        }
+        push_result(a);
+        atomic_fetch_add_explicit(&seg->app->reads, 1, memory_order_relaxed);
+        n++;
+    }
+    return n;
+}
+
+/* ---- snapshots -------------------------------------------------------------------------- */
+
+static void snapshot_start(struct app *a)
+{
+    const struct config *cfg = a->w->cfg;
+    u64 now = mono_ms();
+    if (a->snap_pid > 0 || now - a->last_snap_ms < cfg->checkpoint_interval_ms ||
+        a->sm.last_applied_lsn < a->snap_lsns[0] + cfg->checkpoint_min_entries)
+        return;
+    a->last_snap_ms = now;
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_warn("snapshot_fork_failed", "errno=%d", errno);
+        return;
+    }
+    if (pid == 0) {
+        /* The child writes its copy-on-write image of the state and exits. */
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        struct checkpoint_report rep;
+        char why[512];
+        int rc = checkpoint_run(&io_posix, cfg->data_dir, &a->sm, NULL, &rep, why, sizeof(why));
+        if (rc != 0) {
+            log_error("snapshot_failed", "lsn=%" PRIu64 " reason=\"%s\"", a->sm.last_applied_lsn, why);
+            _exit(1);
+        }
+        _exit(0);
+    }
+    a->snap_pid = pid;
+    a->snap_lsn_pending = a->sm.last_applied_lsn;
+}
+
+static void snapshot_reap(struct app *a)
+{
+    if (a->snap_pid <= 0)
+        return;
+    int status;
+    pid_t r = waitpid(a->snap_pid, &status, WNOHANG);
+    if (r != a->snap_pid)
+        return;
+    a->snap_pid = 0;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        log_warn("snapshot_child_failed", "lsn=%" PRIu64 " status=%d", a->snap_lsn_pending, status);
+        return;
+    }
+    struct seg_applier *c = a->seg->app;
+    if (a->snap_lsns[0] != 0 && a->snap_lsns[0] < a->snap_lsn_pending)
+        a->snap_lsns[1] = a->snap_lsns[0];
+    a->snap_lsns[0] = a->snap_lsn_pending;
+    atomic_store_explicit(&c->snapshot_lsn, a->snap_lsns[0], memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->snapshots_written, 1, memory_order_relaxed);
+    if (a->snap_lsns[1] != 0) /* keep the WAL from the older kept snapshot on */
+        atomic_store_explicit(&c->prune_below_lsn, a->snap_lsns[1] + 1, memory_order_release);
+    log_info("snapshot_written", "lsn=%" PRIu64 " prune_below_lsn=%" PRIu64, a->snap_lsns[0],
+             a->snap_lsns[1] != 0 ? a->snap_lsns[1] + 1 : 0);
+}
+
+/* ---- start ------------------------------------------------------------------------------- */
+
+static int recover(struct app *a)
+{
+    const struct config *cfg = a->w->cfg;
+    struct seg_applier *c = a->seg->app;
+    bool first = atomic_load(&a->seg->workers[ROLE_APPLIER].restarts) == 0;
+    u64 limit = first ? 0 : atomic_load_explicit(&c->applied_lsn, memory_order_acquire);
+    struct recovery_options opt = { .read_only = true };
+    opt.wal.segment_bytes = cfg->wal_segment_bytes;
+    opt.wal.stop_after_lsn = limit;
+    struct sm_config smc;
+    config_sm(cfg, &smc);
+    struct wal_log wal;
+    struct recovery_report rep;
+    char why[512];
+    u64 t0 = mono_ms();
+    int rc = recovery_run(&io_posix, cfg->data_dir, &smc, &opt, &a->sm, &wal, &rep, why, sizeof(why));
+    if (rc != 0) {
+        log_error("recovery_failed", "errno=%d reason=\"%s\" action=stop_daemon", -rc, why);
+        return rc == -EINVAL ? WORKER_EXIT_CONFIG : WORKER_EXIT_FATAL;
+    }
+    if (limit != 0 && a->sm.last_applied_lsn < limit)
+        return fatal("recovery_short", "the WAL holds LSN %" PRIu64 " but LSN %" PRIu64 " was applied before",
+                     a->sm.last_applied_lsn, limit);
+    a->snap_lsns[0] = rep.snapshot_lsn;
+    a->last_snap_ms = mono_ms();
+    atomic_store(&c->applied_lsn, a->sm.last_applied_lsn);
+    atomic_store(&c->snapshot_lsn, rep.snapshot_lsn);
+    atomic_store(&c->recovery_kind, rep.kind);
+    atomic_store(&c->recovery_frames, rep.frames_replayed);
+    atomic_store(&c->recovery_ms, mono_ms() - t0);
+    log_info("recovered", "kind=%s snapshot_lsn=%" PRIu64 " frames_replayed=%" PRIu64 " applied_lsn=%" PRIu64
+             " snapshots_rejected=%u ms=%" PRIu64,
+             recovery_kind_name(rep.kind), rep.snapshot_lsn, rep.frames_replayed, a->sm.last_applied_lsn,
+             rep.snapshots_rejected, mono_ms() - t0);
+    return 0;
+}
+
+int applier_main(const struct worker_ctx *w)
+{
+    if (!worker_enter(w))
+        return WORKER_EXIT_CRASH;
+    struct app *a = calloc(1, sizeof(*a));
+    struct sm_config smc;
+    config_sm(w->cfg, &smc);
+    char why[256];
+    if (a == NULL || !sm_create(&a->sm, &smc, why, sizeof(why))) {
+        log_error("state_machine_alloc_failed", "reason=\"%s\"", a == NULL ? "out of memory" : why);
+        return WORKER_EXIT_CRASH;
+    }
+    a->w = w;
+    a->seg = w->seg;
+    a->slot_ms = w->cfg->slot_duration_ms;
+    a->due_max = w->cfg->max_expirations_per_tick;
+    a->due = calloc(a->due_max, sizeof(*a->due));
+    if (a->due == NULL)
+        return WORKER_EXIT_CRASH;
+    int rc = recover(a);
+    if (rc != 0)
+        return rc;
+    publish_health(a);
+    worker_set_ready(w);
+
+    struct segment *seg = w->seg;
+    while (!worker_should_stop(w)) {
+        worker_heartbeat(w);
+        int applied = apply_log(a, &rc);
+        if (applied < 0)
+            return rc;
+        bool retry_blocked;
+        int retried = answer_retries(a, &retry_blocked);
+        int reads = serve_reads(a);
+        if (retried < 0 || reads < 0)
+            return fatal("ring_corrupt", "a request ring entry fails its checks");
+        if (a->notify_result) {
+            ring_notify(seg->result);
+            a->notify_result = false;
+        }
+        u64 proposed = 0;
+        expiration_tick(a, false, &proposed);
+        snapshot_reap(a);
+        snapshot_start(a);
+        if (applied > 0 || reads > 0 || retried > 0)
+            continue;
+        doorbell_arm(seg->bell_applier);
+        if (ring_has(seg->shlog, SHLOG_APPLIER) || ring_has(seg->read, 0) ||
+            (!retry_blocked && ring_has(seg->retry, 0))) {
+            doorbell_disarm(seg->bell_applier);
+            continue;
+        }
+        /* Wake for the next slot boundary (expirations) at the latest. */
+        u64 ms_to_slot = a->slot_ms - wall_ms() % a->slot_ms;
+        int timeout = retry_blocked ? 1 : (int)(ms_to_slot < WORKER_HEARTBEAT_MS ? ms_to_slot : WORKER_HEARTBEAT_MS);
+        doorbell_sleep(seg->bell_applier, timeout > 0 ? timeout : 1);
+    }
+    if (a->snap_pid > 0) { /* let a running snapshot finish: it is cheap to wait and saves work */
+        int status;
+        waitpid(a->snap_pid, &status, 0);
+        a->snap_pid = 0;
+    }
+    log_info("stopped", "applied_lsn=%" PRIu64, a->sm.last_applied_lsn);
+    return WORKER_EXIT_OK;
+}

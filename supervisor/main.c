@@ -1,0 +1,235 @@
+/*
+ * supervisor/main.c — the allocdbd command line: format, start, check-config, --version, --help.
+ *
+ * Every config key is also a flag (slot_duration_ms <-> --slot-duration-ms); flags override the
+ * file given with --config. Errors are one line on stderr and a distinct exit code
+ * (supervisor/supervisor.h, allocdbd(8)).
+ */
+#include "config.h"
+
+#include "common/why.h"
+#include "replica/meta.h"
+#include "supervisor/config.h"
+#include "supervisor/supervisor.h"
+#include "wal/io.h"
+#include "wal/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: allocdbd format --data-dir DIR [--cluster-id ID]\n"
+            "       allocdbd start --data-dir DIR [--config FILE] [--listen HOST:PORT]\n"
+            "                      [--admin-listen HOST:PORT] [--KEY VALUE ...]\n"
+            "       allocdbd check-config [--config FILE] [--KEY VALUE ...]\n"
+            "       allocdbd --version | --help\n"
+            "\n"
+            "AllocDB daemon: a supervisor that runs the sequencer, applier and ingress workers in the\n"
+            "foreground (no self-daemonizing; use the systemd unit). See allocdbd(8), allocdb.conf(5).\n"
+            "\n"
+            "Configuration keys (file: key = value; flag: --key-with-dashes VALUE):\n");
+    const char *name, *help, *def;
+    for (u32 i = 0; config_key_info(i, &name, &help, &def); i++) {
+        char flag[96];
+        config_key_to_flag(name, flag, sizeof(flag));
+        fprintf(out, "  --%-30s %s (default %s)\n", flag, help, def);
+    }
+    fprintf(out, "\nExit codes: 0 stopped cleanly; 1 worker failure; 2 data dir not formatted; 3 data dir\n"
+                 "locked; 4 metadata contradicts the WAL; 5 corruption or storage failure; 6 restart\n"
+                 "intensity exceeded; 7 data written under another config; 64 usage; 71 OS error;\n"
+                 "78 invalid configuration.\n");
+}
+
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "allocdbd: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(allocdbd --help for usage)\n");
+    va_end(ap);
+    return ADBD_EXIT_USAGE;
+}
+
+/* Parses --config first, then every --key VALUE / --key=VALUE over it. */
+static int parse_config(int argc, char **argv, int first, struct config *cfg, u128 *cluster_id, bool allow_cluster)
+{
+    config_defaults(cfg);
+    char why[512];
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--config") == 0 || strncmp(argv[i], "--config=", 9) == 0) {
+            const char *path = argv[i][8] == '=' ? argv[i] + 9 : (i + 1 < argc ? argv[++i] : NULL);
+            if (path == NULL)
+                return usage_error("%s needs a value", "--config");
+            if (config_load_file(cfg, path, why, sizeof(why)) != 0) {
+                fprintf(stderr, "allocdbd: %s\n", why);
+                return ADBD_EXIT_CONFIG;
+            }
+        }
+    }
+    for (int i = first; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) != 0)
+            return usage_error("unexpected argument '%s'", a);
+        char flag[128];
+        snprintf(flag, sizeof(flag), "%s", a + 2);
+        const char *value = NULL;
+        char *eq = strchr(flag, '=');
+        if (eq != NULL) {
+            *eq = 0;
+            value = a + 2 + (eq - flag) + 1;
+        }
+        if (strcmp(flag, "config") == 0) {
+            if (value == NULL)
+                i++;
+            continue;
+        }
+        if (value == NULL) {
+            if (i + 1 >= argc)
+                return usage_error("--%s needs a value", flag);
+            value = argv[++i];
+        }
+        if (strcmp(flag, "cluster-id") == 0 && allow_cluster) {
+            char *end;
+            errno = 0;
+            unsigned long long hi = 0, lo;
+            if (strncmp(value, "0x", 2) == 0 && strlen(value) > 18) { /* up to 128 bits of hex */
+                char h[32];
+                size_t n = strlen(value + 2) - 16;
+                if (n > 16)
+                    return usage_error("--cluster-id %s: more than 128 bits", value);
+                snprintf(h, sizeof(h), "%.*s", (int)n, value + 2);
+                hi = strtoull(h, &end, 16);
+                if (*end != 0)
+                    return usage_error("--cluster-id %s: not a number", value);
+                lo = strtoull(value + 2 + n, &end, 16);
+            } else {
+                lo = strtoull(value, &end, 0);
+            }
+            if (errno != 0 || *end != 0 || value[0] == '-' || value[0] == 0)
+                return usage_error("--cluster-id %s: not a number (decimal or 0x-hex)", value);
+            *cluster_id = U128_MAKE(hi, lo);
+            continue;
+        }
+        char key[128];
+        if (!config_flag_to_key(flag, key, sizeof(key)))
+            return usage_error("unknown option --%s", flag);
+        if (config_set(cfg, key, value, why, sizeof(why)) != 0) {
+            fprintf(stderr, "allocdbd: --%s: %s\n", flag, why);
+            return ADBD_EXIT_CONFIG;
+        }
+    }
+    if (config_validate(cfg, why, sizeof(why)) != 0) {
+        fprintf(stderr, "allocdbd: invalid configuration: %s\n", why);
+        return ADBD_EXIT_CONFIG;
+    }
+    return 0;
+}
+
+static bool dir_empty(const char *path)
+{
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return false;
+    struct dirent *e;
+    bool empty = true;
+    while (empty && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            empty = false;
+    closedir(d);
+    return empty;
+}
+
+static int cmd_format(int argc, char **argv)
+{
+    struct config cfg;
+    u128 cluster_id = 0;
+    int rc = parse_config(argc, argv, 2, &cfg, &cluster_id, true);
+    if (rc != 0)
+        return rc;
+    if (cfg.data_dir[0] == 0)
+        return usage_error("%s", "format needs --data-dir DIR");
+    const char *dir = cfg.data_dir;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        fprintf(stderr, "allocdbd: cannot create %s: %s\n", dir, strerror(errno));
+        return ADBD_EXIT_OSERR;
+    }
+    if (!dir_empty(dir)) {
+        fprintf(stderr, "allocdbd: %s is not empty; format refuses to touch existing data\n", dir);
+        return ADBD_EXIT_NOT_FORMATTED;
+    }
+    chmod(dir, 0700);
+    while (cluster_id == 0) {
+        u64 r[2];
+        if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
+            fprintf(stderr, "allocdbd: getrandom: %s\n", strerror(errno));
+            return ADBD_EXIT_OSERR;
+        }
+        cluster_id = U128_MAKE(r[1], r[0]);
+    }
+    char why[512];
+    struct wal_log_options opt = { .segment_bytes = cfg.wal_segment_bytes };
+    rc = wal_log_format(&io_posix, dir, &opt, why, sizeof(why));
+    if (rc == 0)
+        rc = meta_format(dir, cluster_id, 0, 1, why, sizeof(why));
+    if (rc != 0) {
+        fprintf(stderr, "allocdbd: format %s: %s\n", dir, why);
+        return ADBD_EXIT_OSERR;
+    }
+    printf("formatted %s cluster_id=0x%016" PRIx64 "%016" PRIx64 " replica_id=0 replica_count=1\n", dir,
+           U128_HI(cluster_id), U128_LO(cluster_id));
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return ADBD_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("allocdbd %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    for (int i = 2; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0) {
+            usage(stdout);
+            return 0;
+        }
+    if (strcmp(cmd, "format") == 0)
+        return cmd_format(argc, argv);
+    struct config cfg;
+    u128 unused = 0;
+    if (strcmp(cmd, "check-config") == 0) {
+        int rc = parse_config(argc, argv, 2, &cfg, &unused, false);
+        if (rc != 0)
+            return rc;
+        config_print(&cfg, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "start") == 0) {
+        int rc = parse_config(argc, argv, 2, &cfg, &unused, false);
+        if (rc != 0)
+            return rc;
+        if (cfg.data_dir[0] == 0)
+            return usage_error("%s", "start needs --data-dir DIR (or data_dir in the config file)");
+        return supervisor_run(&cfg, argc, argv);
+    }
+    return usage_error("unknown command '%s'", cmd);
+}

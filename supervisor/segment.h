@@ -1,0 +1,199 @@
+/*
+ * supervisor/segment.h — the one MAP_SHARED segment the supervisor creates before forking the
+ * workers: a stamped header, the worker table, per-worker counters, doorbells, the rings and the
+ * shared log.
+ *
+ *   header       magic, layout signature, total size, supervisor pid, generation, flags
+ *   workers      one cache line per role: pid, generation, state, heartbeat, restarts, exit
+ *   counters     one block per writer (sequencer, applier, ingress), each on its own lines
+ *   doorbells    one per consuming worker: sequencer and applier futex, ingress eventfd
+ *   rings        write, read, retry, expire, result, reject (supervisor/msg.h) and the shared log
+ *
+ * NOTES
+ *   Size first, then build (PostgreSQL's CalculateShmemSize): segment_layout() asks every part
+ *   for its size from the config (overflow-checked), segment_create() maps the total once and
+ *   initialises each part. Nothing in it is resized later.
+ *   The layout signature folds in the struct sizes and the cache line, so a different build
+ *   refuses to attach (LMDB's MDB_LOCK_FORMAT).
+ *   Ownership: every word has one writer. The supervisor writes the header, the worker table's
+ *   pid/generation/state/restarts/exit fields and nothing else; it only reads heartbeats and
+ *   counters (it stays out of the shared state, like the postmaster). Each worker writes its
+ *   own heartbeat and counter block and the ring positions it owns.
+ *   Pointers inside the segment are valid in every worker: the mapping is inherited by fork at
+ *   the same address. Rings keep doorbells as offsets anyway.
+ */
+#ifndef ADB_SUPERVISOR_SEGMENT_H
+#define ADB_SUPERVISOR_SEGMENT_H
+
+#include "common/types.h"
+#include "supervisor/config.h"
+#include "supervisor/doorbell.h"
+#include "supervisor/msg.h"
+#include "supervisor/ring.h"
+#include "wal/frame.h"
+#include "wal/command.h"
+
+#include <stdatomic.h>
+
+#define SEGMENT_MAGIC 0x31304d4853424441ull /* "ADBSHM01" */
+
+enum worker_role {
+    ROLE_SEQUENCER = 0,
+    ROLE_APPLIER = 1,
+    ROLE_INGRESS = 2,
+    ROLE_PEER = 3, /* replication: not started on a single node; its slot and cursor wait */
+};
+#define ROLE_COUNT 4
+
+const char *worker_role_name(enum worker_role r);
+
+enum worker_state {
+    WORKER_EMPTY = 0,    /* never started (or not used: the peer on a single node) */
+    WORKER_STARTING = 1, /* forked, recovering */
+    WORKER_READY = 2,    /* serving (set by the worker) */
+    WORKER_STOPPING = 3, /* asked to stop */
+    WORKER_EXITED = 4,   /* reaped; waiting to be restarted or the daemon is stopping */
+};
+
+const char *worker_state_name(enum worker_state s);
+
+struct worker_slot {
+    _Atomic i32 pid;
+    _Atomic u32 generation;  /* bumped by the supervisor at every fork of this role */
+    _Atomic u32 state;       /* enum worker_state */
+    _Atomic u32 restarts;
+    _Atomic i32 last_exit;   /* raw wait status of the previous instance */
+    _Atomic u64 heartbeat_ms; /* CLOCK_MONOTONIC ms, written by the worker */
+    _Atomic u64 started_ms;
+    _Atomic u64 ready_ms;
+} __attribute__((aligned(64)));
+
+#define HIST_BUCKETS 24 /* log2 buckets: bucket i counts values in [2^(i-1), 2^i) (0: value 0) */
+
+struct seg_histogram {
+    _Atomic u64 bucket[HIST_BUCKETS];
+    _Atomic u64 count, sum, max;
+};
+
+void seg_histogram_add(struct seg_histogram *h, u64 v); /* one writer */
+
+/* Written by the sequencer only. */
+struct seg_sequencer {
+    _Atomic u64 durable_lsn;   /* last LSN on disk (fsynced); the applier applies up to it */
+    _Atomic u64 sequenced_lsn; /* last LSN assigned (may not be durable yet) */
+    _Atomic u64 published_lsn; /* last LSN put in the shared log */
+    _Atomic u64 last_slot;     /* request slot of the last entry */
+    _Atomic u64 fsyncs;
+    _Atomic u64 writes;        /* client commands logged */
+    _Atomic u64 expires_logged;
+    _Atomic u64 retries_answered; /* retries sent to the applier without a new frame */
+    _Atomic u64 rejected[8];   /* by enum proto_reject */
+    _Atomic u32 halted;        /* storage failure: nothing more is written until restart */
+    _Atomic u64 wal_segments_removed;
+    _Atomic u64 cluster_id_lo, cluster_id_hi; /* from the replica metadata, set at start */
+    _Atomic u64 replica_id;
+    struct seg_histogram fsync_us; /* fsync latency */
+    struct seg_histogram batch;    /* entries per fsync */
+} __attribute__((aligned(64)));
+
+/* Written by the applier only. */
+struct seg_applier {
+    _Atomic u64 applied_lsn;
+    _Atomic u64 current_slot;
+    _Atomic u64 snapshot_lsn;     /* newest durable snapshot */
+    _Atomic u64 prune_below_lsn;  /* the sequencer may remove WAL segments wholly below it */
+    _Atomic u64 snapshots_written;
+    _Atomic u64 recovery_kind;    /* enum recovery_kind of the last start */
+    _Atomic u64 recovery_frames;
+    _Atomic u64 recovery_ms;
+    _Atomic u64 results[SM_RESULT_COUNT];     /* committed results by code */
+    _Atomic u64 commands[SM_CMD_KIND_MAX + 1]; /* applied entries by kind */
+    _Atomic u64 expirations_proposed;
+    _Atomic u64 expiration_backlog; /* reserved reservations past their deadline */
+    _Atomic u64 reads;
+    _Atomic u32 resources_used, reservations_used, operations_used, expirations_used;
+    _Atomic u32 resource_capacity, reservation_capacity, operation_capacity, expiration_capacity;
+} __attribute__((aligned(64)));
+
+/* Written by the ingress only. */
+struct seg_ingress {
+    _Atomic u64 connections;       /* open now */
+    _Atomic u64 connections_total; /* accepted since start */
+    _Atomic u64 connections_refused;
+    _Atomic u64 requests;          /* frames received */
+    _Atomic u64 commands;          /* commands submitted */
+    _Atomic u64 bad_frames;        /* closed for a malformed/oversize/bad-checksum frame */
+    _Atomic u64 timeouts;          /* writes answered indefinite by timeout */
+    _Atomic u64 inflight;          /* pending requests now */
+    _Atomic u64 overloaded;        /* requests refused for lack of room */
+} __attribute__((aligned(64)));
+
+struct segment_header {
+    u64 magic;
+    u64 layout_signature;
+    u64 total_size;
+    _Atomic i32 supervisor_pid;
+    _Atomic u32 shutting_down; /* set by the supervisor on SIGTERM: stop accepting, drain */
+    _Atomic u64 generation;    /* bumped at every worker fork (any role) */
+    u64 started_wall_ms;
+    u32 ring_capacity;
+    u32 shared_log_capacity;
+} __attribute__((aligned(64)));
+
+/* One entry of the shared log: a WAL frame exactly as written to disk, plus the tag of the
+ * request it answers (not on disk; MSG_TAG_VALID unset for entries read back from the WAL). */
+struct shlog_entry {
+    struct msg_tag tag;
+    u32 frame_len;
+    u8 frame[WAL_FRAME_HEADER_SIZE + WAL_CMD_SIZE_MAX];
+};
+
+/* Consumer cursors of the shared log. */
+#define SHLOG_APPLIER 0
+#define SHLOG_PEER 1
+
+/* Process-local handle; built by segment_create, inherited by fork. */
+struct segment {
+    void *base;
+    u64 size;
+    struct segment_header *hdr;
+    struct worker_slot *workers; /* [ROLE_COUNT] */
+    struct seg_sequencer *seq;
+    struct seg_applier *app;
+    struct seg_ingress *ing;
+    struct doorbell *bell_sequencer, *bell_applier, *bell_ingress;
+    struct ring *write;   /* ingress -> sequencer: msg_write */
+    struct ring *read;    /* ingress -> applier: msg_read */
+    struct ring *retry;   /* sequencer -> applier: msg_retry */
+    struct ring *expire;  /* applier -> sequencer: msg_expire */
+    struct ring *result;  /* applier -> ingress: msg_result */
+    struct ring *reject;  /* sequencer -> ingress: msg_result */
+    struct ring *shlog;   /* sequencer -> applier (+ peer): shlog_entry */
+    int ingress_eventfd;
+};
+
+struct segment_layout {
+    u64 header, workers, counters, doorbells;
+    u64 write, read, retry, expire, result, reject, shlog;
+    u64 total;
+};
+
+/* Sizes every part from the config. false (with a reason) if a ring shape is invalid or the
+ * total overflows. */
+bool segment_layout(const struct config *cfg, struct segment_layout *out, char *why, size_t why_len);
+
+/* Maps and initialises the segment (supervisor, before forking). Creates the ingress eventfd.
+ * 0 or a negative errno with a reason. */
+int segment_create(struct segment *seg, const struct config *cfg, char *why, size_t why_len);
+void segment_destroy(struct segment *seg);
+
+/* Checks the header stamp (a worker, before touching anything else). */
+bool segment_check(const struct segment *seg, char *why, size_t why_len);
+
+u64 segment_layout_signature(void);
+
+/* CLOCK_MONOTONIC and CLOCK_REALTIME in ms (the I/O shells' clocks; the core reads none). */
+u64 mono_ms(void);
+u64 wall_ms(void);
+
+#endif

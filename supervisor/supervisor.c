@@ -1,0 +1,576 @@
+/*
+ * supervisor/supervisor.c — the supervision loop (states and rules in supervisor.h).
+ */
+#include "config.h"
+
+#include "supervisor/supervisor.h"
+
+#include "common/why.h"
+#include "replica/meta.h"
+#include "supervisor/log.h"
+#include "supervisor/segment.h"
+#include "supervisor/worker.h"
+#include "wal/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+enum sup_state {
+    SUP_START_SEQUENCER,
+    SUP_START_APPLIER,
+    SUP_START_INGRESS,
+    SUP_RUNNING,
+    SUP_DRAINING,
+    SUP_STOPPING,
+    SUP_FAILING,
+    SUP_DONE,
+};
+
+static const char *sup_state_name(enum sup_state s)
+{
+    static const char *const names[] = { "start_sequencer", "start_applier", "start_ingress", "running",
+                                         "draining", "stopping", "failing", "done" };
+    return names[s];
+}
+
+#define RESTART_HISTORY 1024
+#define STARTUP_GRACE_FACTOR 20 /* recovery may take a while: heartbeat limit x this while starting */
+
+struct sup {
+    const struct config *cfg;
+    struct segment seg;
+    enum sup_state state;
+    int exit_code;
+    int listen_fd, admin_fd, lock_fd;
+    int pipe_rd, pipe_wr;
+    u64 restart_at[ROLE_COUNT];   /* 0: no restart pending */
+    u32 recent_restarts[ROLE_COUNT]; /* for backoff */
+    u64 history[RESTART_HISTORY];
+    u32 history_count, history_head;
+    u64 state_since_ms;
+    u64 stop_sent_ms;
+    int stop_role; /* role being stopped in SUP_STOPPING / SUP_FAILING, -1 when none */
+    bool notified_ready;
+};
+
+static volatile sig_atomic_t got_term, got_child;
+static int self_pipe_wr = -1;
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    if (sig == SIGCHLD)
+        got_child = 1;
+    else
+        got_term = 1;
+    if (self_pipe_wr >= 0) {
+        char c = 0;
+        ssize_t n = write(self_pipe_wr, &c, 1); /* wakes the loop's poll */
+        (void)n;
+    }
+    errno = saved;
+}
+
+static void set_state(struct sup *s, enum sup_state to, const char *why)
+{
+    if (s->state == to)
+        return;
+    log_info("supervisor_state", "from=%s to=%s why=\"%s\"", sup_state_name(s->state), sup_state_name(to), why);
+    s->state = to;
+    s->state_since_ms = mono_ms();
+}
+
+/* ---- start-up checks -------------------------------------------------------------------- */
+
+static bool has_wal(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d == NULL)
+        return false;
+    struct dirent *e;
+    bool found = false;
+    u64 lsn;
+    while (!found && (e = readdir(d)) != NULL)
+        found = wal_segment_parse_name(e->d_name, &lsn);
+    closedir(d);
+    return found;
+}
+
+static int lock_data_dir(struct sup *s)
+{
+    char path[CONFIG_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/LOCK", s->cfg->data_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_error("start_refused", "reason=\"cannot open %s: %s\"", path, strerror(errno));
+        return ADBD_EXIT_NOT_FORMATTED;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char other[32] = "";
+        ssize_t n = pread(fd, other, sizeof(other) - 1, 0);
+        other[n > 0 ? n : 0] = 0;
+        other[strcspn(other, "\n")] = 0;
+        log_error("start_refused", "reason=\"data dir %s is locked by another allocdbd (pid %s)\"",
+                  s->cfg->data_dir, other[0] ? other : "?");
+        close(fd);
+        return ADBD_EXIT_LOCKED;
+    }
+    char pid[32];
+    int len = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)len, 0) != len)
+        log_warn("lock_pid_not_written", "path=%s", path);
+    s->lock_fd = fd; /* held (and inherited by the workers) until the daemon exits */
+    return 0;
+}
+
+static int open_listener(const char *addr, const char *what, int *out)
+{
+    char host[CONFIG_ADDR_MAX];
+    snprintf(host, sizeof(host), "%s", addr);
+    char *colon = strrchr(host, ':');
+    if (colon == NULL) {
+        log_error("listen_failed", "%s=%s reason=\"expected HOST:PORT\"", what, addr);
+        return ADBD_EXIT_CONFIG;
+    }
+    *colon = 0;
+    const char *port = colon + 1;
+    char *h = host;
+    if (h[0] == '[' && h[strlen(h) - 1] == ']') { /* [::1]:7400 */
+        h[strlen(h) - 1] = 0;
+        h++;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+    struct addrinfo *res;
+    int rc = getaddrinfo(h[0] ? h : NULL, port, &hints, &res);
+    if (rc != 0) {
+        log_error("listen_failed", "%s=%s reason=\"%s\"", what, addr, gai_strerror(rc));
+        return ADBD_EXIT_CONFIG;
+    }
+    int fd = -1, err = 0;
+    for (struct addrinfo *ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        log_error("listen_failed", "%s=%s reason=\"%s\"", what, addr, strerror(err));
+        return ADBD_EXIT_OSERR;
+    }
+    *out = fd;
+    return 0;
+}
+
+/* ---- workers ---------------------------------------------------------------------------- */
+
+static int role_main(enum worker_role r, const struct worker_ctx *w)
+{
+    switch (r) {
+    case ROLE_SEQUENCER: return sequencer_main(w);
+    case ROLE_APPLIER: return applier_main(w);
+    case ROLE_INGRESS: return ingress_main(w);
+    case ROLE_PEER: break;
+    }
+    return WORKER_EXIT_CRASH;
+}
+
+static bool spawn(struct sup *s, enum worker_role r)
+{
+    struct worker_slot *slot = &s->seg.workers[r];
+    u32 gen = atomic_load(&slot->generation) + 1;
+    atomic_store(&slot->generation, gen);
+    atomic_fetch_add(&s->seg.hdr->generation, 1);
+    atomic_store(&slot->state, WORKER_STARTING);
+    atomic_store(&slot->heartbeat_ms, mono_ms());
+    atomic_store(&slot->started_ms, mono_ms());
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old); /* no handler runs in the child before it sets its own */
+    pid_t pid = fork();
+    if (pid == 0) {
+        signal(SIGCHLD, SIG_DFL);
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        close(s->pipe_rd);
+        close(s->pipe_wr);
+        self_pipe_wr = -1;
+        struct worker_ctx w = { .cfg = s->cfg, .seg = &s->seg, .role = r, .generation = gen,
+                                .listen_fd = s->listen_fd, .admin_fd = s->admin_fd,
+                                .supervisor_pid = getppid() };
+        _exit(role_main(r, &w));
+    }
+    int err = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        log_error("fork_failed", "role=%s reason=\"%s\"", worker_role_name(r), strerror(err));
+        atomic_store(&slot->state, WORKER_EXITED);
+        return false;
+    }
+    atomic_store(&slot->pid, (i32)pid);
+    log_info("worker_started", "role=%s pid=%d generation=%u restarts=%u", worker_role_name(r), (int)pid, gen,
+             atomic_load(&slot->restarts));
+    return true;
+}
+
+static bool alive(const struct sup *s, enum worker_role r)
+{
+    u32 st = atomic_load(&s->seg.workers[r].state);
+    return st == WORKER_STARTING || st == WORKER_READY || st == WORKER_STOPPING;
+}
+
+static void describe_status(int status, char *out, size_t cap)
+{
+    if (WIFEXITED(status))
+        snprintf(out, cap, "exit=%d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(out, cap, "signal=%s", sigabbrev_np(WTERMSIG(status)) ? sigabbrev_np(WTERMSIG(status)) : "?");
+    else
+        snprintf(out, cap, "status=%d", status);
+}
+
+static void fail(struct sup *s, int code, const char *why)
+{
+    if (s->state == SUP_FAILING || s->state == SUP_DONE)
+        return;
+    s->exit_code = code;
+    s->stop_role = -1;
+    set_state(s, SUP_FAILING, why);
+}
+
+/* Decides what a worker's exit means. */
+static void worker_exited(struct sup *s, enum worker_role r, int status)
+{
+    struct worker_slot *slot = &s->seg.workers[r];
+    u32 prev = atomic_load(&slot->state);
+    atomic_store(&slot->state, WORKER_EXITED);
+    atomic_store(&slot->last_exit, status);
+    atomic_store(&slot->pid, 0);
+    char how[48];
+    describe_status(status, how, sizeof(how));
+    bool asked = prev == WORKER_STOPPING;
+    if (asked && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        log_info("worker_stopped", "role=%s %s", worker_role_name(r), how);
+        return;
+    }
+    log_warn("worker_exited", "role=%s %s state=%s", worker_role_name(r), how, worker_state_name(prev));
+    if (s->state >= SUP_DRAINING)
+        return; /* stopping anyway */
+    if (WIFEXITED(status)) {
+        switch (WEXITSTATUS(status)) {
+        case WORKER_EXIT_FATAL:
+            fail(s, ADBD_EXIT_CORRUPT, "a worker found corruption or a storage failure");
+            return;
+        case WORKER_EXIT_META:
+            fail(s, ADBD_EXIT_META, "the replica metadata contradicts the data");
+            return;
+        case WORKER_EXIT_CONFIG:
+            fail(s, ADBD_EXIT_CONFIG_MISMATCH, "the data was written under a different config");
+            return;
+        default:
+            break;
+        }
+    }
+    /* Restart intensity: more than N restarts within the window stops the daemon. */
+    u64 now = mono_ms();
+    s->history[s->history_head] = now;
+    s->history_head = (s->history_head + 1) % RESTART_HISTORY;
+    if (s->history_count < RESTART_HISTORY)
+        s->history_count++;
+    u32 recent = 0;
+    for (u32 i = 0; i < s->history_count; i++)
+        if (now - s->history[i] <= s->cfg->restart_intensity_window_ms)
+            recent++;
+    if (recent > s->cfg->restart_intensity_max) {
+        char why[160];
+        snprintf(why, sizeof(why), "restart intensity exceeded: %u restarts within %" PRIu64 " ms (limit %u)", recent,
+                 s->cfg->restart_intensity_window_ms, s->cfg->restart_intensity_max);
+        log_error("restart_intensity_exceeded", "restarts=%u window_ms=%" PRIu64 " limit=%u last_role=%s", recent,
+                  s->cfg->restart_intensity_window_ms, s->cfg->restart_intensity_max, worker_role_name(r));
+        fail(s, ADBD_EXIT_RESTARTS, why);
+        return;
+    }
+    /* The first restart is immediate; more within the window back off, doubling. */
+    u64 delay = 0;
+    if (s->recent_restarts[r] > 0) {
+        delay = 100;
+        for (u32 i = 1; i < s->recent_restarts[r] && delay < s->cfg->restart_backoff_max_ms; i++)
+            delay *= 2;
+        if (delay > s->cfg->restart_backoff_max_ms)
+            delay = s->cfg->restart_backoff_max_ms;
+    }
+    s->recent_restarts[r]++;
+    s->restart_at[r] = now + delay;
+    atomic_fetch_add(&slot->restarts, 1);
+    log_info("worker_restart_scheduled", "role=%s delay_ms=%" PRIu64, worker_role_name(r), delay);
+}
+
+static void reap(struct sup *s)
+{
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            return;
+        for (int r = 0; r < ROLE_COUNT; r++)
+            if (atomic_load(&s->seg.workers[r].pid) == (i32)pid)
+                worker_exited(s, (enum worker_role)r, status);
+    }
+}
+
+static void check_heartbeats(struct sup *s)
+{
+    u64 now = mono_ms();
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        struct worker_slot *slot = &s->seg.workers[r];
+        u32 st = atomic_load(&slot->state);
+        if (st != WORKER_READY && st != WORKER_STARTING)
+            continue;
+        u64 limit = s->cfg->heartbeat_timeout_ms * (st == WORKER_STARTING ? STARTUP_GRACE_FACTOR : 1);
+        u64 hb = atomic_load(&slot->heartbeat_ms);
+        if (now > hb && now - hb > limit) {
+            i32 pid = atomic_load(&slot->pid);
+            log_warn("worker_hung", "role=%s pid=%d heartbeat_age_ms=%" PRIu64 " action=kill", worker_role_name(r),
+                     pid, now - hb);
+            if (pid > 0)
+                kill(pid, SIGKILL);
+            atomic_store(&slot->heartbeat_ms, now); /* one kill per hang; the reap restarts it */
+        }
+    }
+    /* A worker that stayed up a whole window earns a fresh backoff. */
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        struct worker_slot *slot = &s->seg.workers[r];
+        if (atomic_load(&slot->state) == WORKER_READY &&
+            now - atomic_load(&slot->started_ms) > s->cfg->restart_intensity_window_ms)
+            s->recent_restarts[r] = 0;
+    }
+}
+
+static void restarts_due(struct sup *s)
+{
+    u64 now = mono_ms();
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        if (s->restart_at[r] != 0 && now >= s->restart_at[r]) {
+            s->restart_at[r] = 0;
+            if (!spawn(s, (enum worker_role)r))
+                s->restart_at[r] = now + 1000;
+        }
+    }
+}
+
+static void notify_status(struct sup *s)
+{
+    char st[160];
+    snprintf(st, sizeof(st), "STATUS=primary durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64,
+             (u64)atomic_load(&s->seg.seq->durable_lsn), (u64)atomic_load(&s->seg.app->applied_lsn));
+    sd_notify(0, st);
+}
+
+/* Stops workers in reverse start order: SIGTERM, then SIGKILL after the shutdown timeout. */
+static bool stop_next(struct sup *s, bool force_now)
+{
+    static const enum worker_role order[] = { ROLE_INGRESS, ROLE_APPLIER, ROLE_SEQUENCER };
+    u64 now = mono_ms();
+    for (size_t i = 0; i < ADB_ARRAY_LEN(order); i++) {
+        enum worker_role r = order[i];
+        s->restart_at[r] = 0;
+        if (!alive(s, r))
+            continue;
+        struct worker_slot *slot = &s->seg.workers[r];
+        i32 pid = atomic_load(&slot->pid);
+        if (s->stop_role != (int)r) {
+            s->stop_role = (int)r;
+            s->stop_sent_ms = now;
+            atomic_store(&slot->state, WORKER_STOPPING);
+            log_info("worker_stopping", "role=%s pid=%d signal=%s", worker_role_name(r), pid,
+                     force_now ? "KILL" : "TERM");
+            kill(pid, force_now ? SIGKILL : SIGTERM);
+        } else if (now - s->stop_sent_ms > s->cfg->shutdown_timeout_ms) {
+            log_warn("worker_stop_timeout", "role=%s pid=%d action=kill", worker_role_name(r), pid);
+            kill(pid, SIGKILL);
+            s->stop_sent_ms = now;
+        }
+        return false; /* one at a time */
+    }
+    return true;
+}
+
+static void step(struct sup *s)
+{
+    switch (s->state) {
+    case SUP_START_SEQUENCER:
+    case SUP_START_APPLIER:
+    case SUP_START_INGRESS: {
+        enum worker_role r = s->state == SUP_START_SEQUENCER ? ROLE_SEQUENCER
+                             : s->state == SUP_START_APPLIER ? ROLE_APPLIER
+                                                             : ROLE_INGRESS;
+        if (atomic_load(&s->seg.workers[r].state) == WORKER_EMPTY) {
+            if (!spawn(s, r))
+                fail(s, ADBD_EXIT_OSERR, "cannot fork a worker");
+            break;
+        }
+        if (atomic_load(&s->seg.workers[r].state) != WORKER_READY)
+            break;
+        if (r == ROLE_INGRESS) {
+            set_state(s, SUP_RUNNING, "every worker is ready");
+            if (!s->notified_ready) {
+                sd_notify(0, "READY=1");
+                s->notified_ready = true;
+                log_info("ready", "listen=%s durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64, s->cfg->listen,
+                         (u64)atomic_load(&s->seg.seq->durable_lsn), (u64)atomic_load(&s->seg.app->applied_lsn));
+            }
+        } else {
+            set_state(s, r == ROLE_SEQUENCER ? SUP_START_APPLIER : SUP_START_INGRESS,
+                      r == ROLE_SEQUENCER ? "sequencer ready (WAL recovered)" : "applier ready (state recovered)");
+        }
+        break;
+    }
+    case SUP_RUNNING:
+        break;
+    case SUP_DRAINING:
+        /* The ingress answers what is in flight and exits; then the rest stop. */
+        if (alive(s, ROLE_INGRESS) && mono_ms() - s->state_since_ms <= s->cfg->shutdown_timeout_ms + 1000)
+            break;
+        s->stop_role = -1;
+        set_state(s, SUP_STOPPING, "ingress drained");
+        /* fall through */
+    case SUP_STOPPING:
+        if (stop_next(s, false))
+            set_state(s, SUP_DONE, "every worker stopped");
+        break;
+    case SUP_FAILING:
+        if (stop_next(s, false))
+            set_state(s, SUP_DONE, "every worker stopped after a failure");
+        break;
+    case SUP_DONE:
+        break;
+    }
+}
+
+static void begin_drain(struct sup *s)
+{
+    if (s->state >= SUP_DRAINING)
+        return;
+    sd_notify(0, "STOPPING=1");
+    atomic_store(&s->seg.hdr->shutting_down, 1);
+    set_state(s, SUP_DRAINING, "SIGTERM or SIGINT");
+    s->stop_role = -1;
+    if (alive(s, ROLE_INGRESS)) {
+        struct worker_slot *slot = &s->seg.workers[ROLE_INGRESS];
+        atomic_store(&slot->state, WORKER_STOPPING);
+        s->stop_role = ROLE_INGRESS;
+        s->stop_sent_ms = mono_ms();
+        kill(atomic_load(&slot->pid), SIGTERM);
+    }
+}
+
+int supervisor_run(const struct config *cfg, int argc, char **argv)
+{
+    proc_title_init(argc, argv);
+    log_init("supervisor", cfg->log_level);
+    struct sup *s = calloc(1, sizeof(*s));
+    if (s == NULL)
+        return ADBD_EXIT_OSERR;
+    s->cfg = cfg;
+    s->listen_fd = s->admin_fd = s->lock_fd = -1;
+    s->stop_role = -1;
+
+    struct stat st;
+    if (stat(cfg->data_dir, &st) != 0 || !S_ISDIR(st.st_mode) || !meta_exists(cfg->data_dir) ||
+        !has_wal(cfg->data_dir)) {
+        log_error("start_refused", "reason=\"%s is not a formatted AllocDB data directory; create one with "
+                  "'allocdbd format --data-dir %s'\"", cfg->data_dir, cfg->data_dir);
+        return ADBD_EXIT_NOT_FORMATTED;
+    }
+    int rc = lock_data_dir(s);
+    if (rc == 0)
+        rc = open_listener(cfg->listen, "listen", &s->listen_fd);
+    if (rc == 0 && cfg->admin_listen[0] != 0)
+        rc = open_listener(cfg->admin_listen, "admin_listen", &s->admin_fd);
+    if (rc != 0)
+        return rc;
+    char why[256];
+    if (segment_create(&s->seg, cfg, why, sizeof(why)) != 0) {
+        log_error("start_failed", "reason=\"%s\"", why);
+        return ADBD_EXIT_OSERR;
+    }
+    int p[2];
+    if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0)
+        return ADBD_EXIT_OSERR;
+    s->pipe_rd = p[0];
+    s->pipe_wr = p[1];
+    self_pipe_wr = p[1];
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGCHLD, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGHUP, SIG_IGN);
+
+    log_info("starting", "version=%s data_dir=%s listen=%s admin_listen=%s segment_bytes=%" PRIu64, PACKAGE_VERSION,
+             cfg->data_dir, cfg->listen, cfg->admin_listen, s->seg.size);
+    s->state = SUP_START_SEQUENCER;
+    s->state_since_ms = mono_ms();
+    u64 last_status = 0;
+    while (s->state != SUP_DONE) {
+        struct pollfd pfd = { .fd = s->pipe_rd, .events = POLLIN };
+        poll(&pfd, 1, 50);
+        char buf[64];
+        while (read(s->pipe_rd, buf, sizeof(buf)) > 0)
+            ;
+        if (got_term) {
+            got_term = 0;
+            begin_drain(s);
+        }
+        got_child = 0;
+        reap(s);
+        if (s->state < SUP_DRAINING) {
+            check_heartbeats(s);
+            restarts_due(s);
+        }
+        step(s);
+        if (s->notified_ready && mono_ms() - last_status > 1000) {
+            notify_status(s);
+            last_status = mono_ms();
+        }
+    }
+    /* Reap anything left (a worker killed in the last step). */
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+    log_info("exiting", "code=%d", s->exit_code);
+    int code = s->exit_code;
+    segment_destroy(&s->seg);
+    close(s->listen_fd);
+    if (s->admin_fd >= 0)
+        close(s->admin_fd);
+    close(s->lock_fd);
+    free(s);
+    return code;
+}

@@ -1,0 +1,483 @@
+/*
+ * wal/sequencer.c — the sequencer worker: the only writer of the WAL and of the shared log.
+ *
+ * Loop: take everything pending (due expirations from the applier first, then client writes),
+ * stamp each with the next LSN and request_slot = max(last slot, now / slot_duration_ms), append
+ * the frames, fdatasync once for the whole batch (group commit), publish durable_lsn, then put
+ * the frames with their request tags in the shared log for the applier. Nothing is published
+ * before it is durable, so everything in the shared log is on disk.
+ *
+ * Retries: a write whose operation id this sequencer already logged (same fingerprint, still
+ * well inside the dedupe window, durable) is not logged again: it goes to the applier on the
+ * retry ring, which answers with the stored result. The cache is only a shortcut: when the
+ * applier does not find the record (table full, retired), the ingress sends the write again
+ * with MSG_TAG_FORCE_LOG and it is logged; the state machine's dedupe stays the authority.
+ *
+ * Restart: the WAL is reopened (a torn tail repaired); frames that are durable but were never
+ * put in the shared log (a crash between fsync and publish) are published now, untagged — their
+ * requests were answered as indefinite by the ingress when it saw this role restart. An LSN is
+ * never reused: the log continues after the last durable frame.
+ *
+ * Storage errors: a failed write or fsync halts the log; every unacknowledged write of the batch
+ * is answered indefinite (storage_failure) and the worker exits with WORKER_EXIT_FATAL, which
+ * stops the daemon: after a failed fsync the page cache cannot be trusted (restart and recover).
+ *
+ * NOTES
+ *   Memory: the batch stash and the retry cache are allocated at start from the config.
+ *   The replica metadata (LMDB) is opened here, after fork; its commit point is advanced about
+ *   once a second (it is a lower bound, checked against the WAL at start).
+ */
+#include "config.h"
+
+#include "common/assert.h"
+#include "common/hash.h"
+#include "net/proto.h"
+#include "replica/index.h"
+#include "replica/meta.h"
+#include "supervisor/log.h"
+#include "supervisor/worker.h"
+#include "wal/command.h"
+#include "wal/io.h"
+#include "wal/log.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SEQ_BATCH_MAX 16384 /* entries per fsync at most */
+#define SEQ_META_INTERVAL_MS 1000
+
+/* ---- retry cache: operation id -> (fingerprint, lsn), FIFO by slot ------------------------ */
+
+struct seq_op {
+    u128 operation_id;
+    u64 fp[2];
+    u64 lsn;
+    u64 retire_after_slot;
+};
+
+struct seq_cache {
+    struct seq_op *ops; /* ring in insertion order (slots never decrease) */
+    u32 capacity, head, count;
+    struct index ix;
+    struct index_slot *slots;
+    u64 window_slots, margin_slots;
+};
+
+static bool cache_init(struct seq_cache *c, u32 capacity, u64 window_slots)
+{
+    memset(c, 0, sizeof(*c));
+    c->capacity = capacity;
+    c->window_slots = window_slots;
+    c->margin_slots = window_slots / 8 + 1; /* answer from the cache only well inside the window */
+    c->ops = calloc(capacity, sizeof(*c->ops));
+    c->slots = calloc(index_slot_count(capacity), sizeof(*c->slots));
+    if (c->ops == NULL || c->slots == NULL)
+        return false;
+    index_init(&c->ix, c->slots, capacity);
+    return true;
+}
+
+static void cache_drop_oldest(struct seq_cache *c)
+{
+    ADB_ASSERT(c->count > 0);
+    struct seq_op *o = &c->ops[c->head];
+    index_remove(&c->ix, hash_u128(o->operation_id), c->head + 1);
+    o->operation_id = 0;
+    c->head = (c->head + 1) % c->capacity;
+    c->count--;
+}
+
+static void cache_retire(struct seq_cache *c, u64 slot)
+{
+    while (c->count > 0 && c->ops[c->head].retire_after_slot < slot)
+        cache_drop_oldest(c);
+}
+
+static struct seq_op *cache_find(struct seq_cache *c, u128 id)
+{
+    u64 h = hash_u128(id);
+    struct index_probe p = index_probe_start(&c->ix, h);
+    u32 ref;
+    while ((ref = index_probe_next(&c->ix, &p, h)) != 0)
+        if (c->ops[ref - 1].operation_id == id)
+            return &c->ops[ref - 1];
+    return NULL;
+}
+
+static void cache_add(struct seq_cache *c, const struct sm_command *cmd, u64 lsn, u64 slot)
+{
+    if (cache_find(c, cmd->operation_id) != NULL)
+        return; /* keep the first: it is what the state machine recorded first */
+    if (c->count == c->capacity)
+        cache_drop_oldest(c); /* a cache: forgetting only costs a frame later */
+    u32 pos = (c->head + c->count) % c->capacity;
+    struct seq_op *o = &c->ops[pos];
+    o->operation_id = cmd->operation_id;
+    sm_fingerprint(cmd, o->fp);
+    o->lsn = lsn;
+    o->retire_after_slot = slot + c->window_slots;
+    index_insert(&c->ix, hash_u128(cmd->operation_id), pos + 1);
+    c->count++;
+}
+
+/* ---- the worker ------------------------------------------------------------------------ */
+
+struct seq {
+    const struct worker_ctx *w;
+    struct segment *seg;
+    struct wal_log wal;
+    struct meta *meta;
+    struct seq_cache cache;
+    struct shlog_entry *stash; /* frames of the current batch, published after the fsync */
+    u32 stash_count;
+    u64 slot_ms;
+    u64 last_slot;
+    u64 published_before; /* restart: frames above it are published after open */
+    u64 meta_commit, meta_at_ms;
+    u64 pruned_below;
+    bool notify_reject, notify_retry;
+};
+
+static void reply(struct seq *q, const struct msg_tag *tag, u8 outcome, u8 code)
+{
+    if ((tag->flags & MSG_TAG_VALID) == 0)
+        return;
+    struct msg_result *r;
+    while ((r = ring_claim(q->seg->reject)) == NULL) { /* the ingress drains it; wait */
+        worker_heartbeat(q->w);
+        struct timespec ts = { 0, 200000 };
+        nanosleep(&ts, NULL);
+    }
+    memset(r, 0, sizeof(*r));
+    r->tag = *tag;
+    r->type = MSG_RESULT_WRITE;
+    r->outcome = outcome;
+    r->code = code;
+    ring_publish_quiet(q->seg->reject, sizeof(*r));
+    q->notify_reject = true;
+}
+
+static int replay_frame(void *ctx, const struct wal_frame *f, const struct sm_command *cmd)
+{
+    struct seq *q = ctx;
+    if (cmd->kind != SM_CMD_EXPIRE) {
+        cache_retire(&q->cache, f->request_slot);
+        cache_add(&q->cache, cmd, f->lsn, f->request_slot);
+    }
+    if (f->lsn <= q->published_before)
+        return 0;
+    /* Durable but never published (crashed between fsync and publish): publish it untagged. */
+    struct shlog_entry *e;
+    while ((e = ring_claim(q->seg->shlog)) == NULL) {
+        worker_heartbeat(q->w);
+        struct timespec ts = { 0, 1000000 };
+        nanosleep(&ts, NULL);
+    }
+    memset(&e->tag, 0, sizeof(e->tag));
+    u8 payload[WAL_CMD_SIZE_MAX];
+    struct wal_frame g = *f;
+    g.payload_len = wal_cmd_encode(payload, sizeof(payload), cmd);
+    g.payload = payload;
+    e->frame_len = wal_frame_encode(e->frame, sizeof(e->frame), &g);
+    ring_publish(q->seg->shlog, sizeof(*e));
+    atomic_store_explicit(&q->seg->seq->published_lsn, f->lsn, memory_order_release);
+    return 0;
+}
+
+/* A failed write or fsync: answer everything unacknowledged and stop the daemon. */
+static int storage_failed(struct seq *q, int rc)
+{
+    atomic_store(&q->seg->seq->halted, 1);
+    log_error("storage_failure", "errno=%d reason=\"%s\" unacknowledged=%u action=halt", -rc,
+              q->wal.halt_reason[0] ? q->wal.halt_reason : strerror(-rc), q->stash_count);
+    for (u32 i = 0; i < q->stash_count; i++)
+        reply(q, &q->stash[i].tag, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
+    ring_notify(q->seg->reject);
+    return WORKER_EXIT_FATAL;
+}
+
+static u64 now_slot(struct seq *q)
+{
+    u64 s = wall_ms() / q->slot_ms;
+    return s > q->last_slot ? s : q->last_slot; /* never backwards, also across restarts */
+}
+
+/* Appends one command; false on a storage error (the log is halted). */
+static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_command *cmd, u64 slot, int *rc)
+{
+    u64 lsn;
+    *rc = wal_log_append(&q->wal, slot, 0, cmd, &lsn);
+    if (*rc != 0)
+        return false;
+    q->last_slot = slot;
+    struct shlog_entry *e = &q->stash[q->stash_count++];
+    e->tag = *tag;
+    const u8 *frame = wal_log_last_frame(&q->wal, &e->frame_len);
+    memcpy(e->frame, frame, e->frame_len);
+    if (cmd->kind != SM_CMD_EXPIRE)
+        cache_add(&q->cache, cmd, lsn, slot);
+    atomic_store_explicit(&q->seg->seq->sequenced_lsn, lsn, memory_order_relaxed);
+    return true;
+}
+
+/* One client write: a retry answered without a frame, a rejection, or a new frame. */
+static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *rc)
+{
+    struct seg_sequencer *c = q->seg->seq;
+    if (wal_log_next_lsn(&q->wal) == UINT64_MAX) {
+        reply(q, &m->tag, PROTO_REJECTED, PROTO_REJECT_LSN_EXHAUSTED);
+        atomic_fetch_add_explicit(&c->rejected[PROTO_REJECT_LSN_EXHAUSTED], 1, memory_order_relaxed);
+        return true;
+    }
+    if ((m->tag.flags & MSG_TAG_FORCE_LOG) == 0) {
+        const struct seq_op *o = cache_find(&q->cache, m->cmd.operation_id);
+        u64 durable = q->wal.durable_lsn;
+        if (o != NULL && o->lsn <= durable && o->retire_after_slot >= slot + q->cache.margin_slots) {
+            u64 fp[2];
+            sm_fingerprint(&m->cmd, fp);
+            if (fp[0] == o->fp[0] && fp[1] == o->fp[1]) {
+                struct msg_retry *r;
+                if ((r = ring_claim(q->seg->retry)) != NULL) {
+                    r->tag = m->tag;
+                    r->operation_id = m->cmd.operation_id;
+                    r->fingerprint[0] = fp[0];
+                    r->fingerprint[1] = fp[1];
+                    r->lsn = o->lsn;
+                    ring_publish_quiet(q->seg->retry, sizeof(*r));
+                    q->notify_retry = true;
+                    atomic_fetch_add_explicit(&c->retries_answered, 1, memory_order_relaxed);
+                    return true;
+                }
+                /* retry ring full: log it; the state machine answers from its record */
+            }
+        }
+    }
+    if (!append(q, &m->tag, &m->cmd, slot, rc))
+        return false;
+    atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
+    return true;
+}
+
+static void maintenance(struct seq *q)
+{
+    u64 durable = q->wal.durable_lsn;
+    u64 now = mono_ms();
+    if (q->meta != NULL && durable > q->meta_commit && now - q->meta_at_ms >= SEQ_META_INTERVAL_MS) {
+        char why[256];
+        if (meta_advance_commit(q->meta, durable, why, sizeof(why)) == 0)
+            q->meta_commit = durable;
+        else
+            log_warn("meta_commit_failed", "reason=\"%s\"", why);
+        q->meta_at_ms = now;
+    }
+    u64 prune = atomic_load_explicit(&q->seg->app->prune_below_lsn, memory_order_acquire);
+    if (prune > q->pruned_below) {
+        u32 removed = 0;
+        int rc = wal_log_prune(&q->wal, prune, &removed);
+        if (rc == 0) {
+            q->pruned_below = prune;
+            if (removed > 0) {
+                atomic_fetch_add_explicit(&q->seg->seq->wal_segments_removed, removed, memory_order_relaxed);
+                log_info("wal_pruned", "below_lsn=%" PRIu64 " segments_removed=%u", prune, removed);
+            }
+        }
+    }
+}
+
+/* Makes the batch durable and hands it to the applier. Returns 0 or a worker exit code. */
+static int commit_batch(struct seq *q)
+{
+    struct seg_sequencer *c = q->seg->seq;
+    u64 t0 = mono_ms();
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    int rc = wal_log_commit(&q->wal);
+    if (rc != 0)
+        return storage_failed(q, rc);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    (void)t0;
+    u64 us = (u64)(b.tv_sec - a.tv_sec) * 1000000u + (u64)(b.tv_nsec - a.tv_nsec) / 1000u;
+    seg_histogram_add(&c->fsync_us, us);
+    seg_histogram_add(&c->batch, q->stash_count);
+    atomic_fetch_add_explicit(&c->fsyncs, 1, memory_order_relaxed);
+    atomic_store_explicit(&c->last_slot, q->last_slot, memory_order_relaxed);
+    atomic_store_explicit(&c->durable_lsn, q->wal.durable_lsn, memory_order_release);
+    /* Room was reserved before the batch was taken: the claims cannot fail. */
+    for (u32 i = 0; i < q->stash_count; i++) {
+        struct shlog_entry *e = ring_claim(q->seg->shlog);
+        ADB_ASSERT(e != NULL);
+        memcpy(e, &q->stash[i], offsetof(struct shlog_entry, frame) + q->stash[i].frame_len);
+        ring_publish_quiet(q->seg->shlog, sizeof(*e));
+    }
+    atomic_store_explicit(&c->published_lsn, q->wal.durable_lsn, memory_order_release);
+    ring_notify(q->seg->shlog);
+    q->stash_count = 0;
+    return 0;
+}
+
+static int open_all(struct seq *q)
+{
+    const struct config *cfg = q->w->cfg;
+    char why[512];
+    struct meta_record rec;
+    int rc = meta_open(cfg->data_dir, false, &q->meta, why, sizeof(why));
+    if (rc == 0)
+        rc = meta_read(q->meta, &rec, why, sizeof(why));
+    if (rc != 0) {
+        log_error("meta_unreadable", "reason=\"%s\"", why);
+        return WORKER_EXIT_META;
+    }
+    if (rec.status == META_STATUS_FAULTED) {
+        log_error("replica_faulted", "reason=\"the replica metadata says faulted; an operator must repair it\"");
+        return WORKER_EXIT_META;
+    }
+    atomic_store(&q->seg->seq->cluster_id_lo, U128_LO(rec.cluster_id));
+    atomic_store(&q->seg->seq->cluster_id_hi, U128_HI(rec.cluster_id));
+    atomic_store(&q->seg->seq->replica_id, rec.replica_id);
+    q->meta_commit = rec.commit_lsn;
+
+    q->published_before = atomic_load(&q->seg->seq->published_lsn);
+    bool first_start = atomic_load(&q->seg->workers[ROLE_SEQUENCER].restarts) == 0 &&
+                       ring_head(q->seg->shlog) == 0;
+    if (first_start)
+        q->published_before = UINT64_MAX; /* the applier recovers these from disk itself */
+    struct wal_log_options opt = { .segment_bytes = cfg->wal_segment_bytes };
+    struct wal_open_report rep;
+    rc = wal_log_open(&q->wal, &io_posix, cfg->data_dir, &opt, 0, replay_frame, q, &rep, why, sizeof(why));
+    if (rc != 0) {
+        log_error("wal_recovery_failed", "errno=%d reason=\"%s\"", -rc, why);
+        return WORKER_EXIT_FATAL;
+    }
+    if (rep.torn)
+        log_warn("wal_torn_tail", "file=%s offset=%" PRIu64 " bytes=%" PRIu64 " action=zeroed", rep.torn_file,
+                 rep.torn_offset, rep.torn_bytes);
+    if (rec.commit_lsn > rep.last_lsn) {
+        log_error("meta_contradicts_wal",
+                  "reason=\"the metadata's commit point %" PRIu64 " is beyond the WAL's last LSN %" PRIu64
+                  " (acknowledged entries are missing)\"",
+                  rec.commit_lsn, rep.last_lsn);
+        return WORKER_EXIT_META;
+    }
+    if (!first_start && q->published_before != UINT64_MAX && rep.last_lsn < q->published_before) {
+        log_error("wal_behind_shared_log",
+                  "reason=\"the WAL ends at LSN %" PRIu64 " but LSN %" PRIu64 " was published as durable\"",
+                  rep.last_lsn, q->published_before);
+        return WORKER_EXIT_FATAL;
+    }
+    q->last_slot = rep.last_slot;
+    struct seg_sequencer *c = q->seg->seq;
+    atomic_store(&c->sequenced_lsn, rep.last_lsn);
+    atomic_store(&c->last_slot, rep.last_slot);
+    atomic_store(&c->durable_lsn, rep.last_lsn);
+    atomic_store(&c->published_lsn, rep.last_lsn);
+    atomic_store(&c->halted, 0);
+    log_info("wal_recovered", "segments=%u first_lsn=%" PRIu64 " last_lsn=%" PRIu64 " frames=%" PRIu64
+             " torn=%s cached_operations=%u",
+             rep.segments, rep.first_lsn, rep.last_lsn, rep.frames, rep.torn ? "yes" : "no", q->cache.count);
+    return 0;
+}
+
+static int ring_corrupt(const char *which)
+{
+    log_error("ring_corrupt", "ring=%s action=stop_daemon", which);
+    return WORKER_EXIT_FATAL;
+}
+
+int sequencer_main(const struct worker_ctx *w)
+{
+    if (!worker_enter(w))
+        return WORKER_EXIT_CRASH;
+    struct seq *q = calloc(1, sizeof(*q));
+    struct sm_config smc;
+    config_sm(w->cfg, &smc);
+    if (q == NULL || !cache_init(&q->cache, w->cfg->operation_capacity, smc.dedupe_window_slots) ||
+        (q->stash = calloc(SEQ_BATCH_MAX, sizeof(*q->stash))) == NULL) {
+        log_error("out_of_memory", "what=sequencer_tables");
+        return WORKER_EXIT_CRASH;
+    }
+    q->w = w;
+    q->seg = w->seg;
+    q->slot_ms = w->cfg->slot_duration_ms;
+    int rc = open_all(q);
+    if (rc != 0)
+        return rc;
+    worker_set_ready(w);
+
+    struct segment *seg = w->seg;
+    u64 shlog_cap = ring_capacity(seg->shlog);
+    while (!worker_should_stop(w)) {
+        worker_heartbeat(w);
+        u64 room = shlog_cap - ring_depth(seg->shlog);
+        u32 limit = room < SEQ_BATCH_MAX ? (u32)room : SEQ_BATCH_MAX;
+        if (limit == 0) { /* the applier is behind: backpressure, never overwrite */
+            struct timespec ts = { 0, 200000 };
+            nanosleep(&ts, NULL);
+            continue;
+        }
+        u64 slot = now_slot(q);
+        cache_retire(&q->cache, slot);
+        bool storage_ok = true;
+        const void *p;
+        u32 len;
+        enum ring_status st = RING_OK;
+        while (storage_ok && q->stash_count < limit && (st = ring_peek(seg->expire, &p, &len)) == RING_OK) {
+            const struct msg_expire *m = p;
+            struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = m->reservation_id,
+                                      .deadline_slot = m->deadline_slot };
+            struct msg_tag none = { 0 };
+            storage_ok = append(q, &none, &cmd, slot, &rc);
+            ring_release(seg->expire);
+            if (storage_ok)
+                atomic_fetch_add_explicit(&seg->seq->expires_logged, 1, memory_order_relaxed);
+        }
+        if (st == RING_CORRUPT)
+            return ring_corrupt("expire");
+        while (storage_ok && q->stash_count < limit && (st = ring_peek(seg->write, &p, &len)) == RING_OK) {
+            struct msg_write m;
+            memcpy(&m, p, sizeof(m));
+            ring_release(seg->write);
+            storage_ok = take_write(q, &m, slot, &rc);
+            if (!storage_ok)
+                reply(q, &m.tag, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
+        }
+        if (st == RING_CORRUPT)
+            return ring_corrupt("write");
+        if (!storage_ok)
+            return storage_failed(q, rc);
+        if (q->notify_retry) {
+            ring_notify(seg->retry);
+            q->notify_retry = false;
+        }
+        if (q->stash_count > 0) {
+            rc = commit_batch(q);
+            if (rc != 0)
+                return rc;
+        }
+        if (q->notify_reject) {
+            ring_notify(seg->reject);
+            q->notify_reject = false;
+        }
+        maintenance(q);
+        if (ring_has(seg->write, 0) || ring_has(seg->expire, 0))
+            continue;
+        doorbell_arm(seg->bell_sequencer);
+        if (ring_has(seg->write, 0) || ring_has(seg->expire, 0)) {
+            doorbell_disarm(seg->bell_sequencer);
+            continue;
+        }
+        doorbell_sleep(seg->bell_sequencer, WORKER_HEARTBEAT_MS);
+    }
+    /* Stopping: everything taken was committed in its iteration. */
+    if (q->meta != NULL) {
+        char why[256];
+        if (q->wal.durable_lsn > q->meta_commit)
+            meta_advance_commit(q->meta, q->wal.durable_lsn, why, sizeof(why));
+        meta_close(q->meta);
+    }
+    wal_log_close(&q->wal);
+    log_info("stopped", "durable_lsn=%" PRIu64, q->wal.durable_lsn);
+    return WORKER_EXIT_OK;
+}
