@@ -66,6 +66,7 @@ struct sup {
     u64 stop_sent_ms;
     int stop_role; /* role being stopped in SUP_STOPPING / SUP_FAILING, -1 when none */
     bool notified_ready;
+    char listen_actual[CONFIG_ADDR_MAX], admin_actual[CONFIG_ADDR_MAX]; /* port 0 resolved */
 };
 
 static volatile sig_atomic_t got_term, got_child;
@@ -136,6 +137,20 @@ static int lock_data_dir(struct sup *s)
         log_warn("lock_pid_not_written", "path=%s", path);
     s->lock_fd = fd; /* held (and inherited by the workers) until the daemon exits */
     return 0;
+}
+
+/* "HOST:PORT" of a bound socket (port 0 in the config becomes the real one). */
+static void bound_address(int fd, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char h[NI_MAXHOST], p[NI_MAXSERV];
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0 ||
+        getnameinfo((struct sockaddr *)&ss, len, h, sizeof(h), p, sizeof(p), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+        snprintf(out, cap, "?");
+        return;
+    }
+    snprintf(out, cap, ss.ss_family == AF_INET6 ? "[%s]:%s" : "%s:%s", h, p);
 }
 
 static int open_listener(const char *addr, const char *what, int *out)
@@ -439,7 +454,8 @@ static void step(struct sup *s)
             if (!s->notified_ready) {
                 sd_notify(0, "READY=1");
                 s->notified_ready = true;
-                log_info("ready", "listen=%s durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64, s->cfg->listen,
+                log_info("ready", "listen=%s admin_listen=%s durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64,
+                         s->listen_actual, s->admin_actual,
                          (u64)atomic_load(&s->seg.seq->durable_lsn), (u64)atomic_load(&s->seg.app->applied_lsn));
             }
         } else {
@@ -512,6 +528,9 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
         rc = open_listener(cfg->admin_listen, "admin_listen", &s->admin_fd);
     if (rc != 0)
         return rc;
+    bound_address(s->listen_fd, s->listen_actual, sizeof(s->listen_actual));
+    if (s->admin_fd >= 0)
+        bound_address(s->admin_fd, s->admin_actual, sizeof(s->admin_actual));
     char why[256];
     if (segment_create(&s->seg, cfg, why, sizeof(why)) != 0) {
         log_error("start_failed", "reason=\"%s\"", why);
@@ -535,7 +554,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     signal(SIGHUP, SIG_IGN);
 
     log_info("starting", "version=%s data_dir=%s listen=%s admin_listen=%s segment_bytes=%" PRIu64, PACKAGE_VERSION,
-             cfg->data_dir, cfg->listen, cfg->admin_listen, s->seg.size);
+             cfg->data_dir, s->listen_actual, s->admin_fd >= 0 ? s->admin_actual : "off", s->seg.size);
     s->state = SUP_START_SEQUENCER;
     s->state_since_ms = mono_ms();
     u64 last_status = 0;

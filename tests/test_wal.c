@@ -336,6 +336,39 @@ START_TEST(test_read_only_open_repairs_nothing)
 }
 END_TEST
 
+/* A reader that only needs LSNs up to a durable point stops there: frames after it (which a
+ * writer may be appending, or garbage) are never read, across segments. */
+START_TEST(test_read_only_stop_after_lsn)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 200), 0); /* several 4 KiB segments */
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_gt(w.segment_count, 2);
+    u64 last_first = w.segments[w.segment_count - 1].first_lsn;
+    wal_log_close(&w);
+    char path[WAL_PATH_MAX], why[512];
+    seg_file(path, sizeof(path), last_first);
+    io_fault_flip_bit(fs, path, 64 + 10, 0); /* the newest segment's first frame is damaged */
+    struct wal_log_options ro = small;
+    ro.read_only = true;
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_ne(wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why)), 0);
+    ro.stop_after_lsn = last_first - 1; /* everything before the damaged segment */
+    memset(&s, 0, sizeof(s));
+    int rc = wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why));
+    ck_assert_msg(rc == 0, "%s", why);
+    ck_assert_uint_eq(s.frames, last_first - 1);
+    ck_assert_uint_eq(s.last_lsn, last_first - 1);
+    ro.stop_after_lsn = 17; /* mid-segment */
+    memset(&s, 0, sizeof(s));
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.last_lsn, 17);
+}
+END_TEST
+
 /* ---- corruption fails closed ------------------------------------------------------------ */
 
 START_TEST(test_bit_flip_in_any_non_final_frame_fails_closed)
@@ -633,6 +666,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_short_writes_are_completed);
     tcase_add_test(tc, test_torn_tail_at_every_byte);
     tcase_add_test(tc, test_read_only_open_repairs_nothing);
+    tcase_add_test(tc, test_read_only_stop_after_lsn);
     tcase_add_test(tc, test_bit_flip_in_any_non_final_frame_fails_closed);
     tcase_add_test(tc, test_segment_gap_and_header_damage_fail_closed);
     tcase_add_test(tc, test_torn_segment_creation_is_removed);

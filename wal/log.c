@@ -427,8 +427,11 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
             start++;
     }
     rep->first_lsn = w->segments[0].first_lsn;
-    for (u32 i = start; i < w->segment_count && rc == 0; i++)
+    for (u32 i = start; i < w->segment_count && rc == 0; i++) {
+        if (w->opt.stop_after_lsn != 0 && w->segments[i].first_lsn > w->opt.stop_after_lsn)
+            break; /* wholly after the reader's limit: not read at all */
         rc = open_segment(w, i, start, &st, rep, why, why_len);
+    }
     if (rc == 1)
         rc = 0;
     free(st.buf);
