@@ -1,7 +1,6 @@
 /*
  * supervisor/doorbell.c — sleeping and waking across processes (protocol in doorbell.h).
  */
-#include "config.h"
 
 #include "supervisor/doorbell.h"
 

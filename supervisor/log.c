@@ -1,7 +1,6 @@
 /*
  * supervisor/log.c — event lines to stderr (format in log.h).
  */
-#include "config.h"
 
 #include "supervisor/log.h"
 

@@ -5,7 +5,6 @@
  * file given with --config. Errors are one line on stderr and a distinct exit code
  * (supervisor/supervisor.h, allocdbd(8)).
  */
-#include "config.h"
 
 #include "common/why.h"
 #include "replica/meta.h"

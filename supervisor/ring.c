@@ -1,7 +1,6 @@
 /*
  * supervisor/ring.c — the SPSC shared-memory ring (protocol and ordering in ring.h).
  */
-#include "config.h"
 
 #include "supervisor/ring.h"
 

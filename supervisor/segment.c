@@ -1,7 +1,6 @@
 /*
  * supervisor/segment.c — sizing, building and stamping the shared segment (segment.h).
  */
-#include "config.h"
 
 #include "supervisor/segment.h"
 

@@ -1,7 +1,6 @@
 /*
  * supervisor/supervisor.c — the supervision loop (states and rules in supervisor.h).
  */
-#include "config.h"
 
 #include "supervisor/supervisor.h"
 

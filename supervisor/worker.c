@@ -1,7 +1,6 @@
 /*
  * supervisor/worker.c — the process-level plumbing every worker shares (worker.h).
  */
-#include "config.h"
 
 #include "supervisor/worker.h"
 
