@@ -16,6 +16,10 @@ void bench_core_usage(FILE *out);
 int bench_recovery_main(int argc, char **argv);
 void bench_recovery_usage(FILE *out);
 
+/* `allocdb-bench net ...`: load a running allocdbd through the wire protocol (bench/net.c). */
+int bench_net_main(int argc, char **argv);
+void bench_net_usage(FILE *out);
+
 /* Parses a decimal in [min, max] for option opt; prints the reason and returns false if not. */
 bool bench_parse_u64(const char *opt, const char *s, u64 min, u64 max, u64 *out);
 

@@ -17,6 +17,8 @@ static void usage(FILE *out)
             "  core     drive the state machine in-process (no I/O): hot-spot contention,\n"
             "           retry pressure and a uniform workload; --durable adds the WAL\n"
             "  recovery measure WAL replay and snapshot load on real files\n"
+            "  net      load a running allocdbd over TCP (hotspot, uniform, retry-storm,\n"
+            "           expiry): commands/s, latency percentiles, results, server fsyncs\n"
             "\n"
             "Run 'allocdb-bench COMMAND --help' for a command's options.\n"
             "  -h, --help     show this help\n"
@@ -41,6 +43,8 @@ int main(int argc, char **argv)
         return bench_core_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "recovery") == 0)
         return bench_recovery_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "net") == 0)
+        return bench_net_main(argc - 1, argv + 1);
     fprintf(stderr, "allocdb-bench: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 64;

@@ -9,13 +9,16 @@
  * decoder status. OUTDIR/scan/<name> (inputs of fuzz_scan: a flag byte, then a WAL segment or
  * a segment recipe): clean, torn and damaged segments, one per row of the recovery decision
  * table. OUTDIR/snapshot/<name> (inputs of fuzz_snapshot: a snapshot file, or a script): valid
- * snapshots of small states, damaged ones, and scripts. The output is deterministic, so
+ * snapshots of small states, damaged ones, and scripts. OUTDIR/proto/<name> (inputs of
+ * fuzz_proto: bytes of a client connection): a valid frame of every protocol kind, two
+ * pipelined frames, and one malformed frame per decoder check. The output is deterministic, so
  * regenerating changes no committed file unless the formats changed.
  */
 #include "config.h"
 
 #include "common/le.h"
 #include "common/splitmix.h"
+#include "net/proto.h"
 #include "replica/sm.h"
 #include "replica/snapshot.h"
 #include "wal/command.h"
@@ -203,6 +206,229 @@ static void gen_bad_frames(void)
     bad_field("bad-length", 32, WAL_PAYLOAD_MAX + 1, true);
     bad_field("bad-reserved", 40, 1, true);
     bad_field("bad-prev-crc-stale", 36, 0, false);
+}
+
+/* ---- client protocol frames (fuzz_proto) --------------------------------------------------- */
+
+#define PROTO_FRAME_MAX (PROTO_HEADER_SIZE + 4096) /* every seed frame is small */
+
+/* Finishes the frame whose body of `len` bytes is at buf + 32; returns its size. */
+static u32 proto_frame(u8 *buf, u8 kind, u64 request_id, u32 len)
+{
+    return (u32)proto_frame_finish(buf, PROTO_FRAME_MAX, kind, request_id, len);
+}
+
+static void proto_write(const char *name, const u8 *buf, u32 len)
+{
+    write_input("proto", name, buf, len);
+}
+
+/* A valid command of a client kind, every field its kind uses set (all bits when `max`). */
+static struct proto_command proto_sample_command(u8 kind, bool max)
+{
+    u128 all = ~(u128)0;
+    struct proto_command c = {.kind = kind};
+    c.operation_id = max ? all : U128_MAKE(0x0102030405060708ull, 0x1112131415161718ull + kind);
+    c.client_id = max ? all : 42;
+    c.target = max ? all : U128_MAKE(0x8000000000000000ull, 3);
+    if (kind != SM_CMD_CREATE_RESOURCE)
+        c.holder_id = max ? all : U128_MAKE(1, 0);
+    if (kind == SM_CMD_RESERVE)
+        c.ttl_ms = max ? UINT64_MAX : 30000;
+    return c;
+}
+
+/* A submit of `count` commands cycling through the four kinds; returns the frame size. */
+static u32 proto_submit(u8 *buf, u32 count, bool max)
+{
+    u8 *b = buf + PROTO_HEADER_SIZE;
+    u32 len = proto_put_submit_prefix(b, count);
+    for (u32 i = 0; i < count; i++) {
+        struct proto_command c = proto_sample_command((u8)(1 + i % 4), max);
+        proto_put_command(b + len, &c);
+        len += PROTO_COMMAND_SIZE;
+    }
+    return proto_frame(buf, PROTO_SUBMIT, 2, len);
+}
+
+/* A submit_result with one result of each outcome class; returns the frame size. */
+static u32 proto_submit_result(u8 *buf)
+{
+    static const struct proto_result results[] = {
+        {.outcome = PROTO_COMMITTED, .code = SM_OK, .applied_lsn = 42,
+         .reservation_id = U128_MAKE(7, 42), .deadline_slot = 1300},
+        {.outcome = PROTO_COMMITTED, .code = SM_RESOURCE_BUSY, .from_retry_cache = true,
+         .applied_lsn = 40},
+        {.outcome = PROTO_REJECTED, .code = PROTO_REJECT_OVERLOADED},
+        {.outcome = PROTO_INDEFINITE, .code = PROTO_INDEFINITE_TIMEOUT},
+    };
+    u8 *b = buf + PROTO_HEADER_SIZE;
+    u32 len = proto_put_submit_result_prefix(b, 4);
+    for (u32 i = 0; i < 4; i++) {
+        proto_put_result(b + len, &results[i]);
+        len += PROTO_RESULT_SIZE;
+    }
+    return proto_frame(buf, PROTO_SUBMIT_RESULT, 2, len);
+}
+
+static void gen_valid_proto(void)
+{
+    static u8 buf[2 * PROTO_FRAME_MAX];
+    u8 *b = buf + PROTO_HEADER_SIZE;
+    u32 n;
+
+    struct proto_hello hello = {.version = PROTO_VERSION, .cluster_id = U128_MAKE(9, 0x77)};
+    proto_write("ok-hello", buf, proto_frame(buf, PROTO_HELLO, 1, proto_put_hello(b, &hello)));
+    hello.cluster_id = 0;
+    proto_write("ok-hello-any-cluster", buf,
+                proto_frame(buf, PROTO_HELLO, 1, proto_put_hello(b, &hello)));
+    struct proto_hello_ok ok = {.version = PROTO_VERSION, .max_batch = 1024,
+                                .cluster_id = U128_MAKE(9, 0x77), .replica_id = 1,
+                                .slot_duration_ms = 100, .max_body = PROTO_BODY_MAX, .view = 3};
+    proto_write("ok-hello_ok", buf,
+                proto_frame(buf, PROTO_HELLO_OK, 1, proto_put_hello_ok(b, &ok)));
+
+    proto_write("ok-submit-1", buf, proto_submit(buf, 1, false));
+    proto_write("ok-submit-4", buf, proto_submit(buf, 4, false));
+    proto_write("ok-submit-4-max", buf, proto_submit(buf, 4, true));
+    proto_write("ok-submit_result", buf, proto_submit_result(buf));
+
+    struct proto_read read = {.id = U128_MAKE(0x8000000000000000ull, 3), .min_lsn = 42};
+    proto_write("ok-get_resource", buf,
+                proto_frame(buf, PROTO_GET_RESOURCE, 3, proto_put_read(b, &read)));
+    read.min_lsn = 0;
+    proto_write("ok-get_reservation", buf,
+                proto_frame(buf, PROTO_GET_RESERVATION, 4, proto_put_read(b, &read)));
+    proto_write("ok-tick", buf, proto_frame(buf, PROTO_TICK, 5, 0));
+    proto_write("ok-metrics", buf, proto_frame(buf, PROTO_METRICS, 6, 0));
+    proto_write("ok-status", buf, proto_frame(buf, PROTO_STATUS, UINT64_MAX, 0));
+
+    struct proto_resource res = {.read = SM_READ_FOUND, .state = SM_RESOURCE_RESERVED,
+                                 .applied_lsn = 42, .resource_id = 3,
+                                 .current_reservation_id = U128_MAKE(7, 42), .version = 2};
+    proto_write("ok-resource", buf,
+                proto_frame(buf, PROTO_RESOURCE, 3, proto_put_resource(b, &res)));
+    struct proto_reservation rsv = {.read = SM_READ_FOUND, .state = SM_RESERVATION_CONFIRMED,
+                                    .applied_lsn = 44, .reservation_id = U128_MAKE(7, 42),
+                                    .resource_id = 3, .holder_id = U128_MAKE(1, 0),
+                                    .created_lsn = 42, .deadline_slot = 1300};
+    proto_write("ok-reservation", buf,
+                proto_frame(buf, PROTO_RESERVATION, 4, proto_put_reservation(b, &rsv)));
+    struct proto_tick_ok tick = {.slot = 1000, .expirations_proposed = 2};
+    proto_write("ok-tick_ok", buf, proto_frame(buf, PROTO_TICK_OK, 5, proto_put_tick_ok(b, &tick)));
+    static const char json[] = "{\"applied_lsn\":42}";
+    memcpy(b, json, sizeof(json) - 1);
+    proto_write("ok-metrics_ok", buf, proto_frame(buf, PROTO_METRICS_OK, 6, sizeof(json) - 1));
+    proto_write("ok-status_ok", buf, proto_frame(buf, PROTO_STATUS_OK, 7, sizeof(json) - 1));
+    proto_write("ok-not_primary", buf,
+                proto_frame(buf, PROTO_NOT_PRIMARY, 8,
+                            proto_put_not_primary(b, 4, "10.0.0.2:7400", 13)));
+    proto_write("ok-not_primary-no-hint", buf,
+                proto_frame(buf, PROTO_NOT_PRIMARY, 8, proto_put_not_primary(b, 4, "", 0)));
+    proto_write("ok-error", buf,
+                proto_frame(buf, PROTO_ERROR, 9,
+                            proto_put_error(b, PROTO_ERR_BATCH_TOO_LARGE, "count 2000 > 1024",
+                                            17)));
+    proto_write("ok-error-no-message", buf,
+                proto_frame(buf, PROTO_ERROR, 9, proto_put_error(b, PROTO_ERR_IDLE, "", 0)));
+
+    /* Two pipelined requests back to back. */
+    n = proto_frame(buf, PROTO_TICK, 10, 0);
+    u32 m = proto_frame(buf + n, PROTO_GET_RESOURCE, 11,
+                        proto_put_read(buf + n + PROTO_HEADER_SIZE, &read));
+    proto_write("ok-two-frames", buf, n + m);
+}
+
+/* Recomputes the crc of the frame in buf after a poke, so the poked field's check fires. */
+static void proto_reseal(u8 *buf)
+{
+    u32 len = le_get_u32(buf + 16);
+    le_put_u32(buf + 28, crc32c_portable(crc32c_portable(0, buf, 28), buf + PROTO_HEADER_SIZE, len));
+}
+
+/* Writes the 4-command submit with byte `off` set to v (resealed). */
+static void proto_bad_byte(const char *name, u32 off, u8 v)
+{
+    static u8 buf[PROTO_FRAME_MAX];
+    u32 n = proto_submit(buf, 4, false);
+    buf[off] = v;
+    proto_reseal(buf);
+    proto_write(name, buf, n);
+}
+
+static void gen_bad_proto(void)
+{
+    static u8 buf[PROTO_FRAME_MAX + 1];
+    u32 body = PROTO_HEADER_SIZE; /* the first body byte */
+    u32 cmd = body + PROTO_SUBMIT_PREFIX;
+
+    u32 n = proto_submit(buf, 4, false);
+    proto_write("bad-empty", buf, 0);
+    proto_write("bad-short-header", buf, PROTO_HEADER_SIZE - 1);
+    proto_write("bad-short-body", buf, n - 1);
+    buf[n] = 0;
+    proto_write("bad-trailing", buf, n + 1);
+    buf[body + 20] ^= 1;
+    proto_write("bad-crc", buf, n);
+
+    proto_bad_byte("bad-magic", 3, 'Q');
+    proto_bad_byte("bad-version", 4, 2);
+    proto_bad_byte("bad-kind-0", 6, 0);
+    proto_bad_byte("bad-kind-8", 6, 8);
+    proto_bad_byte("bad-kind-response-unknown", 6, 0x88);
+    proto_bad_byte("bad-flags", 7, 0x80);
+    proto_bad_byte("bad-reserved", 27, 1);
+    proto_bad_byte("bad-submit-reserved", body + 4, 1);
+    proto_bad_byte("bad-command-kind-expire", cmd, SM_CMD_EXPIRE);
+    proto_bad_byte("bad-command-kind-0", cmd, 0);
+    proto_bad_byte("bad-command-reserved", cmd + 1, 1);
+    proto_bad_byte("bad-command-reserved-tail", cmd + 87, 1);
+    proto_bad_byte("bad-command-create-holder", cmd + 56, 1); /* command 0 is create_resource */
+    proto_bad_byte("bad-command-confirm-ttl", cmd + 2 * 88 + 72, 1);
+
+    n = proto_submit(buf, 4, false);
+    buf[18] = 0x10; /* body_len 2^20 + 360: refused before the crc, so not resealed */
+    proto_write("bad-too-large", buf, n);
+
+    n = proto_submit(buf, 4, false);
+    memset(buf + cmd + 8, 0, 16);
+    proto_reseal(buf);
+    proto_write("bad-command-zero-operation", buf, n);
+    n = proto_submit(buf, 4, false);
+    le_put_u32(buf + body, 0);
+    proto_reseal(buf);
+    proto_write("bad-submit-count-0", buf, n);
+    le_put_u32(buf + body, 5);
+    proto_reseal(buf);
+    proto_write("bad-submit-count-mismatch", buf, n);
+    le_put_u32(buf + body, PROTO_BATCH_MAX + 1);
+    proto_reseal(buf);
+    proto_write("bad-submit-count-over-max", buf, n);
+
+    struct proto_hello hello = {.version = PROTO_VERSION};
+    n = proto_frame(buf, PROTO_HELLO, 1, proto_put_hello(buf + body, &hello));
+    le_put_u32(buf + 16, 23); /* hello has exactly 24 body bytes */
+    proto_reseal(buf);
+    proto_write("bad-hello-length", buf, n - 1);
+
+    n = proto_submit_result(buf);
+    buf[body + PROTO_SUBMIT_PREFIX + 1] = SM_RESULT_COUNT;
+    proto_reseal(buf);
+    proto_write("bad-result-code", buf, n);
+    n = proto_submit_result(buf);
+    buf[body + PROTO_SUBMIT_PREFIX + 2] = 2;
+    proto_reseal(buf);
+    proto_write("bad-result-flags", buf, n);
+
+    n = proto_frame(buf, PROTO_NOT_PRIMARY, 8,
+                    proto_put_not_primary(buf + body, 4, "10.0.0.2:7400", 13));
+    buf[body + 16 + 4] = 0;
+    proto_reseal(buf);
+    proto_write("bad-not_primary-nul", buf, n);
+    n = proto_frame(buf, PROTO_ERROR, 9, proto_put_error(buf + body, PROTO_ERR_IDLE, "idle", 4));
+    le_put_u16(buf + body, 0);
+    proto_reseal(buf);
+    proto_write("bad-error-code", buf, n);
 }
 
 /* ---- segments (fuzz_scan) ----------------------------------------------------------------- */
@@ -669,13 +895,13 @@ static void gen_snapshot_scripts(void)
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: gen_corpus OUTDIR   (writes OUTDIR/{frame,command,scan,snapshot}/)\n");
+        fprintf(stderr, "usage: gen_corpus OUTDIR   (writes OUTDIR/{frame,command,scan,snapshot,proto}/)\n");
         return EXIT_FAILURE;
     }
     out_dir = argv[1];
     char path[PATH_MAX];
     make_dir(out_dir);
-    static const char *const targets[] = { "frame", "command", "scan", "snapshot" };
+    static const char *const targets[] = { "frame", "command", "scan", "snapshot", "proto" };
     for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", out_dir, targets[i]);
         make_dir(path);
@@ -690,5 +916,7 @@ int main(int argc, char **argv)
     gen_scan();
     gen_snapshots();
     gen_snapshot_scripts();
+    gen_valid_proto();
+    gen_bad_proto();
     return EXIT_SUCCESS;
 }

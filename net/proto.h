@@ -21,8 +21,8 @@
  *
  * Responses to one connection's requests may arrive in any order (reads can overtake writes).
  *
- * Pure: no I/O, no allocation. Encoders write into a caller buffer and return the frame size
- * (0 if cap is too small); decoders check everything and return a status.
+ * Pure: no I/O, no allocation. Encoders write into a caller buffer (sized by the caller; see
+ * proto_frame_finish) and return what they wrote; decoders check everything and return a status.
  */
 #ifndef ADB_NET_PROTO_H
 #define ADB_NET_PROTO_H
@@ -81,7 +81,7 @@ enum proto_status {
     PROTO_BAD_KIND,     /* not a kind of this version */
     PROTO_BAD_FLAGS,
     PROTO_BAD_RESERVED, /* a reserved field or byte is not zero */
-    PROTO_TOO_LARGE,    /* body_len above the limit the caller gave */
+    PROTO_TOO_LARGE,    /* body_len (or a submit's count) above the limit the caller gave */
     PROTO_BAD_CRC,
     PROTO_BAD_LENGTH,   /* body length wrong for the kind (or its count) */
     PROTO_BAD_VALUE,    /* a field out of its range (count 0, unknown read code, ...) */
@@ -92,12 +92,14 @@ const char *proto_status_name(enum proto_status s);
 /*
  * Decodes and checks the header in buf[0..len) without looking at the body: PROTO_SHORT if
  * len < 32; body_len is checked against body_max (<= PROTO_BODY_MAX) so a reader can size its
- * buffer safely. On PROTO_OK fills *out (OUT).
+ * buffer safely, then (BAD_LENGTH) against the exact size of a fixed-size kind. On PROTO_OK
+ * fills *out (OUT).
  */
 enum proto_status proto_header_decode(const u8 *buf, size_t len, u32 body_max,
                                       struct proto_header *out);
 
-/* Checks the CRC of a whole frame (header as decoded above, body following it). */
+/* Checks the CRC of a whole frame (header as decoded above, body following it): SHORT if len
+ * is below 32 + body_len, BAD_LENGTH if above, else BAD_CRC or OK. */
 enum proto_status proto_frame_check(const u8 *frame, size_t len);
 
 /*
@@ -115,7 +117,9 @@ struct proto_hello {
 };
 
 /* hello_ok: 0 version u32, 4 max_batch u32, 8 cluster_id u128, 24 replica_id u64,
- * 32 slot_duration_ms u64, 40 max_body u32, 44 reserved u32, 48 view u64. */
+ * 32 slot_duration_ms u64, 40 max_body u32, 44 reserved u32, 48 view u64.
+ * 1 <= max_batch <= PROTO_BATCH_MAX, slot_duration_ms >= 1, and a full batch fits max_body:
+ * 8 + 88 * max_batch <= max_body <= PROTO_BODY_MAX. */
 struct proto_hello_ok {
     u32 version;
     u32 max_batch;
@@ -266,8 +270,9 @@ enum proto_status proto_get_hello(const u8 *body, u32 len, struct proto_hello *o
 u32 proto_put_hello_ok(u8 *p, const struct proto_hello_ok *v);
 enum proto_status proto_get_hello_ok(const u8 *body, u32 len, struct proto_hello_ok *out);
 
-/* submit: the prefix, then count commands. get_submit checks 1 <= count <= max_batch and the
- * exact length; each command is then decoded with get_command. */
+/* submit: the prefix, then count commands. get_submit checks 1 <= count <= max_batch (count 0:
+ * BAD_VALUE; above max_batch: TOO_LARGE, answered with batch_too_large) and the exact length;
+ * each command is then decoded with get_command. */
 u32 proto_put_submit_prefix(u8 *p, u32 count);
 enum proto_status proto_get_submit(const u8 *body, u32 len, u32 max_batch, u32 *count);
 void proto_put_command(u8 *p, const struct proto_command *v);

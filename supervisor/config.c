@@ -271,8 +271,8 @@ static bool check_addr(const char *s, char *why, size_t why_len)
         why_set(why, why_len, "'%s': the port is not a number", s);
         return false;
     }
-    if (port < 1 || port > 65535) {
-        why_set(why, why_len, "'%s': port %" PRIu64 " is out of range 1..65535", s, port);
+    if (port > 65535) { /* 0: any free port (the ready log line names the one bound) */
+        why_set(why, why_len, "'%s': port %" PRIu64 " is out of range 0..65535", s, port);
         return false;
     }
     return true;
@@ -582,7 +582,9 @@ int config_validate(const struct config *c, char *why, size_t why_len)
         why_set(why, why_len, "max_batch = %" PRIu32 " exceeds the protocol's %d", c->max_batch, PROTO_BATCH_MAX);
         return -1;
     }
-    if (strcmp(c->listen, c->admin_listen) == 0) {
+    size_t ll = strlen(c->listen);
+    bool any_port = ll >= 2 && strcmp(c->listen + ll - 2, ":0") == 0; /* two free ports differ */
+    if (strcmp(c->listen, c->admin_listen) == 0 && !any_port) {
         why_set(why, why_len, "listen and admin_listen are both %s", c->listen);
         return -1;
     }

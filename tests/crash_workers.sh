@@ -36,7 +36,7 @@ cleanup() {
 trap cleanup EXIT
 log="$tmp/allocdbd.log"
 addr=127.0.0.1:0
-writes=${CRASH_WRITES:-10000}
+writes=${CRASH_WRITES:-30000}
 
 opts=(--resource-capacity 65536 --reservation-capacity 65536 --operation-capacity 262144
       --ring-capacity 4096 --shared-log-capacity 4096 --wal-segment-bytes 1M
@@ -51,7 +51,7 @@ start_daemon() {
     "$allocdbd" start --data-dir "$tmp/data" --listen "$addr" "${opts[@]}" "$@" 2>>"$log" &
     sup=$!
     for _ in $(seq 1 300); do
-        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready ' || true)
+        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
         if [ -n "$line" ]; then
             addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
             return 0
@@ -82,21 +82,23 @@ stop_daemon() {
     return $st
 }
 
-echo "1..20"
+echo "1..23"
 "$allocdbd" format --data-dir "$tmp/data" > /dev/null 2>>"$log"
 start_daemon
 check $? "allocdbd starts and reports ready" "$(tail -5 "$log")"
 
 for role in ingress sequencer applier; do
-    "$load" --addr "$addr" --connections 4 --writes "$writes" --seed $RANDOM --deadline-s 90 \
+    "$load" --addr "$addr" --connections 8 --writes "$writes" --seed $RANDOM --deadline-s 90 \
         > "$tmp/load.out" 2>&1 &
     lp=$!
     resumed=0
+    during=0
     gaps=
     for k in 1 2 3; do
-        sleep 0.6
+        sleep 0.3
         old=$(worker_pid "$role")
         [ -n "$old" ] || continue
+        kill -0 "$lp" 2>/dev/null && during=$((during + 1))
         kill -9 "$old"
         ms=$("$load" --addr "$addr" --probe --deadline-s 10)
         [ $? -eq 0 ] && resumed=$((resumed + 1))
@@ -105,13 +107,14 @@ for role in ingress sequencer applier; do
     done
     echo "# $role killed 3 times; a probe write committed after:$gaps"
     check $((resumed == 3 ? 0 : 1)) "SIGKILL $role x3: service resumed after every kill" "resumed $resumed/3"
+    check $((during == 3 ? 0 : 1)) "SIGKILL $role x3: every kill landed while the load was running" "$during/3"
     wait "$lp"
     check $? "SIGKILL $role x3: every acknowledged write present, retries exact, none twice" "$(cat "$tmp/load.out")"
     sed 's/^/# /' "$tmp/load.out"
 done
 
 # Supervisor: every worker dies with it; a new daemon recovers what was acknowledged.
-"$load" --addr "$addr" --connections 4 --writes "$writes" --seed $RANDOM --deadline-s 90 > "$tmp/load.out" 2>&1 &
+"$load" --addr "$addr" --connections 8 --writes "$writes" --seed $RANDOM --deadline-s 90 > "$tmp/load.out" 2>&1 &
 lp=$!
 sleep 1
 pids="$(worker_pid sequencer) $(worker_pid applier) $(worker_pid ingress)"
@@ -120,7 +123,10 @@ wait "$sup" 2>/dev/null
 sup=
 sleep 0.5
 alive=0
-for p in $pids; do kill -0 "$p" 2>/dev/null && alive=$((alive + 1)); done
+for p in $pids; do # a zombie (state Z) is dead: only its exit status waits for a reaper
+    st=$(awk '{ print $3 }' "/proc/$p/stat" 2>/dev/null)
+    [ -n "$st" ] && [ "$st" != Z ] && alive=$((alive + 1))
+done
 check $((alive == 0 ? 0 : 1)) "SIGKILL supervisor: no worker survives it" "$alive workers alive: $pids"
 start_daemon
 check $? "allocdbd starts again after the supervisor was killed" "$(tail -5 "$log")"
@@ -139,7 +145,7 @@ ms=$("$load" --addr "$addr" --probe --deadline-s 10)
 check $? "SIGSTOP applier: the daemon serves again (${ms}ms)"
 
 # SIGTERM under load: replies or indefinite errors, exit 0, nothing acknowledged lost.
-"$load" --addr "$addr" --connections 4 --writes "$writes" --seed $RANDOM --deadline-s 90 > "$tmp/load.out" 2>&1 &
+"$load" --addr "$addr" --connections 8 --writes "$writes" --seed $RANDOM --deadline-s 90 > "$tmp/load.out" 2>&1 &
 lp=$!
 sleep 1
 stop_daemon

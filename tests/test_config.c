@@ -343,8 +343,8 @@ START_TEST(test_set_strings_and_levels)
     expect_set_fails("listen", ":7400", "the host is empty");
     expect_set_fails("listen", "host:", "the port is not a number");
     expect_set_fails("listen", "host:7x", "the port is not a number");
-    expect_set_fails("listen", "host:0", "port 0 is out of range 1..65535");
-    expect_set_fails("admin_listen", "host:65536", "out of range 1..65535");
+    expect_set_fails("listen", "host:65537", "port 65537 is out of range 0..65535");
+    expect_set_fails("admin_listen", "host:65536", "out of range 0..65535");
     expect_set_fails("admin_listen", "host:99999999999999999999999", "not a number");
     expect_set_fails("listen", "::1:7400", "bad host");
     expect_set_fails("listen", "[::1:7400", "bad host");

@@ -1,0 +1,1831 @@
+/*
+ * bench/net.c — `allocdb-bench net`: load a running allocdbd through the wire protocol.
+ *
+ * N TCP connections (TCP_NODELAY), each keeping up to D submits of B commands in flight
+ * (pipelining, replies matched by request_id), driven by one single-threaded epoll loop so the
+ * client stays cheap next to a server on the same machine: every connection encodes into its
+ * own output buffer, flushes it with one send() per loop turn, and reads replies with one large
+ * recv() per readiness event. Nothing is allocated per request: request slots, the record of
+ * what each slot's commands were, the follow-up queues and the buffers are sized at start.
+ *
+ * Workloads (the measured phase; setup and cleanup are not timed or counted):
+ *   hotspot      one resource; every connection tries to reserve it, B attempts per submit; a
+ *                winner releases it (at the end of its next submit) as soon as it learns it won.
+ *   uniform      --resources resources created first (setup); then reserve a random one with
+ *                --ttl (30s), and on ok confirm or release it, 50/50; a confirmed one is then
+ *                released, so the pool never runs dry.
+ *   retry-storm  uniform, plus --resend-percent of the submits resend a recorded earlier submit
+ *                verbatim: every command must come back committed from_retry_cache with the
+ *                original code, LSN and reservation id.
+ *   expiry       reserve random resources with a short --ttl (200ms), never confirm; afterwards
+ *                a sample of the reservations is read back until it has expired, and the
+ *                server's expire counter is reported.
+ *
+ * NOTES
+ *   Timing: the clock is read once after each epoll wake-up (replies) and once before the
+ *   loop's sends, so a request's latency is from its send() to the wake-up that saw its reply.
+ *   With --rate the submits follow a schedule (the k-th command is due at t0 + k/R); latency is
+ *   then also reported from the scheduled time ("intended"), which includes any wait the client
+ *   imposed and so does not hide queueing (coordinated omission).
+ *   --seed (default: from the clock and pid, printed so a run can be repeated) drives the
+ *   workload's choices: resources picked, confirm or release. Operation ids are two splitmix64
+ *   draws from the seed mixed with a per-run nonce, so repeating a seed against the same server
+ *   within its dedupe window does not turn the new run's commands into retries of the last.
+ *   Errors: a refused or failed connect exits 69; a bad frame, an unexpected reply, a lost
+ *   connection or a closing error frame exits 1, as does a retry-storm resend that committed
+ *   without from_retry_cache.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench/bench.h"
+#include "bench/hist.h"
+#include "common/splitmix.h"
+#include "net/proto.h"
+#include "replica/sm.h"
+
+#define EXIT_USAGE 64
+#define EXIT_UNAVAILABLE 69
+
+#define CONNECTIONS_MAX 4096
+#define PIPELINE_MAX 4096          /* request ids carry the slot in their low 16 bits */
+#define SETUP_BATCH_MAX 1024       /* creates per setup submit (or the server's max_batch) */
+#define SETUP_INFLIGHT_MAX 16384   /* setup creates in flight over all connections */
+#define SAMPLE_MAX 256             /* expiry: reservations read back */
+#define CAND_USES 4                /* retry-storm: resends of one recorded submit */
+#define CTL_TIMEOUT_S 10
+#define NS 1000000000ull
+
+/* High halves of the bench's resource ids, so they do not collide with an application's. */
+#define POOL_ID_HI 0x42454e4348ull  /* "BENCH" */
+#define HOT_ID_HI 0x484f5453504f54ull /* "HOTSPOT" */
+
+enum workload { W_HOTSPOT, W_UNIFORM, W_RETRY, W_EXPIRY };
+static const char *const workload_names[] = { "hotspot", "uniform", "retry-storm", "expiry" };
+
+struct net_opts {
+    const char *addr;
+    char host[256], port[32];
+    enum workload workload;
+    u64 connections, pipeline, batch;
+    u64 duration_ms, commands; /* one of them is 0 */
+    u64 ttl_ms;
+    u64 resources;
+    u64 seed;
+    bool seed_given;
+    u64 rate; /* commands/s, 0: as fast as the pipeline allows */
+    u64 resend_percent;
+    bool json;
+};
+
+enum phase { PH_SETUP, PH_RUN, PH_CLEANUP };
+enum role { R_SETUP, R_FRESH, R_FOLLOW, R_CLEANUP, R_RESEND };
+
+/* A command to send once a reply said it may: confirm or release of our own reservation. */
+struct follow {
+    u128 reservation_id;
+    u8 kind; /* SM_CMD_CONFIRM or SM_CMD_RELEASE */
+};
+
+/* What command i of a request slot was, to interpret its result. */
+struct sent {
+    u8 kind;
+    u8 role;
+};
+
+struct req {
+    u64 id;         /* 0: the slot is free */
+    u64 t_send;     /* ns */
+    u64 t_intended; /* ns; --rate: when the schedule wanted it sent */
+    u32 count;
+    u8 counted;     /* sent in the measured phase */
+    u8 resend;      /* a resend of the connection's recorded submit */
+    u8 record;      /* the submit recorded for later resends */
+};
+
+struct cand_result {
+    u128 reservation_id;
+    u64 applied_lsn;
+    u8 code;
+};
+
+enum { CAND_FREE, CAND_PENDING, CAND_READY };
+
+struct conn {
+    int fd;
+    u32 index;
+    bool want_out; /* EPOLLOUT registered: output is waiting for room in the socket */
+    u128 client_id, holder_id;
+    u64 seq;
+    struct req *req; /* pipeline slots */
+    u32 inflight, free_hint;
+    struct sent *sent; /* pipeline x slot_cmds */
+    u8 *out;
+    size_t out_off, out_len, out_cap;
+    u8 *in;
+    size_t in_len, in_cap;
+    struct follow *fq; /* ring */
+    u32 fq_head, fq_len, fq_cap;
+    /* retry-storm: one recorded submit (its encoded commands and results) */
+    u8 *cand;
+    struct cand_result *cand_res;
+    u32 cand_count, cand_issued, cand_inflight;
+    u8 cand_state;
+};
+
+struct counts {
+    u64 commands, requests;
+    u64 committed[SM_RESULT_COUNT];
+    u64 rejected[PROTO_REJECT_NOT_PRIMARY + 1];
+    u64 indefinite[PROTO_INDEFINITE_SHUTTING_DOWN + 1];
+    u64 refused[PROTO_ERR_IDLE + 1]; /* commands of submits answered with an error frame */
+    u64 cached;
+    u64 attempts, wins;                                                       /* hotspot */
+    u64 resends, resent_commands, resent_cached, resend_mismatches, resend_unanswered; /* retry */
+    u64 fresh_cached; /* fresh commands answered from the retry cache: an id collision */
+};
+
+struct bench {
+    const struct net_opts *o;
+    struct conn *conns;
+    u32 nconn;
+    int ep;
+    struct epoll_event *evs;
+    bool have_pwait2;
+    u32 slot_cmds;   /* commands one request slot can hold */
+    u32 setup_batch; /* creates per setup submit */
+    struct proto_hello_ok hello;
+    u64 rng;    /* the workload's choices: from --seed */
+    u64 op_rng; /* operation ids: --seed mixed with a per-run nonce */
+    u128 id_hi; /* high half of the client and holder ids (from --seed) */
+
+    enum phase phase;
+    bool stopping; /* the measured phase sends nothing more */
+    u64 setup_next, setup_total;
+    u64 t0, t_last_reply, elapsed_ns, t_run_end;
+    u64 sent_cmds; /* in the current phase */
+    u64 inflight_reqs, inflight_cmds;
+    u64 tick_t, tick_cmds;
+
+    struct counts n;
+    struct hist *lat, *lat_tick, *lat_sched;
+    u128 sample[SAMPLE_MAX];
+    u32 sample_n;
+    u64 sample_seen;
+
+    int exit_code; /* 0 while all is well */
+    char failure[512];
+    char mismatch[256]; /* retry-storm: the first resend that was not answered from the cache */
+};
+
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    interrupted = 1;
+}
+
+static u64 now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (u64)ts.tv_sec * NS + (u64)ts.tv_nsec;
+}
+
+__attribute__((format(printf, 3, 4))) static void fail(struct bench *b, int code, const char *fmt, ...)
+{
+    if (b->exit_code != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(b->failure, sizeof(b->failure), fmt, ap);
+    va_end(ap);
+    b->exit_code = code;
+}
+
+static u128 next_op(struct bench *b)
+{
+    u64 hi = splitmix_next(&b->op_rng), lo = splitmix_next(&b->op_rng);
+    return U128_MAKE(hi, lo | (hi == 0)); /* never 0 */
+}
+
+/* Differs between runs (and processes), so a repeated --seed never repeats operation ids. */
+static u64 run_nonce(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    u64 s = ((u64)ts.tv_sec * NS + (u64)ts.tv_nsec) ^ ((u64)getpid() << 32);
+    return splitmix_next(&s);
+}
+
+static u128 pool_id(u64 index)
+{
+    return U128_MAKE(POOL_ID_HI, index + 1);
+}
+
+static u128 hot_id(void)
+{
+    return U128_MAKE(HOT_ID_HI, 1);
+}
+
+/* ---- options ----------------------------------------------------------------------------- */
+
+/* "500ms", "10s", "2m", "1h" (a unit is required) into milliseconds. */
+static bool parse_duration(const char *opt, const char *s, u64 min_ms, u64 *out)
+{
+    char *end;
+    errno = 0;
+    if (s[0] < '0' || s[0] > '9')
+        goto bad;
+    unsigned long long v = strtoull(s, &end, 10);
+    u64 mult;
+    if (strcmp(end, "ms") == 0)
+        mult = 1;
+    else if (strcmp(end, "s") == 0)
+        mult = 1000;
+    else if (strcmp(end, "m") == 0)
+        mult = 60000;
+    else if (strcmp(end, "h") == 0)
+        mult = 3600000;
+    else
+        goto bad;
+    if (errno != 0 || v > UINT64_MAX / 3600000 || v * mult < min_ms)
+        goto bad;
+    *out = v * mult;
+    return true;
+bad:
+    fprintf(stderr, "allocdb-bench: %s expects a duration of at least %" PRIu64 "ms like 500ms, 10s or 2m, got '%s'\n",
+            opt, min_ms, s);
+    return false;
+}
+
+/* HOST:PORT, [V6]:PORT. */
+static bool parse_addr(struct net_opts *o)
+{
+    const char *a = o->addr, *colon;
+    size_t hl;
+    if (a[0] == '[') {
+        const char *close = strchr(a, ']');
+        if (close == NULL || close[1] != ':')
+            goto bad;
+        hl = (size_t)(close - a - 1);
+        a++;
+        colon = close + 1;
+    } else {
+        colon = strrchr(a, ':');
+        if (colon == NULL)
+            goto bad;
+        hl = (size_t)(colon - a);
+    }
+    if (hl == 0 || hl >= sizeof(o->host) || colon[1] == '\0' || strlen(colon + 1) >= sizeof(o->port))
+        goto bad;
+    memcpy(o->host, a, hl);
+    o->host[hl] = '\0';
+    snprintf(o->port, sizeof(o->port), "%s", colon + 1);
+    return true;
+bad:
+    fprintf(stderr, "allocdb-bench: --addr expects HOST:PORT, got '%s'\n", o->addr);
+    return false;
+}
+
+void bench_net_usage(FILE *out)
+{
+    fprintf(out,
+            "Usage: allocdb-bench net [OPTIONS]\n"
+            "\n"
+            "Loads a running allocdbd through the wire protocol: N connections, each keeping D\n"
+            "submits of B commands in flight, one event loop. Reports commands/s, per-request\n"
+            "latency (p50/p99/p999/max), results by code and the server's fsyncs and batch size.\n"
+            "\n"
+            "  --addr HOST:PORT        the server (default 127.0.0.1:7400)\n"
+            "  --workload W            hotspot, uniform, retry-storm or expiry (default uniform)\n"
+            "  --connections N         TCP connections (default 32)\n"
+            "  --pipeline D            submits in flight per connection (default 4)\n"
+            "  --batch B               commands per submit (default 64; at most the server's max_batch)\n"
+            "  --duration T            measure for T (500ms, 10s, 2m; default 10s)\n"
+            "  --commands N            or: measure until N commands were sent\n"
+            "  --rate R                pace submits to R commands/s (default: unpaced)\n"
+            "  --ttl T                 reserve TTL (default 30s; expiry: 200ms)\n"
+            "  --resources N           resources created before a uniform, retry-storm or expiry\n"
+            "                          run (default 100000; not timed)\n"
+            "  --resend-percent P      retry-storm: submits that resend an earlier one (default 10)\n"
+            "  --seed S                seed of the resource picks and operation ids (default: from\n"
+            "                          the clock, printed); ids also mix in a per-run nonce\n"
+            "  --json                  print one JSON object instead of text\n"
+            "  -h, --help              show this help\n"
+            "\n"
+            "A progress line goes to stderr every second.\n"
+            "Exit status: 0 on a clean run, 1 on a protocol error, a lost connection, a failed\n"
+            "setup or a retry-storm resend not answered from the retry cache, 64 on a usage\n"
+            "error, 69 if the server cannot be reached.\n");
+}
+
+/* ---- blocking control connection: hello, metrics, status, reads --------------------------- */
+
+static bool write_all(int fd, const u8 *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return false;
+        p += w;
+        n -= (size_t)w;
+    }
+    return true;
+}
+
+static bool read_all(int fd, u8 *p, size_t n)
+{
+    while (n > 0) {
+        ssize_t r = recv(fd, p, n, 0);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        p += r;
+        n -= (size_t)r;
+    }
+    return true;
+}
+
+/* Connects (blocking) with TCP_NODELAY. -1 with the reason in why; *refused when the server
+ * is not there at all. */
+static int dial(const struct net_opts *o, char *why, size_t n)
+{
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
+    int rc = getaddrinfo(o->host, o->port, &hints, &res);
+    if (rc != 0) {
+        snprintf(why, n, "cannot resolve %s: %s", o->addr, gai_strerror(rc));
+        return -1;
+    }
+    int fd = -1, err = 0;
+    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            err = errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    freeaddrinfo(res);
+    if (fd < 0) {
+        snprintf(why, n, "cannot connect to %s: %s%s", o->addr, strerror(err),
+                 err == ECONNREFUSED ? " (is allocdbd running and listening there?)" : "");
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static u8 *ctl_buf; /* PROTO_HEADER_SIZE + PROTO_BODY_MAX + 1, allocated once */
+static u64 ctl_seq;
+
+/*
+ * One request and its reply on a blocking connection. On success the reply's header is in *h
+ * and its body at ctl_buf + PROTO_HEADER_SIZE (NUL-terminated). An error frame is returned as
+ * such (the caller decides); false only for I/O or protocol failures, with the reason.
+ */
+static bool ctl_call(int fd, u8 kind, const u8 *body, u32 body_len, struct proto_header *h, char *why, size_t n)
+{
+    u8 frame[PROTO_HEADER_SIZE + 64];
+    if (body_len > 0)
+        memcpy(frame + PROTO_HEADER_SIZE, body, body_len);
+    u64 id = ++ctl_seq;
+    size_t len = proto_frame_finish(frame, sizeof(frame), kind, id, body_len);
+    if (!write_all(fd, frame, len)) {
+        snprintf(why, n, "sending %s: %s", proto_kind_name(kind), strerror(errno));
+        return false;
+    }
+    if (!read_all(fd, ctl_buf, PROTO_HEADER_SIZE)) {
+        snprintf(why, n, "no reply to %s (%s)", proto_kind_name(kind),
+                 errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : "connection closed");
+        return false;
+    }
+    enum proto_status st = proto_header_decode(ctl_buf, PROTO_HEADER_SIZE, PROTO_BODY_MAX, h);
+    if (st != PROTO_OK) {
+        snprintf(why, n, "bad reply header to %s: %s", proto_kind_name(kind), proto_status_name(st));
+        return false;
+    }
+    if (!read_all(fd, ctl_buf + PROTO_HEADER_SIZE, h->body_len)) {
+        snprintf(why, n, "reply to %s cut short", proto_kind_name(kind));
+        return false;
+    }
+    st = proto_frame_check(ctl_buf, PROTO_HEADER_SIZE + (size_t)h->body_len);
+    if (st != PROTO_OK) {
+        snprintf(why, n, "bad reply to %s: %s", proto_kind_name(kind), proto_status_name(st));
+        return false;
+    }
+    if (h->request_id != id) {
+        snprintf(why, n, "reply to %s carries request id %" PRIu64 ", not %" PRIu64, proto_kind_name(kind),
+                 h->request_id, id);
+        return false;
+    }
+    ctl_buf[PROTO_HEADER_SIZE + h->body_len] = 0;
+    return true;
+}
+
+/* Formats an error frame's body as "name: message". */
+static void error_text(const u8 *body, u32 len, char *out, size_t n)
+{
+    struct proto_error e;
+    if (proto_get_error(body, len, &e) != PROTO_OK) {
+        snprintf(out, n, "malformed error frame");
+        return;
+    }
+    snprintf(out, n, "%s%s%.*s", proto_error_name(e.code), e.message_len ? ": " : "",
+             (int)(e.message_len > 200 ? 200 : e.message_len), e.message);
+}
+
+static bool hello(int fd, struct proto_hello_ok *ok, char *why, size_t n)
+{
+    u8 body[32];
+    struct proto_hello hv = { .version = PROTO_VERSION, .cluster_id = 0 };
+    u32 len = proto_put_hello(body, &hv);
+    struct proto_header h;
+    if (!ctl_call(fd, PROTO_HELLO, body, len, &h, why, n))
+        return false;
+    const u8 *rb = ctl_buf + PROTO_HEADER_SIZE;
+    if (h.kind == PROTO_ERROR) {
+        char t[256];
+        error_text(rb, h.body_len, t, sizeof(t));
+        snprintf(why, n, "the server refused hello: %s", t);
+        return false;
+    }
+    if (h.kind != PROTO_HELLO_OK) {
+        snprintf(why, n, "hello answered with %s", proto_kind_name(h.kind));
+        return false;
+    }
+    enum proto_status st = proto_get_hello_ok(rb, h.body_len, ok);
+    if (st != PROTO_OK) {
+        snprintf(why, n, "bad hello_ok: %s", proto_status_name(st));
+        return false;
+    }
+    return true;
+}
+
+static void set_timeouts(int fd, int seconds)
+{
+    struct timeval tv = { .tv_sec = seconds };
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+/* Opens a control connection and says hello; -1 after fail() (69: no server). */
+static int ctl_open(struct bench *b, struct proto_hello_ok *ok)
+{
+    char why[512];
+    int fd = dial(b->o, why, sizeof(why));
+    if (fd < 0) {
+        fail(b, EXIT_UNAVAILABLE, "%s", why);
+        return -1;
+    }
+    set_timeouts(fd, CTL_TIMEOUT_S);
+    if (!hello(fd, ok, why, sizeof(why))) {
+        close(fd);
+        fail(b, 1, "%s: %s", b->o->addr, why);
+        return -1;
+    }
+    return fd;
+}
+
+/*
+ * A fresh control connection for a read between phases (the previous one may have sat idle for
+ * the whole run, past the server's idle timeout). Not fatal: the figures it feeds become n/a.
+ */
+static void ctl_reopen(struct bench *b, int *fd)
+{
+    char why[512];
+    struct proto_hello_ok ok;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = dial(b->o, why, sizeof(why));
+    if (*fd >= 0) {
+        set_timeouts(*fd, CTL_TIMEOUT_S);
+        if (hello(*fd, &ok, why, sizeof(why)))
+            return;
+        close(*fd);
+        *fd = -1;
+    }
+    fprintf(stderr, "allocdb-bench net: control connection: %s\n", why);
+}
+
+/* METRICS or STATUS as a JSON document; NULL (with a note on stderr) if the server has none. */
+static json_t *ctl_json(int fd, u8 kind, bool quiet)
+{
+    char why[512];
+    struct proto_header h;
+    if (fd < 0)
+        return NULL;
+    if (!ctl_call(fd, kind, NULL, 0, &h, why, sizeof(why))) {
+        if (!quiet)
+            fprintf(stderr, "allocdb-bench: %s: %s\n", proto_kind_name(kind), why);
+        return NULL;
+    }
+    const u8 *body = ctl_buf + PROTO_HEADER_SIZE;
+    if (h.kind != (kind == PROTO_METRICS ? PROTO_METRICS_OK : PROTO_STATUS_OK)) {
+        if (h.kind == PROTO_ERROR)
+            error_text(body, h.body_len, why, sizeof(why));
+        else
+            snprintf(why, sizeof(why), "answered with %s", proto_kind_name(h.kind));
+        if (!quiet)
+            fprintf(stderr, "allocdb-bench: %s: %s\n", proto_kind_name(kind), why);
+        return NULL;
+    }
+    json_error_t err;
+    json_t *doc = json_loadb((const char *)body, h.body_len, 0, &err);
+    if (doc == NULL && !quiet)
+        fprintf(stderr, "allocdb-bench: %s: not JSON: %s\n", proto_kind_name(kind), err.text);
+    return doc;
+}
+
+/* ---- JSON lookups in the server's documents ----------------------------------------------- */
+
+/* A dotted path ("sequencer.batch.sum"). */
+static json_t *jpath(json_t *root, const char *path)
+{
+    char key[128];
+    json_t *cur = root;
+    while (cur != NULL && *path) {
+        const char *dot = strchr(path, '.');
+        size_t len = dot ? (size_t)(dot - path) : strlen(path);
+        if (len >= sizeof(key))
+            return NULL;
+        memcpy(key, path, len);
+        key[len] = 0;
+        cur = json_is_object(cur) ? json_object_get(cur, key) : NULL;
+        path += len + (dot != NULL);
+    }
+    return cur;
+}
+
+/* The first member named key anywhere in the document (depth first). */
+static json_t *jfind(json_t *root, const char *key)
+{
+    if (json_is_object(root)) {
+        json_t *v = json_object_get(root, key);
+        if (v != NULL)
+            return v;
+        const char *k;
+        json_object_foreach(root, k, v) {
+            json_t *f = jfind(v, key);
+            if (f != NULL)
+                return f;
+        }
+    } else if (json_is_array(root)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(root, i, v) {
+            json_t *f = jfind(v, key);
+            if (f != NULL)
+                return f;
+        }
+    }
+    return NULL;
+}
+
+static bool jnum(json_t *v, double *out)
+{
+    if (!json_is_number(v))
+        return false;
+    *out = json_number_value(v);
+    return true;
+}
+
+/* A counter by its path, else by its last name anywhere. */
+static bool counter(json_t *doc, const char *path, double *out)
+{
+    if (doc == NULL)
+        return false;
+    if (jnum(jpath(doc, path), out))
+        return true;
+    const char *last = strrchr(path, '.');
+    return jnum(jfind(doc, last ? last + 1 : path), out);
+}
+
+static bool delta(json_t *before, json_t *after, const char *path, double *out)
+{
+    double a, z;
+    if (!counter(before, path, &a) || !counter(after, path, &z))
+        return false;
+    *out = z - a;
+    return true;
+}
+
+/* What the report says about the server. has_* false: "n/a". */
+struct server_info {
+    bool has_window, has_capacity, has_fsyncs, has_batch, has_retries, has_ops_used;
+    double window_ms, capacity, fsyncs, mean_batch, retries, ops_used;
+    bool has_expired_run, has_backlog, has_expired; /* expiry */
+    double expired_run, backlog, expired;
+};
+
+static void server_static(json_t *status, json_t *metrics, u64 slot_ms, struct server_info *s)
+{
+    static const char *const window_ms_keys[] = { "dedupe_window_ms", "dedupe_window" };
+    json_t *docs[2] = { status, metrics };
+    for (int d = 0; d < 2 && !s->has_window; d++) {
+        if (docs[d] == NULL)
+            continue;
+        for (size_t k = 0; k < ADB_ARRAY_LEN(window_ms_keys) && !s->has_window; k++)
+            s->has_window = jnum(jfind(docs[d], window_ms_keys[k]), &s->window_ms);
+        if (!s->has_window && jnum(jfind(docs[d], "dedupe_window_slots"), &s->window_ms)) {
+            s->window_ms *= (double)slot_ms;
+            s->has_window = true;
+        }
+    }
+    for (int d = 1; d >= 0 && !s->has_capacity; d--) {
+        if (docs[d] == NULL)
+            continue;
+        s->has_capacity = jnum(jpath(docs[d], "applier.tables.operations.capacity"), &s->capacity) ||
+                          jnum(jfind(docs[d], "operation_capacity"), &s->capacity);
+    }
+}
+
+static void server_delta(json_t *before, json_t *after, struct server_info *s)
+{
+    s->has_fsyncs = delta(before, after, "sequencer.fsyncs", &s->fsyncs);
+    double sum, count;
+    if (delta(before, after, "sequencer.batch.sum", &sum) && delta(before, after, "sequencer.batch.count", &count)) {
+        s->has_batch = count > 0;
+        s->mean_batch = count > 0 ? sum / count : 0;
+    }
+    s->has_retries = delta(before, after, "sequencer.retries_answered", &s->retries);
+    s->has_ops_used = after != NULL && jnum(jpath(after, "applier.tables.operations.used"), &s->ops_used);
+    s->has_expired_run = delta(before, after, "applier.commands.expire", &s->expired_run);
+    s->has_backlog = after != NULL && jnum(jpath(after, "applier.expiration_backlog"), &s->backlog);
+}
+
+/* ---- connections ------------------------------------------------------------------------- */
+
+static bool conn_init(struct bench *b, struct conn *c, u32 index, int fd)
+{
+    const struct net_opts *o = b->o;
+    memset(c, 0, sizeof(*c));
+    c->fd = fd;
+    c->index = index;
+    c->client_id = b->id_hi | (u128)(index + 1);
+    c->holder_id = b->id_hi | (u128)(index + 1);
+    c->req = calloc(o->pipeline, sizeof(*c->req));
+    c->sent = calloc((size_t)o->pipeline * b->slot_cmds, sizeof(*c->sent));
+    size_t req_max = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_COMMAND_SIZE * b->slot_cmds;
+    size_t rep_max = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_RESULT_SIZE * b->slot_cmds;
+    c->out_cap = req_max * 2 > 65536 ? req_max * 2 : 65536;
+    c->in_cap = rep_max * 2 > 65536 ? rep_max * 2 : 65536;
+    c->out = malloc(c->out_cap);
+    c->in = malloc(c->in_cap);
+    c->fq_cap = (u32)(o->pipeline * o->batch);
+    c->fq = calloc(c->fq_cap, sizeof(*c->fq));
+    if (o->workload == W_RETRY) {
+        c->cand = malloc((size_t)PROTO_COMMAND_SIZE * o->batch);
+        c->cand_res = calloc(o->batch, sizeof(*c->cand_res));
+    }
+    if (!c->req || !c->sent || !c->out || !c->in || !c->fq || (o->workload == W_RETRY && (!c->cand || !c->cand_res)))
+        return false;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return false;
+    struct epoll_event ev = { .events = EPOLLIN, .data.u32 = index };
+    return epoll_ctl(b->ep, EPOLL_CTL_ADD, fd, &ev) == 0;
+}
+
+static void conn_free(struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    free(c->req);
+    free(c->sent);
+    free(c->out);
+    free(c->in);
+    free(c->fq);
+    free(c->cand);
+    free(c->cand_res);
+}
+
+static void want_out(struct bench *b, struct conn *c, bool on)
+{
+    if (c->want_out == on)
+        return;
+    struct epoll_event ev = { .events = EPOLLIN | (on ? EPOLLOUT : 0), .data.u32 = c->index };
+    if (epoll_ctl(b->ep, EPOLL_CTL_MOD, c->fd, &ev) != 0)
+        fail(b, 1, "epoll_ctl: %s", strerror(errno));
+    c->want_out = on;
+}
+
+/* One send() of everything queued. */
+static void flush(struct bench *b, struct conn *c)
+{
+    if (c->out_len == c->out_off)
+        return;
+    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        fail(b, 1, "connection %u: send: %s (%u requests in flight, their writes are indefinite)", c->index,
+             strerror(errno), c->inflight);
+        return;
+    }
+    if (w > 0)
+        c->out_off += (size_t)w;
+    if (c->out_off == c->out_len)
+        c->out_off = c->out_len = 0;
+    want_out(b, c, c->out_len != 0);
+}
+
+static void fq_push(struct bench *b, struct conn *c, u128 rid, u8 kind)
+{
+    if (c->fq_len == c->fq_cap) { /* cannot happen: see the bound in build_request */
+        fail(b, 1, "internal: follow-up queue of connection %u overflowed", c->index);
+        return;
+    }
+    struct follow *f = &c->fq[(c->fq_head + c->fq_len) % c->fq_cap];
+    f->reservation_id = rid;
+    f->kind = kind;
+    c->fq_len++;
+}
+
+static struct follow fq_pop(struct conn *c)
+{
+    struct follow f = c->fq[c->fq_head];
+    c->fq_head = (c->fq_head + 1) % c->fq_cap;
+    c->fq_len--;
+    return f;
+}
+
+/* ---- requests ---------------------------------------------------------------------------- */
+
+static void put_cmd(struct bench *b, struct conn *c, u8 *p, u8 kind, u128 target, u64 ttl_ms)
+{
+    struct proto_command pc = {
+        .kind = kind,
+        .operation_id = next_op(b),
+        .client_id = c->client_id,
+        .target = target,
+        .holder_id = kind == SM_CMD_CREATE_RESOURCE ? 0 : c->holder_id,
+        .ttl_ms = kind == SM_CMD_RESERVE ? ttl_ms : 0,
+    };
+    proto_put_command(p, &pc);
+}
+
+/*
+ * Encodes one submit into c's output buffer if the phase, the pipeline, the rate and the
+ * buffer allow; false otherwise (*rate_wait set when only the schedule held it back).
+ *
+ * Follow-ups are bounded by pipeline x batch: a submit takes min(queued, batch) follow-ups and
+ * fills up with fresh reserves only when that empties the queue, so queued follow-ups plus
+ * in-flight commands that may still produce one never exceed pipeline x batch.
+ */
+static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_wait)
+{
+    const struct net_opts *o = b->o;
+    if (c->inflight == o->pipeline || b->exit_code != 0)
+        return false;
+    u32 max = 0;
+    u64 intended = now;
+    switch (b->phase) {
+    case PH_SETUP: {
+        u64 left = b->setup_total - b->setup_next, room = SETUP_INFLIGHT_MAX - b->inflight_cmds;
+        if (b->inflight_cmds >= SETUP_INFLIGHT_MAX)
+            room = 0;
+        max = (u32)(left < room ? left : room);
+        if (max > b->setup_batch)
+            max = b->setup_batch;
+        break;
+    }
+    case PH_RUN:
+        if (b->stopping)
+            return false;
+        max = (u32)o->batch;
+        if (o->commands && o->commands - b->sent_cmds < max)
+            max = (u32)(o->commands - b->sent_cmds);
+        if (o->rate) {
+            intended = b->t0 + (u64)((double)b->sent_cmds * 1e9 / (double)o->rate);
+            if (now < intended) {
+                *rate_wait = true;
+                return false;
+            }
+        }
+        break;
+    case PH_CLEANUP:
+        max = c->fq_len < o->batch ? c->fq_len : (u32)o->batch;
+        break;
+    }
+    if (max == 0)
+        return false;
+    size_t need = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_COMMAND_SIZE * max;
+    if (c->out_cap - c->out_len < need && c->out_off > 0) {
+        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+        c->out_len -= c->out_off;
+        c->out_off = 0;
+    }
+    if (c->out_cap - c->out_len < need)
+        return false;
+
+    u32 slot = c->free_hint;
+    while (c->req[slot].id != 0)
+        slot = (slot + 1) % (u32)o->pipeline;
+    c->free_hint = (slot + 1) % (u32)o->pipeline;
+    struct req *r = &c->req[slot];
+    struct sent *s = c->sent + (size_t)slot * b->slot_cmds;
+    u8 *frame = c->out + c->out_len, *p = frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX;
+    u32 n = 0;
+    r->resend = r->record = 0;
+
+    if (b->phase == PH_SETUP) {
+        u128 hot = hot_id();
+        for (; n < max; n++, p += PROTO_COMMAND_SIZE) {
+            put_cmd(b, c, p, SM_CMD_CREATE_RESOURCE, o->workload == W_HOTSPOT ? hot : pool_id(b->setup_next), 0);
+            b->setup_next++;
+            s[n] = (struct sent){ SM_CMD_CREATE_RESOURCE, R_SETUP };
+        }
+    } else if (b->phase == PH_CLEANUP) {
+        for (; n < max; n++, p += PROTO_COMMAND_SIZE) {
+            struct follow f = fq_pop(c);
+            put_cmd(b, c, p, SM_CMD_RELEASE, f.reservation_id, 0); /* a pending confirm: release */
+            s[n] = (struct sent){ SM_CMD_RELEASE, R_CLEANUP };
+        }
+    } else if (o->workload == W_RETRY && c->cand_state == CAND_READY && c->cand_issued < CAND_USES &&
+               c->cand_count <= max && splitmix_next(&b->rng) % 100 < o->resend_percent) {
+        memcpy(p, c->cand, (size_t)PROTO_COMMAND_SIZE * c->cand_count);
+        for (; n < c->cand_count; n++)
+            s[n] = (struct sent){ c->cand[(size_t)n * PROTO_COMMAND_SIZE], R_RESEND };
+        r->resend = 1;
+        c->cand_issued++;
+        c->cand_inflight++;
+    } else {
+        u32 follows = c->fq_len < max ? c->fq_len : max;
+        /* Fresh commands first, then the follow-ups: a hotspot winner's release comes after its
+         * own new attempts, so the next submit to arrive, anyone's, can win. */
+        for (; n < max - follows; n++, p += PROTO_COMMAND_SIZE) {
+            u128 target = o->workload == W_HOTSPOT ? hot_id() : pool_id(splitmix_next(&b->rng) % o->resources);
+            put_cmd(b, c, p, SM_CMD_RESERVE, target, o->ttl_ms);
+            s[n] = (struct sent){ SM_CMD_RESERVE, R_FRESH };
+        }
+        for (; n < max; n++, p += PROTO_COMMAND_SIZE) {
+            struct follow f = fq_pop(c);
+            put_cmd(b, c, p, f.kind, f.reservation_id, 0);
+            s[n] = (struct sent){ f.kind, R_FOLLOW };
+        }
+        if (o->workload == W_RETRY && c->cand_state == CAND_FREE) {
+            memcpy(c->cand, frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX, (size_t)PROTO_COMMAND_SIZE * n);
+            c->cand_count = n;
+            c->cand_issued = 0;
+            c->cand_state = CAND_PENDING;
+            r->record = 1;
+        }
+    }
+    proto_put_submit_prefix(frame + PROTO_HEADER_SIZE, n);
+    c->seq++;
+    r->id = (c->seq << 16) | slot;
+    c->out_len += proto_frame_finish(frame, c->out_cap - c->out_len, PROTO_SUBMIT, r->id,
+                                     PROTO_SUBMIT_PREFIX + PROTO_COMMAND_SIZE * n);
+    r->t_send = now;
+    r->t_intended = intended;
+    r->count = n;
+    r->counted = b->phase == PH_RUN;
+    c->inflight++;
+    b->inflight_reqs++;
+    b->inflight_cmds += n;
+    b->sent_cmds += n;
+    return true;
+}
+
+/* ---- replies ----------------------------------------------------------------------------- */
+
+static void count_result(struct bench *b, const struct proto_result *res)
+{
+    switch (res->outcome) {
+    case PROTO_COMMITTED: b->n.committed[res->code]++; break;
+    case PROTO_REJECTED: b->n.rejected[res->code]++; break;
+    default: b->n.indefinite[res->code]++; break;
+    }
+    b->n.cached += res->from_retry_cache;
+}
+
+static void on_result(struct bench *b, struct conn *c, const struct req *r, u32 i, const struct sent *s,
+                      const struct proto_result *res)
+{
+    const struct net_opts *o = b->o;
+    bool ok = res->outcome == PROTO_COMMITTED && res->code == SM_OK;
+    if (r->counted)
+        count_result(b, res);
+    switch (s->role) {
+    case R_SETUP:
+        if (res->outcome != PROTO_COMMITTED || (res->code != SM_OK && res->code != SM_ALREADY_EXISTS)) {
+            const char *hint = "";
+            if (res->outcome == PROTO_COMMITTED && res->code == SM_RESOURCE_TABLE_FULL)
+                hint = " (--resources is above the server's resource_capacity)";
+            if (res->outcome == PROTO_COMMITTED && res->code == SM_OPERATION_TABLE_FULL)
+                hint = " (the server's dedupe table is full: wait for its dedupe window to pass)";
+            fail(b, 1, "setup: creating a resource got %s %s%s",
+                 res->outcome == PROTO_COMMITTED ? "committed" : res->outcome == PROTO_REJECTED ? "rejected" : "indefinite",
+                 proto_result_name(res->outcome, res->code), hint);
+        }
+        return;
+    case R_RESEND: {
+        const struct cand_result *e = &c->cand_res[i];
+        if (res->outcome != PROTO_COMMITTED) {
+            b->n.resend_unanswered++;
+            return;
+        }
+        if (res->from_retry_cache && res->code == e->code && res->applied_lsn == e->applied_lsn &&
+            res->reservation_id == e->reservation_id) {
+            b->n.resent_cached++;
+            return;
+        }
+        b->n.resend_mismatches++;
+        if (b->mismatch[0] == 0)
+            snprintf(b->mismatch, sizeof(b->mismatch),
+                     "a resent %s (first answered %s at lsn %" PRIu64 ") came back %s at lsn %" PRIu64 "%s",
+                     sm_command_name((enum sm_command_kind)s->kind), sm_result_name((enum sm_result)e->code),
+                     e->applied_lsn, sm_result_name((enum sm_result)res->code), res->applied_lsn,
+                     res->from_retry_cache ? " from the retry cache" : ", not from the retry cache: executed twice");
+        return;
+    }
+    case R_CLEANUP:
+        return;
+    default:
+        break;
+    }
+    if (r->counted && res->from_retry_cache)
+        b->n.fresh_cached++;
+    if (r->record) {
+        c->cand_res[i] = (struct cand_result){ res->reservation_id, res->applied_lsn, res->code };
+    }
+    if (s->kind == SM_CMD_RESERVE && o->workload == W_HOTSPOT && r->counted)
+        b->n.attempts++;
+    if (!ok || res->from_retry_cache)
+        return;
+    if (s->kind == SM_CMD_CONFIRM) {
+        fq_push(b, c, res->reservation_id, SM_CMD_RELEASE);
+        return;
+    }
+    if (s->kind != SM_CMD_RESERVE)
+        return;
+    switch (o->workload) {
+    case W_HOTSPOT:
+        if (r->counted)
+            b->n.wins++;
+        fq_push(b, c, res->reservation_id, SM_CMD_RELEASE);
+        break;
+    case W_UNIFORM:
+    case W_RETRY:
+        fq_push(b, c, res->reservation_id, (splitmix_next(&b->rng) & 1) ? SM_CMD_CONFIRM : SM_CMD_RELEASE);
+        break;
+    case W_EXPIRY:
+        if (!r->counted)
+            break;
+        /* Reservoir sample of the reservations made. */
+        if (b->sample_n < SAMPLE_MAX) {
+            b->sample[b->sample_n++] = res->reservation_id;
+        } else {
+            u64 k = splitmix_next(&b->rng) % (b->sample_seen + 1);
+            if (k < SAMPLE_MAX)
+                b->sample[k] = res->reservation_id;
+        }
+        b->sample_seen++;
+        break;
+    }
+}
+
+static bool closes(u16 code)
+{
+    return code != PROTO_ERR_UNAVAILABLE && code != PROTO_ERR_TIMEOUT && code != PROTO_ERR_OVERLOADED &&
+           code != PROTO_ERR_BATCH_TOO_LARGE;
+}
+
+static void on_frame(struct bench *b, struct conn *c, const struct proto_header *h, const u8 *body, u64 now)
+{
+    u32 slot = (u32)(h->request_id & 0xffff);
+    if (h->kind == PROTO_ERROR && h->request_id == 0) {
+        char t[256];
+        error_text(body, h->body_len, t, sizeof(t));
+        fail(b, 1, "connection %u: the server sent %s", c->index, t);
+        return;
+    }
+    if (slot >= b->o->pipeline || c->req[slot].id != h->request_id || h->request_id == 0) {
+        fail(b, 1, "connection %u: a %s reply to request id %" PRIu64 ", which is not in flight", c->index,
+             proto_kind_name(h->kind), h->request_id);
+        return;
+    }
+    struct req *r = &c->req[slot];
+    const struct sent *s = c->sent + (size_t)slot * b->slot_cmds;
+    bool record_ok = r->record;
+    if (h->kind == PROTO_SUBMIT_RESULT) {
+        u32 count;
+        enum proto_status st = proto_get_submit_result(body, h->body_len, &count);
+        if (st != PROTO_OK || count != r->count) {
+            fail(b, 1, "connection %u: bad submit_result (%s, %u results for %u commands)", c->index,
+                 proto_status_name(st), st == PROTO_OK ? count : 0, r->count);
+            return;
+        }
+        for (u32 i = 0; i < count; i++) {
+            struct proto_result res;
+            st = proto_get_result(body + PROTO_SUBMIT_PREFIX + (size_t)i * PROTO_RESULT_SIZE, &res);
+            if (st != PROTO_OK) {
+                fail(b, 1, "connection %u: bad result %u of a submit_result: %s", c->index, i, proto_status_name(st));
+                return;
+            }
+            if (res.outcome != PROTO_COMMITTED || res.code == SM_OPERATION_TABLE_FULL)
+                record_ok = false; /* not stored for dedupe: a resend would execute */
+            on_result(b, c, r, i, &s[i], &res);
+        }
+    } else if (h->kind == PROTO_ERROR) {
+        struct proto_error e;
+        if (proto_get_error(body, h->body_len, &e) != PROTO_OK) {
+            fail(b, 1, "connection %u: malformed error frame", c->index);
+            return;
+        }
+        if (closes(e.code)) {
+            char t[256];
+            error_text(body, h->body_len, t, sizeof(t));
+            fail(b, 1, "connection %u: the server answered a submit with %s", c->index, t);
+            return;
+        }
+        if (e.code == PROTO_ERR_BATCH_TOO_LARGE) {
+            fail(b, 1, "the server refused a submit of %u commands: batch_too_large (max_batch %u)", r->count,
+                 b->hello.max_batch);
+            return;
+        }
+        if (r->counted)
+            b->n.refused[e.code] += r->count;
+        if (r->resend)
+            b->n.resend_unanswered += r->count;
+        if (b->phase == PH_SETUP) {
+            fail(b, 1, "setup: a submit of creates was refused with %s", proto_error_name(e.code));
+            return;
+        }
+        record_ok = false;
+    } else if (h->kind == PROTO_NOT_PRIMARY) {
+        struct proto_not_primary np;
+        if (proto_get_not_primary(body, h->body_len, &np) == PROTO_OK)
+            fail(b, 1, "%s is not the primary (view %" PRIu64 "%s%s)", b->o->addr, np.view, np.hint[0] ? ", try " : "",
+                 np.hint);
+        else
+            fail(b, 1, "%s is not the primary", b->o->addr);
+        return;
+    } else {
+        fail(b, 1, "connection %u: a %s frame answered a submit", c->index, proto_kind_name(h->kind));
+        return;
+    }
+    if (r->record)
+        c->cand_state = record_ok ? CAND_READY : CAND_FREE;
+    if (r->resend) {
+        c->cand_inflight--;
+        if (r->counted) {
+            b->n.resends++;
+            b->n.resent_commands += r->count;
+        }
+        if (c->cand_issued >= CAND_USES && c->cand_inflight == 0)
+            c->cand_state = CAND_FREE;
+    }
+    if (r->counted) {
+        b->n.requests++;
+        b->n.commands += r->count;
+        hist_record(b->lat_tick, now - r->t_send);
+        if (b->o->rate)
+            hist_record(b->lat_sched, now - r->t_intended);
+        b->t_last_reply = now;
+    }
+    b->inflight_reqs--;
+    b->inflight_cmds -= r->count;
+    c->inflight--;
+    r->id = 0;
+}
+
+static void on_readable(struct bench *b, struct conn *c, u64 now)
+{
+    ssize_t got = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        fail(b, 1, "connection %u: %s with %u requests in flight (their writes are indefinite)", c->index,
+             got == 0 ? "the server closed the connection" : strerror(errno), c->inflight);
+        return;
+    }
+    if (got < 0)
+        return;
+    c->in_len += (size_t)got;
+    size_t off = 0;
+    while (c->in_len - off >= PROTO_HEADER_SIZE && b->exit_code == 0) {
+        struct proto_header h;
+        enum proto_status st = proto_header_decode(c->in + off, c->in_len - off, PROTO_BODY_MAX, &h);
+        if (st != PROTO_OK) {
+            fail(b, 1, "connection %u: bad frame from the server: %s", c->index, proto_status_name(st));
+            return;
+        }
+        size_t len = PROTO_HEADER_SIZE + (size_t)h.body_len;
+        if (len > c->in_cap) {
+            fail(b, 1, "connection %u: a %zu-byte %s frame does not fit the bench's %zu-byte buffer", c->index, len,
+                 proto_kind_name(h.kind), c->in_cap);
+            return;
+        }
+        if (c->in_len - off < len)
+            break;
+        st = proto_frame_check(c->in + off, len);
+        if (st != PROTO_OK) {
+            fail(b, 1, "connection %u: bad frame from the server: %s", c->index, proto_status_name(st));
+            return;
+        }
+        on_frame(b, c, &h, c->in + off + PROTO_HEADER_SIZE, now);
+        off += len;
+    }
+    if (off > 0) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
+}
+
+/* ---- the loop ---------------------------------------------------------------------------- */
+
+static double per_s(u64 n, u64 ns)
+{
+    return ns ? (double)n * 1e9 / (double)ns : 0.0;
+}
+
+static void fmt_ns(char *out, size_t n, u64 ns)
+{
+    if (ns < 1000000)
+        snprintf(out, n, "%.1f us", (double)ns / 1e3);
+    else if (ns < NS)
+        snprintf(out, n, "%.3f ms", (double)ns / 1e6);
+    else
+        snprintf(out, n, "%.3f s", (double)ns / 1e9);
+}
+
+static void progress(struct bench *b, u64 now)
+{
+    double dt = (double)(now - b->tick_t) / 1e9;
+    if (b->phase == PH_SETUP) {
+        if (now - b->t0 >= NS)
+            fprintf(stderr, "allocdb-bench net: setup %" PRIu64 "/%" PRIu64 " resources\n", b->setup_next - b->inflight_cmds,
+                    b->setup_total);
+    } else if (b->phase == PH_RUN) {
+        char p99[32];
+        fmt_ns(p99, sizeof(p99), hist_quantile(b->lat_tick, 0.99));
+        fprintf(stderr, "allocdb-bench net: %6.1f s %9.0f cmd/s (so far %.0f)  p99 %s  %" PRIu64 " commands\n",
+                (double)(now - b->t0) / 1e9, dt > 0 ? (double)(b->n.commands - b->tick_cmds) / dt : 0.0,
+                per_s(b->n.commands, now - b->t0), p99, b->n.commands);
+    }
+    hist_merge(b->lat, b->lat_tick);
+    hist_reset(b->lat_tick);
+    b->tick_cmds = b->n.commands;
+    b->tick_t = now;
+}
+
+static bool phase_done(struct bench *b)
+{
+    switch (b->phase) {
+    case PH_SETUP: return b->setup_next == b->setup_total && b->inflight_reqs == 0;
+    case PH_RUN: return b->stopping && b->inflight_reqs == 0;
+    case PH_CLEANUP:
+        if (b->inflight_reqs != 0)
+            return false;
+        for (u32 i = 0; i < b->nconn; i++)
+            if (b->conns[i].fq_len)
+                return false;
+        return true;
+    }
+    return true;
+}
+
+/* Waits for events until deadline (absolute ns). */
+static int wait_events(struct bench *b, u64 now, u64 deadline)
+{
+    u64 ns = deadline > now ? deadline - now : 0;
+    if (b->have_pwait2) {
+        struct timespec ts = { .tv_sec = (time_t)(ns / NS), .tv_nsec = (long)(ns % NS) };
+        int n = epoll_pwait2(b->ep, b->evs, (int)b->nconn, &ts, NULL);
+        if (n >= 0 || errno != ENOSYS)
+            return n;
+        b->have_pwait2 = false;
+    }
+    return epoll_wait(b->ep, b->evs, (int)b->nconn, (int)((ns + 999999) / 1000000));
+}
+
+/* Runs the current phase to its end. */
+static void run_phase(struct bench *b)
+{
+    const struct net_opts *o = b->o;
+    u64 now = now_ns();
+    b->t0 = b->tick_t = now;
+    b->tick_cmds = b->n.commands;
+    b->sent_cmds = 0;
+    b->stopping = false;
+    u64 end = o->duration_ms ? b->t0 + o->duration_ms * 1000000 : UINT64_MAX;
+    while (b->exit_code == 0) {
+        now = now_ns();
+        if (b->phase == PH_RUN && !b->stopping &&
+            (now >= end || (o->commands && b->sent_cmds >= o->commands) || interrupted))
+            b->stopping = true;
+        if (interrupted && b->phase == PH_SETUP) {
+            fail(b, 1, "interrupted during setup");
+            break;
+        }
+        if (interrupted && b->phase == PH_CLEANUP)
+            break;
+        if (phase_done(b))
+            break;
+        bool rate_wait = false;
+        for (u32 i = 0; i < b->nconn && b->exit_code == 0; i++) {
+            struct conn *c = &b->conns[i];
+            for (;;) {
+                u32 built = 0;
+                while (build_request(b, c, now, &rate_wait))
+                    built++;
+                if (built == 0 || c->want_out)
+                    break;
+                flush(b, c);
+                if (c->want_out)
+                    break;
+            }
+        }
+        if (b->exit_code != 0)
+            break;
+        u64 wake = b->tick_t + NS;
+        if (b->phase == PH_RUN && !b->stopping) {
+            if (end < wake)
+                wake = end;
+            if (rate_wait) {
+                u64 due = b->t0 + (u64)((double)b->sent_cmds * 1e9 / (double)o->rate);
+                if (due < wake)
+                    wake = due;
+            }
+        }
+        int n = wait_events(b, now, wake);
+        if (n < 0 && errno != EINTR) {
+            fail(b, 1, "epoll: %s", strerror(errno));
+            break;
+        }
+        now = now_ns();
+        for (int k = 0; k < n && b->exit_code == 0; k++) {
+            struct conn *c = &b->conns[b->evs[k].data.u32];
+            if (b->evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                on_readable(b, c, now);
+            if ((b->evs[k].events & EPOLLOUT) && b->exit_code == 0)
+                flush(b, c);
+        }
+        if (now >= b->tick_t + NS)
+            progress(b, now);
+    }
+    hist_merge(b->lat, b->lat_tick);
+    hist_reset(b->lat_tick);
+    if (b->phase == PH_RUN) {
+        b->t_run_end = b->t_last_reply > b->t0 ? b->t_last_reply : now;
+        b->elapsed_ns = b->t_run_end - b->t0;
+    }
+}
+
+/* ---- expiry read-back --------------------------------------------------------------------- */
+
+struct expiry_check {
+    u32 sample, expired, reserved, other;
+    double waited_s; /* from the end of the run until the sample had expired (or the wait ended) */
+    bool done;       /* no sampled reservation is still reserved */
+};
+
+static bool read_reservation(int fd, u128 id, struct proto_reservation *out, char *why, size_t n)
+{
+    u8 body[32];
+    struct proto_read rd = { .id = id, .min_lsn = 0 };
+    u32 len = proto_put_read(body, &rd);
+    struct proto_header h;
+    if (!ctl_call(fd, PROTO_GET_RESERVATION, body, len, &h, why, n))
+        return false;
+    const u8 *rb = ctl_buf + PROTO_HEADER_SIZE;
+    if (h.kind == PROTO_ERROR) {
+        error_text(rb, h.body_len, why, n);
+        return false;
+    }
+    if (h.kind != PROTO_RESERVATION || proto_get_reservation(rb, h.body_len, out) != PROTO_OK) {
+        snprintf(why, n, "get_reservation answered with a bad %s", proto_kind_name(h.kind));
+        return false;
+    }
+    return true;
+}
+
+/* Reads the sample back until none is still reserved, TTL + 30 s have passed or ^C. */
+static void check_expiry(struct bench *b, int fd, struct expiry_check *x)
+{
+    u64 t0 = b->t_run_end, limit = now_ns() + (b->o->ttl_ms + 30000) * 1000000, shown = now_ns();
+    memset(x, 0, sizeof(*x));
+    x->sample = b->sample_n;
+    for (;;) {
+        x->expired = x->reserved = x->other = 0;
+        for (u32 i = 0; i < b->sample_n; i++) {
+            struct proto_reservation rv;
+            char why[256];
+            if (!read_reservation(fd, b->sample[i], &rv, why, sizeof(why))) {
+                fprintf(stderr, "allocdb-bench: expiry read-back: %s\n", why);
+                x->other = b->sample_n - x->expired - x->reserved;
+                x->waited_s = (double)(now_ns() - t0) / 1e9;
+                return;
+            }
+            if (rv.read == SM_READ_FOUND && rv.state == SM_RESERVATION_EXPIRED)
+                x->expired++;
+            else if (rv.read == SM_READ_FOUND && rv.state == SM_RESERVATION_RESERVED)
+                x->reserved++;
+            else
+                x->other++;
+        }
+        u64 now = now_ns();
+        x->waited_s = (double)(now - t0) / 1e9;
+        if (x->reserved == 0 || now >= limit || interrupted) {
+            x->done = x->reserved == 0;
+            return;
+        }
+        if (now - shown >= NS) {
+            fprintf(stderr, "allocdb-bench net: expiry: %u of %u sampled reservations still reserved %.1f s after the run\n",
+                    x->reserved, x->sample, x->waited_s);
+            shown = now;
+        }
+        struct timespec ts = { .tv_sec = 0, .tv_nsec = 50000000 };
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* ---- report ------------------------------------------------------------------------------ */
+
+
+static json_t *jopt(bool has, double v)
+{
+    return has ? json_real(v) : json_null();
+}
+
+static json_t *jopt_int(bool has, double v)
+{
+    return has ? json_integer((json_int_t)v) : json_null();
+}
+
+static json_t *results_json(const struct counts *n)
+{
+    json_t *committed = json_object(), *rejected = json_object(), *indefinite = json_object(), *refused = json_object();
+    for (u32 i = 0; i < SM_RESULT_COUNT; i++)
+        if (n->committed[i])
+            json_object_set_new(committed, sm_result_name((enum sm_result)i), json_integer((json_int_t)n->committed[i]));
+    for (u32 i = 0; i < ADB_ARRAY_LEN(n->rejected); i++)
+        if (n->rejected[i])
+            json_object_set_new(rejected, proto_reject_name((u8)i), json_integer((json_int_t)n->rejected[i]));
+    for (u32 i = 0; i < ADB_ARRAY_LEN(n->indefinite); i++)
+        if (n->indefinite[i])
+            json_object_set_new(indefinite, proto_indefinite_name((u8)i), json_integer((json_int_t)n->indefinite[i]));
+    for (u32 i = 0; i < ADB_ARRAY_LEN(n->refused); i++)
+        if (n->refused[i])
+            json_object_set_new(refused, proto_error_name((u16)i), json_integer((json_int_t)n->refused[i]));
+    return json_pack("{s:o, s:o, s:o, s:o, s:I}", "committed", committed, "rejected", rejected, "indefinite",
+                     indefinite, "refused", refused, "from_retry_cache", (json_int_t)n->cached);
+}
+
+static json_t *latency_json(const struct hist *h, json_t *o)
+{
+    json_object_set_new(o, "p50_us", json_real((double)hist_quantile(h, 0.50) / 1e3));
+    json_object_set_new(o, "p99_us", json_real((double)hist_quantile(h, 0.99) / 1e3));
+    json_object_set_new(o, "p999_us", json_real((double)hist_quantile(h, 0.999) / 1e3));
+    json_object_set_new(o, "max_us", json_real((double)h->max / 1e3));
+    json_object_set_new(o, "mean_us", json_real(h->count ? (double)h->sum / (double)h->count / 1e3 : 0.0));
+    return o;
+}
+
+static void print_json(const struct bench *b, const struct server_info *si, double setup_s,
+                       const struct expiry_check *x)
+{
+    const struct net_opts *o = b->o;
+    const struct counts *n = &b->n;
+    json_t *doc = json_pack(
+        "{s:s, s:s, s:b, s:s, s:s, s:I, s:I, s:I, s:o, s:I, s:I, s:o, s:f, s:I, s:f, s:I, s:f}", "tool",
+        "allocdb-bench net", "version", PACKAGE_VERSION, "ok", b->exit_code == 0, "workload",
+        workload_names[o->workload], "addr", o->addr, "connections", (json_int_t)o->connections, "pipeline",
+        (json_int_t)o->pipeline, "batch", (json_int_t)o->batch, "rate", o->rate ? json_integer((json_int_t)o->rate) : json_null(),
+        "seed", (json_int_t)o->seed, "ttl_ms", (json_int_t)o->ttl_ms, "resources",
+        o->workload == W_HOTSPOT ? json_integer(1) : json_integer((json_int_t)o->resources), "duration_s",
+        (double)b->elapsed_ns / 1e9, "commands", (json_int_t)n->commands, "commands_per_s",
+        per_s(n->commands, b->elapsed_ns), "requests", (json_int_t)n->requests, "commands_per_request",
+        n->requests ? (double)n->commands / (double)n->requests : 0.0);
+    latency_json(b->lat, doc);
+    if (o->rate)
+        json_object_set_new(doc, "intended", latency_json(b->lat_sched, json_object()));
+    json_object_set_new(doc, "results", results_json(n));
+    json_object_set_new(doc, "setup", json_pack("{s:I, s:f}", "commands", (json_int_t)b->setup_total, "seconds", setup_s));
+    json_object_set_new(
+        doc, "server",
+        json_pack("{s:o, s:o, s:o, s:o, s:o, s:I, s:I}", "fsyncs", jopt_int(si->has_fsyncs, si->fsyncs), "mean_batch",
+                  jopt(si->has_batch, si->mean_batch), "dedupe_window_ms", jopt_int(si->has_window, si->window_ms),
+                  "operation_capacity", jopt_int(si->has_capacity, si->capacity), "operations_used",
+                  jopt_int(si->has_ops_used, si->ops_used), "max_batch", (json_int_t)b->hello.max_batch,
+                  "slot_duration_ms", (json_int_t)b->hello.slot_duration_ms));
+    if (o->workload == W_HOTSPOT) {
+        json_object_set_new(doc, "attempts", json_integer((json_int_t)n->attempts));
+        json_object_set_new(doc, "attempts_per_s", json_real(per_s(n->attempts, b->elapsed_ns)));
+        json_object_set_new(doc, "wins", json_integer((json_int_t)n->wins));
+    }
+    if (o->workload == W_RETRY) {
+        json_object_set_new(doc, "resend_percent", json_integer((json_int_t)o->resend_percent));
+        json_object_set_new(doc, "resends", json_integer((json_int_t)n->resends));
+        json_object_set_new(doc, "resent_commands", json_integer((json_int_t)n->resent_commands));
+        json_object_set_new(doc, "resent_from_retry_cache", json_integer((json_int_t)n->resent_cached));
+        json_object_set_new(doc, "resend_mismatches", json_integer((json_int_t)n->resend_mismatches));
+        json_object_set_new(doc, "resends_unanswered", json_integer((json_int_t)n->resend_unanswered));
+        json_object_set_new(json_object_get(doc, "server"), "retries_answered", jopt_int(si->has_retries, si->retries));
+    }
+    if (o->workload == W_EXPIRY && x != NULL) {
+        json_object_set_new(
+            doc, "expiry",
+            json_pack("{s:I, s:I, s:I, s:I, s:o, s:f, s:o, s:o, s:o}", "sample", (json_int_t)x->sample,
+                      "sample_expired", (json_int_t)x->expired, "sample_reserved", (json_int_t)x->reserved,
+                      "sample_other", (json_int_t)x->other, "sample_expired_after_s",
+                      x->done ? json_real(x->waited_s) : json_null(), "waited_s", x->waited_s,
+                      "server_expired_during_run", jopt_int(si->has_expired_run, si->expired_run),
+                      "server_backlog_at_end", jopt_int(si->has_backlog, si->backlog), "server_expired",
+                      jopt_int(si->has_expired, si->expired)));
+    }
+    if (n->fresh_cached)
+        json_object_set_new(doc, "fresh_from_retry_cache", json_integer((json_int_t)n->fresh_cached));
+    if (b->exit_code != 0)
+        json_object_set_new(doc, "failure", json_string(b->failure));
+    json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
+    fputc('\n', stdout);
+    json_decref(doc);
+}
+
+static void print_counts(const char *label, const u64 *v, u32 len, const char *(*name)(u32))
+{
+    bool any = false;
+    for (u32 i = 0; i < len; i++) {
+        if (!v[i])
+            continue;
+        printf("%s%s=%" PRIu64, any ? " " : label, name(i), v[i]);
+        any = true;
+    }
+    if (any)
+        printf("\n");
+}
+
+static const char *committed_name(u32 i) { return sm_result_name((enum sm_result)i); }
+static const char *rejected_name(u32 i) { return proto_reject_name((u8)i); }
+static const char *indefinite_name(u32 i) { return proto_indefinite_name((u8)i); }
+static const char *refused_name(u32 i) { return proto_error_name((u16)i); }
+
+static void print_human(const struct bench *b, const struct server_info *si, double setup_s,
+                        const struct expiry_check *x)
+{
+    const struct net_opts *o = b->o;
+    const struct counts *n = &b->n;
+    char v[4][32];
+    printf("allocdb-bench net: %s against %s\n", workload_names[o->workload], o->addr);
+    printf("  server      max_batch %u, slot %" PRIu64 " ms", b->hello.max_batch, b->hello.slot_duration_ms);
+    if (si->has_window)
+        printf(", dedupe window %.0f ms", si->window_ms);
+    else
+        printf(", dedupe window n/a");
+    if (si->has_capacity)
+        printf(", operation capacity %.0f", si->capacity);
+    else
+        printf(", operation capacity n/a");
+    printf("\n");
+    printf("  load        %" PRIu64 " connections x pipeline %" PRIu64 " x batch %" PRIu64 ", ", o->connections,
+           o->pipeline, o->batch);
+    if (o->rate)
+        printf("paced to %" PRIu64 " commands/s", o->rate);
+    else
+        printf("unpaced");
+    printf(", ttl %" PRIu64 " ms, seed %" PRIu64 "\n", o->ttl_ms, o->seed);
+    printf("  setup       %" PRIu64 " %s in %.3f s (not measured)\n", b->setup_total,
+           b->setup_total == 1 ? "resource" : "resources", setup_s);
+    printf("  commands    %" PRIu64 " in %.3f s (%" PRIu64 " requests, %.1f commands each)\n", n->commands,
+           (double)b->elapsed_ns / 1e9, n->requests, n->requests ? (double)n->commands / (double)n->requests : 0.0);
+    printf("  commands/s  %.0f\n", per_s(n->commands, b->elapsed_ns));
+    if (o->workload == W_HOTSPOT)
+        printf("  attempts/s  %.0f (%" PRIu64 " reserve attempts, %" PRIu64 " wins)\n", per_s(n->attempts, b->elapsed_ns),
+               n->attempts, n->wins);
+    fmt_ns(v[0], sizeof(v[0]), hist_quantile(b->lat, 0.50));
+    fmt_ns(v[1], sizeof(v[1]), hist_quantile(b->lat, 0.99));
+    fmt_ns(v[2], sizeof(v[2]), hist_quantile(b->lat, 0.999));
+    fmt_ns(v[3], sizeof(v[3]), b->lat->max);
+    printf("  latency     p50 %s  p99 %s  p999 %s  max %s (per request)\n", v[0], v[1], v[2], v[3]);
+    if (o->rate) {
+        fmt_ns(v[0], sizeof(v[0]), hist_quantile(b->lat_sched, 0.50));
+        fmt_ns(v[1], sizeof(v[1]), hist_quantile(b->lat_sched, 0.99));
+        fmt_ns(v[2], sizeof(v[2]), hist_quantile(b->lat_sched, 0.999));
+        fmt_ns(v[3], sizeof(v[3]), b->lat_sched->max);
+        printf("  intended    p50 %s  p99 %s  p999 %s  max %s (from the scheduled send)\n", v[0], v[1], v[2], v[3]);
+    }
+    print_counts("  committed   ", n->committed, SM_RESULT_COUNT, committed_name);
+    print_counts("  rejected    ", n->rejected, ADB_ARRAY_LEN(n->rejected), rejected_name);
+    print_counts("  indefinite  ", n->indefinite, ADB_ARRAY_LEN(n->indefinite), indefinite_name);
+    print_counts("  refused     ", n->refused, ADB_ARRAY_LEN(n->refused), refused_name);
+    if (n->cached)
+        printf("  cached      %" PRIu64 " from the retry cache\n", n->cached);
+    if (o->workload == W_RETRY)
+        printf("  resends     %" PRIu64 " submits (%.1f%% of them; --resend-percent %" PRIu64 "), %" PRIu64
+               " commands: %" PRIu64 " from the retry cache, %" PRIu64 " mismatches, %" PRIu64 " unanswered\n",
+               n->resends, n->requests ? 100.0 * (double)n->resends / (double)n->requests : 0.0, o->resend_percent,
+               n->resent_commands, n->resent_cached, n->resend_mismatches, n->resend_unanswered);
+    if (n->fresh_cached)
+        printf("  warning     %" PRIu64 " fresh commands came from the retry cache (seed reused against this server?)\n",
+               n->fresh_cached);
+    printf("  server      fsyncs ");
+    if (si->has_fsyncs)
+        printf("%.0f", si->fsyncs);
+    else
+        printf("n/a");
+    printf(", mean batch ");
+    if (si->has_batch)
+        printf("%.1f commands", si->mean_batch);
+    else
+        printf("n/a");
+    if (si->has_fsyncs && si->fsyncs > 0)
+        printf(", %.0f commands/fsync", (double)n->commands / si->fsyncs);
+    if (si->has_ops_used && si->has_capacity)
+        printf(", operation table %.0f/%.0f", si->ops_used, si->capacity);
+    if (o->workload == W_RETRY) {
+        printf(", retries answered ");
+        if (si->has_retries)
+            printf("%.0f", si->retries);
+        else
+            printf("n/a");
+    }
+    printf("\n");
+    if (o->workload == W_EXPIRY && x != NULL) {
+        printf("  expiry      server expired ");
+        if (si->has_expired_run)
+            printf("%.0f during the run", si->expired_run);
+        else
+            printf("n/a during the run");
+        if (si->has_backlog)
+            printf(" (backlog %.0f at its end)", si->backlog);
+        if (si->has_expired)
+            printf(", %.0f by the end of the read-back", si->expired);
+        printf("\n  sample      %u reservations read back: %u expired, %u still reserved, %u other, %.2f s after the run%s\n",
+               x->sample, x->expired, x->reserved, x->other, x->waited_s,
+               x->done ? "" : " (gave up waiting)");
+    }
+}
+
+/* ---- main -------------------------------------------------------------------------------- */
+
+static int run(struct net_opts *o)
+{
+    struct bench *b = calloc(1, sizeof(*b));
+    int rc = 1;
+    if (b == NULL) {
+        fprintf(stderr, "allocdb-bench net: out of memory\n");
+        return 1;
+    }
+    b->o = o;
+    b->ep = -1;
+    b->have_pwait2 = true;
+    b->rng = o->seed;
+    b->op_rng = o->seed ^ run_nonce();
+    b->id_hi = (u128)(splitmix_next(&b->rng) | 1) << 64;
+    b->lat = calloc(1, sizeof(struct hist));
+    b->lat_tick = calloc(1, sizeof(struct hist));
+    b->lat_sched = calloc(1, sizeof(struct hist));
+    ctl_buf = malloc(PROTO_HEADER_SIZE + PROTO_BODY_MAX + 1);
+    b->conns = calloc(o->connections, sizeof(*b->conns));
+    b->evs = calloc(o->connections, sizeof(*b->evs));
+    json_t *status = NULL, *before = NULL, *after = NULL;
+    struct server_info si;
+    struct expiry_check x;
+    memset(&si, 0, sizeof(si));
+    memset(&x, 0, sizeof(x));
+    double setup_s = 0;
+    int ctl = -1;
+    if (!b->lat || !b->lat_tick || !b->lat_sched || !ctl_buf || !b->conns || !b->evs) {
+        fprintf(stderr, "allocdb-bench net: out of memory\n");
+        goto out;
+    }
+    for (u32 i = 0; i < o->connections; i++)
+        b->conns[i].fd = -1;
+
+    ctl = ctl_open(b, &b->hello);
+    if (ctl < 0)
+        goto report_failure;
+    if (o->batch > b->hello.max_batch) {
+        fprintf(stderr, "allocdb-bench net: --batch %" PRIu64 " is above the server's max_batch %u\n", o->batch,
+                b->hello.max_batch);
+        rc = EXIT_USAGE;
+        goto out;
+    }
+    status = ctl_json(ctl, PROTO_STATUS, false);
+    before = ctl_json(ctl, PROTO_METRICS, false);
+    server_static(status, before, b->hello.slot_duration_ms, &si);
+
+    b->setup_batch = b->hello.max_batch < SETUP_BATCH_MAX ? b->hello.max_batch : SETUP_BATCH_MAX;
+    b->slot_cmds = (u32)(o->batch > b->setup_batch ? o->batch : b->setup_batch);
+    b->ep = epoll_create1(EPOLL_CLOEXEC);
+    if (b->ep < 0) {
+        fail(b, 1, "epoll_create1: %s", strerror(errno));
+        goto report_failure;
+    }
+    for (u32 i = 0; i < o->connections; i++) {
+        char why[512];
+        struct proto_hello_ok ok;
+        int fd = dial(o, why, sizeof(why));
+        if (fd < 0) {
+            fail(b, EXIT_UNAVAILABLE, "connection %u: %s", i, why);
+            goto report_failure;
+        }
+        set_timeouts(fd, CTL_TIMEOUT_S);
+        if (!hello(fd, &ok, why, sizeof(why))) {
+            close(fd);
+            fail(b, 1, "connection %u: %s", i, why);
+            goto report_failure;
+        }
+        b->nconn = i + 1;
+        if (!conn_init(b, &b->conns[i], i, fd)) {
+            fail(b, 1, "connection %u: out of memory or epoll failure", i);
+            goto report_failure;
+        }
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = (int)SA_RESETHAND; /* a second ^C kills */
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    /* Setup: the resources, in pipelined batches; not measured. */
+    b->phase = PH_SETUP;
+    b->setup_total = o->workload == W_HOTSPOT ? 1 : o->resources;
+    u64 t = now_ns();
+    run_phase(b);
+    setup_s = (double)(now_ns() - t) / 1e9;
+    if (b->exit_code != 0)
+        goto report_failure;
+
+    json_decref(before);
+    ctl_reopen(b, &ctl);
+    before = ctl_json(ctl, PROTO_METRICS, true);
+    b->phase = PH_RUN;
+    hist_reset(b->lat);
+    run_phase(b);
+    if (b->exit_code != 0)
+        goto report_failure;
+    ctl_reopen(b, &ctl);
+    after = ctl_json(ctl, PROTO_METRICS, true);
+    server_delta(before, after, &si);
+
+    /* Cleanup: release what the run still holds, so the next run starts from a quiet pool. */
+    b->phase = PH_CLEANUP;
+    run_phase(b);
+    if (b->exit_code != 0)
+        goto report_failure;
+
+    if (o->workload == W_EXPIRY && ctl >= 0) {
+        check_expiry(b, ctl, &x);
+        json_t *later = ctl_json(ctl, PROTO_METRICS, true);
+        si.has_expired = delta(before, later, "applier.commands.expire", &si.expired);
+        json_decref(later);
+    }
+    if (o->workload == W_RETRY && b->n.resend_mismatches)
+        fail(b, 1, "%" PRIu64 " resent commands were not answered from the retry cache; first: %s",
+             b->n.resend_mismatches, b->mismatch);
+    if (o->json)
+        print_json(b, &si, setup_s, o->workload == W_EXPIRY ? &x : NULL);
+    else
+        print_human(b, &si, setup_s, o->workload == W_EXPIRY ? &x : NULL);
+    if (b->exit_code != 0)
+        fprintf(stderr, "allocdb-bench net: %s\n", b->failure);
+    rc = b->exit_code;
+    goto out;
+
+report_failure:
+    fprintf(stderr, "allocdb-bench net: %s\n", b->failure);
+    rc = b->exit_code ? b->exit_code : 1;
+out:
+    json_decref(status);
+    json_decref(before);
+    json_decref(after);
+    if (ctl >= 0)
+        close(ctl);
+    for (u32 i = 0; i < b->nconn; i++)
+        conn_free(&b->conns[i]);
+    if (b->ep >= 0)
+        close(b->ep);
+    free(b->conns);
+    free(b->evs);
+    free(b->lat);
+    free(b->lat_tick);
+    free(b->lat_sched);
+    free(ctl_buf);
+    ctl_buf = NULL;
+    free(b);
+    return rc;
+}
+
+int bench_net_main(int argc, char **argv)
+{
+    struct net_opts o = {
+        .addr = "127.0.0.1:7400",
+        .workload = W_UNIFORM,
+        .connections = 32,
+        .pipeline = 4,
+        .batch = 64,
+        .resources = 100000,
+        .resend_percent = 10,
+    };
+    bool ttl_given = false, duration_given = false;
+    enum { O_ADDR = 256, O_WL, O_CONN, O_PIPE, O_BATCH, O_DUR, O_CMDS, O_RATE, O_TTL, O_RES, O_RESEND, O_SEED, O_JSON };
+    static const struct option longopts[] = {
+        { "addr", required_argument, NULL, O_ADDR },
+        { "workload", required_argument, NULL, O_WL },
+        { "connections", required_argument, NULL, O_CONN },
+        { "pipeline", required_argument, NULL, O_PIPE },
+        { "batch", required_argument, NULL, O_BATCH },
+        { "duration", required_argument, NULL, O_DUR },
+        { "commands", required_argument, NULL, O_CMDS },
+        { "rate", required_argument, NULL, O_RATE },
+        { "ttl", required_argument, NULL, O_TTL },
+        { "resources", required_argument, NULL, O_RES },
+        { "resend-percent", required_argument, NULL, O_RESEND },
+        { "seed", required_argument, NULL, O_SEED },
+        { "json", no_argument, NULL, O_JSON },
+        { "help", no_argument, NULL, 'h' },
+        { NULL, 0, NULL, 0 },
+    };
+    int ch;
+    bool ok = true;
+    optind = 1;
+    while (ok && (ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case O_ADDR: o.addr = optarg; break;
+        case O_WL: {
+            size_t i;
+            for (i = 0; i < ADB_ARRAY_LEN(workload_names); i++)
+                if (strcmp(optarg, workload_names[i]) == 0)
+                    break;
+            if (i == ADB_ARRAY_LEN(workload_names)) {
+                fprintf(stderr, "allocdb-bench: --workload expects hotspot, uniform, retry-storm or expiry, got '%s'\n",
+                        optarg);
+                ok = false;
+            }
+            o.workload = (enum workload)i;
+            break;
+        }
+        case O_CONN: ok = bench_parse_u64("--connections", optarg, 1, CONNECTIONS_MAX, &o.connections); break;
+        case O_PIPE: ok = bench_parse_u64("--pipeline", optarg, 1, PIPELINE_MAX, &o.pipeline); break;
+        case O_BATCH: ok = bench_parse_u64("--batch", optarg, 1, PROTO_BATCH_MAX, &o.batch); break;
+        case O_DUR:
+            ok = parse_duration("--duration", optarg, 1, &o.duration_ms);
+            duration_given = true;
+            break;
+        case O_CMDS: ok = bench_parse_u64("--commands", optarg, 1, UINT64_MAX / 2, &o.commands); break;
+        case O_RATE: ok = bench_parse_u64("--rate", optarg, 1, 1000000000, &o.rate); break;
+        case O_TTL:
+            ok = parse_duration("--ttl", optarg, 1, &o.ttl_ms);
+            ttl_given = true;
+            break;
+        case O_RES: ok = bench_parse_u64("--resources", optarg, 1, SM_CAPACITY_MAX, &o.resources); break;
+        case O_RESEND: ok = bench_parse_u64("--resend-percent", optarg, 0, 100, &o.resend_percent); break;
+        case O_SEED:
+            ok = bench_parse_u64("--seed", optarg, 0, INT64_MAX, &o.seed);
+            o.seed_given = true;
+            break;
+        case O_JSON: o.json = true; break;
+        case 'h': bench_net_usage(stdout); return 0;
+        default: ok = false; break;
+        }
+    }
+    if (ok && optind < argc) {
+        fprintf(stderr, "allocdb-bench net: unexpected argument '%s'\n", argv[optind]);
+        ok = false;
+    }
+    if (ok && duration_given && o.commands) {
+        fprintf(stderr, "allocdb-bench net: give --duration or --commands, not both\n");
+        ok = false;
+    }
+    if (ok)
+        ok = parse_addr(&o);
+    if (!ok) {
+        fprintf(stderr, "Try 'allocdb-bench net --help'.\n");
+        return EXIT_USAGE;
+    }
+    if (!duration_given && !o.commands)
+        o.duration_ms = 10000;
+    if (!ttl_given)
+        o.ttl_ms = o.workload == W_EXPIRY ? 200 : 30000;
+    if (!o.seed_given)
+        o.seed = run_nonce() & 0xffffffffffffull; /* short enough to retype */
+    return run(&o);
+}

@@ -1,0 +1,252 @@
+/*
+ * net/ingress_json.c — the METRICS and STATUS answers: every counter of the shared segment as
+ * one JSON object (jansson), built by the ingress without asking any other worker.
+ *
+ * NOTES
+ *   The counters are read with relaxed loads while their writers keep going: each value is a
+ *   consistent word, the document as a whole is a near-instant snapshot, not an atomic one.
+ *   Histograms (log2 buckets, segment.h) are summarised as count, sum, mean, max and the
+ *   p50/p90/p99 bucket upper bounds (capped by max), plus the non-empty buckets.
+ *   Error reporting: NULL when jansson cannot allocate; the caller answers overloaded.
+ *   Not on the hot path: jansson allocates per call, which is fine for an operator's request.
+ */
+#include "config.h"
+
+#include "net/ingress_internal.h"
+
+#include "net/proto.h"
+#include "replica/recovery.h"
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+/* json_object_set_new that remembers a failure instead of checking every call. */
+struct jb {
+    bool failed;
+};
+
+static void put(struct jb *b, json_t *obj, const char *key, json_t *v)
+{
+    /* jansson steals v even on failure (and fails on a NULL object or value). */
+    if (json_object_set_new(obj, key, v) != 0)
+        b->failed = true;
+}
+
+static json_t *num(u64 v)
+{
+    /* JSON integers are signed 64-bit in jansson; counters never get near 2^63. */
+    return json_integer((json_int_t)(v > (u64)INT64_MAX ? (u64)INT64_MAX : v));
+}
+
+static u64 bucket_upper(u32 i)
+{
+    return i == 0 ? 0 : (i >= 64 ? UINT64_MAX : (1ull << i) - 1);
+}
+
+static json_t *histogram(struct jb *b, const struct seg_histogram *h)
+{
+    json_t *o = json_object();
+    u64 count = LOAD(h->count), sum = LOAD(h->sum), max = LOAD(h->max);
+    u64 bucket[HIST_BUCKETS];
+    u64 total = 0;
+    for (u32 i = 0; i < HIST_BUCKETS; i++) {
+        bucket[i] = LOAD(h->bucket[i]);
+        total += bucket[i];
+    }
+    put(b, o, "count", num(count));
+    put(b, o, "sum", num(sum));
+    put(b, o, "max", num(max));
+    put(b, o, "mean", json_real(count ? (double)sum / (double)count : 0.0));
+    static const struct {
+        const char *name;
+        u32 per_mille;
+    } q[] = { { "p50", 500 }, { "p90", 900 }, { "p99", 990 } };
+    for (size_t k = 0; k < ADB_ARRAY_LEN(q); k++) {
+        u64 want = (total * q[k].per_mille + 999) / 1000, seen = 0, v = 0;
+        for (u32 i = 0; i < HIST_BUCKETS && total > 0; i++) {
+            seen += bucket[i];
+            if (seen >= want) {
+                v = bucket_upper(i);
+                break;
+            }
+        }
+        put(b, o, q[k].name, num(v < max ? v : max));
+    }
+    json_t *buckets = json_object();
+    for (u32 i = 0; i < HIST_BUCKETS; i++) {
+        if (bucket[i] == 0)
+            continue;
+        char key[32];
+        snprintf(key, sizeof(key), "le_%llu", (unsigned long long)bucket_upper(i));
+        put(b, buckets, key, num(bucket[i]));
+    }
+    put(b, o, "buckets", buckets);
+    return o;
+}
+
+static json_t *table_use(struct jb *b, u32 used, u32 capacity)
+{
+    json_t *o = json_object();
+    put(b, o, "used", num(used));
+    put(b, o, "capacity", num(capacity));
+    put(b, o, "utilization", json_real(capacity ? (double)used / (double)capacity : 0.0));
+    return o;
+}
+
+static json_t *sequencer_metrics(struct jb *b, struct seg_sequencer *s)
+{
+    json_t *o = json_object();
+    put(b, o, "durable_lsn", num(LOAD(s->durable_lsn)));
+    put(b, o, "sequenced_lsn", num(LOAD(s->sequenced_lsn)));
+    put(b, o, "published_lsn", num(LOAD(s->published_lsn)));
+    put(b, o, "last_slot", num(LOAD(s->last_slot)));
+    put(b, o, "fsyncs", num(LOAD(s->fsyncs)));
+    put(b, o, "writes", num(LOAD(s->writes)));
+    put(b, o, "expires_logged", num(LOAD(s->expires_logged)));
+    put(b, o, "retries_answered", num(LOAD(s->retries_answered)));
+    json_t *rej = json_object();
+    for (u32 i = 0; i < ADB_ARRAY_LEN(s->rejected); i++) {
+        const char *name = proto_reject_name((u8)i);
+        if (strcmp(name, "unknown") != 0)
+            put(b, rej, name, num(LOAD(s->rejected[i])));
+    }
+    put(b, o, "rejected", rej);
+    put(b, o, "halted", json_boolean(LOAD(s->halted) != 0));
+    put(b, o, "wal_segments_removed", num(LOAD(s->wal_segments_removed)));
+    put(b, o, "fsync_us", histogram(b, &s->fsync_us));
+    put(b, o, "batch", histogram(b, &s->batch));
+    return o;
+}
+
+static json_t *applier_metrics(struct jb *b, struct seg_applier *a)
+{
+    json_t *o = json_object();
+    put(b, o, "applied_lsn", num(LOAD(a->applied_lsn)));
+    put(b, o, "current_slot", num(LOAD(a->current_slot)));
+    put(b, o, "snapshot_lsn", num(LOAD(a->snapshot_lsn)));
+    put(b, o, "prune_below_lsn", num(LOAD(a->prune_below_lsn)));
+    put(b, o, "snapshots_written", num(LOAD(a->snapshots_written)));
+    put(b, o, "recovery_kind", json_string(recovery_kind_name((enum recovery_kind)LOAD(a->recovery_kind))));
+    put(b, o, "recovery_frames", num(LOAD(a->recovery_frames)));
+    put(b, o, "recovery_ms", num(LOAD(a->recovery_ms)));
+    json_t *res = json_object();
+    for (u32 i = 0; i < SM_RESULT_COUNT; i++)
+        put(b, res, sm_result_name((enum sm_result)i), num(LOAD(a->results[i])));
+    put(b, o, "results", res);
+    json_t *cmds = json_object();
+    for (u32 k = 1; k <= SM_CMD_KIND_MAX; k++)
+        put(b, cmds, sm_command_name((enum sm_command_kind)k), num(LOAD(a->commands[k])));
+    put(b, o, "commands", cmds);
+    put(b, o, "expirations_proposed", num(LOAD(a->expirations_proposed)));
+    put(b, o, "expiration_backlog", num(LOAD(a->expiration_backlog)));
+    put(b, o, "reads", num(LOAD(a->reads)));
+    json_t *tables = json_object();
+    put(b, tables, "resources", table_use(b, LOAD(a->resources_used), LOAD(a->resource_capacity)));
+    put(b, tables, "reservations", table_use(b, LOAD(a->reservations_used), LOAD(a->reservation_capacity)));
+    put(b, tables, "operations", table_use(b, LOAD(a->operations_used), LOAD(a->operation_capacity)));
+    put(b, tables, "expirations", table_use(b, LOAD(a->expirations_used), LOAD(a->expiration_capacity)));
+    put(b, o, "tables", tables);
+    return o;
+}
+
+static json_t *ingress_metrics(struct jb *b, struct seg_ingress *g)
+{
+    json_t *o = json_object();
+    put(b, o, "connections", num(LOAD(g->connections)));
+    put(b, o, "connections_total", num(LOAD(g->connections_total)));
+    put(b, o, "connections_refused", num(LOAD(g->connections_refused)));
+    put(b, o, "requests", num(LOAD(g->requests)));
+    put(b, o, "commands", num(LOAD(g->commands)));
+    put(b, o, "bad_frames", num(LOAD(g->bad_frames)));
+    put(b, o, "timeouts", num(LOAD(g->timeouts)));
+    put(b, o, "inflight", num(LOAD(g->inflight)));
+    put(b, o, "overloaded", num(LOAD(g->overloaded)));
+    return o;
+}
+
+static json_t *queue(struct jb *b, struct ring *r)
+{
+    json_t *o = json_object();
+    put(b, o, "depth", num(ring_depth(r)));
+    put(b, o, "capacity", num(ring_capacity(r)));
+    return o;
+}
+
+static char *finish(struct jb *b, json_t *doc, size_t *len)
+{
+    char *text = NULL;
+    if (!b->failed)
+        text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text != NULL)
+        *len = strlen(text);
+    return text;
+}
+
+char *ing_metrics_json(struct segment *seg, size_t *len)
+{
+    struct jb b = { false };
+    json_t *doc = json_object();
+    put(&b, doc, "sequencer", sequencer_metrics(&b, seg->seq));
+    put(&b, doc, "applier", applier_metrics(&b, seg->app));
+    put(&b, doc, "ingress", ingress_metrics(&b, seg->ing));
+    json_t *q = json_object();
+    put(&b, q, "write", queue(&b, seg->write));
+    put(&b, q, "read", queue(&b, seg->read));
+    put(&b, q, "retry", queue(&b, seg->retry));
+    put(&b, q, "expire", queue(&b, seg->expire));
+    put(&b, q, "result", queue(&b, seg->result));
+    put(&b, q, "reject", queue(&b, seg->reject));
+    put(&b, q, "shared_log", queue(&b, seg->shlog));
+    put(&b, doc, "queues", q);
+    json_t *restarts = json_object();
+    for (u32 r = 0; r < ROLE_COUNT; r++)
+        put(&b, restarts, worker_role_name((enum worker_role)r), num(LOAD(seg->workers[r].restarts)));
+    put(&b, doc, "restarts", restarts);
+    put(&b, doc, "doorbell_wakeups",
+        num(LOAD(seg->bell_sequencer->wakeups) + LOAD(seg->bell_applier->wakeups) +
+            LOAD(seg->bell_ingress->wakeups)));
+    return finish(&b, doc, len);
+}
+
+char *ing_status_json(struct segment *seg, size_t *len)
+{
+    struct jb b = { false };
+    u64 now = mono_ms();
+    json_t *doc = json_object();
+    put(&b, doc, "version", json_string(PACKAGE_VERSION));
+    put(&b, doc, "role", json_string("primary"));
+    put(&b, doc, "view", num(0));
+    char cluster[40];
+    snprintf(cluster, sizeof(cluster), "%016llx%016llx", (unsigned long long)LOAD(seg->seq->cluster_id_hi),
+             (unsigned long long)LOAD(seg->seq->cluster_id_lo));
+    put(&b, doc, "cluster_id", json_string(cluster));
+    put(&b, doc, "replica_id", num(LOAD(seg->seq->replica_id)));
+    put(&b, doc, "durable_lsn", num(LOAD(seg->seq->durable_lsn)));
+    put(&b, doc, "applied_lsn", num(LOAD(seg->app->applied_lsn)));
+    put(&b, doc, "sequenced_lsn", num(LOAD(seg->seq->sequenced_lsn)));
+    put(&b, doc, "halted", json_boolean(LOAD(seg->seq->halted) != 0));
+    put(&b, doc, "shutting_down", json_boolean(LOAD(seg->hdr->shutting_down) != 0));
+    u64 started = seg->hdr->started_wall_ms, wall = wall_ms();
+    put(&b, doc, "uptime_ms", num(wall > started ? wall - started : 0));
+    json_t *workers = json_array();
+    for (u32 r = 0; r < ROLE_COUNT; r++) {
+        struct worker_slot *s = &seg->workers[r];
+        json_t *o = json_object();
+        put(&b, o, "role", json_string(worker_role_name((enum worker_role)r)));
+        put(&b, o, "pid", json_integer(LOAD(s->pid)));
+        put(&b, o, "generation", num(LOAD(s->generation)));
+        put(&b, o, "state", json_string(worker_state_name((enum worker_state)LOAD(s->state))));
+        put(&b, o, "restarts", num(LOAD(s->restarts)));
+        u64 hb = LOAD(s->heartbeat_ms);
+        put(&b, o, "heartbeat_age_ms", hb == 0 ? json_null() : num(now > hb ? now - hb : 0));
+        if (json_array_append_new(workers, o) != 0) /* steals o, like put() */
+            b.failed = true;
+    }
+    put(&b, doc, "workers", workers);
+    return finish(&b, doc, len);
+}
