@@ -1,14 +1,15 @@
 /*
  * net/ingress.c — the ingress worker: the one process that talks to clients. It accepts TCP
- * connections on the listening socket the supervisor inherited to it, decodes and checks frames
+ * connections on the listening socket it inherits from the supervisor, decodes and checks frames
  * (net/proto.h), forwards writes to the sequencer (ring "write") and reads to the applier (ring
  * "read"), and delivers the answers that come back on rings "result" (applier) and "reject"
  * (sequencer) to the connection that asked, in the shape DESIGN.md §4 promises: committed,
  * definite rejection, or indefinite — never an indefinite flattened into a definite one.
  *
  * NOTES
- *   Initialization: everything is sized from the config and allocated in ing_setup, in the
- *   child after fork (the event base too: epoll does not survive fork): the connection table
+ *   Initialization: worker_enter first (as every role). Everything is sized from the config and
+ *   allocated in ing_setup, in the child after fork (the event base too: epoll does not survive
+ *   fork): the connection table
  *   (max_connections slots, each with a generation), the pending-request table (max_inflight)
  *   and the command-record pool (net/ingress_table.c), one frame buffer. The hot path does not
  *   call malloc (libevent's evbuffers manage their own chains).
@@ -28,6 +29,9 @@
  *   find the write ring full are rejected overloaded (definite: never sent). A RESUBMIT answer
  *   pushes the kept command again with MSG_TAG_FORCE_LOG. Reads and TICK take an entry and go on
  *   the read ring; METRICS and STATUS are answered at once from the segment (ingress_json.c).
+ *   Headers are checked against the protocol's 1 MiB limit (above: too_large, closes); a submit
+ *   between max_body (exactly a full batch) and that limit is batch_too_large, its body skipped
+ *   unread and the connection kept, as allocdb-protocol(7) promises for count > max_batch.
  *
  *   Answers nobody waits for are dropped: another ingress generation, a freed or reused entry
  *   (closing a connection frees its entries), a command already answered (timeout, worker
@@ -47,8 +51,9 @@
  *   reconnect cannot pile up dead connections; only a truncated frame is still answered.
  *
  *   Stop: on worker_should_stop/worker_draining, the listener is disabled (the inherited fd is
- *   never closed), reading stops, in-flight requests are waited for until shutdown_timeout_ms
- *   minus a flush budget, the rest is answered shutting_down, outputs are flushed, and
+ *   never closed), idle connections close, in-flight requests are waited for until
+ *   shutdown_timeout_ms minus a flush budget (a quarter, at most 1 s, so answers go out before
+ *   the supervisor's SIGKILL), the rest is answered shutting_down, outputs are flushed, and
  *   ingress_main returns 0.
  *
  *   Error reporting: ring corruption (RING_CORRUPT, or an entry of the wrong size) is logged

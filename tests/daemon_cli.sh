@@ -1,0 +1,207 @@
+#!/bin/bash
+# tests/daemon_cli.sh — the allocdb CLI against a real allocdbd (TAP).
+#
+# With tiny capacities every committed result code a client can cause is produced and checked
+# with its exit status; retries by operation id (from_retry_cache, operation_conflict); the
+# strict-read fence; automatic expiration (never early); garbage, oversize and truncated frames
+# and a connection flood leave the daemon and other clients unaffected; and allocdbd's start
+# refusals (unformatted, locked, metadata contradicting the WAL, corruption) with their exit
+# codes.
+set -u
+b="${top_builddir:-.}"
+allocdbd="$b/allocdbd"
+cli="$b/allocdb"
+n=0
+fails=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
+tmp=$(mktemp -d)
+sup=
+cleanup() {
+    [ -n "$sup" ] && kill -9 "$sup" 2>/dev/null
+    wait 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+log="$tmp/allocdbd.log"
+: > "$log"
+
+start_daemon() { # start_daemon DIR [OPTIONS]: background, wait for ready, set sup and addr
+    local dir=$1 from
+    shift
+    from=$(wc -l < "$log" 2>/dev/null || echo 0)
+    "$allocdbd" start --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" 2>>"$log" &
+    sup=$!
+    for _ in $(seq 1 200); do
+        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
+        if [ -n "$line" ]; then
+            addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
+            port=${addr##*:}
+            return 0
+        fi
+        kill -0 "$sup" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+stop_daemon() { kill -TERM "$sup"; wait "$sup"; local st=$?; sup=; return $st; }
+
+# run NAME WANT_EXIT PATTERN ARGS...: the CLI's exit status and output
+run() {
+    local name=$1 want=$2 pattern=$3
+    shift 3
+    out=$("$cli" --addr "$addr" "$@" 2>&1)
+    local got=$?
+    if [ "$got" -eq "$want" ] && printf '%s\n' "$out" | grep -q -- "$pattern"; then ok "$name"; else
+        not_ok "$name" "exit $got (want $want): $out"; fi
+}
+json_field() { printf '%s\n' "$out" | sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\).*/\1/p"; }
+
+echo "1..43"
+"$allocdbd" format --data-dir "$tmp/d" > /dev/null
+start_daemon "$tmp/d" --slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 \
+    --expiration-capacity 2 --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s \
+    --max-connections 4
+[ $? -eq 0 ] && ok "allocdbd starts" || not_ok "allocdbd starts" "$(tail -5 "$log")"
+
+run "create-resource: ok (exit 0)" 0 "committed: ok" create-resource 1
+run "create-resource again: already_exists (exit 1)" 1 "already_exists" create-resource 1
+for r in 2 3 4; do "$cli" --addr "$addr" create-resource $r > /dev/null; done
+run "a fifth resource: resource_table_full" 1 "resource_table_full" create-resource 5
+run "reserve an unknown resource: resource_not_found" 1 "resource_not_found" reserve 99 10 --ttl 10s
+run "reserve beyond max_ttl: ttl_out_of_range" 1 "ttl_out_of_range" reserve 1 10 --ttl 2h
+run "reserve: ok with a reservation id" 0 '"result":"ok"' --json reserve 1 10 --ttl 30s
+r1=$(json_field reservation_id)
+op1=$(json_field operation_id)
+run "a second holder: resource_busy" 1 "resource_busy" reserve 1 11 --ttl 30s
+run "retry with the same operation id: from_retry_cache, same reservation" 0 \
+    "\"reservation_id\":\"$r1\".*\"from_retry_cache\":true" --json --op-id "$op1" reserve 1 10 --ttl 30s
+run "same operation id, different command: operation_conflict" 1 "operation_conflict" \
+    --op-id "$op1" reserve 1 12 --ttl 30s
+run "confirm by another holder: holder_mismatch" 1 "holder_mismatch" confirm "$r1" 11
+run "confirm an unknown reservation: reservation_not_found" 1 "reservation_not_found" confirm 999999 10
+run "confirm: ok" 0 "committed: ok" confirm "$r1" 10
+run "confirm again (a new operation): invalid_state" 1 "invalid_state" confirm "$r1" 10
+run "get-resource: confirmed, points at the reservation" 0 "\"state\":\"confirmed\".*\"current_reservation_id\":\"$r1\"" \
+    --json get-resource 1
+run "get-resource unknown: not_found (exit 1)" 1 "not_found" get-resource 77
+run "a read fenced beyond the applied LSN: fence_not_applied, exit 3" 3 "fence_not_applied" \
+    --timeout 500ms get-resource 1 --min-lsn 999999
+run "reserve resource 2: ok" 0 '"result":"ok"' --json reserve 2 20 --ttl 30s
+r2=$(json_field reservation_id)
+run "reserve resource 3: ok" 0 '"result":"ok"' --json reserve 3 30 --ttl 30s
+r3=$(json_field reservation_id)
+run "a fourth reservation: reservation_table_full" 1 "reservation_table_full" reserve 4 40 --ttl 30s
+run "release the confirmed one: ok" 0 "committed: ok" release "$r1" 10
+sleep 1.3 # the history window (1 s) passes: the released reservation retires
+"$cli" --addr "$addr" tick > /dev/null
+run "pool room, but the expiration index is full: expiration_index_full" 1 "expiration_index_full" \
+    reserve 4 40 --ttl 30s
+run "confirm a retired reservation: reservation_retired" 1 "reservation_retired" confirm "$r1" 10
+run "get-reservation of a retired one: retired (exit 1)" 1 "retired" get-reservation "$r1"
+for i in $(seq 1 40); do
+    out=$("$cli" --addr "$addr" create-resource $((1000 + i)) 2>&1)
+    printf '%s\n' "$out" | grep -q operation_table_full && break
+done
+printf '%s\n' "$out" | grep -q operation_table_full && ok "a full dedupe table: operation_table_full" ||
+    not_ok "a full dedupe table: operation_table_full" "$out"
+run "tick: answered (exit 0)" 0 "slot" tick
+run "status: JSON with the LSNs" 0 '"applied_lsn"' status
+run "metrics: JSON" 0 '"durable_lsn"' metrics
+stop_daemon
+
+# Expiration, and the protocol's bad inputs, on a roomier node.
+start_daemon "$tmp/d" --slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 \
+    --expiration-capacity 2 --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s \
+    --max-connections 4 --dedupe-window-ms 1s
+sleep 1.2 # the operations of the first run leave the dedupe window
+"$cli" --addr "$addr" tick > /dev/null
+"$cli" --addr "$addr" release "$r2" 20 > /dev/null # room in the expiration index
+"$cli" --addr "$addr" release "$r3" 30 > /dev/null
+t0=$(date +%s%N)
+run "reserve with ttl 2s" 0 '"result":"ok"' --json reserve 4 50 --ttl 2s
+sleep 1.5
+run "1.5 s later it is still reserved (never early)" 0 '"state":"reserved"' --json get-resource 4
+while :; do
+    s=$("$cli" --addr "$addr" --json get-resource 4 2>/dev/null)
+    case $s in *'"state":"available"'*) break ;; esac
+    [ $(( ($(date +%s%N) - t0) / 1000000 )) -gt 10000 ] && break
+    sleep 0.02
+done
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+case $s in *'"state":"available"'*) [ "$ms" -ge 2000 ] && ok "expired on its own after ${ms} ms (ttl 2000 ms, slot 50 ms)" ||
+    not_ok "expired early: ${ms} ms" ;; *) not_ok "the reservation did not expire within 10 s" "$s" ;; esac
+
+frame_reply() { # frame_reply BYTES: sends raw bytes on a new connection, prints the reply in hex
+    exec 5<>"/dev/tcp/127.0.0.1/$port"
+    printf "$1" >&5
+    timeout 3 od -An -tx1 -N40 <&5 | tr -d ' \n'
+    exec 5>&-
+}
+hdr='\x41\x44\x42\x50\x01\x00'
+reply=$(frame_reply 'GARBAGE-GARBAGE-GARBAGE-GARBAGE!')
+[ "${reply:0:8}" = 41444250 ] && [ "${reply:12:2}" = ff ] && [ "${reply:64:4}" = 0100 ] &&
+    ok "garbage: an error frame (bad_frame), then close" || not_ok "garbage: error frame" "$reply"
+reply=$(frame_reply "$hdr"'\x02\x00\x01\x00\x00\x00\x00\x00\x00\x00\xff\xff\xff\x7f\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00')
+[ "${reply:12:2}" = ff ] && [ "${reply:64:4}" = 0300 ] && ok "oversize length: too_large before any allocation" ||
+    not_ok "oversize: error frame too_large" "$reply"
+reply=$(frame_reply "$hdr"'\x06\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xde\xad\xbe\xef')
+[ "${reply:12:2}" = ff ] && [ "${reply:64:4}" = 0200 ] && ok "bad checksum: bad_checksum" ||
+    not_ok "bad checksum: error frame" "$reply"
+exec 5<>"/dev/tcp/127.0.0.1/$port"; printf "$hdr"'\x02' >&5; exec 5>&- # truncated, then gone
+run "after garbage, oversize, bad checksum and truncated frames the daemon serves" 0 "found" get-resource 4
+exec 6<>"/dev/tcp/127.0.0.1/$port" 7<>"/dev/tcp/127.0.0.1/$port" 8<>"/dev/tcp/127.0.0.1/$port"
+sleep 0.2
+exec 9<>"/dev/tcp/127.0.0.1/$port" # the 4th is the limit; the CLI's is the 5th
+flood=$("$cli" --addr "$addr" --timeout 1s get-resource 4 2>&1)
+st=$?
+[ "$st" -ne 0 ] && ok "a connection beyond max_connections is refused (exit $st)" || not_ok "flood refused" "$flood"
+exec 10<>"/dev/tcp/127.0.0.1/$port"
+reply=$(timeout 3 od -An -tx1 -N40 <&10 | tr -d ' \n')
+[ "${reply:12:2}" = ff ] && [ "${reply:64:4}" = 0a00 ] && ok "... with the error too_many_connections" ||
+    not_ok "flood: too_many_connections frame" "$reply"
+exec 6>&- 7>&- 8>&- 9>&- 10>&-
+sleep 0.2
+run "the held connections close: service is back" 0 "found" get-resource 4
+grep -q ' ingress .*exited\| worker_exited role=ingress' "$log" && not_ok "the ingress never crashed" "$(grep worker_exited "$log")" ||
+    ok "the ingress never crashed"
+
+# Start refusals.
+"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e" &
+p=$!
+wait $p
+st=$?
+[ $st -eq 3 ] && grep -q "locked by another allocdbd" "$tmp/e" && ok "a second daemon on the same dir: exit 3, locked" ||
+    not_ok "a second daemon: locked" "exit $st: $(cat "$tmp/e")"
+stop_daemon
+[ $? -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0"
+mkdir "$tmp/empty"
+"$allocdbd" start --data-dir "$tmp/empty" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+st=$?
+[ $st -eq 2 ] && grep -q "not a formatted AllocDB data directory" "$tmp/e" && ok "an unformatted dir: exit 2" ||
+    not_ok "unformatted: exit 2" "exit $st: $(cat "$tmp/e")"
+"$allocdbd" format --data-dir "$tmp/d" 2>"$tmp/e"
+st=$?
+[ $st -ne 0 ] && grep -q "not empty" "$tmp/e" && ok "format refuses a non-empty dir" || not_ok "format non-empty" "$(cat "$tmp/e")"
+"$allocdbd" format --data-dir "$tmp/fresh" > /dev/null
+rm -rf "$tmp/fresh/meta" && cp -a "$tmp/d/meta" "$tmp/fresh/meta" # metadata from a dir with a longer WAL
+"$allocdbd" start --data-dir "$tmp/fresh" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+st=$?
+[ $st -eq 4 ] && grep -q "meta_contradicts_wal" "$tmp/e" && ok "metadata beyond the WAL: exit 4" ||
+    not_ok "meta contradicts wal: exit 4" "exit $st: $(tail -3 "$tmp/e")"
+seg=$(ls "$tmp/d"/wal-*.log | head -1)
+printf '\xff' | dd of="$seg" bs=1 seek=100 conv=notrunc 2>/dev/null # inside the first frame
+"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+st=$?
+[ $st -eq 5 ] && grep -q "wal_recovery_failed" "$tmp/e" && ok "a damaged WAL: exit 5, fail closed" ||
+    not_ok "damaged wal: exit 5" "exit $st: $(tail -3 "$tmp/e")"
+"$allocdbd" start --data-dir "$tmp/d" --slot-duration-ms 0 2>"$tmp/e"
+st=$?
+[ $st -eq 78 ] && grep -q "slot_duration_ms" "$tmp/e" && ok "an out-of-range flag: exit 78 naming the key" ||
+    not_ok "bad flag: exit 78" "exit $st: $(cat "$tmp/e")"
+"$allocdbd" start --data-dir "$tmp/d" --no-such-key 1 2>"$tmp/e"
+st=$?
+[ $st -eq 64 ] && ok "an unknown flag: exit 64" || not_ok "unknown flag: exit 64" "exit $st: $(cat "$tmp/e")"
+"$allocdbd" --version | grep -q "allocdbd [0-9]" && ok "--version" || not_ok "--version"
+"$allocdbd" --help | grep -q -- "--slot-duration-ms" && ok "--help lists every key as a flag" || not_ok "--help"
+[ "$fails" -eq 0 ]
