@@ -392,6 +392,9 @@ int main(int argc, char **argv)
             fprintf(stderr, "crash_load: FAIL %s\n", wk[c].first_failure);
         }
     }
+    for (u32 c = 0; c < connections; c++)
+        free(wk[c].ops);
+    free(wk);
     printf("crash_load: connections=%u writes=%u committed=%" PRIu64 " indefinite_retried=%" PRIu64
            " reconnects=%" PRIu64 " failures=%u ms=%" PRIu64 "\n",
            connections, 3 * per * connections, (u64)atomic_load(&committed_total), (u64)atomic_load(&indefinite_seen),
