@@ -506,9 +506,9 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
 {
     proc_title_init(argc, argv);
     log_init("supervisor", cfg->log_level);
-    struct sup *s = calloc(1, sizeof(*s));
-    if (s == NULL)
-        return ADBD_EXIT_OSERR;
+    static struct sup one; /* one supervisor per process: nothing to free on any exit path */
+    struct sup *s = &one;
+    memset(s, 0, sizeof(*s));
     s->cfg = cfg;
     s->listen_fd = s->admin_fd = s->lock_fd = -1;
     s->stop_role = -1;
@@ -589,6 +589,5 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     if (s->admin_fd >= 0)
         close(s->admin_fd);
     close(s->lock_fd);
-    free(s);
     return code;
 }
