@@ -222,7 +222,12 @@ static int answer_retries(struct app *a, bool *blocked)
 
 static u32 propose_expirations(struct app *a, u64 slot)
 {
-    u32 n = sm_due_expirations(&a->sm, slot, a->due, a->due_max);
+    /* Due means the deadline slot has *ended*: the reservation's first slot had already begun
+     * when it was stamped, so expiring at the start of the deadline slot could cut up to one
+     * slot off the TTL in wall-clock time. One slot later, a client's TTL always holds in full. */
+    if (slot == 0)
+        return 0;
+    u32 n = sm_due_expirations(&a->sm, slot - 1, a->due, a->due_max);
     u32 sent = 0;
     for (u32 i = 0; i < n; i++) {
         struct msg_expire *m = ring_claim(a->seg->expire);

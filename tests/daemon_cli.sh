@@ -57,7 +57,7 @@ run() {
 }
 json_field() { printf '%s\n' "$out" | sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
-echo "1..43"
+echo "1..49"
 "$allocdbd" format --data-dir "$tmp/d" > /dev/null
 start_daemon "$tmp/d" --slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 \
     --expiration-capacity 2 --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s \

@@ -137,6 +137,7 @@ struct seq {
     u64 last_slot;
     u64 published_before; /* restart: frames above it are published after open */
     u64 meta_commit, meta_at_ms;
+    u64 meta_snapshot; /* snapshot anchor recorded in the metadata */
     u64 pruned_below;
     bool notify_reject, notify_retry;
 };
@@ -266,11 +267,20 @@ static void maintenance(struct seq *q)
     u64 durable = q->wal.durable_lsn;
     u64 now = mono_ms();
     if (q->meta != NULL && durable > q->meta_commit && now - q->meta_at_ms >= SEQ_META_INTERVAL_MS) {
-        char why[256];
+        char why[256] = "";
         if (meta_advance_commit(q->meta, durable, why, sizeof(why)) == 0)
             q->meta_commit = durable;
         else
             log_warn("meta_commit_failed", "reason=\"%s\"", why);
+        /* The snapshot anchor follows the applier's newest durable snapshot (never past the
+         * commit point, which the metadata's invariants require). */
+        u64 snap = atomic_load_explicit(&q->seg->app->snapshot_lsn, memory_order_acquire);
+        if (snap > q->meta_snapshot && snap <= q->meta_commit) {
+            if (meta_set_snapshot(q->meta, snap, why, sizeof(why)) == 0)
+                q->meta_snapshot = snap;
+            else
+                log_warn("meta_snapshot_failed", "reason=\"%s\"", why);
+        }
         q->meta_at_ms = now;
     }
     u64 prune = atomic_load_explicit(&q->seg->app->prune_below_lsn, memory_order_acquire);
@@ -338,6 +348,7 @@ static int open_all(struct seq *q)
     atomic_store(&q->seg->seq->cluster_id_hi, U128_HI(rec.cluster_id));
     atomic_store(&q->seg->seq->replica_id, rec.replica_id);
     q->meta_commit = rec.commit_lsn;
+    q->meta_snapshot = rec.snapshot_lsn;
 
     q->published_before = atomic_load(&q->seg->seq->published_lsn);
     bool first_start = atomic_load(&q->seg->workers[ROLE_SEQUENCER].restarts) == 0 &&
