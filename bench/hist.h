@@ -3,13 +3,13 @@
  *
  * Values are nanoseconds. Each power of two is split into HIST_SUB linear buckets, so a bucket
  * is at most 1/128 (0.8%) of its values wide; values below HIST_SUB ns are exact. Recording is a
- * count-leading-zeros and an increment, no allocation; the range covers 1 ns to 2^36 ns (about
- * 68.7 s), larger values land in the last bucket (max keeps the true value).
+ * count-leading-zeros and an increment, no allocation; the range covers 0 to 2^37 ns (about
+ * 137 s), larger values land in the last bucket (max keeps the true value). 31 KiB.
  *
  * NOTES
  *   Percentiles report the upper bound of the bucket that holds them (like HdrHistogram's
- *   highest equivalent value), capped by the largest recorded value, so a figure is never
- *   below the true one by more than the bucket width and never above the maximum.
+ *   highest equivalent value), capped by the largest recorded value: a figure is never below
+ *   the true one, above it by at most a bucket's width (0.8%), and never above the maximum.
  */
 #ifndef ADB_BENCH_HIST_H
 #define ADB_BENCH_HIST_H
@@ -18,7 +18,7 @@
 
 #define HIST_SUB_BITS 7
 #define HIST_SUB (1u << HIST_SUB_BITS)
-#define HIST_MAX_BIT 36 /* values >= 2^36 ns share the last bucket */
+#define HIST_MAX_BIT 36 /* the highest bucketed power of two: values >= 2^37 ns share the last bucket */
 #define HIST_BUCKETS ((HIST_MAX_BIT - HIST_SUB_BITS + 2) * HIST_SUB)
 
 struct hist {

@@ -148,6 +148,7 @@ struct conn {
     struct cand_result *cand_res;
     u32 cand_count, cand_issued, cand_inflight;
     u8 cand_state;
+    u64 submits, resends; /* measured phase: keeps resends at --resend-percent of submits */
 };
 
 struct counts {
@@ -867,11 +868,12 @@ static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_w
             s[n] = (struct sent){ SM_CMD_RELEASE, R_CLEANUP };
         }
     } else if (o->workload == W_RETRY && c->cand_state == CAND_READY && c->cand_issued < CAND_USES &&
-               c->cand_count <= max && splitmix_next(&b->rng) % 100 < o->resend_percent) {
+               c->cand_count <= max && (c->resends + 1) * 100 <= o->resend_percent * (c->submits + 1)) {
         memcpy(p, c->cand, (size_t)PROTO_COMMAND_SIZE * c->cand_count);
         for (; n < c->cand_count; n++)
             s[n] = (struct sent){ c->cand[(size_t)n * PROTO_COMMAND_SIZE], R_RESEND };
         r->resend = 1;
+        c->resends++;
         c->cand_issued++;
         c->cand_inflight++;
     } else {
@@ -897,6 +899,7 @@ static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_w
         }
     }
     proto_put_submit_prefix(frame + PROTO_HEADER_SIZE, n);
+    c->submits += b->phase == PH_RUN;
     c->seq++;
     r->id = (c->seq << 16) | slot;
     c->out_len += proto_frame_finish(frame, c->out_cap - c->out_len, PROTO_SUBMIT, r->id,

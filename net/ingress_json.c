@@ -191,6 +191,8 @@ char *ing_metrics_json(struct segment *seg, size_t *len)
 {
     struct jb b = { false };
     json_t *doc = json_object();
+    put(&b, doc, "dedupe_window_ms", num(seg->hdr->dedupe_window_ms));
+    put(&b, doc, "operation_capacity", num(seg->hdr->operation_capacity));
     put(&b, doc, "sequencer", sequencer_metrics(&b, seg->seq));
     put(&b, doc, "applier", applier_metrics(&b, seg->app));
     put(&b, doc, "ingress", ingress_metrics(&b, seg->ing));
@@ -230,6 +232,9 @@ char *ing_status_json(struct segment *seg, size_t *len)
     put(&b, doc, "applied_lsn", num(LOAD(seg->app->applied_lsn)));
     put(&b, doc, "sequenced_lsn", num(LOAD(seg->seq->sequenced_lsn)));
     put(&b, doc, "halted", json_boolean(LOAD(seg->seq->halted) != 0));
+    put(&b, doc, "slot_duration_ms", num(seg->hdr->slot_duration_ms));
+    put(&b, doc, "dedupe_window_ms", num(seg->hdr->dedupe_window_ms));
+    put(&b, doc, "operation_capacity", num(seg->hdr->operation_capacity));
     put(&b, doc, "shutting_down", json_boolean(LOAD(seg->hdr->shutting_down) != 0));
     u64 started = seg->hdr->started_wall_ms, wall = wall_ms();
     put(&b, doc, "uptime_ms", num(wall > started ? wall - started : 0));

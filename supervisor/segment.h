@@ -138,6 +138,10 @@ struct segment_header {
     u64 started_wall_ms;
     u32 ring_capacity;
     u32 shared_log_capacity;
+    /* Config every client report must state (DESIGN.md §2: the dedupe trade-off). */
+    u64 slot_duration_ms;
+    u64 dedupe_window_ms;
+    u32 operation_capacity;
 } __attribute__((aligned(64)));
 
 /* One entry of the shared log: a WAL frame exactly as written to disk, plus the tag of the

@@ -10,9 +10,11 @@
  * others untouched); batch_too_large keeps the connection; max_connections; idle and header
  * (slowloris) timeouts; request timeout -> indefinite timeout; sequencer restart ->
  * worker_restarted, applier restart -> unavailable for reads only; RESUBMIT re-pushes the kept
- * command with FORCE_LOG; late, foreign and stale answers dropped; a half-closed client still
- * gets its answers; a full write ring rejects the rest of a batch as overloaded and pauses
- * reading; SIGTERM drains; metrics and status are JSON.
+ * command with FORCE_LOG; late, foreign and stale answers dropped; a connection closed by the
+ * client or the server drops its requests; a full write ring rejects the rest of a batch as
+ * overloaded and pauses reading; a slow reader is stopped at the output watermark and then
+ * served in order; SIGTERM and the daemon's drain flag drain; metrics and status are JSON; a
+ * corrupt result ring is fatal; the pending/record tables (buddy allocator, generations).
  */
 #include "config.h"
 
