@@ -34,6 +34,7 @@
 #include "net/proto.h"
 #include "replica/index.h"
 #include "replica/meta.h"
+#include "replica/snapshot.h"
 #include "supervisor/log.h"
 #include "supervisor/worker.h"
 #include "wal/command.h"
@@ -328,6 +329,14 @@ static int commit_batch(struct seq *q)
     return 0;
 }
 
+static int newest_snapshot(void *ctx, const char *name)
+{
+    u64 lsn, *newest = ctx;
+    if (snapshot_parse_name(name, &lsn) && lsn > *newest)
+        *newest = lsn;
+    return 0;
+}
+
 static int open_all(struct seq *q)
 {
     const struct config *cfg = q->w->cfg;
@@ -355,9 +364,19 @@ static int open_all(struct seq *q)
                        ring_head(q->seg->shlog) == 0;
     if (first_start)
         q->published_before = UINT64_MAX; /* the applier recovers these from disk itself */
+    /* Only the WAL after the newest snapshot is read: the applier starts from a snapshot, and
+     * the retry cache is only a shortcut (older retries are logged and answered by the state
+     * machine's record). Whole segments before it are not even opened, so a restart costs the
+     * tail, not the whole log. Everything not yet published is after it: published >= applied
+     * >= any snapshot. */
+    u64 snap = 0;
+    (void)io_posix.ops->list_dir(&io_posix, cfg->data_dir, newest_snapshot, &snap);
+    if (!first_start && snap > q->published_before)
+        snap = q->published_before;
     struct wal_log_options opt = { .segment_bytes = cfg->wal_segment_bytes };
     struct wal_open_report rep;
-    rc = wal_log_open(&q->wal, &io_posix, cfg->data_dir, &opt, 0, replay_frame, q, &rep, why, sizeof(why));
+    rc = wal_log_open(&q->wal, &io_posix, cfg->data_dir, &opt, snap == 0 ? 0 : snap + 1, replay_frame, q, &rep,
+                      why, sizeof(why));
     if (rc != 0) {
         log_error("wal_recovery_failed", "errno=%d reason=\"%s\"", -rc, why);
         return WORKER_EXIT_FATAL;
