@@ -182,6 +182,8 @@ static int apply_log(struct app *a, int *rc)
         }
         ring_release_at(seg->shlog, SHLOG_APPLIER);
         n++;
+        if ((n & 63) == 0) /* a long batch (a debug build checks invariants per apply) is not a hang */
+            worker_heartbeat(a->w);
     }
     return n;
 }

@@ -199,7 +199,17 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
-        printf("allocdbd %s\n", PACKAGE_VERSION);
+        /* Build features, so tests can size their loads (a debug build checks every invariant
+         * after every apply: its cost grows with the table capacities). */
+        char features[32] = "";
+#ifdef ADB_DEBUG
+        strcat(features, " debug");
+#endif
+#ifdef __SANITIZE_ADDRESS__
+        strcat(features, " asan");
+#endif
+        printf("allocdbd %s%s%s%s\n", PACKAGE_VERSION, features[0] ? " (" : "", features[0] ? features + 1 : "",
+               features[0] ? ")" : "");
         return 0;
     }
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {

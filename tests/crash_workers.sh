@@ -39,9 +39,16 @@ addr=127.0.0.1:0
 # 30,000 writes per scenario (at least 10,000 are required), so the load outlasts the kills;
 # a test checks that every kill landed while it ran.
 writes=${CRASH_WRITES:-30000}
+caps=(--resource-capacity 65536 --reservation-capacity 65536 --operation-capacity 262144)
+if "$allocdbd" --version | grep -q debug; then
+    # A debug build checks every state-machine invariant after every apply, at a cost that
+    # grows with the capacities: the minimum load (10,000 writes) on tables just big enough.
+    writes=${CRASH_WRITES:-10000}
+    caps=(--resource-capacity 32768 --reservation-capacity 32768 --operation-capacity 65536)
+fi
 
 # The dedupe window covers a whole scenario (the client retries every write at the end).
-opts=(--resource-capacity 65536 --reservation-capacity 65536 --operation-capacity 262144 --dedupe-window-ms 10m
+opts=("${caps[@]}" --dedupe-window-ms 10m
       --ring-capacity 4096 --shared-log-capacity 4096 --wal-segment-bytes 1M
       --checkpoint-interval-ms 300 --checkpoint-min-entries 1000
       --heartbeat-timeout-ms 1000 --request-timeout-ms 2000 --shutdown-timeout-ms 3000
