@@ -68,27 +68,10 @@ static enum wal_frame_status check_input(const uint8_t *data, size_t size)
     return s;
 }
 
-/* The input with its crc field recomputed, in an exactly-sized buffer; NULL if it has no
- * complete header or its declared payload is over the limit or not all there. */
-static u8 *resealed(const uint8_t *data, size_t size)
-{
-    if (size < WAL_FRAME_HEADER_SIZE)
-        return NULL;
-    u32 payload_len = le_get_u32(data + OFF_LEN);
-    if (payload_len > WAL_PAYLOAD_MAX || payload_len > size - WAL_FRAME_HEADER_SIZE)
-        return NULL;
-    u8 *copy = malloc(size);
-    FUZZ_CHECK(copy != NULL);
-    memcpy(copy, data, size);
-    u32 crc = crc32c(crc32c(0, copy, OFF_CRC), copy + WAL_FRAME_HEADER_SIZE, payload_len);
-    le_put_u32(copy + OFF_CRC, crc);
-    return copy;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_input(data, size);
-    u8 *copy = resealed(data, size);
+    u8 *copy = fuzz_resealed(data, size, WAL_FRAME_HEADER_SIZE, OFF_LEN, OFF_CRC, WAL_PAYLOAD_MAX);
     if (copy != NULL) {
         FUZZ_CHECK(check_input(copy, size) != WAL_FRAME_BAD_CHECKSUM);
         free(copy);

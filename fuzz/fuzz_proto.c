@@ -260,27 +260,10 @@ static enum proto_status check_input(const uint8_t *data, size_t size)
     return c;
 }
 
-/* The input with its crc recomputed, in an exactly-sized buffer; NULL if it has no complete
- * header or its declared body is over the limit or not all there. */
-static u8 *resealed(const uint8_t *data, size_t size)
-{
-    if (size < PROTO_HEADER_SIZE)
-        return NULL;
-    u32 body_len = le_get_u32(data + OFF_BODY_LEN);
-    if (body_len > PROTO_BODY_MAX || body_len > size - PROTO_HEADER_SIZE)
-        return NULL;
-    u8 *copy = malloc(size);
-    FUZZ_CHECK(copy != NULL);
-    memcpy(copy, data, size);
-    u32 crc = crc32c(crc32c(0, copy, OFF_CRC), copy + PROTO_HEADER_SIZE, body_len);
-    le_put_u32(copy + OFF_CRC, crc);
-    return copy;
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     check_input(data, size);
-    u8 *copy = resealed(data, size);
+    u8 *copy = fuzz_resealed(data, size, PROTO_HEADER_SIZE, OFF_BODY_LEN, OFF_CRC, PROTO_BODY_MAX);
     if (copy != NULL) {
         enum proto_status s = check_input(copy, size);
         FUZZ_CHECK(s == PROTO_OK || s == PROTO_SHORT);
