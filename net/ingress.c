@@ -1038,6 +1038,8 @@ static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t c
 static void conn_refuse(struct ingress *ing, int fd, const char *peer)
 {
     static const char msg[] = "too many connections";
+    /* Counted before the client can see the refusal, so the counter never lags the frame. */
+    ctr_add(&ing->seg->ing->connections_refused, 1);
     u8 buf[PROTO_HEADER_SIZE + 8 + sizeof(msg)];
     u32 body = proto_put_error(buf + PROTO_HEADER_SIZE, PROTO_ERR_TOO_MANY_CONNECTIONS, msg, sizeof(msg) - 1);
     size_t n = proto_frame_finish(buf, sizeof(buf), PROTO_ERROR, 0, body);
@@ -1045,7 +1047,6 @@ static void conn_refuse(struct ingress *ing, int fd, const char *peer)
     (void)sent;
     shutdown(fd, SHUT_WR);
     close(fd);
-    ctr_add(&ing->seg->ing->connections_refused, 1);
     log_debug("conn_refused", "peer=%s open=%u max_connections=%u", peer, ing->conn_open, ing->conn_cap);
 }
 
