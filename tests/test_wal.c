@@ -568,7 +568,8 @@ END_TEST
  * every possible number of mutating I/O operations and a torn power loss. Recovery must never
  * fail, must hold every acknowledged entry, and nothing but a prefix of what was appended.
  */
-START_TEST(test_crash_at_every_step)
+/* The workload below, optionally preparing the next segment between batches (the spare). */
+static void crash_at_every_step(bool spare)
 {
     u64 points = 0;
     for (u64 k = 0;; k++) {
@@ -588,6 +589,8 @@ START_TEST(test_crash_at_every_step)
                 rc = wal_log_commit(&w);
             if (rc == 0)
                 acked = ex->count;
+            if (rc == 0 && spare)
+                rc = wal_log_prepare(&w, SMALL_SEGMENT / 3); /* a slice per batch */
         }
         bool crashed = io_fault_crashed(fs);
         wal_log_close(&w);
@@ -610,6 +613,48 @@ START_TEST(test_crash_at_every_step)
             break; /* the whole workload ran: every crash point has been tried */
     }
     ck_assert_uint_gt(points, 20);
+}
+
+START_TEST(test_crash_at_every_step)
+{
+    crash_at_every_step(false);
+}
+END_TEST
+
+START_TEST(test_crash_at_every_step_with_a_spare)
+{
+    crash_at_every_step(true);
+}
+END_TEST
+
+/* A prepared spare becomes the next segment: the roll renames it (no new file is created and
+ * filled on the commit path), and the log reads back across it. */
+START_TEST(test_spare_becomes_the_next_segment)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    char spare[WAL_PATH_MAX];
+    snprintf(spare, sizeof(spare), "%s/%s", DIR, WAL_SPARE_NAME);
+    for (int i = 0; i < 3 && !w.spare_ready; i++)
+        ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT / 2), 0);
+    ck_assert(w.spare_ready);
+    ck_assert(io_fault_exists(fs, spare));
+    u32 before = w.segment_count;
+    while (w.segment_count == before)
+        ck_assert_int_eq(append_n(&w, 1), 0);
+    ck_assert(!w.spare_ready);
+    ck_assert(!io_fault_exists(fs, spare)); /* renamed into place */
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT / 2), 0); /* the next one, half done */
+    wal_log_close(&w);
+    ck_assert(io_fault_exists(fs, spare));
+    open_ok(&w, &rep, &s); /* an unfinished spare is removed at open */
+    ck_assert(!io_fault_exists(fs, spare));
+    ck_assert_uint_eq(s.frames, ex->count);
+    ck_assert_uint_eq(rep.segments, before + 1);
+    wal_log_close(&w);
 }
 END_TEST
 
@@ -673,6 +718,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_eio_on_write_halts);
     tcase_add_test(tc, test_eio_on_sync_halts_and_recovers_acked);
     tcase_add_test(tc, test_crash_at_every_step);
+    tcase_add_test(tc, test_crash_at_every_step_with_a_spare);
+    tcase_add_test(tc, test_spare_becomes_the_next_segment);
     tcase_add_test(tc, test_prune_keeps_needed_segments);
     suite_add_tcase(s, tc);
     return s;

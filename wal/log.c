@@ -255,6 +255,11 @@ static int zero_tail(struct io *io, const char *path, u64 off, u64 end)
     return rc;
 }
 
+static bool spare_path(const struct wal_log *w, char *out, size_t cap)
+{
+    return io_path(out, cap, w->dir, WAL_SPARE_NAME);
+}
+
 struct open_state {
     u8 *buf;
     u64 cap;
@@ -397,6 +402,7 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     memset(rep, 0, sizeof(*rep));
     w->io = io;
     w->fd = -1;
+    w->spare_fd = -1;
     options_resolve(&w->opt, opt);
     if (snprintf(w->dir, sizeof(w->dir), "%s", dir) >= (int)sizeof(w->dir)) {
         why_set(why, why_len, "%s: path too long", dir);
@@ -450,6 +456,9 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     }
     if (w->opt.read_only)
         return 0;
+    char spare[WAL_PATH_MAX];
+    if (spare_path(w, spare, sizeof(spare)))
+        (void)io->ops->unlink(io, spare); /* an unfinished spare from before: prepared again */
     return activate(w, why, why_len);
 }
 
@@ -458,6 +467,10 @@ void wal_log_close(struct wal_log *w)
     if (w->fd >= 0)
         w->io->ops->close(w->io, w->fd);
     w->fd = -1;
+    if (w->spare_fd >= 0) /* the file stays; the next open removes it */
+        w->io->ops->close(w->io, w->spare_fd);
+    w->spare_fd = -1;
+    w->spare_ready = false;
     free(w->batch);
     w->batch = NULL;
 }
@@ -507,6 +520,77 @@ int wal_log_commit(struct wal_log *w)
 }
 
 /* Seals the active segment (everything in it synced) and starts the next one. */
+/* ---- the spare segment ------------------------------------------------------------------ */
+/*
+ * Creating a segment writes and syncs its whole capacity (64 MiB: about 100 ms here), which on
+ * the commit path stalls every writer. So the owner prepares the next one ahead, a slice at a
+ * time between batches (wal_log_prepare): WAL_SPARE_NAME is zero-filled and synced slice by
+ * slice. A roll then only writes the header into it, syncs one page, renames it to its segment
+ * name and syncs the directory. A crash before the rename leaves only the spare, which open
+ * removes; after it, a frameless newest segment, which recovery already removes.
+ */
+
+int wal_log_prepare(struct wal_log *w, u64 budget_bytes)
+{
+    if (w->halted)
+        return -EIO;
+    if (w->spare_ready || budget_bytes == 0 || w->opt.read_only)
+        return 0;
+    char path[WAL_PATH_MAX];
+    if (!spare_path(w, path, sizeof(path)))
+        return -ENAMETOOLONG;
+    int rc;
+    if (w->spare_fd < 0) {
+        rc = w->io->ops->open(w->io, path, IO_WRITE | IO_CREATE | IO_EXCL, &w->spare_fd);
+        if (rc != 0)
+            return halt(w, rc, "WAL spare create");
+        w->spare_written = 0;
+    }
+    static const u8 zeros[64 * 1024];
+    u64 cap = w->opt.segment_bytes, end = w->spare_written + budget_bytes;
+    if (end > cap)
+        end = cap;
+    while (w->spare_written < end) {
+        u64 n = end - w->spare_written < sizeof(zeros) ? end - w->spare_written : sizeof(zeros);
+        rc = io_write_all(w->io, w->spare_fd, zeros, n, w->spare_written);
+        if (rc != 0)
+            return halt(w, rc, "WAL spare write");
+        w->spare_written += n;
+    }
+    /* Each slice is synced as it goes, so no single call flushes the whole file. */
+    rc = w->spare_written == cap ? w->io->ops->fsync(w->io, w->spare_fd) : w->io->ops->datasync(w->io, w->spare_fd);
+    if (rc != 0)
+        return halt(w, rc, "WAL spare sync");
+    w->spare_ready = w->spare_written == cap;
+    return 0;
+}
+
+/* Turns the prepared spare into the segment h describes; on success *fd_out is open on it. */
+static int spare_take(struct wal_log *w, const struct wal_segment_header *h, int *fd_out)
+{
+    char from[WAL_PATH_MAX], name[64], to[WAL_PATH_MAX];
+    if (!spare_path(w, from, sizeof(from)) || !wal_segment_name(name, sizeof(name), h->first_lsn) ||
+        !io_path(to, sizeof(to), w->dir, name))
+        return -ENAMETOOLONG;
+    ADB_ASSERT(h->capacity == w->spare_written);
+    u8 header[WAL_SEGMENT_HEADER_SIZE];
+    wal_segment_header_encode(header, h);
+    int rc = io_write_all(w->io, w->spare_fd, header, sizeof(header), 0);
+    if (rc == 0)
+        rc = w->io->ops->datasync(w->io, w->spare_fd);
+    if (rc == 0)
+        rc = w->io->ops->rename(w->io, from, to);
+    if (rc == 0)
+        rc = w->io->ops->sync_dir(w->io, w->dir);
+    if (rc != 0)
+        return rc;
+    *fd_out = w->spare_fd;
+    w->spare_fd = -1;
+    w->spare_ready = false;
+    w->spare_written = 0;
+    return 0;
+}
+
 static int roll(struct wal_log *w)
 {
     if (w->segment_count == WAL_SEGMENTS_MAX)
@@ -517,10 +601,16 @@ static int roll(struct wal_log *w)
     struct wal_segment_header h = { .first_lsn = w->cur.next_lsn, .prev_slot = w->cur.last_slot,
                                     .prev_crc = w->cur.prev_crc, .capacity = w->opt.segment_bytes };
     int fd;
-    char why[WAL_PATH_MAX + 64];
-    rc = segment_create(w->io, w->dir, &h, &fd, why, sizeof(why));
-    if (rc != 0)
-        return halt(w, rc, "WAL segment create");
+    if (w->spare_ready) {
+        rc = spare_take(w, &h, &fd);
+        if (rc != 0)
+            return halt(w, rc, "WAL segment from the spare");
+    } else {
+        char why[WAL_PATH_MAX + 64];
+        rc = segment_create(w->io, w->dir, &h, &fd, why, sizeof(why));
+        if (rc != 0)
+            return halt(w, rc, "WAL segment create");
+    }
     w->io->ops->close(w->io, w->fd);
     w->fd = fd;
     w->segments[w->segment_count++].first_lsn = h.first_lsn;

@@ -42,6 +42,7 @@
 #define WAL_BATCH_BYTES_DEFAULT (1u << 20)
 #define WAL_SEGMENTS_MAX 4096 /* segments tracked at once; a checkpoint prunes them */
 #define WAL_PATH_MAX 4096
+#define WAL_SPARE_NAME "wal-spare.tmp" /* the next segment, prepared ahead (wal_log_prepare) */
 
 struct wal_log_options {
     u64 segment_bytes; /* capacity of new segments (0 = default); WAL_SEGMENT_BYTES_MIN..MAX */
@@ -91,6 +92,10 @@ struct wal_log {
     u32 last_frame_len;    /* size of the frame the last append encoded (at the batch's end) */
     u64 batch_offset;      /* file offset of batch[0] */
 
+    int spare_fd;          /* the next segment being prepared (WAL_SPARE_NAME), -1 if none */
+    u64 spare_written;     /* bytes of it zero-filled and synced */
+    bool spare_ready;      /* complete: the next roll uses it */
+
     bool halted;
     int halt_errno;
     char halt_reason[256];
@@ -134,6 +139,14 @@ static inline const u8 *wal_log_last_frame(const struct wal_log *w, u32 *len)
 
 /* Writes everything appended and syncs once. 0 or a negative errno (log halted). */
 int wal_log_commit(struct wal_log *w);
+
+/*
+ * Prepares the next segment ahead of time, at most budget_bytes per call (zero-fill and sync a
+ * slice of WAL_SPARE_NAME), so a roll costs a header write and two small syncs instead of
+ * creating and syncing a whole segment on the commit path. The owner calls it between batches.
+ * 0, or a negative errno (the log is halted, as for any write error).
+ */
+int wal_log_prepare(struct wal_log *w, u64 budget_bytes);
 
 /* Removes whole segments holding only LSNs below keep_from_lsn (never the active one). */
 int wal_log_prune(struct wal_log *w, u64 keep_from_lsn, u32 *removed /* OUT */);

@@ -49,6 +49,7 @@
 
 #define SEQ_BATCH_MAX 16384 /* entries per fsync at most */
 #define SEQ_META_INTERVAL_MS 1000
+#define SEQ_SPARE_SLICE (1u << 20) /* next segment prepared 1 MiB per loop: a few ms, never 100 */
 
 /* ---- retry cache: operation id -> (fingerprint, lsn), FIFO by slot ------------------------ */
 
@@ -490,6 +491,9 @@ int sequencer_main(const struct worker_ctx *w)
             ring_notify(seg->reject);
             q->notify_reject = false;
         }
+        rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
+        if (rc != 0)
+            return storage_failed(q, rc);
         maintenance(q);
         if (ring_has(seg->write, 0) || ring_has(seg->expire, 0))
             continue;
