@@ -63,6 +63,7 @@
 #include "config.h"
 
 #include "net/ingress_internal.h"
+#include "net/admin.h"
 
 #include "common/assert.h"
 #include "common/le.h"
@@ -130,6 +131,7 @@ struct ingress {
 
     struct event_base *base;
     struct event *ev_accept, *ev_bell, *ev_tick;
+    struct evhttp *admin; /* /metrics, /status, /health on the admin socket (net/admin.c) */
     bool accepting;
     u64 accept_retry_ms;
 
@@ -1489,6 +1491,8 @@ static void ing_teardown(struct ingress *ing)
         event_free(ing->ev_bell);
     if (ing->ev_tick != NULL)
         event_free(ing->ev_tick);
+    if (ing->admin != NULL)
+        evhttp_free(ing->admin);
     if (ing->base != NULL)
         event_base_free(ing->base);
     ing_table_free(&ing->t);
@@ -1558,6 +1562,9 @@ static int ing_setup(struct ingress *ing, const struct worker_ctx *w)
         log_error("ingress_setup_failed", "call=event_new/event_add");
         return WORKER_EXIT_CRASH;
     }
+    ing->admin = admin_start(ing->base, w->admin_fd, ing->seg);
+    if (w->admin_fd >= 0 && ing->admin == NULL)
+        log_warn("admin_http_failed", "call=evhttp_accept_socket"); /* clients are still served */
     ing->accepting = true;
     return 0;
 }

@@ -37,6 +37,7 @@ start_daemon() { # start_daemon DIR [OPTIONS]: background, wait for ready, set s
         if [ -n "$line" ]; then
             addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
             port=${addr##*:}
+            admin_port=$(printf '%s\n' "$line" | sed -n 's/.* admin_listen=[^ ]*:\([0-9]*\).*/\1/p')
             return 0
         fi
         kill -0 "$sup" 2>/dev/null || return 1
@@ -57,7 +58,7 @@ run() {
 }
 json_field() { printf '%s\n' "$out" | sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
-echo "1..49"
+echo "1..55"
 "$allocdbd" format --data-dir "$tmp/d" > /dev/null
 start_daemon "$tmp/d" --slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 \
     --expiration-capacity 2 --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s \
@@ -108,6 +109,46 @@ printf '%s\n' "$out" | grep -q operation_table_full && ok "a full dedupe table: 
 run "tick: answered (exit 0)" 0 "slot" tick
 run "status: JSON with the LSNs" 0 '"applied_lsn"' status
 run "metrics: JSON" 0 '"durable_lsn"' metrics
+
+# The admin HTTP endpoint. /metrics must pass a strict text-exposition check: HELP and TYPE
+# once per family and before its samples, valid names, labels and values, histograms whole.
+http_get() { # http_get PATH: the raw HTTP response
+    exec 5<>"/dev/tcp/127.0.0.1/$admin_port"
+    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&5
+    timeout 3 cat <&5
+    exec 5>&-
+}
+resp=$(http_get /metrics)
+body=$(printf '%s\n' "$resp" | tr -d '\r' | sed '1,/^$/d')
+printf '%s\n' "$resp" | head -1 | grep -q ' 200 ' && ok "admin /metrics: 200" || not_ok "admin /metrics: 200" "$(printf '%s\n' "$resp" | head -3)"
+problems=$(printf '%s\n' "$body" | awk '
+    function fam(n) { sub(/_(bucket|sum|count)$/, "", n); return n }
+    /^# HELP / { if (help[$3]++) print "duplicate HELP " $3; next }
+    /^# TYPE / { if (type[$3] != "") print "duplicate TYPE " $3
+                 if ($4 !~ /^(counter|gauge|histogram|summary|untyped)$/) print "bad type " $0
+                 if (!help[$3]) print "TYPE before HELP " $3
+                 type[$3] = $4; next }
+    /^#/ || /^$/ { next }
+    { if ($0 !~ /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"]*")*\})? [-+]?([0-9.]+([eE][-+]?[0-9]+)?|Inf|NaN)$/) { print "bad sample: " $0; next }
+      name = $1; sub(/\{.*/, "", name)
+      f = (name in type) ? name : fam(name)
+      if (!(f in type)) print "sample before its TYPE: " $0
+      else if (f != name && type[f] != "histogram") print "suffix on a non-histogram: " $0
+      n++ }
+    END { if (n < 40) print "only " n " samples" }')
+[ -z "$problems" ] && ok "admin /metrics: valid Prometheus text exposition ($(printf '%s\n' "$body" | grep -vc '^#') samples)" ||
+    not_ok "admin /metrics: exposition format" "$problems"
+printf '%s\n' "$body" | grep -q '^allocdb_results_total{result="resource_busy"} [1-9]' &&
+    printf '%s\n' "$body" | grep -q '^allocdb_fsync_duration_microseconds_bucket{le="+Inf"} [1-9]' &&
+    ok "admin /metrics: results by code and the fsync histogram" || not_ok "admin /metrics: content" "$body"
+resp=$(http_get /health)
+printf '%s\n' "$resp" | head -1 | grep -q ' 200 ' && printf '%s\n' "$resp" | grep -q '^ok' &&
+    ok "admin /health: 200 ok" || not_ok "admin /health" "$resp"
+resp=$(http_get /status)
+printf '%s\n' "$resp" | grep -q '"applied_lsn"' && printf '%s\n' "$resp" | grep -q '"dedupe_window_ms"' &&
+    ok "admin /status: JSON with LSNs and the dedupe window" || not_ok "admin /status" "$resp"
+resp=$(http_get /nope)
+printf '%s\n' "$resp" | head -1 | grep -q ' 404 ' && ok "admin: unknown path 404" || not_ok "admin 404" "$resp"
 stop_daemon
 
 # Expiration, and the protocol's bad inputs, on a roomier node.

@@ -1,0 +1,217 @@
+/*
+ * net/admin.c — the admin HTTP endpoint, served by the ingress on the admin socket (libevent
+ * evhttp on the ingress's event base):
+ *
+ *   GET /metrics   Prometheus text exposition format (HELP and TYPE for every family)
+ *   GET /status    the status JSON (as the protocol's STATUS request)
+ *   GET /health    200 "ok" while every worker is ready, fresh and storage is not halted; else 503
+ *
+ * Everything is read from the shared segment's counters; nothing here touches the rings.
+ * NOTES: the listening socket is inherited from the supervisor; freeing evhttp closes only this
+ * process's copy, so a restarted ingress serves the same port.
+ */
+#include "net/admin.h"
+
+#include "net/ingress_internal.h"
+#include "net/proto.h"
+#include "replica/sm.h"
+#include "supervisor/worker.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
+
+static void family(struct evbuffer *b, const char *name, const char *type, const char *help)
+{
+    evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void gauge(struct evbuffer *b, const char *name, const char *help, u64 v)
+{
+    family(b, name, "gauge", help);
+    evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void counter(struct evbuffer *b, const char *name, const char *help, u64 v)
+{
+    family(b, name, "counter", help);
+    evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+/* A log2 seg_histogram as a Prometheus histogram: bucket i holds values below 2^i. */
+static void histogram(struct evbuffer *b, const char *name, const char *help, struct seg_histogram *h)
+{
+    family(b, name, "histogram", help);
+    u64 cum = 0;
+    for (u32 i = 0; i + 1 < HIST_BUCKETS; i++) {
+        cum += LOAD(h->bucket[i]);
+        evbuffer_add_printf(b, "%s_bucket{le=\"%llu\"} %llu\n", name, (unsigned long long)((1ull << i) - 1),
+                            (unsigned long long)cum);
+    }
+    evbuffer_add_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)LOAD(h->count));
+    evbuffer_add_printf(b, "%s_sum %llu\n%s_count %llu\n", name, (unsigned long long)LOAD(h->sum), name,
+                        (unsigned long long)LOAD(h->count));
+}
+
+static void metrics(struct evbuffer *b, struct segment *seg)
+{
+    struct seg_sequencer *q = seg->seq;
+    struct seg_applier *a = seg->app;
+    struct seg_ingress *g = seg->ing;
+    gauge(b, "allocdb_durable_lsn", "Last LSN made durable by the sequencer's fsync.", LOAD(q->durable_lsn));
+    gauge(b, "allocdb_applied_lsn", "Last LSN applied to the state machine.", LOAD(a->applied_lsn));
+    gauge(b, "allocdb_sequenced_lsn", "Last LSN assigned by the sequencer.", LOAD(q->sequenced_lsn));
+    gauge(b, "allocdb_snapshot_lsn", "LSN of the newest durable snapshot.", LOAD(a->snapshot_lsn));
+    gauge(b, "allocdb_view", "Current view (always 0 on a single node).", 0);
+    family(b, "allocdb_role", "gauge", "1 for the role this node holds.");
+    evbuffer_add_printf(b, "allocdb_role{role=\"primary\"} 1\n");
+    gauge(b, "allocdb_storage_halted", "1 if a storage failure halted writes.", LOAD(q->halted));
+    counter(b, "allocdb_fsyncs_total", "WAL fsyncs (one per group-commit batch).", LOAD(q->fsyncs));
+    histogram(b, "allocdb_fsync_duration_microseconds", "WAL fdatasync latency.", &q->fsync_us);
+    histogram(b, "allocdb_batch_commands", "Entries per group-commit batch.", &q->batch);
+    counter(b, "allocdb_retries_answered_total", "Retries answered from the retry cache without a new entry.",
+            LOAD(q->retries_answered));
+    family(b, "allocdb_rejections_total", "counter", "Definite rejections by the sequencer, by code.");
+    for (u32 i = 1; i < ADB_ARRAY_LEN(q->rejected); i++)
+        if (strcmp(proto_reject_name((u8)i), "unknown") != 0)
+            evbuffer_add_printf(b, "allocdb_rejections_total{code=\"%s\"} %llu\n", proto_reject_name((u8)i),
+                                (unsigned long long)LOAD(q->rejected[i]));
+    family(b, "allocdb_commands_total", "counter", "Applied log entries, by command kind.");
+    for (u32 k = 1; k <= SM_CMD_KIND_MAX; k++)
+        evbuffer_add_printf(b, "allocdb_commands_total{kind=\"%s\"} %llu\n", sm_command_name((enum sm_command_kind)k),
+                            (unsigned long long)LOAD(a->commands[k]));
+    family(b, "allocdb_results_total", "counter", "Committed results, by result code.");
+    for (u32 r = 0; r < SM_RESULT_COUNT; r++)
+        evbuffer_add_printf(b, "allocdb_results_total{result=\"%s\"} %llu\n", sm_result_name((enum sm_result)r),
+                            (unsigned long long)LOAD(a->results[r]));
+    gauge(b, "allocdb_expiration_backlog", "Reserved reservations past their deadline, not yet expired.",
+          LOAD(a->expiration_backlog));
+    counter(b, "allocdb_expirations_proposed_total", "Expirations the applier sent to be logged.",
+            LOAD(a->expirations_proposed));
+    const struct {
+        const char *name;
+        u32 used, cap;
+    } tables[] = {
+        { "resources", LOAD(a->resources_used), LOAD(a->resource_capacity) },
+        { "reservations", LOAD(a->reservations_used), LOAD(a->reservation_capacity) },
+        { "operations", LOAD(a->operations_used), LOAD(a->operation_capacity) },
+        { "expirations", LOAD(a->expirations_used), LOAD(a->expiration_capacity) },
+    };
+    family(b, "allocdb_table_used", "gauge", "Entries in use, by table (operations: the dedupe table).");
+    for (size_t i = 0; i < ADB_ARRAY_LEN(tables); i++)
+        evbuffer_add_printf(b, "allocdb_table_used{table=\"%s\"} %u\n", tables[i].name, tables[i].used);
+    family(b, "allocdb_table_capacity", "gauge", "Configured capacity, by table.");
+    for (size_t i = 0; i < ADB_ARRAY_LEN(tables); i++)
+        evbuffer_add_printf(b, "allocdb_table_capacity{table=\"%s\"} %u\n", tables[i].name, tables[i].cap);
+    gauge(b, "allocdb_dedupe_window_milliseconds", "How long an operation id is remembered.",
+          seg->hdr->dedupe_window_ms);
+    const struct {
+        const char *name;
+        struct ring *r;
+    } queues[] = { { "write", seg->write },   { "read", seg->read },     { "retry", seg->retry },
+                   { "expire", seg->expire }, { "result", seg->result }, { "reject", seg->reject },
+                   { "shared_log", seg->shlog } };
+    family(b, "allocdb_queue_depth", "gauge", "Entries waiting in each shared-memory ring.");
+    for (size_t i = 0; i < ADB_ARRAY_LEN(queues); i++)
+        evbuffer_add_printf(b, "allocdb_queue_depth{queue=\"%s\"} %llu\n", queues[i].name,
+                            (unsigned long long)ring_depth(queues[i].r));
+    gauge(b, "allocdb_connections", "Client connections open.", LOAD(g->connections));
+    counter(b, "allocdb_connections_refused_total", "Connections refused over max_connections.",
+            LOAD(g->connections_refused));
+    counter(b, "allocdb_requests_total", "Client frames received.", LOAD(g->requests));
+    counter(b, "allocdb_bad_frames_total", "Connections closed for a malformed frame.", LOAD(g->bad_frames));
+    counter(b, "allocdb_timeouts_total", "Writes answered indefinite by timeout.", LOAD(g->timeouts));
+    gauge(b, "allocdb_inflight_requests", "Requests awaiting a reply.", LOAD(g->inflight));
+    family(b, "allocdb_worker_restarts_total", "counter", "Worker restarts, by role.");
+    for (u32 r = 0; r < ROLE_PEER; r++)
+        evbuffer_add_printf(b, "allocdb_worker_restarts_total{role=\"%s\"} %u\n", worker_role_name((enum worker_role)r),
+                            LOAD(seg->workers[r].restarts));
+}
+
+static bool healthy(struct segment *seg, const char **why)
+{
+    u64 now = mono_ms();
+    for (u32 r = 0; r < ROLE_PEER; r++) {
+        if (LOAD(seg->workers[r].state) != WORKER_READY) {
+            *why = worker_role_name((enum worker_role)r);
+            return false;
+        }
+        u64 hb = LOAD(seg->workers[r].heartbeat_ms);
+        if (now > hb && now - hb > 2000) {
+            *why = "a worker's heartbeat is stale";
+            return false;
+        }
+    }
+    if (LOAD(seg->seq->halted) != 0 || LOAD(seg->hdr->shutting_down) != 0) {
+        *why = LOAD(seg->seq->halted) != 0 ? "storage halted" : "shutting down";
+        return false;
+    }
+    return true;
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+    struct segment *seg = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    struct evbuffer *out = evbuffer_new();
+    if (out == NULL) {
+        evhttp_send_error(req, HTTP_INTERNAL, NULL);
+        return;
+    }
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    int code = HTTP_OK;
+    const char *reason = "OK";
+    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+        code = 405;
+        reason = "Method Not Allowed";
+        evbuffer_add_printf(out, "only GET\n");
+    } else if (strcmp(uri, "/metrics") == 0) {
+        evhttp_add_header(h, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+        metrics(out, seg);
+    } else if (strcmp(uri, "/status") == 0) {
+        size_t len = 0;
+        char *json = ing_status_json(seg, &len);
+        evhttp_add_header(h, "Content-Type", "application/json");
+        if (json != NULL) {
+            evbuffer_add(out, json, len);
+            evbuffer_add(out, "\n", 1);
+            free(json);
+        }
+    } else if (strcmp(uri, "/health") == 0) {
+        const char *why = "";
+        evhttp_add_header(h, "Content-Type", "text/plain");
+        if (healthy(seg, &why)) {
+            evbuffer_add_printf(out, "ok\n");
+        } else {
+            code = 503;
+            reason = "Service Unavailable";
+            evbuffer_add_printf(out, "unavailable: %s\n", why);
+        }
+    } else {
+        code = HTTP_NOTFOUND;
+        reason = "Not Found";
+        evbuffer_add_printf(out, "not found; try /metrics, /status or /health\n");
+    }
+    evhttp_send_reply(req, code, reason, out);
+    evbuffer_free(out);
+}
+
+struct evhttp *admin_start(struct event_base *base, int fd, struct segment *seg)
+{
+    if (fd < 0)
+        return NULL;
+    struct evhttp *http = evhttp_new(base);
+    if (http == NULL)
+        return NULL;
+    evhttp_set_gencb(http, handle, seg);
+    evhttp_set_timeout(http, 10);
+    if (evhttp_accept_socket_with_handle(http, fd) == NULL) {
+        evhttp_free(http);
+        return NULL;
+    }
+    return http;
+}
