@@ -27,6 +27,7 @@
 #include "common/assert.h"
 #include "common/le.h"
 #include "net/proto.h"
+#include "replica/sm.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -314,86 +315,44 @@ const char *allocdb_outcome_name(uint8_t outcome)
     return "unknown";
 }
 
-/* The names of the server's enum sm_result (replica/sm.h), in code order. */
-static const char *const committed_names[] = {
-    "ok",
-    "noop",
-    "already_exists",
-    "resource_table_full",
-    "resource_not_found",
-    "resource_busy",
-    "ttl_out_of_range",
-    "reservation_table_full",
-    "reservation_not_found",
-    "reservation_retired",
-    "expiration_index_full",
-    "operation_table_full",
-    "operation_conflict",
-    "invalid_state",
-    "holder_mismatch",
-    "slot_overflow",
-};
-ADB_STATIC_ASSERT(ADB_ARRAY_LEN(committed_names) == 16, "16 committed result codes");
-
+/* Server codes are named by the codec and the state machine (the library compiles both); only
+ * the outcomes the library itself produces are named here. */
 const char *allocdb_result_name(uint8_t outcome, uint8_t code)
 {
     switch (outcome) {
     case ALLOCDB_COMMITTED:
-        return code < ADB_ARRAY_LEN(committed_names) ? committed_names[code] : "unknown";
+        return sm_result_name((enum sm_result)code);
     case ALLOCDB_REJECTED:
-        switch (code) {
-        case ALLOCDB_REJECT_INVALID_REQUEST: return "invalid_request";
-        case ALLOCDB_REJECT_COMMAND_TOO_LARGE: return "command_too_large";
-        case ALLOCDB_REJECT_SLOT_OVERFLOW: return "slot_overflow";
-        case ALLOCDB_REJECT_OVERLOADED: return "overloaded";
-        case ALLOCDB_REJECT_LSN_EXHAUSTED: return "lsn_exhausted";
-        case ALLOCDB_REJECT_NOT_PRIMARY: return "not_primary";
-        case ALLOCDB_REJECT_REFUSED: return "refused";
-        }
-        return "unknown";
+        return code == ALLOCDB_REJECT_REFUSED ? "refused" : proto_reject_name(code);
     case ALLOCDB_INDEFINITE:
         switch (code) {
-        case ALLOCDB_INDEFINITE_TIMEOUT: return "timeout";
-        case ALLOCDB_INDEFINITE_STORAGE_FAILURE: return "storage_failure";
-        case ALLOCDB_INDEFINITE_HALTED: return "halted";
-        case ALLOCDB_INDEFINITE_WORKER_RESTARTED: return "worker_restarted";
-        case ALLOCDB_INDEFINITE_SHUTTING_DOWN: return "shutting_down";
         case ALLOCDB_INDEFINITE_CONNECTION_LOST: return "connection_lost";
         case ALLOCDB_INDEFINITE_CLIENT_TIMEOUT: return "client_timeout";
         case ALLOCDB_INDEFINITE_UNREACHABLE: return "unreachable";
         }
-        return "unknown";
+        return proto_indefinite_name(code);
     }
     return "unknown";
 }
 
 const char *allocdb_read_name(uint8_t read)
 {
-    static const char *const names[] = { "found", "not_found", "retired", "fence_not_applied" };
-    return read < ADB_ARRAY_LEN(names) ? names[read] : "unknown";
+    return sm_read_name((enum sm_read)read);
 }
 
 const char *allocdb_resource_state_name(uint8_t state)
 {
-    static const char *const names[] = { "available", "reserved", "confirmed" };
-    return state < ADB_ARRAY_LEN(names) ? names[state] : "unknown";
+    return sm_resource_state_name((enum sm_resource_state)state);
 }
 
 const char *allocdb_reservation_state_name(uint8_t state)
 {
-    static const char *const names[] = { "reserved", "confirmed", "released", "expired" };
-    return state < ADB_ARRAY_LEN(names) ? names[state] : "unknown";
+    return sm_reservation_state_name((enum sm_reservation_state)state);
 }
 
 const char *allocdb_server_error_name(uint16_t code)
 {
-    static const char *const names[] = {
-        "unknown",         "bad_frame",           "bad_checksum", "too_large",
-        "bad_body",        "unsupported_version", "wrong_cluster", "unavailable",
-        "timeout",         "overloaded",          "too_many_connections",
-        "shutting_down",   "batch_too_large",     "idle",
-    };
-    return code < ADB_ARRAY_LEN(names) ? names[code] : "unknown";
+    return proto_error_name(code);
 }
 
 /* ---- addresses ------------------------------------------------------------------------------- */
