@@ -109,9 +109,10 @@ static struct seq_op *cache_find(struct seq_cache *c, u128 id)
     return NULL;
 }
 
-static void cache_add(struct seq_cache *c, const struct sm_command *cmd, u64 lsn, u64 slot)
+/* known_absent: the caller just looked the id up and missed (saves a second probe per write). */
+static void cache_add(struct seq_cache *c, const struct sm_command *cmd, u64 lsn, u64 slot, bool known_absent)
 {
-    if (cache_find(c, cmd->operation_id) != NULL)
+    if (!known_absent && cache_find(c, cmd->operation_id) != NULL)
         return; /* keep the first: it is what the state machine recorded first */
     if (c->count == c->capacity)
         cache_drop_oldest(c); /* a cache: forgetting only costs a frame later */
@@ -168,7 +169,7 @@ static int replay_frame(void *ctx, const struct wal_frame *f, const struct sm_co
     struct seq *q = ctx;
     if (cmd->kind != SM_CMD_EXPIRE) {
         cache_retire(&q->cache, f->request_slot);
-        cache_add(&q->cache, cmd, f->lsn, f->request_slot);
+        cache_add(&q->cache, cmd, f->lsn, f->request_slot, false);
     }
     if (f->lsn <= q->published_before)
         return 0;
@@ -209,7 +210,8 @@ static u64 now_slot(struct seq *q)
 }
 
 /* Appends one command; false on a storage error (the log is halted). */
-static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_command *cmd, u64 slot, int *rc)
+static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_command *cmd, u64 slot,
+                   bool known_absent, int *rc)
 {
     u64 lsn;
     *rc = wal_log_append(&q->wal, slot, 0, cmd, &lsn);
@@ -221,7 +223,7 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
     const u8 *frame = wal_log_last_frame(&q->wal, &e->frame_len);
     memcpy(e->frame, frame, e->frame_len);
     if (cmd->kind != SM_CMD_EXPIRE)
-        cache_add(&q->cache, cmd, lsn, slot);
+        cache_add(&q->cache, cmd, lsn, slot, known_absent);
     atomic_store_explicit(&q->seg->seq->sequenced_lsn, lsn, memory_order_relaxed);
     return true;
 }
@@ -235,8 +237,8 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
         atomic_fetch_add_explicit(&c->rejected[PROTO_REJECT_LSN_EXHAUSTED], 1, memory_order_relaxed);
         return true;
     }
+    const struct seq_op *o = cache_find(&q->cache, m->cmd.operation_id);
     if ((m->tag.flags & MSG_TAG_FORCE_LOG) == 0) {
-        const struct seq_op *o = cache_find(&q->cache, m->cmd.operation_id);
         u64 durable = q->wal.durable_lsn;
         if (o != NULL && o->lsn <= durable && o->retire_after_slot >= slot + q->cache.margin_slots) {
             u64 fp[2];
@@ -258,7 +260,7 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
             }
         }
     }
-    if (!append(q, &m->tag, &m->cmd, slot, rc))
+    if (!append(q, &m->tag, &m->cmd, slot, o == NULL, rc))
         return false;
     atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
     return true;
@@ -303,14 +305,12 @@ static void maintenance(struct seq *q)
 static int commit_batch(struct seq *q)
 {
     struct seg_sequencer *c = q->seg->seq;
-    u64 t0 = mono_ms();
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
     int rc = wal_log_commit(&q->wal);
     if (rc != 0)
         return storage_failed(q, rc);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    (void)t0;
     u64 us = (u64)(b.tv_sec - a.tv_sec) * 1000000u + (u64)(b.tv_nsec - a.tv_nsec) / 1000u;
     seg_histogram_add(&c->fsync_us, us);
     seg_histogram_add(&c->batch, q->stash_count);
@@ -459,7 +459,7 @@ int sequencer_main(const struct worker_ctx *w)
             struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = m->reservation_id,
                                       .deadline_slot = m->deadline_slot };
             struct msg_tag none = { 0 };
-            storage_ok = append(q, &none, &cmd, slot, &rc);
+            storage_ok = append(q, &none, &cmd, slot, false, &rc);
             ring_release(seg->expire);
             if (storage_ok)
                 atomic_fetch_add_explicit(&seg->seq->expires_logged, 1, memory_order_relaxed);
