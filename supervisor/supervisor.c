@@ -65,6 +65,9 @@ struct sup {
     u64 stop_sent_ms;
     int stop_role; /* role being stopped in SUP_STOPPING / SUP_FAILING, -1 when none */
     bool notified_ready;
+    u64 kill_sent_ms[ROLE_COUNT];  /* hung worker killed at, until reaped; 0: none */
+    u64 watchdog_every_ms;   /* 0: systemd's watchdog is off */
+    u64 watchdog_last_ms;
     char listen_actual[CONFIG_ADDR_MAX], admin_actual[CONFIG_ADDR_MAX]; /* port 0 resolved */
 };
 
@@ -283,6 +286,7 @@ static void worker_exited(struct sup *s, enum worker_role r, int status)
     atomic_store(&slot->state, WORKER_EXITED);
     atomic_store(&slot->last_exit, status);
     atomic_store(&slot->pid, 0);
+    s->kill_sent_ms[r] = 0;
     char how[48];
     describe_status(status, how, sizeof(how));
     bool asked = prev == WORKER_STOPPING;
@@ -355,24 +359,37 @@ static void reap(struct sup *s)
     }
 }
 
+/* A running or recovering worker silent for longer than the heartbeat limit (times the startup
+ * grace while it recovers). */
+static bool heartbeat_stale(const struct sup *s, struct worker_slot *slot, u64 now)
+{
+    u32 st = atomic_load(&slot->state);
+    if (st != WORKER_READY && st != WORKER_STARTING)
+        return false;
+    u64 limit = s->cfg->heartbeat_timeout_ms * (st == WORKER_STARTING ? STARTUP_GRACE_FACTOR : 1);
+    u64 hb = atomic_load(&slot->heartbeat_ms);
+    return now > hb && now - hb > limit;
+}
+
 static void check_heartbeats(struct sup *s)
 {
     u64 now = mono_ms();
     for (int r = 0; r < ROLE_COUNT; r++) {
         struct worker_slot *slot = &s->seg.workers[r];
-        u32 st = atomic_load(&slot->state);
-        if (st != WORKER_READY && st != WORKER_STARTING)
+        if (!heartbeat_stale(s, slot, now))
             continue;
-        u64 limit = s->cfg->heartbeat_timeout_ms * (st == WORKER_STARTING ? STARTUP_GRACE_FACTOR : 1);
+        /* Kill once per hang; the reap restarts it. A worker that outlives its SIGKILL (stuck in
+         * the kernel on a dead disk) stays stale, so the watchdog stops and systemd steps in. */
+        u64 since = s->kill_sent_ms[r];
+        if (since != 0 && now - since < s->cfg->heartbeat_timeout_ms)
+            continue;
         u64 hb = atomic_load(&slot->heartbeat_ms);
-        if (now > hb && now - hb > limit) {
-            i32 pid = atomic_load(&slot->pid);
-            log_warn("worker_hung", "role=%s pid=%d heartbeat_age_ms=%" PRIu64 " action=kill", worker_role_name(r),
-                     pid, now - hb);
-            if (pid > 0)
-                kill(pid, SIGKILL);
-            atomic_store(&slot->heartbeat_ms, now); /* one kill per hang; the reap restarts it */
-        }
+        i32 pid = atomic_load(&slot->pid);
+        log_warn(since == 0 ? "worker_hung" : "worker_not_dying", "role=%s pid=%d heartbeat_age_ms=%" PRIu64 " action=kill",
+                 worker_role_name(r), pid, now - hb);
+        if (pid > 0)
+            kill(pid, SIGKILL);
+        s->kill_sent_ms[r] = now;
     }
     /* A worker that stayed up a whole window earns a fresh backoff. */
     for (int r = 0; r < ROLE_COUNT; r++) {
@@ -401,6 +418,32 @@ static void notify_status(struct sup *s)
     snprintf(st, sizeof(st), "STATUS=primary durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64,
              (u64)atomic_load(&s->seg.seq->durable_lsn), (u64)atomic_load(&s->seg.app->applied_lsn));
     sd_notify(0, st);
+}
+
+/* Fresh: every worker that should be running has a recent heartbeat (a recovering one gets the
+ * same grace check_heartbeats gives it); none is down awaiting a restart. */
+static bool workers_fresh(struct sup *s)
+{
+    u64 now = mono_ms();
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        struct worker_slot *slot = &s->seg.workers[r];
+        u32 st = atomic_load(&slot->state);
+        if (s->restart_at[r] != 0 || st == WORKER_EXITED || heartbeat_stale(s, slot, now))
+            return false; /* EMPTY is fine: not started yet, or the peer on a single node */
+    }
+    return true;
+}
+
+/* systemd's watchdog hears from the supervisor loop only while the workers are healthy, so a
+ * worker the supervisor cannot heal (or a stuck supervisor) gets the whole service restarted. */
+static void watchdog_ping(struct sup *s)
+{
+    if (s->watchdog_every_ms == 0 || mono_ms() - s->watchdog_last_ms < s->watchdog_every_ms)
+        return;
+    if (!workers_fresh(s))
+        return; /* tried again on the next loop turn */
+    sd_notify(0, "WATCHDOG=1");
+    s->watchdog_last_ms = mono_ms();
 }
 
 /* Stops workers in reverse start order: SIGTERM, then SIGKILL after the shutdown timeout. */
@@ -554,6 +597,12 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
 
     log_info("starting", "version=%s data_dir=%s listen=%s admin_listen=%s segment_bytes=%" PRIu64, PACKAGE_VERSION,
              cfg->data_dir, s->listen_actual, s->admin_fd >= 0 ? s->admin_actual : "off", s->seg.size);
+    uint64_t watchdog_usec = 0;
+    if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec >= 2000) {
+        s->watchdog_every_ms = watchdog_usec / 2000; /* ping at twice the rate systemd demands */
+        log_info("watchdog", "interval_ms=%" PRIu64 " ping_every_ms=%" PRIu64, (u64)(watchdog_usec / 1000),
+                 s->watchdog_every_ms);
+    }
     s->state = SUP_START_SEQUENCER;
     s->state_since_ms = mono_ms();
     u64 last_status = 0;
@@ -574,6 +623,8 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
             restarts_due(s);
         }
         step(s);
+        if (s->state < SUP_DRAINING)
+            watchdog_ping(s);
         if (s->notified_ready && mono_ms() - last_status > 1000) {
             notify_status(s);
             last_status = mono_ms();
