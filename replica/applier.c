@@ -400,7 +400,7 @@ static int recover(struct app *a)
     atomic_store(&c->recovery_kind, rep.kind);
     atomic_store(&c->recovery_frames, rep.frames_replayed);
     atomic_store(&c->recovery_ms, mono_ms() - t0);
-    log_info("recovered", "kind=%s snapshot_lsn=%" PRIu64 " frames_replayed=%" PRIu64 " applied_lsn=%" PRIu64
+    log_always_info("recovered", "kind=%s snapshot_lsn=%" PRIu64 " frames_replayed=%" PRIu64 " applied_lsn=%" PRIu64
              " snapshots_rejected=%u ms=%" PRIu64,
              recovery_kind_name(rep.kind), rep.snapshot_lsn, rep.frames_replayed, a->sm.last_applied_lsn,
              rep.snapshots_rejected, mono_ms() - t0);

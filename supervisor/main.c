@@ -9,6 +9,7 @@
 #include "common/why.h"
 #include "replica/meta.h"
 #include "supervisor/config.h"
+#include "supervisor/log.h"
 #include "supervisor/supervisor.h"
 #include "wal/io.h"
 #include "wal/log.h"
@@ -61,6 +62,24 @@ static int usage_error(const char *fmt, ...)
     return ADBD_EXIT_USAGE;
 }
 
+/* A rejected config: for `start` an error event line like every other (journald keeps it),
+ * for check-config a plain message. Both give file:line or the flag, and the reason. */
+static bool config_errors_as_events;
+static int config_rejected(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int config_rejected(const char *fmt, ...)
+{
+    char why[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    if (config_errors_as_events)
+        log_error("config_rejected", "reason=\"%s\"", why);
+    else
+        fprintf(stderr, "allocdbd: %s\n", why);
+    return ADBD_EXIT_CONFIG;
+}
+
 /* Parses --config first, then every --key VALUE / --key=VALUE over it. */
 static int parse_config(int argc, char **argv, int first, struct config *cfg, u128 *cluster_id, bool allow_cluster)
 {
@@ -71,10 +90,8 @@ static int parse_config(int argc, char **argv, int first, struct config *cfg, u1
             const char *path = argv[i][8] == '=' ? argv[i] + 9 : (i + 1 < argc ? argv[++i] : NULL);
             if (path == NULL)
                 return usage_error("%s needs a value", "--config");
-            if (config_load_file(cfg, path, why, sizeof(why)) != 0) {
-                fprintf(stderr, "allocdbd: %s\n", why);
-                return ADBD_EXIT_CONFIG;
-            }
+            if (config_load_file(cfg, path, why, sizeof(why)) != 0)
+                return config_rejected("%s", why);
         }
     }
     for (int i = first; i < argc; i++) {
@@ -124,15 +141,11 @@ static int parse_config(int argc, char **argv, int first, struct config *cfg, u1
         char key[128];
         if (!config_flag_to_key(flag, key, sizeof(key)))
             return usage_error("unknown option --%s", flag);
-        if (config_set(cfg, key, value, why, sizeof(why)) != 0) {
-            fprintf(stderr, "allocdbd: --%s: %s\n", flag, why);
-            return ADBD_EXIT_CONFIG;
-        }
+        if (config_set(cfg, key, value, why, sizeof(why)) != 0)
+            return config_rejected("--%s: %s", flag, why);
     }
-    if (config_validate(cfg, why, sizeof(why)) != 0) {
-        fprintf(stderr, "allocdbd: invalid configuration: %s\n", why);
-        return ADBD_EXIT_CONFIG;
-    }
+    if (config_validate(cfg, why, sizeof(why)) != 0)
+        return config_rejected("invalid configuration: %s", why);
     return 0;
 }
 
@@ -233,6 +246,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "start") == 0) {
+        config_errors_as_events = true;
         int rc = parse_config(argc, argv, 2, &cfg, &unused, false);
         if (rc != 0)
             return rc;

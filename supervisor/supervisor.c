@@ -248,7 +248,7 @@ static bool spawn(struct sup *s, enum worker_role r)
         return false;
     }
     atomic_store(&slot->pid, (i32)pid);
-    log_info("worker_started", "role=%s pid=%d generation=%u restarts=%u", worker_role_name(r), (int)pid, gen,
+    log_always_info("worker_started", "role=%s pid=%d generation=%u restarts=%u", worker_role_name(r), (int)pid, gen,
              atomic_load(&slot->restarts));
     return true;
 }
@@ -294,7 +294,7 @@ static void worker_exited(struct sup *s, enum worker_role r, int status)
         log_info("worker_stopped", "role=%s %s", worker_role_name(r), how);
         return;
     }
-    log_warn("worker_exited", "role=%s %s state=%s", worker_role_name(r), how, worker_state_name(prev));
+    log_always_warn("worker_exited", "role=%s %s state=%s", worker_role_name(r), how, worker_state_name(prev));
     if (s->state >= SUP_DRAINING)
         return; /* stopping anyway */
     if (WIFEXITED(status)) {
@@ -343,7 +343,7 @@ static void worker_exited(struct sup *s, enum worker_role r, int status)
     s->recent_restarts[r]++;
     s->restart_at[r] = now + delay;
     atomic_fetch_add(&slot->restarts, 1);
-    log_info("worker_restart_scheduled", "role=%s delay_ms=%" PRIu64, worker_role_name(r), delay);
+    log_always_info("worker_restart_scheduled", "role=%s delay_ms=%" PRIu64, worker_role_name(r), delay);
 }
 
 static void reap(struct sup *s)
@@ -385,7 +385,7 @@ static void check_heartbeats(struct sup *s)
             continue;
         u64 hb = atomic_load(&slot->heartbeat_ms);
         i32 pid = atomic_load(&slot->pid);
-        log_warn(since == 0 ? "worker_hung" : "worker_not_dying", "role=%s pid=%d heartbeat_age_ms=%" PRIu64 " action=kill",
+        log_always_warn(since == 0 ? "worker_hung" : "worker_not_dying", "role=%s pid=%d heartbeat_age_ms=%" PRIu64 " action=kill",
                  worker_role_name(r), pid, now - hb);
         if (pid > 0)
             kill(pid, SIGKILL);
@@ -496,7 +496,7 @@ static void step(struct sup *s)
             if (!s->notified_ready) {
                 sd_notify(0, "READY=1");
                 s->notified_ready = true;
-                log_info("ready", "listen=%s admin_listen=%s durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64,
+                log_always_info("ready", "listen=%s admin_listen=%s durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64,
                          s->listen_actual, s->admin_actual,
                          (u64)atomic_load(&s->seg.seq->durable_lsn), (u64)atomic_load(&s->seg.app->applied_lsn));
             }
@@ -595,7 +595,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 
-    log_info("starting", "version=%s data_dir=%s listen=%s admin_listen=%s segment_bytes=%" PRIu64, PACKAGE_VERSION,
+    log_always_info("starting", "version=%s data_dir=%s listen=%s admin_listen=%s segment_bytes=%" PRIu64, PACKAGE_VERSION,
              cfg->data_dir, s->listen_actual, s->admin_fd >= 0 ? s->admin_actual : "off", s->seg.size);
     uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec >= 2000) {
@@ -633,7 +633,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     /* Reap anything left (a worker killed in the last step). */
     while (waitpid(-1, NULL, WNOHANG) > 0)
         ;
-    log_info("exiting", "code=%d", s->exit_code);
+    log_always_info("exiting", "code=%d", s->exit_code);
     int code = s->exit_code;
     segment_destroy(&s->seg);
     close(s->listen_fd);

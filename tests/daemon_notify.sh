@@ -1,10 +1,11 @@
 #!/bin/bash
-# tests/daemon_notify.sh — allocdbd's sd_notify protocol, with tests/notify_listen standing in
-# for systemd (TAP).
+# tests/daemon_notify.sh — what allocdbd tells systemd, with tests/notify_listen standing in
+# for it (TAP).
 #
 # READY=1 only once clients are served; STATUS= with the LSNs; WATCHDOG=1 at twice the rate
 # WATCHDOG_USEC asks for, withheld while a worker is down awaiting its (backed-off) restart and
-# resumed once it is back; STOPPING=1 on SIGTERM.
+# resumed once it is back; STOPPING=1 on SIGTERM. Then the log: syslog priority prefixes when
+# stderr is the journal's stream, log_level filtering, and the events printed at any level.
 set -u
 b="${top_builddir:-.}"
 allocdbd="$b/allocdbd"
@@ -44,7 +45,7 @@ max_gap() { awk -v from="$1" '$2 == "WATCHDOG=1" && $1 >= from { if (last != "" 
 pings_after() { awk -v from="$1" '$2 == "WATCHDOG=1" && $1 >= from { c++ } END { print c + 0 }' "$notes"; }
 now_note_ms() { tail -1 "$notes" | awk '{print $1}'; }
 
-echo "1..7"
+echo "1..10"
 "$allocdbd" format --data-dir "$tmp/d" > /dev/null
 "$b/tests/notify_listen" "$tmp/notify" 120 > "$notes" &
 listener=$!
@@ -106,3 +107,27 @@ sup=
 check "SIGTERM: exit 0" $st "$(tail -3 "$log")"
 wait_for "$notes" 'STOPPING=1' 1 20
 check "STOPPING=1 is sent on shutdown" $?
+
+# 8: under systemd (JOURNAL_STREAM names stderr) lines carry a syslog priority for journald.
+printf 'listen = nope\n' > "$tmp/bad.conf"
+: > "$tmp/jlog"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/jlog") "$allocdbd" start --config "$tmp/bad.conf" --data-dir "$tmp/d" 2>> "$tmp/jlog"
+st=$?
+[ $st -eq 78 ] && grep -q '^<3>[0-9T:.-]*Z error .* config_rejected reason=".*bad.conf:1: listen' "$tmp/jlog"
+check "journal stream: a rejected config is an error line with priority <3> and file:line (exit $st)" $? "$(cat "$tmp/jlog")"
+JOURNAL_STREAM=1:1 "$allocdbd" start --config "$tmp/bad.conf" --data-dir "$tmp/d" 2> "$tmp/jlog2"
+grep -q '^[0-9T:.-]*Z error ' "$tmp/jlog2"
+check "no priority prefix when JOURNAL_STREAM is not our stderr" $? "$(cat "$tmp/jlog2")"
+
+# 10: log_level = error: routine info lines go, recovery/start/exit events stay.
+"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --resource-capacity 1024 \
+    --reservation-capacity 1024 --operation-capacity 4096 --log-level error 2> "$log" &
+sup=$!
+wait_for "$log" ' ready listen=' 1 100
+kill -TERM "$sup"
+wait "$sup"
+sup=
+grep -q 'sequencer wal_recovered' "$log" && grep -q 'applier recovered' "$log" &&
+    grep -q 'worker_started role=ingress' "$log" && grep -q 'supervisor exiting code=0' "$log" &&
+    ! grep -q 'supervisor_state\|worker_stopping' "$log"
+check "log_level=error still logs recovery, starts and exit, and nothing routine" $? "$(cat "$log")"

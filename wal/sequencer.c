@@ -405,7 +405,7 @@ static int open_all(struct seq *q)
     atomic_store(&c->durable_lsn, rep.last_lsn);
     atomic_store(&c->published_lsn, rep.last_lsn);
     atomic_store(&c->halted, 0);
-    log_info("wal_recovered", "segments=%u first_lsn=%" PRIu64 " last_lsn=%" PRIu64 " frames=%" PRIu64
+    log_always_info("wal_recovered", "segments=%u first_lsn=%" PRIu64 " last_lsn=%" PRIu64 " frames=%" PRIu64
              " torn=%s cached_operations=%u",
              rep.segments, rep.first_lsn, rep.last_lsn, rep.frames, rep.torn ? "yes" : "no", q->cache.count);
     return 0;
