@@ -238,6 +238,17 @@ char *ing_status_json(struct segment *seg, size_t *len)
     put(&b, doc, "shutting_down", json_boolean(LOAD(seg->hdr->shutting_down) != 0));
     u64 started = seg->hdr->started_wall_ms, wall = wall_ms();
     put(&b, doc, "uptime_ms", num(wall > started ? wall - started : 0));
+    /* What the last start of each worker recovered, and how long it took. */
+    json_t *rec = json_object(), *rs = json_object(), *ra = json_object();
+    put(&b, rs, "wal_frames_read", num(LOAD(seg->seq->recovery_frames)));
+    put(&b, rs, "torn_tail_truncated", json_boolean(LOAD(seg->seq->recovery_torn) != 0));
+    put(&b, rs, "ms", num(LOAD(seg->seq->recovery_ms)));
+    put(&b, ra, "kind", json_string(recovery_kind_name((enum recovery_kind)LOAD(seg->app->recovery_kind))));
+    put(&b, ra, "frames_replayed", num(LOAD(seg->app->recovery_frames)));
+    put(&b, ra, "ms", num(LOAD(seg->app->recovery_ms)));
+    put(&b, rec, "sequencer", rs);
+    put(&b, rec, "applier", ra);
+    put(&b, doc, "recovery", rec);
     json_t *workers = json_array();
     for (u32 r = 0; r < ROLE_COUNT; r++) {
         struct worker_slot *s = &seg->workers[r];

@@ -92,6 +92,9 @@ struct seg_sequencer {
     _Atomic u64 wal_segments_removed;
     _Atomic u64 cluster_id_lo, cluster_id_hi; /* from the replica metadata, set at start */
     _Atomic u64 replica_id;
+    _Atomic u64 recovery_frames;   /* WAL frames read at the last start (after the newest snapshot) */
+    _Atomic u64 recovery_ms;
+    _Atomic u32 recovery_torn;     /* a torn tail was truncated */
     struct seg_histogram fsync_us; /* fsync latency */
     struct seg_histogram batch;    /* entries per fsync */
 } __attribute__((aligned(64)));

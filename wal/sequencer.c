@@ -341,6 +341,7 @@ static int newest_snapshot(void *ctx, const char *name)
 static int open_all(struct seq *q)
 {
     const struct config *cfg = q->w->cfg;
+    u64 t0 = mono_ms();
     char why[512];
     struct meta_record rec;
     int rc = meta_open(cfg->data_dir, false, &q->meta, why, sizeof(why));
@@ -405,6 +406,9 @@ static int open_all(struct seq *q)
     atomic_store(&c->durable_lsn, rep.last_lsn);
     atomic_store(&c->published_lsn, rep.last_lsn);
     atomic_store(&c->halted, 0);
+    atomic_store(&c->recovery_frames, rep.frames);
+    atomic_store(&c->recovery_torn, rep.torn ? 1 : 0);
+    atomic_store(&c->recovery_ms, mono_ms() - t0);
     log_always_info("wal_recovered", "segments=%u first_lsn=%" PRIu64 " last_lsn=%" PRIu64 " frames=%" PRIu64
              " torn=%s cached_operations=%u",
              rep.segments, rep.first_lsn, rep.last_lsn, rep.frames, rep.torn ? "yes" : "no", q->cache.count);
