@@ -30,6 +30,7 @@
 #include "bench/bench.h"
 #include "bench/durable.h"
 #include "common/assert.h"
+#include "common/prefetch.h"
 #include "common/splitmix.h"
 #include "replica/sm.h"
 
@@ -412,7 +413,7 @@ static void uniform_run(struct run *r, const struct core_opts *o)
         struct pick *next = &ring[n % LOOKAHEAD];
         next->x = splitmix_next(&rng);
         next->res = next->x % N;
-        __builtin_prefetch(&book[next->res]);
+        adb_prefetch(&book[next->res]);
         const struct pick *mid = &ring[(n + LOOKAHEAD / 2) % LOOKAHEAD];
         struct sm_command ahead = uniform_command(r, book[mid->res], mid, (u128)mid->res + 1000000007ULL,
                                                   o->uniform_max_ttl_slots);

@@ -98,7 +98,7 @@ static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct s
         why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
         return rc;
     }
-    sm_init(sm, cfg, sm->memory);
+    sm_reset(sm, cfg);
     char reason[256];
     enum snapshot_status st = snapshot_decode(buf, len, cfg, sm, reason, sizeof(reason));
     free(buf);
@@ -198,7 +198,7 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
     }
     free(l);
     if (!loaded)
-        sm_init(sm, cfg, sm->memory);
+        sm_reset(sm, cfg);
     rep->snapshot_lsn = base;
 
     struct replay r = { .sm = sm };

@@ -20,10 +20,12 @@
 
 #include "common/assert.h"
 #include "common/hash.h"
+#include "common/prefetch.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 ADB_STATIC_ASSERT(sizeof(struct sm_reservation) == ADB_CACHE_LINE, "a reservation is one cache line");
 
@@ -287,20 +289,35 @@ bool sm_create(sm_t *sm, const struct sm_config *cfg, char *why, size_t why_len)
             snprintf(why, why_len, "state machine size overflows 64 bits");
         return false;
     }
-    void *mem = aligned_alloc(ADB_CACHE_LINE, (size_t)l.total);
-    if (mem == NULL) {
+    /* Its own mapping, backed by transparent huge pages where the kernel allows: the lookups
+     * are random over hundreds of MB, so 2 MB pages save most TLB misses, and filling the
+     * tables at recovery takes one fault per 2 MB instead of per 4 KB. */
+    void *mem = mmap(NULL, (size_t)l.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
         if (why)
             snprintf(why, why_len, "cannot allocate %llu bytes for the state machine",
                      (unsigned long long)l.total);
         return false;
     }
+    (void)madvise(mem, (size_t)l.total, MADV_HUGEPAGE); /* advice only: fine if refused */
     sm_init(sm, cfg, mem);
+    sm->memory_mapped = l.total;
     return true;
+}
+
+void sm_reset(sm_t *sm, const struct sm_config *cfg)
+{
+    u64 mapped = sm->memory_mapped;
+    sm_init(sm, cfg, sm->memory);
+    sm->memory_mapped = mapped;
 }
 
 void sm_destroy(sm_t *sm)
 {
-    free(sm->memory);
+    if (sm->memory_mapped != 0)
+        munmap(sm->memory, (size_t)sm->memory_mapped);
+    else
+        free(sm->memory);
     memset(sm, 0, sizeof(*sm));
 }
 
@@ -373,7 +390,7 @@ static enum sm_read lookup_reservation(const sm_t *sm, u128 id, u32 *ref_out)
 
 static void prefetch_index(const struct index *ix, u128 key)
 {
-    __builtin_prefetch(&ix->slots[hash_u128(key) & ix->mask]);
+    adb_prefetch(&ix->slots[hash_u128(key) & ix->mask]);
 }
 
 /* ---- retirement ------------------------------------------------------------------------ */
@@ -699,14 +716,35 @@ struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_
     return o;
 }
 
+static void prefetch_resource_slot(const sm_t *sm, u128 resource_id)
+{
+    const struct sm_resource *r = &sm->resources[hash_u128(resource_id) & sm->resource_mask];
+    adb_prefetch(r);
+    adb_prefetch((const char *)(r + 1) - 1); /* a slot may straddle two lines */
+}
+
+void sm_restore_prefetch_resource(const sm_t *sm, u128 resource_id)
+{
+    prefetch_resource_slot(sm, resource_id);
+}
+
+void sm_restore_prefetch_reservation(const sm_t *sm, u128 reservation_id, u128 resource_id)
+{
+    prefetch_resource_slot(sm, resource_id);
+    prefetch_index(&sm->reservation_index, reservation_id);
+}
+
+void sm_restore_prefetch_operation(const sm_t *sm, u128 operation_id)
+{
+    prefetch_index(&sm->operation_index, operation_id);
+}
+
 void sm_prefetch(const sm_t *sm, u64 lsn, const struct sm_command *c)
 {
     switch ((enum sm_command_kind)c->kind) {
     case SM_CMD_CREATE_RESOURCE:
     case SM_CMD_RESERVE: {
-        const struct sm_resource *r = &sm->resources[hash_u128(c->resource_id) & sm->resource_mask];
-        __builtin_prefetch(r);
-        __builtin_prefetch((const char *)(r + 1) - 1); /* a slot may straddle two lines */
+        prefetch_resource_slot(sm, c->resource_id);
         if (c->kind == SM_CMD_RESERVE)
             prefetch_index(&sm->reservation_index, sm_reservation_id(sm, lsn));
         break;
@@ -885,6 +923,9 @@ static bool check_scheduled(void *ctx, u32 pos, u64 deadline)
     return true;
 }
 
+/* How many records ahead the invariant check prefetches its random index lookups. */
+#define CHECK_PREFETCH 32
+
 bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
 {
     char scratch[8];
@@ -917,6 +958,8 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
     u32 active_resources = 0, used_resources = 0;
     for (u32 i = 0; i <= sm->resource_mask; i++) {
         const struct sm_resource *r = &sm->resources[i];
+        if (i + CHECK_PREFETCH <= sm->resource_mask && sm->resources[i + CHECK_PREFETCH].current_reservation_id != 0)
+            prefetch_index(&sm->reservation_index, sm->resources[i + CHECK_PREFETCH].current_reservation_id);
         if (!r->used)
             continue;
         used_resources++;
@@ -1001,6 +1044,9 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
     u64 prev_lsn = 0;
     for (u32 i = 0; i < sm->operation_retire.count; i++) {
         const struct sm_operation *o = &sm->operations[fifo_peek(&sm->operation_retire, i)];
+        if (i + CHECK_PREFETCH < sm->operation_retire.count) /* the lookups are random: start early */
+            prefetch_index(&sm->operation_index,
+                           sm->operations[fifo_peek(&sm->operation_retire, i + CHECK_PREFETCH)].operation_id);
         if (o->operation_id == 0 || find_operation(sm, o->operation_id) == 0)
             FAIL("operation queue names a missing record");
         if (o->applied_lsn <= prev_lsn || o->applied_lsn > sm->last_applied_lsn)

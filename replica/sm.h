@@ -210,6 +210,7 @@ struct sm_fifo {
 typedef struct sm {
     struct sm_config cfg;
     void *memory;
+    u64 memory_mapped; /* bytes sm_create mapped (0: the caller's memory) */
 
     struct sm_resource *resources; /* open-addressed table, resource_mask + 1 slots */
     u32 resource_mask;
@@ -244,8 +245,10 @@ typedef struct sm {
  */
 void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory);
 
-/* Convenience: allocates the block with aligned_alloc; false on invalid config or ENOMEM. */
+/* Convenience: maps the block (huge pages advised); false on invalid config or ENOMEM. */
 bool sm_create(sm_t *sm, const struct sm_config *cfg, char *why, size_t why_len);
+/* Empties `sm` in place, keeping its memory block and how it was allocated. */
+void sm_reset(sm_t *sm, const struct sm_config *cfg);
 void sm_destroy(sm_t *sm);
 
 /*
@@ -356,6 +359,14 @@ enum sm_restore_result {
 void sm_restore_begin(sm_t *sm, u64 last_applied_lsn, u64 last_request_slot,
                       u64 retired_watermark_lsn, u64 retired_through_slot);
 enum sm_restore_result sm_restore_resource(sm_t *sm, const struct sm_resource_view *v);
+/*
+ * Hints for a restore loop, called a few records ahead: start loading the table and index
+ * slots the record with these ids will be looked up in and inserted into. No effect on state.
+ */
+void sm_restore_prefetch_resource(const sm_t *sm, u128 resource_id);
+void sm_restore_prefetch_reservation(const sm_t *sm, u128 reservation_id, u128 resource_id);
+void sm_restore_prefetch_operation(const sm_t *sm, u128 operation_id);
+
 /* created_lsn is ignored (it is the id's low half). */
 enum sm_restore_result sm_restore_reservation(sm_t *sm, const struct sm_reservation_view *v);
 enum sm_restore_result sm_restore_operation(sm_t *sm, const struct sm_operation *op);

@@ -541,6 +541,10 @@ static void get_resource(const u8 *p, struct sm_resource_view *v)
 }
 
 /* Restores the resources; *busy (OUT) counts those with a current reservation. */
+/* How many records ahead the decode loops prefetch the slots a record will be restored into:
+ * the tables are far larger than the caches, so each insert would otherwise wait on memory. */
+#define RESTORE_PREFETCH 32
+
 static enum snapshot_status decode_resources(const struct dec *d, sm_t *sm, u32 *busy)
 {
     static const char sec[] = "resources";
@@ -548,6 +552,8 @@ static enum snapshot_status decode_resources(const struct dec *d, sm_t *sm, u32 
     for (u32 i = 0; i < d->info.resources; i++) {
         u64 off = d->s.resources + (u64)i * SNAPSHOT_RESOURCE_SIZE;
         const u8 *p = d->buf + off;
+        if (i + RESTORE_PREFETCH < d->info.resources)
+            sm_restore_prefetch_resource(sm, le_get_u128(p + RESTORE_PREFETCH * SNAPSHOT_RESOURCE_SIZE + RS_ID));
         struct sm_resource_view v;
         get_resource(p, &v);
         if (!le_all_zero(p + RS_ZERO, RECORD_ZERO_BYTES))
@@ -696,6 +702,10 @@ static enum snapshot_status decode_reservations(const struct dec *d, sm_t *sm, u
     for (u32 i = 0; i < d->info.reservations; i++) {
         u64 off = d->s.reservations + (u64)i * SNAPSHOT_RESERVATION_SIZE;
         const u8 *p = d->buf + off;
+        if (i + RESTORE_PREFETCH < d->info.reservations) {
+            const u8 *ahead = p + RESTORE_PREFETCH * SNAPSHOT_RESERVATION_SIZE;
+            sm_restore_prefetch_reservation(sm, le_get_u128(ahead + RV_ID), le_get_u128(ahead + RV_RESOURCE));
+        }
         get_reservation(p, &v);
         enum snapshot_status st = check_reservation(d, p, &v, i, off);
         if (st != SNAPSHOT_OK)
@@ -808,6 +818,8 @@ static enum snapshot_status decode_operations(const struct dec *d, sm_t *sm)
     for (u32 i = 0; i < d->info.operations; i++) {
         u64 off = d->s.operations + (u64)i * SNAPSHOT_OPERATION_SIZE;
         const u8 *p = d->buf + off;
+        if (i + RESTORE_PREFETCH < d->info.operations)
+            sm_restore_prefetch_operation(sm, le_get_u128(p + RESTORE_PREFETCH * SNAPSHOT_OPERATION_SIZE + OP_ID));
         get_operation(p, &o);
         enum snapshot_status st = check_operation(d, p, &o, i > 0 ? &prev : NULL, i, off);
         if (st != SNAPSHOT_OK)
