@@ -924,7 +924,7 @@ static bool check_scheduled(void *ctx, u32 pos, u64 deadline)
 }
 
 /* How many records ahead the invariant check prefetches its random index lookups. */
-#define CHECK_PREFETCH 32
+#define CHECK_PREFETCH 16
 
 bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
 {

@@ -543,7 +543,7 @@ static void get_resource(const u8 *p, struct sm_resource_view *v)
 /* Restores the resources; *busy (OUT) counts those with a current reservation. */
 /* How many records ahead the decode loops prefetch the slots a record will be restored into:
  * the tables are far larger than the caches, so each insert would otherwise wait on memory. */
-#define RESTORE_PREFETCH 32
+#define RESTORE_PREFETCH 16
 
 static enum snapshot_status decode_resources(const struct dec *d, sm_t *sm, u32 *busy)
 {
