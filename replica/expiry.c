@@ -33,11 +33,18 @@ void expiry_sizes(u32 node_count, u64 max_ttl_slots, struct expiry_sizes *out)
 void expiry_init(struct expiry *ex, u32 node_count, u32 capacity, u64 max_ttl_slots,
                  struct expiry_node *nodes, u32 *buckets, u64 *bitmap)
 {
-    ADB_ASSERT(capacity <= node_count);
     u64 w = expiry_wheel_size(max_ttl_slots);
     memset(nodes, 0, (size_t)node_count * sizeof(*nodes));
     memset(buckets, 0, (size_t)w * sizeof(*buckets));
     memset(bitmap, 0, (size_t)(w / 64) * sizeof(*bitmap));
+    expiry_init_zeroed(ex, node_count, capacity, max_ttl_slots, nodes, buckets, bitmap);
+}
+
+void expiry_init_zeroed(struct expiry *ex, u32 node_count, u32 capacity, u64 max_ttl_slots,
+                        struct expiry_node *nodes, u32 *buckets, u64 *bitmap)
+{
+    ADB_ASSERT(capacity <= node_count);
+    u64 w = expiry_wheel_size(max_ttl_slots);
     ex->nodes = nodes;
     ex->buckets = buckets;
     ex->bitmap = bitmap;

@@ -54,6 +54,9 @@ void expiry_sizes(u32 node_count, u64 max_ttl_slots, struct expiry_sizes *out);
 
 void expiry_init(struct expiry *ex, u32 node_count, u32 capacity, u64 max_ttl_slots,
                  struct expiry_node *nodes, u32 *buckets, u64 *bitmap);
+/* The same over arrays already all zero (a fresh anonymous mapping): touches none of them. */
+void expiry_init_zeroed(struct expiry *ex, u32 node_count, u32 capacity, u64 max_ttl_slots,
+                        struct expiry_node *nodes, u32 *buckets, u64 *bitmap);
 
 /* Moves every node with deadline <= slot onto the due list. Slots never go back. */
 void expiry_advance(struct expiry *ex, u64 slot);

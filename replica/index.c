@@ -7,9 +7,14 @@
 
 void index_init(struct index *ix, struct index_slot *slots, u32 capacity)
 {
+    memset(slots, 0, (size_t)index_slot_count(capacity) * sizeof(*slots));
+    index_init_zeroed(ix, slots, capacity);
+}
+
+void index_init_zeroed(struct index *ix, struct index_slot *slots, u32 capacity)
+{
     u64 n = index_slot_count(capacity);
     ADB_ASSERT(n <= ((u64)1 << 32));
-    memset(slots, 0, (size_t)n * sizeof(*slots));
     ix->slots = slots;
     ix->mask = (u32)(n - 1);
     ix->count = 0;

@@ -42,6 +42,8 @@ static inline u64 index_slot_count(u32 capacity)
 }
 
 void index_init(struct index *ix, struct index_slot *slots, u32 capacity);
+/* The same over slots already all zero (a fresh anonymous mapping): touches none of them. */
+void index_init_zeroed(struct index *ix, struct index_slot *slots, u32 capacity);
 
 /*
  * Probe cursor: start with index_probe_start, then call index_probe_next until it returns 0.

@@ -91,17 +91,16 @@ static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct s
         why_set(why, why_len, "%s: path too long", dir);
         return -ENAMETOOLONG;
     }
-    u8 *buf = NULL;
-    u64 len = 0;
-    int rc = io_read_file(io, path, &buf, &len);
+    struct io_view v;
+    int rc = io_view_file(io, path, &v);
     if (rc != 0) {
         why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
         return rc;
     }
     sm_reset(sm, cfg);
     char reason[256];
-    enum snapshot_status st = snapshot_decode(buf, len, cfg, sm, reason, sizeof(reason));
-    free(buf);
+    enum snapshot_status st = snapshot_decode(v.buf, v.len, cfg, sm, reason, sizeof(reason));
+    io_view_release(io, &v);
     if (st != SNAPSHOT_OK) {
         why_set(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
         /* A different config is the operator's choice, not damage: never fall back over it. */

@@ -228,7 +228,9 @@ static void free_stack_init(u32 *stack, u32 capacity)
         stack[i] = capacity - 1 - i;
 }
 
-void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory)
+/* `zeroed`: the block is known to be all zero (fresh from mmap), so the tables, indexes and
+ * wheel need no memset; the kernel hands out zero pages as they are first touched. */
+static void sm_init_memory(sm_t *sm, const struct sm_config *cfg, void *memory, bool zeroed)
 {
     struct sm_layout l;
     ADB_ASSERT(sm_layout(cfg, &l));
@@ -263,20 +265,27 @@ void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory)
     u64 *bitmap = (void *)(p + nodes_bytes + buckets_bytes);
     ADB_ASSERT((u64)(p - (char *)memory) + l.expiry == l.total);
 
-    memset(sm->resources, 0, (size_t)l.resources);
-    memset(sm->reservations, 0, (size_t)l.reservations);
-    memset(sm->operations, 0, (size_t)l.operations);
+    if (!zeroed) {
+        memset(sm->resources, 0, (size_t)l.resources);
+        memset(sm->reservations, 0, (size_t)l.reservations);
+        memset(sm->operations, 0, (size_t)l.operations);
+    }
     sm->resource_mask = (u32)(index_slot_count(cfg->resource_capacity) - 1);
-    index_init(&sm->reservation_index, reservation_slots, cfg->reservation_capacity);
-    index_init(&sm->operation_index, operation_slots, cfg->operation_capacity);
+    (zeroed ? index_init_zeroed : index_init)(&sm->reservation_index, reservation_slots, cfg->reservation_capacity);
+    (zeroed ? index_init_zeroed : index_init)(&sm->operation_index, operation_slots, cfg->operation_capacity);
     free_stack_init(sm->reservation_free, cfg->reservation_capacity);
     sm->reservation_free_count = cfg->reservation_capacity;
     free_stack_init(sm->operation_free, cfg->operation_capacity);
     sm->operation_free_count = cfg->operation_capacity;
     fifo_init(&sm->reservation_retire, reservation_retire, cfg->reservation_capacity);
     fifo_init(&sm->operation_retire, operation_retire, cfg->operation_capacity);
-    expiry_init(&sm->expiry, cfg->reservation_capacity, cfg->expiration_capacity, cfg->max_ttl_slots,
-                nodes, buckets, bitmap);
+    (zeroed ? expiry_init_zeroed : expiry_init)(&sm->expiry, cfg->reservation_capacity, cfg->expiration_capacity,
+                                                cfg->max_ttl_slots, nodes, buckets, bitmap);
+}
+
+void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory)
+{
+    sm_init_memory(sm, cfg, memory, false);
 }
 
 bool sm_create(sm_t *sm, const struct sm_config *cfg, char *why, size_t why_len)
@@ -300,7 +309,7 @@ bool sm_create(sm_t *sm, const struct sm_config *cfg, char *why, size_t why_len)
         return false;
     }
     (void)madvise(mem, (size_t)l.total, MADV_HUGEPAGE); /* advice only: fine if refused */
-    sm_init(sm, cfg, mem);
+    sm_init_memory(sm, cfg, mem, true);
     sm->memory_mapped = l.total;
     return true;
 }

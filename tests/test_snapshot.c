@@ -1129,6 +1129,21 @@ START_TEST(test_files)
     assert_same_digest(&a, &b, "file round trip");
     sm_destroy(&b);
     free(buf);
+
+    /* The view recovery uses: io_posix maps the file; an io without map reads a copy. Both
+     * hold exactly the file's bytes. */
+    struct io_view v;
+    ck_assert_int_eq(io_view_file(&io_posix, path, &v), 0);
+    ck_assert(v.mapped && v.len == x.len && memcmp(v.buf, x.p, x.len) == 0);
+    io_view_release(&io_posix, &v);
+    ck_assert(v.buf == NULL && v.len == 0);
+    struct io_ops no_map = *io_posix.ops;
+    no_map.map = NULL;
+    no_map.unmap = NULL;
+    struct io copying = { &no_map };
+    ck_assert_int_eq(io_view_file(&copying, path, &v), 0);
+    ck_assert(!v.mapped && v.len == x.len && memcmp(v.buf, x.p, x.len) == 0);
+    io_view_release(&copying, &v);
     free(x.p);
 
     /* Writing the same LSN again replaces the file. */
@@ -1174,6 +1189,12 @@ START_TEST(test_files)
     ck_assert_uint_eq(len, 0);
     ck_assert_int_eq(decode_status(buf, len, &cfg, why, sizeof(why)), SNAPSHOT_SHORT);
     free(buf);
+    ck_assert_int_eq(io_view_file(&io_posix, path, &v), 0); /* nothing to map: read instead */
+    ck_assert(!v.mapped && v.len == 0);
+    io_view_release(&io_posix, &v);
+    ck_assert_int_eq(unlink(path), 0);
+    ck_assert_int_eq(io_view_file(&io_posix, path, &v), -ENOENT);
+    ck_assert_ptr_null(v.buf);
 
     clear_dir(dir);
     ck_assert_int_eq(rmdir(dir), 0);

@@ -109,3 +109,25 @@ int io_read_file(struct io *io, const char *path, u8 **buf, u64 *len)
     *len = size;
     return 0;
 }
+
+int io_view_file(struct io *io, const char *path, struct io_view *v)
+{
+    memset(v, 0, sizeof(*v));
+    if (io->ops->map != NULL && io->ops->map(io, path, &v->buf, &v->len) == 0) {
+        v->mapped = true;
+        return 0;
+    }
+    u8 *copy;
+    int rc = io_read_file(io, path, &copy, &v->len); /* also reports why a map failed */
+    v->buf = copy;
+    return rc;
+}
+
+void io_view_release(struct io *io, struct io_view *v)
+{
+    if (v->mapped)
+        io->ops->unmap(io, v->buf, v->len);
+    else
+        free((void *)v->buf);
+    memset(v, 0, sizeof(*v));
+}

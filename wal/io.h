@@ -52,6 +52,10 @@ struct io_ops {
      * stops early and returns the callback's value if it is non-zero. */
     int (*list_dir)(struct io *io, const char *dir, int (*each)(void *ctx, const char *name),
                     void *ctx);
+    /* Optional (NULL where the implementation has no mappings): maps a whole, non-empty file
+     * read-only, undone by unmap. io_view_file falls back to reading a copy without them. */
+    int (*map)(struct io *io, const char *path, const u8 **buf /* OUT */, u64 *len /* OUT */);
+    void (*unmap)(struct io *io, const u8 *buf, u64 len);
 };
 
 /* Implementations embed this as their first member. */
@@ -79,6 +83,19 @@ bool io_name_parse(const char *name, const char *prefix, const char *suffix, u64
 
 /* Reads a whole file into a malloc'd buffer: *buf (OUT, caller frees), *len (OUT). 0 or -errno. */
 int io_read_file(struct io *io, const char *path, u8 **buf, u64 *len);
+
+/*
+ * A whole file to read through once: mapped where the io can map (no copy, and no fresh pages
+ * to fault in and zero: a snapshot is hundreds of MB), else read into a malloc'd copy. The
+ * file must not change while viewed (snapshots never do). Release with io_view_release.
+ */
+struct io_view {
+    const u8 *buf;
+    u64 len;
+    bool mapped;
+};
+int io_view_file(struct io *io, const char *path, struct io_view *v /* OUT */);
+void io_view_release(struct io *io, struct io_view *v);
 
 /* Joins dir and name into out (cap bytes); false if it does not fit. */
 bool io_path(char *out, size_t cap, const char *dir, const char *name);

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -181,6 +182,37 @@ static int px_list_dir(struct io *io, const char *dir, int (*each)(void *ctx, co
     return rc;
 }
 
+/* Populated up front: the caller reads every byte once, in order. */
+static int px_map(struct io *io, const char *path, const u8 **buf, u64 *len)
+{
+    (void)io;
+    int fd;
+    do
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int rc = fstat(fd, &st) != 0 ? -errno : 0;
+    if (rc == 0 && (st.st_size <= 0 || (u64)st.st_size > SIZE_MAX))
+        rc = -EINVAL; /* nothing to map (or too much): the caller reads instead */
+    void *p = MAP_FAILED;
+    if (rc == 0 && (p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0)) == MAP_FAILED)
+        rc = -errno;
+    close(fd);
+    if (rc != 0)
+        return rc;
+    *buf = p;
+    *len = (u64)st.st_size;
+    return 0;
+}
+
+static void px_unmap(struct io *io, const u8 *buf, u64 len)
+{
+    (void)io;
+    munmap((void *)buf, (size_t)len);
+}
+
 static const struct io_ops posix_ops = {
     .open = px_open,
     .close = px_close,
@@ -196,6 +228,8 @@ static const struct io_ops posix_ops = {
     .mkdir = px_mkdir,
     .sync_dir = px_sync_dir,
     .list_dir = px_list_dir,
+    .map = px_map,
+    .unmap = px_unmap,
 };
 
 struct io io_posix = { .ops = &posix_ops };
