@@ -547,7 +547,13 @@ int wal_log_prepare(struct wal_log *w, u64 budget_bytes)
         w->spare_written = 0;
     }
     static const u8 zeros[64 * 1024];
-    u64 cap = w->opt.segment_bytes, end = w->spare_written + budget_bytes;
+    /* At least `budget` more, and never behind 9/8 of the active segment's fill (scaled to the
+     * spare's size): however fast frames arrive, the spare is complete by the time the active
+     * segment is 8/9 full, and each call writes about 9/8 of what was logged since the last. */
+    u64 cap = w->opt.segment_bytes;
+    u64 due = w->segment_capacity == 0 ? 0 : (u64)((u128)w->write_offset * cap / w->segment_capacity);
+    due += due / 8;
+    u64 end = (w->spare_written > due ? w->spare_written : due) + budget_bytes;
     if (end > cap)
         end = cap;
     while (w->spare_written < end) {

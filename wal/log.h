@@ -141,9 +141,11 @@ static inline const u8 *wal_log_last_frame(const struct wal_log *w, u32 *len)
 int wal_log_commit(struct wal_log *w);
 
 /*
- * Prepares the next segment ahead of time, at most budget_bytes per call (zero-fill and sync a
- * slice of WAL_SPARE_NAME), so a roll costs a header write and two small syncs instead of
- * creating and syncing a whole segment on the commit path. The owner calls it between batches.
+ * Prepares the next segment ahead of time (zero-fill and sync a slice of WAL_SPARE_NAME), so a
+ * roll costs a header write and two small syncs instead of creating and syncing a whole segment
+ * on the commit path. Each call adds budget_bytes, and at least catches the spare up with how
+ * full the active segment is, so a spare prepared between batches is
+ * complete by the time the active segment is 8/9 full.
  * 0, or a negative errno (the log is halted, as for any write error).
  */
 int wal_log_prepare(struct wal_log *w, u64 budget_bytes);
