@@ -311,7 +311,10 @@ static int commit_batch(struct seq *q)
     if (rc != 0)
         return storage_failed(q, rc);
     clock_gettime(CLOCK_MONOTONIC, &b);
-    u64 us = (u64)(b.tv_sec - a.tv_sec) * 1000000u + (u64)(b.tv_nsec - a.tv_nsec) / 1000u;
+    /* Signed first: tv_nsec of the end is below the start's whenever a second boundary passed
+     * (unsigned, that case recorded a duration of about 2^64 / 1000 us). */
+    i64 ns = (i64)(b.tv_sec - a.tv_sec) * 1000000000 + (i64)(b.tv_nsec - a.tv_nsec);
+    u64 us = ns > 0 ? (u64)ns / 1000u : 0;
     seg_histogram_add(&c->fsync_us, us);
     seg_histogram_add(&c->batch, q->stash_count);
     atomic_fetch_add_explicit(&c->fsyncs, 1, memory_order_relaxed);
