@@ -1065,17 +1065,10 @@ static void drop_unnamed_inodes(struct io_fault *f)
     free(named);
 }
 
-/* Power loss then reboot; torn != 0 is the one file io_fault_power_loss_tear_file tears. */
-static void loss(struct io_fault *f, enum io_fault_loss mode, u32 torn, u64 keep_bytes)
+/* What dies with the process: descriptors, the fault plan, the crash and the counters. */
+static void process_reset(struct io_fault *f)
 {
-    for (u32 ino = 1; ino < f->ninodes; ino++)
-        if (f->inodes[ino] != NULL)
-            loss_inode(f, ino, mode, torn, keep_bytes);
-    for (u32 i = 0; i < f->ndirs; i++)
-        loss_dir(f, f->dirs[i], mode);
     f->nfds = 0;
-    drop_orphan_dirs(f);
-    drop_unnamed_inodes(f);
     f->nfaults = 0;
     f->crash_armed = false;
     f->crashed = false;
@@ -1084,11 +1077,30 @@ static void loss(struct io_fault *f, enum io_fault_loss mode, u32 torn, u64 keep
     f->syncs = 0;
 }
 
+/* Power loss then reboot; torn != 0 is the one file io_fault_power_loss_tear_file tears. */
+static void loss(struct io_fault *f, enum io_fault_loss mode, u32 torn, u64 keep_bytes)
+{
+    for (u32 ino = 1; ino < f->ninodes; ino++)
+        if (f->inodes[ino] != NULL)
+            loss_inode(f, ino, mode, torn, keep_bytes);
+    for (u32 i = 0; i < f->ndirs; i++)
+        loss_dir(f, f->dirs[i], mode);
+    drop_orphan_dirs(f);
+    drop_unnamed_inodes(f);
+    process_reset(f);
+}
+
 void io_fault_power_loss(struct io_fault *f, enum io_fault_loss mode)
 {
     ADB_ASSERT(mode == IO_FAULT_KEEP_SYNCED || mode == IO_FAULT_KEEP_ALL ||
                mode == IO_FAULT_TEAR);
     loss(f, mode, 0, 0);
+}
+
+/* Inodes stay: an unlinked file whose unlink is not durable comes back at a power loss. */
+void io_fault_process_restart(struct io_fault *f)
+{
+    process_reset(f);
 }
 
 void io_fault_power_loss_tear_file(struct io_fault *f, const char *path, u64 keep_bytes)

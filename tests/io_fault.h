@@ -30,8 +30,13 @@
  *
  *   Crash: io_fault_crash_after(f, n) lets n further mutating operations run; the next one
  *   "kills the process": it and every later call of any kind return -EIO and change nothing,
- *   until io_fault_power_loss(). A call counts as a mutation once its arguments are valid
- *   (bad fds and missing names fail without counting); an injected fault still counts.
+ *   until io_fault_power_loss() or io_fault_process_restart(). A call counts as a mutation once
+ *   its arguments are valid (bad fds and missing names fail without counting); an injected
+ *   fault still counts.
+ *
+ *   Process restart: io_fault_process_restart() is a crash the machine survives. Descriptors
+ *   close, but the page cache stays exactly as it was: what was written but not synced is still
+ *   read back, and still lost by a later power loss unless someone syncs it first.
  *
  *   Limits: files are capped at IO_FAULT_FILE_MAX bytes (-EFBIG beyond), so a test that
  *   preallocates by mistake fails instead of exhausting memory. Allocation failure aborts.
@@ -70,7 +75,8 @@ void io_fault_fail_sync(struct io_fault *f, u64 nth, int neg_errno);
 /* Lets `mutations` further mutating operations run; the next one and every later call return
  * -EIO and change nothing (the process died). */
 void io_fault_crash_after(struct io_fault *f, u64 mutations);
-/* Mutating operations run since create or the last power loss: open that creates, pwrite,
+/* Mutating operations run since create or the last power loss or process restart: open that
+ * creates, pwrite,
  * datasync, fsync, truncate, allocate, rename, unlink, mkdir, sync_dir. */
 u64 io_fault_mutations(const struct io_fault *f);
 bool io_fault_crashed(const struct io_fault *f);
@@ -90,6 +96,12 @@ enum io_fault_loss {
 /* Decides what survives, then reboots: closes every fd, clears the fault plan and the crash,
  * resets the mutation counter. Afterwards every file and directory is fully durable. */
 void io_fault_power_loss(struct io_fault *f, enum io_fault_loss mode);
+
+/* The process was killed, the machine kept running: closes every fd, clears the fault plan and
+ * the crash, resets the mutation counter, and changes nothing else. Unsynced writes and
+ * directory operations stay visible and pending, so a later sync makes them durable and a
+ * later power loss treats them like any unsynced state. */
+void io_fault_process_restart(struct io_fault *f);
 
 /* A power loss for "torn at every byte" tests: the file path names now keeps exactly
  * keep_bytes bytes of its unsynced write data (operations in issue order, the last write

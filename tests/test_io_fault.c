@@ -1003,6 +1003,51 @@ START_TEST(test_crash_after)
 }
 END_TEST
 
+/* A killed process: descriptors and the crash are gone, the page cache is not. What it wrote
+ * and named without a sync is read back, and a power loss still drops it unless a sync came in
+ * between. */
+START_TEST(test_process_restart_keeps_the_page_cache)
+{
+    for (int sync_after = 0; sync_after <= 1; sync_after++) {
+        fs_new(32);
+        put("d/old", "old");
+        int fd = open_rw("d/new");
+        write_str(fd, 0, "unsynced");
+        int fd_old = -1;
+        ck_assert_int_eq(IO->ops->open(IO, "d/old", IO_WRITE, &fd_old), 0);
+        write_str(fd_old, 0, "OLD!");
+        ck_assert_int_eq(IO->ops->unlink(IO, "d/old"), 0);
+        io_fault_crash_after(F, 0);
+        ck_assert_int_eq(IO->ops->datasync(IO, fd), -EIO);
+        ck_assert(io_fault_crashed(F));
+
+        io_fault_process_restart(F);
+        ck_assert(!io_fault_crashed(F));
+        ck_assert_uint_eq(io_fault_mutations(F), 0);
+        size_t done;
+        char c;
+        ck_assert_int_eq(IO->ops->pread(IO, fd, &c, 1, 0, &done), -EBADF);
+        expect_str("d/new", "unsynced");
+        ck_assert(!io_fault_exists(F, "d/old"));
+        ck_assert_uint_eq(io_fault_unsynced_bytes(F, "d/new"), 8);
+        if (sync_after) {
+            ck_assert_int_eq(IO->ops->open(IO, "d/new", IO_READ, &fd), 0);
+            ck_assert_int_eq(IO->ops->fsync(IO, fd), 0);
+            ck_assert_int_eq(IO->ops->sync_dir(IO, "d"), 0);
+        }
+        io_fault_power_loss(F, IO_FAULT_KEEP_SYNCED);
+        if (sync_after) {
+            expect_str("d/new", "unsynced");
+            ck_assert(!io_fault_exists(F, "d/old"));
+        } else {
+            ck_assert(!io_fault_exists(F, "d/new"));
+            expect_str("d/old", "old"); /* the unlink was never durable */
+        }
+        fs_free();
+    }
+}
+END_TEST
+
 /* Non-mutating calls before the crash point still work; the dying call is the first mutation
  * past it. */
 START_TEST(test_crash_after_zero)
@@ -1114,6 +1159,7 @@ Suite *test_suite(void)
     tcase_add_test(faults, test_fail_sync_then_tear);
     tcase_add_test(faults, test_crash_after);
     tcase_add_test(faults, test_crash_after_zero);
+    tcase_add_test(faults, test_process_restart_keeps_the_page_cache);
     tcase_add_test(faults, test_flip_bit);
     suite_add_tcase(s, faults);
     return s;

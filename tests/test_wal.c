@@ -627,6 +627,105 @@ START_TEST(test_crash_at_every_step_with_a_spare)
 }
 END_TEST
 
+/* ---- a killed process: the page cache outlives it --------------------------------------- */
+
+/*
+ * A writer killed between pwrite and fdatasync leaves frames that only the page cache holds. The
+ * next open reads them back and reports them (the sequencer publishes them and counts them
+ * durable), so it must make them durable before that: otherwise a power loss afterwards loses
+ * entries that were reported, and their LSNs are handed out again.
+ */
+START_TEST(test_kill_before_sync_then_power_loss_keeps_what_open_reported)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 5), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_int_eq(append_n(&w, 3), 0);
+    io_fault_crash_after(fs, 1); /* the pwrite happens, the fdatasync does not */
+    ck_assert_int_eq(wal_log_commit(&w), -EIO);
+    wal_log_close(&w);
+    io_fault_process_restart(fs);
+
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(rep.last_lsn, 8);
+    ck_assert_uint_eq(s.frames, 8);
+    ck_assert_uint_eq(w.durable_lsn, 8);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(rep.last_lsn, 8);
+    ck_assert_uint_eq(s.frames, 8);
+    wal_log_close(&w);
+}
+END_TEST
+
+/*
+ * The same for every point of a workload that rolls segments (creating them, or renaming a
+ * prepared spare): the process is killed after k I/O operations, restarted on the same page
+ * cache and reopened; the reopened log appends and commits; then a power loss keeps only what
+ * was synced. Every frame the reopen reported and every frame committed after it is there.
+ */
+static void kill_at_every_step(bool spare)
+{
+    u64 points = 0;
+    for (u64 k = 0;; k++) {
+        teardown();
+        setup();
+        rng_state = 2000 + k;
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        open_ok(&w, &rep, &s);
+        io_fault_crash_after(fs, k);
+        u64 acked = 0;
+        int rc = 0;
+        for (int batch = 0; batch < 12 && rc == 0; batch++) {
+            rc = append_n(&w, 4 + (u64)batch % 5);
+            if (rc == 0)
+                rc = wal_log_commit(&w);
+            if (rc == 0)
+                acked = ex->count;
+            if (rc == 0 && spare)
+                rc = wal_log_prepare(&w, SMALL_SEGMENT / 3);
+        }
+        bool crashed = io_fault_crashed(fs);
+        wal_log_close(&w);
+        io_fault_process_restart(fs);
+        char why[512];
+        rc = reopen(&w, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "killed after %llu mutations: %s", (unsigned long long)k, why);
+        ck_assert_uint_ge(s.frames, acked);
+        ex->count = s.last_lsn;
+        ck_assert_int_eq(append_n(&w, 2), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+        rc = reopen(&w, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "killed after %llu mutations, then power loss: %s", (unsigned long long)k, why);
+        ck_assert_msg(s.frames == ex->count, "killed after %llu mutations: %llu frames after the power loss, %llu reported and committed", (unsigned long long)k, (unsigned long long)s.frames, (unsigned long long)ex->count);
+        wal_log_close(&w);
+        points++;
+        if (!crashed)
+            break;
+    }
+    ck_assert_uint_gt(points, 20);
+}
+
+START_TEST(test_kill_at_every_step_then_power_loss)
+{
+    kill_at_every_step(false);
+}
+END_TEST
+
+START_TEST(test_kill_at_every_step_with_a_spare_then_power_loss)
+{
+    kill_at_every_step(true);
+}
+END_TEST
+
 /* A prepared spare becomes the next segment: the roll renames it (no new file is created and
  * filled on the commit path), and the log reads back across it. */
 START_TEST(test_spare_becomes_the_next_segment)
@@ -744,6 +843,9 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_eio_on_sync_halts_and_recovers_acked);
     tcase_add_test(tc, test_crash_at_every_step);
     tcase_add_test(tc, test_crash_at_every_step_with_a_spare);
+    tcase_add_test(tc, test_kill_before_sync_then_power_loss_keeps_what_open_reported);
+    tcase_add_test(tc, test_kill_at_every_step_then_power_loss);
+    tcase_add_test(tc, test_kill_at_every_step_with_a_spare_then_power_loss);
     tcase_add_test(tc, test_spare_becomes_the_next_segment);
     tcase_add_test(tc, test_spare_keeps_up_with_any_write_rate);
     tcase_add_test(tc, test_prune_keeps_needed_segments);

@@ -260,6 +260,38 @@ static bool spare_path(const struct wal_log *w, char *out, size_t cap)
     return io_path(out, cap, w->dir, WAL_SPARE_NAME);
 }
 
+/*
+ * A writer killed between pwrite and fdatasync leaves frames that reads return but only the page
+ * cache holds. Recovery delivers what it reads (the sequencer publishes it and answers retries
+ * from it) and counts it durable, so it is made durable first: the newest segment, the one before
+ * it (the active one when the newest is a creation a crash cut short), then the directory, where
+ * a roll's create or rename may not be durable yet. A read-only open never syncs.
+ */
+static int sync_tail(struct wal_log *w, char *why, size_t why_len)
+{
+    u32 from = w->segment_count > 2 ? w->segment_count - 2 : 0;
+    for (u32 i = from; i < w->segment_count; i++) {
+        char path[WAL_PATH_MAX];
+        if (!seg_path(w, w->segments[i].first_lsn, path, sizeof(path))) {
+            why_set(why, why_len, "%s: path too long", w->dir);
+            return -ENAMETOOLONG;
+        }
+        int fd, rc = w->io->ops->open(w->io, path, IO_WRITE, &fd);
+        if (rc == 0) {
+            rc = w->io->ops->fsync(w->io, fd);
+            w->io->ops->close(w->io, fd);
+        }
+        if (rc != 0) {
+            why_set(why, why_len, "%s: cannot sync before recovery: %s", path, strerror(-rc));
+            return rc;
+        }
+    }
+    int rc = w->io->ops->sync_dir(w->io, w->dir);
+    if (rc != 0)
+        why_set(why, why_len, "%s: cannot fsync directory before recovery: %s", w->dir, strerror(-rc));
+    return rc;
+}
+
 struct open_state {
     u8 *buf;
     u64 cap;
@@ -417,6 +449,8 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     }
 
     ADB_ASSERT(w->opt.stop_after_lsn == 0 || w->opt.read_only);
+    if (!w->opt.read_only && (rc = sync_tail(w, why, why_len)) != 0)
+        return rc; /* before the first frame is delivered or counted durable */
     struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn,
                                          .stop_after_lsn = w->opt.stop_after_lsn } };
     u32 start = 0;

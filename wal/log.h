@@ -14,6 +14,11 @@
  *   given LSN, repairs a torn tail, and leaves the log ready to append after the last frame.
  *   A directory without segments is an error: a WAL is never silently created.
  *
+ *   Nothing read back is trusted as durable unsynced: a writer killed between pwrite and
+ *   fdatasync leaves frames only in the page cache, so a read-write open fsyncs the newest
+ *   segments and the directory before it delivers or counts any frame. A read-only open never
+ *   syncs; it must not be trusted beyond what the writer has made durable.
+ *
  *   Appending: wal_log_append() encodes into a bounded in-memory batch (pwrite when it fills);
  *   wal_log_commit() writes what is pending and issues one fdatasync for all of it: group
  *   commit. durable_lsn moves only after a successful sync.
@@ -109,10 +114,10 @@ int wal_log_format(struct io *io, const char *dir, const struct wal_log_options 
                    size_t why_len);
 
 /*
- * Opens and recovers the WAL in dir: scans every segment, calls replay for each frame with
- * lsn >= from_lsn (NULL: none), which the WAL must cover (from_lsn 0: every frame it holds,
- * no coverage required), repairs a torn tail (unless read_only) and makes the log ready
- * to append. Returns 0, or a negative errno with a reason naming file, offset and rule in why
+ * Opens and recovers the WAL in dir: makes the tail durable (unless read_only), scans every
+ * segment, calls replay for each frame with lsn >= from_lsn (NULL: none), which the WAL must
+ * cover (from_lsn 0: every frame it holds, no coverage required), repairs a torn tail (unless
+ * read_only) and makes the log ready to append; durable_lsn is then the last frame. Returns 0, or a negative errno with a reason naming file, offset and rule in why
  * (-EUCLEAN for corruption, -ENOENT for a missing WAL, -ECANCELED if replay stopped it).
  */
 int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
