@@ -8,13 +8,15 @@
  * Raw mode (bit 1 clear): the rest of the input is the segment file. Its header is decoded
  * (and, when bit 2 is set, first given a correct header CRC, so the fuzzer gets past it); the
  * chain starts where the header says when it decodes, else at LSN 1. With bit 3 set the frame
- * callback stops the scan at its call number 1 + (flags >> 4).
+ * callback stops the scan at its call number 1 + (flags >> 4). The segment is also scanned with
+ * a stop LSN 1 + (flags >> 4) frames after the chain's start.
  *
  * Build mode (bit 1 set): the input describes a valid segment that is built and then damaged:
  *
  *   byte 0    flags: bit 2 reseal every frame-shaped byte run after the pokes (recompute its
  *             crc, so a poked field reaches the rule that checks it rather than the checksum),
- *             bit 3 append a torn frame (a prefix of one more frame)
+ *             bit 3 append a torn frame (a prefix of one more frame),
+ *             bits 4-7 if not 0: also scan with a stop LSN that many frames after the start
  *   byte 1    low nibble: number of complete frames (0..15); high nibble: where the chain
  *             starts (first LSN, previous slot and crc; 15 = LSNs ending at UINT64_MAX)
  *   byte 2    how many bytes of the torn frame were written (1..size-1)
@@ -39,6 +41,9 @@
  *     continue the chain or its payload is not a command; or it does not decode and the
  *     segment is sealed, or the non-zero bytes reach beyond the largest frame, or a valid
  *     frame starts later;
+ *   - LIMIT: exactly when the next LSN is past the stop LSN, and no frame delivered is past it;
+ *     a scan with a stop LSN gives what the scan without one gives until it reaches that LSN,
+ *     and once it has, flipping every byte after the last frame it needed changes nothing;
  *   - the header decoder accepts only headers that re-encode to the same 64 bytes.
  * In build mode also: when no poke or cut changed a byte of the complete frames, all of them
  * are recovered with their commands; when nothing changed at all, the end is exactly the
@@ -149,8 +154,8 @@ static bool valid_frame_in(const u8 *buf, u64 len, u64 from, u64 to)
 
 /* Scans buf with the chain starting at *cur and checks every property of the result. Returns
  * the result in *res and the callback log in *log. */
-static void scan_and_check(const u8 *buf, u64 len, bool last, const struct wal_cursor *start, u32 stop_at,
-                           struct wal_scan_result *res, struct scan_log *log)
+static void scan_and_check(const u8 *buf, u64 len, const struct wal_scan_options *o, const struct wal_cursor *start,
+                           u32 stop_at, struct wal_scan_result *res, struct scan_log *log)
 {
     memset(log, 0, sizeof(*log));
     log->buf = buf;
@@ -158,10 +163,13 @@ static void scan_and_check(const u8 *buf, u64 len, bool last, const struct wal_c
     log->stop_at = stop_at;
     struct wal_cursor cur = *start;
     memset(res, 0xA5, sizeof(*res));
-    enum wal_scan_end end = wal_scan_segment(buf, len, last, &cur, on_frame, log, res);
+    enum wal_scan_end end = wal_scan_segment(buf, len, o, &cur, on_frame, log, res);
+    bool last = o->last;
 
     FUZZ_CHECK(end == res->end);
-    FUZZ_CHECK(end == WAL_SCAN_CLEAN || end == WAL_SCAN_TORN || end == WAL_SCAN_CORRUPT || end == WAL_SCAN_STOPPED);
+    FUZZ_CHECK(end == WAL_SCAN_CLEAN || end == WAL_SCAN_TORN || end == WAL_SCAN_CORRUPT || end == WAL_SCAN_STOPPED ||
+               end == WAL_SCAN_LIMIT);
+    FUZZ_CHECK((end == WAL_SCAN_LIMIT) == (o->stop_after_lsn != 0 && cur.next_lsn > o->stop_after_lsn));
     FUZZ_CHECK(strcmp(wal_scan_end_name(end), "unknown") != 0);
     FUZZ_CHECK(memchr(res->reason, '\0', sizeof(res->reason)) != NULL && res->reason[0] != '\0');
 
@@ -179,6 +187,7 @@ static void scan_and_check(const u8 *buf, u64 len, bool last, const struct wal_c
         FUZZ_CHECK(s->f.lsn == want.next_lsn);
         FUZZ_CHECK(s->f.request_slot >= want.last_slot);
         FUZZ_CHECK(s->f.prev_crc == want.prev_crc);
+        FUZZ_CHECK(o->stop_after_lsn == 0 || s->f.lsn <= o->stop_after_lsn);
         if (i == res->frames) /* the frame the callback stopped at */
             break;
         want.next_lsn = s->f.lsn + 1;
@@ -205,6 +214,8 @@ static void scan_and_check(const u8 *buf, u64 len, bool last, const struct wal_c
     case WAL_SCAN_STOPPED:
         FUZZ_CHECK(fs == WAL_FRAME_OK);
         break;
+    case WAL_SCAN_LIMIT: /* nothing at `at` is looked at: any bytes may be there */
+        break;
     case WAL_SCAN_TORN:
         FUZZ_CHECK(last);
         FUZZ_CHECK(fs != WAL_FRAME_OK);
@@ -227,6 +238,41 @@ static void scan_and_check(const u8 *buf, u64 len, bool last, const struct wal_c
         }
         break;
     }
+}
+
+/*
+ * The scan with a stop LSN k frames after the chain's start (k >= 1) agrees with the scan without
+ * one until it reaches that LSN, and after that frame nothing can change its result: the bytes
+ * that follow are flipped and the result must stay the same.
+ */
+static void check_limit(const u8 *buf, u64 len, const struct wal_scan_options *base_opt,
+                        const struct wal_cursor *start, u64 k)
+{
+    if (k == 0 || start->next_lsn - 1 > UINT64_MAX - k)
+        return;
+    struct scan_log *log = malloc(sizeof(*log));
+    FUZZ_CHECK(log != NULL);
+    struct wal_scan_options o = *base_opt;
+    o.stop_after_lsn = 0;
+    struct wal_scan_result base, lim;
+    scan_and_check(buf, len, &o, start, 0, &base, log);
+    o.stop_after_lsn = start->next_lsn - 1 + k;
+    scan_and_check(buf, len, &o, start, 0, &lim, log);
+    if (base.frames >= k) {
+        FUZZ_CHECK(lim.end == WAL_SCAN_LIMIT && lim.frames == k);
+        u8 *other = malloc(len);
+        FUZZ_CHECK(other != NULL);
+        memcpy(other, buf, len);
+        for (u64 i = lim.valid_end; i < len; i++)
+            other[i] ^= 0xFF;
+        struct wal_scan_result again;
+        scan_and_check(other, len, &o, start, 0, &again, log);
+        FUZZ_CHECK(again.end == WAL_SCAN_LIMIT && again.frames == k && again.valid_end == lim.valid_end);
+        free(other);
+    } else {
+        FUZZ_CHECK(lim.end == base.end && lim.frames == base.frames && lim.bad_offset == base.bad_offset);
+    }
+    free(log);
 }
 
 /* The header decoder: an accepted header re-encodes to the same bytes; failures leave *out
@@ -269,8 +315,10 @@ static void run_raw(u8 flags, const uint8_t *data, size_t size)
         struct scan_log *log = malloc(sizeof(*log));
         FUZZ_CHECK(log != NULL);
         u32 stop_at = (flags & FLAG_STOP) ? 1u + (flags >> 4) : 0;
-        scan_and_check(buf, size, flags & FLAG_LAST, &start, stop_at, &res, log);
+        struct wal_scan_options o = { .last = flags & FLAG_LAST };
+        scan_and_check(buf, size, &o, &start, stop_at, &res, log);
         free(log);
+        check_limit(buf, size, &o, &start, 1u + (flags >> 4));
     }
     free(buf);
 }
@@ -424,10 +472,12 @@ static void run_build(u8 flags, const uint8_t *data, size_t size)
     struct wal_segment_header h;
     check_header(buf, b.len, &h);
     bool last = flags & FLAG_LAST;
+    struct wal_scan_options o = { .last = last };
     struct wal_scan_result res;
     struct scan_log *log = malloc(sizeof(*log));
     FUZZ_CHECK(log != NULL);
-    scan_and_check(buf, b.len, last, &b.start, 0, &res, log);
+    scan_and_check(buf, b.len, &o, &b.start, 0, &res, log);
+    check_limit(buf, b.len, &o, &b.start, flags >> 4);
 
     if (!frames_touched) {
         /* Damage after the frames never costs one of them. */

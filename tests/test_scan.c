@@ -64,10 +64,16 @@ static u64 put_good(void)
     return put_cmd(writer.next_lsn, writer.last_slot + 1, writer.prev_crc, WAL_RECORD_COMMAND);
 }
 
-static enum wal_scan_end scan(bool last, struct wal_scan_result *r)
+static enum wal_scan_end scan_with(const struct wal_scan_options *o, struct wal_scan_result *r)
 {
     struct wal_cursor cur = { .next_lsn = 10, .last_slot = 5, .prev_crc = 0xabcd };
-    return wal_scan_segment(seg, SEG, last, &cur, NULL, NULL, r);
+    return wal_scan_segment(seg, SEG, o, &cur, NULL, NULL, r);
+}
+
+static enum wal_scan_end scan(bool last, struct wal_scan_result *r)
+{
+    struct wal_scan_options o = { .last = last };
+    return scan_with(&o, r);
 }
 
 START_TEST(test_clean_end_after_frames)
@@ -211,10 +217,60 @@ START_TEST(test_callback_can_stop)
     struct wal_cursor cur = { .next_lsn = 10, .last_slot = 5, .prev_crc = 0xabcd };
     struct wal_scan_result r;
     int calls = 0;
-    ck_assert_int_eq(wal_scan_segment(seg, SEG, true, &cur, stop_at_second, &calls, &r), WAL_SCAN_STOPPED);
+    struct wal_scan_options o = { .last = true };
+    ck_assert_int_eq(wal_scan_segment(seg, SEG, &o, &cur, stop_at_second, &calls, &r), WAL_SCAN_STOPPED);
     ck_assert_int_eq(calls, 2);
     ck_assert_uint_eq(r.frames, 1);
     ck_assert_uint_eq(cur.next_lsn, 11);
+}
+END_TEST
+
+static int count_calls(void *ctx, const struct wal_frame *f, const struct sm_command *c, u64 off)
+{
+    (void)f;
+    (void)c;
+    (void)off;
+    ++*(int *)ctx;
+    return 0;
+}
+
+/* The reader's limit ends the scan before a byte of the next frame is read: whatever follows
+ * (a frame being written, garbage, data far beyond) cannot turn into corruption or a tear, in
+ * the newest segment or a sealed one. */
+START_TEST(test_limit_reads_nothing_after_it)
+{
+    start(10);
+    for (int i = 0; i < 4; i++)
+        put_good();
+    u64 limit_end = used; /* LSNs 10..13 */
+    put_good();
+    put_good();
+    for (int view = 0; view < 3; view++) {
+        if (view == 1)
+            memset(seg + limit_end + 5, 0, 20); /* LSN 14 half written, 15 already there */
+        if (view == 2)
+            memset(seg + limit_end, 0x5A, SEG - limit_end); /* anything at all, up to the end */
+        for (int last = 0; last <= 1; last++) {
+            struct wal_scan_options o = { .last = last, .stop_after_lsn = 13 };
+            struct wal_cursor cur = { .next_lsn = 10, .last_slot = 5, .prev_crc = 0xabcd };
+            struct wal_scan_result r;
+            int calls = 0;
+            ck_assert_int_eq(wal_scan_segment(seg, SEG, &o, &cur, count_calls, &calls, &r), WAL_SCAN_LIMIT);
+            ck_assert_int_eq(calls, 4);
+            ck_assert_uint_eq(r.frames, 4);
+            ck_assert_uint_eq(r.valid_end, limit_end);
+            ck_assert_uint_eq(cur.next_lsn, 14);
+        }
+    }
+    /* A limit before the segment's first frame reads nothing; a limit beyond its frames does not
+     * hide what comes after them. */
+    struct wal_scan_options before = { .last = true, .stop_after_lsn = 9 };
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan_with(&before, &r), WAL_SCAN_LIMIT);
+    ck_assert_uint_eq(r.frames, 0);
+    struct wal_scan_options beyond = { .last = true, .stop_after_lsn = 100 };
+    ck_assert_int_eq(scan_with(&beyond, &r), WAL_SCAN_CORRUPT);
+    ck_assert_uint_eq(r.bad_offset, limit_end);
 }
 END_TEST
 
@@ -261,6 +317,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_invalid_frame_before_a_valid_one_is_corrupt);
     tcase_add_test(tc, test_data_beyond_any_torn_write_is_corrupt);
     tcase_add_test(tc, test_callback_can_stop);
+    tcase_add_test(tc, test_limit_reads_nothing_after_it);
     tcase_add_test(tc, test_segment_header_rejections);
     suite_add_tcase(s, tc);
     return s;

@@ -369,6 +369,67 @@ START_TEST(test_read_only_stop_after_lsn)
 }
 END_TEST
 
+/* Offset of the nth frame (1-based) of the segment at path, which holds at least n frames. */
+static u64 frame_offset(const char *path, u64 n)
+{
+    const u8 *data;
+    u64 len, off = WAL_SEGMENT_HEADER_SIZE;
+    ck_assert(io_fault_contents(fs, path, &data, &len));
+    for (u64 i = 1; i < n; i++) {
+        struct wal_frame f;
+        u32 fl;
+        ck_assert_int_eq(wal_frame_decode(data + off, len - off, &f, &fl), WAL_FRAME_OK);
+        off += fl;
+    }
+    return off;
+}
+
+/*
+ * The reader's limit is where it stops looking, not where it stops delivering: the writer may be
+ * writing the frames after it right now, and a view of pages being copied can show anything
+ * there: a damaged frame followed by valid ones, or data further than one frame reaches. None of
+ * it is the reader's business (without the limit each of these views is corruption or a tear).
+ */
+START_TEST(test_read_only_stop_never_reads_past_the_limit)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 20), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_eq(w.segment_count, 1);
+    wal_log_close(&w);
+    char path[WAL_PATH_MAX], why[512];
+    seg_file(path, sizeof(path), 1);
+    u64 len, at = frame_offset(path, 18);
+    u8 *written = snapshot_file(path, &len);
+    u8 *view = malloc(len);
+    for (int kind = 0; kind < 3; kind++) {
+        memcpy(view, written, len);
+        if (kind == 0) /* frame 18 half copied, 19 and 20 already there */
+            memset(view + at + 20, 0, 30);
+        else if (kind == 1) /* frame 18 garbage, and data beyond any one frame */
+            memset(view + at, 0xEE, 2 * WAL_FRAME_MAX);
+        else /* only frame 18's first bytes so far */
+            memset(view + at + 7, 0, len - at - 7);
+        ck_assert_int_eq(io_fault_put_file(fs, path, view, len), 0);
+        struct wal_log_options ro = small;
+        ro.read_only = true;
+        ro.stop_after_lsn = 17;
+        memset(&s, 0, sizeof(s));
+        int rc = wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why));
+        ck_assert_msg(rc == 0, "view %d: %s", kind, why);
+        ck_assert_uint_eq(s.frames, 17);
+        ck_assert_uint_eq(rep.last_lsn, 17);
+        ck_assert(!rep.torn);
+        wal_log_close(&w);
+    }
+    free(view);
+    free(written);
+}
+END_TEST
+
 /* ---- corruption fails closed ------------------------------------------------------------ */
 
 START_TEST(test_bit_flip_in_any_non_final_frame_fails_closed)
@@ -836,6 +897,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_torn_tail_at_every_byte);
     tcase_add_test(tc, test_read_only_open_repairs_nothing);
     tcase_add_test(tc, test_read_only_stop_after_lsn);
+    tcase_add_test(tc, test_read_only_stop_never_reads_past_the_limit);
     tcase_add_test(tc, test_bit_flip_in_any_non_final_frame_fails_closed);
     tcase_add_test(tc, test_segment_gap_and_header_damage_fail_closed);
     tcase_add_test(tc, test_torn_segment_creation_is_removed);

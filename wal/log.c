@@ -187,8 +187,6 @@ struct replay_ctx {
     wal_replay_fn fn;
     void *ctx;
     u64 from_lsn;
-    u64 stop_after_lsn; /* 0: none */
-    bool stopped;
     u64 delivered;
 };
 
@@ -196,10 +194,6 @@ static int replay_one(void *ctx, const struct wal_frame *f, const struct sm_comm
 {
     (void)offset;
     struct replay_ctx *r = ctx;
-    if (r->stop_after_lsn != 0 && f->lsn > r->stop_after_lsn) {
-        r->stopped = true; /* the caller's limit: an end, not an error */
-        return 1;
-    }
     if (r->fn == NULL || f->lsn < r->from_lsn)
         return 0;
     r->delivered++;
@@ -359,8 +353,9 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
         return -EUCLEAN;
     }
 
+    struct wal_scan_options so = { .last = last, .stop_after_lsn = w->opt.stop_after_lsn };
     struct wal_scan_result res;
-    enum wal_scan_end end = wal_scan_segment(st->buf, len, last, &w->cur, replay_one, &st->replay, &res);
+    enum wal_scan_end end = wal_scan_segment(st->buf, len, &so, &w->cur, replay_one, &st->replay, &res);
     rep->frames += res.frames;
     switch (end) {
     case WAL_SCAN_CLEAN:
@@ -383,9 +378,9 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
     case WAL_SCAN_CORRUPT:
         why_set(why, why_len, "%s: offset %" PRIu64 ": %s", path, res.bad_offset, res.reason);
         return -EUCLEAN;
+    case WAL_SCAN_LIMIT:
+        return 1; /* stop_after_lsn reached: nothing after it is read, in this segment or later */
     case WAL_SCAN_STOPPED:
-        if (st->replay.stopped)
-            return 1; /* stop_after_lsn reached: nothing after it is read */
         why_set(why, why_len, "%s: offset %" PRIu64 ": replay %s", path, res.bad_offset, res.reason);
         return -ECANCELED;
     }
@@ -451,8 +446,7 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     ADB_ASSERT(w->opt.stop_after_lsn == 0 || w->opt.read_only);
     if (!w->opt.read_only && (rc = sync_tail(w, why, why_len)) != 0)
         return rc; /* before the first frame is delivered or counted durable */
-    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn,
-                                         .stop_after_lsn = w->opt.stop_after_lsn } };
+    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn } };
     u32 start = 0;
     if (replay != NULL && from_lsn != 0) {
         if (from_lsn < w->segments[0].first_lsn) {

@@ -55,7 +55,8 @@ struct wal_log_options {
     bool read_only;    /* open: scan and report, never repair, append or create */
     u64 stop_after_lsn; /* read_only open: stop reading after this LSN (0: read everything);
                          * lets a reader recover up to a known-durable point while the writer
-                         * appends, without reading frames that may be half-written */
+                         * appends: no byte after that frame is interpreted, and segments
+                         * wholly after it are not opened */
 };
 
 /* What recovery found. */

@@ -102,6 +102,7 @@ const char *wal_scan_end_name(enum wal_scan_end e)
     case WAL_SCAN_TORN: return "torn tail";
     case WAL_SCAN_CORRUPT: return "corrupt";
     case WAL_SCAN_STOPPED: return "stopped";
+    case WAL_SCAN_LIMIT: return "limit reached";
     }
     return "unknown";
 }
@@ -152,14 +153,19 @@ static enum wal_scan_end invalid_frame(const u8 *buf, u64 len, u64 off, bool las
                   wal_frame_status_name(why));
 }
 
-enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, bool last, struct wal_cursor *cur,
-                                   wal_frame_fn each, void *ctx, struct wal_scan_result *out)
+enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan_options *opt,
+                                   struct wal_cursor *cur, wal_frame_fn each, void *ctx,
+                                   struct wal_scan_result *out)
 {
     ADB_ASSERT(len >= WAL_SEGMENT_HEADER_SIZE);
     memset(out, 0, sizeof(*out));
+    bool last = opt->last;
     u64 off = WAL_SEGMENT_HEADER_SIZE;
     for (;;) {
         out->valid_end = off;
+        /* Before anything at off is read: the writer may be changing those bytes right now. */
+        if (opt->stop_after_lsn != 0 && cur->next_lsn > opt->stop_after_lsn)
+            return finish(out, WAL_SCAN_LIMIT, off, "limit reached after LSN %" PRIu64, opt->stop_after_lsn);
         if (le_all_zero(buf + off, len - off))
             return finish(out, WAL_SCAN_CLEAN, off, "clean end");
 

@@ -22,6 +22,7 @@
  *
  *   situation at offset                                  last segment      earlier segment
  *   ---------------------------------------------------  ----------------  ----------------
+ *   the next LSN is past the reader's stop_after_lsn     limit             limit
  *   every remaining byte is zero                         clean end         clean end
  *   a valid frame that continues the sequence            next frame        next frame
  *   a valid frame with the wrong LSN                     corrupt           corrupt
@@ -32,6 +33,9 @@
  *     largest frame that could start here, and no
  *     valid frame at any later offset                    torn tail         corrupt
  *   any other invalid frame                              corrupt           corrupt
+ *
+ * "Limit" is checked first and reads nothing: a reader that recovers up to a durable point while
+ * the writer appends never looks at bytes the writer may be changing.
  *
  * "Torn tail" is the one state recovery repairs: a write that a crash cut short, which was never
  * synced and so never acknowledged; the caller zeroes it and appends from its offset. Nothing
@@ -89,6 +93,7 @@ enum wal_scan_end {
     WAL_SCAN_TORN,      /* valid frames, then one torn write (last segment only) */
     WAL_SCAN_CORRUPT,   /* fail closed */
     WAL_SCAN_STOPPED,   /* the frame callback returned non-zero */
+    WAL_SCAN_LIMIT,     /* reached stop_after_lsn: nothing after it was read */
 };
 
 const char *wal_scan_end_name(enum wal_scan_end e);
@@ -106,13 +111,20 @@ struct wal_scan_result {
 typedef int (*wal_frame_fn)(void *ctx, const struct wal_frame *f, const struct sm_command *cmd,
                             u64 offset);
 
+/* How to read one segment. */
+struct wal_scan_options {
+    bool last;          /* the newest segment: the only one that may end in a torn tail */
+    u64 stop_after_lsn; /* 0: none; else end (WAL_SCAN_LIMIT) where the frame after this LSN
+                         * would start, without reading a byte of it */
+};
+
 /*
  * Scans the frames of one segment held in buf (len bytes, starting with the segment header,
  * which the caller has already decoded and checked). cur holds the chain state on entry and is
- * advanced past every valid frame (OUT). `last` says whether this is the newest segment.
- * each may be NULL. Returns the result's `end`.
+ * advanced past every valid frame (OUT). each may be NULL. Returns the result's `end`.
  */
-enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, bool last, struct wal_cursor *cur,
-                                   wal_frame_fn each, void *ctx, struct wal_scan_result *out);
+enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan_options *opt,
+                                   struct wal_cursor *cur, wal_frame_fn each, void *ctx,
+                                   struct wal_scan_result *out);
 
 #endif
