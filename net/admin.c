@@ -4,7 +4,8 @@
  *
  *   GET /metrics   Prometheus text exposition format (HELP and TYPE for every family)
  *   GET /status    the status JSON (as the protocol's STATUS request)
- *   GET /health    200 "ok" while every worker is ready, fresh and storage is not halted; else 503
+ *   GET /health    200 "ok" while every worker is ready, fresh, storage is not halted and no
+ *                  metadata or snapshot write is failing; else 503 with the reason
  *
  * Everything is read from the shared segment's counters; nothing here touches the rings.
  * NOTES: the listening socket is inherited from the supervisor; freeing evhttp closes only this
@@ -71,6 +72,11 @@ static void metrics(struct evbuffer *b, struct segment *seg)
     evbuffer_add_printf(b, "allocdb_role{role=\"primary\"} 1\n");
     gauge(b, "allocdb_storage_halted", "1 if a storage failure halted writes.", LOAD(q->halted));
     counter(b, "allocdb_fsyncs_total", "WAL fsyncs (one per group-commit batch).", LOAD(q->fsyncs));
+    counter(b, "allocdb_meta_write_failures_total", "Replica metadata (LMDB) writes that failed.",
+            LOAD(q->meta_failures));
+    counter(b, "allocdb_snapshot_failures_total", "Snapshot attempts that failed.", LOAD(a->snapshot_failures));
+    gauge(b, "allocdb_slot_clock_basis", "How the slot timeline resumed at start: 0 initial (wall clock), "
+          "1 boot clock (exact), 2 wall-clock downtime across a reboot.", LOAD(q->clock_basis));
     histogram(b, "allocdb_fsync_duration_microseconds", "WAL fdatasync latency.", &q->fsync_us);
     histogram(b, "allocdb_batch_commands", "Entries per group-commit batch.", &q->batch);
     counter(b, "allocdb_retries_answered_total", "Retries answered from the retry cache without a new entry.",
@@ -148,6 +154,14 @@ static bool healthy(struct segment *seg, const char **why)
     }
     if (LOAD(seg->seq->halted) != 0 || LOAD(seg->hdr->shutting_down) != 0) {
         *why = LOAD(seg->seq->halted) != 0 ? "storage halted" : "shutting down";
+        return false;
+    }
+    if (LOAD(seg->seq->meta_failing) != 0) {
+        *why = "replica metadata writes are failing (retrying; see the log)";
+        return false;
+    }
+    if (LOAD(seg->app->snapshot_failing) != 0) {
+        *why = "snapshot writes are failing (retrying; the WAL is kept; see the log)";
         return false;
     }
     return true;

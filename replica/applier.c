@@ -12,7 +12,16 @@
  * read: the sequencer may be appending them), then continues from its shared-log cursor, skipping
  * entries at or below applied_lsn. An entry whose result was pushed but whose applied_lsn was
  * not stored is applied again and its result pushed again: the ingress ignores the duplicate.
- * On the first start of the daemon there is no published point: everything on disk is replayed.
+ * On the first start of the daemon there is no applied point: it replays up to the durable_lsn
+ * the sequencer published when it became ready — after its recovery made the WAL's tail durable,
+ * so nothing only the page cache holds is ever applied.
+ *
+ * Time: the applier's slot is the sequencer's timeline (wal/slot_clock.h, published in the
+ * segment), read with the boot clock: a wall-clock step never makes it propose early.
+ *
+ * Faults: shared-memory entries that fail their checks exit WORKER_EXIT_RESTART (the daemon is
+ * restarted, the disk is trusted); a failed snapshot is counted, shown in /health and retried
+ * with a doubling backoff.
  *
  * Expiration: once per slot (and on a tick request) the applier asks the state machine for
  * reservations due at the current slot (at most max_expirations_per_tick) and sends them to the
@@ -36,6 +45,7 @@
 #include "wal/command.h"
 #include "wal/frame.h"
 #include "wal/io.h"
+#include "wal/slot_clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -51,6 +61,7 @@
 
 #define APPLY_BATCH 4096       /* entries per pass before looking at reads again */
 #define EXPIRE_HOLD_MAX_MS 1000
+#define SNAPSHOT_BACKOFF_MAX_MS 60000
 
 struct app {
     const struct worker_ctx *w;
@@ -67,6 +78,7 @@ struct app {
     u64 snap_lsn_pending;
     u64 snap_lsns[2];     /* newest two snapshots known: [0] newest */
     u64 last_snap_ms;
+    u64 snap_backoff_ms;  /* after failed snapshots: wait this long (doubling) before the next */
     bool notify_result;
 };
 
@@ -82,10 +94,32 @@ static int fatal(const char *event, const char *fmt, ...)
     return WORKER_EXIT_FATAL;
 }
 
+/* Restart the daemon: the shared memory, not the disk, is in doubt. */
+static int shm_fault(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int shm_fault(const char *event, const char *fmt, ...)
+{
+    char reason[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    log_error(event, "reason=\"%s\" action=restart_daemon", reason);
+    return WORKER_EXIT_RESTART;
+}
+
+static struct slot_clock timeline(const struct app *a)
+{
+    struct slot_clock c;
+    const struct seg_sequencer *q = a->seg->seq;
+    slot_clock_join(&c, a->slot_ms, atomic_load_explicit(&q->clock_logical0_ms, memory_order_relaxed),
+                    atomic_load_explicit(&q->clock_boot0_ms, memory_order_relaxed), a->sm.last_request_slot);
+    return c;
+}
+
 static u64 now_slot(const struct app *a)
 {
-    u64 s = wall_ms() / a->slot_ms;
-    return s > a->sm.last_request_slot ? s : a->sm.last_request_slot;
+    struct slot_clock c = timeline(a);
+    return slot_clock_slot(&c, boot_ms());
 }
 
 static struct msg_result *result_slot(struct app *a)
@@ -152,7 +186,7 @@ static int apply_log(struct app *a, int *rc)
         if (st == RING_EMPTY)
             break;
         if (st == RING_CORRUPT) {
-            *rc = fatal("shared_log_corrupt", "entry at position %" PRIu64 " fails its checks",
+            *rc = shm_fault("shared_log_corrupt", "entry at position %" PRIu64 " fails its checks",
                         ring_tail(seg->shlog, SHLOG_APPLIER));
             return -1;
         }
@@ -162,13 +196,13 @@ static int apply_log(struct app *a, int *rc)
         if (e->frame_len > sizeof(e->frame) ||
             wal_frame_decode_exact(e->frame, e->frame_len, &f) != WAL_FRAME_OK ||
             wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd) != WAL_CMD_OK) {
-            *rc = fatal("shared_log_corrupt", "frame at position %" PRIu64 " does not decode",
+            *rc = shm_fault("shared_log_corrupt", "frame at position %" PRIu64 " does not decode",
                         ring_tail(seg->shlog, SHLOG_APPLIER));
             return -1;
         }
         if (f.lsn > a->sm.last_applied_lsn) {
             if (f.lsn != a->sm.last_applied_lsn + 1 || f.request_slot < a->sm.last_request_slot) {
-                *rc = fatal("shared_log_gap", "LSN %" PRIu64 " does not follow the applied LSN %" PRIu64, f.lsn,
+                *rc = shm_fault("shared_log_gap", "LSN %" PRIu64 " does not follow the applied LSN %" PRIu64, f.lsn,
                             a->sm.last_applied_lsn);
                 return -1;
             }
@@ -314,17 +348,34 @@ static int serve_reads(struct app *a)
 
 /* ---- snapshots -------------------------------------------------------------------------- */
 
+/* Counted, shown in /health, and the next attempt waits longer (the WAL keeps everything
+ * meanwhile: nothing is pruned without a new snapshot). */
+static void snapshot_failed(struct app *a, const char *step, int detail)
+{
+    struct seg_applier *c = a->seg->app;
+    atomic_fetch_add_explicit(&c->snapshot_failures, 1, memory_order_relaxed);
+    atomic_store_explicit(&c->snapshot_failing, 1, memory_order_relaxed);
+    u64 base = a->w->cfg->checkpoint_interval_ms > 1000 ? a->w->cfg->checkpoint_interval_ms : 1000;
+    a->snap_backoff_ms = a->snap_backoff_ms == 0 ? base : a->snap_backoff_ms * 2;
+    if (a->snap_backoff_ms > SNAPSHOT_BACKOFF_MAX_MS)
+        a->snap_backoff_ms = SNAPSHOT_BACKOFF_MAX_MS;
+    log_warn("snapshot_failed", "lsn=%" PRIu64 " step=%s detail=%d retry_in_ms=%" PRIu64, a->snap_lsn_pending, step,
+             detail, a->w->cfg->checkpoint_interval_ms + a->snap_backoff_ms);
+}
+
 static void snapshot_start(struct app *a)
 {
     const struct config *cfg = a->w->cfg;
     u64 now = mono_ms();
-    if (a->snap_pid > 0 || now - a->last_snap_ms < cfg->checkpoint_interval_ms ||
+    if (a->snap_pid > 0 || now - a->last_snap_ms < cfg->checkpoint_interval_ms + a->snap_backoff_ms ||
         a->sm.last_applied_lsn < a->snap_lsns[0] + cfg->checkpoint_min_entries)
         return;
     a->last_snap_ms = now;
+    a->snap_lsn_pending = a->sm.last_applied_lsn;
     pid_t pid = fork();
     if (pid < 0) {
-        log_warn("snapshot_fork_failed", "errno=%d", errno);
+        int e = errno;
+        snapshot_failed(a, "fork", e);
         return;
     }
     if (pid == 0) {
@@ -353,10 +404,12 @@ static void snapshot_reap(struct app *a)
         return;
     a->snap_pid = 0;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-        log_warn("snapshot_child_failed", "lsn=%" PRIu64 " status=%d", a->snap_lsn_pending, status);
+        snapshot_failed(a, "child", status);
         return;
     }
     struct seg_applier *c = a->seg->app;
+    a->snap_backoff_ms = 0;
+    atomic_store_explicit(&c->snapshot_failing, 0, memory_order_relaxed);
     if (a->snap_lsns[0] != 0 && a->snap_lsns[0] < a->snap_lsn_pending)
         a->snap_lsns[1] = a->snap_lsns[0];
     a->snap_lsns[0] = a->snap_lsn_pending;
@@ -375,7 +428,10 @@ static int recover(struct app *a)
     const struct config *cfg = a->w->cfg;
     struct seg_applier *c = a->seg->app;
     bool first = atomic_load(&a->seg->workers[ROLE_APPLIER].restarts) == 0;
-    u64 limit = first ? 0 : atomic_load_explicit(&c->applied_lsn, memory_order_acquire);
+    /* Never past what the sequencer made durable: on the first start, the point its recovery
+     * synced; after a restart, what was applied (published only once durable). */
+    u64 limit = first ? atomic_load_explicit(&a->seg->seq->durable_lsn, memory_order_acquire)
+                      : atomic_load_explicit(&c->applied_lsn, memory_order_acquire);
     struct recovery_options opt = { .read_only = true };
     opt.wal.segment_bytes = cfg->wal_segment_bytes;
     opt.wal.stop_after_lsn = limit;
@@ -442,7 +498,7 @@ int applier_main(const struct worker_ctx *w)
         int retried = answer_retries(a, &retry_blocked);
         int reads = serve_reads(a);
         if (retried < 0 || reads < 0)
-            return fatal("ring_corrupt", "a request ring entry fails its checks");
+            return shm_fault("ring_corrupt", "a request ring entry fails its checks");
         if (a->notify_result) {
             ring_notify(seg->result);
             a->notify_result = false;
@@ -460,7 +516,8 @@ int applier_main(const struct worker_ctx *w)
             continue;
         }
         /* Wake for the next slot boundary (expirations) at the latest. */
-        u64 ms_to_slot = a->slot_ms - wall_ms() % a->slot_ms;
+        struct slot_clock clk = timeline(a);
+        u64 ms_to_slot = slot_clock_ms_to_next(&clk, boot_ms());
         int timeout = retry_blocked ? 1 : (int)(ms_to_slot < WORKER_HEARTBEAT_MS ? ms_to_slot : WORKER_HEARTBEAT_MS);
         doorbell_sleep(seg->bell_applier, timeout > 0 ? timeout : 1);
     }

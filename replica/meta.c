@@ -62,7 +62,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define META_FORMAT_VERSION 1
+#define META_FORMAT_VERSION 2 /* 2: pins and the clock anchor; 1 is still read (see fields) */
 #define META_MAP_BYTES ((size_t)1 << 20) /* a dozen small keys: LMDB's minimum would do */
 #define META_PATH_MAX 4096
 #define META_DIR "meta"
@@ -92,15 +92,31 @@ struct field {
     const char *key;
     size_t offset; /* into struct meta_record */
     size_t size;   /* stored width = member width */
+    u32 since;     /* the format version that added it: older records lack it (read as 0) */
 };
 
-#define FIELD(name) { #name, offsetof(struct meta_record, name), sizeof(((struct meta_record *)0)->name) }
+#define FIELD(name) { #name, offsetof(struct meta_record, name), sizeof(((struct meta_record *)0)->name), 1 }
+#define FIELD2(name) { #name, offsetof(struct meta_record, name), sizeof(((struct meta_record *)0)->name), 2 }
 static const struct field fields[] = {
     FIELD(format_version), FIELD(cluster_id), FIELD(replica_id), FIELD(replica_count),
     FIELD(view),           FIELD(last_normal_view), FIELD(voted_view), FIELD(voted_for),
     FIELD(commit_lsn),     FIELD(snapshot_lsn), FIELD(status),
+    FIELD2(pins.slot_duration_ms), FIELD2(pins.resource_capacity), FIELD2(pins.reservation_capacity),
+    FIELD2(pins.operation_capacity), FIELD2(pins.expiration_capacity), FIELD2(pins.max_ttl_ms),
+    FIELD2(pins.dedupe_window_ms), FIELD2(pins.history_window_ms),
+    FIELD2(clock.logical_ms), FIELD2(clock.wall_ms), FIELD2(clock.boot_ms), FIELD2(clock.boot_id),
 };
 #undef FIELD
+#undef FIELD2
+
+/* Fields a record of this format version holds. */
+static size_t fields_in(u32 version)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < ADB_ARRAY_LEN(fields); i++)
+        n += fields[i].since <= version;
+    return n;
+}
 #define FIELD_BYTES_MAX 16
 
 ADB_STATIC_ASSERT(sizeof(((struct meta_record *)0)->format_version) == 4, "format_version is a u32");
@@ -144,8 +160,8 @@ static const struct field *field_find(const void *key, size_t len)
 /* The invariants of one record on its own. False with the reason (field first). */
 static bool record_check(const struct meta_record *r, char *why, size_t why_len)
 {
-    if (r->format_version != META_FORMAT_VERSION) {
-        why_set(why, why_len, "format_version: %" PRIu32 " (this build reads %d)", r->format_version,
+    if (r->format_version < 1 || r->format_version > META_FORMAT_VERSION) {
+        why_set(why, why_len, "format_version: %" PRIu32 " (this build reads 1 to %d)", r->format_version,
                 META_FORMAT_VERSION);
         return false;
     }
@@ -180,6 +196,11 @@ static bool record_check(const struct meta_record *r, char *why, size_t why_len)
         why_set(why, why_len, "status: %u is not a status", (unsigned)r->status);
         return false;
     }
+    static const struct meta_pins none;
+    if (!meta_pins_set(&r->pins) && memcmp(&r->pins, &none, sizeof(none)) != 0) {
+        why_set(why, why_len, "pins.slot_duration_ms: 0 while other settings are pinned");
+        return false;
+    }
     return true;
 }
 
@@ -203,6 +224,15 @@ static bool transition_check(const struct meta_record *cur, const struct meta_re
                 cur->replica_count, next->replica_count);
         return false;
     }
+    if (next->format_version < cur->format_version) {
+        why_set(why, why_len, "format_version: only grows (%" PRIu32 " -> %" PRIu32 ")", cur->format_version,
+                next->format_version);
+        return false;
+    }
+    if (meta_pins_set(&cur->pins) && memcmp(&next->pins, &cur->pins, sizeof(cur->pins)) != 0) {
+        why_set(why, why_len, "pins: the pinned settings never change after format");
+        return false;
+    }
     static const struct {
         const char *name;
         size_t offset;
@@ -212,6 +242,7 @@ static bool transition_check(const struct meta_record *cur, const struct meta_re
         { "voted_view", offsetof(struct meta_record, voted_view) },
         { "commit_lsn", offsetof(struct meta_record, commit_lsn) },
         { "snapshot_lsn", offsetof(struct meta_record, snapshot_lsn) },
+        { "clock.logical_ms", offsetof(struct meta_record, clock.logical_ms) },
     };
     for (size_t i = 0; i < ADB_ARRAY_LEN(grow); i++) {
         u64 a, b;
@@ -294,6 +325,9 @@ static int record_read(MDB_txn *txn, const char *path, struct meta_record *out, 
         const struct field *f = &fields[i];
         MDB_val k = { .mv_size = strlen(f->key), .mv_data = (void *)f->key }, v;
         rc = mdb_get(txn, dbi, &k, &v);
+        /* format_version is the first field: a field newer than the record is absent (0). */
+        if (rc == MDB_NOTFOUND && i > 0 && f->since > out->format_version)
+            continue;
         if (rc == MDB_NOTFOUND) {
             why_set(why, why_len, "%s: %s: missing", path, f->key);
             return -EUCLEAN;
@@ -312,7 +346,8 @@ static int record_read(MDB_txn *txn, const char *path, struct meta_record *out, 
     rc = mdb_stat(txn, dbi, &st);
     if (rc != 0)
         return lmdb_fail(path, "mdb_stat", rc, why, why_len);
-    if (st.ms_entries != ADB_ARRAY_LEN(fields)) {
+    size_t expected = fields_in(out->format_version);
+    if (st.ms_entries != expected) {
         MDB_cursor *cur;
         rc = mdb_cursor_open(txn, dbi, &cur);
         if (rc != 0)
@@ -329,7 +364,7 @@ static int record_read(MDB_txn *txn, const char *path, struct meta_record *out, 
             }
         }
         mdb_cursor_close(cur);
-        why_set(why, why_len, "%s: %zu entries, expected %zu", path, st.ms_entries, ADB_ARRAY_LEN(fields));
+        why_set(why, why_len, "%s: %zu entries, expected %zu", path, st.ms_entries, expected);
         return -EUCLEAN;
     }
     char reason[256];
@@ -349,8 +384,12 @@ static int record_put(MDB_txn *txn, const char *path, const struct meta_record *
     if (rc != 0)
         return lmdb_fail(path, "mdb_dbi_open", rc, why, why_len);
     *changed = 0;
+    if (cur != NULL && cur->format_version != next->format_version)
+        cur = NULL; /* an upgrade writes every field, the new ones included */
     for (size_t i = 0; i < ADB_ARRAY_LEN(fields); i++) {
         const struct field *f = &fields[i];
+        if (f->since > next->format_version)
+            continue;
         u8 a[FIELD_BYTES_MAX], b[FIELD_BYTES_MAX];
         field_encode(next, f, b);
         if (cur != NULL) {
@@ -430,8 +469,8 @@ bool meta_exists(const char *data_dir)
     return path_join(path, sizeof(path), data_dir, META_DIR) && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 replica_count, char *why,
-                size_t why_len)
+int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 replica_count,
+                const struct meta_pins *pins, char *why, size_t why_len)
 {
     char path[META_PATH_MAX], tmp[META_PATH_MAX];
     if (!path_join(path, sizeof(path), data_dir, META_DIR) || !path_join(tmp, sizeof(tmp), data_dir, META_TMP_DIR)) {
@@ -477,8 +516,10 @@ int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 repli
         .replica_id = replica_id,
         .replica_count = replica_count,
         .status = META_STATUS_NORMAL,
+        .pins = pins != NULL ? *pins : (struct meta_pins){ 0 },
     };
-    ADB_ASSERT(record_check(&rec, NULL, 0));
+    if (!record_check(&rec, why, why_len))
+        return -EINVAL;
     MDB_env *env;
     rc = env_open(tmp, false, &env, why, why_len);
     if (rc == 0) {
@@ -589,17 +630,25 @@ int meta_read(struct meta *m, struct meta_record *out, char *why, size_t why_len
     return rc;
 }
 
+/* Part of a record to replace: size bytes at offset. */
+struct patch {
+    size_t offset;
+    const void *value;
+    size_t size;
+};
+
 /*
  * The one write path: in one transaction, read the durable record, build the next one (`rec`,
- * or the durable one with `size` bytes at `offset` replaced by `value`), check the transition,
- * put the fields that changed and commit (synced).
+ * or the durable one with the patches applied), check the transition, put the fields that
+ * changed and commit (synced). A patched format-1 record is upgraded to the current format.
  */
-static int write_record(struct meta *m, const struct meta_record *rec, size_t offset, const void *value,
-                        size_t size, bool force, char *why, size_t why_len)
+static int write_record(struct meta *m, const struct meta_record *rec, const struct patch *patches, size_t n,
+                        bool force, char *why, size_t why_len)
 {
     ADB_ASSERT(m != NULL);
-    ADB_ASSERT((rec != NULL) != (value != NULL));
-    ADB_ASSERT(value == NULL || offset + size <= sizeof(struct meta_record));
+    ADB_ASSERT((rec != NULL) != (n != 0));
+    for (size_t i = 0; i < n; i++)
+        ADB_ASSERT(patches[i].offset + patches[i].size <= sizeof(struct meta_record));
     ADB_ASSERT(m->pid == getpid());
     if (m->read_only) {
         why_set(why, why_len, "%s: opened read-only", m->path);
@@ -623,7 +672,9 @@ static int write_record(struct meta *m, const struct meta_record *rec, size_t of
         next = *rec;
     } else {
         next = cur;
-        memcpy((char *)&next + offset, value, size);
+        next.format_version = META_FORMAT_VERSION;
+        for (size_t i = 0; i < n; i++)
+            memcpy((char *)&next + patches[i].offset, patches[i].value, patches[i].size);
     }
     char reason[256];
     if (!transition_check(&cur, &next, force, reason, sizeof(reason))) {
@@ -645,28 +696,44 @@ static int write_record(struct meta *m, const struct meta_record *rec, size_t of
     return 0;
 }
 
+#define PATCH(member, ptr) { offsetof(struct meta_record, member), (ptr), sizeof(((struct meta_record *)0)->member) }
+
 int meta_write(struct meta *m, const struct meta_record *rec, char *why, size_t why_len)
 {
     ADB_ASSERT(rec != NULL);
-    return write_record(m, rec, 0, NULL, 0, false, why, why_len);
+    return write_record(m, rec, NULL, 0, false, why, why_len);
 }
 
 int meta_advance_commit(struct meta *m, u64 commit_lsn, char *why, size_t why_len)
 {
-    return write_record(m, NULL, offsetof(struct meta_record, commit_lsn), &commit_lsn, sizeof(commit_lsn), false,
-                        why, why_len);
+    const struct patch p[] = { PATCH(commit_lsn, &commit_lsn) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
+}
+
+int meta_advance(struct meta *m, u64 commit_lsn, const struct meta_clock *clock, char *why, size_t why_len)
+{
+    const struct patch p[] = { PATCH(commit_lsn, &commit_lsn), PATCH(clock, clock) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
 }
 
 int meta_set_snapshot(struct meta *m, u64 snapshot_lsn, char *why, size_t why_len)
 {
-    return write_record(m, NULL, offsetof(struct meta_record, snapshot_lsn), &snapshot_lsn, sizeof(snapshot_lsn),
-                        false, why, why_len);
+    const struct patch p[] = { PATCH(snapshot_lsn, &snapshot_lsn) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
 }
 
 int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, size_t why_len)
 {
     ADB_ASSERT((unsigned)s <= META_STATUS_FAULTED);
     u8 status = (u8)s;
-    return write_record(m, NULL, offsetof(struct meta_record, status), &status, sizeof(status), force, why,
-                        why_len);
+    const struct patch p[] = { PATCH(status, &status) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), force, why, why_len);
 }
+
+int meta_set_pins(struct meta *m, const struct meta_pins *pins, char *why, size_t why_len)
+{
+    ADB_ASSERT(meta_pins_set(pins));
+    const struct patch p[] = { PATCH(pins, pins) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
+}
+#undef PATCH

@@ -12,6 +12,9 @@
  *   - view, last_normal_view and commit_lsn only grow; last_normal_view <= view;
  *     voted_view <= view;
  *   - the snapshot anchor (snapshot_lsn) only grows and is <= commit_lsn... unless 0.
+ *   - the pinned settings (pins) are set at format and never change (a format-1 record has
+ *     none: its data dir was formatted before they were pinned, and the first start pins them);
+ *   - the clock anchor's logical time (clock_logical_ms) only grows.
  *   - a faulted status is only cleared by an operator (meta_set_status with force).
  *
  * NOTES
@@ -32,8 +35,33 @@ enum meta_status {
 
 const char *meta_status_name(enum meta_status s);
 
+/*
+ * Settings that change what replay computes (DESIGN.md §3), stored at format so a start with
+ * other values is refused instead of silently computing other results. Named as the config keys;
+ * all zero: not pinned. expiration_capacity is the effective value (the key's 0 means
+ * reservation_capacity).
+ */
+struct meta_pins {
+    u64 slot_duration_ms;
+    u64 resource_capacity;
+    u64 reservation_capacity;
+    u64 operation_capacity;
+    u64 expiration_capacity;
+    u64 max_ttl_ms;
+    u64 dedupe_window_ms;
+    u64 history_window_ms;
+};
+
+/* A point of the node's slot timeline (wal/slot_clock.h): logical ms and the clocks then. */
+struct meta_clock {
+    u64 logical_ms;
+    u64 wall_ms;
+    u64 boot_ms;
+    u128 boot_id;
+};
+
 struct meta_record {
-    u32 format_version; /* 1 */
+    u32 format_version; /* 2 (1: before pins and the clock anchor; read, upgraded on a write) */
     u128 cluster_id;
     u64 replica_id;
     u64 replica_count;
@@ -44,14 +72,21 @@ struct meta_record {
     u64 commit_lsn;     /* highest LSN known committed (a lower bound; written lazily) */
     u64 snapshot_lsn;   /* snapshot anchor: LSN of the newest durable snapshot */
     u8 status;          /* enum meta_status */
+    struct meta_pins pins;   /* format 2 */
+    struct meta_clock clock; /* format 2; all zero: no anchor recorded yet */
 };
+
+static inline bool meta_pins_set(const struct meta_pins *p)
+{
+    return p->slot_duration_ms != 0;
+}
 
 struct meta; /* opaque: an open LMDB environment */
 
-/* Creates DIR/meta and writes a fresh record (view 0, commit 0, status normal). Fails with
- * -EEXIST if it already exists. */
+/* Creates DIR/meta and writes a fresh record (view 0, commit 0, status normal, the given pins;
+ * NULL: none). Fails with -EEXIST if it already exists. */
 int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 replica_count,
-                char *why, size_t why_len);
+                const struct meta_pins *pins, char *why, size_t why_len);
 
 /* True if DIR/meta exists (a formatted data dir), without opening LMDB. */
 bool meta_exists(const char *data_dir);
@@ -69,5 +104,10 @@ int meta_write(struct meta *m, const struct meta_record *rec, char *why, size_t 
 int meta_advance_commit(struct meta *m, u64 commit_lsn, char *why, size_t why_len);
 int meta_set_snapshot(struct meta *m, u64 snapshot_lsn, char *why, size_t why_len);
 int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, size_t why_len);
+/* Pins the settings of a record that has none (a format-1 data dir); -EINVAL if already pinned
+ * to other values. Upgrades the record to format 2. */
+int meta_set_pins(struct meta *m, const struct meta_pins *pins, char *why, size_t why_len);
+/* The sequencer's periodic write: the commit point and the clock anchor in one transaction. */
+int meta_advance(struct meta *m, u64 commit_lsn, const struct meta_clock *clock, char *why, size_t why_len);
 
 #endif

@@ -37,6 +37,7 @@
 #include "common/assert.h"
 #include "common/why.h"
 #include "net/proto.h"
+#include "replica/meta.h"
 #include "wal/log.h"
 
 #include <ini.h>
@@ -533,6 +534,46 @@ void config_sm(const struct config *c, struct sm_config *out)
     out->max_ttl_slots = ms_to_slots(c->max_ttl_ms, c->slot_duration_ms);
     out->dedupe_window_slots = ms_to_slots(c->dedupe_window_ms, c->slot_duration_ms);
     out->history_window_slots = ms_to_slots(c->history_window_ms, c->slot_duration_ms);
+}
+
+void config_pins(const struct config *c, struct meta_pins *out)
+{
+    struct sm_config sm;
+    config_sm(c, &sm);
+    *out = (struct meta_pins){
+        .slot_duration_ms = c->slot_duration_ms,
+        .resource_capacity = c->resource_capacity,
+        .reservation_capacity = c->reservation_capacity,
+        .operation_capacity = c->operation_capacity,
+        .expiration_capacity = sm.expiration_capacity, /* effective: 0 in the config means "as reservations" */
+        .max_ttl_ms = c->max_ttl_ms,
+        .dedupe_window_ms = c->dedupe_window_ms,
+        .history_window_ms = c->history_window_ms,
+    };
+}
+
+int config_pins_check(const struct config *c, const struct meta_pins *stored, char *why, size_t why_len)
+{
+    struct meta_pins given;
+    config_pins(c, &given);
+#define PIN(key)                                                                                                 \
+    { #key, stored->key, given.key }
+    const struct {
+        const char *key;
+        u64 stored, given;
+    } pins[] = { PIN(slot_duration_ms), PIN(resource_capacity), PIN(reservation_capacity), PIN(operation_capacity),
+                 PIN(expiration_capacity), PIN(max_ttl_ms), PIN(dedupe_window_ms), PIN(history_window_ms) };
+#undef PIN
+    for (size_t i = 0; i < ADB_ARRAY_LEN(pins); i++) {
+        if (pins[i].stored != pins[i].given) {
+            why_set(why, why_len,
+                    "%s: the data directory was formatted with %" PRIu64 ", the configuration gives %" PRIu64
+                    " (settings that change what replay computes are fixed at format; use %" PRIu64 ")",
+                    pins[i].key, pins[i].stored, pins[i].given, pins[i].stored);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 int config_validate(const struct config *c, char *why, size_t why_len)

@@ -93,6 +93,13 @@ int config_validate(const struct config *c, char *why, size_t why_len);
 /* The state machine's config, converting windows from ms to slots (rounding up). */
 void config_sm(const struct config *c, struct sm_config *out);
 
+/* The settings pinned at format (replica/meta.h: struct meta_pins) as this config gives them. */
+struct meta_pins;
+void config_pins(const struct config *c, struct meta_pins *out);
+/* 0 if the config gives the pinned values; otherwise -1 and a reason naming the first key that
+ * differs, the stored value and the given one. */
+int config_pins_check(const struct config *c, const struct meta_pins *stored, char *why, size_t why_len);
+
 /* Writes "key = value" for every key, in table order (check-config, status). */
 void config_print(const struct config *c, FILE *out);
 

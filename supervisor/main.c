@@ -46,8 +46,9 @@ static void usage(FILE *out)
     }
     fprintf(out, "\nExit codes: 0 stopped cleanly; 1 worker failure; 2 data dir not formatted; 3 data dir\n"
                  "locked; 4 metadata contradicts the WAL; 5 corruption or storage failure; 6 restart\n"
-                 "intensity exceeded; 7 data written under another config; 64 usage; 71 OS error;\n"
-                 "78 invalid configuration.\n");
+                 "intensity exceeded; 7 data written under another config (a pinned setting differs);\n"
+                 "8 shared memory failed its checks (restart: the disk is intact); 64 usage; 71 OS\n"
+                 "error; 78 invalid configuration.\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -192,9 +193,11 @@ static int cmd_format(int argc, char **argv)
     }
     char why[512];
     struct wal_log_options opt = { .segment_bytes = cfg.wal_segment_bytes };
+    struct meta_pins pins;
+    config_pins(&cfg, &pins);
     rc = wal_log_format(&io_posix, dir, &opt, why, sizeof(why));
     if (rc == 0)
-        rc = meta_format(dir, cluster_id, 0, 1, why, sizeof(why));
+        rc = meta_format(dir, cluster_id, 0, 1, &pins, why, sizeof(why));
     if (rc != 0) {
         fprintf(stderr, "allocdbd: format %s: %s\n", dir, why);
         return ADBD_EXIT_OSERR;

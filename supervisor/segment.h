@@ -32,6 +32,7 @@
 #include "supervisor/ring.h"
 #include "wal/frame.h"
 #include "wal/command.h"
+#include "wal/slot_clock.h"
 
 #include <stdatomic.h>
 
@@ -95,6 +96,14 @@ struct seg_sequencer {
     _Atomic u64 recovery_frames;   /* WAL frames read at the last start (after the newest snapshot) */
     _Atomic u64 recovery_ms;
     _Atomic u32 recovery_torn;     /* a torn tail was truncated */
+    /* The slot timeline (wal/slot_clock.h), decided by the first sequencer of this daemon and
+     * published before its first READY: logical ms = clock_logical0_ms + (CLOCK_BOOTTIME ms -
+     * clock_boot0_ms). A restarted sequencer and the applier join it. */
+    _Atomic u64 clock_logical0_ms, clock_boot0_ms;
+    _Atomic u32 clock_basis;       /* enum slot_clock_basis of that start */
+    _Atomic u32 ever_ready;        /* a sequencer of this daemon has been ready */
+    _Atomic u64 meta_failures;     /* replica metadata writes that failed */
+    _Atomic u32 meta_failing;      /* the last one failed (retried with backoff) */
     struct seg_histogram fsync_us; /* fsync latency */
     struct seg_histogram batch;    /* entries per fsync */
 } __attribute__((aligned(64)));
@@ -106,6 +115,8 @@ struct seg_applier {
     _Atomic u64 snapshot_lsn;     /* newest durable snapshot */
     _Atomic u64 prune_below_lsn;  /* the sequencer may remove WAL segments wholly below it */
     _Atomic u64 snapshots_written;
+    _Atomic u64 snapshot_failures; /* snapshot attempts that failed */
+    _Atomic u32 snapshot_failing;  /* the last one failed (retried with backoff) */
     _Atomic u64 recovery_kind;    /* enum recovery_kind of the last start */
     _Atomic u64 recovery_frames;
     _Atomic u64 recovery_ms;
@@ -199,8 +210,12 @@ bool segment_check(const struct segment *seg, char *why, size_t why_len);
 
 u64 segment_layout_signature(void);
 
-/* CLOCK_MONOTONIC and CLOCK_REALTIME in ms (the I/O shells' clocks; the core reads none). */
+/* CLOCK_MONOTONIC, CLOCK_REALTIME and CLOCK_BOOTTIME in ms (the I/O shells' clocks; the cores
+ * read none), the kernel's boot id, and the three readings a slot clock takes. */
 u64 mono_ms(void);
 u64 wall_ms(void);
+u64 boot_ms(void);
+u128 boot_id(void);
+struct clock_reading clock_read(void);
 
 #endif

@@ -141,6 +141,40 @@ static int lock_data_dir(struct sup *s)
     return 0;
 }
 
+/*
+ * The settings that change what replay computes must be the ones the data was formatted with
+ * (DESIGN.md §3). A data dir formatted before they were stored gets this config's values now.
+ * LMDB is opened and closed here, before any fork (an environment must not cross one).
+ */
+static int check_pins(const struct config *cfg)
+{
+    struct meta *m;
+    struct meta_record rec;
+    char why[512];
+    int rc = meta_open(cfg->data_dir, false, &m, why, sizeof(why));
+    if (rc == 0) {
+        rc = meta_read(m, &rec, why, sizeof(why));
+        if (rc == 0 && !meta_pins_set(&rec.pins)) {
+            struct meta_pins pins;
+            config_pins(cfg, &pins);
+            rc = meta_set_pins(m, &pins, why, sizeof(why));
+            if (rc == 0)
+                log_always_warn("config_pinned", "reason=\"the data directory predates pinned settings: this "
+                                "configuration's slot_duration_ms, capacities and windows are now fixed\"");
+        }
+        meta_close(m);
+    }
+    if (rc != 0) {
+        log_error("meta_unreadable", "reason=\"%s\"", why);
+        return ADBD_EXIT_META;
+    }
+    if (meta_pins_set(&rec.pins) && config_pins_check(cfg, &rec.pins, why, sizeof(why)) != 0) {
+        log_error("start_refused", "reason=\"%s\"", why);
+        return ADBD_EXIT_CONFIG_MISMATCH;
+    }
+    return 0;
+}
+
 /* "HOST:PORT" of a bound socket (port 0 in the config becomes the real one). */
 static void bound_address(int fd, char *out, size_t cap)
 {
@@ -307,6 +341,9 @@ static void worker_exited(struct sup *s, enum worker_role r, int status)
             return;
         case WORKER_EXIT_CONFIG:
             fail(s, ADBD_EXIT_CONFIG_MISMATCH, "the data was written under a different config");
+            return;
+        case WORKER_EXIT_RESTART:
+            fail(s, ADBD_EXIT_SHM_CORRUPT, "the shared memory failed its checks: restart from disk");
             return;
         default:
             break;
@@ -564,6 +601,8 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
         return ADBD_EXIT_NOT_FORMATTED;
     }
     int rc = lock_data_dir(s);
+    if (rc == 0)
+        rc = check_pins(cfg);
     if (rc == 0)
         rc = open_listener(cfg->listen, "listen", &s->listen_fd);
     if (rc == 0 && cfg->admin_listen[0] != 0)

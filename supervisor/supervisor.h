@@ -31,6 +31,7 @@ enum allocdbd_exit {
     ADBD_EXIT_CORRUPT = 5,         /* corruption or a storage failure (fail closed) */
     ADBD_EXIT_RESTARTS = 6,        /* restart intensity exceeded */
     ADBD_EXIT_CONFIG_MISMATCH = 7, /* the data was written under a different config */
+    ADBD_EXIT_SHM_CORRUPT = 8,     /* shared memory failed its checks; the service manager restarts */
     ADBD_EXIT_USAGE = 64,
     ADBD_EXIT_OSERR = 71,          /* cannot listen, map memory, fork, ... */
     ADBD_EXIT_CONFIG = 78,         /* invalid configuration */

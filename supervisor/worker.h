@@ -11,8 +11,9 @@
  *   restarted by the supervisor: blocking waits use timeouts shorter than that.
  *
  *   Exit codes: 0 asked to stop; WORKER_EXIT_FATAL: corruption or a condition a restart cannot
- *   fix (the supervisor stops the daemon, fail-closed); anything else (or a signal) is a crash
- *   and the worker is restarted.
+ *   fix (the supervisor stops the daemon, fail-closed); WORKER_EXIT_RESTART: the shared segment
+ *   cannot be trusted, but the disk can (the daemon exits with a code its service manager
+ *   restarts); anything else (or a signal) is a crash and the worker is restarted.
  */
 #ifndef ADB_SUPERVISOR_WORKER_H
 #define ADB_SUPERVISOR_WORKER_H
@@ -32,6 +33,7 @@ enum worker_exit {
     WORKER_EXIT_FATAL = 100,       /* corruption found or storage failed: stop the daemon */
     WORKER_EXIT_META = 101,        /* replica metadata contradicts the WAL: stop the daemon */
     WORKER_EXIT_CONFIG = 102,      /* the data does not match the config (e.g. capacities) */
+    WORKER_EXIT_RESTART = 103,     /* shared memory failed its checks: restart the whole daemon */
 };
 
 struct worker_ctx {

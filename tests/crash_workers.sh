@@ -93,7 +93,7 @@ stop_daemon() {
 }
 
 echo "1..23"
-"$allocdbd" format --data-dir "$tmp/data" > /dev/null 2>>"$log"
+"$allocdbd" format --data-dir "$tmp/data" "${opts[@]}" > /dev/null 2>>"$log"
 start_daemon
 check $? "allocdbd starts and reports ready" "$(tail -5 "$log")"
 

@@ -58,11 +58,11 @@ run() {
 }
 json_field() { printf '%s\n' "$out" | sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
-echo "1..55"
-"$allocdbd" format --data-dir "$tmp/d" > /dev/null
-start_daemon "$tmp/d" --slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 \
-    --expiration-capacity 2 --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s \
-    --max-connections 4
+echo "1..57"
+pinned=(--slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 --expiration-capacity 2
+        --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s --dedupe-window-ms 3s)
+"$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
+start_daemon "$tmp/d" "${pinned[@]}" --max-connections 4
 [ $? -eq 0 ] && ok "allocdbd starts" || not_ok "allocdbd starts" "$(tail -5 "$log")"
 
 run "create-resource: ok (exit 0)" 0 "committed: ok" create-resource 1
@@ -154,10 +154,8 @@ printf '%s\n' "$resp" | head -1 | grep -q ' 404 ' && ok "admin: unknown path 404
 stop_daemon
 
 # Expiration, and the protocol's bad inputs, on a roomier node.
-start_daemon "$tmp/d" --slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 \
-    --expiration-capacity 2 --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s \
-    --max-connections 4 --dedupe-window-ms 1s
-sleep 1.2 # the operations of the first run leave the dedupe window
+start_daemon "$tmp/d" "${pinned[@]}" --max-connections 4
+sleep 3.2 # the operations of the first run leave the dedupe window
 "$cli" --addr "$addr" tick > /dev/null
 "$cli" --addr "$addr" release "$r2" 20 > /dev/null # room in the expiration index
 "$cli" --addr "$addr" release "$r3" 30 > /dev/null
@@ -210,6 +208,16 @@ grep -q ' ingress .*exited\| worker_exited role=ingress' "$log" && not_ok "the i
     ok "the ingress never crashed"
 
 # Start refusals.
+"$allocdbd" format --data-dir "$tmp/p" --operation-capacity 64 > /dev/null
+"$allocdbd" start --data-dir "$tmp/p" --listen 127.0.0.1:0 --operation-capacity 128 2>"$tmp/e"
+st=$?
+[ $st -eq 7 ] && grep -q "operation_capacity: the data directory was formatted with 64, the configuration gives 128" "$tmp/e" &&
+    ok "a pinned setting changed: exit 7 naming the key, the stored and the given value" ||
+    not_ok "pinned setting: exit 7" "exit $st: $(cat "$tmp/e")"
+"$allocdbd" start --data-dir "$tmp/p" --listen 127.0.0.1:0 --operation-capacity 64 --slot-duration-ms 10 2>"$tmp/e"
+st=$?
+[ $st -eq 7 ] && grep -q "slot_duration_ms: the data directory was formatted with 100, the configuration gives 10" "$tmp/e" &&
+    ok "slot_duration_ms is pinned before any snapshot exists" || not_ok "slot_duration_ms pinned" "exit $st: $(cat "$tmp/e")"
 "$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e" &
 p=$!
 wait $p
@@ -226,15 +234,15 @@ st=$?
 "$allocdbd" format --data-dir "$tmp/d" 2>"$tmp/e"
 st=$?
 [ $st -ne 0 ] && grep -q "not empty" "$tmp/e" && ok "format refuses a non-empty dir" || not_ok "format non-empty" "$(cat "$tmp/e")"
-"$allocdbd" format --data-dir "$tmp/fresh" > /dev/null
+"$allocdbd" format --data-dir "$tmp/fresh" "${pinned[@]}" > /dev/null
 rm -rf "$tmp/fresh/meta" && cp -a "$tmp/d/meta" "$tmp/fresh/meta" # metadata from a dir with a longer WAL
-"$allocdbd" start --data-dir "$tmp/fresh" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+"$allocdbd" start --data-dir "$tmp/fresh" "${pinned[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
 st=$?
 [ $st -eq 4 ] && grep -q "meta_contradicts_wal" "$tmp/e" && ok "metadata beyond the WAL: exit 4" ||
     not_ok "meta contradicts wal: exit 4" "exit $st: $(tail -3 "$tmp/e")"
 seg=$(ls "$tmp/d"/wal-*.log | head -1)
 printf '\xff' | dd of="$seg" bs=1 seek=100 conv=notrunc 2>/dev/null # inside the first frame
-"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+"$allocdbd" start --data-dir "$tmp/d" "${pinned[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
 st=$?
 [ $st -eq 5 ] && grep -q "wal_recovery_failed" "$tmp/e" && ok "a damaged WAL: exit 5, fail closed" ||
     not_ok "damaged wal: exit 5" "exit $st: $(tail -3 "$tmp/e")"

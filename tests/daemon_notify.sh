@@ -46,7 +46,8 @@ pings_after() { awk -v from="$1" '$2 == "WATCHDOG=1" && $1 >= from { c++ } END {
 now_note_ms() { tail -1 "$notes" | awk '{print $1}'; }
 
 echo "1..10"
-"$allocdbd" format --data-dir "$tmp/d" > /dev/null
+"$allocdbd" format --data-dir "$tmp/d" --resource-capacity 1024 --reservation-capacity 1024 \
+    --operation-capacity 4096 > /dev/null
 "$b/tests/notify_listen" "$tmp/notify" 120 > "$notes" &
 listener=$!
 for _ in $(seq 1 50); do [ -S "$tmp/notify" ] && break; sleep 0.05; done

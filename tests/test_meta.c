@@ -63,19 +63,26 @@ static void root_teardown(void)
 
 static const u128 CLUSTER = U128_MAKE(0x0123456789abcdefull, 0xfedcba9876543210ull);
 
+static bool clock_eq(const struct meta_clock *a, const struct meta_clock *b)
+{
+    return a->logical_ms == b->logical_ms && a->wall_ms == b->wall_ms && a->boot_ms == b->boot_ms &&
+           a->boot_id == b->boot_id;
+}
+
 static bool rec_eq(const struct meta_record *a, const struct meta_record *b)
 {
     return a->format_version == b->format_version && a->cluster_id == b->cluster_id &&
            a->replica_id == b->replica_id && a->replica_count == b->replica_count && a->view == b->view &&
            a->last_normal_view == b->last_normal_view && a->voted_view == b->voted_view &&
            a->voted_for == b->voted_for && a->commit_lsn == b->commit_lsn && a->snapshot_lsn == b->snapshot_lsn &&
-           a->status == b->status;
+           a->status == b->status && memcmp(&a->pins, &b->pins, sizeof(a->pins)) == 0 &&
+           clock_eq(&a->clock, &b->clock);
 }
 
 static struct meta *format_and_open(u64 replica_id, u64 replica_count)
 {
     char why[512] = "";
-    ck_assert_msg(meta_format(data_dir, CLUSTER, replica_id, replica_count, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_msg(meta_format(data_dir, CLUSTER, replica_id, replica_count, NULL, why, sizeof(why)) == 0, "%s", why);
     struct meta *m = NULL;
     ck_assert_msg(meta_open(data_dir, false, &m, why, sizeof(why)) == 0, "%s", why);
     ck_assert_ptr_nonnull(m);
@@ -98,7 +105,7 @@ START_TEST(test_format_then_read)
     struct meta *m = format_and_open(1, 3);
     ck_assert(meta_exists(data_dir));
     struct meta_record r = read_rec(m);
-    ck_assert_uint_eq(r.format_version, 1);
+    ck_assert_uint_eq(r.format_version, 2);
     ck_assert(r.cluster_id == CLUSTER);
     ck_assert_uint_eq(r.replica_id, 1);
     ck_assert_uint_eq(r.replica_count, 3);
@@ -132,8 +139,8 @@ END_TEST
 START_TEST(test_format_refusals)
 {
     char why[512] = "";
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, why, sizeof(why)), 0);
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, why, sizeof(why)), -EEXIST);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, NULL, why, sizeof(why)), 0);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, NULL, why, sizeof(why)), -EEXIST);
     ck_assert_ptr_nonnull(strstr(why, meta_path));
     ck_assert_ptr_nonnull(strstr(why, "already exists"));
 
@@ -141,15 +148,15 @@ START_TEST(test_format_refusals)
     char other[400];
     snprintf(other, sizeof(other), "%s/sub", data_dir);
     ck_assert_int_eq(mkdir(other, 0700), 0);
-    ck_assert_int_eq(meta_format(other, CLUSTER, 3, 3, why, sizeof(why)), -EINVAL);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 3, 3, NULL, why, sizeof(why)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(why, "replica_id 3 is not below replica_count 3"));
-    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 0, why, sizeof(why)), -EINVAL);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 0, NULL, why, sizeof(why)), -EINVAL);
     ck_assert(!meta_exists(other));
     snprintf(other, sizeof(other), "%s/missing", data_dir);
-    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, why, sizeof(why)), -ENOENT);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, NULL, why, sizeof(why)), -ENOENT);
     ck_assert_ptr_nonnull(strstr(why, other));
     snprintf(other, sizeof(other), "%s/meta/data.mdb", data_dir); /* a file */
-    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, why, sizeof(why)), -ENOTDIR);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, NULL, why, sizeof(why)), -ENOTDIR);
 
     /* Opening a data dir that was never formatted. */
     snprintf(other, sizeof(other), "%s/sub", data_dir);
@@ -201,7 +208,7 @@ START_TEST(test_interrupted_format_is_redone)
     ck_assert_ptr_nonnull(f);
     fclose(f);
     char why[512] = "";
-    ck_assert_int_eq(meta_format(sub, CLUSTER, 0, 1, why, sizeof(why)), -ENOTEMPTY);
+    ck_assert_int_eq(meta_format(sub, CLUSTER, 0, 1, NULL, why, sizeof(why)), -ENOTEMPTY);
     ck_assert_ptr_nonnull(strstr(why, tmp));
     ck_assert(!meta_exists(sub));
 }
@@ -213,7 +220,7 @@ END_TEST
 static struct meta_record base_record(void)
 {
     return (struct meta_record){
-        .format_version = 1, .cluster_id = CLUSTER, .replica_id = 1, .replica_count = 3,
+        .format_version = 2, .cluster_id = CLUSTER, .replica_id = 1, .replica_count = 3,
         .view = 5, .last_normal_view = 3, .voted_view = 4, .voted_for = 2,
         .commit_lsn = 100, .snapshot_lsn = 50, .status = META_STATUS_NORMAL,
     };
@@ -243,7 +250,7 @@ static const char *violate(enum violation v, struct meta_record *r)
     case V_SNAPSHOT_BACK: r->snapshot_lsn = 49; return "snapshot_lsn: only grows (50 -> 49)";
     case V_SNAPSHOT_ABOVE_COMMIT: r->snapshot_lsn = 101; return "snapshot_lsn: 101 is above commit_lsn 100";
     case V_STATUS: r->status = 7; return "status: 7 is not a status";
-    case V_FORMAT_VERSION: r->format_version = 2; return "format_version: 2";
+    case V_FORMAT_VERSION: r->format_version = 3; return "format_version: 3";
     case V_COUNT: break;
     }
     ck_abort();
@@ -403,7 +410,7 @@ START_TEST(test_handle_does_not_cross_fork)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
-    ck_assert_uint_eq(read_rec(m).format_version, 1); /* the opener's handle still works */
+    ck_assert_uint_eq(read_rec(m).format_version, 2); /* the opener's handle still works */
     meta_close(m);
 }
 END_TEST
@@ -438,7 +445,7 @@ static void poke_u64(const char *key, u64 v)
 START_TEST(test_damaged_record_is_unclean)
 {
     char why[512] = "";
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 1, 3, why, sizeof(why)), 0);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 1, 3, NULL, why, sizeof(why)), 0);
     const char *want;
     switch (_i) {
     case 0: {
@@ -470,9 +477,9 @@ START_TEST(test_damaged_record_is_unclean)
         want = "last_normal_view: 1 is above view 0";
         break;
     case 6: {
-        u8 v2[4] = { 2, 0, 0, 0 };
-        lmdb_poke("format_version", v2, sizeof(v2));
-        want = "format_version: 2 (this build reads 1)";
+        u8 v3[4] = { 3, 0, 0, 0 };
+        lmdb_poke("format_version", v3, sizeof(v3));
+        want = "format_version: 3 (this build reads 1 to 2)";
         break;
     }
     case 7:
@@ -523,6 +530,87 @@ START_TEST(test_damage_under_an_open_handle)
 }
 END_TEST
 
+/* ---- pins and the clock anchor (format 2) ------------------------------------------------ */
+
+static const struct meta_pins PINS = { .slot_duration_ms = 1000, .resource_capacity = 64, .reservation_capacity = 128,
+                                       .operation_capacity = 256, .expiration_capacity = 128, .max_ttl_ms = 3600000,
+                                       .dedupe_window_ms = 60000, .history_window_ms = 60000 };
+
+START_TEST(test_pins_stored_at_format_never_change)
+{
+    char why[512] = "";
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, &PINS, why, sizeof(why)), 0);
+    struct meta *m;
+    ck_assert_msg(meta_open(data_dir, false, &m, why, sizeof(why)) == 0, "%s", why);
+    struct meta_record r = read_rec(m);
+    ck_assert(memcmp(&r.pins, &PINS, sizeof(PINS)) == 0);
+    struct meta_pins other = PINS;
+    other.operation_capacity = 512;
+    ck_assert_int_eq(meta_set_pins(m, &other, why, sizeof(why)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "pins: the pinned settings never change"));
+    r.pins.slot_duration_ms = 10;
+    ck_assert_int_eq(meta_write(m, &r, why, sizeof(why)), -EINVAL);
+    ck_assert_int_eq(meta_set_pins(m, &PINS, why, sizeof(why)), 0); /* the same values: no change */
+    r = read_rec(m);
+    ck_assert(memcmp(&r.pins, &PINS, sizeof(PINS)) == 0);
+    meta_close(m);
+}
+END_TEST
+
+START_TEST(test_format1_record_read_and_upgraded)
+{
+    /* A data dir formatted before pins existed: format_version 1 and none of the new keys. */
+    char why[512] = "";
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, NULL, why, sizeof(why)), 0);
+    static const char *const added[] = { "pins.slot_duration_ms", "pins.resource_capacity",
+        "pins.reservation_capacity", "pins.operation_capacity", "pins.expiration_capacity", "pins.max_ttl_ms",
+        "pins.dedupe_window_ms", "pins.history_window_ms", "clock.logical_ms", "clock.wall_ms", "clock.boot_ms",
+        "clock.boot_id" };
+    for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++)
+        lmdb_poke(added[i], NULL, 0);
+    u8 v1[4] = { 1, 0, 0, 0 };
+    lmdb_poke("format_version", v1, sizeof(v1));
+    struct meta *m;
+    ck_assert_msg(meta_open(data_dir, false, &m, why, sizeof(why)) == 0, "%s", why);
+    struct meta_record r = read_rec(m);
+    ck_assert_uint_eq(r.format_version, 1);
+    ck_assert(!meta_pins_set(&r.pins));
+    ck_assert_msg(meta_set_pins(m, &PINS, why, sizeof(why)) == 0, "%s", why);
+    r = read_rec(m);
+    ck_assert_uint_eq(r.format_version, 2);
+    ck_assert(memcmp(&r.pins, &PINS, sizeof(PINS)) == 0);
+    meta_close(m);
+    /* A format-1 record that holds a format-2 key is damage. */
+    lmdb_poke("format_version", v1, sizeof(v1));
+    ck_assert_int_eq(meta_open(data_dir, false, &m, why, sizeof(why)), -EUCLEAN);
+}
+END_TEST
+
+START_TEST(test_advance_commit_and_clock)
+{
+    struct meta *m = format_and_open(0, 1);
+    char why[512] = "";
+    struct meta_clock c = { .logical_ms = 5000, .wall_ms = 1700000000000ull, .boot_ms = 12345,
+                            .boot_id = U128_MAKE(7, 9) };
+    ck_assert_msg(meta_advance(m, 10, &c, why, sizeof(why)) == 0, "%s", why);
+    struct meta_record r = read_rec(m);
+    ck_assert_uint_eq(r.commit_lsn, 10);
+    ck_assert(clock_eq(&r.clock, &c));
+    meta_close(m);
+    ck_assert_int_eq(meta_open(data_dir, true, &m, why, sizeof(why)), 0);
+    r = read_rec(m);
+    ck_assert(clock_eq(&r.clock, &c)); /* durable, not cached */
+    meta_close(m);
+    ck_assert_int_eq(meta_open(data_dir, false, &m, why, sizeof(why)), 0);
+    struct meta_clock back = c;
+    back.logical_ms = 4999;
+    ck_assert_int_eq(meta_advance(m, 11, &back, why, sizeof(why)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "clock.logical_ms: only grows (5000 -> 4999)"));
+    ck_assert_uint_eq(read_rec(m).commit_lsn, 10); /* nothing of the refused write landed */
+    meta_close(m);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("meta");
@@ -540,6 +628,9 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_handle_does_not_cross_fork);
     tcase_add_loop_test(tc, test_damaged_record_is_unclean, 0, 8);
     tcase_add_test(tc, test_damage_under_an_open_handle);
+    tcase_add_test(tc, test_pins_stored_at_format_never_change);
+    tcase_add_test(tc, test_format1_record_read_and_upgraded);
+    tcase_add_test(tc, test_advance_commit_and_clock);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -2,7 +2,8 @@
  * wal/sequencer.c — the sequencer worker: the only writer of the WAL and of the shared log.
  *
  * Loop: take everything pending (due expirations from the applier first, then client writes),
- * stamp each with the next LSN and request_slot = max(last slot, now / slot_duration_ms), append
+ * stamp each with the next LSN and the slot of the node's timeline (wal/slot_clock.h: the boot
+ * clock within a boot, never the wall clock's steps, never below the last slot), append
  * the frames, fdatasync once for the whole batch (group commit), publish durable_lsn, then put
  * the frames with their request tags in the shared log for the applier. Nothing is published
  * before it is durable, so everything in the shared log is on disk.
@@ -24,8 +25,15 @@
  *
  * NOTES
  *   Memory: the batch stash and the retry cache are allocated at start from the config.
- *   The replica metadata (LMDB) is opened here, after fork; its commit point is advanced about
- *   once a second (it is a lower bound, checked against the WAL at start).
+ *   The replica metadata (LMDB) is opened here, after fork; its commit point and the clock
+ *   anchor are advanced about once a second (the commit point is a lower bound, checked against
+ *   the WAL at start; the anchor is where the next start resumes the slot timeline). A failed
+ *   commit-point write is fatal (a correctness rule depends on it); a failed snapshot-anchor
+ *   write is counted, shown in /health and retried with backoff on a reopened handle.
+ *
+ *   Shared-memory corruption (a ring entry failing its checks) is not disk corruption: the
+ *   worker exits WORKER_EXIT_RESTART and the supervisor restarts the whole daemon through its
+ *   service manager; the disk is the authority it recovers from.
  */
 #include "config.h"
 
@@ -40,6 +48,7 @@
 #include "wal/command.h"
 #include "wal/io.h"
 #include "wal/log.h"
+#include "wal/slot_clock.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -49,6 +58,8 @@
 
 #define SEQ_BATCH_MAX 16384 /* entries per fsync at most */
 #define SEQ_META_INTERVAL_MS 1000
+#define SEQ_META_IDLE_MS 60000     /* the clock anchor is refreshed at least this often */
+#define SEQ_META_BACKOFF_MAX_MS 30000
 #define SEQ_SPARE_SLICE (1u << 20) /* next segment prepared 1 MiB per loop: a few ms, never 100 */
 
 /* ---- retry cache: operation id -> (fingerprint, lsn), FIFO by slot ------------------------ */
@@ -136,11 +147,12 @@ struct seq {
     struct seq_cache cache;
     struct shlog_entry *stash; /* frames of the current batch, published after the fsync */
     u32 stash_count;
-    u64 slot_ms;
+    struct slot_clock clock;
     u64 last_slot;
     u64 published_before; /* restart: frames above it are published after open */
     u64 meta_commit, meta_at_ms;
     u64 meta_snapshot; /* snapshot anchor recorded in the metadata */
+    u64 meta_retry_at_ms, meta_backoff_ms; /* a failed snapshot-anchor write: when to retry */
     u64 pruned_below;
     bool notify_reject, notify_retry;
 };
@@ -205,8 +217,7 @@ static int storage_failed(struct seq *q, int rc)
 
 static u64 now_slot(struct seq *q)
 {
-    u64 s = wall_ms() / q->slot_ms;
-    return s > q->last_slot ? s : q->last_slot; /* never backwards, also across restarts */
+    return slot_clock_slot(&q->clock, boot_ms()); /* never backwards, also across restarts */
 }
 
 /* Appends one command; false on a storage error (the log is halted). */
@@ -218,6 +229,7 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
     if (*rc != 0)
         return false;
     q->last_slot = slot;
+    slot_clock_note_slot(&q->clock, slot);
     struct shlog_entry *e = &q->stash[q->stash_count++];
     e->tag = *tag;
     const u8 *frame = wal_log_last_frame(&q->wal, &e->frame_len);
@@ -266,26 +278,77 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
     return true;
 }
 
-static void maintenance(struct seq *q)
+/* The commit point and the clock anchor, in one metadata transaction. */
+static int meta_commit_now(struct seq *q, u64 durable)
+{
+    struct clock_reading r = clock_read();
+    struct clock_anchor a = slot_clock_anchor(&q->clock, &r);
+    struct meta_clock mc = { .logical_ms = a.logical_ms, .wall_ms = a.wall_ms, .boot_ms = a.boot_ms,
+                             .boot_id = a.boot_id };
+    char why[512] = "";
+    int rc = meta_advance(q->meta, durable, &mc, why, sizeof(why));
+    if (rc != 0) {
+        /* The commit point is what a restart checks the WAL against: never run on without it. */
+        atomic_fetch_add_explicit(&q->seg->seq->meta_failures, 1, memory_order_relaxed);
+        atomic_store_explicit(&q->seg->seq->meta_failing, 1, memory_order_relaxed);
+        log_error("meta_commit_failed", "errno=%d reason=\"%s\" action=stop_daemon", -rc, why);
+        return WORKER_EXIT_FATAL;
+    }
+    q->meta_commit = durable;
+    return 0;
+}
+
+/* A failed snapshot-anchor write: counted, shown in /health, retried with a doubling backoff on
+ * a reopened handle (LMDB refuses a handle whose commit failed). */
+static void meta_snapshot_failed(struct seq *q, u64 now, const char *why)
+{
+    struct seg_sequencer *c = q->seg->seq;
+    atomic_fetch_add_explicit(&c->meta_failures, 1, memory_order_relaxed);
+    atomic_store_explicit(&c->meta_failing, 1, memory_order_relaxed);
+    q->meta_backoff_ms = q->meta_backoff_ms == 0 ? SEQ_META_INTERVAL_MS
+                         : q->meta_backoff_ms * 2 > SEQ_META_BACKOFF_MAX_MS ? SEQ_META_BACKOFF_MAX_MS
+                                                                             : q->meta_backoff_ms * 2;
+    q->meta_retry_at_ms = now + q->meta_backoff_ms;
+    log_warn("meta_snapshot_failed", "reason=\"%s\" retry_in_ms=%" PRIu64, why, q->meta_backoff_ms);
+    meta_close(q->meta);
+    char why2[512] = "";
+    if (meta_open(q->w->cfg->data_dir, false, &q->meta, why2, sizeof(why2)) != 0) {
+        q->meta = NULL;
+        log_warn("meta_reopen_failed", "reason=\"%s\"", why2);
+    }
+}
+
+static int maintenance(struct seq *q)
 {
     u64 durable = q->wal.durable_lsn;
     u64 now = mono_ms();
-    if (q->meta != NULL && durable > q->meta_commit && now - q->meta_at_ms >= SEQ_META_INTERVAL_MS) {
-        char why[256] = "";
-        if (meta_advance_commit(q->meta, durable, why, sizeof(why)) == 0)
-            q->meta_commit = durable;
-        else
-            log_warn("meta_commit_failed", "reason=\"%s\"", why);
-        /* The snapshot anchor follows the applier's newest durable snapshot (never past the
-         * commit point, which the metadata's invariants require). */
-        u64 snap = atomic_load_explicit(&q->seg->app->snapshot_lsn, memory_order_acquire);
-        if (snap > q->meta_snapshot && snap <= q->meta_commit) {
-            if (meta_set_snapshot(q->meta, snap, why, sizeof(why)) == 0)
-                q->meta_snapshot = snap;
-            else
-                log_warn("meta_snapshot_failed", "reason=\"%s\"", why);
+    if (q->meta == NULL && now >= q->meta_retry_at_ms) {
+        char why[512] = "";
+        if (meta_open(q->w->cfg->data_dir, false, &q->meta, why, sizeof(why)) != 0) {
+            q->meta = NULL;
+            meta_snapshot_failed(q, now, why);
         }
+    }
+    if (q->meta == NULL)
+        return 0;
+    if (now - q->meta_at_ms >= (durable > q->meta_commit ? SEQ_META_INTERVAL_MS : SEQ_META_IDLE_MS)) {
         q->meta_at_ms = now;
+        int rc = meta_commit_now(q, durable > q->meta_commit ? durable : q->meta_commit);
+        if (rc != 0)
+            return rc;
+    }
+    /* The snapshot anchor follows the applier's newest durable snapshot (never past the commit
+     * point, which the metadata's invariants require). */
+    u64 snap = atomic_load_explicit(&q->seg->app->snapshot_lsn, memory_order_acquire);
+    if (snap > q->meta_snapshot && snap <= q->meta_commit && now >= q->meta_retry_at_ms) {
+        char why[512] = "";
+        if (meta_set_snapshot(q->meta, snap, why, sizeof(why)) == 0) {
+            q->meta_snapshot = snap;
+            q->meta_backoff_ms = 0;
+            atomic_store_explicit(&q->seg->seq->meta_failing, 0, memory_order_relaxed);
+        } else {
+            meta_snapshot_failed(q, now, why);
+        }
     }
     u64 prune = atomic_load_explicit(&q->seg->app->prune_below_lsn, memory_order_acquire);
     if (prune > q->pruned_below) {
@@ -299,6 +362,7 @@ static void maintenance(struct seq *q)
             }
         }
     }
+    return 0;
 }
 
 /* Makes the batch durable and hands it to the applier. Returns 0 or a worker exit code. */
@@ -365,8 +429,10 @@ static int open_all(struct seq *q)
     q->meta_snapshot = rec.snapshot_lsn;
 
     q->published_before = atomic_load(&q->seg->seq->published_lsn);
-    bool first_start = atomic_load(&q->seg->workers[ROLE_SEQUENCER].restarts) == 0 &&
-                       ring_head(q->seg->shlog) == 0;
+    /* Until a sequencer of this daemon has been ready, the applier has not started: it will
+     * recover everything from disk itself, and nothing may go into a shared log no one reads
+     * (a sequencer that died before its first READY would otherwise refill it and hang). */
+    bool first_start = atomic_load(&q->seg->seq->ever_ready) == 0;
     if (first_start)
         q->published_before = UINT64_MAX; /* the applier recovers these from disk itself */
     /* Only the WAL after the newest snapshot is read: the applier starts from a snapshot, and
@@ -404,6 +470,29 @@ static int open_all(struct seq *q)
     }
     q->last_slot = rep.last_slot;
     struct seg_sequencer *c = q->seg->seq;
+    if (!first_start) {
+        /* A restart within this daemon: the timeline the first sequencer decided goes on. */
+        slot_clock_join(&q->clock, cfg->slot_duration_ms, atomic_load(&c->clock_logical0_ms),
+                        atomic_load(&c->clock_boot0_ms), rep.last_slot);
+    } else {
+        struct clock_reading now = clock_read();
+        struct clock_anchor saved = { .logical_ms = rec.clock.logical_ms, .wall_ms = rec.clock.wall_ms,
+                                      .boot_ms = rec.clock.boot_ms, .boot_id = rec.clock.boot_id };
+        slot_clock_start(&q->clock, cfg->slot_duration_ms, rep.last_slot, saved.logical_ms != 0 ? &saved : NULL,
+                         &now);
+        atomic_store(&c->clock_logical0_ms, q->clock.logical0_ms);
+        atomic_store(&c->clock_boot0_ms, q->clock.boot0_ms);
+        atomic_store(&c->clock_basis, q->clock.basis);
+        log_always_info("slot_clock", "basis=%s slot=%" PRIu64 " last_logged_slot=%" PRIu64
+                        " anchor_age_ms=%" PRIu64,
+                        slot_clock_basis_name(q->clock.basis), slot_clock_slot(&q->clock, now.boot_ms), rep.last_slot,
+                        saved.logical_ms != 0 && q->clock.logical0_ms > saved.logical_ms
+                            ? q->clock.logical0_ms - saved.logical_ms : 0);
+        /* Recorded at once, so a restart in this boot resumes this very timeline. */
+        rc = meta_commit_now(q, rec.commit_lsn);
+        if (rc != 0)
+            return rc;
+    }
     atomic_store(&c->sequenced_lsn, rep.last_lsn);
     atomic_store(&c->last_slot, rep.last_slot);
     atomic_store(&c->durable_lsn, rep.last_lsn);
@@ -420,8 +509,8 @@ static int open_all(struct seq *q)
 
 static int ring_corrupt(const char *which)
 {
-    log_error("ring_corrupt", "ring=%s action=stop_daemon", which);
-    return WORKER_EXIT_FATAL;
+    log_error("ring_corrupt", "ring=%s action=restart_daemon", which);
+    return WORKER_EXIT_RESTART;
 }
 
 int sequencer_main(const struct worker_ctx *w)
@@ -438,10 +527,10 @@ int sequencer_main(const struct worker_ctx *w)
     }
     q->w = w;
     q->seg = w->seg;
-    q->slot_ms = w->cfg->slot_duration_ms;
     int rc = open_all(q);
     if (rc != 0)
         return rc;
+    atomic_store(&w->seg->seq->ever_ready, 1);
     worker_set_ready(w);
 
     struct segment *seg = w->seg;
@@ -501,7 +590,9 @@ int sequencer_main(const struct worker_ctx *w)
         rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
         if (rc != 0)
             return storage_failed(q, rc);
-        maintenance(q);
+        rc = maintenance(q);
+        if (rc != 0)
+            return rc;
         if (ring_has(seg->write, 0) || ring_has(seg->expire, 0))
             continue;
         doorbell_arm(seg->bell_sequencer);
@@ -514,8 +605,8 @@ int sequencer_main(const struct worker_ctx *w)
     /* Stopping: everything taken was committed in its iteration. */
     if (q->meta != NULL) {
         char why[256];
-        if (q->wal.durable_lsn > q->meta_commit)
-            meta_advance_commit(q->meta, q->wal.durable_lsn, why, sizeof(why));
+        if (q->wal.durable_lsn > q->meta_commit && meta_advance_commit(q->meta, q->wal.durable_lsn, why, sizeof(why)) != 0)
+            log_warn("meta_commit_failed", "reason=\"%s\" at=stop", why);
         meta_close(q->meta);
     }
     wal_log_close(&q->wal);
