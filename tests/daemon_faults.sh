@@ -8,7 +8,9 @@
 #     leave start-up hanging (it used to republish the whole WAL into a shared log nobody read);
 #   - failing snapshot writes (a directory where the snapshot's temporary file must go) turn
 #     /health to 503 with the reason, count in allocdb_snapshot_failures_total, are retried with
-#     a growing backoff, and clear once the snapshot can be written.
+#     a growing backoff, and clear once the snapshot can be written;
+#   - a failed sync of the replica metadata (tests/fail_sync.c, preloaded) while the commit point
+#     advances stops the daemon (exit 5, meta_commit_failed): a correctness rule depends on it.
 set -u
 b="${top_builddir:-.}"
 allocdbd="$b/allocdbd"
@@ -58,7 +60,7 @@ http_get() {
     exec 5>&-
 }
 
-echo "1..9"
+echo "1..11"
 "$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
 start_daemon "$tmp/d" "${opts[@]}"
 [ $? -eq 0 ] && ok "allocdbd starts" || not_ok "allocdbd starts" "$(tail -5 "$log")"
@@ -157,4 +159,22 @@ wait "$sup"
 st=$?
 sup=
 [ $st -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0" "exit $st"
+
+# 4. The commit point cannot be recorded: fatal.
+shim="$b/tests/.libs/libfailsync.so"
+from=$(wc -l < "$log")
+LD_PRELOAD="$shim" ALLOCDB_FAIL_SYNC_PATH=/meta/data.mdb ALLOCDB_FAIL_SYNC_TRIGGER="$tmp/fail-meta" \
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" start_daemon "$tmp/d" "${pinned[@]}"
+[ $? -eq 0 ] && ok "allocdbd starts with the sync shim preloaded" || not_ok "start with the shim" "$(tail -5 "$log")"
+touch "$tmp/fail-meta"
+for r in $(seq 201 210); do "$cli" --addr "$addr" --timeout 1s create-resource $r > /dev/null 2>&1; done
+st=
+for _ in $(seq 1 100); do
+    kill -0 "$sup" 2>/dev/null || { wait "$sup"; st=$?; break; }
+    sleep 0.05
+done
+sup=
+[ "$st" = 5 ] && tail -n +"$((from + 1))" "$log" | grep -q 'meta_commit_failed .*action=stop_daemon' &&
+    ok "a failed commit-point write stops the daemon: exit 5, meta_commit_failed" ||
+    not_ok "metadata sync failure is fatal" "exit '${st}': $(tail -n +"$((from + 1))" "$log" | tail -5)"
 [ "$fails" -eq 0 ]
