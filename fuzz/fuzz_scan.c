@@ -7,16 +7,20 @@
  *
  * Raw mode (bit 1 clear): the rest of the input is the segment file. Its header is decoded
  * (and, when bit 2 is set, first given a correct header CRC, so the fuzzer gets past it); the
- * chain starts where the header says when it decodes, else at LSN 1. With bit 3 set the frame
- * callback stops the scan at its call number 1 + (flags >> 4). The segment is also scanned with
- * a stop LSN 1 + (flags >> 4) frames after the chain's start.
+ * chain starts where the header says when it decodes, else at LSN 1, and the sync window is the
+ * header's. With bit 3 set the frame callback stops the scan at its call number 1 + (flags >> 4).
+ * The segment is also scanned with frames up to the (1 + (flags >> 4))th known synced, and with
+ * a stop LSN there.
  *
  * Build mode (bit 1 set): the input describes a valid segment that is built and then damaged:
  *
  *   byte 0    flags: bit 2 reseal every frame-shaped byte run after the pokes (recompute its
  *             crc, so a poked field reaches the rule that checks it rather than the checksum),
  *             bit 3 append a torn frame (a prefix of one more frame),
- *             bits 4-7 if not 0: also scan with a stop LSN that many frames after the start
+ *             bits 4-7 if not 0: also scan with a stop LSN that many frames after the start,
+ *             and with frames up to there known synced
+ *   The segment is scanned without a sync window (as written before windows) and with one
+ *   that covers all of it.
  *   byte 1    low nibble: number of complete frames (0..15); high nibble: where the chain
  *             starts (first LSN, previous slot and crc; 15 = LSNs ending at UINT64_MAX)
  *   byte 2    how many bytes of the torn frame were written (1..size-1)
@@ -34,13 +38,13 @@
  *     cursor ends just past the last of them;
  *   - valid_end (just past the last frame) == bad_offset <= len;
  *   - CLEAN: every byte from valid_end is zero;
- *   - TORN: the last segment; the frame at valid_end does not decode; torn_end - bad_offset <=
- *     WAL_FRAME_MAX; the byte before torn_end is non-zero and all bytes from it are zero; no
- *     valid frame starts anywhere in between;
+ *   - TORN: the frame at valid_end does not decode; torn_end - bad_offset <= the window
+ *     (WAL_FRAME_MAX for a segment without one); the byte before torn_end is non-zero and all
+ *     bytes from it are zero; and the rule of wal/scan.h note (*), written out again here,
+ *     says torn (last segment, LSN above synced_lsn, no counting valid frame after it);
  *   - CORRUPT: the decision table says so — the frame at valid_end decodes but does not
- *     continue the chain or its payload is not a command; or it does not decode and the
- *     segment is sealed, or the non-zero bytes reach beyond the largest frame, or a valid
- *     frame starts later;
+ *     continue the chain or its payload is not a command; or it does not decode and that rule
+ *     says not torn;
  *   - LIMIT: exactly when the next LSN is past the stop LSN, and no frame delivered is past it;
  *     a scan with a stop LSN gives what the scan without one gives until it reaches that LSN,
  *     and once it has, flipping every byte after the last frame it needed changes nothing;
@@ -140,16 +144,33 @@ static bool all_zero_ref(const u8 *buf, u64 from, u64 len)
     return nonzero_end_ref(buf, from, len) == from;
 }
 
-/* A valid frame starts at some offset in (from, to)? */
-static bool valid_frame_in(const u8 *buf, u64 len, u64 from, u64 to)
+/* A valid frame with an LSN <= max_lsn starts at some offset in (from, to)? */
+static bool valid_frame_in(const u8 *buf, u64 len, u64 from, u64 to, u64 max_lsn)
 {
     for (u64 p = from + 1; p < to; p++) {
         struct wal_frame f;
         u32 flen;
-        if (wal_frame_decode(buf + p, len - p, &f, &flen) == WAL_FRAME_OK)
+        if (wal_frame_decode(buf + p, len - p, &f, &flen) == WAL_FRAME_OK && f.lsn <= max_lsn)
             return true;
     }
     return false;
+}
+
+static u64 window_of(const struct wal_scan_options *o)
+{
+    return o->sync_window != 0 ? o->sync_window : WAL_FRAME_MAX;
+}
+
+/* wal/scan.h, note (*), written out again: is an invalid frame at `at`, where LSN `next` was
+ * expected, a torn tail? */
+static bool torn_by_rule(const u8 *buf, u64 len, u64 at, u64 next, const struct wal_scan_options *o)
+{
+    if (!o->last || next <= o->synced_lsn)
+        return false;
+    u64 nz = nonzero_end_ref(buf, at, len);
+    if (nz - at > window_of(o))
+        return false;
+    return !valid_frame_in(buf, len, at, nz, o->sync_window == 0 ? UINT64_MAX : o->synced_lsn);
 }
 
 /* Scans buf with the chain starting at *cur and checks every property of the result. Returns
@@ -220,9 +241,9 @@ static void scan_and_check(const u8 *buf, u64 len, const struct wal_scan_options
         FUZZ_CHECK(last);
         FUZZ_CHECK(fs != WAL_FRAME_OK);
         FUZZ_CHECK(res->torn_end > at && res->torn_end <= len);
-        FUZZ_CHECK(res->torn_end - at <= WAL_FRAME_MAX);
+        FUZZ_CHECK(res->torn_end - at <= window_of(o));
         FUZZ_CHECK(res->torn_end == nonzero_end_ref(buf, at, len));
-        FUZZ_CHECK(!valid_frame_in(buf, len, at, res->torn_end));
+        FUZZ_CHECK(torn_by_rule(buf, len, at, cur.next_lsn, o));
         break;
     case WAL_SCAN_CORRUPT:
         FUZZ_CHECK(!all_zero_ref(buf, at, len));
@@ -231,10 +252,10 @@ static void scan_and_check(const u8 *buf, u64 len, const struct wal_scan_options
             struct sm_command c;
             FUZZ_CHECK(f.lsn != cur.next_lsn || f.request_slot < cur.last_slot || f.prev_crc != cur.prev_crc ||
                        wal_cmd_decode(f.record_type, f.payload, f.payload_len, &c) != WAL_CMD_OK);
-        } else if (last) {
-            /* Not a torn write: data beyond any frame, or a valid frame after it. */
-            u64 nz = nonzero_end_ref(buf, at, len);
-            FUZZ_CHECK(nz - at > WAL_FRAME_MAX || valid_frame_in(buf, len, at, nz));
+        } else {
+            /* Not a torn write: a sealed segment, damage at a known-synced LSN, data beyond the
+             * window, or a valid frame after it that counts (any, without a window). */
+            FUZZ_CHECK(!torn_by_rule(buf, len, at, cur.next_lsn, o));
         }
         break;
     }
@@ -308,17 +329,25 @@ static void run_raw(u8 flags, const uint8_t *data, size_t size)
 
     struct wal_segment_header h;
     struct wal_cursor start = { .next_lsn = 1, .last_slot = 0, .prev_crc = 0 };
-    if (check_header(buf, size, &h) == WAL_SEGMENT_OK)
+    struct wal_scan_options o = { .last = flags & FLAG_LAST };
+    if (check_header(buf, size, &h) == WAL_SEGMENT_OK) {
         start = (struct wal_cursor){ .next_lsn = h.first_lsn, .last_slot = h.prev_slot, .prev_crc = h.prev_crc };
+        o.sync_window = h.sync_window;
+    }
     if (size >= WAL_SEGMENT_HEADER_SIZE) {
         struct wal_scan_result res;
         struct scan_log *log = malloc(sizeof(*log));
         FUZZ_CHECK(log != NULL);
-        u32 stop_at = (flags & FLAG_STOP) ? 1u + (flags >> 4) : 0;
-        struct wal_scan_options o = { .last = flags & FLAG_LAST };
+        u64 k = 1u + (flags >> 4);
+        u32 stop_at = (flags & FLAG_STOP) ? (u32)k : 0;
         scan_and_check(buf, size, &o, &start, stop_at, &res, log);
+        if (start.next_lsn - 1 <= UINT64_MAX - k) { /* frames up to the kth known synced */
+            struct wal_scan_options hinted = o;
+            hinted.synced_lsn = start.next_lsn - 1 + k;
+            scan_and_check(buf, size, &hinted, &start, 0, &res, log);
+        }
         free(log);
-        check_limit(buf, size, &o, &start, 1u + (flags >> 4));
+        check_limit(buf, size, &o, &start, k);
     }
     free(buf);
 }
@@ -486,6 +515,21 @@ static void run_build(u8 flags, const uint8_t *data, size_t size)
             FUZZ_CHECK(log->frames[i].f.lsn == b.start.next_lsn + i);
             FUZZ_CHECK(cmd_equal(&log->frames[i].cmd, &b.cmds[i]));
         }
+    }
+    /* The same bytes in a segment whose sync window covers all of them (pokes into the frames
+     * are then out-of-order pages of an unsynced write), without a hint and with frames up to
+     * the (flags >> 4)th known synced; the checks in scan_and_check hold the rule exactly. */
+    struct wal_scan_options wide = { .last = last, .sync_window = b.len > WAL_FRAME_MAX ? (u32)b.len : WAL_FRAME_MAX };
+    struct wal_scan_result res_wide;
+    scan_and_check(buf, b.len, &wide, &b.start, 0, &res_wide, log);
+    if (!frames_touched)
+        FUZZ_CHECK(res_wide.frames >= b.n);
+    u64 k = flags >> 4;
+    if (k != 0 && b.start.next_lsn - 1 <= UINT64_MAX - k) {
+        wide.synced_lsn = b.start.next_lsn - 1 + k;
+        scan_and_check(buf, b.len, &wide, &b.start, 0, &res_wide, log);
+        if (res_wide.end == WAL_SCAN_TORN) /* a tear never cuts a frame known synced */
+            FUZZ_CHECK(res_wide.frames >= k);
     }
     if (!changed) {
         /* The segment as written: clean, or a torn last frame (which is just a frame if the bytes

@@ -165,7 +165,7 @@ static int wal_file(const char *path, const struct frame_printer *p)
     struct wal_cursor cur = { .next_lsn = h.first_lsn, .last_slot = h.prev_slot, .prev_crc = h.prev_crc };
     struct frame_printer pp = *p;
     struct wal_scan_result res;
-    struct wal_scan_options so = { .last = true };
+    struct wal_scan_options so = { .last = true, .sync_window = h.sync_window };
     enum wal_scan_end end = wal_scan_segment(buf, len, &so, &cur, NULL, NULL, &res);
     if (p->frames) { /* the scan validated res.frames frames: walk them again to print */
         struct wal_frame f;

@@ -192,6 +192,27 @@ static void inode_replay(const struct iof_inode *in, struct iof_cut cut, struct 
     }
 }
 
+/* out = durable bytes + the pending operations, where each page the pending writes touched
+ * keeps all of its writes or none (IO_FAULT_TEAR_PAGES); truncates and allocates all apply. */
+static void inode_replay_pages(const struct iof_inode *in, const bool *keep, struct iof_buf *out)
+{
+    buf_copy(out, &in->dur);
+    for (u32 i = 0; i < in->nops; i++) {
+        const struct iof_op *op = &in->ops[i];
+        if (op->kind != IOF_OP_WRITE) {
+            op_apply(op, op->len, out);
+            continue;
+        }
+        for (u64 at = op->off; at < op->off + op->len;) {
+            u64 page_end = (at / IO_FAULT_PAGE_BYTES + 1) * IO_FAULT_PAGE_BYTES;
+            u64 n = (page_end < op->off + op->len ? page_end : op->off + op->len) - at;
+            if (keep[at / IO_FAULT_PAGE_BYTES])
+                buf_write(out, at, op->data + (at - op->off), n);
+            at += n;
+        }
+    }
+}
+
 /* A successful sync: pending operations become durable, except those a failed sync gave up
  * on (Linux marked their pages clean, so this sync does not write them). */
 static void inode_sync(struct iof_inode *in)
@@ -990,6 +1011,31 @@ static struct iof_cut cut_random(struct io_fault *f, const struct iof_inode *in)
     return c;
 }
 
+/* Which pages of in survive IO_FAULT_TEAR_PAGES: a per-file probability, then a draw for each
+ * page a pending write touched, in page order. Returns a malloc'd array indexed by page. */
+static bool *pages_random(struct io_fault *f, const struct iof_inode *in)
+{
+    u64 pages = 0;
+    for (u32 i = 0; i < in->nops; i++) {
+        u64 end = in->ops[i].off + in->ops[i].len;
+        if (in->ops[i].kind == IOF_OP_WRITE && (end + IO_FAULT_PAGE_BYTES - 1) / IO_FAULT_PAGE_BYTES > pages)
+            pages = (end + IO_FAULT_PAGE_BYTES - 1) / IO_FAULT_PAGE_BYTES;
+    }
+    bool *keep = xrealloc(NULL, (size_t)pages * sizeof(*keep));
+    memset(keep, 0, (size_t)pages * sizeof(*keep));
+    for (u32 i = 0; i < in->nops; i++) {
+        if (in->ops[i].kind != IOF_OP_WRITE)
+            continue;
+        for (u64 p = in->ops[i].off / IO_FAULT_PAGE_BYTES; p * IO_FAULT_PAGE_BYTES < in->ops[i].off + in->ops[i].len; p++)
+            keep[p] = true; /* touched; decided below */
+    }
+    u64 sixteenths = rng(f) % 17;
+    for (u64 p = 0; p < pages; p++)
+        if (keep[p])
+            keep[p] = rng(f) % 16 < sixteenths;
+    return keep;
+}
+
 /* What survives of one inode; torn (non-zero) gets exactly keep_bytes of write data. */
 static void loss_inode(struct io_fault *f, u32 ino, enum io_fault_loss mode, u32 torn,
                        u64 keep_bytes)
@@ -1002,7 +1048,11 @@ static void loss_inode(struct io_fault *f, u32 ino, enum io_fault_loss mode, u32
         buf_copy(&survivor, &in->cur); /* includes data a failed sync gave up on */
     else if (mode == IO_FAULT_TEAR)
         inode_replay(in, cut_random(f, in), &survivor);
-    else
+    else if (mode == IO_FAULT_TEAR_PAGES) {
+        bool *keep = pages_random(f, in);
+        inode_replay_pages(in, keep, &survivor);
+        free(keep);
+    } else
         inode_replay(in, (struct iof_cut){ 0, 0 }, &survivor);
     inode_reset(in, &survivor);
 }
@@ -1012,7 +1062,7 @@ static void loss_dir(struct io_fault *f, struct iof_dir *d, enum io_fault_loss m
     u32 k = 0;
     if (mode == IO_FAULT_KEEP_ALL)
         k = d->nops;
-    else if (mode == IO_FAULT_TEAR)
+    else if (mode == IO_FAULT_TEAR || mode == IO_FAULT_TEAR_PAGES)
         k = (u32)(rng(f) % ((u64)d->nops + 1));
     dir_reset(d, k);
 }
@@ -1092,8 +1142,8 @@ static void loss(struct io_fault *f, enum io_fault_loss mode, u32 torn, u64 keep
 
 void io_fault_power_loss(struct io_fault *f, enum io_fault_loss mode)
 {
-    ADB_ASSERT(mode == IO_FAULT_KEEP_SYNCED || mode == IO_FAULT_KEEP_ALL ||
-               mode == IO_FAULT_TEAR);
+    ADB_ASSERT(mode == IO_FAULT_KEEP_SYNCED || mode == IO_FAULT_KEEP_ALL || mode == IO_FAULT_TEAR ||
+               mode == IO_FAULT_TEAR_PAGES);
     loss(f, mode, 0, 0);
 }
 

@@ -6,8 +6,9 @@
  * since the last successful sync; per directory, the current names, the durable names, and the
  * create/rename/unlink operations since the last sync_dir. A test can make the nth write or
  * sync fail, make a write short, stop the "process" after a number of mutating operations, and
- * then cut the power, choosing what survives: only synced state, everything, or a torn prefix
- * of the unsynced operations (SQLite's src/test6.c is the model; the code is our own).
+ * then cut the power, choosing what survives: only synced state, everything, a torn prefix of
+ * the unsynced operations, or unsynced pages in any order (SQLite's src/test6.c is the model;
+ * the code is our own).
  *
  * NOTES
  *   Initialization: io_fault_create(seed) gives an empty file system whose root directory ""
@@ -91,7 +92,15 @@ enum io_fault_loss {
      * at it, nothing after. Per directory, a seed-chosen prefix of the unsynced directory
      * operations (create, mkdir, rename, unlink) survives. */
     IO_FAULT_TEAR,
+    /* A disk that writes pages back in any order: per file, each IO_FAULT_PAGE_BYTES page that
+     * unsynced writes touched keeps either all of them (its current contents) or none (its
+     * durable contents), independently, each with a seed-chosen probability drawn per file
+     * (0, 1/16, ..., 1). Size changes (truncate, allocate) are all kept. Directories as for
+     * IO_FAULT_TEAR. */
+    IO_FAULT_TEAR_PAGES,
 };
+
+#define IO_FAULT_PAGE_BYTES 4096
 
 /* Decides what survives, then reboots: closes every fd, clears the fault plan and the crash,
  * resets the mutation counter. Afterwards every file and directory is fully durable. */

@@ -714,6 +714,70 @@ START_TEST(test_tear_file_every_byte)
 }
 END_TEST
 
+/* TEAR_PAGES: every page of the survivor is the page as written or as it was durable, pages
+ * survive out of order, and the seed explores all-kept, none-kept and mixed outcomes. A synced
+ * file alongside is untouched. */
+START_TEST(test_tear_pages_out_of_order)
+{
+    enum { PAGES = 12 };
+    const u64 size = PAGES * IO_FAULT_PAGE_BYTES;
+    static u8 durable[PAGES * IO_FAULT_PAGE_BYTES], written[PAGES * IO_FAULT_PAGE_BYTES];
+    static u8 data[3 * IO_FAULT_PAGE_BYTES];
+    int all = 0, none = 0, out_of_order = 0;
+    for (u64 seed = 0; seed < 300; seed++) {
+        fs_new(seed);
+        u64 rs = seed * 104729 + 7;
+        for (u64 i = 0; i < size; i++)
+            durable[i] = (u8)(i / IO_FAULT_PAGE_BYTES + 1);
+        ck_assert_int_eq(io_fault_put_file(F, "d/f", durable, size), 0);
+        put("d/other", "synced");
+        int fd = -1;
+        ck_assert_int_eq(IO->ops->open(IO, "d/f", IO_WRITE, &fd), 0);
+        int n = 1 + (int)(splitmix_next(&rs) % 6);
+        for (int i = 0; i < n; i++) { /* writes that straddle pages, some overlapping */
+            u64 len = 1 + splitmix_next(&rs) % sizeof(data);
+            u64 off = splitmix_next(&rs) % (size - len);
+            for (u64 j = 0; j < len; j++)
+                data[j] = (u8)(0x80 | splitmix_next(&rs));
+            ck_assert_int_eq(io_write_all(IO, fd, data, (size_t)len, off), 0);
+        }
+        const u8 *now;
+        u64 len;
+        ck_assert(io_fault_contents(F, "d/f", &now, &len));
+        ck_assert_uint_eq(len, size);
+        memcpy(written, now, size);
+        io_fault_power_loss(F, IO_FAULT_TEAR_PAGES);
+
+        ck_assert(io_fault_contents(F, "d/f", &now, &len));
+        ck_assert_uint_eq(len, size);
+        int kept = 0, lost = 0;
+        bool lost_before_kept = false;
+        for (u64 p = 0; p < PAGES; p++) {
+            const u64 at = p * IO_FAULT_PAGE_BYTES;
+            if (memcmp(written + at, durable + at, IO_FAULT_PAGE_BYTES) == 0)
+                continue; /* not written: nothing to decide */
+            bool is_written = memcmp(now + at, written + at, IO_FAULT_PAGE_BYTES) == 0;
+            bool is_durable = memcmp(now + at, durable + at, IO_FAULT_PAGE_BYTES) == 0;
+            ck_assert_msg(is_written || is_durable, "seed %llu page %llu: neither as written nor as durable",
+                          (unsigned long long)seed, (unsigned long long)p);
+            if (is_written) {
+                kept++;
+                lost_before_kept |= lost > 0;
+            } else {
+                lost++;
+            }
+        }
+        all += lost == 0;
+        none += kept == 0;
+        out_of_order += lost_before_kept;
+        expect_str("d/other", "synced");
+        fs_free();
+    }
+    ck_assert_msg(all > 20 && none > 20 && out_of_order > 20, "all %d, none %d, out of order %d", all, none,
+                  out_of_order);
+}
+END_TEST
+
 /* Directory operations under TEAR: the surviving names are the durable ones plus a prefix of
  * the pending creates, renames and unlinks. */
 START_TEST(test_tear_dir_prefix)
@@ -1146,6 +1210,7 @@ Suite *test_suite(void)
     tcase_add_test(loss, test_unlink_needs_sync_dir);
     tcase_add_test(loss, test_tear_keeps_prefix);
     tcase_add_test(loss, test_tear_file_every_byte);
+    tcase_add_test(loss, test_tear_pages_out_of_order);
     tcase_add_test(loss, test_tear_dir_prefix);
     tcase_add_test(loss, test_tear_nested_dirs);
     tcase_add_test(loss, test_deterministic);

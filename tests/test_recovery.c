@@ -481,10 +481,11 @@ END_TEST
 
 /*
  * The live engine with checkpoints, crashed after k I/O operations for every k until the run
- * completes, each followed by a torn power loss and recovery. The recovered state must be
- * exactly the live state at its LSN, and that LSN at least the last acknowledged one.
+ * completes, each followed by a torn power loss (a prefix of the unsynced writes, or their pages
+ * in any order) and recovery. The recovered state must be exactly the live state at its LSN, and
+ * that LSN at least the last acknowledged one.
  */
-START_TEST(test_crash_at_every_step)
+static void crash_at_every_step(enum io_fault_loss loss)
 {
     u64 points = 0, in_checkpoint = 0;
     for (u64 k = 0;; k++) {
@@ -497,7 +498,7 @@ START_TEST(test_crash_at_every_step)
         ck_assert(crashed == (rc != 0));
         in_checkpoint += L->in_checkpoint;
         live_close();
-        io_fault_power_loss(fs, IO_FAULT_TEAR);
+        io_fault_power_loss(fs, loss);
         sm_t r;
         struct recovery_report rep;
         recover(&r, &rep);
@@ -513,6 +514,17 @@ START_TEST(test_crash_at_every_step)
     ck_assert_uint_gt(points, 100);
     ck_assert_uint_gt(in_checkpoint, 0);
 }
+
+START_TEST(test_crash_at_every_step)
+{
+    crash_at_every_step(IO_FAULT_TEAR);
+}
+END_TEST
+
+START_TEST(test_crash_at_every_step_pages_out_of_order)
+{
+    crash_at_every_step(IO_FAULT_TEAR_PAGES);
+}
 END_TEST
 
 Suite *test_suite(void)
@@ -526,6 +538,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_bad_newest_snapshot_falls_back_or_fails_closed);
     tcase_add_test(tc, test_interrupted_snapshot_write_is_cleaned);
     tcase_add_test(tc, test_crash_at_every_step);
+    tcase_add_test(tc, test_crash_at_every_step_pages_out_of_order);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -28,6 +28,7 @@ static struct sm_command create_cmd(u64 op)
     return c;
 }
 
+/* A segment without a sync window (written before windows existed): the one-frame rule. */
 static void start(u64 first_lsn)
 {
     memset(seg, 0, sizeof(seg));
@@ -201,6 +202,99 @@ START_TEST(test_data_beyond_any_torn_write_is_corrupt)
 }
 END_TEST
 
+/* ---- the sync window and the known-synced hint (scan.h, note (*)) ------------------------- */
+
+#define WINDOW 2048
+
+static struct wal_scan_options windowed(u64 synced_lsn)
+{
+    return (struct wal_scan_options){ .last = true, .sync_window = WINDOW, .synced_lsn = synced_lsn };
+}
+
+static u64 frame_at[20]; /* offset of LSN 10 + i */
+
+/* Frames 10..29 with the frame of LSN 25 damaged, as a group commit whose pages reached the disk
+ * out of order leaves it: valid, never synced frames after the damage. */
+static u64 out_of_order_tear(u64 *damaged)
+{
+    start(10);
+    for (int i = 0; i < 20; i++)
+        frame_at[i] = put_good();
+    *damaged = frame_at[25 - 10];
+    memset(seg + *damaged + 10, 0, 16); /* a page boundary inside the frame, its page lost */
+    return used;
+}
+
+START_TEST(test_window_tear_keeps_valid_frames_after_the_damage_out)
+{
+    u64 damaged, end = out_of_order_tear(&damaged);
+    ck_assert_uint_le(end - damaged, WINDOW);
+    struct wal_scan_options o = windowed(0);
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_TORN);
+    ck_assert_uint_eq(r.frames, 15);
+    ck_assert_uint_eq(r.bad_offset, damaged);
+    while (seg[end - 1] == 0)
+        end--; /* the last frame may end in zero bytes, which the preallocation already holds */
+    ck_assert_uint_eq(r.torn_end, end); /* the valid frames after it are cut with it */
+    /* Above a hint that is behind the damage, the same. */
+    o = windowed(24);
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_TORN);
+    ck_assert_uint_eq(r.torn_end, end);
+    /* The same bytes in a segment without a window: the rule before windows, corruption. */
+    o.sync_window = 0;
+    o.synced_lsn = 0;
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "followed by a valid frame"));
+    /* And a sealed segment never has a torn tail. */
+    o = windowed(0);
+    o.last = false;
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_CORRUPT);
+}
+END_TEST
+
+START_TEST(test_window_damage_known_synced_is_corrupt)
+{
+    u64 damaged;
+    out_of_order_tear(&damaged);
+    struct wal_scan_result r;
+    /* The damaged frame itself is known synced. */
+    struct wal_scan_options o = windowed(25);
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_CORRUPT);
+    ck_assert_uint_eq(r.bad_offset, damaged);
+    ck_assert_ptr_nonnull(strstr(r.reason, "LSN 25, which is known synced"));
+    o = windowed(29);
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_CORRUPT);
+    /* A valid frame after the damage that is known synced (here an old frame where LSN 27
+     * stood: frames of one write come in LSN order, so it is the only way one can be). */
+    memcpy(seg + frame_at[27 - 10], seg + frame_at[12 - 10], frame_at[13 - 10] - frame_at[12 - 10]);
+    o = windowed(20);
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_CORRUPT);
+    ck_assert_msg(strstr(r.reason, "valid frame") != NULL && strstr(r.reason, "LSN 12, which is known synced") != NULL,
+                  "%s", r.reason);
+    o = windowed(11); /* unless it is above the hint too */
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_TORN);
+}
+END_TEST
+
+START_TEST(test_window_data_beyond_it_is_corrupt)
+{
+    start(10);
+    put_good();
+    u64 at = used;
+    seg[at] = 0x77;                /* garbage where a frame should start... */
+    seg[at + WINDOW + 10] = 0x01;  /* ...and data further than the writer leaves unsynced */
+    struct wal_scan_options o = windowed(0);
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "beyond any torn write"));
+    seg[at + WINDOW + 10] = 0;
+    seg[at + WINDOW - 1] = 0x01;   /* within it: a torn write */
+    ck_assert_int_eq(scan_with(&o, &r), WAL_SCAN_TORN);
+    ck_assert_uint_eq(r.torn_end, at + WINDOW);
+}
+END_TEST
+
 static int stop_at_second(void *ctx, const struct wal_frame *f, const struct sm_command *c, u64 off)
 {
     (void)c;
@@ -282,13 +376,21 @@ START_TEST(test_segment_header_rejections)
     ck_assert_int_eq(wal_segment_header_decode(b, sizeof(b), &out), WAL_SEGMENT_OK);
     ck_assert_uint_eq(out.first_lsn, 7);
     ck_assert_uint_eq(out.capacity, SEG);
+    ck_assert_uint_eq(out.sync_window, 0); /* offsets 40..59 zero: a segment from before windows */
+    h.sync_window = 4u << 20;
+    wal_segment_header_encode(b, &h);
+    ck_assert_int_eq(wal_segment_header_decode(b, sizeof(b), &out), WAL_SEGMENT_OK);
+    ck_assert_uint_eq(out.sync_window, 4u << 20);
+    h.sync_window = 0;
+    wal_segment_header_encode(b, &h);
     ck_assert_int_eq(wal_segment_header_decode(b, sizeof(b) - 1, &out), WAL_SEGMENT_SHORT);
     struct {
         unsigned off;
         enum wal_segment_status want;
     } cases[] = { { 0, WAL_SEGMENT_BAD_MAGIC }, { 4, WAL_SEGMENT_BAD_VERSION }, { 6, WAL_SEGMENT_BAD_RESERVED },
-                  { 28, WAL_SEGMENT_BAD_RESERVED }, { 45, WAL_SEGMENT_BAD_RESERVED }, { 16, WAL_SEGMENT_BAD_CHECKSUM },
-                  { 61, WAL_SEGMENT_BAD_CHECKSUM } };
+                  { 28, WAL_SEGMENT_BAD_RESERVED }, { 45, WAL_SEGMENT_BAD_RESERVED }, { 59, WAL_SEGMENT_BAD_RESERVED },
+                  { 40, WAL_SEGMENT_BAD_WINDOW }, { 41, WAL_SEGMENT_BAD_WINDOW }, { 16, WAL_SEGMENT_BAD_CHECKSUM },
+                  { 42, WAL_SEGMENT_BAD_CHECKSUM }, { 61, WAL_SEGMENT_BAD_CHECKSUM } };
     for (size_t i = 0; i < ADB_ARRAY_LEN(cases); i++) {
         u8 c[WAL_SEGMENT_HEADER_SIZE];
         memcpy(c, b, sizeof(c));
@@ -316,6 +418,9 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_torn_last_frame);
     tcase_add_test(tc, test_invalid_frame_before_a_valid_one_is_corrupt);
     tcase_add_test(tc, test_data_beyond_any_torn_write_is_corrupt);
+    tcase_add_test(tc, test_window_tear_keeps_valid_frames_after_the_damage_out);
+    tcase_add_test(tc, test_window_damage_known_synced_is_corrupt);
+    tcase_add_test(tc, test_window_data_beyond_it_is_corrupt);
     tcase_add_test(tc, test_callback_can_stop);
     tcase_add_test(tc, test_limit_reads_nothing_after_it);
     tcase_add_test(tc, test_segment_header_rejections);

@@ -23,7 +23,7 @@
 
 #define DIR "/data"
 #define SMALL_SEGMENT 4096
-#define MAX_ENTRIES 4096
+#define MAX_ENTRIES 65536 /* a group commit of several MB */
 
 /* What the test appended, by LSN (1-based), so recovery can be compared entry by entry. */
 struct expect {
@@ -101,13 +101,14 @@ static int check_frame(void *ctx, const struct wal_frame *f, const struct sm_com
 
 static struct io_fault *fs;
 static struct io *io;
+static u64 fs_seed = 7; /* drives io_fault's choices (tears) */
 static struct wal_log_options small = { .segment_bytes = SMALL_SEGMENT, .batch_bytes = 1024 };
 
 static void setup(void)
 {
     ex = calloc(1, sizeof(*ex));
     rng_state = 42;
-    fs = io_fault_create(7);
+    fs = io_fault_create(fs_seed);
     io = io_fault_io(fs);
     ck_assert_int_eq(io->ops->mkdir(io, DIR), 0);
     ck_assert_int_eq(io->ops->sync_dir(io, ""), 0);
@@ -354,8 +355,9 @@ START_TEST(test_read_only_stop_after_lsn)
     io_fault_flip_bit(fs, path, 64 + 10, 0); /* the newest segment's first frame is damaged */
     struct wal_log_options ro = small;
     ro.read_only = true;
+    ro.synced_lsn = ex->count; /* so the damage is corruption, not a torn tail */
     memset(&s, 0, sizeof(s));
-    ck_assert_int_ne(wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why)), 0);
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why)), -EUCLEAN);
     ro.stop_after_lsn = last_first - 1; /* everything before the damaged segment */
     memset(&s, 0, sizeof(s));
     int rc = wal_log_open(&w, io, DIR, &ro, 1, check_frame, &s, &rep, why, sizeof(why));
@@ -430,8 +432,239 @@ START_TEST(test_read_only_stop_never_reads_past_the_limit)
 }
 END_TEST
 
+/* ---- a torn group commit ------------------------------------------------------------------ */
+
+#define GROUP_DIR "/g"
+
+/* Appends until at least `bytes` more are in the segment or the batch; the LSN of the last. */
+static u64 append_bytes(struct wal_log *w, u64 bytes)
+{
+    u64 start = w->batch_offset + w->batch_used;
+    while (w->batch_offset + w->batch_used < start + bytes)
+        ck_assert_int_eq(append_n(w, 1), 0);
+    return ex->count;
+}
+
+static int open_group(struct wal_log *w, const struct wal_log_options *o, struct wal_open_report *rep,
+                      struct seen *s, char *why, size_t n)
+{
+    memset(s, 0, sizeof(*s));
+    return wal_log_open(w, io, GROUP_DIR, o, 1, check_frame, s, rep, why, n);
+}
+
+/*
+ * A group commit of several megabytes in several pwrites, cut by a power loss before its
+ * fdatasync on a disk that writes pages back in any order: whichever pages survive, the log
+ * opens (a torn tail, valid frames after the damage included), keeps every frame synced before,
+ * and the frames it keeps are a prefix of what was appended. Then it appends, and that survives.
+ */
+START_TEST(test_torn_group_commit_pages_out_of_order)
+{
+    const struct wal_log_options group = { .segment_bytes = 8 << 20 }; /* 1 MiB batches */
+    u32 torn = 0, cut_valid_frames = 0;
+    for (u64 seed = 1; seed <= 24; seed++) {
+        teardown();
+        fs_seed = seed;
+        setup();
+        char why[512];
+        ck_assert_int_eq(io->ops->mkdir(io, GROUP_DIR), 0);
+        ck_assert_int_eq(io->ops->sync_dir(io, ""), 0);
+        ck_assert_int_eq(wal_log_format(io, GROUP_DIR, &group, why, sizeof(why)), 0);
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        ck_assert_int_eq(open_group(&w, &group, &rep, &s, why, sizeof(why)), 0);
+        append_bytes(&w, 300 << 10);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        u64 acked = w.durable_lsn;
+        append_bytes(&w, (7u << 20) / 2); /* three full batches written, a fourth pending */
+        io_fault_crash_after(fs, 1);      /* its pwrite happens, the fdatasync does not */
+        ck_assert_int_eq(wal_log_commit(&w), -EIO);
+        ck_assert_uint_eq(w.durable_lsn, acked);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_TEAR_PAGES);
+
+        int rc = open_group(&w, &group, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "seed %llu: %s", (unsigned long long)seed, why);
+        ck_assert_uint_ge(s.frames, acked);
+        ck_assert_uint_le(s.frames, ex->count);
+        torn += rep.torn;
+        cut_valid_frames += rep.torn && rep.torn_bytes > WAL_FRAME_MAX;
+        ex->count = s.last_lsn;
+        ck_assert_int_eq(append_n(&w, 3), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+        ck_assert_int_eq(open_group(&w, &group, &rep, &s, why, sizeof(why)), 0);
+        ck_assert_uint_eq(s.frames, ex->count);
+        ck_assert(!rep.torn);
+        wal_log_close(&w);
+    }
+    ck_assert_uint_gt(torn, 12);
+    ck_assert_uint_gt(cut_valid_frames, 6);
+    fs_seed = 7;
+}
+END_TEST
+
+/* The active segment of the log w in dir. */
+static void active_file(const struct wal_log *w, const char *dir, char *out, size_t n)
+{
+    char name[64];
+    ck_assert(wal_segment_name(name, sizeof(name), w->segments[w->segment_count - 1].first_lsn));
+    ck_assert(io_path(out, n, dir, name));
+}
+
+static u32 header_window(const char *path)
+{
+    const u8 *data;
+    u64 len;
+    struct wal_segment_header h;
+    ck_assert(io_fault_contents(fs, path, &data, &len));
+    ck_assert_int_eq(wal_segment_header_decode(data, len, &h), WAL_SEGMENT_OK);
+    return h.sync_window;
+}
+
+/* Appends n frames one by one; after each, what is unsynced (written or batched) fits in the
+ * window. Returns how many times durable_lsn moved on its own (an intermediate sync). */
+static u64 append_within_window(struct wal_log *w, const char *dir, u64 n, u32 window, u64 *most)
+{
+    u64 syncs = 0;
+    for (u64 i = 0; i < n; i++) {
+        u64 durable = w->durable_lsn;
+        ck_assert_int_eq(append_n(w, 1), 0);
+        syncs += w->durable_lsn != durable;
+        char path[WAL_PATH_MAX];
+        active_file(w, dir, path, sizeof(path));
+        u64 unsynced = io_fault_unsynced_bytes(fs, path) + w->batch_used;
+        ck_assert_uint_le(unsynced, window);
+        if (unsynced > *most)
+            *most = unsynced;
+    }
+    return syncs;
+}
+
+/* The writer keeps its promise to recovery: never more than the sync window unsynced in a
+ * segment (an append that would pass it commits first, so durable_lsn moves), the window written
+ * in each header it creates, and a segment whose header promises less is held to that. */
+START_TEST(test_sync_window_bounds_what_is_unsynced)
+{
+    struct wal_log_options o = { .segment_bytes = 64 << 10, .batch_bytes = 4096, .sync_window_bytes = 16 << 10 };
+    char why[512], path[WAL_PATH_MAX];
+    ck_assert_int_eq(io->ops->mkdir(io, "/w"), 0);
+    ck_assert_int_eq(wal_log_format(io, "/w", &o, why, sizeof(why)), 0);
+    struct wal_log w;
+    struct wal_open_report rep;
+    ck_assert_int_eq(wal_log_open(&w, io, "/w", &o, 1, NULL, NULL, &rep, why, sizeof(why)), 0);
+    active_file(&w, "/w", path, sizeof(path));
+    ck_assert_uint_eq(header_window(path), 16 << 10);
+    u64 most = 0;
+    ck_assert_uint_ge(append_within_window(&w, "/w", 300, 16 << 10, &most), 1);
+    ck_assert_uint_gt(most, 12 << 10);
+    ck_assert_uint_lt(w.durable_lsn, ex->count); /* the rest waits for a commit, as always */
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_eq(w.segment_count, 1);
+    wal_log_close(&w);
+
+    /* A wider option: the open segment still promises 16 KiB, the next one 64 KiB. */
+    o.sync_window_bytes = 64 << 10;
+    ck_assert_int_eq(wal_log_open(&w, io, "/w", &o, 1, NULL, NULL, &rep, why, sizeof(why)), 0);
+    most = 0;
+    while (w.segment_count == 1)
+        append_within_window(&w, "/w", 1, 16 << 10, &most);
+    active_file(&w, "/w", path, sizeof(path));
+    ck_assert_uint_eq(header_window(path), 64 << 10);
+    most = 0;
+    append_within_window(&w, "/w", 400, 64 << 10, &most);
+    ck_assert_uint_gt(most, 16 << 10);
+    wal_log_close(&w);
+}
+END_TEST
+
+/* wal_log_options.synced_lsn reaches the decision: damage in the last window of the log is a
+ * torn tail (cut with the valid frames after it) only above what the caller knows is synced. A
+ * segment written before windows keeps the rule it was written under. */
+START_TEST(test_synced_lsn_decides_damage_in_the_last_window)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512], path[WAL_PATH_MAX];
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 20), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_eq(w.segment_count, 1);
+    wal_log_close(&w);
+    seg_file(path, sizeof(path), 1);
+    ck_assert_int_eq(io_fault_flip_bit(fs, path, frame_offset(path, 15) + 20, 3), 0);
+
+    struct wal_log_options o = small;
+    o.read_only = true;
+    const u64 hints[] = { 0, 14, 15, 20, 100 };
+    for (size_t i = 0; i < ADB_ARRAY_LEN(hints); i++) {
+        o.synced_lsn = hints[i];
+        memset(&s, 0, sizeof(s));
+        int rc = wal_log_open(&w, io, DIR, &o, 1, check_frame, &s, &rep, why, sizeof(why));
+        if (hints[i] < 15) {
+            ck_assert_msg(rc == 0, "hint %llu: %s", (unsigned long long)hints[i], why);
+            ck_assert(rep.torn);
+            ck_assert_uint_eq(s.frames, 14);
+        } else {
+            ck_assert_int_eq(rc, -EUCLEAN);
+            ck_assert_ptr_nonnull(strstr(why, "known synced"));
+        }
+    }
+
+    /* The same segment as written before windows (header offsets 40..59 zero): corruption. */
+    u64 len;
+    u8 *bytes = snapshot_file(path, &len);
+    struct wal_segment_header h;
+    ck_assert_int_eq(wal_segment_header_decode(bytes, len, &h), WAL_SEGMENT_OK);
+    ck_assert_uint_eq(h.sync_window, WAL_SYNC_WINDOW_DEFAULT);
+    h.sync_window = 0;
+    wal_segment_header_encode(bytes, &h);
+    ck_assert_int_eq(io_fault_put_file(fs, path, bytes, len), 0);
+    o.synced_lsn = 0;
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &o, 1, NULL, NULL, &rep, why, sizeof(why)), -EUCLEAN);
+    ck_assert_ptr_nonnull(strstr(why, "invalid frame"));
+    free(bytes);
+}
+END_TEST
+
+/* A torn tail with valid frames after the damage is zeroed whole: the log continues at the
+ * damage with the next LSNs, and nothing of the cut frames comes back. */
+START_TEST(test_out_of_order_tear_is_zeroed_whole)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char path[WAL_PATH_MAX];
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 20), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    wal_log_close(&w);
+    seg_file(path, sizeof(path), 1);
+    u64 at = frame_offset(path, 15);
+    ck_assert_int_eq(io_fault_flip_bit(fs, path, at + 20, 3), 0);
+    open_ok(&w, &rep, &s); /* no hint: LSN 15..20 were never known synced */
+    ck_assert(rep.torn);
+    ck_assert_uint_eq(rep.torn_offset, at);
+    ck_assert_uint_eq(s.frames, 14);
+    ex->count = 14;
+    ck_assert_int_eq(append_n(&w, 2), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    open_ok(&w, &rep, &s);
+    ck_assert(!rep.torn);
+    ck_assert_uint_eq(s.frames, 16);
+    wal_log_close(&w);
+}
+END_TEST
+
 /* ---- corruption fails closed ------------------------------------------------------------ */
 
+/* Damage to synced frames fails closed: the caller knows them synced (synced_lsn), so no frame
+ * but the last can be cut as a tear, whatever the window. */
 START_TEST(test_bit_flip_in_any_non_final_frame_fails_closed)
 {
     struct wal_log w;
@@ -444,6 +677,8 @@ START_TEST(test_bit_flip_in_any_non_final_frame_fails_closed)
     ck_assert_uint_eq(w.segment_count, 1);
     u64 end = w.write_offset;
     wal_log_close(&w);
+    struct wal_log_options known = small;
+    known.synced_lsn = 11; /* behind the last frame, as the metadata's commit point may be */
     char path[WAL_PATH_MAX];
     seg_file(path, sizeof(path), 1);
     /* Find where the last frame starts: walk the frames. */
@@ -464,7 +699,9 @@ START_TEST(test_bit_flip_in_any_non_final_frame_fails_closed)
         unsigned bit = (unsigned)(off % 8);
         ck_assert_int_eq(io_fault_flip_bit(fs, path, off, bit), 0);
         u8 *before = snapshot_file(path, &len);
-        int rc = reopen(&w, &rep, &s, why, sizeof(why));
+        memset(&s, 0, sizeof(s));
+        why[0] = '\0';
+        int rc = wal_log_open(&w, io, DIR, &known, 1, check_frame, &s, &rep, why, sizeof(why));
         ck_assert_msg(rc == -EUCLEAN, "flip at %llu: rc %d (%s)", (unsigned long long)off, rc, why);
         ck_assert_ptr_nonnull(strstr(why, path));
         ck_assert_ptr_nonnull(strstr(why, "offset"));
@@ -629,8 +866,9 @@ END_TEST
  * every possible number of mutating I/O operations and a torn power loss. Recovery must never
  * fail, must hold every acknowledged entry, and nothing but a prefix of what was appended.
  */
-/* The workload below, optionally preparing the next segment between batches (the spare). */
-static void crash_at_every_step(bool spare)
+/* The workload below, optionally preparing the next segment between batches (the spare); the
+ * power loss tears a prefix of the unsynced writes, or their pages in any order. */
+static void crash_at_every_step(bool spare, enum io_fault_loss loss)
 {
     u64 points = 0;
     for (u64 k = 0;; k++) {
@@ -655,7 +893,7 @@ static void crash_at_every_step(bool spare)
         }
         bool crashed = io_fault_crashed(fs);
         wal_log_close(&w);
-        io_fault_power_loss(fs, IO_FAULT_TEAR);
+        io_fault_power_loss(fs, loss);
         char why[512];
         rc = reopen(&w, &rep, &s, why, sizeof(why));
         ck_assert_msg(rc == 0, "crash after %llu mutations: %s", (unsigned long long)k, why);
@@ -678,13 +916,20 @@ static void crash_at_every_step(bool spare)
 
 START_TEST(test_crash_at_every_step)
 {
-    crash_at_every_step(false);
+    crash_at_every_step(false, IO_FAULT_TEAR);
 }
 END_TEST
 
 START_TEST(test_crash_at_every_step_with_a_spare)
 {
-    crash_at_every_step(true);
+    crash_at_every_step(true, IO_FAULT_TEAR);
+}
+END_TEST
+
+START_TEST(test_crash_at_every_step_pages_out_of_order)
+{
+    crash_at_every_step(false, IO_FAULT_TEAR_PAGES);
+    crash_at_every_step(true, IO_FAULT_TEAR_PAGES);
 }
 END_TEST
 
@@ -898,6 +1143,10 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_read_only_open_repairs_nothing);
     tcase_add_test(tc, test_read_only_stop_after_lsn);
     tcase_add_test(tc, test_read_only_stop_never_reads_past_the_limit);
+    tcase_add_test(tc, test_torn_group_commit_pages_out_of_order);
+    tcase_add_test(tc, test_sync_window_bounds_what_is_unsynced);
+    tcase_add_test(tc, test_synced_lsn_decides_damage_in_the_last_window);
+    tcase_add_test(tc, test_out_of_order_tear_is_zeroed_whole);
     tcase_add_test(tc, test_bit_flip_in_any_non_final_frame_fails_closed);
     tcase_add_test(tc, test_segment_gap_and_header_damage_fail_closed);
     tcase_add_test(tc, test_torn_segment_creation_is_removed);
@@ -905,6 +1154,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_eio_on_sync_halts_and_recovers_acked);
     tcase_add_test(tc, test_crash_at_every_step);
     tcase_add_test(tc, test_crash_at_every_step_with_a_spare);
+    tcase_add_test(tc, test_crash_at_every_step_pages_out_of_order);
     tcase_add_test(tc, test_kill_before_sync_then_power_loss_keeps_what_open_reported);
     tcase_add_test(tc, test_kill_at_every_step_then_power_loss);
     tcase_add_test(tc, test_kill_at_every_step_with_a_spare_then_power_loss);

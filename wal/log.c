@@ -101,8 +101,11 @@ static void options_resolve(struct wal_log_options *o, const struct wal_log_opti
         o->segment_bytes = WAL_SEGMENT_BYTES_DEFAULT;
     if (o->batch_bytes == 0)
         o->batch_bytes = WAL_BATCH_BYTES_DEFAULT;
+    if (o->sync_window_bytes == 0)
+        o->sync_window_bytes = o->batch_bytes > WAL_SYNC_WINDOW_DEFAULT ? o->batch_bytes : WAL_SYNC_WINDOW_DEFAULT;
     ADB_ASSERT(o->segment_bytes >= WAL_SEGMENT_BYTES_MIN && o->segment_bytes <= WAL_SEGMENT_BYTES_MAX);
     ADB_ASSERT(o->batch_bytes >= WAL_FRAME_MAX);
+    ADB_ASSERT(o->sync_window_bytes >= o->batch_bytes); /* so >= WAL_FRAME_MAX too */
 }
 
 /*
@@ -171,7 +174,7 @@ int wal_log_format(struct io *io, const char *dir, const struct wal_log_options 
     }
     if (rc == 0) {
         struct wal_segment_header h = { .first_lsn = 1, .prev_slot = 0, .prev_crc = 0,
-                                        .capacity = o.segment_bytes };
+                                        .capacity = o.segment_bytes, .sync_window = o.sync_window_bytes };
         int fd;
         rc = segment_create(io, dir, &h, &fd, why, why_len);
         if (rc == 0)
@@ -234,15 +237,15 @@ static bool torn_creation(const u8 *buf, u64 len)
     return len <= WAL_SEGMENT_HEADER_SIZE || le_all_zero(buf + WAL_SEGMENT_HEADER_SIZE, len - WAL_SEGMENT_HEADER_SIZE);
 }
 
-/* Zeroes the torn write [off, end) and syncs, so appends continue at off. */
+/* Zeroes the torn write [off, end) (at most a sync window) and syncs, so appends continue at off. */
 static int zero_tail(struct io *io, const char *path, u64 off, u64 end)
 {
     int fd, rc = io->ops->open(io, path, IO_WRITE, &fd);
     if (rc != 0)
         return rc;
-    static const u8 zeros[WAL_FRAME_MAX];
-    ADB_ASSERT(end - off <= sizeof(zeros));
-    rc = io_write_all(io, fd, zeros, end - off, off);
+    static const u8 zeros[64 * 1024];
+    for (u64 at = off; at < end && rc == 0; at += sizeof(zeros))
+        rc = io_write_all(io, fd, zeros, end - at < sizeof(zeros) ? end - at : sizeof(zeros), at);
     if (rc == 0)
         rc = io->ops->datasync(io, fd);
     io->ops->close(io, fd);
@@ -353,7 +356,8 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
         return -EUCLEAN;
     }
 
-    struct wal_scan_options so = { .last = last, .stop_after_lsn = w->opt.stop_after_lsn };
+    struct wal_scan_options so = { .last = last, .stop_after_lsn = w->opt.stop_after_lsn,
+                                   .sync_window = h.sync_window, .synced_lsn = w->opt.synced_lsn };
     struct wal_scan_result res;
     enum wal_scan_end end = wal_scan_segment(st->buf, len, &so, &w->cur, replay_one, &st->replay, &res);
     rep->frames += res.frames;
@@ -388,6 +392,11 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
         w->write_offset = res.valid_end;
         w->segment_capacity = h.capacity;
         w->segment_length = len;
+        /* Never more unsynced than the header promises recovery. A segment from before windows
+         * promises one frame, which no group commit keeps: it is written as before until the
+         * next roll. */
+        w->segment_window = h.sync_window != 0 && h.sync_window < w->opt.sync_window_bytes ? h.sync_window
+                                                                                          : w->opt.sync_window_bytes;
     }
     return 0;
 }
@@ -418,6 +427,7 @@ static int activate(struct wal_log *w, char *why, size_t why_len)
         return -ENOMEM;
     w->batch_used = 0;
     w->batch_offset = w->write_offset;
+    w->synced_offset = w->write_offset; /* sync_tail and zero_tail synced everything before it */
     return 0;
 }
 
@@ -544,6 +554,7 @@ int wal_log_commit(struct wal_log *w)
     if (rc != 0)
         return halt(w, rc, "WAL fdatasync");
     w->durable_lsn = last;
+    w->synced_offset = w->batch_offset;
     return 0;
 }
 
@@ -633,7 +644,8 @@ static int roll(struct wal_log *w)
     if (rc != 0)
         return rc;
     struct wal_segment_header h = { .first_lsn = w->cur.next_lsn, .prev_slot = w->cur.last_slot,
-                                    .prev_crc = w->cur.prev_crc, .capacity = w->opt.segment_bytes };
+                                    .prev_crc = w->cur.prev_crc, .capacity = w->opt.segment_bytes,
+                                    .sync_window = w->opt.sync_window_bytes };
     int fd;
     if (w->spare_ready) {
         rc = spare_take(w, &h, &fd);
@@ -652,6 +664,8 @@ static int roll(struct wal_log *w)
     w->segment_length = h.capacity;
     w->write_offset = WAL_SEGMENT_HEADER_SIZE;
     w->batch_offset = WAL_SEGMENT_HEADER_SIZE;
+    w->synced_offset = WAL_SEGMENT_HEADER_SIZE;
+    w->segment_window = h.sync_window;
     return 0;
 }
 
@@ -665,6 +679,11 @@ int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct s
     u32 size = wal_frame_size(wal_cmd_size(cmd));
     if (w->batch_offset + w->batch_used + size > w->segment_capacity) {
         int rc = roll(w);
+        if (rc != 0)
+            return rc;
+    }
+    if (w->batch_offset + w->batch_used + size - w->synced_offset > w->segment_window) {
+        int rc = wal_log_commit(w); /* the sync window: see log.h */
         if (rc != 0)
             return rc;
     }

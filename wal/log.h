@@ -23,6 +23,11 @@
  *   wal_log_commit() writes what is pending and issues one fdatasync for all of it: group
  *   commit. durable_lsn moves only after a successful sync.
  *
+ *   Sync window: a disk may persist the pages of an unsynced write in any order, and recovery
+ *   tells such a tear from damage only by its reach (wal/scan.h). So the writer never has more
+ *   than sync_window_bytes unsynced in a segment (wal_log_append commits first when the next
+ *   frame would pass it) and records the window in each segment header it creates.
+ *
  *   Errors: any failed write or sync halts the log. A halted log refuses every later call with
  *   -EIO and never writes again: after a failed fsync the kernel may have dropped the dirty
  *   pages, so nothing unsynced can be trusted (LMDB's MDB_FATAL_ERROR, PostgreSQL's PANIC).
@@ -45,6 +50,7 @@
 #define WAL_SEGMENT_BYTES_MIN 4096
 #define WAL_SEGMENT_BYTES_MAX ((u64)1 << 40)
 #define WAL_BATCH_BYTES_DEFAULT (1u << 20)
+#define WAL_SYNC_WINDOW_DEFAULT (4u << 20) /* or batch_bytes, if larger */
 #define WAL_SEGMENTS_MAX 4096 /* segments tracked at once; a checkpoint prunes them */
 #define WAL_PATH_MAX 4096
 #define WAL_SPARE_NAME "wal-spare.tmp" /* the next segment, prepared ahead (wal_log_prepare) */
@@ -52,6 +58,11 @@
 struct wal_log_options {
     u64 segment_bytes; /* capacity of new segments (0 = default); WAL_SEGMENT_BYTES_MIN..MAX */
     u32 batch_bytes;   /* in-memory batch before a write (0 = default); >= WAL_FRAME_MAX */
+    u32 sync_window_bytes; /* most bytes left unsynced in a segment (0 = default);
+                            * >= batch_bytes; recorded in the segments this log creates */
+    u64 synced_lsn;    /* open: frames up to this LSN are known durable (0: none known), e.g.
+                        * the metadata's commit point. Damage at or below it is corruption,
+                        * never a torn tail; see wal/scan.h */
     bool read_only;    /* open: scan and report, never repair, append or create */
     u64 stop_after_lsn; /* read_only open: stop reading after this LSN (0: read everything);
                          * lets a reader recover up to a known-durable point while the writer
@@ -89,6 +100,8 @@ struct wal_log {
     u64 segment_capacity; /* preallocated size of the active segment (its header says) */
     u64 segment_length;   /* its length when opened */
     u64 write_offset;    /* where the next frame goes in the active segment */
+    u64 synced_offset;   /* everything before it in the active segment is synced */
+    u32 segment_window;  /* most bytes it may hold unsynced: its header's, at most the option */
 
     struct wal_cursor cur; /* chain state after the last appended frame */
     u64 durable_lsn;       /* last LSN made durable by a sync */

@@ -28,7 +28,8 @@
 #define SEG_OFF_PREV_CRC 24
 #define SEG_OFF_RESERVED2 28
 #define SEG_OFF_CAPACITY 32
-#define SEG_OFF_RESERVED3 40
+#define SEG_OFF_SYNC_WINDOW 40
+#define SEG_OFF_RESERVED3 44
 #define SEG_OFF_CRC 60
 ADB_STATIC_ASSERT(SEG_OFF_CRC + 4 == WAL_SEGMENT_HEADER_SIZE, "crc ends the segment header");
 
@@ -42,6 +43,7 @@ const char *wal_segment_status_name(enum wal_segment_status s)
     case WAL_SEGMENT_BAD_RESERVED: return "segment header reserved bytes not zero";
     case WAL_SEGMENT_BAD_LSN: return "segment first_lsn 0";
     case WAL_SEGMENT_BAD_CHECKSUM: return "segment header checksum mismatch";
+    case WAL_SEGMENT_BAD_WINDOW: return "segment sync window smaller than a frame";
     }
     return "unknown";
 }
@@ -49,6 +51,7 @@ const char *wal_segment_status_name(enum wal_segment_status s)
 void wal_segment_header_encode(u8 out[WAL_SEGMENT_HEADER_SIZE], const struct wal_segment_header *h)
 {
     ADB_ASSERT(h->first_lsn != 0);
+    ADB_ASSERT(h->sync_window == 0 || h->sync_window >= WAL_FRAME_MAX);
     memset(out, 0, WAL_SEGMENT_HEADER_SIZE);
     le_put_u32(out + SEG_OFF_MAGIC, WAL_SEGMENT_MAGIC);
     le_put_u16(out + SEG_OFF_VERSION, WAL_SEGMENT_VERSION);
@@ -56,6 +59,7 @@ void wal_segment_header_encode(u8 out[WAL_SEGMENT_HEADER_SIZE], const struct wal
     le_put_u64(out + SEG_OFF_PREV_SLOT, h->prev_slot);
     le_put_u32(out + SEG_OFF_PREV_CRC, h->prev_crc);
     le_put_u64(out + SEG_OFF_CAPACITY, h->capacity);
+    le_put_u32(out + SEG_OFF_SYNC_WINDOW, h->sync_window);
     le_put_u32(out + SEG_OFF_CRC, crc32c(0, out, SEG_OFF_CRC));
 }
 
@@ -71,6 +75,9 @@ enum wal_segment_status wal_segment_header_decode(const u8 *buf, size_t len,
     if (le_get_u16(buf + SEG_OFF_RESERVED1) != 0 || le_get_u32(buf + SEG_OFF_RESERVED2) != 0 ||
         !le_all_zero(buf + SEG_OFF_RESERVED3, SEG_OFF_CRC - SEG_OFF_RESERVED3))
         return WAL_SEGMENT_BAD_RESERVED;
+    u32 window = le_get_u32(buf + SEG_OFF_SYNC_WINDOW);
+    if (window != 0 && window < WAL_FRAME_MAX)
+        return WAL_SEGMENT_BAD_WINDOW;
     if (le_get_u64(buf + SEG_OFF_FIRST_LSN) == 0)
         return WAL_SEGMENT_BAD_LSN;
     if (crc32c(0, buf, SEG_OFF_CRC) != le_get_u32(buf + SEG_OFF_CRC))
@@ -79,6 +86,7 @@ enum wal_segment_status wal_segment_header_decode(const u8 *buf, size_t len,
     out->prev_slot = le_get_u64(buf + SEG_OFF_PREV_SLOT);
     out->prev_crc = le_get_u32(buf + SEG_OFF_PREV_CRC);
     out->capacity = le_get_u64(buf + SEG_OFF_CAPACITY);
+    out->sync_window = window;
     return WAL_SEGMENT_OK;
 }
 
@@ -121,36 +129,52 @@ finish(struct wal_scan_result *out, enum wal_scan_end end, u64 offset, const cha
 
 /* ---- the decision table ---------------------------------------------------------------- */
 
-/* The frame at `off` did not decode. Torn tail or corruption? (table rows 7 and 8) */
-static enum wal_scan_end invalid_frame(const u8 *buf, u64 len, u64 off, bool last,
-                                       enum wal_frame_status why, struct wal_scan_result *out)
+/* The frame at `off`, where LSN cur->next_lsn was expected, did not decode. Torn tail or
+ * corruption? (table rows 8 and 9, and note (*)) */
+static enum wal_scan_end invalid_frame(const u8 *buf, u64 len, u64 off, const struct wal_scan_options *o,
+                                       const struct wal_cursor *cur, enum wal_frame_status why,
+                                       struct wal_scan_result *out)
 {
-    if (!last)
-        return finish(out, WAL_SCAN_CORRUPT, off, "invalid frame (%s) in a sealed segment",
-                      wal_frame_status_name(why));
-    /* A torn write cannot reach further than the largest frame that could start here. */
+    const char *status = wal_frame_status_name(why);
+    if (!o->last)
+        return finish(out, WAL_SCAN_CORRUPT, off, "invalid frame (%s) in a sealed segment", status);
+    if (cur->next_lsn <= o->synced_lsn)
+        return finish(out, WAL_SCAN_CORRUPT, off,
+                      "invalid frame (%s) at LSN %" PRIu64 ", which is known synced (up to LSN %" PRIu64 ")",
+                      status, cur->next_lsn, o->synced_lsn);
+    /* A torn write cannot reach further than the writer leaves unsynced. */
+    u64 window = o->sync_window != 0 ? o->sync_window : WAL_FRAME_MAX;
     u64 nz_end = nonzero_end(buf, off, len);
-    if (nz_end - off > WAL_FRAME_MAX)
+    if (nz_end - off > window)
         return finish(out, WAL_SCAN_CORRUPT, off,
                       "invalid frame (%s) followed by data up to offset %" PRIu64
-                      ", beyond any torn write",
-                      wal_frame_status_name(why), nz_end);
-    /* Nor can a valid frame follow it: that would be damage to a written frame. A frame's magic
-     * is non-zero, so one that starts at p has p + 4 <= nz_end; the rest of it may be zeros
-     * beyond nz_end (an empty payload and a crc ending in zero bytes). */
-    for (u64 p = off + 1; p + 4 <= nz_end; p++) {
-        if (le_get_u32(buf + p) != WAL_FRAME_MAGIC)
-            continue;
-        struct wal_frame f;
-        u32 flen;
-        if (wal_frame_decode(buf + p, len - p, &f, &flen) == WAL_FRAME_OK)
-            return finish(out, WAL_SCAN_CORRUPT, off,
-                          "invalid frame (%s) followed by a valid frame at offset %" PRIu64,
-                          wal_frame_status_name(why), p);
+                      ", beyond any torn write (window %" PRIu64 " bytes)",
+                      status, nz_end, window);
+    /* Nor can a valid frame after it be one that was synced. Without a window (old segments)
+     * any valid frame after it counts as damage to written frames. A frame's magic is non-zero,
+     * so one that starts at p has p + 4 <= nz_end; the rest of it may be zeros beyond nz_end (an
+     * empty payload and a crc ending in zero bytes). */
+    bool any_valid_frame_is_damage = o->sync_window == 0;
+    if (any_valid_frame_is_damage || o->synced_lsn != 0) {
+        for (u64 p = off + 1; p + 4 <= nz_end; p++) {
+            if (le_get_u32(buf + p) != WAL_FRAME_MAGIC)
+                continue;
+            struct wal_frame f;
+            u32 flen;
+            if (wal_frame_decode(buf + p, len - p, &f, &flen) != WAL_FRAME_OK)
+                continue;
+            if (any_valid_frame_is_damage)
+                return finish(out, WAL_SCAN_CORRUPT, off,
+                              "invalid frame (%s) followed by a valid frame at offset %" PRIu64, status, p);
+            if (f.lsn <= o->synced_lsn)
+                return finish(out, WAL_SCAN_CORRUPT, off,
+                              "invalid frame (%s) followed by a valid frame at offset %" PRIu64 " with LSN %" PRIu64
+                              ", which is known synced (up to LSN %" PRIu64 ")",
+                              status, p, f.lsn, o->synced_lsn);
+        }
     }
     out->torn_end = nz_end;
-    return finish(out, WAL_SCAN_TORN, off, "torn write of %" PRIu64 " bytes (%s)", nz_end - off,
-                  wal_frame_status_name(why));
+    return finish(out, WAL_SCAN_TORN, off, "torn write of %" PRIu64 " bytes (%s)", nz_end - off, status);
 }
 
 enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan_options *opt,
@@ -159,7 +183,6 @@ enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan
 {
     ADB_ASSERT(len >= WAL_SEGMENT_HEADER_SIZE);
     memset(out, 0, sizeof(*out));
-    bool last = opt->last;
     u64 off = WAL_SEGMENT_HEADER_SIZE;
     for (;;) {
         out->valid_end = off;
@@ -173,7 +196,7 @@ enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan
         u32 flen;
         enum wal_frame_status fs = wal_frame_decode(buf + off, len - off, &f, &flen);
         if (fs != WAL_FRAME_OK)
-            return invalid_frame(buf, len, off, last, fs, out);
+            return invalid_frame(buf, len, off, opt, cur, fs, out);
         if (f.lsn != cur->next_lsn)
             return finish(out, WAL_SCAN_CORRUPT, off, "frame has LSN %" PRIu64 ", expected %" PRIu64,
                           f.lsn, cur->next_lsn);

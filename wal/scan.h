@@ -15,7 +15,9 @@
  *       24    4 prev_crc     crc of frame first_lsn - 1 (0 if none): the chain continues here
  *       28    4 reserved     zero
  *       32    8 capacity     preallocated size of the file in bytes
- *       40   20 reserved     zero
+ *       40    4 sync_window  bytes the writer may leave unsynced in this segment (0: written
+ *                            before the field existed; read as WAL_FRAME_MAX); else >= that
+ *       44   16 reserved     zero
  *       60    4 crc          CRC32C of bytes 0..59
  *
  * Decision table. The scan walks frames from offset 64. At each offset it finds one of:
@@ -29,20 +31,29 @@
  *   a valid frame whose slot goes backwards              corrupt           corrupt
  *   a valid frame whose prev_crc breaks the chain        corrupt           corrupt
  *   a valid frame whose payload is not a valid command   corrupt           corrupt
- *   an invalid frame, nothing non-zero beyond the
- *     largest frame that could start here, and no
- *     valid frame at any later offset                    torn tail         corrupt
+ *   an invalid frame that can be an unsynced write (*)   torn tail         corrupt
  *   any other invalid frame                              corrupt           corrupt
+ *
+ * (*) The writer never has more than the segment's sync window of bytes unsynced, and a disk may
+ *     persist the pages of an unsynced write in any order, so a tear can leave valid frames
+ *     after the damage. An invalid frame at offset off, where LSN n was expected, is torn iff
+ *       - n > synced_lsn (the caller's hint: frames up to it are known durable), and
+ *       - every non-zero byte after off lies within the window (nz_end - off <= window), and
+ *       - no valid frame after off has an LSN <= synced_lsn; in a segment without a window,
+ *         no valid frame after off at all (the rule before windows, kept for old data).
+ *     The torn tail runs from off to the last non-zero byte: valid frames inside it were
+ *     persisted out of order, never synced, so never acknowledged.
  *
  * "Limit" is checked first and reads nothing: a reader that recovers up to a durable point while
  * the writer appends never looks at bytes the writer may be changing.
  *
  * "Torn tail" is the one state recovery repairs: a write that a crash cut short, which was never
  * synced and so never acknowledged; the caller zeroes it and appends from its offset. Nothing
- * else is ever rewritten or dropped. Limits, stated plainly: a bit flip in the very last frame of
- * the log looks exactly like a torn write and is treated as one; a crash that persisted a later
- * page of a write but not an earlier one leaves a valid frame after an invalid one and fails
- * closed (safe, but needs an operator or, later, repair from a replica).
+ * else is ever rewritten or dropped. Limits, stated plainly: damage (a bit flip) in the last
+ * window of the log above synced_lsn looks exactly like a torn write and is cut like one, with
+ * the frames after it, even if they had been synced: the scan cannot tell, and only a hint that
+ * keeps up with the syncs narrows it (with no hint, the whole last window). In a segment without
+ * a window, out-of-order pages of a group commit fail closed (safe, but need an operator).
  *
  * Pure: no I/O, no allocation. Segment-level checks (names, order, gaps between segments) are in
  * wal/log.c.
@@ -63,6 +74,7 @@ struct wal_segment_header {
     u64 prev_slot;
     u32 prev_crc;
     u64 capacity;
+    u32 sync_window; /* 0 or >= WAL_FRAME_MAX */
 };
 
 enum wal_segment_status {
@@ -73,6 +85,7 @@ enum wal_segment_status {
     WAL_SEGMENT_BAD_RESERVED,
     WAL_SEGMENT_BAD_LSN, /* first_lsn 0 */
     WAL_SEGMENT_BAD_CHECKSUM,
+    WAL_SEGMENT_BAD_WINDOW, /* sync_window neither 0 nor >= WAL_FRAME_MAX */
 };
 
 const char *wal_segment_status_name(enum wal_segment_status s);
@@ -90,7 +103,7 @@ struct wal_cursor {
 
 enum wal_scan_end {
     WAL_SCAN_CLEAN = 0, /* valid frames, then zeros to the end */
-    WAL_SCAN_TORN,      /* valid frames, then one torn write (last segment only) */
+    WAL_SCAN_TORN,      /* valid frames, then a torn write (last segment only) */
     WAL_SCAN_CORRUPT,   /* fail closed */
     WAL_SCAN_STOPPED,   /* the frame callback returned non-zero */
     WAL_SCAN_LIMIT,     /* reached stop_after_lsn: nothing after it was read */
@@ -103,7 +116,8 @@ struct wal_scan_result {
     u64 frames;      /* valid frames found */
     u64 valid_end;   /* offset just past the last valid frame (or the header) */
     u64 bad_offset;  /* torn/corrupt: offset of the first bad byte sequence */
-    u64 torn_end;    /* torn: offset just past the last non-zero byte of the torn write */
+    u64 torn_end;    /* torn: offset just past the last non-zero byte of the torn write
+                      * (at most the window past bad_offset) */
     char reason[160];
 };
 
@@ -116,6 +130,8 @@ struct wal_scan_options {
     bool last;          /* the newest segment: the only one that may end in a torn tail */
     u64 stop_after_lsn; /* 0: none; else end (WAL_SCAN_LIMIT) where the frame after this LSN
                          * would start, without reading a byte of it */
+    u32 sync_window;    /* the segment header's (0: a segment from before windows) */
+    u64 synced_lsn;     /* frames up to this LSN are known durable (0: none known) */
 };
 
 /*
