@@ -190,7 +190,7 @@ static void scan_and_check(const u8 *buf, u64 len, const struct wal_scan_options
     FUZZ_CHECK(end == res->end);
     FUZZ_CHECK(end == WAL_SCAN_CLEAN || end == WAL_SCAN_TORN || end == WAL_SCAN_CORRUPT || end == WAL_SCAN_STOPPED ||
                end == WAL_SCAN_LIMIT);
-    FUZZ_CHECK((end == WAL_SCAN_LIMIT) == (o->stop_after_lsn != 0 && cur.next_lsn > o->stop_after_lsn));
+    FUZZ_CHECK((end == WAL_SCAN_LIMIT) == (o->stop_after_lsn != 0 && cur.next_lsn - 1 >= o->stop_after_lsn));
     FUZZ_CHECK(strcmp(wal_scan_end_name(end), "unknown") != 0);
     FUZZ_CHECK(memchr(res->reason, '\0', sizeof(res->reason)) != NULL && res->reason[0] != '\0');
 

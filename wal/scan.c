@@ -186,8 +186,9 @@ enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan
     u64 off = WAL_SEGMENT_HEADER_SIZE;
     for (;;) {
         out->valid_end = off;
-        /* Before anything at off is read: the writer may be changing those bytes right now. */
-        if (opt->stop_after_lsn != 0 && cur->next_lsn > opt->stop_after_lsn)
+        /* Before anything at off is read: the writer may be changing those bytes right now.
+         * (next_lsn - 1 is the LSN before the next frame; it does not wrap after UINT64_MAX.) */
+        if (opt->stop_after_lsn != 0 && cur->next_lsn - 1 >= opt->stop_after_lsn)
             return finish(out, WAL_SCAN_LIMIT, off, "limit reached after LSN %" PRIu64, opt->stop_after_lsn);
         if (le_all_zero(buf + off, len - off))
             return finish(out, WAL_SCAN_CLEAN, off, "clean end");
