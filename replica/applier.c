@@ -441,7 +441,16 @@ static int recover(struct app *a)
     struct recovery_report rep;
     char why[512];
     u64 t0 = mono_ms();
-    int rc = recovery_run(&io_posix, cfg->data_dir, &smc, &opt, &a->sm, &wal, &rep, why, sizeof(why));
+    int rc = 0;
+    if (limit == 0) {
+        /* Nothing applied (or, first, nothing durable): no snapshot can exist, and any frame on
+         * disk is one the sequencer is writing or has yet to publish. Read none of them (a
+         * stop_after_lsn of 0 would mean "everything"). */
+        memset(&rep, 0, sizeof(rep));
+        rep.kind = RECOVERY_FRESH;
+    } else {
+        rc = recovery_run(&io_posix, cfg->data_dir, &smc, &opt, &a->sm, &wal, &rep, why, sizeof(why));
+    }
     if (rc != 0) {
         log_error("recovery_failed", "errno=%d reason=\"%s\" action=stop_daemon", -rc, why);
         return rc == -EINVAL ? WORKER_EXIT_CONFIG : WORKER_EXIT_FATAL;

@@ -444,7 +444,12 @@ static int open_all(struct seq *q)
     (void)io_posix.ops->list_dir(&io_posix, cfg->data_dir, newest_snapshot, &snap);
     if (!first_start && snap > q->published_before)
         snap = q->published_before;
-    struct wal_log_options opt = { .segment_bytes = cfg->wal_segment_bytes };
+    /* Frames known durable: the metadata's commit point, and what this daemon published (only
+     * ever after its fsync). Damage at or below them is corruption, never a torn tail. */
+    u64 synced = rec.commit_lsn;
+    if (!first_start && q->published_before != UINT64_MAX && q->published_before > synced)
+        synced = q->published_before;
+    struct wal_log_options opt = { .segment_bytes = cfg->wal_segment_bytes, .synced_lsn = synced };
     struct wal_open_report rep;
     rc = wal_log_open(&q->wal, &io_posix, cfg->data_dir, &opt, snap == 0 ? 0 : snap + 1, replay_frame, q, &rep,
                       why, sizeof(why));
