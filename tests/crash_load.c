@@ -5,7 +5,8 @@
  *
  *   crash_load --addr HOST:PORT [--threads N] [--tasks K] [--resources H] [--batch B]
  *              [--duration-ms D] [--ttl-ms MIN:MAX] [--busy-ms MS] [--seed S]
- *              [--deadline-s S] [--window-ms W] [--record FILE] [--inject-bug double|early|dup]
+ *              [--deadline-s S] [--window-ms W] [--record FILE]
+ *              [--inject-bug double|early|dup|stale]
  *   crash_load --addr HOST:PORT --probe [--since-ns NS] [--deadline-s S]
  *
  * LOAD. H hot resources are created, then N threads (one connection each) run K tasks each
@@ -53,10 +54,17 @@
  *           after E was stamped. So if any of them arrived before reserve-first-sent + TTL, the
  *           reservation expired early in real time. Sound whatever the retries: first-sent is
  *           no later than the reserve's execution, an answer no earlier than its entry.
+ *   stamp   the mechanism of an early expiry, caught even when no answer shows it: within a boot
+ *           the server's slots follow the boot clock plus a constant (wal/slot_clock.h; the client
+ *           reads CLOCK_BOOTTIME too), and a reserve is stamped while in flight, at slot deadline
+ *           - ceil(ttl / slot); so every granted reserve bounds that constant from both sides and
+ *           the bounds must overlap (1 ms allowed for the server's whole milliseconds). A reserve
+ *           stamped with a slot that had already ended counts its TTL from the past.
  *   A hidden --inject-bug corrupts the client's own bookkeeping before the matching check
  *   (double: one reservation held past the next grant; early: one expired reservation's
  *   reserve sent a TTL later than it was; dup: one command resubmitted with a new operation id,
- *   a real second execution), so the test can prove each check fails.
+ *   a real second execution; stale: one granted reserve recorded as sent 200 ms later), so the
+ *   test can prove each check fails.
  *   The run must end within --window-ms (the server's dedupe and history windows): after that
  *   records retire and the checks would not be sound, so that is a failure too.
  *
@@ -93,7 +101,7 @@ typedef allocdb_u128 id128;
 
 /* ---- settings and small helpers -------------------------------------------------------------- */
 
-enum { INJECT_NONE, INJECT_DOUBLE, INJECT_EARLY, INJECT_DUP };
+enum { INJECT_NONE, INJECT_DOUBLE, INJECT_EARLY, INJECT_DUP, INJECT_STALE };
 
 static struct {
     char addr[300];
@@ -118,6 +126,7 @@ static struct {
 };
 
 static int64_t t_start, t_deadline;
+static uint64_t slot_ms; /* the server's slot duration (hello), 0 if unknown */
 static atomic_bool stop_load;
 
 /* Client time: CLOCK_BOOTTIME, the clock the daemon's slots follow (DESIGN.md §3): monotonic,
@@ -217,9 +226,9 @@ static void *vec_at(const struct vec *v, size_t i)
 
 static pthread_mutex_t violation_mu = PTHREAD_MUTEX_INITIALIZER;
 static unsigned violations;
-static unsigned violations_by[4]; /* dup, double, early, other */
-static const char *const check_names[4] = { "dup", "double", "early", "other" };
-enum { C_DUP, C_DOUBLE, C_EARLY, C_OTHER };
+static unsigned violations_by[5];
+static const char *const check_names[5] = { "dup", "double", "early", "stamp", "other" };
+enum { C_DUP, C_DOUBLE, C_EARLY, C_STAMP, C_OTHER };
 
 __attribute__((format(printf, 2, 3))) static void violation(int check, const char *fmt, ...)
 {
@@ -1141,6 +1150,8 @@ struct summary {
         unknown_scanned, reads;
     int64_t closest_ns; /* smallest (earliest answer carrying E) - (reserve sent + TTL) */
     bool closest_set;
+    int64_t stamp_room_ns; /* how far the tightest two stamps are from contradicting each other */
+    bool stamp_checked;
 };
 
 static void check_all(struct summary *s, uint64_t *idrng)
@@ -1480,6 +1491,62 @@ static void check_all(struct summary *s, uint64_t *idrng)
         }
         free(p);
     }
+
+    /* stamp: within a boot the server's timeline is the boot clock plus a constant (slot =
+     * (boot ms + c) / slot_ms, also across worker and daemon restarts: wal/slot_clock.h), and a
+     * reserve was stamped between its first send and its answer, at slot deadline - ceil(ttl /
+     * slot_ms). Each granted reserve so bounds c*1e6 from both sides; all bounds must overlap (1 ms
+     * allowed for the server's whole-ms clock). If they do not, some reserve got a slot that was
+     * not current while it was in flight: one that had already ended counts its TTL from the past
+     * and can expire early, even when no client happened to see it. */
+    if (slot_ms > 0) {
+        const int64_t slot_ns = (int64_t)slot_ms * MS;
+        int64_t max_lo = INT64_MIN, min_hi = INT64_MAX;
+        size_t lo_op = 0, hi_op = 0;
+        if (cfg.inject == INJECT_STALE) {
+            for (size_t i = all_ops.n / 2; i < all_ops.n; i++) {
+                struct op *o = AOP(i);
+                if (o->kind == ALLOCDB_RESERVE && o->code == ALLOCDB_RESULT_OK) {
+                    fprintf(stderr, "crash_load: inject stale: reserve at LSN %" PRIu64 " recorded as sent 200 ms later\n",
+                            o->lsn);
+                    o->t_inv += 200 * MS;
+                    break;
+                }
+            }
+        }
+        for (size_t i = 0; i < all_ops.n; i++) {
+            const struct op *o = AOP(i);
+            if (o->kind != ALLOCDB_RESERVE || o->code != ALLOCDB_RESULT_OK)
+                continue;
+            uint64_t ttl_slots = (o->ttl_ms + slot_ms - 1) / slot_ms;
+            int64_t slot_start = (int64_t)(o->deadline - ttl_slots) * slot_ns;
+            int64_t lo_b = slot_start - o->t_done, hi_b = slot_start + slot_ns - o->t_inv;
+            if (lo_b > max_lo) {
+                max_lo = lo_b;
+                lo_op = i;
+            }
+            if (hi_b < min_hi) {
+                min_hi = hi_b;
+                hi_op = i;
+            }
+        }
+        if (max_lo != INT64_MIN) {
+            s->stamp_checked = true;
+            s->stamp_room_ns = min_hi + MS - max_lo;
+            if (s->stamp_room_ns < 0) {
+                const struct op *x = AOP(lo_op), *y = AOP(hi_op);
+                uint64_t xs = x->deadline - (x->ttl_ms + slot_ms - 1) / slot_ms;
+                uint64_t ys = y->deadline - (y->ttl_ms + slot_ms - 1) / slot_ms;
+                violation(C_STAMP,
+                          "reserve at LSN %" PRIu64 " (in flight %.3f..%.3f ms) got slot %" PRIu64 " and reserve at LSN %" PRIu64
+                          " (in flight %.3f..%.3f ms) got slot %" PRIu64 ": no timeline that follows the boot clock stamps "
+                          "both (%.3f ms apart); one got a slot that was not current while it was in flight (a slot that had "
+                          "already ended makes its TTL run out early)",
+                          x->lsn, ms_of(x->t_inv - t_start), ms_of(x->t_done - t_start), xs, y->lsn,
+                          ms_of(y->t_inv - t_start), ms_of(y->t_done - t_start), ys, ms_of(-s->stamp_room_ns));
+            }
+        }
+    }
 done:
     free(lsns);
     free(order);
@@ -1602,9 +1669,10 @@ int main(int argc, char **argv)
             cfg.inject = strcmp(v, "double") == 0 ? INJECT_DOUBLE
                          : strcmp(v, "early") == 0 ? INJECT_EARLY
                          : strcmp(v, "dup") == 0   ? INJECT_DUP
+                         : strcmp(v, "stale") == 0 ? INJECT_STALE
                                                    : -1;
             if (cfg.inject < 0)
-                return usage("--inject-bug: double, early or dup");
+                return usage("--inject-bug: double, early, dup or stale");
         } else if (strcmp(a, "--ttl-ms") == 0) {
             char *colon = strchr(v, ':');
             char buf[64];
@@ -1681,6 +1749,9 @@ int main(int argc, char **argv)
                       allocdb_result_name(ALLOCDB_COMMITTED, OP(w0, setup[h])->code));
             setup_ok = false;
         }
+    struct allocdb_server_info info;
+    if (allocdb_server_info(c0, &info) == ALLOCDB_OK)
+        slot_ms = info.slot_duration_ms;
     allocdb_free(c0);
     free(setup);
 
@@ -1747,20 +1818,22 @@ int main(int argc, char **argv)
 
     if (record != NULL)
         write_record(record);
-    char closest[32] = "-";
+    char closest[32] = "-", room[32] = "-";
     if (s.closest_set)
         snprintf(closest, sizeof closest, "%.1f", ms_of(s.closest_ns));
+    if (s.stamp_checked)
+        snprintf(room, sizeof room, "%.1f", ms_of(s.stamp_room_ns));
     printf("crash_load: threads=%u tasks=%u hot=%u load_ms=%.0f ops=%zu acked=%" PRIu64 " attempts=%" PRIu64
            " indefinite=%" PRIu64 " resends=%" PRIu64 " first_from_cache=%" PRIu64 " unreachable=%" PRIu64 " dup_sends=%" PRIu64 " frames=%" PRIu64
            " reserves=%" PRIu64 " granted=%" PRIu64 " busy=%" PRIu64 " confirmed=%" PRIu64 " released=%" PRIu64
            " invalid_state=%" PRIu64 " expired=%" PRIu64 " expiry_seen_in_run=%" PRIu64 " creates=%" PRIu64
-           " reads=%zu reads_failed=%" PRIu64 " lsns_scanned=%" PRIu64 " closest_expiry_ms=%s check_ms=%.0f"
-           " violations=%u (dup=%u double=%u early=%u other=%u)\n",
+           " reads=%zu reads_failed=%" PRIu64 " lsns_scanned=%" PRIu64 " closest_expiry_ms=%s stamp_room_ms=%s"
+           " check_ms=%.0f violations=%u (dup=%u double=%u early=%u stamp=%u other=%u)\n",
            cfg.threads, cfg.threads * cfg.tasks, cfg.resources, ms_of(t_end_load - t_load), all_ops.n, acked,
            attempts, indefinite, resends, cached, unreachable, dups, frames, s.reserves, s.reserve_ok, s.busy, s.confirms_ok,
            s.releases_ok, s.invalid, s.expired, s.expired_seen_run, s.creates, all_reads.n, reads_failed,
-           s.unknown_scanned, closest, ms_of(t_end - t_end_load), violations, violations_by[C_DUP],
-           violations_by[C_DOUBLE], violations_by[C_EARLY], violations_by[C_OTHER]);
+           s.unknown_scanned, closest, room, ms_of(t_end - t_end_load), violations, violations_by[C_DUP],
+           violations_by[C_DOUBLE], violations_by[C_EARLY], violations_by[C_STAMP], violations_by[C_OTHER]);
     for (unsigned i = 0; i <= cfg.threads; i++) {
         free(ws[i].tasks);
         free(ws[i].ops.p);

@@ -40,16 +40,16 @@ trap cleanup EXIT
 log="$tmp/allocdbd.log"
 addr=127.0.0.1:0
 
-caps=(--resource-capacity 65536 --reservation-capacity 65536 --operation-capacity 262144)
+caps=(--resource-capacity 65536 --reservation-capacity 65536 --operation-capacity 524288)
 load_opts=(--threads 8 --tasks 6 --resources 8 --batch 16 --ttl-ms 30:300 --busy-ms 20)
 if "$allocdbd" --version | grep -q debug; then # invariants checked after every apply: lighter
     caps=(--resource-capacity 16384 --reservation-capacity 16384 --operation-capacity 65536)
     load_opts=(--threads 6 --tasks 3 --resources 6 --batch 8 --ttl-ms 30:300 --busy-ms 60)
 fi
 load_opts+=(${CRASH_LOAD_OPTS:-})
-# Windows of 60 s: a load run (and its checks) must end within them — crash_load fails a run
-# that does not — while the tables only hold what the last minute wrote.
-opts=("${caps[@]}" --slot-duration-ms 20 --max-ttl-ms 10s --dedupe-window-ms 60s --history-window-ms 60s
+# Windows of 2 minutes: a load run (and its checks) must end within them — crash_load fails a
+# run that does not — while the tables only hold what the last two minutes wrote.
+opts=("${caps[@]}" --slot-duration-ms 20 --max-ttl-ms 10s --dedupe-window-ms 2m --history-window-ms 2m
       --ring-capacity 4096 --shared-log-capacity 4096 --wal-segment-bytes 1M
       --checkpoint-interval-ms 300 --checkpoint-min-entries 1000
       --heartbeat-timeout-ms 1000 --request-timeout-ms 2000 --shutdown-timeout-ms 3000
@@ -99,9 +99,9 @@ check $? "allocdbd starts and reports ready" "$(tail -5 "$log")"
 
 declare -A killed ms_by
 for r in "${roles[@]}"; do killed[$r]=0; ms_by[$r]=; done
-acked=0 indefinite=0 resends=0 cached=0 busy=0 expired=0 next=0 t_begin=$(date +%s)
+acked=0 indefinite=0 resends=0 cached=0 busy=0 expired=0 next=0 t_begin=$(date +%s) margins= rooms=
 for round in $(seq 1 "$rounds"); do
-    "$load" --addr "$addr" "${load_opts[@]}" --duration-ms 600000 --deadline-s 60 --window-ms 60000 \
+    "$load" --addr "$addr" "${load_opts[@]}" --duration-ms 600000 --deadline-s 100 --window-ms 120000 \
         --seed $RANDOM --record "$tmp/load.record" > "$tmp/load.out" 2>&1 &
     lp=$!
     sleep 0.3
@@ -142,6 +142,8 @@ for round in $(seq 1 "$rounds"); do
     indefinite=$((indefinite + $(field indefinite)))
     resends=$((resends + $(field resends)))
     cached=$((cached + $(field first_from_cache)))
+    margins="$margins $(sed -n 's/^crash_load: .* closest_expiry_ms=\([-0-9.]*\).*/\1/p' "$tmp/load.out")"
+    rooms="$rooms $(sed -n 's/^crash_load: .* stamp_room_ms=\([-0-9.]*\).*/\1/p' "$tmp/load.out")"
     busy=$((busy + $(field busy)))
     expired=$((expired + $(field expired)))
 done
@@ -156,6 +158,8 @@ read -r med worst <<< "$(stats "$all_ms")"
 echo "# all kinds: $((${killed[ingress]} + ${killed[sequencer]} + ${killed[applier]})) kills in ${elapsed} s over $rounds load runs; time to serve again: median ${med} ms, worst ${worst} ms"
 echo "# writes acknowledged: $acked; indefinite outcomes retried: $indefinite; commands resent (library and client retries): $resends; first committed answer from the retry cache (an earlier attempt had executed): $cached"
 echo "# reserves answered resource_busy: $busy; reservations expired: $expired"
+echo "# closest an expiry came to its TTL (ms after reserve sent + TTL, by what clients saw): $(printf '%s\n' $margins | sort -g | head -1)"
+echo "# least room between reserve stamps (ms; below 0 a reserve got a slot that had ended): $(printf '%s\n' $rooms | sort -g | head -1)"
 all=0
 for r in "${roles[@]}"; do [ "${killed[$r]}" -eq "$kills_per_kind" ] || all=1; done
 check $all "each worker kind was killed $kills_per_kind times" \

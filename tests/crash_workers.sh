@@ -7,9 +7,10 @@
 # resource_busy and reservations expire, are confirmed and released all through the kills.
 # Every indefinite outcome is retried with the same operation id. When the script stops the
 # load (SIGUSR1) crash_load checks that no command executed twice, no resource ever had two
-# holders and no reservation expired early (see tests/crash_load.c).
+# holders and no reservation expired early, or was stamped with a slot that had already ended
+# (see tests/crash_load.c).
 #
-#   - the checks can fail: each --inject-bug (double, early, dup) is caught;
+#   - the checks can fail: each --inject-bug (double, early, dup, stale) is caught;
 #   - SIGKILL of each worker kind (ingress, sequencer, applier), three times under load; after
 #     each kill a probe write measures how long until the daemon served again;
 #   - SIGKILL of the supervisor: no worker survives; a new allocdbd recovers every acknowledged
@@ -134,20 +135,21 @@ show_load() {
     fi
 }
 
-echo "1..28"
+echo "1..29"
 "$allocdbd" format --data-dir "$tmp/data" "${opts[@]}" > /dev/null 2>>"$log"
 start_daemon
 check $? "allocdbd starts and reports ready" "$(tail -5 "$log")"
 
 # The checks can fail: each injected bookkeeping bug is reported (and nothing else).
-for bug in double early dup; do
+for bug in double early dup stale; do
     start_load --inject-bug "$bug"
     sleep 1
     stop_load
     st=$?
     case $bug in double) want="FAIL double: resource .* had two holders" ;;
                  early) want="FAIL early: reservation .* expired at LSN" ;;
-                 dup) want="FAIL dup: the resubmission of .* from_retry_cache=0" ;; esac
+                 dup) want="FAIL dup: the resubmission of .* from_retry_cache=0" ;;
+                 stale) want="FAIL stamp: reserve at LSN .* no timeline that follows the boot clock" ;; esac
     [ $st -eq 1 ] && grep -q "$want" "$tmp/load.out" && [ "$(grep -c 'crash_load: FAIL' "$tmp/load.out")" -eq 1 ]
     check $? "--inject-bug $bug: the $bug check fails, and only it" "exit $st: $(cat "$tmp/load.out")"
 done
