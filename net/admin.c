@@ -75,6 +75,9 @@ static void metrics(struct evbuffer *b, struct segment *seg)
     counter(b, "allocdb_meta_write_failures_total", "Replica metadata (LMDB) writes that failed.",
             LOAD(q->meta_failures));
     counter(b, "allocdb_snapshot_failures_total", "Snapshot attempts that failed.", LOAD(a->snapshot_failures));
+    counter(b, "allocdb_snapshots_rejected_total",
+            "Snapshots that failed validation when the applier recovered (an older one was used).",
+            LOAD(a->snapshots_rejected));
     gauge(b, "allocdb_slot_clock_basis", "How the slot timeline resumed at start: 0 initial (wall clock), "
           "1 boot clock (exact), 2 wall-clock downtime across a reboot.", LOAD(q->clock_basis));
     histogram(b, "allocdb_fsync_duration_microseconds", "WAL fdatasync latency.", &q->fsync_us);

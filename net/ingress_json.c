@@ -236,8 +236,8 @@ char *ing_status_json(struct segment *seg, size_t *len)
     put(&b, doc, "dedupe_window_ms", num(seg->hdr->dedupe_window_ms));
     put(&b, doc, "operation_capacity", num(seg->hdr->operation_capacity));
     put(&b, doc, "shutting_down", json_boolean(LOAD(seg->hdr->shutting_down) != 0));
-    u64 started = seg->hdr->started_wall_ms, wall = wall_ms();
-    put(&b, doc, "uptime_ms", num(wall > started ? wall - started : 0));
+    u64 started = seg->hdr->started_mono_ms, mono = mono_ms();
+    put(&b, doc, "uptime_ms", num(mono > started ? mono - started : 0));
     /* What the last start of each worker recovered, and how long it took. */
     json_t *rec = json_object(), *rs = json_object(), *ra = json_object();
     put(&b, rs, "wal_frames_read", num(LOAD(seg->seq->recovery_frames)));
@@ -246,6 +246,8 @@ char *ing_status_json(struct segment *seg, size_t *len)
     put(&b, ra, "kind", json_string(recovery_kind_name((enum recovery_kind)LOAD(seg->app->recovery_kind))));
     put(&b, ra, "frames_replayed", num(LOAD(seg->app->recovery_frames)));
     put(&b, ra, "ms", num(LOAD(seg->app->recovery_ms)));
+    put(&b, ra, "snapshots_rejected", num(LOAD(seg->app->snapshots_rejected)));
+    put(&b, ra, "snapshot_rejected_lsn", num(LOAD(seg->app->snapshot_rejected_lsn)));
     put(&b, rec, "sequencer", rs);
     put(&b, rec, "applier", ra);
     put(&b, doc, "recovery", rec);

@@ -40,6 +40,7 @@
 #include "net/proto.h"
 #include "replica/recovery.h"
 #include "replica/sm.h"
+#include "replica/snapshot.h"
 #include "supervisor/log.h"
 #include "supervisor/worker.h"
 #include "wal/command.h"
@@ -458,6 +459,15 @@ static int recover(struct app *a)
     if (limit != 0 && a->sm.last_applied_lsn < limit)
         return fatal("recovery_short", "the WAL holds LSN %" PRIu64 " but LSN %" PRIu64 " was applied before",
                      a->sm.last_applied_lsn, limit);
+    if (rep.snapshots_rejected > 0) {
+        /* Skipped, never trusted; an operator should know a file on this disk went bad. */
+        char name[64];
+        snapshot_file_name(name, sizeof(name), rep.rejected_lsn);
+        log_always_warn("snapshot_rejected", "file=%s/%s count=%u reason=\"%s\" action=used_older_snapshot_lsn_%" PRIu64,
+                        cfg->data_dir, name, rep.snapshots_rejected, rep.rejected_reason, rep.snapshot_lsn);
+        atomic_fetch_add(&c->snapshots_rejected, rep.snapshots_rejected);
+        atomic_store(&c->snapshot_rejected_lsn, rep.rejected_lsn);
+    }
     a->snap_lsns[0] = rep.snapshot_lsn;
     a->last_snap_ms = mono_ms();
     atomic_store(&c->applied_lsn, a->sm.last_applied_lsn);

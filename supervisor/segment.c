@@ -253,6 +253,7 @@ int segment_create(struct segment *seg, const struct config *cfg, char *why, siz
     atomic_store(&h->shutting_down, 0);
     atomic_store(&h->generation, 0);
     h->started_wall_ms = wall_ms();
+    h->started_mono_ms = mono_ms();
     h->ring_capacity = rc;
     h->shared_log_capacity = cfg->shared_log_capacity;
     h->slot_duration_ms = cfg->slot_duration_ms;

@@ -116,6 +116,8 @@ struct seg_applier {
     _Atomic u64 prune_below_lsn;  /* the sequencer may remove WAL segments wholly below it */
     _Atomic u64 snapshots_written;
     _Atomic u64 snapshot_failures; /* snapshot attempts that failed */
+    _Atomic u64 snapshots_rejected; /* newer snapshots that failed validation at a recovery */
+    _Atomic u64 snapshot_rejected_lsn; /* the newest of them (0: none) */
     _Atomic u32 snapshot_failing;  /* the last one failed (retried with backoff) */
     _Atomic u64 recovery_kind;    /* enum recovery_kind of the last start */
     _Atomic u64 recovery_frames;
@@ -150,6 +152,7 @@ struct segment_header {
     _Atomic u32 shutting_down; /* set by the supervisor on SIGTERM: stop accepting, drain */
     _Atomic u64 generation;    /* bumped at every worker fork (any role) */
     u64 started_wall_ms;
+    u64 started_mono_ms;       /* uptime is measured on this, not on the wall clock */
     u32 ring_capacity;
     u32 shared_log_capacity;
     /* Config every client report must state (DESIGN.md §2: the dedupe trade-off). */
