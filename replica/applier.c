@@ -482,6 +482,16 @@ static int recover(struct app *a)
     return 0;
 }
 
+u64 applier_memory(const struct config *cfg)
+{
+    struct sm_config smc;
+    struct sm_layout l;
+    config_sm(cfg, &smc);
+    if (!sm_layout(&smc, &l))
+        return UINT64_MAX;
+    return l.total + (u64)cfg->max_expirations_per_tick * sizeof(struct sm_due);
+}
+
 int applier_main(const struct worker_ctx *w)
 {
     if (!worker_enter(w))

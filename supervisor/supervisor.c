@@ -25,6 +25,7 @@
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysinfo.h>
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -172,6 +173,37 @@ static int check_pins(const struct config *cfg)
         log_error("start_refused", "reason=\"%s\"", why);
         return ADBD_EXIT_CONFIG_MISMATCH;
     }
+    return 0;
+}
+
+/*
+ * Tables are allocated in full at start: a configuration this machine cannot hold would only
+ * crash-loop the workers (and the service manager would restart it forever). Refused with the
+ * figures instead, as a configuration error.
+ */
+static int check_memory(const struct config *cfg)
+{
+    struct segment_layout l;
+    char why[256];
+    if (!segment_layout(cfg, &l, why, sizeof(why))) {
+        log_error("start_refused", "reason=\"%s\"", why);
+        return ADBD_EXIT_CONFIG;
+    }
+    u64 state = applier_memory(cfg), cache = sequencer_memory(cfg), need = state + cache + l.total;
+    struct sysinfo si;
+    u64 have = sysinfo(&si) == 0 ? ((u64)si.totalram + si.totalswap) * si.mem_unit : UINT64_MAX;
+    const u64 mib = 1u << 20;
+    if (state == UINT64_MAX || need > have) {
+        log_error("start_refused",
+                  "reason=\"the configuration needs %" PRIu64 " MiB (state machine %" PRIu64 " MiB, retry cache %" PRIu64
+                  " MiB, shared memory %" PRIu64 " MiB), more than this machine's %" PRIu64
+                  " MiB of RAM and swap: lower the capacities (allocdb.conf(5))\"",
+                  need / mib, state / mib, cache / mib, l.total / mib, have / mib);
+        return ADBD_EXIT_CONFIG;
+    }
+    log_info("memory", "need_mib=%" PRIu64 " state_machine_mib=%" PRIu64 " retry_cache_mib=%" PRIu64
+             " shared_memory_mib=%" PRIu64 " ram_and_swap_mib=%" PRIu64,
+             need / mib, state / mib, cache / mib, l.total / mib, have / mib);
     return 0;
 }
 
@@ -600,7 +632,9 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
                   "'allocdbd format --data-dir %s'\"", cfg->data_dir, cfg->data_dir);
         return ADBD_EXIT_NOT_FORMATTED;
     }
-    int rc = lock_data_dir(s);
+    int rc = check_memory(cfg);
+    if (rc == 0)
+        rc = lock_data_dir(s);
     if (rc == 0)
         rc = check_pins(cfg);
     if (rc == 0)

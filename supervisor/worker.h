@@ -61,6 +61,11 @@ bool worker_draining(const struct worker_ctx *w);
 void proc_title_init(int argc, char **argv);
 void proc_title_set(const char *title);
 
+/* Bytes a role allocates at start for this config (its tables; the applier's is the state
+ * machine's layout), so a start can refuse what the machine cannot hold. */
+u64 sequencer_memory(const struct config *cfg);
+u64 applier_memory(const struct config *cfg);
+
 /* Role entry points: return the process exit code. */
 int sequencer_main(const struct worker_ctx *w);
 int applier_main(const struct worker_ctx *w);

@@ -58,7 +58,7 @@ run() {
 }
 json_field() { printf '%s\n' "$out" | sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
-echo "1..57"
+echo "1..58"
 pinned=(--slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 --expiration-capacity 2
         --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s --dedupe-window-ms 3s)
 "$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
@@ -208,6 +208,12 @@ grep -q ' ingress .*exited\| worker_exited role=ingress' "$log" && not_ok "the i
     ok "the ingress never crashed"
 
 # Start refusals.
+"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --resource-capacity 1073741824 \
+    --reservation-capacity 1073741824 --operation-capacity 1073741824 2>"$tmp/e"
+st=$?
+[ $st -eq 78 ] && grep -q "the configuration needs [0-9]* MiB (state machine .*more than this machine's" "$tmp/e" &&
+    ok "tables larger than RAM and swap: refused at once with the figures (exit 78), not crash-looped" ||
+    not_ok "impossible memory: exit 78" "exit $st: $(tail -3 "$tmp/e")"
 "$allocdbd" format --data-dir "$tmp/p" --operation-capacity 64 > /dev/null
 "$allocdbd" start --data-dir "$tmp/p" --listen 127.0.0.1:0 --operation-capacity 128 2>"$tmp/e"
 st=$?

@@ -139,6 +139,13 @@ static void cache_add(struct seq_cache *c, const struct sm_command *cmd, u64 lsn
 
 /* ---- the worker ------------------------------------------------------------------------ */
 
+u64 sequencer_memory(const struct config *cfg)
+{
+    u64 cap = cfg->operation_capacity;
+    return cap * sizeof(struct seq_op) + index_slot_count((u32)cap) * sizeof(struct index_slot) +
+           (u64)SEQ_BATCH_MAX * sizeof(struct shlog_entry);
+}
+
 struct seq {
     const struct worker_ctx *w;
     struct segment *seg;
