@@ -416,6 +416,7 @@ enum allocdb_server_error {
     ALLOCDB_SERVER_SHUTTING_DOWN = 11,
     ALLOCDB_SERVER_BATCH_TOO_LARGE = 12,
     ALLOCDB_SERVER_IDLE = 13,
+    ALLOCDB_SERVER_HANDSHAKE = 14, /* a request before hello, or a second hello (a client bug) */
 };
 const char *allocdb_server_error_name(uint16_t code); /* "overloaded", ... */
 

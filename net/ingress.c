@@ -115,6 +115,7 @@ struct ing_conn {
     u64 last_active_ms;      /* last bytes in or answer out */
     u64 frame_start_ms;      /* a partial frame is waiting since (0: none) */
     u64 close_deadline_ms;   /* CLOSING/LINGER: freed at the latest then */
+    bool hello_done;         /* the handshake passed: requests are served from now on */
     char peer[64];
 };
 
@@ -323,6 +324,7 @@ static bool error_closes(u16 code)
     case PROTO_ERR_WRONG_CLUSTER:
     case PROTO_ERR_TOO_MANY_CONNECTIONS:
     case PROTO_ERR_IDLE:
+    case PROTO_ERR_HANDSHAKE:
         return true;
     default:
         return false;
@@ -585,6 +587,7 @@ static void handle_hello(struct ingress *ing, struct ing_conn *c, const struct p
     u8 *f = out_begin(ing, c, proto_body_size(PROTO_HELLO_OK), &v);
     if (f != NULL)
         out_commit(ing, c, &v, PROTO_HELLO_OK, h->request_id, proto_put_hello_ok(f + PROTO_HEADER_SIZE, &ok));
+    c->hello_done = true;
 }
 
 static void command_to_sm(const struct proto_command *pc, u64 slot_duration_ms, struct sm_command *out)
@@ -720,6 +723,17 @@ static void handle_text(struct ingress *ing, struct ing_conn *c, const struct pr
 
 static void handle_request(struct ingress *ing, struct ing_conn *c, const struct proto_header *h, const u8 *body)
 {
+    /* The handshake is where the version and the cluster id are checked: nothing is served
+     * before it, and it happens once. */
+    if ((h->kind == PROTO_HELLO) == c->hello_done) {
+        ctr_add(&ing->seg->ing->bad_frames, 1);
+        if (c->hello_done)
+            send_error(ing, c, h->request_id, PROTO_ERR_HANDSHAKE, "a second hello on this connection");
+        else
+            send_error(ing, c, h->request_id, PROTO_ERR_HANDSHAKE,
+                       "%s before hello: the first request on a connection must be hello", proto_kind_name(h->kind));
+        return;
+    }
     switch (h->kind) {
     case PROTO_HELLO:
         handle_hello(ing, c, h, body);

@@ -142,6 +142,7 @@ const char *proto_error_name(u16 code)
     case PROTO_ERR_SHUTTING_DOWN: return "shutting_down";
     case PROTO_ERR_BATCH_TOO_LARGE: return "batch_too_large";
     case PROTO_ERR_IDLE: return "idle";
+    case PROTO_ERR_HANDSHAKE: return "handshake";
     }
     return "unknown";
 }
@@ -166,7 +167,7 @@ static bool result_code_valid(u8 outcome, u8 code)
 
 static bool error_code_valid(u16 code)
 {
-    return code >= PROTO_ERR_BAD_FRAME && code <= PROTO_ERR_IDLE;
+    return code >= PROTO_ERR_BAD_FRAME && code <= PROTO_ERR_HANDSHAKE;
 }
 
 /* A server must be able to accept a full batch within its own body limit, and a client divides

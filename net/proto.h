@@ -250,6 +250,7 @@ enum proto_error_code {
     PROTO_ERR_SHUTTING_DOWN = 11,      /* the server is stopping; closes */
     PROTO_ERR_BATCH_TOO_LARGE = 12,    /* submit count above the announced max_batch */
     PROTO_ERR_IDLE = 13,               /* idle or header timeout; closes */
+    PROTO_ERR_HANDSHAKE = 14,          /* a request before hello, or a second hello; closes */
 };
 
 const char *proto_error_name(u16 code);

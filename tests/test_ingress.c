@@ -188,7 +188,8 @@ static void wait_ctr(_Atomic u64 *c, u64 want)
 
 /* ---- client side ------------------------------------------------------------------------- */
 
-static int cli_connect(void)
+/* A connection that has not said hello (see cli_connect). */
+static int cli_connect_raw(void)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     ck_assert_int_ge(fd, 0);
@@ -375,6 +376,14 @@ static void hello(int fd, u64 rid)
     expect_frame(fd, &f, PROTO_HELLO_OK, rid);
 }
 
+/* A connection past the handshake (hello with request id 0): the server serves nothing before. */
+static int cli_connect(void)
+{
+    int fd = cli_connect_raw();
+    hello(fd, 0);
+    return fd;
+}
+
 /* ---- the workers' side -------------------------------------------------------------------- */
 
 static bool try_pop(struct ring *r, void *out, u32 size, int timeout_ms)
@@ -451,7 +460,7 @@ START_TEST(test_hello_and_pipelined_batches)
 {
     fx_config();
     fx_start();
-    int fd = cli_connect();
+    int fd = cli_connect_raw();
 
     u8 body[24];
     struct proto_hello h = { .version = PROTO_VERSION, .cluster_id = U128_MAKE(CLUSTER_HI, CLUSTER_LO) };
@@ -625,7 +634,7 @@ START_TEST(test_bad_frames_close_only_their_connection)
 {
     fx_config();
     fx_start();
-    int bystander = cli_connect();
+    int bystander = cli_connect_raw();
     hello(bystander, 1);
     u8 *f = malloc(PROTO_HEADER_SIZE + PROTO_BODY_MAX);
     ck_assert_ptr_nonnull(f);
@@ -708,18 +717,50 @@ START_TEST(test_hello_errors_close)
     fx_start();
     u8 body[24];
     struct proto_hello h = { .version = 2, .cluster_id = 0 };
-    int fd = cli_connect();
+    int fd = cli_connect_raw();
     send_frame(fd, PROTO_HELLO, 1, body, proto_put_hello(body, &h));
     expect_error(fd, 1, PROTO_ERR_UNSUPPORTED_VERSION);
     expect_eof(fd);
     close(fd);
 
     h = (struct proto_hello){ .version = PROTO_VERSION, .cluster_id = U128_MAKE(CLUSTER_HI, CLUSTER_LO + 1) };
-    fd = cli_connect();
+    fd = cli_connect_raw();
     send_frame(fd, PROTO_HELLO, 2, body, proto_put_hello(body, &h));
     expect_error(fd, 2, PROTO_ERR_WRONG_CLUSTER);
     expect_eof(fd);
     close(fd);
+    fx_stop();
+}
+END_TEST
+
+/* Nothing is served before hello (the version and cluster checks happen there), and hello
+ * happens once: both refused with a handshake error that closes the connection. */
+START_TEST(test_handshake_enforced)
+{
+    fx_config();
+    fx_start();
+    int fd = cli_connect_raw();
+    struct proto_command b[1] = { cmd_make(SM_CMD_CREATE_RESOURCE, 1, 11, 0, 0) };
+    send_submit(fd, 7, b, 1);
+    expect_error(fd, 7, PROTO_ERR_HANDSHAKE);
+    expect_eof(fd);
+    close(fd);
+    fd = cli_connect_raw();
+    send_read(fd, PROTO_GET_RESOURCE, 8, 11);
+    expect_error(fd, 8, PROTO_ERR_HANDSHAKE);
+    expect_eof(fd);
+    close(fd);
+    fd = cli_connect(); /* hello with request id 0 */
+    u8 body[24];
+    struct proto_hello h = { .version = PROTO_VERSION, .cluster_id = 0 };
+    send_frame(fd, PROTO_HELLO, 9, body, proto_put_hello(body, &h));
+    expect_error(fd, 9, PROTO_ERR_HANDSHAKE);
+    expect_eof(fd);
+    close(fd);
+    /* Nothing reached the sequencer or the applier. */
+    ck_assert_uint_eq(ring_depth(F.seg.write), 0);
+    ck_assert_uint_eq(ring_depth(F.seg.read), 0);
+    ck_assert(ingress_alive());
     fx_stop();
 }
 END_TEST
@@ -729,10 +770,10 @@ START_TEST(test_max_connections)
     fx_config();
     F.cfg.max_connections = 2;
     fx_start();
-    int c1 = cli_connect(), c2 = cli_connect();
+    int c1 = cli_connect_raw(), c2 = cli_connect_raw();
     hello(c1, 1);
     hello(c2, 1);
-    int c3 = cli_connect();
+    int c3 = cli_connect_raw();
     expect_error(c3, 0, PROTO_ERR_TOO_MANY_CONNECTIONS);
     expect_eof(c3);
     close(c3);
@@ -741,9 +782,11 @@ START_TEST(test_max_connections)
     /* A slot freed is a slot reused. */
     close(c1);
     wait_ctr(&F.seg.ing->connections, 1);
-    int c4 = cli_connect();
+    int c4 = cli_connect_raw();
     hello(c4, 1);
-    hello(c2, 2);
+    struct frame fr;
+    send_frame(c2, PROTO_STATUS, 2, NULL, 0);
+    expect_frame(c2, &fr, PROTO_STATUS_OK, 2);
     ck_assert_uint_eq(ctr(&F.seg.ing->connections_total), 3);
     close(c2);
     close(c4);
@@ -971,7 +1014,7 @@ START_TEST(test_late_and_foreign_results_are_dropped)
     wait_ctr(&F.seg.ing->connections, 0);
     ck_assert_uint_eq(ctr(&F.seg.ing->inflight), 0);
     commit(&w, 4);
-    int c3 = cli_connect();
+    int c3 = cli_connect_raw();
     hello(c3, 1);
     close(c3);
     ck_assert(ingress_alive());
@@ -1039,7 +1082,7 @@ START_TEST(test_sigterm_drains)
     fx_config();
     F.cfg.shutdown_timeout_ms = 1000;
     fx_start();
-    int idle = cli_connect();
+    int idle = cli_connect_raw();
     hello(idle, 1);
     int fd = cli_connect();
     struct proto_command b[1] = { cmd_make(SM_CMD_CREATE_RESOURCE, 1, 11, 0, 0) };
@@ -1342,7 +1385,7 @@ START_TEST(test_daemon_drain_flag)
 {
     fx_config();
     fx_start();
-    int fd = cli_connect();
+    int fd = cli_connect_raw();
     hello(fd, 1);
     send_read(fd, PROTO_GET_RESOURCE, 2, 5);
     struct msg_read rd;
@@ -1369,6 +1412,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_answers_out_of_order_reads_and_tick);
     tcase_add_test(tc, test_bad_frames_close_only_their_connection);
     tcase_add_test(tc, test_hello_errors_close);
+    tcase_add_test(tc, test_handshake_enforced);
     tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_idle_and_header_timeouts);
     tcase_add_test(tc, test_request_timeout_is_indefinite);

@@ -270,7 +270,7 @@ START_TEST(test_names)
     static const char *const errors[] = {
         "unknown", "bad_frame", "bad_checksum", "too_large", "bad_body", "unsupported_version",
         "wrong_cluster", "unavailable", "timeout", "overloaded", "too_many_connections",
-        "shutting_down", "batch_too_large", "idle", "unknown"};
+        "shutting_down", "batch_too_large", "idle", "handshake", "unknown"};
     for (u16 c = 0; c < ADB_ARRAY_LEN(errors); c++)
         ck_assert_str_eq(proto_error_name(c), errors[c]);
     ck_assert_str_eq(proto_error_name(0xFFFF), "unknown");
@@ -1423,7 +1423,7 @@ START_TEST(test_error_rejects)
     u32 len = (u32)(n - PROTO_HEADER_SIZE);
     for (u32 l = 0; l <= len + 2; l++)
         ck_assert_int_eq(body_status(PROTO_ERROR, b, l), l == len ? PROTO_OK : PROTO_BAD_LENGTH);
-    static const u16 bad_codes[] = {0, PROTO_ERR_IDLE + 1, 0x100, 0xFFFF};
+    static const u16 bad_codes[] = {0, PROTO_ERR_HANDSHAKE + 1, 0x100, 0xFFFF};
     for (size_t i = 0; i < ADB_ARRAY_LEN(bad_codes); i++) {
         sample_frame(PROTO_ERROR, 10, 1);
         le_put_u16(b, bad_codes[i]);
