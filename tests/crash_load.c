@@ -4,7 +4,7 @@
  * pipelining and retries are part of what is tested, while the daemon's workers are killed.
  *
  *   crash_load --addr HOST:PORT [--threads N] [--tasks K] [--resources H] [--batch B]
- *              [--duration-ms D] [--ttl-ms MIN:MAX] [--busy-ms MS] [--seed S]
+ *              [--duration-ms D] [--ttl-ms MIN:MAX] [--busy-ms MS] [--expire-pct P] [--seed S]
  *              [--deadline-s S] [--window-ms W] [--record FILE]
  *              [--inject-bug double|early|dup|stale]
  *   crash_load --addr HOST:PORT --probe [--since-ns NS] [--deadline-s S]
@@ -13,7 +13,8 @@
  * that race for them: reserve a random hot resource with a random TTL (--ttl-ms, short enough
  * that expirations happen all the time, also during kills); most reserves answer resource_busy.
  * A winner either confirms (and later releases) or releases at a random moment up to 1.4 TTL
- * after its reserve, racing the expiry, or lets the reservation expire while reading it. A few
+ * after its reserve, racing the expiry, or (--expire-pct of them, 25 by default) lets the
+ * reservation expire while reading it. A few
  * tasks create fresh resources. Odd threads pipeline: several submit frames of several commands
  * and reads in flight at once (allocdb_send_submit / allocdb_poll), resending what comes back
  * lost or indefinite themselves. Even threads send batches with allocdb_submit, whose own retry
@@ -107,7 +108,7 @@ static struct {
     char addr[300];
     unsigned threads, tasks, resources, batch;
     int64_t duration, deadline_span, window;
-    uint64_t ttl_min, ttl_max, busy_ms;
+    uint64_t ttl_min, ttl_max, busy_ms, expire_pct;
     uint64_t seed;
     int inject;
 } cfg = {
@@ -122,6 +123,7 @@ static struct {
     .ttl_min = 40,
     .ttl_max = 400,
     .busy_ms = 20,
+    .expire_pct = 25,
     .seed = 1,
 };
 
@@ -483,8 +485,8 @@ static void task_committed(struct worker *w, int32_t ti, int32_t oi, int64_t now
             t->grant = gi;
             t->op = -1;
             t->state = T_HOLD;
-            uint64_t p = urand(&w->rng, 0, 99);
-            t->plan = p < 40 ? P_CONFIRM : p < 75 ? P_RELEASE : P_EXPIRE;
+            uint64_t p = urand(&w->rng, 0, 99), keep = 100 - cfg.expire_pct;
+            t->plan = p < cfg.expire_pct ? P_EXPIRE : p < cfg.expire_pct + keep * 8 / 15 ? P_CONFIRM : P_RELEASE;
             /* Confirm or release anywhere up to 1.4 TTL after the reserve was sent (racing the
              * expiry); a reservation left to expire is first read between 0.5 and 1.6 TTL. */
             uint64_t ttl_us = o->ttl_ms * 1000;
@@ -1696,6 +1698,8 @@ int main(int argc, char **argv)
             cfg.duration = (int64_t)x * MS;
         } else if (strcmp(a, "--busy-ms") == 0) {
             cfg.busy_ms = x;
+        } else if (strcmp(a, "--expire-pct") == 0) {
+            cfg.expire_pct = x > 100 ? 100 : x;
         } else if (strcmp(a, "--seed") == 0) {
             cfg.seed = x;
         } else if (strcmp(a, "--deadline-s") == 0) {
