@@ -9,11 +9,13 @@
 # pipelined frames and allocdb_submit batches, 8 hot resources, TTLs of 30-300 ms on 20 ms slots,
 # every indefinite outcome retried with the same operation id). After each kill a probe write
 # measures the time to serve again: from the kill until a new write commits. Each load run then
-# checks that nothing executed twice, no resource had two holders and nothing expired early.
+# checks that nothing executed twice, no resource had two holders, nothing expired early and no
+# reserve was stamped with a slot that had already ended.
 # The restart backoff is reset after 1 s up (restart_intensity_window_ms), so the time to serve
 # again is the recovery, not the backoff policy. Prints kills per kind, writes acknowledged,
-# indefinite outcomes and resends, and the median and worst time to serve again, as TAP comments
-# (never asserted).
+# indefinite outcomes and resends, the median and worst time to serve again, the closest an
+# expiry came to its TTL and the least room between reserve stamps, as TAP comments (never
+# asserted).
 set -u
 b="${top_builddir:-.}"
 allocdbd="$b/allocdbd"
