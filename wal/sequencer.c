@@ -567,7 +567,7 @@ int sequencer_main(const struct worker_ctx *w)
             struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = m->reservation_id,
                                       .deadline_slot = m->deadline_slot };
             struct msg_tag none = { 0 };
-            storage_ok = append(q, &none, &cmd, slot, false, &rc);
+            storage_ok = append(q, &none, &cmd, now_slot(q), false, &rc);
             ring_release(seg->expire);
             if (storage_ok)
                 atomic_fetch_add_explicit(&seg->seq->expires_logged, 1, memory_order_relaxed);
@@ -578,7 +578,11 @@ int sequencer_main(const struct worker_ctx *w)
             struct msg_write m;
             memcpy(&m, p, sizeof(m));
             ring_release(seg->write);
-            storage_ok = take_write(q, &m, slot, &rc);
+            /* The slot is read after the write was taken, never before: a write that arrived
+             * while earlier ones were appended (a segment roll can sync for milliseconds) would
+             * otherwise count its TTL from a slot that had ended before its client sent it —
+             * an early expiry (found by tests/crash_load's stamp check). */
+            storage_ok = take_write(q, &m, now_slot(q), &rc);
             if (!storage_ok)
                 reply(q, &m.tag, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
         }
