@@ -13,6 +13,11 @@
  *   "not yet": the CLI asks again until --timeout, then exits 3 like any other answer that did
  *   not come in time (reads are always safe to repeat).
  *
+ *   Text output annotates slots (a deadline, a retirement) with about how long from now and
+ *   when, from the server's current slot and slot length; --json keeps the bare numbers and
+ *   prints the server's metrics and status objects as they came. The annotation is best
+ *   effort: a server that does not answer for it leaves the slot alone, never the exit status.
+ *
  *   Global options may appear before or after the command. Options take "--opt VALUE" or
  *   "--opt=VALUE"; "--" ends options.
  */
@@ -40,6 +45,10 @@ enum {
 
 enum { OPT_TTL = 1, OPT_MIN_LSN = 2, OPT_WRITE = 4 };
 
+/* The longest the CLI waits for what it asks only to annotate its output (the server's current
+ * slot, its max_ttl_ms): an answer already in hand is never held up for long. */
+#define ANNOTATE_TIMEOUT_MS 2000u
+
 struct command {
     const char *name;
     int nargs;
@@ -58,12 +67,16 @@ static const struct command commands[] = {
     { "reserve", 2, "RESOURCE HOLDER --ttl DUR", "reserve a resource for a holder",
       "Reserves RESOURCE for HOLDER for DUR (rounded up to whole slots). On ok, prints the\n"
       "reservation id (a fencing token: later reservations get larger ids) and the slot after\n"
-      "which it expires unless confirmed.\n"
-      "Committed failures (exit 1): ttl_out_of_range, resource_not_found, resource_busy,\n"
-      "reservation_table_full, slot_overflow, expiration_index_full, operation_table_full,\n"
-      "operation_conflict.\n"
+      "which it expires unless confirmed, with about how long that is from now and when\n"
+      "(from the server's current slot and slot length).\n"
+      "Committed failures (exit 1): ttl_out_of_range (with the server's maximum if it\n"
+      "reports one), resource_not_found, resource_busy, reservation_table_full,\n"
+      "slot_overflow, expiration_index_full, operation_table_full, operation_conflict.\n"
       "\n"
-      "  --ttl DUR    how long the reservation holds before it expires (required)\n",
+      "  --ttl DUR    how long the reservation holds before it expires (required)\n"
+      "  --print-id   print only the reservation id on standard output (nothing unless ok);\n"
+      "               the usual report goes to standard error:\n"
+      "               rid=$(allocdb reserve 7 1001 --ttl 30s --print-id)\n",
       OPT_WRITE | OPT_TTL, { "RESOURCE", "HOLDER" } },
     { "confirm", 2, "RESERVATION HOLDER", "confirm a reservation (it no longer expires)",
       "Confirms RESERVATION held by HOLDER: the reservation and its resource become confirmed\n"
@@ -83,8 +96,9 @@ static const struct command commands[] = {
       "               the applied_lsn of your last write); waits up to --timeout, then exit 3\n",
       OPT_MIN_LSN, { "ID" } },
     { "get-reservation", 1, "ID [--min-lsn N]", "read a reservation",
-      "Prints reservation ID: state, resource, holder, LSNs and slots. Exit 0 if found, 1 if\n"
-      "not_found or retired (aged out of history).\n"
+      "Prints reservation ID: state, resource, holder, LSNs and slots (a slot still to come\n"
+      "with about how long until then). Exit 0 if found, 1 if not_found or retired (aged out\n"
+      "of history).\n"
       "\n"
       "  --min-lsn N  answer only once the server has applied LSN N; waits up to --timeout,\n"
       "               then exit 3\n",
@@ -96,9 +110,11 @@ static const struct command commands[] = {
     { "metrics", 0, "", "print the server's metrics (JSON)",
       "Prints the server's metrics object (pretty-printed, or compact with --json).\n", 0,
       { NULL } },
-    { "status", 0, "", "print the server's status (JSON)",
-      "Prints the server's status object: role, view, LSNs (pretty-printed, or compact with\n"
-      "--json).\n",
+    { "status", 0, "", "print the server's status",
+      "Prints the server's status: role, view, LSNs, settings, what the last recovery did, and\n"
+      "a table of the workers (pid, generation, state, restarts, heartbeat age); roles never\n"
+      "started (the peer of a single node) are left out. With --json, the server's status\n"
+      "object as it sent it.\n",
       0, { NULL } },
     { "help", -1, "[COMMAND]", "this help, or a command's", "Prints help.\n", 0, { NULL } },
 };
@@ -221,6 +237,7 @@ static uint64_t parse_duration(const char *what, const char *s, uint64_t max_ms)
 struct args {
     const char *addr;
     bool json;
+    bool print_id;
     bool help;
     bool version;
     uint64_t timeout_ms;
@@ -229,6 +246,7 @@ struct args {
     allocdb_u128 client_id;
     bool has_ttl;
     uint64_t ttl_ms;
+    const char *ttl_arg; /* as given */
     bool has_min_lsn;
     uint64_t min_lsn;
     const struct command *cmd;
@@ -273,13 +291,13 @@ static void parse_args(int argc, char **argv, struct args *a)
             size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
             static const char *const valued[] = { "addr", "timeout", "op-id", "client-id", "ttl",
                                                   "min-lsn" };
-            static const char *const flags[] = { "json", "version" };
+            static const char *const flags[] = { "json", "version", "print-id" };
             int which = -1;
             for (int k = 0; k < 6; k++)
                 if (strlen(valued[k]) == nlen && strncmp(name, valued[k], nlen) == 0)
                     which = k;
             int flag = -1;
-            for (int k = 0; k < 2; k++)
+            for (int k = 0; k < 3; k++)
                 if (strlen(flags[k]) == nlen && strncmp(name, flags[k], nlen) == 0)
                     flag = k;
             if (flag >= 0) {
@@ -289,8 +307,10 @@ static void parse_args(int argc, char **argv, struct args *a)
                 }
                 if (flag == 0)
                     a->json = true;
-                else
+                else if (flag == 1)
                     a->version = true;
+                else
+                    a->print_id = true;
                 continue;
             }
             if (which < 0) {
@@ -332,6 +352,7 @@ static void parse_args(int argc, char **argv, struct args *a)
                 break;
             case 4:
                 a->ttl_ms = parse_duration("--ttl", val, UINT64_MAX);
+                a->ttl_arg = val;
                 a->has_ttl = true;
                 break;
             case 5:
@@ -466,6 +487,123 @@ static bool arm(allocdb_client *c, uint64_t deadline)
     return true;
 }
 
+/* Like arm(), for a request that only annotates the output: at most ANNOTATE_TIMEOUT_MS. */
+static bool arm_annotation(allocdb_client *c, uint64_t deadline)
+{
+    uint64_t now = mono_ms();
+    uint64_t cap = now + ANNOTATE_TIMEOUT_MS;
+    return arm(c, deadline < cap ? deadline : cap);
+}
+
+/* ---- slots as durations ---------------------------------------------------------------------- */
+
+/*
+ * Request slots are the server's logical time: slot_duration_ms long, numbered from a timeline
+ * that started near Unix time / slot_duration_ms but advances with the server's boot clock, not
+ * its wall clock. So a slot is turned into a duration from the server's current slot (the
+ * applier's, from its metrics), never from this machine's clock; the time of day is this
+ * machine's clock plus that duration. Both are "about": the current slot is whole slots and a
+ * slot or so old, and an expiry is logged a little after its slot ends.
+ */
+struct server_clock {
+    bool known;
+    uint64_t slot_ms;  /* the server's slot_duration_ms (from the hello) */
+    uint64_t cur_slot; /* the applier's current slot (from the metrics) */
+};
+
+static void fetch_clock(allocdb_client *c, uint64_t deadline, struct server_clock *k)
+{
+    memset(k, 0, sizeof *k);
+    if (!arm_annotation(c, deadline))
+        return;
+    char *text = NULL;
+    size_t len = 0;
+    if (allocdb_metrics(c, &text, &len) != ALLOCDB_OK)
+        return;
+    json_t *o = json_loadb(text, len, 0, NULL);
+    free(text);
+    json_t *cur = json_object_get(json_object_get(o, "applier"), "current_slot");
+    struct allocdb_server_info info;
+    if (json_is_integer(cur) && json_integer_value(cur) > 0 &&
+        allocdb_server_info(c, &info) == ALLOCDB_OK && info.slot_duration_ms > 0) {
+        k->known = true;
+        k->slot_ms = info.slot_duration_ms;
+        k->cur_slot = (uint64_t)json_integer_value(cur);
+    }
+    json_decref(o);
+}
+
+/* "0.4s", "29.9s", "4m 05s", "2h 03m", "3d 04h". */
+static const char *human_ms(uint64_t ms, char *buf, size_t cap)
+{
+    if (ms < 60000)
+        snprintf(buf, cap, "%llu.%llus", (unsigned long long)(ms / 1000),
+                 (unsigned long long)(ms % 1000 / 100));
+    else if (ms < 3600000)
+        snprintf(buf, cap, "%llum %02llus", (unsigned long long)(ms / 60000),
+                 (unsigned long long)(ms % 60000 / 1000));
+    else if (ms < 86400000)
+        snprintf(buf, cap, "%lluh %02llum", (unsigned long long)(ms / 3600000),
+                 (unsigned long long)(ms % 3600000 / 60000));
+    else
+        snprintf(buf, cap, "%llud %02lluh", (unsigned long long)(ms / 86400000),
+                 (unsigned long long)(ms % 86400000 / 3600000));
+    return buf;
+}
+
+/* This machine's wall clock plus (or minus) ms, as "2026-11-24 09:31:35 UTC". */
+static const char *wall_plus(uint64_t ms, bool past, char *buf, size_t cap)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    int64_t t = past ? now - (int64_t)ms : now + (int64_t)ms;
+    time_t secs = (time_t)(t / 1000);
+    struct tm tm;
+    if (gmtime_r(&secs, &tm) == NULL || strftime(buf, cap, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+        snprintf(buf, cap, "?");
+    return buf;
+}
+
+/*
+ * How far the end of `slot` is from now: *ms and whether it has passed. A deadline slot holds
+ * to its end, so "expires in" counts to the end of the slot. False if unknown or absurd.
+ */
+static bool slot_end_from_now(const struct server_clock *k, uint64_t slot, uint64_t *ms,
+                              bool *past)
+{
+    if (!k->known || slot == UINT64_MAX)
+        return false;
+    uint64_t end = slot + 1, diff;
+    *past = end <= k->cur_slot;
+    diff = *past ? k->cur_slot - end : end - k->cur_slot;
+    if (diff > UINT64_MAX / k->slot_ms / 2)
+        return false;
+    *ms = diff * k->slot_ms;
+    return true;
+}
+
+/* Prints "NAME: SLOT" and, when the server's clock is known, what the slot means now:
+ * FUTURE ("expires") with the duration and time, or PAST_NOTE once it has ended. */
+static void print_slot(FILE *out, const char *name, uint64_t slot, const struct server_clock *k,
+                       const char *future, const char *future_tail, const char *past_note)
+{
+    fprintf(out, "%s: %llu", name, (unsigned long long)slot);
+    uint64_t ms;
+    bool past;
+    char d[32], w[40];
+    if (slot_end_from_now(k, slot, &ms, &past)) {
+        if (!past)
+            fprintf(out, " (%s in about %s, about %s%s)", future, human_ms(ms, d, sizeof d),
+                    wall_plus(ms, false, w, sizeof w), future_tail);
+        else if (past_note != NULL && ms == 0)
+            fprintf(out, " (ended within the last slot%s)", past_note);
+        else if (past_note != NULL)
+            fprintf(out, " (ended about %s ago%s)", human_ms(ms, d, sizeof d), past_note);
+    }
+    fputc('\n', out);
+}
+
 static int unreachable(const struct args *a, allocdb_client *c, const char *addrs)
 {
     if (a->json) {
@@ -507,8 +645,43 @@ static int call_failed(const struct args *a, allocdb_client *c, const char *addr
     return EXIT_SOFTWARE;
 }
 
+/*
+ * After ttl_out_of_range: says how the TTL compares with the server's limit. The limit
+ * (max_ttl_ms) is named when the server's status reports it; the TTL in slots when the hello
+ * gave the slot length.
+ */
+static void ttl_hint(const struct args *a, allocdb_client *c, uint64_t deadline)
+{
+    const char *ttl = a->ttl_arg;
+    char max[32], slots[96] = "";
+    struct allocdb_server_info info;
+    if (allocdb_server_info(c, &info) == ALLOCDB_OK && info.slot_duration_ms > 0)
+        snprintf(slots, sizeof slots, " (%llu slots of %llu ms)",
+                 (unsigned long long)((a->ttl_ms + info.slot_duration_ms - 1) /
+                                      info.slot_duration_ms),
+                 (unsigned long long)info.slot_duration_ms);
+    json_t *st = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    if (arm_annotation(c, deadline) && allocdb_status(c, &text, &len) == ALLOCDB_OK) {
+        st = json_loadb(text, len, 0, NULL);
+        free(text);
+    }
+    json_t *m = json_object_get(st, "max_ttl_ms");
+    if (json_is_integer(m) && json_integer_value(m) > 0)
+        fprintf(stderr, "%s: --ttl %s%s is longer than this server allows: max_ttl_ms is %s "
+                        "(%lld ms)\n",
+                prog, ttl, slots, human_ms((uint64_t)json_integer_value(m), max, sizeof max),
+                (long long)json_integer_value(m));
+    else
+        fprintf(stderr, "%s: --ttl %s%s is longer than this server allows (its max_ttl_ms, "
+                        "see allocdb.conf(5); this server does not report the value)\n",
+                prog, ttl, slots);
+    json_decref(st);
+}
+
 static int do_write(const struct args *a, allocdb_client *c, const char *addrs, int argc,
-                    char **argv)
+                    char **argv, uint64_t deadline)
 {
     const struct command *cmd = a->cmd;
     allocdb_u128 op = a->has_op_id ? a->op_id : 0;
@@ -543,6 +716,9 @@ static int do_write(const struct args *a, allocdb_client *c, const char *addrs, 
     else
         status = EXIT_INDEFINITE;
 
+    struct server_clock clk = { .known = false };
+    if (reserve_ok && !a->json)
+        fetch_clock(c, deadline, &clk);
     if (a->json) {
         json_t *o = json_object();
         set(o, "command", json_string(cmd->name));
@@ -557,17 +733,24 @@ static int do_write(const struct args *a, allocdb_client *c, const char *addrs, 
         if (print_json(o) != 0)
             return EXIT_SOFTWARE;
     } else {
-        printf("%s: %s\n", allocdb_outcome_name(r.outcome), result);
-        printf("operation_id: %s\n", id_str(0, r.operation_id));
+        /* With --print-id the report goes to standard error, the id alone to standard output. */
+        FILE *out = a->print_id ? stderr : stdout;
+        fprintf(out, "%s: %s\n", allocdb_outcome_name(r.outcome), result);
+        fprintf(out, "operation_id: %s\n", id_str(0, r.operation_id));
         if (r.outcome == ALLOCDB_COMMITTED) {
-            printf("applied_lsn: %llu\n", (unsigned long long)r.applied_lsn);
+            fprintf(out, "applied_lsn: %llu\n", (unsigned long long)r.applied_lsn);
             if (reserve_ok) {
-                printf("reservation_id: %s\n", id_str(1, r.reservation_id));
-                printf("deadline_slot: %llu\n", (unsigned long long)r.deadline_slot);
+                fprintf(out, "reservation_id: %s\n", id_str(1, r.reservation_id));
+                print_slot(out, "deadline_slot", r.deadline_slot, &clk, "expires",
+                           ", unless confirmed", ": expiry is due");
             }
-            printf("from_retry_cache: %s\n", r.from_retry_cache ? "yes" : "no");
+            fprintf(out, "from_retry_cache: %s\n", r.from_retry_cache ? "yes" : "no");
         }
+        if (reserve_ok && a->print_id)
+            printf("%s\n", id_str(1, r.reservation_id));
     }
+    if (r.outcome == ALLOCDB_COMMITTED && r.code == ALLOCDB_RESULT_TTL_OUT_OF_RANGE)
+        ttl_hint(a, c, deadline);
     if (status == EXIT_INDEFINITE) {
         fprintf(stderr, "%s: outcome unknown (%s): operation %s may or may not have been "
                         "applied; %s\n",
@@ -656,9 +839,24 @@ static int do_read(const struct args *a, allocdb_client *c, const char *addrs, u
                 printf("resource_id: %s\n", id_str(1, rsv.resource_id));
                 printf("holder_id: %s\n", id_str(2, rsv.holder_id));
                 printf("created_lsn: %llu\n", (unsigned long long)rsv.created_lsn);
-                printf("deadline_slot: %llu\n", (unsigned long long)rsv.deadline_slot);
+                struct server_clock clk;
+                fetch_clock(c, deadline, &clk);
+                if (rsv.state == ALLOCDB_RESERVATION_RESERVED)
+                    print_slot(stdout, "deadline_slot", rsv.deadline_slot, &clk, "expires",
+                               ", unless confirmed", ": expiry is due");
+                else if (rsv.state == ALLOCDB_RESERVATION_CONFIRMED)
+                    printf("deadline_slot: %llu (confirmed: does not expire)\n",
+                           (unsigned long long)rsv.deadline_slot);
+                else if (rsv.state == ALLOCDB_RESERVATION_EXPIRED)
+                    print_slot(stdout, "deadline_slot", rsv.deadline_slot, &clk, "ends", "", "");
+                else
+                    printf("deadline_slot: %llu\n", (unsigned long long)rsv.deadline_slot);
                 printf("released_lsn: %llu\n", (unsigned long long)rsv.released_lsn);
-                printf("retire_after_slot: %llu\n", (unsigned long long)rsv.retire_after_slot);
+                if (rsv.retire_after_slot != 0)
+                    print_slot(stdout, "retire_after_slot", rsv.retire_after_slot, &clk,
+                               "leaves the history", "", ": retirement is due");
+                else
+                    printf("retire_after_slot: 0\n");
             }
         }
         printf("applied_lsn: %llu\n", (unsigned long long)applied);
@@ -689,6 +887,113 @@ static int do_tick(const struct args *a, allocdb_client *c, const char *addrs)
     return EXIT_OK_;
 }
 
+/* A JSON scalar as text: strings bare, booleans yes/no, null "-". */
+static void print_scalar(FILE *out, json_t *v)
+{
+    if (json_is_string(v))
+        fputs(json_string_value(v), out);
+    else if (json_is_integer(v))
+        fprintf(out, "%lld", (long long)json_integer_value(v));
+    else if (json_is_real(v))
+        fprintf(out, "%g", json_real_value(v));
+    else if (json_is_true(v))
+        fputs("yes", out);
+    else if (json_is_false(v))
+        fputs("no", out);
+    else if (json_is_null(v))
+        fputs("-", out);
+    else {
+        char *s = json_dumps(v, JSON_COMPACT | JSON_PRESERVE_ORDER);
+        fputs(s != NULL ? s : "?", out);
+        free(s);
+    }
+}
+
+/* One line per field of a nested object: "PREFIX: key=value key=value ..."; objects inside it
+ * get a line of their own ("recovery.sequencer: ..."). */
+static void print_nested(const char *prefix, json_t *o)
+{
+    const char *k;
+    json_t *v;
+    bool any = false;
+    json_object_foreach(o, k, v) {
+        if (json_is_object(v) || json_is_array(v))
+            continue;
+        if (!any)
+            printf("%s:", prefix);
+        printf(" %s=", k);
+        print_scalar(stdout, v);
+        any = true;
+    }
+    if (any)
+        putchar('\n');
+    json_object_foreach(o, k, v) {
+        if (!json_is_object(v))
+            continue;
+        char sub[128];
+        snprintf(sub, sizeof sub, "%s.%s", prefix, k);
+        print_nested(sub, v);
+    }
+}
+
+/*
+ * The status object as text: its scalar fields as "key: value" lines in the server's order
+ * (uptime also as a duration), nested objects (recovery) a line each, then the workers as a
+ * table. A worker slot never started (state "empty", no pid: the peer role of a single node,
+ * which replication will use) is left out; --json shows the object as the server sent it.
+ */
+static void print_status(json_t *o)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        if (json_is_object(v) || json_is_array(v))
+            continue;
+        printf("%s: ", k);
+        print_scalar(stdout, v);
+        if (strcmp(k, "uptime_ms") == 0 && json_is_integer(v) && json_integer_value(v) >= 0) {
+            char d[32];
+            printf(" (%s)", human_ms((uint64_t)json_integer_value(v), d, sizeof d));
+        }
+        putchar('\n');
+    }
+    json_object_foreach(o, k, v) {
+        if (json_is_object(v))
+            print_nested(k, v);
+    }
+    json_t *workers = json_object_get(o, "workers");
+    if (!json_is_array(workers))
+        return;
+    static const char *const cols[] = { "role", "pid", "generation", "state", "restarts",
+                                        "heartbeat_age_ms" };
+    static const int width[] = { -10, 8, 11, 9, 9, 17 };
+    printf("\n");
+    for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++)
+        printf("%s%*s", i ? " " : "", width[i], cols[i]);
+    printf("\n");
+    size_t idx;
+    json_t *w;
+    json_array_foreach(workers, idx, w) {
+        const char *state = json_string_value(json_object_get(w, "state"));
+        json_t *pid = json_object_get(w, "pid");
+        if (state != NULL && strcmp(state, "empty") == 0 &&
+            (!json_is_integer(pid) || json_integer_value(pid) == 0))
+            continue; /* never started: not used here */
+        for (size_t i = 0; i < sizeof cols / sizeof cols[0]; i++) {
+            json_t *cell = json_object_get(w, cols[i]);
+            char buf[64];
+            if (json_is_string(cell))
+                snprintf(buf, sizeof buf, "%s", json_string_value(cell));
+            else if (json_is_integer(cell))
+                snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(cell));
+            else
+                snprintf(buf, sizeof buf, "-");
+            printf("%s%*s", i ? " " : "", width[i], buf);
+        }
+        printf("\n");
+    }
+}
+
 static int do_text(const struct args *a, allocdb_client *c, const char *addrs)
 {
     char *text = NULL;
@@ -709,6 +1014,11 @@ static int do_text(const struct args *a, allocdb_client *c, const char *addrs)
         return EXIT_SOFTWARE;
     }
     free(text);
+    if (!a->json && strcmp(a->cmd->name, "status") == 0) {
+        print_status(o);
+        json_decref(o);
+        return EXIT_OK_;
+    }
     char *s = json_dumps(o, (a->json ? JSON_COMPACT : JSON_INDENT(2)) | JSON_PRESERVE_ORDER);
     json_decref(o);
     if (s == NULL)
@@ -754,6 +1064,10 @@ int main(int argc, char **argv)
         usage_error("--ttl is an option of reserve only");
     if (!a.has_ttl && (cmd->opts & OPT_TTL))
         usage_error("reserve needs --ttl DUR (e.g. --ttl 30s)");
+    if (a.print_id && !(cmd->opts & OPT_TTL))
+        usage_error("--print-id is an option of reserve only");
+    if (a.print_id && a.json)
+        usage_error("--print-id and --json exclude each other (the JSON has reservation_id)");
     if (a.has_min_lsn && !(cmd->opts & OPT_MIN_LSN))
         usage_error("--min-lsn is an option of get-resource and get-reservation only");
     if (a.has_op_id && !(cmd->opts & OPT_WRITE))
@@ -786,7 +1100,7 @@ int main(int argc, char **argv)
 
     int status;
     if (cmd->opts & OPT_WRITE)
-        status = do_write(&a, c, addrs, argc, argv);
+        status = do_write(&a, c, addrs, argc, argv, deadline);
     else if (cmd->opts & OPT_MIN_LSN)
         status = do_read(&a, c, addrs, deadline);
     else if (strcmp(cmd->name, "tick") == 0)

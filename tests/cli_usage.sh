@@ -1,7 +1,8 @@
 #!/bin/sh
 # tests/cli_usage.sh — the allocdb CLI without a server (TAP): usage errors exit 64 with a clear
 # message, --help exits 0 for the program and every command, bad ids and durations are refused
-# before anything is sent, and a server that cannot be reached exits 69.
+# before anything is sent, a server that cannot be reached exits 69, and --print-id (reserve
+# only, not with --json) prints nothing on standard output unless a reservation was made.
 cli="${top_builddir:-.}/allocdb"
 n=0
 fails=0
@@ -19,7 +20,7 @@ expect() { # expect NAME STATUS PATTERN COMMAND...: exit status and output match
 dead=127.0.0.1:1
 unset ALLOCDB_ADDR
 commands="create-resource reserve confirm release get-resource get-reservation tick metrics status"
-echo "1..52"
+echo "1..59"
 
 expect "--help exits 0" 0 "Usage: allocdb \[OPTIONS\] COMMAND" "$cli" --help
 expect "-h exits 0" 0 "Exit status:" "$cli" -h
@@ -47,6 +48,12 @@ expect "--ttl on confirm" 64 "\-\-ttl is an option of reserve only" "$cli" confi
 expect "--min-lsn on a write" 64 "\-\-min-lsn is an option of get-resource" "$cli" create-resource 1 --min-lsn 3
 expect "--op-id on a read" 64 "\-\-op-id applies to writes only" "$cli" get-resource 1 --op-id 5
 expect "--op-id 0" 64 "never 0" "$cli" --op-id 0 create-resource 1
+expect "--print-id on confirm" 64 "\-\-print-id is an option of reserve only" "$cli" confirm 1 2 --print-id
+expect "--print-id with --json" 64 "\-\-print-id and \-\-json exclude each other" "$cli" --json reserve 1 2 --ttl 1s --print-id
+expect "--print-id takes no value" 64 "option \-\-print-id takes no value" "$cli" reserve 1 2 --ttl 1s --print-id=yes
+expect "help reserve: --print-id" 0 "rid=\$(allocdb reserve 7 1001 --ttl 30s --print-id)" "$cli" help reserve
+expect "help status: text, --json for the object" 0 "With --json, the server's status" "$cli" status --help
+expect "--help: status is not said to print JSON" 0 "status  *print the server's status\$" "$cli" --help
 
 expect "id: junk" 64 "ID: 'abc' is not an id" "$cli" create-resource abc
 expect "id: empty" 64 "is not an id" "$cli" create-resource ""
@@ -71,6 +78,9 @@ expect "no server: a read exits 69" 69 "no server reachable" \
     "$cli" --addr "$dead" --timeout 200ms get-resource 1
 expect "no server: --json says unreachable" 69 '"error":"unreachable"' \
     "$cli" --addr "$dead" --timeout 200ms --json status
+expect "no server: --print-id leaves standard output empty" 69 "stdout empty" \
+    sh -c 'out=$("$0" --addr "$1" --timeout 200ms reserve 1 2 --ttl 1s --print-id 2>/dev/null); st=$?
+           [ -z "$out" ] && echo "stdout empty"; exit $st' "$cli" "$dead"
 expect "no server: a retry names its operation" 69 "operation 77 was not sent" \
     "$cli" --addr "$dead" --timeout 200ms --op-id 77 release 1 2
 expect "no server: ALLOCDB_ADDR is used" 69 "no server reachable at $dead" \
