@@ -1,5 +1,6 @@
 /*
- * supervisor/main.c — the allocdbd command line: format, start, check-config, --version, --help.
+ * supervisor/main.c — the allocdbd command line: format, start, stop, check-config, --version,
+ * --help.
  *
  * Every config key is also a flag (slot_duration_ms <-> --slot-duration-ms); flags override the
  * file given with --config. Errors are one line on stderr and a distinct exit code
@@ -16,14 +17,27 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+/* The exit statuses only format and stop return (supervisor.h has the ones start returns; these
+ * never come from start, so the units' RestartPreventExitStatus is not concerned). */
+enum {
+    ADBD_EXIT_NOT_EMPTY = 9,     /* format: the directory is not empty */
+    ADBD_EXIT_STOP_TIMEOUT = 10, /* stop: the daemon still runs after --timeout */
+};
+
+#define STOP_DEFAULT_TIMEOUT_MS 60000u
 
 static void usage(FILE *out)
 {
@@ -31,11 +45,14 @@ static void usage(FILE *out)
             "usage: allocdbd format --data-dir DIR [--cluster-id ID]\n"
             "       allocdbd start --data-dir DIR [--config FILE] [--listen HOST:PORT]\n"
             "                      [--admin-listen HOST:PORT] [--KEY VALUE ...]\n"
+            "       allocdbd stop --data-dir DIR [--config FILE] [--timeout DUR]\n"
             "       allocdbd check-config [--config FILE] [--KEY VALUE ...]\n"
             "       allocdbd --version | --help\n"
             "\n"
             "AllocDB daemon: a supervisor that runs the sequencer, applier and ingress workers in the\n"
             "foreground (no self-daemonizing; use the systemd unit). See allocdbd(8), allocdb.conf(5).\n"
+            "stop sends SIGTERM to the daemon that holds DIR/LOCK (if one does) and waits up to DUR\n"
+            "(default 60s) until it has exited.\n"
             "\n"
             "Configuration keys (file: key = value; flag: --key-with-dashes VALUE):\n");
     const char *name, *help, *def;
@@ -44,11 +61,12 @@ static void usage(FILE *out)
         config_key_to_flag(name, flag, sizeof(flag));
         fprintf(out, "  --%-30s %s (default %s)\n", flag, help, def);
     }
-    fprintf(out, "\nExit codes: 0 stopped cleanly; 1 worker failure; 2 data dir not formatted; 3 data dir\n"
-                 "locked; 4 metadata contradicts the WAL; 5 corruption or storage failure; 6 restart\n"
-                 "intensity exceeded; 7 data written under another config (a pinned setting differs);\n"
-                 "8 shared memory failed its checks (restart: the disk is intact); 64 usage; 71 OS\n"
-                 "error; 78 invalid configuration.\n");
+    fprintf(out, "\nExit codes: 0 stopped cleanly (stop: stopped, or was not running); 1 worker failure;\n"
+                 "2 data dir missing or not formatted; 3 data dir locked; 4 metadata contradicts the WAL;\n"
+                 "5 corruption or storage failure; 6 restart intensity exceeded; 7 data written under\n"
+                 "another config (a pinned setting differs); 8 shared memory failed its checks (restart:\n"
+                 "the disk is intact); 9 format: the directory is not empty; 10 stop: still running after\n"
+                 "--timeout; 64 usage; 71 OS error; 78 invalid configuration.\n");
 }
 
 static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -180,7 +198,7 @@ static int cmd_format(int argc, char **argv)
     }
     if (!dir_empty(dir)) {
         fprintf(stderr, "allocdbd: %s is not empty; format refuses to touch existing data\n", dir);
-        return ADBD_EXIT_NOT_FORMATTED;
+        return ADBD_EXIT_NOT_EMPTY;
     }
     chmod(dir, 0700);
     while (cluster_id == 0) {
@@ -204,6 +222,185 @@ static int cmd_format(int argc, char **argv)
     }
     printf("formatted %s cluster_id=0x%016" PRIx64 "%016" PRIx64 " replica_id=0 replica_count=1\n", dir,
            U128_HI(cluster_id), U128_LO(cluster_id));
+    return 0;
+}
+
+/* ---- stop ----------------------------------------------------------------------------------- */
+
+static u64 stop_clock_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (u64)ts.tv_sec * 1000u + (u64)ts.tv_nsec / 1000000u;
+}
+
+/*
+ * Whether a process holds the lock on fd's file: a non-blocking shared flock probe, released at
+ * once. The running daemon (supervisor and workers) holds it exclusively for as long as any of
+ * them lives, whatever pid the file names. (A start racing the probe may find the lock busy for
+ * that instant and refuse with exit 3.)
+ */
+static bool lock_held(int fd)
+{
+    if (flock(fd, LOCK_SH | LOCK_NB) == 0) {
+        flock(fd, LOCK_UN);
+        return false;
+    }
+    return errno == EWOULDBLOCK;
+}
+
+/* The pid the LOCK file names (0 if none). */
+static pid_t lock_pid(int fd)
+{
+    char buf[32];
+    ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *end;
+    long v = strtol(buf, &end, 10);
+    return v > 0 && (*end == '\n' || *end == 0) ? (pid_t)v : 0;
+}
+
+/* 1 if process pid has the file (dev, ino) open, 0 if not, -1 (errno) if that cannot be seen. */
+static int pid_has_open(pid_t pid, dev_t dev, ino_t ino)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    struct dirent *e;
+    int found = 0;
+    while (found == 0 && (e = readdir(d)) != NULL) {
+        struct stat st;
+        if (e->d_name[0] != '.' && fstatat(dirfd(d), e->d_name, &st, 0) == 0 && st.st_dev == dev &&
+            st.st_ino == ino)
+            found = 1;
+    }
+    closedir(d);
+    return found;
+}
+
+/*
+ * allocdbd stop: signals the daemon that holds DIR/LOCK and waits until the lock is free, i.e.
+ * the supervisor and every worker have exited. The pid in LOCK is signalled only while the lock
+ * is held and only if that process has LOCK open (a stale pid from an earlier run, or a pid
+ * reused by another program, is never signalled).
+ */
+static int cmd_stop(int argc, char **argv)
+{
+    struct config cfg;
+    config_defaults(&cfg);
+    const char *dir = NULL;
+    u64 timeout_ms = STOP_DEFAULT_TIMEOUT_MS;
+    char why[512];
+    for (int pass = 0; pass < 2; pass++) /* --config first, so --data-dir wins over its data_dir */
+        for (int i = 2; i < argc; i++) {
+            const char *a = argv[i];
+            if (strncmp(a, "--", 2) != 0)
+                return usage_error("stop: unexpected argument '%s'", a);
+            const char *eq = strchr(a, '=');
+            size_t nlen = eq != NULL ? (size_t)(eq - a) : strlen(a);
+            const char *value = eq != NULL ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+            bool is_dir = nlen == 10 && strncmp(a, "--data-dir", nlen) == 0;
+            bool is_config = nlen == 8 && strncmp(a, "--config", nlen) == 0;
+            bool is_timeout = nlen == 9 && strncmp(a, "--timeout", nlen) == 0;
+            if (!is_dir && !is_config && !is_timeout)
+                return usage_error("stop takes --data-dir DIR, --config FILE and --timeout DUR; not %.*s",
+                                   (int)nlen, a);
+            if (value == NULL)
+                return usage_error("%.*s needs a value", (int)nlen, a);
+            if (pass == 0 && is_config && config_load_file(&cfg, value, why, sizeof(why)) != 0) {
+                fprintf(stderr, "allocdbd: %s\n", why);
+                return ADBD_EXIT_CONFIG;
+            }
+            if (pass == 1 && is_dir)
+                dir = value;
+            if (pass == 1 && is_timeout && (!config_parse_duration_ms(value, &timeout_ms) || timeout_ms == 0))
+                return usage_error("--timeout %s: not a duration above zero (30s, 1500ms, 2m)", value);
+        }
+    if (dir == NULL)
+        dir = cfg.data_dir;
+    struct stat st;
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        fprintf(stderr, "allocdbd: stop: no data directory %s: %s\n", dir,
+                access(dir, F_OK) == 0 ? "not a directory" : strerror(errno));
+        return ADBD_EXIT_NOT_FORMATTED;
+    }
+    char path[CONFIG_PATH_MAX + 16];
+    snprintf(path, sizeof(path), "%s/LOCK", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT) {
+        printf("allocdbd: not running: %s has no LOCK file (never started)\n", dir);
+        return 0;
+    }
+    if (fd < 0) {
+        fprintf(stderr, "allocdbd: stop: cannot open %s: %s\n", path, strerror(errno));
+        return ADBD_EXIT_OSERR;
+    }
+    struct stat lst;
+    if (fstat(fd, &lst) != 0) {
+        fprintf(stderr, "allocdbd: stop: %s: %s\n", path, strerror(errno));
+        close(fd);
+        return ADBD_EXIT_OSERR;
+    }
+    pid_t pid = lock_pid(fd);
+    if (!lock_held(fd)) {
+        if (pid > 0)
+            printf("allocdbd: not running: nothing holds %s (pid %d in it is from an earlier run)\n", path,
+                   (int)pid);
+        else
+            printf("allocdbd: not running: nothing holds %s\n", path);
+        close(fd);
+        return 0;
+    }
+    /* The lock is held. A daemon that just took it writes its pid right after: look again. */
+    for (int i = 0; i < 50 && pid <= 0; i++) {
+        usleep(20000);
+        pid = lock_pid(fd);
+    }
+    u64 start = stop_clock_ms();
+    bool signalled = false;
+    if (pid > 0) {
+        int has = pid_has_open(pid, lst.st_dev, lst.st_ino);
+        if (has < 0 && errno == EACCES) {
+            fprintf(stderr, "allocdbd: stop: cannot inspect pid %d (holding %s?): permission denied; run as the "
+                    "daemon's user or root\n", (int)pid, path);
+            close(fd);
+            return ADBD_EXIT_OSERR;
+        }
+        if (has == 1) {
+            if (kill(pid, SIGTERM) != 0 && errno != ESRCH) {
+                fprintf(stderr, "allocdbd: stop: cannot signal pid %d: %s\n", (int)pid, strerror(errno));
+                close(fd);
+                return ADBD_EXIT_OSERR;
+            }
+            signalled = true;
+            printf("allocdbd: sent SIGTERM to pid %d (holds %s); waiting up to %" PRIu64 " ms\n", (int)pid, path,
+                   timeout_ms);
+        }
+    }
+    if (!signalled)
+        printf("allocdbd: %s is held, but not by the pid it names (%d): signalling nothing, waiting up to %" PRIu64
+               " ms for the holders to exit\n", path, (int)pid, timeout_ms);
+    fflush(stdout);
+    while (lock_held(fd)) {
+        if (stop_clock_ms() - start >= timeout_ms) {
+            fprintf(stderr, "allocdbd: stop: %s is still held after %" PRIu64 " ms%s; the daemon's log says what "
+                    "it is doing (SIGKILL is left to you)\n", path, timeout_ms,
+                    signalled ? " (SIGTERM was sent once)" : "");
+            close(fd);
+            return ADBD_EXIT_STOP_TIMEOUT;
+        }
+        usleep(20000);
+    }
+    close(fd);
+    if (signalled)
+        printf("allocdbd: stopped: pid %d and its workers have exited (%s is free) after %" PRIu64 " ms\n",
+               (int)pid, path, stop_clock_ms() - start);
+    else
+        printf("allocdbd: stopped: %s is free after %" PRIu64 " ms\n", path, stop_clock_ms() - start);
     return 0;
 }
 
@@ -239,6 +436,8 @@ int main(int argc, char **argv)
         }
     if (strcmp(cmd, "format") == 0)
         return cmd_format(argc, argv);
+    if (strcmp(cmd, "stop") == 0)
+        return cmd_stop(argc, argv);
     struct config cfg;
     u128 unused = 0;
     if (strcmp(cmd, "check-config") == 0) {

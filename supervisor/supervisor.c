@@ -356,8 +356,16 @@ static void worker_exited(struct sup *s, enum worker_role r, int status)
     char how[48];
     describe_status(status, how, sizeof(how));
     bool asked = prev == WORKER_STOPPING;
-    if (asked && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-        log_info("worker_stopped", "role=%s %s", worker_role_name(r), how);
+    /* A clean exit is a stop, not a failure, when the supervisor asked for it or when the
+     * daemon's own stop signal reached the worker too: a signal to the process group (Ctrl-C in
+     * a terminal sends SIGINT to every process in it) stops workers the supervisor has not
+     * asked yet. got_term is already set then: the group's signal was pending for the
+     * supervisor before the worker could act on its copy, and is handled before waitpid
+     * returns. */
+    bool stop_signal = s->state >= SUP_DRAINING || got_term;
+    if ((asked || stop_signal) && WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+        log_info("worker_stopped", "role=%s %s%s", worker_role_name(r), how,
+                 asked ? "" : " cause=stop_signal");
         return;
     }
     log_always_warn("worker_exited", "role=%s %s state=%s", worker_role_name(r), how, worker_state_name(prev));
@@ -668,7 +676,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
 
-    log_always_info("starting", "version=%s data_dir=%s listen=%s admin_listen=%s segment_bytes=%" PRIu64, PACKAGE_VERSION,
+    log_always_info("starting", "version=%s data_dir=%s listen=%s admin_listen=%s shm_bytes=%" PRIu64, PACKAGE_VERSION,
              cfg->data_dir, s->listen_actual, s->admin_fd >= 0 ? s->admin_actual : "off", s->seg.size);
     uint64_t watchdog_usec = 0;
     if (sd_watchdog_enabled(0, &watchdog_usec) > 0 && watchdog_usec >= 2000) {
