@@ -154,7 +154,7 @@ struct conn {
 struct counts {
     u64 commands, requests;
     u64 committed[SM_RESULT_COUNT];
-    u64 rejected[PROTO_REJECT_NOT_PRIMARY + 1];
+    u64 rejected[PROTO_REJECT_MAX + 1];
     u64 indefinite[PROTO_INDEFINITE_SHUTTING_DOWN + 1];
     u64 refused[PROTO_ERR_IDLE + 1]; /* commands of submits answered with an error frame */
     u64 cached;

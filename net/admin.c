@@ -9,18 +9,26 @@
  *
  * Everything is read from the shared segment's counters; nothing here touches the rings.
  * NOTES: the listening socket is inherited from the supervisor; freeing evhttp closes only this
- * process's copy, so a restarted ingress serves the same port.
+ * process's copy, so a restarted ingress serves the same port. Out of descriptors (EMFILE,
+ * ENFILE) or memory, the listener stops accepting for ADMIN_ACCEPT_RETRY_MS instead of spinning
+ * on a readable socket (libevent's default logs every failed accept, hundreds of thousands a
+ * second), and says so once per ADMIN_LOG_INTERVAL_MS with the count.
  */
 #include "net/admin.h"
 
 #include "net/ingress_internal.h"
 #include "net/proto.h"
 #include "replica/sm.h"
+#include "supervisor/log.h"
 #include "supervisor/worker.h"
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
+
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,6 +79,8 @@ static void metrics(struct evbuffer *b, struct segment *seg)
     family(b, "allocdb_role", "gauge", "1 for the role this node holds.");
     evbuffer_add_printf(b, "allocdb_role{role=\"primary\"} 1\n");
     gauge(b, "allocdb_storage_halted", "1 if a storage failure halted writes.", LOAD(q->halted));
+    gauge(b, "allocdb_no_space", "The data disk is full: 1 the next WAL segment cannot be prepared, 2 writes refused.",
+          LOAD(q->no_space));
     counter(b, "allocdb_fsyncs_total", "WAL fsyncs (one per group-commit batch).", LOAD(q->fsyncs));
     counter(b, "allocdb_meta_write_failures_total", "Replica metadata (LMDB) writes that failed.",
             LOAD(q->meta_failures));
@@ -131,6 +141,8 @@ static void metrics(struct evbuffer *b, struct segment *seg)
     gauge(b, "allocdb_connections", "Client connections open.", LOAD(g->connections));
     counter(b, "allocdb_connections_refused_total", "Connections refused over max_connections.",
             LOAD(g->connections_refused));
+    counter(b, "allocdb_connections_evicted_total",
+            "Idle connections closed to make room for a new client at max_connections.", LOAD(g->connections_evicted));
     counter(b, "allocdb_requests_total", "Client frames received.", LOAD(g->requests));
     counter(b, "allocdb_bad_frames_total", "Connections closed for a malformed frame.", LOAD(g->bad_frames));
     counter(b, "allocdb_timeouts_total", "Writes answered indefinite by timeout.", LOAD(g->timeouts));
@@ -157,6 +169,10 @@ static bool healthy(struct segment *seg, const char **why)
     }
     if (LOAD(seg->seq->halted) != 0 || LOAD(seg->hdr->shutting_down) != 0) {
         *why = LOAD(seg->seq->halted) != 0 ? "storage halted" : "shutting down";
+        return false;
+    }
+    if (LOAD(seg->seq->no_space) == 2) {
+        *why = "no space left on the data directory's disk: writes are refused (no_space), reads served";
         return false;
     }
     if (LOAD(seg->seq->meta_failing) != 0) {
@@ -217,6 +233,39 @@ static void handle(struct evhttp_request *req, void *arg)
     evbuffer_free(out);
 }
 
+#define ADMIN_ACCEPT_RETRY_MS 100
+#define ADMIN_LOG_INTERVAL_MS 10000
+
+/* One admin listener per ingress process. */
+static struct {
+    struct evconnlistener *listener;
+    struct event *retry;
+    u64 failures, last_log_ms;
+} admin_accept;
+
+static void admin_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+    evconnlistener_enable(admin_accept.listener);
+}
+
+static void admin_accept_error(struct evconnlistener *l, void *arg)
+{
+    (void)arg;
+    int e = EVUTIL_SOCKET_ERROR();
+    admin_accept.failures++;
+    u64 now = mono_ms();
+    if (admin_accept.last_log_ms == 0 || now - admin_accept.last_log_ms >= ADMIN_LOG_INTERVAL_MS) {
+        log_warn("admin_accept_failed", "error=\"%s\" failures=%llu retry_ms=%d", strerror(e),
+                 (unsigned long long)admin_accept.failures, ADMIN_ACCEPT_RETRY_MS);
+        admin_accept.last_log_ms = now;
+    }
+    /* The socket stays readable: stop watching it for a moment rather than spin on it. */
+    evconnlistener_disable(l);
+    struct timeval tv = { 0, ADMIN_ACCEPT_RETRY_MS * 1000 };
+    event_add(admin_accept.retry, &tv);
+}
+
 struct evhttp *admin_start(struct event_base *base, int fd, struct segment *seg)
 {
     if (fd < 0)
@@ -226,9 +275,13 @@ struct evhttp *admin_start(struct event_base *base, int fd, struct segment *seg)
         return NULL;
     evhttp_set_gencb(http, handle, seg);
     evhttp_set_timeout(http, 10);
-    if (evhttp_accept_socket_with_handle(http, fd) == NULL) {
+    struct evhttp_bound_socket *bound = evhttp_accept_socket_with_handle(http, fd);
+    admin_accept.retry = bound != NULL ? evtimer_new(base, admin_accept_resume, NULL) : NULL;
+    if (admin_accept.retry == NULL) {
         evhttp_free(http);
         return NULL;
     }
+    admin_accept.listener = evhttp_bound_socket_get_listener(bound);
+    evconnlistener_set_error_cb(admin_accept.listener, admin_accept_error);
     return http;
 }

@@ -130,6 +130,7 @@ enum allocdb_reject_code {
     ALLOCDB_REJECT_OVERLOADED = 4,
     ALLOCDB_REJECT_LSN_EXHAUSTED = 5,
     ALLOCDB_REJECT_NOT_PRIMARY = 6,
+    ALLOCDB_REJECT_NO_SPACE = 7, /* the server's disk is full; nothing was logged */
     ALLOCDB_REJECT_REFUSED = 64, /* the server refused the whole frame with an error frame */
 };
 

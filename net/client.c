@@ -47,6 +47,7 @@
 ADB_STATIC_ASSERT(sizeof(allocdb_u128) == sizeof(u128), "allocdb_u128 is the core's u128");
 /* The library's code enums repeat the protocol's values. */
 ADB_STATIC_ASSERT((int)ALLOCDB_REJECT_NOT_PRIMARY == (int)PROTO_REJECT_NOT_PRIMARY, "reject codes");
+ADB_STATIC_ASSERT((int)ALLOCDB_REJECT_NO_SPACE == (int)PROTO_REJECT_NO_SPACE, "reject codes");
 ADB_STATIC_ASSERT((int)ALLOCDB_INDEFINITE_SHUTTING_DOWN == (int)PROTO_INDEFINITE_SHUTTING_DOWN,
                   "indefinite codes");
 ADB_STATIC_ASSERT((int)ALLOCDB_SERVER_IDLE == (int)PROTO_ERR_IDLE, "server error codes");

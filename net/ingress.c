@@ -92,6 +92,8 @@
 #define ING_FLUSH_MAX_MS 1000       /* drain: time kept for flushing answers, at most */
 #define ING_ACCEPT_BATCH 64         /* accepts per listener callback */
 #define ING_ACCEPT_RETRY_MS 100     /* after EMFILE and friends */
+#define ING_ACCEPT_LOG_INTERVAL_MS 10000
+#define ING_EVICT_IDLE_MIN_MS 1000  /* a full server evicts only connections idle this long */
 #define ING_MSG_MAX 256             /* error message text */
 
 enum conn_state { CONN_FREE = 0, CONN_OPEN, CONN_CLOSING, CONN_LINGER };
@@ -135,6 +137,7 @@ struct ingress {
     struct evhttp *admin; /* /metrics, /status, /health on the admin socket (net/admin.c) */
     bool accepting;
     u64 accept_retry_ms;
+    u64 accept_failures, accept_logged_ms;
 
     struct ing_conn *conns;
     u32 conn_cap, conn_open, conn_free, conn_hwm, conn_rr, doomed;
@@ -1049,6 +1052,44 @@ static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t c
         snprintf(out, cap, "%s:%u", host, port);
 }
 
+/*
+ * At max_connections, a new client takes the slot of the connection idle longest — preferring
+ * one that never said hello — if it has been idle ING_EVICT_IDLE_MIN_MS with nothing in flight,
+ * no partial frame and no output queued: connections that only hold a slot cannot shut
+ * everyone else out for idle_timeout_ms. The evicted one gets error idle (a client reconnects)
+ * straight on its socket, whose buffers are empty, and is closed. False if none qualifies.
+ */
+static bool conn_evict_idle(struct ingress *ing)
+{
+    struct ing_conn *victim = NULL;
+    for (u32 i = 0; i < ing->conn_hwm; i++) {
+        struct ing_conn *c = &ing->conns[i];
+        if (c->state != CONN_OPEN || c->pend_head != ING_NIL || c->frame_start_ms != 0 ||
+            ing->now_ms - c->last_active_ms < ING_EVICT_IDLE_MIN_MS ||
+            evbuffer_get_length(bufferevent_get_input(c->bev)) != 0 ||
+            evbuffer_get_length(bufferevent_get_output(c->bev)) != 0)
+            continue;
+        if (victim == NULL || (!c->hello_done && victim->hello_done) ||
+            (c->hello_done == victim->hello_done && c->last_active_ms < victim->last_active_ms))
+            victim = c;
+    }
+    if (victim == NULL)
+        return false;
+    static const char msg[] = "evicted: the server is at max_connections and this connection was idle longest";
+    u8 buf[PROTO_HEADER_SIZE + 8 + sizeof(msg)];
+    u32 body = proto_put_error(buf + PROTO_HEADER_SIZE, PROTO_ERR_IDLE, msg, sizeof(msg) - 1);
+    size_t n = proto_frame_finish(buf, sizeof(buf), PROTO_ERROR, 0, body);
+    int fd = bufferevent_getfd(victim->bev);
+    ssize_t sent = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)sent;
+    shutdown(fd, SHUT_WR);
+    ctr_add(&ing->seg->ing->connections_evicted, 1);
+    log_debug("conn_evicted", "peer=%s idle_ms=%llu hello=%s", victim->peer,
+              (unsigned long long)(ing->now_ms - victim->last_active_ms), victim->hello_done ? "yes" : "no");
+    conn_free(ing, victim);
+    return true;
+}
+
 /* Over max_connections: one error frame straight on the new socket (its send buffer is empty,
  * so a small frame goes out whole), then close. */
 static void conn_refuse(struct ingress *ing, int fd, const char *peer)
@@ -1070,7 +1111,7 @@ static void conn_open(struct ingress *ing, int fd, const struct sockaddr_storage
 {
     char peer[64];
     describe_peer(ss, peer, sizeof(peer));
-    if (ing->conn_free == ING_NIL) {
+    if (ing->conn_free == ING_NIL && !conn_evict_idle(ing)) {
         conn_refuse(ing, fd, peer);
         return;
     }
@@ -1128,8 +1169,13 @@ static void accept_cb(evutil_socket_t fd, short what, void *arg)
         if (e == EAGAIN || e == EWOULDBLOCK)
             return;
         /* Out of descriptors or memory: the socket stays readable, so stop watching it for a
-         * moment instead of spinning on it. */
-        log_warn("accept_failed", "error=\"%s\" retry_ms=%d", strerror(e), ING_ACCEPT_RETRY_MS);
+         * moment instead of spinning on it; say so once per interval, not per attempt. */
+        ing->accept_failures++;
+        if (ing->accept_logged_ms == 0 || ing->now_ms - ing->accept_logged_ms >= ING_ACCEPT_LOG_INTERVAL_MS) {
+            log_warn("accept_failed", "error=\"%s\" failures=%llu retry_ms=%d", strerror(e),
+                     (unsigned long long)ing->accept_failures, ING_ACCEPT_RETRY_MS);
+            ing->accept_logged_ms = ing->now_ms;
+        }
         event_del(ing->ev_accept);
         ing->accepting = false;
         ing->accept_retry_ms = ing->now_ms + ING_ACCEPT_RETRY_MS;
@@ -1143,7 +1189,7 @@ static bool write_result_valid(u8 outcome, u8 code)
 {
     switch (outcome) {
     case PROTO_COMMITTED: return code < SM_RESULT_COUNT;
-    case PROTO_REJECTED: return code >= PROTO_REJECT_INVALID_REQUEST && code <= PROTO_REJECT_NOT_PRIMARY;
+    case PROTO_REJECTED: return code >= PROTO_REJECT_INVALID_REQUEST && code <= PROTO_REJECT_MAX;
     case PROTO_INDEFINITE: return code >= PROTO_INDEFINITE_TIMEOUT && code <= PROTO_INDEFINITE_SHUTTING_DOWN;
     default: return false;
     }

@@ -159,6 +159,7 @@ static json_t *ingress_metrics(struct jb *b, struct seg_ingress *g)
     put(b, o, "connections", num(LOAD(g->connections)));
     put(b, o, "connections_total", num(LOAD(g->connections_total)));
     put(b, o, "connections_refused", num(LOAD(g->connections_refused)));
+    put(b, o, "connections_evicted", num(LOAD(g->connections_evicted)));
     put(b, o, "requests", num(LOAD(g->requests)));
     put(b, o, "commands", num(LOAD(g->commands)));
     put(b, o, "bad_frames", num(LOAD(g->bad_frames)));

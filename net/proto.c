@@ -100,6 +100,7 @@ const char *proto_reject_name(u8 code)
     case PROTO_REJECT_OVERLOADED: return "overloaded";
     case PROTO_REJECT_LSN_EXHAUSTED: return "lsn_exhausted";
     case PROTO_REJECT_NOT_PRIMARY: return "not_primary";
+    case PROTO_REJECT_NO_SPACE: return "no_space";
     }
     return "unknown";
 }
@@ -158,7 +159,7 @@ static bool result_code_valid(u8 outcome, u8 code)
 {
     switch (outcome) {
     case PROTO_COMMITTED: return code < SM_RESULT_COUNT;
-    case PROTO_REJECTED: return code >= PROTO_REJECT_INVALID_REQUEST && code <= PROTO_REJECT_NOT_PRIMARY;
+    case PROTO_REJECTED: return code >= PROTO_REJECT_INVALID_REQUEST && code <= PROTO_REJECT_MAX;
     case PROTO_INDEFINITE:
         return code >= PROTO_INDEFINITE_TIMEOUT && code <= PROTO_INDEFINITE_SHUTTING_DOWN;
     }

@@ -163,7 +163,9 @@ enum proto_reject {
     PROTO_REJECT_OVERLOADED = 4,
     PROTO_REJECT_LSN_EXHAUSTED = 5,
     PROTO_REJECT_NOT_PRIMARY = 6,
+    PROTO_REJECT_NO_SPACE = 7, /* the disk is full: the WAL cannot grow; retry once space returns */
 };
+#define PROTO_REJECT_MAX PROTO_REJECT_NO_SPACE
 
 enum proto_indefinite {
     PROTO_INDEFINITE_TIMEOUT = 1,

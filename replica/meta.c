@@ -103,7 +103,7 @@ static const struct field fields[] = {
     FIELD(commit_lsn),     FIELD(snapshot_lsn), FIELD(status),
     FIELD2(pins.slot_duration_ms), FIELD2(pins.resource_capacity), FIELD2(pins.reservation_capacity),
     FIELD2(pins.operation_capacity), FIELD2(pins.expiration_capacity), FIELD2(pins.max_ttl_ms),
-    FIELD2(pins.dedupe_window_ms), FIELD2(pins.history_window_ms),
+    FIELD2(pins.dedupe_window_ms), FIELD2(pins.history_window_ms), FIELD2(pins.wal_segment_bytes),
     FIELD2(clock.logical_ms), FIELD2(clock.wall_ms), FIELD2(clock.boot_ms), FIELD2(clock.boot_id),
 };
 #undef FIELD

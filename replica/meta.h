@@ -50,6 +50,7 @@ struct meta_pins {
     u64 max_ttl_ms;
     u64 dedupe_window_ms;
     u64 history_window_ms;
+    u64 wal_segment_bytes; /* not a replay setting, but what format sized the WAL for */
 };
 
 /* A point of the node's slot timeline (wal/slot_clock.h): logical ms and the clocks then. */

@@ -549,6 +549,7 @@ void config_pins(const struct config *c, struct meta_pins *out)
         .max_ttl_ms = c->max_ttl_ms,
         .dedupe_window_ms = c->dedupe_window_ms,
         .history_window_ms = c->history_window_ms,
+        .wal_segment_bytes = c->wal_segment_bytes,
     };
 }
 
@@ -562,7 +563,8 @@ int config_pins_check(const struct config *c, const struct meta_pins *stored, ch
         const char *key;
         u64 stored, given;
     } pins[] = { PIN(slot_duration_ms), PIN(resource_capacity), PIN(reservation_capacity), PIN(operation_capacity),
-                 PIN(expiration_capacity), PIN(max_ttl_ms), PIN(dedupe_window_ms), PIN(history_window_ms) };
+                 PIN(expiration_capacity), PIN(max_ttl_ms), PIN(dedupe_window_ms), PIN(history_window_ms),
+                 PIN(wal_segment_bytes) };
 #undef PIN
     for (size_t i = 0; i < ADB_ARRAY_LEN(pins); i++) {
         if (pins[i].stored != pins[i].given) {

@@ -102,6 +102,7 @@ struct seg_sequencer {
     _Atomic u64 clock_logical0_ms, clock_boot0_ms;
     _Atomic u32 clock_basis;       /* enum slot_clock_basis of that start */
     _Atomic u32 ever_ready;        /* a sequencer of this daemon has been ready */
+    _Atomic u32 no_space;          /* the disk is full: 1 the spare cannot grow, 2 writes refused */
     _Atomic u64 meta_failures;     /* replica metadata writes that failed */
     _Atomic u32 meta_failing;      /* the last one failed (retried with backoff) */
     struct seg_histogram fsync_us; /* fsync latency */
@@ -136,6 +137,7 @@ struct seg_ingress {
     _Atomic u64 connections;       /* open now */
     _Atomic u64 connections_total; /* accepted since start */
     _Atomic u64 connections_refused;
+    _Atomic u64 connections_evicted; /* idle ones closed to make room for a new client */
     _Atomic u64 requests;          /* frames received */
     _Atomic u64 commands;          /* commands submitted */
     _Atomic u64 bad_frames;        /* closed for a malformed/oversize/bad-checksum frame */

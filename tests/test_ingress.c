@@ -733,6 +733,46 @@ START_TEST(test_hello_errors_close)
 }
 END_TEST
 
+/* A full server makes room for a new client by evicting the connection idle longest (one that
+ * never said hello first), never one that was active within the last second. */
+START_TEST(test_full_server_evicts_the_longest_idle)
+{
+    fx_config();
+    F.cfg.max_connections = 2;
+    fx_start();
+    int c1 = cli_connect();       /* said hello */
+    int c2 = cli_connect_raw();   /* never said hello */
+    wait_ctr(&F.seg.ing->connections, 2);
+    int c3 = cli_connect_raw();   /* both were active just now: refused */
+    expect_error(c3, 0, PROTO_ERR_TOO_MANY_CONNECTIONS);
+    expect_eof(c3);
+    close(c3);
+    sleep_ms(1200);
+    int c4 = cli_connect();       /* evicts c2, which never said hello */
+    expect_error(c2, 0, PROTO_ERR_IDLE);
+    expect_eof(c2);
+    close(c2);
+    ck_assert_uint_eq(ctr(&F.seg.ing->connections_evicted), 1);
+    struct frame fr;
+    send_frame(c1, PROTO_STATUS, 2, NULL, 0); /* c1 is untouched and now the most recent */
+    expect_frame(c1, &fr, PROTO_STATUS_OK, 2);
+    sleep_ms(1200);
+    send_frame(c1, PROTO_STATUS, 3, NULL, 0); /* c4 is now the longest idle */
+    expect_frame(c1, &fr, PROTO_STATUS_OK, 3);
+    int c5 = cli_connect();
+    expect_error(c4, 0, PROTO_ERR_IDLE);
+    expect_eof(c4);
+    send_frame(c5, PROTO_STATUS, 4, NULL, 0);
+    expect_frame(c5, &fr, PROTO_STATUS_OK, 4);
+    ck_assert_uint_eq(ctr(&F.seg.ing->connections_evicted), 2);
+    ck_assert_uint_eq(ctr(&F.seg.ing->connections_refused), 1);
+    close(c1);
+    close(c4);
+    close(c5);
+    fx_stop();
+}
+END_TEST
+
 /* Nothing is served before hello (the version and cluster checks happen there), and hello
  * happens once: both refused with a handshake error that closes the connection. */
 START_TEST(test_handshake_enforced)
@@ -1413,6 +1453,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_bad_frames_close_only_their_connection);
     tcase_add_test(tc, test_hello_errors_close);
     tcase_add_test(tc, test_handshake_enforced);
+    tcase_add_test(tc, test_full_server_evicts_the_longest_idle);
     tcase_add_test(tc, test_max_connections);
     tcase_add_test(tc, test_idle_and_header_timeouts);
     tcase_add_test(tc, test_request_timeout_is_indefinite);

@@ -534,7 +534,8 @@ END_TEST
 
 static const struct meta_pins PINS = { .slot_duration_ms = 1000, .resource_capacity = 64, .reservation_capacity = 128,
                                        .operation_capacity = 256, .expiration_capacity = 128, .max_ttl_ms = 3600000,
-                                       .dedupe_window_ms = 60000, .history_window_ms = 60000 };
+                                       .dedupe_window_ms = 60000, .history_window_ms = 60000,
+                                       .wal_segment_bytes = 1 << 20 };
 
 START_TEST(test_pins_stored_at_format_never_change)
 {
@@ -564,7 +565,8 @@ START_TEST(test_format1_record_read_and_upgraded)
     ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, NULL, why, sizeof(why)), 0);
     static const char *const added[] = { "pins.slot_duration_ms", "pins.resource_capacity",
         "pins.reservation_capacity", "pins.operation_capacity", "pins.expiration_capacity", "pins.max_ttl_ms",
-        "pins.dedupe_window_ms", "pins.history_window_ms", "clock.logical_ms", "clock.wall_ms", "clock.boot_ms",
+        "pins.dedupe_window_ms", "pins.history_window_ms", "pins.wal_segment_bytes", "clock.logical_ms",
+        "clock.wall_ms", "clock.boot_ms",
         "clock.boot_id" };
     for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++)
         lmdb_poke(added[i], NULL, 0);

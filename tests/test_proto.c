@@ -157,7 +157,7 @@ static struct proto_command sample_command(u8 kind, u32 i)
 /* A valid result: outcome by i % 3, a code in range, from_retry_cache on odd committed ones. */
 static struct proto_result sample_result(u32 i)
 {
-    static const u8 codes[3] = {SM_RESULT_COUNT, PROTO_REJECT_NOT_PRIMARY,
+    static const u8 codes[3] = {SM_RESULT_COUNT, PROTO_REJECT_MAX,
                                 PROTO_INDEFINITE_SHUTTING_DOWN};
     u8 outcome = (u8)(i % 3);
     struct proto_result r = {.outcome = outcome, .code = (u8)(i % codes[outcome]),
@@ -250,7 +250,7 @@ START_TEST(test_names)
 
     static const char *const rejects[] = {"unknown", "invalid_request", "command_too_large",
                                           "slot_overflow", "overloaded", "lsn_exhausted",
-                                          "not_primary", "unknown"};
+                                          "not_primary", "no_space", "unknown"};
     for (u8 c = 0; c < ADB_ARRAY_LEN(rejects); c++) {
         ck_assert_str_eq(proto_reject_name(c), rejects[c]);
         ck_assert_str_eq(proto_result_name(PROTO_REJECTED, c), rejects[c]);
@@ -800,7 +800,7 @@ END_TEST
 /* Every outcome and code in range, with and without from_retry_cache. */
 START_TEST(test_result_every_code)
 {
-    static const u8 limits[3] = {SM_RESULT_COUNT - 1, PROTO_REJECT_NOT_PRIMARY,
+    static const u8 limits[3] = {SM_RESULT_COUNT - 1, PROTO_REJECT_MAX,
                                  PROTO_INDEFINITE_SHUTTING_DOWN};
     u8 p[PROTO_RESULT_SIZE];
     for (u8 outcome = 0; outcome < 3; outcome++) {
@@ -1299,7 +1299,7 @@ START_TEST(test_result_ranges)
             p[0] = (u8)outcome;
             p[1] = (u8)code;
             bool ok = (outcome == 0 && code < SM_RESULT_COUNT) ||
-                      (outcome == 1 && code >= 1 && code <= 6) ||
+                      (outcome == 1 && code >= 1 && code <= PROTO_REJECT_MAX) ||
                       (outcome == 2 && code >= 1 && code <= 5);
             ck_assert_int_eq(result_status(p), ok ? PROTO_OK : PROTO_BAD_VALUE);
         }

@@ -156,7 +156,10 @@ static inline const u8 *wal_log_last_frame(const struct wal_log *w, u32 *len)
     return w->batch + w->batch_used - w->last_frame_len;
 }
 
-/* Writes everything appended and syncs once. 0 or a negative errno (log halted). */
+/* Writes everything appended and syncs once. 0 or a negative errno (log halted).
+ * wal_log_append and wal_log_prepare return -ENOSPC (or -EDQUOT) without halting when the disk
+ * is full: the next segment cannot be created, or the spare cannot grow. Nothing is appended
+ * then; the owner refuses the entry and tries again later. */
 int wal_log_commit(struct wal_log *w);
 
 /*

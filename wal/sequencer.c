@@ -23,6 +23,12 @@
  * is answered indefinite (storage_failure) and the worker exits with WORKER_EXIT_FATAL, which
  * stops the daemon: after a failed fsync the page cache cannot be trusted (restart and recover).
  *
+ * A full disk is not a storage failure: segments are preallocated, so what cannot happen is
+ * growth — the spare segment, the next segment, a metadata page. Then every write that needs a
+ * new frame is refused with the definite no_space (nothing was logged), retries are still
+ * answered from the cache, the applier keeps serving reads, /health says so, and the sequencer
+ * tries again every SEQ_SPACE_RETRY_MS; writes flow again once space returns.
+ *
  * NOTES
  *   Memory: the batch stash and the retry cache are allocated at start from the config.
  *   The replica metadata (LMDB) is opened here, after fork; its commit point and the clock
@@ -60,6 +66,8 @@
 #define SEQ_META_INTERVAL_MS 1000
 #define SEQ_META_IDLE_MS 60000     /* the clock anchor is refreshed at least this often */
 #define SEQ_META_BACKOFF_MAX_MS 30000
+#define SEQ_SPACE_RETRY_MS 1000    /* a full disk: how often growth is tried again */
+ADB_STATIC_ASSERT(PROTO_REJECT_MAX < 8, "seg_sequencer.rejected holds every reject code");
 #define SEQ_SPARE_SLICE (1u << 20) /* next segment prepared 1 MiB per loop: a few ms, never 100 */
 
 /* ---- retry cache: operation id -> (fingerprint, lsn), FIFO by slot ------------------------ */
@@ -160,6 +168,9 @@ struct seq {
     u64 meta_commit, meta_at_ms;
     u64 meta_snapshot; /* snapshot anchor recorded in the metadata */
     u64 meta_retry_at_ms, meta_backoff_ms; /* a failed snapshot-anchor write: when to retry */
+    bool writes_no_space;  /* the log cannot grow: refuse writes that need a frame */
+    bool spare_no_space;   /* the spare segment cannot be prepared (writes still fit) */
+    u64 space_retry_at_ms;
     u64 pruned_below;
     bool notify_reject, notify_retry;
 };
@@ -248,6 +259,29 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
 }
 
 /* One client write: a retry answered without a frame, a rejection, or a new frame. */
+/* Out of space (or back): what /health and the metrics show. */
+static void set_no_space(struct seq *q, bool writes, bool spare, const char *what, int rc)
+{
+    if (writes != q->writes_no_space || spare != q->spare_no_space) {
+        if (writes || spare)
+            log_warn("no_space", "what=%s errno=%d writes_refused=%s retry_ms=%d", what, -rc, writes ? "yes" : "no",
+                     SEQ_SPACE_RETRY_MS);
+        else
+            log_always_info("space_returned", "writes_refused=no");
+    }
+    q->writes_no_space = writes;
+    q->spare_no_space = spare;
+    atomic_store_explicit(&q->seg->seq->no_space, writes ? 2 : spare ? 1 : 0, memory_order_relaxed);
+    if (writes || spare)
+        q->space_retry_at_ms = mono_ms() + SEQ_SPACE_RETRY_MS;
+}
+
+static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
+{
+    reply(q, tag, PROTO_REJECTED, PROTO_REJECT_NO_SPACE);
+    atomic_fetch_add_explicit(&q->seg->seq->rejected[PROTO_REJECT_NO_SPACE], 1, memory_order_relaxed);
+}
+
 static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *rc)
 {
     struct seg_sequencer *c = q->seg->seq;
@@ -279,8 +313,20 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
             }
         }
     }
-    if (!append(q, &m->tag, &m->cmd, slot, o == NULL, rc))
-        return false;
+    if (q->writes_no_space && mono_ms() < q->space_retry_at_ms) {
+        refuse_no_space(q, &m->tag);
+        return true;
+    }
+    if (!append(q, &m->tag, &m->cmd, slot, o == NULL, rc)) {
+        if (*rc != -ENOSPC && *rc != -EDQUOT)
+            return false;
+        set_no_space(q, true, q->spare_no_space, "next_segment", *rc);
+        refuse_no_space(q, &m->tag);
+        *rc = 0;
+        return true;
+    }
+    if (q->writes_no_space)
+        set_no_space(q, false, q->spare_no_space, "", 0);
     atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
     return true;
 }
@@ -294,6 +340,16 @@ static int meta_commit_now(struct seq *q, u64 durable)
                              .boot_id = a.boot_id };
     char why[512] = "";
     int rc = meta_advance(q->meta, durable, &mc, why, sizeof(why));
+    if (rc == -ENOSPC || rc == -EDQUOT) {
+        /* A full disk, not a failing one: refuse writes until the point can be recorded
+         * (a commit point that lags is still a true lower bound), on a reopened handle. */
+        atomic_fetch_add_explicit(&q->seg->seq->meta_failures, 1, memory_order_relaxed);
+        set_no_space(q, true, q->spare_no_space, "metadata", rc);
+        meta_close(q->meta);
+        if (meta_open(q->w->cfg->data_dir, false, &q->meta, why, sizeof(why)) != 0)
+            q->meta = NULL; /* maintenance reopens it */
+        return 0;
+    }
     if (rc != 0) {
         /* The commit point is what a restart checks the WAL against: never run on without it. */
         atomic_fetch_add_explicit(&q->seg->seq->meta_failures, 1, memory_order_relaxed);
@@ -567,10 +623,15 @@ int sequencer_main(const struct worker_ctx *w)
             struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = m->reservation_id,
                                       .deadline_slot = m->deadline_slot };
             struct msg_tag none = { 0 };
-            storage_ok = append(q, &none, &cmd, now_slot(q), false, &rc);
+            storage_ok = q->writes_no_space || append(q, &none, &cmd, now_slot(q), false, &rc);
             ring_release(seg->expire);
-            if (storage_ok)
+            if (!storage_ok && (rc == -ENOSPC || rc == -EDQUOT)) {
+                /* Not logged: the applier proposes it again after its hold. Late, never early. */
+                set_no_space(q, true, q->spare_no_space, "next_segment", rc);
+                storage_ok = true;
+            } else if (storage_ok && !q->writes_no_space) {
                 atomic_fetch_add_explicit(&seg->seq->expires_logged, 1, memory_order_relaxed);
+            }
         }
         if (st == RING_CORRUPT)
             return ring_corrupt("expire");
@@ -603,9 +664,17 @@ int sequencer_main(const struct worker_ctx *w)
             ring_notify(seg->reject);
             q->notify_reject = false;
         }
-        rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
-        if (rc != 0)
-            return storage_failed(q, rc);
+        if (!q->spare_no_space || mono_ms() >= q->space_retry_at_ms) {
+            rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
+            if (rc == -ENOSPC || rc == -EDQUOT) {
+                set_no_space(q, q->writes_no_space, true, "spare_segment", rc);
+            } else if (rc != 0) {
+                return storage_failed(q, rc);
+            } else if (q->spare_no_space || (q->writes_no_space && q->wal.spare_ready)) {
+                /* Room again: the next write tries the roll (a ready spare makes it certain). */
+                set_no_space(q, false, false, "", 0);
+            }
+        }
         rc = maintenance(q);
         if (rc != 0)
             return rc;

@@ -1,0 +1,133 @@
+#!/bin/bash
+# tests/daemon_disk.sh — a full disk is an operating condition, not corruption (TAP).
+#
+# The data directory lives on a 24 MiB tmpfs mounted in a private mount namespace (nothing
+# outside this test sees it; it goes when the test ends). With the disk filled:
+#   - writes that need the log to grow are refused with the definite no_space (nothing logged),
+#     reads are still served, /health answers 503 saying so and allocdb_no_space is 2;
+#   - when space returns, writes flow again without a restart;
+#   - the node stops and starts again on a full disk (it used to exit 5 and stay down);
+#   - every acknowledged write is there at the end.
+# Skips (exit 77) without root or unshare.
+set -u
+if [ "${1:-}" != --inside ]; then
+    if [ "$(id -u)" -ne 0 ] || ! command -v unshare > /dev/null; then
+        echo "1..0 # SKIP needs root and unshare for a private tmpfs"
+        exit 77
+    fi
+    exec unshare -m --propagation private bash "$0" --inside
+fi
+b="${top_builddir:-.}"
+allocdbd="$b/allocdbd"
+cli="$b/allocdb"
+bench="$b/allocdb-bench"
+n=0
+fails=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
+tmp=$(mktemp -d)
+sup=
+cleanup() {
+    [ -n "$sup" ] && kill -9 "$sup" 2>/dev/null
+    wait 2>/dev/null
+    umount "$tmp/fs" 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+log="$tmp/allocdbd.log"
+: > "$log"
+mkdir "$tmp/fs"
+if ! mount -t tmpfs -o size=24m,mode=0700 tmpfs "$tmp/fs"; then
+    echo "1..0 # SKIP cannot mount a tmpfs in a private namespace"
+    exit 77
+fi
+d="$tmp/fs/d"
+pinned=(--resource-capacity 1024 --reservation-capacity 1024 --operation-capacity 262144 --wal-segment-bytes 4M)
+opts=("${pinned[@]}" --checkpoint-min-entries 1000000000)
+
+start_daemon() {
+    local from
+    from=$(wc -l < "$log")
+    "$allocdbd" start --data-dir "$d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${opts[@]}" 2>>"$log" &
+    sup=$!
+    for _ in $(seq 1 400); do
+        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
+        if [ -n "$line" ]; then
+            addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
+            admin_port=$(printf '%s\n' "$line" | sed -n 's/.* admin_listen=[^ ]*:\([0-9]*\).*/\1/p')
+            return 0
+        fi
+        kill -0 "$sup" 2>/dev/null || return 1
+        sleep 0.05
+    done
+    return 1
+}
+http_get() {
+    exec 5<>"/dev/tcp/127.0.0.1/$admin_port"
+    printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&5
+    timeout 3 cat <&5 | tr -d '\r'
+    exec 5>&-
+}
+fill() { dd if=/dev/zero of="$tmp/fs/filler$1" bs=64k 2>/dev/null; sync; }
+# write_until_refused: loads until a write is refused with no_space (the active segment full)
+write_until_refused() {
+    for i in $(seq 1 12); do
+        "$bench" net --addr "$addr" --workload uniform --connections 2 --pipeline 4 --batch 64 --resources 64 \
+            --commands 60000 --json > "$tmp/bench.json" 2>/dev/null
+        grep -q '"no_space"' "$tmp/bench.json" && return 0
+    done
+    return 1
+}
+
+echo "1..8"
+"$allocdbd" format --data-dir "$d" "${pinned[@]}" > /dev/null
+start_daemon
+[ $? -eq 0 ] && ok "allocdbd starts on a 24 MiB disk" || not_ok "start" "$(tail -5 "$log")"
+for r in 1 2 3; do "$cli" --addr "$addr" create-resource $r > /dev/null; done
+
+fill 1
+write_until_refused
+refused=$?
+out=$("$cli" --addr "$addr" create-resource 4 2>&1)
+[ $refused -eq 0 ] && printf '%s\n' "$out" | grep -q 'no_space' &&
+    ok "disk full, the segment full: writes refused with the definite no_space" ||
+    not_ok "writes refused with no_space" "bench: $(head -c 300 "$tmp/bench.json"); cli: $out; $(grep -E 'no_space|storage' "$log" | tail -3)"
+r=$("$cli" --addr "$addr" get-resource 1 2>&1)
+h=$(http_get /health)
+m=$(http_get /metrics | grep '^allocdb_no_space ')
+printf '%s\n' "$r" | grep -q found && printf '%s\n' "$h" | head -1 | grep -q ' 503 ' &&
+    printf '%s\n' "$h" | grep -q 'no space' && [ "${m##* }" = 2 ] &&
+    ok "reads served; /health 503 says no space; allocdb_no_space 2" || not_ok "reads, health, metric" "$r; $h; $m"
+
+rm -f "$tmp/fs"/filler*
+back=no
+for _ in $(seq 1 100); do
+    out=$("$cli" --addr "$addr" create-resource 5 2>&1) && { back=yes; break; }
+    sleep 0.1
+done
+[ $back = yes ] && http_get /health | head -1 | grep -q ' 200 ' &&
+    ok "space returned: writes flow again, /health 200, no restart" || not_ok "writes resume" "$out; $(tail -3 "$log")"
+
+# Stop and start again on a full disk.
+fill 2
+kill -TERM "$sup"
+wait "$sup"
+st=$?
+sup=
+[ $st -eq 0 ] && ok "SIGTERM on a full disk: exit 0" || not_ok "stop on a full disk" "exit $st; $(tail -3 "$log")"
+start_daemon
+st=$?
+[ $st -eq 0 ] && "$cli" --addr "$addr" get-resource 5 > /dev/null &&
+    ok "starts again on the full disk and serves reads" || not_ok "start on a full disk" "$(tail -6 "$log")"
+rm -f "$tmp/fs"/filler*
+ok_all=yes
+for r in 1 2 3 5; do "$cli" --addr "$addr" --timeout 5s get-resource $r > /dev/null 2>&1 || ok_all="no ($r)"; done
+out=$("$cli" --addr "$addr" --timeout 5s create-resource 6 2>&1)
+[ "$ok_all" = yes ] && printf '%s\n' "$out" | grep -q 'committed: ok' &&
+    ok "every acknowledged create is there; new writes commit" || not_ok "after the full disk" "$ok_all; $out"
+kill -TERM "$sup"
+wait "$sup"
+st=$?
+sup=
+[ $st -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0" "exit $st"
+[ "$fails" -eq 0 ]
