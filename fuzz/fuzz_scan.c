@@ -258,7 +258,11 @@ static void scan_and_check(const u8 *buf, u64 len, const struct wal_scan_options
             FUZZ_CHECK(!torn_by_rule(buf, len, at, cur.next_lsn, o));
         }
         break;
+    case WAL_SCAN_LOST: /* only with from_lsn (covered damage), which this target leaves 0 */
+        FUZZ_CHECK(false);
+        break;
     }
+    FUZZ_CHECK(res->damaged == 0);
 }
 
 /*

@@ -6,9 +6,9 @@
  *   allocdb-inspect snapshot FILE
  *   allocdb-inspect verify DIR
  *
- * Exit status: 0 valid (a torn tail, which a start repairs, counts as valid and is reported);
- * 1 damage found (the daemon would refuse to start); 64 usage error; 66 a path that cannot be
- * read.
+ * Exit status: 0 valid (a torn tail, which a start repairs, counts as valid and is reported, and
+ * so does damage in WAL frames the snapshot covers, which a start passes over); 1 damage found
+ * (the daemon would refuse to start); 64 usage error; 66 a path that cannot be read.
  */
 #include "config.h"
 
@@ -117,6 +117,11 @@ static void print_wal_report(const struct wal_open_report *rep)
                rep->torn_file, rep->torn_offset, rep->torn_bytes);
     if (rep->removed_empty_segment)
         printf("wal: the newest segment was cut short while being created; the next start removes it\n");
+    if (rep->damaged > 0) /* a start passes over it (wal/scan.h, note (**)); a fallback cannot */
+        printf("wal: damage below the snapshot, passed over: %u region(s), the first in %s at offset %" PRIu64 " (LSN %" PRIu64
+               "): %s; a start continues, recovery from a snapshot below LSN %" PRIu64 " would fail\n",
+               rep->damaged, rep->damage_file, rep->damage_offset, rep->damage_lsn, rep->damage_reason,
+               rep->damage_floor_lsn);
 }
 
 /* A whole directory: exactly the scan a start performs, read-only. */

@@ -200,15 +200,35 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
         sm_reset(sm, cfg);
     rep->snapshot_lsn = base;
 
+    /* Every frame up to the newest snapshot's LSN, even a rejected one's, was durable before it
+     * was taken (snapshots are of applied state, applied only once synced): damage there is never
+     * a torn tail, so a fallback that meets it fails closed instead of cutting synced frames. */
+    u64 known = rep->snapshots_rejected > 0 && rep->rejected_lsn > base ? rep->rejected_lsn : base;
+    if (known > o.wal.synced_lsn)
+        o.wal.synced_lsn = known;
+    /* Frames up to base are the snapshot's: damage in them is passed over and reported in
+     * rep->wal (wal/scan.h, note (**)); damage after base fails closed. */
     struct replay r = { .sm = sm };
     rc = wal_log_open(wal, io, dir, &o.wal, base + 1, replay_frame, &r, &rep->wal, why, why_len);
     if (rc == -ECANCELED)
         why_append(why, why_len, ": %s", r.reason);
     if (rc != 0) {
         wal_log_close(wal);
-        if (rep->snapshots_rejected > 0)
-            why_append(why, why_len, " (after rejecting snapshot %" PRIu64 ": %s)", rep->rejected_lsn,
-                       rep->rejected_reason);
+        if (rep->snapshots_rejected > 0) {
+            /* The fallback would replay across damage (or a gap): refuse it, saying which. */
+            char inner[1024];
+            snprintf(inner, sizeof(inner), "%s", why);
+            char to[64];
+            if (loaded)
+                snprintf(to, sizeof(to), "the older snapshot %" PRIu64, base);
+            else
+                snprintf(to, sizeof(to), "the start of the WAL");
+            /* The damage first: the rejected snapshot's reason may be long. */
+            why_set(why, why_len,
+                "snapshot %" PRIu64 " is invalid and falling back to %s is refused: replaying the WAL from LSN %" PRIu64
+                " fails: %s (snapshot %" PRIu64 ": %s)",
+                rep->rejected_lsn, to, base + 1, inner, rep->rejected_lsn, rep->rejected_reason);
+        }
         return rc;
     }
     rep->frames_replayed = r.frames;

@@ -17,7 +17,15 @@
  *   - The config must equal the one the snapshot was taken under (replaying the later log under
  *     different capacities could change results that were already acknowledged).
  *   - Replay checks what the snapshot and the WAL claim about each other: the first replayed
- *     frame follows the snapshot's LSN, and slots never go back across the boundary.
+ *     frame follows the snapshot's LSN, and slots never go back across the boundary. This is
+ *     also what anchors that frame when the WAL frame before it is damaged.
+ *   - Damage in WAL frames the loaded snapshot covers (LSN <= its LSN) is needed only for peers
+ *     and fallback: it does not stop recovery; rep->wal reports it (damaged, damage_*) for the
+ *     caller to warn and count. Damage after the snapshot fails closed. A fallback to an older
+ *     snapshot that would replay across damage is therefore refused (fail closed), and the
+ *     message says so, naming the rejected snapshot and the damage's file and offset.
+ *   - Frames up to the newest snapshot's LSN (even a rejected one's) were durable when it was
+ *     taken, so recovery raises wal.synced_lsn to it: damage there is never cut as a torn tail.
  *
  * NOTES
  *   The caller owns the sm (created with the config) and the wal_log; recovery fills both. On

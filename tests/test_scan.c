@@ -368,6 +368,218 @@ START_TEST(test_limit_reads_nothing_after_it)
 }
 END_TEST
 
+/* ---- covered damage: frames below from_lsn (scan.h, note (**)) ---------------------------- */
+
+struct lsn_log {
+    u64 lsn[64];
+    int n;
+};
+
+static int log_lsn(void *ctx, const struct wal_frame *f, const struct sm_command *c, u64 off)
+{
+    (void)c;
+    (void)off;
+    struct lsn_log *l = ctx;
+    ck_assert_int_lt(l->n, 64);
+    l->lsn[l->n++] = f->lsn;
+    return 0;
+}
+
+/* Frames 10..29 (offsets in frame_at), all of the same size. */
+static void twenty_frames(void)
+{
+    start(10);
+    for (int i = 0; i < 20; i++)
+        frame_at[i] = put_good();
+}
+
+#define AT(lsn) frame_at[(lsn) - 10]
+
+static enum wal_scan_end scan_covered(bool last, u64 from_lsn, u64 stop_after, struct wal_cursor *cur,
+                                      struct lsn_log *l, struct wal_scan_result *r)
+{
+    struct wal_scan_options o = { .last = last, .from_lsn = from_lsn, .stop_after_lsn = stop_after };
+    *cur = (struct wal_cursor){ .next_lsn = 10, .last_slot = 5, .prev_crc = 0xabcd };
+    memset(l, 0, sizeof(*l));
+    return wal_scan_segment(seg, SEG, &o, cur, log_lsn, l, r);
+}
+
+/* The LSNs the callback saw are lo..hi without `skip_lo..skip_hi` (0: none). */
+static void assert_seen(const struct lsn_log *l, u64 lo, u64 hi, u64 skip_lo, u64 skip_hi)
+{
+    int i = 0;
+    for (u64 lsn = lo; lsn <= hi; lsn++) {
+        if (lsn >= skip_lo && lsn <= skip_hi)
+            continue;
+        ck_assert_int_lt(i, l->n);
+        ck_assert_uint_eq(l->lsn[i], lsn);
+        i++;
+    }
+    ck_assert_int_eq(i, l->n);
+}
+
+START_TEST(test_covered_damage_is_passed_over)
+{
+    twenty_frames();
+    seg[AT(14) + 20] ^= 0x10; /* a bit flip in LSN 14's header */
+    struct wal_cursor cur;
+    struct lsn_log l;
+    struct wal_scan_result r;
+    for (int last = 0; last <= 1; last++) {
+        ck_assert_int_eq(scan_covered(last, 20, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+        ck_assert_uint_eq(r.damaged, 1);
+        ck_assert_uint_eq(r.damage_lsn, 14);
+        ck_assert_uint_eq(r.damage_offset, AT(14));
+        ck_assert_uint_eq(r.damage_floor_lsn, 14);
+        ck_assert_ptr_nonnull(strstr(r.damage_reason, "invalid frame"));
+        ck_assert_uint_eq(r.frames, 19);
+        assert_seen(&l, 10, 29, 14, 14);
+        ck_assert_uint_eq(cur.next_lsn, 30);
+        ck_assert_uint_eq(cur.prev_crc, writer.prev_crc); /* the chain after it is the writer's */
+    }
+    /* The frame just before from_lsn: from_lsn itself is where the chain resumes. */
+    ck_assert_int_eq(scan_covered(true, 15, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.damaged, 1);
+    assert_seen(&l, 10, 29, 14, 14);
+    /* At from_lsn the damage is not covered: the table decides as without a snapshot. */
+    ck_assert_int_eq(scan_covered(true, 14, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    ck_assert_uint_eq(r.bad_offset, AT(14));
+    ck_assert_uint_eq(r.damaged, 0);
+    ck_assert_int_eq(scan_covered(true, 0, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    ck_assert_int_eq(scan_covered(false, 1, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+}
+END_TEST
+
+/* Each rule of the table at a covered LSN: passed over, the chain resuming at the first intact
+ * frame with an LSN at or after the expected one. */
+START_TEST(test_covered_damage_every_rule)
+{
+    struct wal_cursor cur;
+    struct lsn_log l;
+    struct wal_scan_result r;
+
+    /* Wrong LSN (a gap: LSN 13 is missing): resumes at 14, the frame there. */
+    start(10);
+    for (int i = 0; i < 3; i++)
+        put_good();
+    u64 gap = put_cmd(14, writer.last_slot, writer.prev_crc, WAL_RECORD_COMMAND);
+    for (int i = 0; i < 5; i++)
+        put_good();
+    ck_assert_int_eq(scan_covered(true, 17, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.damaged, 1);
+    ck_assert_uint_eq(r.damage_lsn, 13);
+    ck_assert_uint_eq(r.damage_offset, gap);
+    ck_assert_ptr_nonnull(strstr(r.damage_reason, "expected 13"));
+    assert_seen(&l, 10, 19, 13, 13);
+
+    /* Broken chain: the frame itself is intact; only its link is in doubt. */
+    start(10);
+    put_good();
+    u64 broken = put_cmd(writer.next_lsn, writer.last_slot, writer.prev_crc ^ 1, WAL_RECORD_COMMAND);
+    for (int i = 0; i < 5; i++)
+        put_good();
+    ck_assert_int_eq(scan_covered(true, 14, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.damaged, 1);
+    ck_assert_uint_eq(r.damage_offset, broken);
+    ck_assert_ptr_nonnull(strstr(r.damage_reason, "hash chain"));
+    ck_assert_uint_eq(r.damage_floor_lsn, 11);
+    assert_seen(&l, 10, 16, 0, 0);
+
+    /* Invalid payload (valid checksum): passed over to the next frame. */
+    start(10);
+    put_good();
+    put_cmd(writer.next_lsn, writer.last_slot, writer.prev_crc, WAL_RECORD_EXPIRE);
+    for (int i = 0; i < 5; i++)
+        put_good();
+    ck_assert_int_eq(scan_covered(true, 15, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.damaged, 1);
+    ck_assert_ptr_nonnull(strstr(r.damage_reason, "invalid command payload"));
+    assert_seen(&l, 10, 16, 11, 11);
+
+    /* A frame older than the expected LSN where it should be (part of the damage): skipped. */
+    twenty_frames();
+    memcpy(seg + AT(14), seg + AT(11), AT(12) - AT(11));
+    ck_assert_int_eq(scan_covered(true, 20, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.damaged, 1);
+    ck_assert_ptr_nonnull(strstr(r.damage_reason, "LSN 11, expected 14"));
+    assert_seen(&l, 10, 29, 14, 14);
+
+    /* A slot going back: the first intact frame at or after the expected LSN must not go back
+     * behind the verified ones, so this one is corruption. */
+    start(10);
+    put_good();
+    put_good();
+    put_cmd(writer.next_lsn, writer.last_slot - 1, writer.prev_crc, WAL_RECORD_COMMAND);
+    put_good();
+    ck_assert_int_eq(scan_covered(true, 14, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "below the previous"));
+}
+END_TEST
+
+START_TEST(test_covered_damage_must_find_from_lsn)
+{
+    struct wal_cursor cur;
+    struct lsn_log l;
+    struct wal_scan_result r;
+    twenty_frames();
+    memset(seg + AT(14) + 3, 0xEE, AT(22) - AT(14) - 3); /* LSNs 14..21 destroyed */
+    /* Frame 20 is in the damage: the next intact frame, 22, is past it. */
+    ck_assert_int_eq(scan_covered(true, 20, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    ck_assert_uint_eq(r.bad_offset, AT(14));
+    ck_assert_msg(strstr(r.reason, "has LSN 22") != NULL && strstr(r.reason, "LSN 20 cannot be found intact") != NULL,
+                  "%s", r.reason);
+    ck_assert_int_eq(scan_covered(false, 20, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    /* Frames 22 and 23 are after it: resumed at 22. */
+    for (u64 from = 22; from <= 23; from++) {
+        ck_assert_int_eq(scan_covered(true, from, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+        ck_assert_uint_eq(r.damaged, 1);
+        ck_assert_uint_eq(r.damage_lsn, 14);
+        ck_assert_uint_eq(r.damage_floor_lsn, 21);
+        assert_seen(&l, 10, 29, 14, 21);
+    }
+    /* The reader's limit bounds where the chain may resume: never at a frame past it. */
+    ck_assert_int_eq(scan_covered(true, 23, 21, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "LSN 21 cannot be found intact"));
+    ck_assert_int_eq(scan_covered(true, 23, 24, &cur, &l, &r), WAL_SCAN_LIMIT);
+    assert_seen(&l, 10, 24, 14, 21);
+
+    /* Damage to the end of the data: nothing after it anchors the chain in the newest segment;
+     * in an earlier one, only the next segment's header can ("lost"). */
+    twenty_frames();
+    memset(seg + AT(25) + 3, 0xEE, used - AT(25) - 3);
+    ck_assert_int_eq(scan_covered(true, 29, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    ck_assert_ptr_nonnull(strstr(r.reason, "no intact frame follows"));
+    ck_assert_int_eq(scan_covered(false, 40, 0, &cur, &l, &r), WAL_SCAN_LOST);
+    ck_assert_uint_eq(r.bad_offset, AT(25));
+    ck_assert_uint_eq(r.damaged, 1);
+    ck_assert_uint_eq(r.damage_lsn, 25);
+    assert_seen(&l, 10, 24, 0, 0);
+}
+END_TEST
+
+START_TEST(test_covered_damage_regions_are_counted)
+{
+    twenty_frames();
+    seg[AT(12) + 50] ^= 0x01;
+    memset(seg + AT(16) + 7, 0, 30);
+    seg[AT(17)] ^= 0x80;
+    struct wal_cursor cur;
+    struct lsn_log l;
+    struct wal_scan_result r;
+    ck_assert_int_eq(scan_covered(true, 25, 0, &cur, &l, &r), WAL_SCAN_CLEAN);
+    ck_assert_uint_eq(r.damaged, 2);
+    ck_assert_uint_eq(r.damage_lsn, 12); /* the first region's */
+    ck_assert_uint_eq(r.damage_offset, AT(12));
+    ck_assert_uint_eq(r.damage_floor_lsn, 17); /* the last unverified frame of any region */
+    ck_assert_uint_eq(r.frames, 17);
+    ck_assert_uint_eq(l.n, 17);
+    /* Damage both below and at from_lsn: the second is corruption, as without the first. */
+    ck_assert_int_eq(scan_covered(true, 16, 0, &cur, &l, &r), WAL_SCAN_CORRUPT);
+    ck_assert_uint_eq(r.bad_offset, AT(16));
+    ck_assert_uint_eq(r.damaged, 1);
+}
+END_TEST
+
 START_TEST(test_segment_header_rejections)
 {
     struct wal_segment_header h = { .first_lsn = 7, .prev_slot = 1, .prev_crc = 2, .capacity = SEG }, out;
@@ -423,6 +635,10 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_window_data_beyond_it_is_corrupt);
     tcase_add_test(tc, test_callback_can_stop);
     tcase_add_test(tc, test_limit_reads_nothing_after_it);
+    tcase_add_test(tc, test_covered_damage_is_passed_over);
+    tcase_add_test(tc, test_covered_damage_every_rule);
+    tcase_add_test(tc, test_covered_damage_must_find_from_lsn);
+    tcase_add_test(tc, test_covered_damage_regions_are_counted);
     tcase_add_test(tc, test_segment_header_rejections);
     suite_add_tcase(s, tc);
     return s;

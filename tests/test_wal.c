@@ -718,6 +718,248 @@ START_TEST(test_bit_flip_in_any_non_final_frame_fails_closed)
 }
 END_TEST
 
+/* ---- damage below from_lsn: frames the caller's snapshot covers (wal/scan.h, note (**)) ---- */
+
+/* Opens DIR replaying from from_lsn; returns the rc. */
+static int open_from(struct wal_log *w, const struct wal_log_options *o, u64 from_lsn, struct wal_open_report *rep,
+                     struct seen *s, char *why, size_t n)
+{
+    memset(s, 0, sizeof(*s));
+    why[0] = '\0';
+    return wal_log_open(w, io, DIR, o, from_lsn, check_frame, s, rep, why, n);
+}
+
+/*
+ * A damaged frame that the snapshot already covers (LSN < from_lsn) in the segment that holds
+ * from_lsn: every byte of every such frame, one bit each. The open succeeds, delivers exactly
+ * from_lsn..last, reports the damage (LSN, file, offset), treats none of it as a torn tail,
+ * rewrites nothing, and the log appends after it. Before, each of these opens failed: the
+ * damage, unsynced as far as the hint knew, was cut as a torn tail with every frame after it
+ * (rewriting synced frames) and then the WAL ended before from_lsn.
+ */
+START_TEST(test_damage_below_from_lsn_is_passed_over)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[1024], path[WAL_PATH_MAX];
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 24), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_eq(w.segment_count, 1);
+    wal_log_close(&w);
+    seg_file(path, sizeof(path), 1);
+    const u64 from = 16;
+    u64 fo[26]; /* offsets of LSNs 1..25 (25: where the next frame goes), taken while intact */
+    for (u64 i = 1; i <= 25; i++)
+        fo[i] = frame_offset(path, i);
+    u64 from_off = fo[from], opens = 0;
+    for (u64 off = WAL_SEGMENT_HEADER_SIZE; off < from_off; off++) {
+        unsigned bit = (unsigned)(off % 8);
+        ck_assert_int_eq(io_fault_flip_bit(fs, path, off, bit), 0);
+        u64 len;
+        u8 *before = snapshot_file(path, &len);
+        int rc = open_from(&w, &small, from, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "flip at %llu: rc %d (%s)", (unsigned long long)off, rc, why);
+        ck_assert_uint_eq(s.frames, 24 - from + 1);
+        ck_assert_uint_eq(s.last_lsn, 24);
+        ck_assert_uint_eq(rep.last_lsn, 24);
+        ck_assert(!rep.torn);
+        ck_assert_uint_eq(rep.damaged, 1);
+        ck_assert_uint_lt(rep.damage_lsn, from);
+        ck_assert_uint_eq(rep.damage_offset, fo[rep.damage_lsn]);
+        ck_assert_uint_le(rep.damage_offset, off);
+        ck_assert_uint_gt(fo[rep.damage_lsn + 1], off);
+        ck_assert_str_eq(rep.damage_file, path);
+        ck_assert_uint_ge(rep.damage_floor_lsn, rep.damage_lsn);
+        ck_assert_uint_lt(rep.damage_floor_lsn, from);
+        ck_assert(rep.damage_reason[0] != '\0');
+        wal_log_close(&w);
+        assert_unchanged(path, before, len);
+        free(before);
+        ck_assert_int_eq(io_fault_flip_bit(fs, path, off, bit), 0);
+        opens++;
+    }
+    ck_assert_uint_gt(opens, 15 * 50);
+    ck_assert_int_eq(io_fault_flip_bit(fs, path, fo[5] + 30, 1), 0); /* stays for what follows */
+
+    /* The log appends after it, and the next open still finds it, and everything after it. */
+    ck_assert_int_eq(open_from(&w, &small, from, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_int_eq(append_n(&w, 3), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    ck_assert_int_eq(open_from(&w, &small, from, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.last_lsn, 27);
+    ck_assert_uint_eq(s.frames, 27 - from + 1);
+    ck_assert_uint_eq(rep.damaged, 1);
+    ck_assert_uint_eq(rep.damage_lsn, 5);
+    ck_assert_uint_eq(rep.damage_floor_lsn, 5);
+    wal_log_close(&w);
+    /* A reader with a limit (the applier) passes over it the same way. */
+    struct wal_log_options ro = small;
+    ro.read_only = true;
+    ro.stop_after_lsn = 20;
+    ck_assert_int_eq(open_from(&w, &ro, from, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, 20 - from + 1);
+    ck_assert_uint_eq(rep.damaged, 1);
+    wal_log_close(&w);
+    /* Replaying from before it (a fallback to an older snapshot) fails closed, naming it. The
+     * caller knows the frames up to the newer snapshot durable (replica/recovery.c says so in
+     * synced_lsn): without that, damage in the last window is a torn tail, as always. */
+    struct wal_log_options known = small;
+    known.synced_lsn = from - 1;
+    u64 len;
+    u8 *before = snapshot_file(path, &len);
+    ck_assert_int_eq(open_from(&w, &known, 5, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    ck_assert_ptr_nonnull(strstr(why, path));
+    ck_assert_ptr_nonnull(strstr(why, "offset"));
+    ck_assert_int_eq(open_from(&w, &known, 0, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    assert_unchanged(path, before, len);
+    free(before);
+}
+END_TEST
+
+/* Damage at or after from_lsn is what the caller needs: it fails closed exactly as before. */
+START_TEST(test_damage_at_or_after_from_lsn_fails_closed)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[1024], path[WAL_PATH_MAX];
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 24), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    wal_log_close(&w);
+    seg_file(path, sizeof(path), 1);
+    struct wal_log_options known = small;
+    known.synced_lsn = 24;
+    const u64 from = 16;
+    u64 a = frame_offset(path, 10), b = frame_offset(path, 18), first = frame_offset(path, from),
+        end = frame_offset(path, 24);
+    for (u64 off = first; off < end; off++) {
+        unsigned bit = (unsigned)(off % 8);
+        ck_assert_int_eq(io_fault_flip_bit(fs, path, off, bit), 0);
+        u64 len;
+        u8 *before = snapshot_file(path, &len);
+        int rc = open_from(&w, &known, from, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == -EUCLEAN, "flip at %llu: rc %d (%s)", (unsigned long long)off, rc, why);
+        ck_assert_ptr_nonnull(strstr(why, path));
+        ck_assert_ptr_nonnull(strstr(why, "offset"));
+        ck_assert_uint_eq(rep.damaged, 0);
+        assert_unchanged(path, before, len);
+        free(before);
+        ck_assert_int_eq(io_fault_flip_bit(fs, path, off, bit), 0);
+    }
+    /* Damage below from_lsn that reaches frame from_lsn: it cannot be found intact. */
+    u64 len;
+    u8 *bytes = snapshot_file(path, &len);
+    memset(bytes + a + 5, 0xEE, b - a - 5);
+    ck_assert_int_eq(io_fault_put_file(fs, path, bytes, len), 0);
+    ck_assert_int_eq(open_from(&w, &known, from, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    ck_assert_msg(strstr(why, path) != NULL && strstr(why, "LSN 16 cannot be found intact") != NULL, "%s", why);
+    /* ... unless the snapshot covers all of it. */
+    ck_assert_int_eq(open_from(&w, &known, 19, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, 6);
+    ck_assert_uint_eq(rep.damage_lsn, 10);
+    ck_assert_uint_eq(rep.damage_floor_lsn, 17);
+    wal_log_close(&w);
+    free(bytes);
+}
+END_TEST
+
+/*
+ * from_lsn in the newest segment: the segment before it is read too (the newest may be a torn
+ * creation), all of it covered. Damage there is passed over; damage running to its end is
+ * anchored again by the newest segment's header, and when there is no such header (a torn
+ * creation) the open fails closed and removes nothing.
+ */
+START_TEST(test_damage_in_the_covered_segment_before)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[1024];
+    open_ok(&w, &rep, &s);
+    while (w.segment_count < 3) {
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    ck_assert_int_eq(append_n(&w, 3), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    u64 second = w.segments[1].first_lsn, third = w.segments[2].first_lsn, last = ex->count;
+    wal_log_close(&w);
+    ck_assert_uint_gt(last, third);
+    char p2[WAL_PATH_MAX];
+    seg_file(p2, sizeof(p2), second);
+    u64 len;
+    u8 *saved = snapshot_file(p2, &len);
+    const u64 from = third + 1;
+    u64 at = frame_offset(p2, 3), end = frame_offset(p2, third - second + 1);
+    char p3[WAL_PATH_MAX];
+    seg_file(p3, sizeof(p3), third);
+    u64 at3 = frame_offset(p3, 2);
+
+    ck_assert_int_eq(io_fault_flip_bit(fs, p2, at + 40, 2), 0);
+    ck_assert_int_eq(open_from(&w, &small, from, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, last - from + 1);
+    ck_assert_uint_eq(rep.damaged, 1);
+    ck_assert_uint_eq(rep.damage_lsn, second + 2);
+    ck_assert_str_eq(rep.damage_file, p2);
+    wal_log_close(&w);
+
+    /* To the end of its data: the next header anchors the chain. */
+    u8 *bad = malloc(len);
+    memcpy(bad, saved, len);
+    memset(bad + at + 1, 0x5A, end - at - 1);
+    ck_assert_int_eq(io_fault_put_file(fs, p2, bad, len), 0);
+    ck_assert_int_eq(open_from(&w, &small, from, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, last - from + 1);
+    ck_assert_uint_eq(rep.damage_lsn, second + 2);
+    ck_assert_uint_eq(rep.damage_floor_lsn, third - 1);
+    ck_assert_int_eq(append_n(&w, 2), 0); /* and appends continue */
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_eq(w.segment_count, 3);
+    last = ex->count;
+    wal_log_close(&w);
+    ck_assert_int_eq(open_from(&w, &small, from, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.last_lsn, last);
+    wal_log_close(&w);
+    /* Not so when from_lsn is in it. */
+    ck_assert_int_eq(open_from(&w, &small, third - 1, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    ck_assert_ptr_nonnull(strstr(why, p2));
+
+    /* A newest segment that is a torn creation cannot anchor it: fail closed, remove nothing. */
+    char p4[WAL_PATH_MAX];
+    seg_file(p4, sizeof(p4), last + 1);
+    u8 *zeros = calloc(1, SMALL_SEGMENT);
+    ck_assert_int_eq(io_fault_put_file(fs, p4, zeros, SMALL_SEGMENT), 0);
+    u64 len3;
+    u8 *saved3 = snapshot_file(p3, &len3);
+    u8 *bad3 = malloc(len3);
+    memcpy(bad3, saved3, len3);
+    u64 end3 = len3;
+    while (bad3[end3 - 1] == 0)
+        end3--;
+    memset(bad3 + at3 + 1, 0x5A, end3 - at3 - 1); /* from its second frame to its last byte */
+    ck_assert_int_eq(io_fault_put_file(fs, p3, bad3, len3), 0);
+    ck_assert_int_eq(open_from(&w, &small, last + 1, &rep, &s, why, sizeof(why)), -EUCLEAN);
+    ck_assert_msg(strstr(why, p4) != NULL && strstr(why, "covered damage") != NULL, "%s", why);
+    ck_assert(io_fault_exists(fs, p4));
+    /* Without the damage it is the torn creation it looks like: removed, and the log goes on. */
+    ck_assert_int_eq(io_fault_put_file(fs, p3, saved3, len3), 0);
+    ck_assert_int_eq(open_from(&w, &small, last + 1, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(rep.removed_empty_segment, 1);
+    ck_assert(!io_fault_exists(fs, p4));
+    wal_log_close(&w);
+    free(zeros);
+    free(bad3);
+    free(saved3);
+    free(bad);
+    free(saved);
+}
+END_TEST
+
 START_TEST(test_segment_gap_and_header_damage_fail_closed)
 {
     struct wal_log w;
@@ -1148,6 +1390,9 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_synced_lsn_decides_damage_in_the_last_window);
     tcase_add_test(tc, test_out_of_order_tear_is_zeroed_whole);
     tcase_add_test(tc, test_bit_flip_in_any_non_final_frame_fails_closed);
+    tcase_add_test(tc, test_damage_below_from_lsn_is_passed_over);
+    tcase_add_test(tc, test_damage_at_or_after_from_lsn_fails_closed);
+    tcase_add_test(tc, test_damage_in_the_covered_segment_before);
     tcase_add_test(tc, test_segment_gap_and_header_damage_fail_closed);
     tcase_add_test(tc, test_torn_segment_creation_is_removed);
     tcase_add_test(tc, test_eio_on_write_halts);

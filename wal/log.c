@@ -302,6 +302,11 @@ struct open_state {
     u8 *buf;
     u64 cap;
     struct replay_ctx replay;
+    u64 covered;  /* frames below this LSN are the caller's snapshot's (0: none): wal/scan.h (**) */
+    u64 lost_seg; /* covered damage ran to the end of the segment starting at this LSN (0: no):
+                   * the chain state is unknown until the next segment's header anchors it */
+    u64 lost_offset;
+    char lost_reason[256];
 };
 
 /* Scans segment i; on success leaves its fd open in *fd_out if it is the last. */
@@ -326,7 +331,10 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
     struct wal_segment_header h;
     enum wal_segment_status hs = wal_segment_header_decode(st->buf, len, &h);
     if (hs != WAL_SEGMENT_OK) {
-        if (last && w->segment_count > 1 && torn_creation(st->buf, len)) {
+        /* Not after covered damage ran to the end of the previous segment: that one could not
+         * become the active one (where its chain ends is unknown), so fail closed, removing
+         * nothing. */
+        if (last && w->segment_count > 1 && st->lost_seg == 0 && torn_creation(st->buf, len)) {
             /* Decision: a crash while creating the next segment; it holds no frame. */
             if (!w->opt.read_only) {
                 rc = w->io->ops->unlink(w->io, path);
@@ -341,7 +349,8 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
             w->segment_count--;
             return 1; /* the previous segment is the active one */
         }
-        why_set(why, why_len, "%s: offset 0: %s", path, wal_segment_status_name(hs));
+        why_set(why, why_len, "%s: offset 0: %s%s", path, wal_segment_status_name(hs),
+            st->lost_seg != 0 ? " (the chain cannot be anchored again after covered damage in the previous segment)" : "");
         return -EUCLEAN;
     }
     if (h.capacity < WAL_SEGMENT_BYTES_MIN || h.capacity > WAL_SEGMENT_BYTES_MAX) {
@@ -353,9 +362,12 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
             path, h.first_lsn);
         return -EUCLEAN;
     }
-    if (i == first_scanned) {
+    if (i == first_scanned || st->lost_seg != 0) {
+        /* The chain starts here, or starts again after covered damage that ran to the end of the
+         * previous segment (its name, equal to this header, was checked to be <= covered). */
         w->cur = (struct wal_cursor){ .next_lsn = h.first_lsn, .last_slot = h.prev_slot,
                                       .prev_crc = h.prev_crc };
+        st->lost_seg = 0;
     } else if (h.first_lsn != w->cur.next_lsn || h.prev_slot != w->cur.last_slot ||
                h.prev_crc != w->cur.prev_crc) {
         why_set(why, why_len,
@@ -366,10 +378,23 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
     }
 
     struct wal_scan_options so = { .last = last, .stop_after_lsn = w->opt.stop_after_lsn,
-                                   .sync_window = h.sync_window, .synced_lsn = w->opt.synced_lsn };
+                                   .sync_window = h.sync_window, .synced_lsn = w->opt.synced_lsn,
+                                   .from_lsn = st->covered };
     struct wal_scan_result res;
     enum wal_scan_end end = wal_scan_segment(st->buf, len, &so, &w->cur, replay_one, &st->replay, &res);
     rep->frames += res.frames;
+    if (res.damaged > 0) {
+        /* Decision: covered damage is reported, never repaired; the caller warns and counts. */
+        if (rep->damaged == 0) {
+            rep->damage_lsn = res.damage_lsn;
+            rep->damage_offset = res.damage_offset;
+            snprintf(rep->damage_file, sizeof(rep->damage_file), "%s", path);
+            snprintf(rep->damage_reason, sizeof(rep->damage_reason), "%s", res.damage_reason);
+        }
+        rep->damaged += res.damaged;
+        if (res.damage_floor_lsn > rep->damage_floor_lsn)
+            rep->damage_floor_lsn = res.damage_floor_lsn;
+    }
     switch (end) {
     case WAL_SCAN_CLEAN:
         break;
@@ -396,6 +421,21 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
     case WAL_SCAN_STOPPED:
         why_set(why, why_len, "%s: offset %" PRIu64 ": replay %s", path, res.bad_offset, res.reason);
         return -ECANCELED;
+    case WAL_SCAN_LOST:
+        /* Frames from the damage to the end of this segment are lost. Fine only if they are all
+         * covered, i.e. the next segment starts at or below from_lsn; its header anchors the
+         * chain again. */
+        if (i + 1 >= w->segment_count || w->segments[i + 1].first_lsn > st->covered) {
+            why_set(why, why_len, "%s: offset %" PRIu64 ": %s, and the next segment does not start at or below LSN %" PRIu64
+                ": it cannot be found intact", path, res.bad_offset, res.reason, st->covered);
+            return -EUCLEAN;
+        }
+        st->lost_seg = first;
+        st->lost_offset = res.bad_offset;
+        snprintf(st->lost_reason, sizeof(st->lost_reason), "%s", res.reason);
+        if (w->segments[i + 1].first_lsn - 1 > rep->damage_floor_lsn)
+            rep->damage_floor_lsn = w->segments[i + 1].first_lsn - 1;
+        return 0;
     }
     if (last) {
         w->write_offset = res.valid_end;
@@ -465,7 +505,8 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     ADB_ASSERT(w->opt.stop_after_lsn == 0 || w->opt.read_only);
     if (!w->opt.read_only && (rc = sync_tail(w, why, why_len)) != 0)
         return rc; /* before the first frame is delivered or counted durable */
-    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn } };
+    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn },
+                             .covered = replay != NULL ? from_lsn : 0 };
     u32 start = 0;
     if (replay != NULL && from_lsn != 0) {
         if (from_lsn < w->segments[0].first_lsn) {
@@ -487,6 +528,16 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     }
     if (rc == 1)
         rc = 0;
+    if (rc == 0 && st.lost_seg != 0) {
+        /* Covered damage ran to the end of a segment and no later header was read to anchor the
+         * chain: the next segment lies wholly past the reader's limit. */
+        char path[WAL_PATH_MAX];
+        if (!seg_path(w, st.lost_seg, path, sizeof(path)))
+            path[0] = '\0';
+        why_set(why, why_len, "%s: offset %" PRIu64 ": %s; no later segment header anchors the chain again", path,
+            st.lost_offset, st.lost_reason);
+        rc = -EUCLEAN;
+    }
     free(st.buf);
     if (rc < 0)
         return rc;

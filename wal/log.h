@@ -12,7 +12,9 @@
  *   wal_log_open() recovers an existing one (the scan of wal/scan.h over every segment, in
  *   LSN order, with the checks between segments), calls back for every frame at or after a
  *   given LSN, repairs a torn tail, and leaves the log ready to append after the last frame.
- *   A directory without segments is an error: a WAL is never silently created.
+ *   A directory without segments is an error: a WAL is never silently created. Frames below
+ *   the given LSN belong to the caller's snapshot: damage in them is reported and passed over,
+ *   never repaired (wal/scan.h, note (**)).
  *
  *   Nothing read back is trusted as durable unsynced: a writer killed between pwrite and
  *   fdatasync leaves frames only in the page cache, so a read-write open fsyncs the newest
@@ -82,6 +84,17 @@ struct wal_open_report {
     u64 torn_offset, torn_bytes;
     char torn_file[WAL_PATH_MAX];
     u32 removed_empty_segment; /* 1 if a crash-torn, frameless newest segment was removed */
+    /* Damage below from_lsn, in frames the caller's snapshot covers (wal/scan.h, note (**)):
+     * passed over, never repaired, never a torn tail. The open succeeded; the caller should warn
+     * and count it. Segments wholly before from_lsn are not read, so damage there is not seen. */
+    u32 damaged;             /* damaged regions passed over (0: none) */
+    u64 damage_lsn;          /* the first: the LSN expected where it starts */
+    u64 damage_offset;       /* ... its offset in damage_file */
+    char damage_file[WAL_PATH_MAX];
+    char damage_reason[256]; /* ... the rule it broke */
+    u64 damage_floor_lsn;    /* highest LSN whose frame, or link to the frame before, is
+                              * unverified: recovering from a snapshot below it (a fallback)
+                              * would replay across the damage and fails closed */
 };
 
 struct wal_segment_ref {
@@ -131,8 +144,16 @@ int wal_log_format(struct io *io, const char *dir, const struct wal_log_options 
  * Opens and recovers the WAL in dir: makes the tail durable (unless read_only), scans every
  * segment, calls replay for each frame with lsn >= from_lsn (NULL: none), which the WAL must
  * cover (from_lsn 0: every frame it holds, no coverage required), repairs a torn tail (unless
- * read_only) and makes the log ready to append; durable_lsn is then the last frame. Returns 0, or a negative errno with a reason naming file, offset and rule in why
- * (-EUCLEAN for corruption, -ENOENT for a missing WAL, -ECANCELED if replay stopped it).
+ * read_only) and makes the log ready to append; durable_lsn is then the last frame. Returns 0,
+ * or a negative errno with a reason naming file, offset and rule in why (-EUCLEAN for
+ * corruption, -ENOENT for a missing WAL, -ECANCELED if replay stopped it).
+ *
+ * With replay and from_lsn > 1, the frames below from_lsn are the caller's snapshot's: damage
+ * in them that the scan reads is passed over and reported in rep->damaged and the damage_*
+ * fields (wal/scan.h, note (**)), as long as frame from_lsn (or, if the WAL ends before it, the
+ * WAL's last frame) is found intact and the chain from it checks out; anything else is
+ * -EUCLEAN as before. The caller must check that frame from_lsn follows its snapshot (LSN and
+ * slot): when the frame before it is damaged, nothing else anchors it.
  */
 int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
                  const struct wal_log_options *opt, u64 from_lsn, wal_replay_fn replay,

@@ -111,6 +111,7 @@ const char *wal_scan_end_name(enum wal_scan_end e)
     case WAL_SCAN_CORRUPT: return "corrupt";
     case WAL_SCAN_STOPPED: return "stopped";
     case WAL_SCAN_LIMIT: return "limit reached";
+    case WAL_SCAN_LOST: return "covered damage to the end";
     }
     return "unknown";
 }
@@ -177,6 +178,88 @@ static enum wal_scan_end invalid_frame(const u8 *buf, u64 len, u64 off, const st
     return finish(out, WAL_SCAN_TORN, off, "torn write of %" PRIu64 " bytes (%s)", nz_end - off, status);
 }
 
+/* ---- covered damage --------------------------------------------------------------------- */
+
+/*
+ * The frame expected at `off` (LSN n = cur->next_lsn, below o->from_lsn: the caller's snapshot
+ * holds it) is damaged or does not continue the chain; `why` says how. Never a torn tail and
+ * never repaired: recorded, then passed over (scan.h, note (**)). Frame lengths in the damage
+ * cannot be trusted, so the chain is picked up by searching forward from `off` itself (a frame
+ * there that decodes has only its link in doubt) for the first frame that decodes completely,
+ * checksum and command payload, with an LSN >= n (an older LSN cannot follow n: such a frame is
+ * part of the damage and skipped). That frame decides:
+ *   - LSN <= from_lsn (and <= the reader's stop_after_lsn) and slot >= the last verified slot:
+ *     the chain resumes there, accepting its prev_crc: *off and cur are set so the caller's loop
+ *     checks and delivers it like any other frame; returns true;
+ *   - otherwise frame from_lsn cannot be found intact: corrupt.
+ * No such frame before the last non-zero byte: corrupt in the newest segment (nothing after it
+ * can anchor the chain), else WAL_SCAN_LOST (only the next segment's header can).
+ * Returns false with `out` finished.
+ */
+static bool pass_over(const u8 *buf, u64 len, u64 *off, const struct wal_scan_options *o,
+                      struct wal_cursor *cur, const char *why, u64 *data_end, struct wal_scan_result *out)
+{
+    u64 at = *off, n = cur->next_lsn;
+    if (out->damaged++ == 0) {
+        out->damage_offset = at;
+        out->damage_lsn = n;
+        snprintf(out->damage_reason, sizeof(out->damage_reason), "%s", why);
+    }
+    if (n > out->damage_floor_lsn)
+        out->damage_floor_lsn = n;
+    u64 max = o->from_lsn;
+    if (o->stop_after_lsn != 0 && o->stop_after_lsn < max)
+        max = o->stop_after_lsn; /* never resume at a frame the reader may not read */
+    /* A frame's magic is non-zero, so one that starts at p has p + 4 <= nz_end. (The end of
+     * the segment's data, found once per scan: many regions must not cost a pass each.) */
+    if (*data_end == 0)
+        *data_end = nonzero_end(buf, WAL_SEGMENT_HEADER_SIZE, len);
+    u64 nz_end = *data_end > at ? *data_end : at;
+    for (u64 p = at; p + 4 <= nz_end; p++) {
+        if (le_get_u32(buf + p) != WAL_FRAME_MAGIC)
+            continue;
+        struct wal_frame f;
+        u32 flen;
+        struct sm_command cmd;
+        if (wal_frame_decode(buf + p, len - p, &f, &flen) != WAL_FRAME_OK ||
+            wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd) != WAL_CMD_OK || f.lsn < n)
+            continue;
+        if (f.lsn > max) {
+            finish(out, WAL_SCAN_CORRUPT, at,
+                   "%s at LSN %" PRIu64 " (covered: below %" PRIu64 "); the next intact frame, at offset %" PRIu64
+                   ", has LSN %" PRIu64 ": LSN %" PRIu64 " cannot be found intact",
+                   why, n, o->from_lsn, p, f.lsn, max);
+            return false;
+        }
+        if (f.request_slot < cur->last_slot) {
+            finish(out, WAL_SCAN_CORRUPT, at,
+                   "%s at LSN %" PRIu64 " (covered: below %" PRIu64 "); the next intact frame, at offset %" PRIu64
+                   ", LSN %" PRIu64 ", has slot %" PRIu64 ", below the previous %" PRIu64,
+                   why, n, o->from_lsn, p, f.lsn, f.request_slot, cur->last_slot);
+            return false;
+        }
+        /* Frames n .. f.lsn - 1 and the link into f.lsn are unverified: a snapshot below
+         * f.lsn - 1 would have to replay across them. */
+        if (f.lsn - 1 > out->damage_floor_lsn)
+            out->damage_floor_lsn = f.lsn - 1;
+        *off = p;
+        cur->next_lsn = f.lsn;
+        cur->prev_crc = f.prev_crc;
+        return true;
+    }
+    if (o->last) {
+        finish(out, WAL_SCAN_CORRUPT, at,
+               "%s at LSN %" PRIu64 " (covered: below %" PRIu64 "); no intact frame follows in the "
+               "newest segment: LSN %" PRIu64 " cannot be found intact",
+               why, n, o->from_lsn, max);
+        return false;
+    }
+    finish(out, WAL_SCAN_LOST, at,
+           "%s at LSN %" PRIu64 " (covered: below %" PRIu64 "); no intact frame follows in this segment",
+           why, n, o->from_lsn);
+    return false;
+}
+
 enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan_options *opt,
                                    struct wal_cursor *cur, wal_frame_fn each, void *ctx,
                                    struct wal_scan_result *out)
@@ -184,6 +267,8 @@ enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan
     ADB_ASSERT(len >= WAL_SEGMENT_HEADER_SIZE);
     memset(out, 0, sizeof(*out));
     u64 off = WAL_SEGMENT_HEADER_SIZE;
+    char why[sizeof(out->reason)];
+    u64 data_end = 0; /* pass_over's: 0 until it is needed */
     for (;;) {
         out->valid_end = off;
         /* Before anything at off is read: the writer may be changing those bytes right now.
@@ -193,27 +278,39 @@ enum wal_scan_end wal_scan_segment(const u8 *buf, u64 len, const struct wal_scan
         if (le_all_zero(buf + off, len - off))
             return finish(out, WAL_SCAN_CLEAN, off, "clean end");
 
+        /* Every rule below: at a covered LSN (the caller's snapshot holds it) the frame is
+         * passed over (note (**)); at any other, the table decides as it always did. */
+        bool covered = cur->next_lsn < opt->from_lsn;
         struct wal_frame f;
         u32 flen;
-        enum wal_frame_status fs = wal_frame_decode(buf + off, len - off, &f, &flen);
-        if (fs != WAL_FRAME_OK)
-            return invalid_frame(buf, len, off, opt, cur, fs, out);
-        if (f.lsn != cur->next_lsn)
-            return finish(out, WAL_SCAN_CORRUPT, off, "frame has LSN %" PRIu64 ", expected %" PRIu64,
-                          f.lsn, cur->next_lsn);
-        if (f.request_slot < cur->last_slot)
-            return finish(out, WAL_SCAN_CORRUPT, off,
-                          "LSN %" PRIu64 " has slot %" PRIu64 ", below the previous %" PRIu64, f.lsn,
-                          f.request_slot, cur->last_slot);
-        if (f.prev_crc != cur->prev_crc)
-            return finish(out, WAL_SCAN_CORRUPT, off,
-                          "hash chain broken at LSN %" PRIu64 " (prev_crc %08x, expected %08x)",
-                          f.lsn, f.prev_crc, cur->prev_crc);
         struct sm_command cmd;
-        enum wal_cmd_status cs = wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd);
-        if (cs != WAL_CMD_OK)
-            return finish(out, WAL_SCAN_CORRUPT, off, "LSN %" PRIu64 ": invalid command payload (%s)",
-                          f.lsn, wal_cmd_status_name(cs));
+        enum wal_cmd_status cs = WAL_CMD_OK;
+        enum wal_frame_status fs = wal_frame_decode(buf + off, len - off, &f, &flen);
+        if (fs != WAL_FRAME_OK) {
+            if (!covered)
+                return invalid_frame(buf, len, off, opt, cur, fs, out);
+            snprintf(why, sizeof(why), "invalid frame (%s)", wal_frame_status_name(fs));
+        } else if (f.lsn != cur->next_lsn) {
+            snprintf(why, sizeof(why), "frame has LSN %" PRIu64 ", expected %" PRIu64, f.lsn, cur->next_lsn);
+        } else if (f.request_slot < cur->last_slot) {
+            snprintf(why, sizeof(why), "LSN %" PRIu64 " has slot %" PRIu64 ", below the previous %" PRIu64, f.lsn,
+                     f.request_slot, cur->last_slot);
+        } else if (f.prev_crc != cur->prev_crc) {
+            snprintf(why, sizeof(why), "hash chain broken at LSN %" PRIu64 " (prev_crc %08x, expected %08x)", f.lsn,
+                     f.prev_crc, cur->prev_crc);
+        } else if ((cs = wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd)) != WAL_CMD_OK) {
+            snprintf(why, sizeof(why), "LSN %" PRIu64 ": invalid command payload (%s)", f.lsn,
+                     wal_cmd_status_name(cs));
+        } else {
+            why[0] = '\0';
+        }
+        if (why[0] != '\0') {
+            if (!covered)
+                return finish(out, WAL_SCAN_CORRUPT, off, "%s", why);
+            if (!pass_over(buf, len, &off, opt, cur, why, &data_end, out))
+                return out->end;
+            continue; /* the frame at the new off is checked like any other */
+        }
         if (each != NULL) {
             int rc = each(ctx, &f, &cmd, off);
             if (rc != 0)

@@ -27,6 +27,8 @@
  *   the next LSN is past the reader's stop_after_lsn     limit             limit
  *   every remaining byte is zero                         clean end         clean end
  *   a valid frame that continues the sequence            next frame        next frame
+ *   any row below, where the expected LSN is covered     pass over (**)    pass over (**)
+ *     (below the caller's from_lsn)
  *   a valid frame with the wrong LSN                     corrupt           corrupt
  *   a valid frame whose slot goes backwards              corrupt           corrupt
  *   a valid frame whose prev_crc breaks the chain        corrupt           corrupt
@@ -44,8 +46,40 @@
  *     The torn tail runs from off to the last non-zero byte: valid frames inside it were
  *     persisted out of order, never synced, so never acknowledged.
  *
+ * (**) Covered damage. A caller that recovers from a snapshot at LSN from_lsn - 1 needs the
+ *     frames from from_lsn on; the frames below it are kept only for peers and for a fallback to
+ *     an older snapshot, and they were durable before the snapshot was taken (it holds them), so
+ *     damage there is never a torn tail, never repaired, and does not stop the scan. It is
+ *     counted and reported (the first region's offset, expected LSN and rule) and passed over:
+ *     frame lengths inside damage cannot be trusted, so the scan searches forward from the
+ *     damaged offset (inclusive: a frame there that decodes has only its link in doubt) for the
+ *     first frame that decodes completely, checksum and command payload, with an LSN >= the
+ *     expected one n (older ones are part of the damage). That frame decides:
+ *       - LSN m <= from_lsn (and <= stop_after_lsn, if set) and slot >= the last verified
+ *         slot: the chain resumes at it, accepting its prev_crc, and everything after it is
+ *         checked by this table as usual, so frame from_lsn and every later frame are verified
+ *         exactly as without damage, except that when m == from_lsn its link to the frame
+ *         before is unverifiable (that frame is damaged): the caller's snapshot anchors it
+ *         instead (LSN and slot: replica/recovery.c checks both);
+ *       - any other frame: frame from_lsn cannot be found intact: corrupt;
+ *       - no such frame before the last non-zero byte: corrupt in the last segment; "lost" in
+ *         an earlier one, where only the next segment's header (which the caller checks starts
+ *         at or below from_lsn) can anchor the chain again.
+ *     The anchors trusted are those with a checksum or an independent source: segment headers,
+ *     whole frames (magic, checksum and a command payload: random damage forms one by chance
+ *     at odds of about 2^-64 per offset) and the snapshot's LSN and slot. A snapshot does not
+ *     record the crc of its last frame, so the link into a resumed frame from_lsn is the one
+ *     link left unverified. (CRC32C is no MAC: a client that chooses enough payload bytes
+ *     could embed a frame-shaped byte string in a command; it is resumed at only if damage
+ *     also destroyed the start of the real frame around it, and it must carry the exact LSN
+ *     and a slot the snapshot accepts.) damage_floor_lsn is the highest LSN whose frame or
+ *     link is unverified: recovery from a snapshot below it would replay across the damage,
+ *     which fails closed (damage at or after from_lsn is never passed over).
+ *
  * "Limit" is checked first and reads nothing: a reader that recovers up to a durable point while
- * the writer appends never looks at bytes the writer may be changing.
+ * the writer appends never looks at bytes the writer may be changing. (The one exception is the
+ * search of (**), which may read past the limit when every frame up to it is damaged; no frame
+ * there can be resumed at, so those bytes only ever lead to "corrupt", as the damage would.)
  *
  * "Torn tail" is the one state recovery repairs: a write that a crash cut short, which was never
  * synced and so never acknowledged; the caller zeroes it and appends from its offset. Nothing
@@ -107,6 +141,8 @@ enum wal_scan_end {
     WAL_SCAN_CORRUPT,   /* fail closed */
     WAL_SCAN_STOPPED,   /* the frame callback returned non-zero */
     WAL_SCAN_LIMIT,     /* reached stop_after_lsn: nothing after it was read */
+    WAL_SCAN_LOST,      /* covered damage (note (**)) runs to the end of an earlier segment: cur
+                         * is not the chain state; only the next segment's header can anchor it */
 };
 
 const char *wal_scan_end_name(enum wal_scan_end e);
@@ -118,7 +154,13 @@ struct wal_scan_result {
     u64 bad_offset;  /* torn/corrupt: offset of the first bad byte sequence */
     u64 torn_end;    /* torn: offset just past the last non-zero byte of the torn write
                       * (at most the window past bad_offset) */
-    char reason[160];
+    char reason[256];
+    /* Covered damage passed over (note (**)), whatever the end: */
+    u32 damaged;            /* regions passed over (0: none) */
+    u64 damage_offset;      /* the first one: its offset */
+    u64 damage_lsn;         /* ... the LSN expected there */
+    char damage_reason[256]; /* ... the rule it broke */
+    u64 damage_floor_lsn;   /* highest LSN whose frame or link is unverified (0: none) */
 };
 
 /* Called for each valid frame, in order, with its decoded command and its offset. */
@@ -132,6 +174,8 @@ struct wal_scan_options {
                          * would start, without reading a byte of it */
     u32 sync_window;    /* the segment header's (0: a segment from before windows) */
     u64 synced_lsn;     /* frames up to this LSN are known durable (0: none known) */
+    u64 from_lsn;       /* the first LSN the caller needs: frames below it are covered by its
+                         * snapshot, and damage there is passed over (note (**)); 0 or 1: none */
 };
 
 /*
