@@ -85,6 +85,9 @@ static void metrics(struct evbuffer *b, struct segment *seg)
     counter(b, "allocdb_meta_write_failures_total", "Replica metadata (LMDB) writes that failed.",
             LOAD(q->meta_failures));
     counter(b, "allocdb_snapshot_failures_total", "Snapshot attempts that failed.", LOAD(a->snapshot_failures));
+    gauge(b, "allocdb_wal_damage_below_snapshot",
+          "Damaged WAL regions the newest snapshot covers, passed over at the last start (fallback below them "
+          "is refused).", LOAD(q->recovery_damaged));
     counter(b, "allocdb_snapshots_rejected_total",
             "Snapshots that failed validation when the applier recovered (an older one was used).",
             LOAD(a->snapshots_rejected));

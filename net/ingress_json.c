@@ -235,6 +235,8 @@ char *ing_status_json(struct segment *seg, size_t *len)
     put(&b, doc, "halted", json_boolean(LOAD(seg->seq->halted) != 0));
     put(&b, doc, "slot_duration_ms", num(seg->hdr->slot_duration_ms));
     put(&b, doc, "dedupe_window_ms", num(seg->hdr->dedupe_window_ms));
+    put(&b, doc, "max_ttl_ms", num(seg->hdr->max_ttl_ms));
+    put(&b, doc, "current_slot", num(LOAD(seg->app->current_slot)));
     put(&b, doc, "operation_capacity", num(seg->hdr->operation_capacity));
     put(&b, doc, "shutting_down", json_boolean(LOAD(seg->hdr->shutting_down) != 0));
     u64 started = seg->hdr->started_mono_ms, mono = mono_ms();
@@ -243,6 +245,7 @@ char *ing_status_json(struct segment *seg, size_t *len)
     json_t *rec = json_object(), *rs = json_object(), *ra = json_object();
     put(&b, rs, "wal_frames_read", num(LOAD(seg->seq->recovery_frames)));
     put(&b, rs, "torn_tail_truncated", json_boolean(LOAD(seg->seq->recovery_torn) != 0));
+    put(&b, rs, "damage_below_snapshot", num(LOAD(seg->seq->recovery_damaged)));
     put(&b, rs, "ms", num(LOAD(seg->seq->recovery_ms)));
     put(&b, ra, "kind", json_string(recovery_kind_name((enum recovery_kind)LOAD(seg->app->recovery_kind))));
     put(&b, ra, "frames_replayed", num(LOAD(seg->app->recovery_frames)));
@@ -255,6 +258,8 @@ char *ing_status_json(struct segment *seg, size_t *len)
     json_t *workers = json_array();
     for (u32 r = 0; r < ROLE_COUNT; r++) {
         struct worker_slot *s = &seg->workers[r];
+        if (r == ROLE_PEER && LOAD(s->state) == WORKER_EMPTY)
+            continue; /* a single node has no peer worker */
         json_t *o = json_object();
         put(&b, o, "role", json_string(worker_role_name((enum worker_role)r)));
         put(&b, o, "pid", json_integer(LOAD(s->pid)));

@@ -30,12 +30,6 @@
 #include <time.h>
 #include <unistd.h>
 
-/* The exit statuses only format and stop return (supervisor.h has the ones start returns; these
- * never come from start, so the units' RestartPreventExitStatus is not concerned). */
-enum {
-    ADBD_EXIT_NOT_EMPTY = 9,     /* format: the directory is not empty */
-    ADBD_EXIT_STOP_TIMEOUT = 10, /* stop: the daemon still runs after --timeout */
-};
 
 #define STOP_DEFAULT_TIMEOUT_MS 60000u
 
@@ -189,8 +183,12 @@ static int cmd_format(int argc, char **argv)
     int rc = parse_config(argc, argv, 2, &cfg, &cluster_id, true);
     if (rc != 0)
         return rc;
-    if (cfg.data_dir[0] == 0)
-        return usage_error("%s", "format needs --data-dir DIR");
+    /* Never the default directory by accident: the operator names it, or a config file does. */
+    bool named = false;
+    for (int i = 2; i < argc; i++)
+        named |= strncmp(argv[i], "--data-dir", 10) == 0 || strncmp(argv[i], "--config", 8) == 0;
+    if (cfg.data_dir[0] == 0 || !named)
+        return usage_error("%s", "format needs --data-dir DIR (or a --config whose data_dir it formats)");
     const char *dir = cfg.data_dir;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "allocdbd: cannot create %s: %s\n", dir, strerror(errno));

@@ -96,6 +96,8 @@ struct seg_sequencer {
     _Atomic u64 recovery_frames;   /* WAL frames read at the last start (after the newest snapshot) */
     _Atomic u64 recovery_ms;
     _Atomic u32 recovery_torn;     /* a torn tail was truncated */
+    _Atomic u32 recovery_damaged;  /* damaged regions below the snapshot passed over at start */
+    _Atomic u64 recovery_damage_lsn;
     /* The slot timeline (wal/slot_clock.h), decided by the first sequencer of this daemon and
      * published before its first READY: logical ms = clock_logical0_ms + (CLOCK_BOOTTIME ms -
      * clock_boot0_ms). A restarted sequencer and the applier join it. */
@@ -160,6 +162,7 @@ struct segment_header {
     /* Config every client report must state (DESIGN.md §2: the dedupe trade-off). */
     u64 slot_duration_ms;
     u64 dedupe_window_ms;
+    u64 max_ttl_ms;
     u32 operation_capacity;
 } __attribute__((aligned(64)));
 

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysinfo.h>
@@ -205,6 +206,38 @@ static int check_memory(const struct config *cfg)
              " shared_memory_mib=%" PRIu64 " ram_and_swap_mib=%" PRIu64,
              need / mib, state / mib, cache / mib, l.total / mib, have / mib);
     return 0;
+}
+
+/*
+ * Every client connection is a descriptor of the ingress, which also needs a few of its own
+ * (listeners, eventfd, admin connections, logs): max_connections must fit under RLIMIT_NOFILE,
+ * or the ingress meets EMFILE instead of its own, explicit limit. The soft limit is raised as
+ * far as the hard one allows; beyond that max_connections is lowered, saying so.
+ */
+#define FD_RESERVE 128
+
+static void fit_descriptors(struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t need = (rlim_t)cfg->max_connections + FD_RESERVE;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        rlim_t before = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need ? need : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            log_info("nofile_raised", "from=%llu to=%llu", (unsigned long long)before, (unsigned long long)rl.rlim_cur);
+        else if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+            return;
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        u32 fit = rl.rlim_cur > 2 * FD_RESERVE ? (u32)(rl.rlim_cur - FD_RESERVE) : (u32)(rl.rlim_cur / 2);
+        log_always_warn("max_connections_lowered",
+                        "from=%u to=%u reason=\"RLIMIT_NOFILE allows %llu descriptors and the daemon keeps %d for "
+                        "itself; raise it (ulimit -n, LimitNOFILE=) to serve max_connections\"",
+                        cfg->max_connections, fit, (unsigned long long)rl.rlim_cur, FD_RESERVE);
+        cfg->max_connections = fit;
+    }
 }
 
 /* "HOST:PORT" of a bound socket (port 0 in the config becomes the real one). */
@@ -629,6 +662,10 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     static struct sup one; /* one supervisor per process: nothing to free on any exit path */
     struct sup *s = &one;
     memset(s, 0, sizeof(*s));
+    static struct config effective; /* the config as run: max_connections may be lowered */
+    effective = *cfg;
+    fit_descriptors(&effective);
+    cfg = &effective;
     s->cfg = cfg;
     s->listen_fd = s->admin_fd = s->lock_fd = -1;
     s->stop_role = -1;

@@ -32,6 +32,9 @@ enum allocdbd_exit {
     ADBD_EXIT_RESTARTS = 6,        /* restart intensity exceeded */
     ADBD_EXIT_CONFIG_MISMATCH = 7, /* the data was written under a different config */
     ADBD_EXIT_SHM_CORRUPT = 8,     /* shared memory failed its checks; the service manager restarts */
+    /* 9 and 10 come only from format and stop, never from start (the units are not concerned) */
+    ADBD_EXIT_NOT_EMPTY = 9,       /* format: the directory is not empty */
+    ADBD_EXIT_STOP_TIMEOUT = 10,   /* stop: the daemon still runs after --timeout */
     ADBD_EXIT_USAGE = 64,
     ADBD_EXIT_OSERR = 71,          /* cannot listen, map memory, fork, ... */
     ADBD_EXIT_CONFIG = 78,         /* invalid configuration */

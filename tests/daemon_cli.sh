@@ -146,7 +146,7 @@ printf '%s\n' "$resp" | head -1 | grep -q ' 200 ' && printf '%s\n' "$resp" | gre
     ok "admin /health: 200 ok" || not_ok "admin /health" "$resp"
 resp=$(http_get /status)
 printf '%s\n' "$resp" | grep -q '"applied_lsn"' && printf '%s\n' "$resp" | grep -q '"dedupe_window_ms"' &&
-    printf '%s\n' "$resp" | grep -q '"recovery":{"sequencer":{"wal_frames_read":[0-9]*,"torn_tail_truncated":false,"ms":[0-9]*},"applier":{"kind":"[a-z_]*","frames_replayed":[0-9]*,"ms":[0-9]*,"snapshots_rejected":[0-9]*,"snapshot_rejected_lsn":[0-9]*}}' &&
+    printf '%s\n' "$resp" | grep -q '"recovery":{"sequencer":{"wal_frames_read":[0-9]*,"torn_tail_truncated":false,"damage_below_snapshot":0,"ms":[0-9]*},"applier":{"kind":"[a-z_]*","frames_replayed":[0-9]*,"ms":[0-9]*,"snapshots_rejected":[0-9]*,"snapshot_rejected_lsn":[0-9]*}}' &&
     printf '%s\n' "$resp" | grep -q '"role":"applier","pid":[1-9][0-9]*,"generation":[0-9]*,"state":"ready","restarts":[0-9]*,"heartbeat_age_ms":[0-9]' &&
     ok "admin /status: JSON with LSNs, the dedupe window, recovery and workers" || not_ok "admin /status" "$resp"
 resp=$(http_get /nope)

@@ -1234,7 +1234,10 @@ START_TEST(test_metrics_and_status_are_json)
     ck_assert_int_eq(json_at(s, "sequenced_lsn", NULL), 43);
     json_t *workers = json_object_get(s, "workers");
     ck_assert(json_is_array(workers));
-    ck_assert_uint_eq(json_array_size(workers), ROLE_COUNT);
+    ck_assert_uint_eq(json_array_size(workers), ROLE_COUNT - 1); /* no peer on a single node */
+    for (size_t i = 0; i < json_array_size(workers); i++)
+        ck_assert_str_ne(json_string_value(json_object_get(json_array_get(workers, i), "role")), "peer");
+    ck_assert_int_eq(json_at(s, "max_ttl_ms", NULL), (long long)F.cfg.max_ttl_ms);
     json_t *ingress = json_array_get(workers, ROLE_INGRESS);
     ck_assert_str_eq(json_string_value(json_object_get(ingress, "role")), "ingress");
     ck_assert_str_eq(json_string_value(json_object_get(ingress, "state")), "ready");

@@ -523,6 +523,14 @@ static int open_all(struct seq *q)
     if (rep.torn)
         log_warn("wal_torn_tail", "file=%s offset=%" PRIu64 " bytes=%" PRIu64 " action=zeroed", rep.torn_file,
                  rep.torn_offset, rep.torn_bytes);
+    if (rep.damaged > 0) /* entries the newest snapshot holds: kept for fallback and peers only */
+        log_always_warn("wal_damage_below_snapshot",
+                        "file=%s offset=%" PRIu64 " lsn=%" PRIu64 " regions=%u floor_lsn=%" PRIu64
+                        " reason=\"%s\" action=continued (no fallback below LSN %" PRIu64 ")",
+                        rep.damage_file, rep.damage_offset, rep.damage_lsn, rep.damaged, rep.damage_floor_lsn,
+                        rep.damage_reason, rep.damage_floor_lsn);
+    atomic_store(&q->seg->seq->recovery_damaged, rep.damaged);
+    atomic_store(&q->seg->seq->recovery_damage_lsn, rep.damage_lsn);
     if (rec.commit_lsn > rep.last_lsn) {
         log_error("meta_contradicts_wal",
                   "reason=\"the metadata's commit point %" PRIu64 " is beyond the WAL's last LSN %" PRIu64
