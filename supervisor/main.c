@@ -27,6 +27,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -199,6 +200,18 @@ static int cmd_format(int argc, char **argv)
         return ADBD_EXIT_NOT_EMPTY;
     }
     chmod(dir, 0700);
+    /* The first segment and the spare prepared at start must fit, with room for the metadata
+     * and a first snapshot; a node that could not write from its first minute is no use. */
+    struct statvfs vfs;
+    u64 need = 2 * cfg.wal_segment_bytes + (8u << 20);
+    if (statvfs(dir, &vfs) == 0 && (u64)vfs.f_bavail * vfs.f_frsize < need) {
+        fprintf(stderr,
+                "allocdbd: %s: %llu MiB free, but the first WAL segment and its spare (wal_segment_bytes = %llu "
+                "MiB, twice) and the metadata need %llu MiB\n",
+                dir, (unsigned long long)((u64)vfs.f_bavail * vfs.f_frsize >> 20),
+                (unsigned long long)(cfg.wal_segment_bytes >> 20), (unsigned long long)(need >> 20));
+        return ADBD_EXIT_OSERR;
+    }
     while (cluster_id == 0) {
         u64 r[2];
         if (getrandom(r, sizeof(r), 0) != (ssize_t)sizeof(r)) {
@@ -443,6 +456,13 @@ int main(int argc, char **argv)
         if (rc != 0)
             return rc;
         config_print(&cfg, stdout);
+        char mem[512];
+        bool fits = supervisor_memory(&cfg, mem, sizeof(mem));
+        printf("# memory: %s\n", mem); /* a comment: the output stays a valid config file */
+        if (!fits) {
+            fprintf(stderr, "allocdbd: %s\n", mem);
+            return ADBD_EXIT_CONFIG;
+        }
         return 0;
     }
     if (strcmp(cmd, "start") == 0) {

@@ -182,29 +182,35 @@ static int check_pins(const struct config *cfg)
  * crash-loop the workers (and the service manager would restart it forever). Refused with the
  * figures instead, as a configuration error.
  */
-static int check_memory(const struct config *cfg)
+bool supervisor_memory(const struct config *cfg, char *text, size_t cap)
 {
     struct segment_layout l;
     char why[256];
     if (!segment_layout(cfg, &l, why, sizeof(why))) {
-        log_error("start_refused", "reason=\"%s\"", why);
-        return ADBD_EXIT_CONFIG;
+        snprintf(text, cap, "%s", why);
+        return false;
     }
     u64 state = applier_memory(cfg), cache = sequencer_memory(cfg), need = state + cache + l.total;
     struct sysinfo si;
     u64 have = sysinfo(&si) == 0 ? ((u64)si.totalram + si.totalswap) * si.mem_unit : UINT64_MAX;
     const u64 mib = 1u << 20;
-    if (state == UINT64_MAX || need > have) {
-        log_error("start_refused",
-                  "reason=\"the configuration needs %" PRIu64 " MiB (state machine %" PRIu64 " MiB, retry cache %" PRIu64
-                  " MiB, shared memory %" PRIu64 " MiB), more than this machine's %" PRIu64
-                  " MiB of RAM and swap: lower the capacities (allocdb.conf(5))\"",
-                  need / mib, state / mib, cache / mib, l.total / mib, have / mib);
+    bool fits = state != UINT64_MAX && need <= have;
+    snprintf(text, cap,
+             "the configuration needs %" PRIu64 " MiB (state machine %" PRIu64 " MiB, retry cache %" PRIu64
+             " MiB, shared memory %" PRIu64 " MiB)%s this machine's %" PRIu64 " MiB of RAM and swap%s",
+             need / mib, state / mib, cache / mib, l.total / mib, fits ? "; it fits in" : ", more than", have / mib,
+             fits ? "" : ": lower the capacities (allocdb.conf(5))");
+    return fits;
+}
+
+static int check_memory(const struct config *cfg)
+{
+    char text[512];
+    if (!supervisor_memory(cfg, text, sizeof(text))) {
+        log_error("start_refused", "reason=\"%s\"", text);
         return ADBD_EXIT_CONFIG;
     }
-    log_info("memory", "need_mib=%" PRIu64 " state_machine_mib=%" PRIu64 " retry_cache_mib=%" PRIu64
-             " shared_memory_mib=%" PRIu64 " ram_and_swap_mib=%" PRIu64,
-             need / mib, state / mib, cache / mib, l.total / mib, have / mib);
+    log_info("memory", "text=\"%s\"", text);
     return 0;
 }
 

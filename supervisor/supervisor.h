@@ -40,6 +40,10 @@ enum allocdbd_exit {
     ADBD_EXIT_CONFIG = 78,         /* invalid configuration */
 };
 
+/* Whether the tables this configuration allocates at start fit the machine's RAM and swap;
+ * text says the figures either way. */
+bool supervisor_memory(const struct config *cfg, char *text, size_t cap);
+
 /* Runs the daemon in the foreground until it stops; returns the process exit code. argc/argv
  * are for process titles. */
 int supervisor_run(const struct config *cfg, int argc, char **argv);

@@ -58,7 +58,7 @@ run() {
 }
 json_field() { printf '%s\n' "$out" | sed -n "s/.*\"$1\": *\"\{0,1\}\([^\",}]*\).*/\1/p"; }
 
-echo "1..59"
+echo "1..61"
 pinned=(--slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 --expiration-capacity 2
         --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s --dedupe-window-ms 3s)
 "$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
@@ -211,6 +211,12 @@ grep -q ' ingress .*exited\| worker_exited role=ingress' "$log" && not_ok "the i
     ok "the ingress never crashed"
 
 # Start refusals.
+out=$("$allocdbd" check-config 2>&1)
+[ $? -eq 0 ] && printf '%s\n' "$out" | grep -q '^# memory: the configuration needs [0-9]* MiB (state machine' &&
+    ok "check-config prints the memory the configuration needs" || not_ok "check-config memory" "$out"
+out=$("$allocdbd" check-config --resource-capacity 1073741824 --reservation-capacity 1073741824 2>&1)
+[ $? -eq 78 ] && printf '%s\n' "$out" | grep -q "more than this machine's" &&
+    ok "check-config refuses tables larger than RAM and swap (exit 78)" || not_ok "check-config refuses memory" "$out"
 "$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --resource-capacity 1073741824 \
     --reservation-capacity 1073741824 --operation-capacity 1073741824 2>"$tmp/e"
 st=$?

@@ -79,7 +79,13 @@ write_until_refused() {
     return 1
 }
 
-echo "1..8"
+echo "1..9"
+out=$("$allocdbd" format --data-dir "$tmp/fs/big" --wal-segment-bytes 16M 2>&1)
+st=$?
+[ $st -eq 71 ] && printf '%s\n' "$out" | grep -q 'MiB free, but the first WAL segment and its spare' &&
+    ok "format refuses segments that cannot fit (16 MiB twice on 24 MiB), saying how much is free" ||
+    not_ok "format checks the space" "exit $st: $out"
+rm -rf "$tmp/fs/big"
 "$allocdbd" format --data-dir "$d" "${pinned[@]}" > /dev/null
 start_daemon
 [ $? -eq 0 ] && ok "allocdbd starts on a 24 MiB disk" || not_ok "start" "$(tail -5 "$log")"
