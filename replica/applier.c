@@ -83,30 +83,21 @@ struct app {
     bool notify_result;
 };
 
-static int fatal(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int fatal(const char *event, const char *fmt, ...)
+/* Logs why the worker stops and returns its exit code: WORKER_EXIT_FATAL stops the daemon (the
+ * disk is in doubt), WORKER_EXIT_RESTART restarts it (only the shared memory is). */
+static int stop_worker(int code, const char *event, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int stop_worker(int code, const char *event, const char *fmt, ...)
 {
     char reason[256];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(reason, sizeof(reason), fmt, ap);
     va_end(ap);
-    log_error(event, "reason=\"%s\" action=stop_daemon", reason);
-    return WORKER_EXIT_FATAL;
+    log_error(event, "reason=\"%s\" action=%s", reason, code == WORKER_EXIT_RESTART ? "restart_daemon" : "stop_daemon");
+    return code;
 }
-
-/* Restart the daemon: the shared memory, not the disk, is in doubt. */
-static int shm_fault(const char *event, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int shm_fault(const char *event, const char *fmt, ...)
-{
-    char reason[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(reason, sizeof(reason), fmt, ap);
-    va_end(ap);
-    log_error(event, "reason=\"%s\" action=restart_daemon", reason);
-    return WORKER_EXIT_RESTART;
-}
+#define fatal(...) stop_worker(WORKER_EXIT_FATAL, __VA_ARGS__)
+#define shm_fault(...) stop_worker(WORKER_EXIT_RESTART, __VA_ARGS__)
 
 static struct slot_clock timeline(const struct app *a)
 {

@@ -11,9 +11,6 @@
 #     still held when the node serves again, and expires only after its TTL in real time.
 # The machine's clock is never touched. Skips (exit 77) if libfaketime is not installed.
 set -u
-b="${top_builddir:-.}"
-allocdbd="$b/allocdbd"
-cli="$b/allocdb"
 lib=
 for p in /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 /usr/lib/*/faketime/libfaketimeMT.so.1 \
          /usr/lib/faketime/libfaketimeMT.so.1; do
@@ -23,42 +20,13 @@ if [ -z "$lib" ]; then
     echo "1..0 # SKIP libfaketime is not installed (apt-get install faketime)"
     exit 77
 fi
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
-tmp=$(mktemp -d)
-sup=
-cleanup() {
-    [ -n "$sup" ] && kill -9 "$sup" 2>/dev/null
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-log="$tmp/allocdbd.log"
-: > "$log"
+. "$(dirname "$0")/daemon_lib.sh"
 offset="$tmp/wall-offset"
 echo "+0" > "$offset"
 pinned=(--slot-duration-ms 50 --resource-capacity 64 --reservation-capacity 64 --operation-capacity 256)
-
-start_daemon() {
-    local from
-    from=$(wc -l < "$log")
-    LD_PRELOAD="$lib" FAKETIME_TIMESTAMP_FILE="$offset" FAKETIME_NO_CACHE=1 FAKETIME_DONT_FAKE_MONOTONIC=1 \
-        ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" \
-        "$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 "${pinned[@]}" 2>>"$log" &
-    sup=$!
-    for _ in $(seq 1 400); do
-        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
-        if [ -n "$line" ]; then
-            addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
-            return 0
-        fi
-        kill -0 "$sup" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
+daemon_prefix=(env LD_PRELOAD="$lib" FAKETIME_TIMESTAMP_FILE="$offset" FAKETIME_NO_CACHE=1
+               FAKETIME_DONT_FAKE_MONOTONIC=1 ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0")
+start_daemon() { daemon_start "$tmp/d" "${pinned[@]}"; }
 now_ms() { echo $(( $(cut -d' ' -f1 /proc/uptime | tr -d .) * 10 )); } # the boot clock, not the wall
 state_of() { "$cli" --addr "$addr" --json get-resource "$1" 2>&1 | sed -n 's/.*"state":"\([a-z]*\)".*/\1/p'; }
 # wait_available RES T0 TTL_MS: polls (with ticks) until RES is available; sets waited_ms
@@ -97,9 +65,7 @@ wait_available 1 "$t0"
 # 2. A restart in the same boot while the wall clock is two hours ahead of the first start.
 t1=$(now_ms)
 "$cli" --addr "$addr" reserve 2 200 --ttl 5s > /dev/null
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 echo "+2h" > "$offset"
 start_daemon
 [ $? -eq 0 ] && tail -20 "$log" | grep -q 'slot_clock .*basis=boot' &&
@@ -118,9 +84,7 @@ fi
 wait_available 2 "$t1"
 [ "$waited_ms" -ge 5000 ] && ok "expired after the restart only after its TTL: ${waited_ms} ms (TTL 5000)" ||
     not_ok "expiry after restart after the TTL" "waited ${waited_ms} ms"
-kill -TERM "$sup"
-wait "$sup"
+daemon_stop
 st=$?
-sup=
 [ $st -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0" "exit $st"
 [ "$fails" -eq 0 ]

@@ -17,25 +17,9 @@ if [ "${1:-}" != --inside ]; then
     fi
     exec unshare -m --propagation private bash "$0" --inside
 fi
-b="${top_builddir:-.}"
-allocdbd="$b/allocdbd"
-cli="$b/allocdb"
-bench="$b/allocdb-bench"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
-tmp=$(mktemp -d)
-sup=
-cleanup() {
-    [ -n "$sup" ] && kill -9 "$sup" 2>/dev/null
-    wait 2>/dev/null
-    umount "$tmp/fs" 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-log="$tmp/allocdbd.log"
-: > "$log"
+. "$(dirname "$0")/daemon_lib.sh"
+unmount_fs() { umount "$tmp/fs" 2>/dev/null; }
+on_exit=unmount_fs
 mkdir "$tmp/fs"
 if ! mount -t tmpfs -o size=24m,mode=0700 tmpfs "$tmp/fs"; then
     echo "1..0 # SKIP cannot mount a tmpfs in a private namespace"
@@ -44,30 +28,7 @@ fi
 d="$tmp/fs/d"
 pinned=(--resource-capacity 1024 --reservation-capacity 1024 --operation-capacity 262144 --wal-segment-bytes 4M)
 opts=("${pinned[@]}" --checkpoint-min-entries 1000000000)
-
-start_daemon() {
-    local from
-    from=$(wc -l < "$log")
-    "$allocdbd" start --data-dir "$d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${opts[@]}" 2>>"$log" &
-    sup=$!
-    for _ in $(seq 1 400); do
-        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
-        if [ -n "$line" ]; then
-            addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
-            admin_port=$(printf '%s\n' "$line" | sed -n 's/.* admin_listen=[^ ]*:\([0-9]*\).*/\1/p')
-            return 0
-        fi
-        kill -0 "$sup" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-http_get() {
-    exec 5<>"/dev/tcp/127.0.0.1/$admin_port"
-    printf 'GET %s HTTP/1.0\r\n\r\n' "$1" >&5
-    timeout 3 cat <&5 | tr -d '\r'
-    exec 5>&-
-}
+start_daemon() { daemon_start "$d" "${opts[@]}"; }
 fill() { dd if=/dev/zero of="$tmp/fs/filler$1" bs=64k 2>/dev/null; sync; }
 # write_until_refused: loads until a write is refused with no_space (the active segment full)
 write_until_refused() {
@@ -116,10 +77,8 @@ done
 
 # Stop and start again on a full disk.
 fill 2
-kill -TERM "$sup"
-wait "$sup"
+daemon_stop
 st=$?
-sup=
 [ $st -eq 0 ] && ok "SIGTERM on a full disk: exit 0" || not_ok "stop on a full disk" "exit $st; $(tail -3 "$log")"
 start_daemon
 st=$?
@@ -131,9 +90,7 @@ for r in 1 2 3 5; do "$cli" --addr "$addr" --timeout 5s get-resource $r > /dev/n
 out=$("$cli" --addr "$addr" --timeout 5s create-resource 6 2>&1)
 [ "$ok_all" = yes ] && printf '%s\n' "$out" | grep -q 'committed: ok' &&
     ok "every acknowledged create is there; new writes commit" || not_ok "after the full disk" "$ok_all; $out"
-kill -TERM "$sup"
-wait "$sup"
+daemon_stop
 st=$?
-sup=
 [ $st -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0" "exit $st"
 [ "$fails" -eq 0 ]

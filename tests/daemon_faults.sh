@@ -16,57 +16,14 @@
 #   - a failed sync of the replica metadata (tests/fail_sync.c, preloaded) while the commit point
 #     advances stops the daemon (exit 5, meta_commit_failed): a correctness rule depends on it.
 set -u
-b="${top_builddir:-.}"
-allocdbd="$b/allocdbd"
-cli="$b/allocdb"
-bench="$b/allocdb-bench"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
-tmp=$(mktemp -d)
-sup=
-cleanup() {
-    [ -n "$sup" ] && kill -9 "$sup" 2>/dev/null
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-log="$tmp/allocdbd.log"
-: > "$log"
+. "$(dirname "$0")/daemon_lib.sh"
 pinned=(--resource-capacity 4096 --reservation-capacity 4096 --operation-capacity 65536)
 opts=("${pinned[@]}" --shared-log-capacity 1024 --checkpoint-min-entries 1000000000
       --heartbeat-timeout-ms 5000 --restart-backoff-max-ms 200)
 
-start_daemon() { # start_daemon DIR [OPTIONS]: background; waits for ready (status 1 if it exits first)
-    local dir=$1 from
-    shift
-    from=$(wc -l < "$log")
-    "$allocdbd" start --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" 2>>"$log" &
-    sup=$!
-    for _ in $(seq 1 "${WAIT_STEPS:-1200}"); do
-        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
-        if [ -n "$line" ]; then
-            addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
-            admin_port=$(printf '%s\n' "$line" | sed -n 's/.* admin_listen=[^ ]*:\([0-9]*\).*/\1/p')
-            return 0
-        fi
-        kill -0 "$sup" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 2
-}
-worker_pid() { ps -o pid=,args= --ppid "$sup" | awk -v r="allocdbd: $1" 'index($0, r) { print $1; exit }'; }
-http_get() {
-    exec 5<>"/dev/tcp/127.0.0.1/$admin_port"
-    printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&5
-    timeout 3 cat <&5 | tr -d '\r'
-    exec 5>&-
-}
-
 echo "1..15"
 "$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
-start_daemon "$tmp/d" "${opts[@]}"
+daemon_start "$tmp/d" "${opts[@]}"
 [ $? -eq 0 ] && ok "allocdbd starts" || not_ok "allocdbd starts" "$(tail -5 "$log")"
 
 # 1. Shared memory that fails its checks.
@@ -90,7 +47,7 @@ sup=
 [ $st -eq 8 ] && grep -q 'shared_log_corrupt.*action=restart_daemon' "$log" &&
     ok "a damaged shared-log entry ($damaged frames touched): exit 8 (restart), not 5" ||
     not_ok "shared memory fault: exit 8" "exit $st, $damaged frames touched: $(tail -5 "$log")"
-start_daemon "$tmp/d" "${opts[@]}"
+daemon_start "$tmp/d" "${opts[@]}"
 out=$("$cli" --addr "$addr" get-resource 4 2>&1)
 [ $? -eq 0 ] && ok "restarted from disk: the write logged before the fault is there" || not_ok "after the restart" "$out"
 
@@ -137,7 +94,7 @@ sup=
 
 # 3. Snapshot writes that fail, then succeed.
 from=$(wc -l < "$log")
-start_daemon "$tmp/d" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
+daemon_start "$tmp/d" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
 applied=$("$cli" --addr "$addr" --json status | sed -n 's/.*"applied_lsn": *\([0-9]*\).*/\1/p')
 for l in $(seq $((applied + 1)) $((applied + 40))); do mkdir -p "$tmp/d/$(printf 'snapshot-%020d.tmp' "$l")"; done
 for r in $(seq 101 120); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
@@ -169,7 +126,7 @@ sup=
 # 4. A damaged newest snapshot is skipped, and said so where an operator looks (a fresh
 #    directory: the load above filled the dedupe table, so new creates would not take effect).
 "$allocdbd" format --data-dir "$tmp/s" "${pinned[@]}" > /dev/null
-start_daemon "$tmp/s" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
+daemon_start "$tmp/s" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
 for r in $(seq 301 320); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
 sleep 1
 for r in $(seq 321 340); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
@@ -182,7 +139,7 @@ count=$(ls "$tmp/s"/snapshot-*.snap | wc -l)
 size=$(stat -c %s "$newest")
 printf '\xa5' | dd of="$newest" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
 from=$(wc -l < "$log")
-start_daemon "$tmp/s" "${pinned[@]}"
+daemon_start "$tmp/s" "${pinned[@]}"
 st=$?
 w=$(tail -n +"$((from + 1))" "$log" | grep 'snapshot_rejected')
 [ $st -eq 0 ] && [ "$count" -ge 2 ] && printf '%s\n' "$w" | grep -q "warn .*file=$newest .*reason=" &&
@@ -201,7 +158,7 @@ sup=
 
 # 5. A damaged WAL frame below the newest snapshot.
 "$allocdbd" format --data-dir "$tmp/w" "${pinned[@]}" > /dev/null
-start_daemon "$tmp/w" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
+daemon_start "$tmp/w" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
 for r in $(seq 1 40); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
 sleep 1
 kill -TERM "$sup"
@@ -210,7 +167,7 @@ sup=
 seg0=$(ls "$tmp/w"/wal-*.log | head -1)
 printf '\x5a' | dd of="$seg0" bs=1 seek=$((64 + 20)) conv=notrunc 2>/dev/null # the first frame's slot
 from=$(wc -l < "$log")
-start_daemon "$tmp/w" "${pinned[@]}"
+daemon_start "$tmp/w" "${pinned[@]}"
 st=$?
 w=$(tail -n +"$((from + 1))" "$log" | grep 'wal_damage_below_snapshot')
 [ $st -eq 0 ] && printf '%s\n' "$w" | grep -q "file=$seg0 offset=64 lsn=1 " &&
@@ -227,7 +184,7 @@ sup=
 shim="$b/tests/.libs/libfailsync.so"
 from=$(wc -l < "$log")
 LD_PRELOAD="$shim" ALLOCDB_FAIL_SYNC_PATH=/meta/data.mdb ALLOCDB_FAIL_SYNC_TRIGGER="$tmp/fail-meta" \
-    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" start_daemon "$tmp/d" "${pinned[@]}"
+    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" daemon_start "$tmp/d" "${pinned[@]}"
 [ $? -eq 0 ] && ok "allocdbd starts with the sync shim preloaded" || not_ok "start with the shim" "$(tail -5 "$log")"
 touch "$tmp/fail-meta"
 for r in $(seq 201 210); do "$cli" --addr "$addr" --timeout 1s create-resource $r > /dev/null 2>&1; done

@@ -10,52 +10,11 @@
 #     the one idle longest is evicted (error idle) and the newcomer is served (connections that
 #     said hello: tests/test_ingress.c).
 set -u
-b="${top_builddir:-.}"
-allocdbd="$b/allocdbd"
-cli="$b/allocdb"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
-tmp=$(mktemp -d)
-sup=
-cleanup() {
-    [ -n "$sup" ] && kill -9 "$sup" 2>/dev/null
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-log="$tmp/allocdbd.log"
-: > "$log"
+. "$(dirname "$0")/daemon_lib.sh"
 pinned=(--resource-capacity 1024 --reservation-capacity 1024 --operation-capacity 4096)
-
-start_daemon() { # start_daemon [OPTIONS]: in a subshell with a hard descriptor limit of 300
-    local from
-    from=$(wc -l < "$log")
-    (ulimit -n 300 && exec "$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
-        "${pinned[@]}" "$@") 2>>"$log" &
-    sup=$!
-    for _ in $(seq 1 400); do
-        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
-        if [ -n "$line" ]; then
-            addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
-            port=${addr##*:}
-            admin_port=$(printf '%s\n' "$line" | sed -n 's/.* admin_listen=[^ ]*:\([0-9]*\).*/\1/p')
-            return 0
-        fi
-        kill -0 "$sup" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-worker_pid() { ps -o pid=,args= --ppid "$sup" | awk -v r="allocdbd: $1" 'index($0, r) { print $1; exit }'; }
+daemon_prefix=(bash -c 'ulimit -n 300 && exec "$@"' with-300-descriptors) # soft and hard
+start_daemon() { daemon_start "$tmp/d" "${pinned[@]}" "$@"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-health() {
-    exec 5<>"/dev/tcp/127.0.0.1/$admin_port" || return 1
-    printf 'GET /health HTTP/1.0\r\n\r\n' >&5
-    timeout 3 head -1 <&5 | tr -d '\r'
-    exec 5>&-
-}
 
 echo "1..6"
 "$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
@@ -85,14 +44,12 @@ used=$(ls "/proc/$ing/fd" | wc -l)
 for fd in "${fds[@]}"; do exec {fd}>&-; done
 code=
 for _ in $(seq 1 50); do
-    code=$(health 2>/dev/null)
+    code=$(http_get /health 2>/dev/null | head -1)
     printf '%s\n' "$code" | grep -q ' 200 ' && break
     sleep 0.2
 done
 printf '%s\n' "$code" | grep -q ' 200 ' && ok "the connections gone, /health answers again" || not_ok "/health after EMFILE" "$code"
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 
 # A server full of connections that only said hello.
 start_daemon --max-connections 8
@@ -109,7 +66,5 @@ st=$?
 m=$("$cli" --addr "$addr" --json metrics 2>&1 | sed -n 's/.*"connections_evicted": *\([0-9]*\).*/\1/p')
 [ "${m:-0}" -ge 1 ] && ok "connections_evicted counted ($m)" || not_ok "evictions counted" "$m"
 for fd in "${held[@]}"; do exec {fd}>&-; done
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 [ "$fails" -eq 0 ]
