@@ -1482,10 +1482,14 @@ static void drain_progress(struct ingress *ing)
     if (ing->phase != PHASE_DRAINING || (ing->t.pend_used > 0 && ing->now_ms < ing->drain_deadline_ms))
         return;
     u32 answered = ing->t.pend_used;
+    /* Writes still pending when storage failed are indefinite for that reason, not because of
+     * the stop it caused: say storage_failure, which tells an operator where to look. */
+    bool storage = atomic_load_explicit(&ing->seg->seq->halted, memory_order_relaxed) != 0;
     for (u32 i = ing->t.age_head; i != ING_NIL;) {
         struct ing_pending *p = &ing->t.pend[i];
         u32 next = p->age_next;
-        pending_fail(ing, p, PROTO_INDEFINITE_SHUTTING_DOWN, PROTO_ERR_SHUTTING_DOWN, "the server is shutting down");
+        pending_fail(ing, p, storage ? PROTO_INDEFINITE_STORAGE_FAILURE : PROTO_INDEFINITE_SHUTTING_DOWN,
+                     PROTO_ERR_SHUTTING_DOWN, "the server is shutting down");
         i = next;
     }
     ing->phase = PHASE_FLUSHING;

@@ -1136,6 +1136,10 @@ START_TEST(test_sigterm_drains)
     struct msg_read rd;
     pop_read(&rd);
 
+    /* Loop 1: storage failed first (the sequencer halted), so pending writes say so. */
+    bool storage = _i == 1;
+    if (storage)
+        atomic_store(&F.seg.seq->halted, 1);
     u64 t0 = mono_ms();
     kill(F.pid, SIGTERM);
     expect_eof(idle); /* nothing in flight: closed at once */
@@ -1154,7 +1158,8 @@ START_TEST(test_sigterm_drains)
         } else if (rid == 2) {
             ck_assert_uint_eq(f.h.kind, PROTO_SUBMIT_RESULT);
             ck_assert_int_eq(proto_get_result(f.body + PROTO_SUBMIT_PREFIX, &r), PROTO_OK);
-            check_result(&r, PROTO_INDEFINITE, PROTO_INDEFINITE_SHUTTING_DOWN, 0);
+            check_result(&r, PROTO_INDEFINITE,
+                         storage ? PROTO_INDEFINITE_STORAGE_FAILURE : PROTO_INDEFINITE_SHUTTING_DOWN, 0);
         } else {
             check_error(&f, 3, PROTO_ERR_SHUTTING_DOWN);
         }
@@ -1464,7 +1469,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_resubmit_forces_the_log);
     tcase_add_test(tc, test_late_and_foreign_results_are_dropped);
     tcase_add_test(tc, test_full_write_ring_rejects_rest_of_batch);
-    tcase_add_test(tc, test_sigterm_drains);
+    tcase_add_loop_test(tc, test_sigterm_drains, 0, 2);
     tcase_add_test(tc, test_metrics_and_status_are_json);
     tcase_add_test(tc, test_corrupt_result_ring_is_fatal);
     tcase_add_test(tc, test_tables_buddy_and_generations);
