@@ -30,12 +30,14 @@ pinned=(--resource-capacity 1024 --reservation-capacity 1024 --operation-capacit
 opts=("${pinned[@]}" --checkpoint-min-entries 1000000000)
 start_daemon() { daemon_start "$d" "${opts[@]}"; }
 fill() { dd if=/dev/zero of="$tmp/fs/filler$1" bs=64k 2>/dev/null; sync; }
-# write_until_refused: loads until a write is refused with no_space (the active segment full)
+# write_until_refused: loads until a write is refused with no_space (the active segment full);
+# sets out to the refusing client's output
 write_until_refused() {
-    for i in $(seq 1 12); do
+    for _ in $(seq 1 20); do
         "$bench" net --addr "$addr" --workload uniform --connections 2 --pipeline 4 --batch 64 --resources 64 \
-            --commands 60000 --json > "$tmp/bench.json" 2>/dev/null
-        grep -q '"no_space"' "$tmp/bench.json" && return 0
+            --commands 20000 --json > "$tmp/bench.json" 2>/dev/null
+        out=$("$cli" --addr "$addr" create-resource 4 2>&1)
+        printf '%s\n' "$out" | grep -q 'no_space' && return 0
     done
     return 1
 }
@@ -55,10 +57,9 @@ for r in 1 2 3; do "$cli" --addr "$addr" create-resource $r > /dev/null; done
 fill 1
 write_until_refused
 refused=$?
-out=$("$cli" --addr "$addr" create-resource 4 2>&1)
-[ $refused -eq 0 ] && printf '%s\n' "$out" | grep -q 'no_space' &&
+[ $refused -eq 0 ] &&
     ok "disk full, the segment full: writes refused with the definite no_space" ||
-    not_ok "writes refused with no_space" "bench: $(head -c 300 "$tmp/bench.json"); cli: $out; $(grep -E 'no_space|storage' "$log" | tail -3)"
+    not_ok "writes refused with no_space" "bench: $(tr -d '\n ' < "$tmp/bench.json" | grep -o '"rejected":{[^}]*}'); cli: $out; $(grep -E 'no_space|space_returned|storage' "$log" | tail -4)"
 r=$("$cli" --addr "$addr" get-resource 1 2>&1)
 h=$(http_get /health)
 m=$(http_get /metrics | grep '^allocdb_no_space ')

@@ -168,8 +168,9 @@ struct seq {
     u64 meta_commit, meta_at_ms;
     u64 meta_snapshot; /* snapshot anchor recorded in the metadata */
     u64 meta_retry_at_ms, meta_backoff_ms; /* a failed snapshot-anchor write: when to retry */
-    bool writes_no_space;  /* the log cannot grow: refuse writes that need a frame */
-    bool spare_no_space;   /* the spare segment cannot be prepared (writes still fit) */
+    /* A full disk, by what could not grow. Writes that need a frame are refused while the next
+     * segment or a metadata page cannot be had; a spare that cannot grow only warns. */
+    bool segment_no_space, meta_no_space, spare_no_space;
     u64 space_retry_at_ms;
     u64 pruned_below;
     bool notify_reject, notify_retry;
@@ -259,21 +260,30 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
 }
 
 /* One client write: a retry answered without a frame, a rejection, or a new frame. */
-/* Out of space (or back): what /health and the metrics show. */
-static void set_no_space(struct seq *q, bool writes, bool spare, const char *what, int rc)
+enum space_part { SPACE_SEGMENT, SPACE_META, SPACE_SPARE };
+
+static bool writes_refused(const struct seq *q)
 {
-    if (writes != q->writes_no_space || spare != q->spare_no_space) {
-        if (writes || spare)
-            log_warn("no_space", "what=%s errno=%d writes_refused=%s retry_ms=%d", what, -rc, writes ? "yes" : "no",
-                     SEQ_SPACE_RETRY_MS);
-        else
-            log_always_info("space_returned", "writes_refused=no");
-    }
-    q->writes_no_space = writes;
-    q->spare_no_space = spare;
-    atomic_store_explicit(&q->seg->seq->no_space, writes ? 2 : spare ? 1 : 0, memory_order_relaxed);
-    if (writes || spare)
+    return q->segment_no_space || q->meta_no_space;
+}
+
+/* Out of space in one part (full) or room again: what the log, /health and the metrics show. */
+static void set_no_space(struct seq *q, enum space_part part, bool full, int rc)
+{
+    static const char *const names[] = { "next_segment", "metadata", "spare_segment" };
+    bool *flag = part == SPACE_SEGMENT ? &q->segment_no_space : part == SPACE_META ? &q->meta_no_space : &q->spare_no_space;
+    if (full)
         q->space_retry_at_ms = mono_ms() + SEQ_SPACE_RETRY_MS;
+    if (*flag == full)
+        return;
+    *flag = full;
+    if (full)
+        log_warn("no_space", "what=%s errno=%d writes_refused=%s retry_ms=%d", names[part], -rc,
+                 writes_refused(q) ? "yes" : "no", SEQ_SPACE_RETRY_MS);
+    else
+        log_always_info("space_returned", "what=%s writes_refused=%s", names[part], writes_refused(q) ? "yes" : "no");
+    atomic_store_explicit(&q->seg->seq->no_space, writes_refused(q) ? 2 : q->spare_no_space ? 1 : 0,
+                          memory_order_relaxed);
 }
 
 static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
@@ -313,20 +323,21 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
             }
         }
     }
-    if (q->writes_no_space && mono_ms() < q->space_retry_at_ms) {
+    /* The metadata is retried by maintenance; the next segment by the next write that needs it,
+     * once a retry interval has passed. */
+    if (q->meta_no_space || (q->segment_no_space && mono_ms() < q->space_retry_at_ms)) {
         refuse_no_space(q, &m->tag);
         return true;
     }
     if (!append(q, &m->tag, &m->cmd, slot, o == NULL, rc)) {
         if (*rc != -ENOSPC && *rc != -EDQUOT)
             return false;
-        set_no_space(q, true, q->spare_no_space, "next_segment", *rc);
+        set_no_space(q, SPACE_SEGMENT, true, *rc);
         refuse_no_space(q, &m->tag);
         *rc = 0;
         return true;
     }
-    if (q->writes_no_space)
-        set_no_space(q, false, q->spare_no_space, "", 0);
+    set_no_space(q, SPACE_SEGMENT, false, 0);
     atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
     return true;
 }
@@ -344,7 +355,7 @@ static int meta_commit_now(struct seq *q, u64 durable)
         /* A full disk, not a failing one: refuse writes until the point can be recorded
          * (a commit point that lags is still a true lower bound), on a reopened handle. */
         atomic_fetch_add_explicit(&q->seg->seq->meta_failures, 1, memory_order_relaxed);
-        set_no_space(q, true, q->spare_no_space, "metadata", rc);
+        set_no_space(q, SPACE_META, true, rc);
         meta_close(q->meta);
         if (meta_open(q->w->cfg->data_dir, false, &q->meta, why, sizeof(why)) != 0)
             q->meta = NULL; /* maintenance reopens it */
@@ -358,6 +369,7 @@ static int meta_commit_now(struct seq *q, u64 durable)
         return WORKER_EXIT_FATAL;
     }
     q->meta_commit = durable;
+    set_no_space(q, SPACE_META, false, 0);
     return 0;
 }
 
@@ -394,7 +406,8 @@ static int maintenance(struct seq *q)
     }
     if (q->meta == NULL)
         return 0;
-    if (now - q->meta_at_ms >= (durable > q->meta_commit ? SEQ_META_INTERVAL_MS : SEQ_META_IDLE_MS)) {
+    u64 every = q->meta_no_space ? SEQ_SPACE_RETRY_MS : durable > q->meta_commit ? SEQ_META_INTERVAL_MS : SEQ_META_IDLE_MS;
+    if (now - q->meta_at_ms >= every) {
         q->meta_at_ms = now;
         int rc = meta_commit_now(q, durable > q->meta_commit ? durable : q->meta_commit);
         if (rc != 0)
@@ -631,13 +644,14 @@ int sequencer_main(const struct worker_ctx *w)
             struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = m->reservation_id,
                                       .deadline_slot = m->deadline_slot };
             struct msg_tag none = { 0 };
-            storage_ok = q->writes_no_space || append(q, &none, &cmd, now_slot(q), false, &rc);
+            bool refused = writes_refused(q);
+            storage_ok = refused || append(q, &none, &cmd, now_slot(q), false, &rc);
             ring_release(seg->expire);
             if (!storage_ok && (rc == -ENOSPC || rc == -EDQUOT)) {
                 /* Not logged: the applier proposes it again after its hold. Late, never early. */
-                set_no_space(q, true, q->spare_no_space, "next_segment", rc);
+                set_no_space(q, SPACE_SEGMENT, true, rc);
                 storage_ok = true;
-            } else if (storage_ok && !q->writes_no_space) {
+            } else if (storage_ok && !refused) {
                 atomic_fetch_add_explicit(&seg->seq->expires_logged, 1, memory_order_relaxed);
             }
         }
@@ -675,12 +689,13 @@ int sequencer_main(const struct worker_ctx *w)
         if (!q->spare_no_space || mono_ms() >= q->space_retry_at_ms) {
             rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
             if (rc == -ENOSPC || rc == -EDQUOT) {
-                set_no_space(q, q->writes_no_space, true, "spare_segment", rc);
+                set_no_space(q, SPACE_SPARE, true, rc);
             } else if (rc != 0) {
                 return storage_failed(q, rc);
-            } else if (q->spare_no_space || (q->writes_no_space && q->wal.spare_ready)) {
-                /* Room again: the next write tries the roll (a ready spare makes it certain). */
-                set_no_space(q, false, false, "", 0);
+            } else {
+                set_no_space(q, SPACE_SPARE, false, 0);
+                if (q->wal.spare_ready) /* the next roll takes the spare: it cannot fail for space */
+                    set_no_space(q, SPACE_SEGMENT, false, 0);
             }
         }
         rc = maintenance(q);
