@@ -137,7 +137,7 @@ sup=
 newest=$(ls "$tmp/s"/snapshot-*.snap | tail -1)
 count=$(ls "$tmp/s"/snapshot-*.snap | wc -l)
 size=$(stat -c %s "$newest")
-printf '\xa5' | dd of="$newest" bs=1 seek=$((size / 2)) conv=notrunc 2>/dev/null
+flip_byte "$newest" $((size / 2))
 from=$(wc -l < "$log")
 daemon_start "$tmp/s" "${pinned[@]}"
 st=$?
@@ -165,7 +165,7 @@ kill -TERM "$sup"
 wait "$sup"
 sup=
 seg0=$(ls "$tmp/w"/wal-*.log | head -1)
-printf '\x5a' | dd of="$seg0" bs=1 seek=$((64 + 20)) conv=notrunc 2>/dev/null # the first frame's slot
+flip_byte "$seg0" $((64 + 20)) # the first frame's slot
 from=$(wc -l < "$log")
 daemon_start "$tmp/w" "${pinned[@]}"
 st=$?

@@ -8,6 +8,7 @@
 #   daemon_prefix=(CMD ...)         runs allocdbd under CMD (env, a ulimit wrapper)
 #   ready_steps=N                   50 ms steps daemon_start waits (default 1200: a minute)
 #   worker_pid ROLE, http_get PATH  the pid of a worker; a raw admin HTTP response
+#   flip_byte FILE OFFSET           inverts one byte in place (damage that always changes it)
 # Lines the daemon logs go to $log; $from is the line count before the last daemon_start.
 b="${top_builddir:-.}"
 allocdbd="$b/allocdbd"
@@ -72,4 +73,10 @@ http_get() {
     printf 'GET %s HTTP/1.0\r\nHost: localhost\r\n\r\n' "$1" >&5
     timeout 3 cat <&5 | tr -d '\r'
     exec 5>&-
+}
+
+flip_byte() {
+    local v
+    v=$(dd if="$1" bs=1 skip="$2" count=1 2>/dev/null | od -An -tu1 | tr -d ' ')
+    printf "\\x$(printf %02x $((255 - ${v:-0})))" | dd of="$1" bs=1 seek="$2" conv=notrunc 2>/dev/null
 }
