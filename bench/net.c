@@ -59,7 +59,7 @@
 #include "bench/hist.h"
 #include "common/splitmix.h"
 #include "net/proto.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 
 #define EXIT_USAGE 64
 #define EXIT_UNAVAILABLE 69

@@ -20,7 +20,7 @@
 #include "common/le.h"
 #include "fuzz/fuzz.h"
 #include "net/proto.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 #include "wal/crc32c.h"
 
 #include <stdlib.h>

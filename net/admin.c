@@ -18,9 +18,9 @@
 
 #include "net/ingress_internal.h"
 #include "net/proto.h"
-#include "replica/sm.h"
 #include "supervisor/log.h"
 #include "supervisor/worker.h"
+#include "vocab/vocab.h"
 
 #include <event2/buffer.h>
 #include <event2/event.h>

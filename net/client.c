@@ -27,7 +27,7 @@
 #include "common/assert.h"
 #include "common/le.h"
 #include "net/proto.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -14,7 +14,7 @@
 
 #include "common/assert.h"
 #include "common/le.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 #include "wal/crc32c.h"
 
 #include <string.h>

@@ -18,7 +18,7 @@
 #define ADB_SUPERVISOR_CONFIG_H
 
 #include "common/types.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 
 #include <stdio.h>
 

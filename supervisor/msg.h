@@ -20,7 +20,7 @@
 #define ADB_SUPERVISOR_MSG_H
 
 #include "common/types.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 
 struct msg_tag {
     u32 ingress_gen; /* generation of the ingress worker that sent the request */

@@ -11,7 +11,7 @@
  */
 #include "common/le.h"
 #include "net/proto.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 #include "tests/check_main.h"
 #include "wal/crc32c.h"
 

@@ -28,7 +28,7 @@
 #define ADB_WAL_COMMAND_H
 
 #include "common/types.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 
 #define WAL_CMD_SIZE_MAX 88
 

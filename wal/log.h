@@ -43,7 +43,7 @@
 #define ADB_WAL_LOG_H
 
 #include "common/types.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 #include "wal/frame.h"
 #include "wal/io.h"
 #include "wal/scan.h"

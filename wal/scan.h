@@ -96,7 +96,7 @@
 #define ADB_WAL_SCAN_H
 
 #include "common/types.h"
-#include "replica/sm.h"
+#include "vocab/vocab.h"
 #include "wal/frame.h"
 
 #define WAL_SEGMENT_MAGIC 0x4C424441u /* bytes 'A' 'D' 'B' 'L' */
