@@ -13,8 +13,8 @@
 #include <stdint.h>
 
 #include "common/assert.h"
+#include "common/crc32c.h"
 #include "common/le.h"
-#include "wal/crc32c.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -16,9 +16,9 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "fuzz/fuzz.h"
-#include "wal/crc32c.h"
 #include "wal/frame.h"
 
 #include <stdlib.h>

@@ -17,11 +17,11 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "fuzz/fuzz.h"
 #include "net/proto.h"
 #include "vocab/vocab.h"
-#include "wal/crc32c.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -55,10 +55,10 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "fuzz/fuzz.h"
 #include "wal/command.h"
-#include "wal/crc32c.h"
 #include "wal/frame.h"
 #include "wal/scan.h"
 

@@ -40,11 +40,11 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "fuzz/fuzz.h"
 #include "replica/sm.h"
 #include "replica/snapshot.h"
-#include "wal/crc32c.h"
 
 #include <stdlib.h>
 #include <string.h>

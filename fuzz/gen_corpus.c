@@ -16,13 +16,13 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "common/splitmix.h"
 #include "net/proto.h"
 #include "replica/sm.h"
 #include "replica/snapshot.h"
 #include "wal/command.h"
-#include "wal/crc32c.h"
 #include "wal/frame.h"
 #include "wal/scan.h"
 

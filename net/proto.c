@@ -13,9 +13,9 @@
 #include "net/proto.h"
 
 #include "common/assert.h"
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "vocab/vocab.h"
-#include "wal/crc32c.h"
 
 #include <string.h>
 

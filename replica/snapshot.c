@@ -23,8 +23,8 @@
 #include "replica/snapshot.h"
 
 #include "common/assert.h"
+#include "common/crc32c.h"
 #include "common/le.h"
-#include "wal/crc32c.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -5,7 +5,7 @@
 #include "supervisor/ring.h"
 
 #include "common/assert.h"
-#include "wal/crc32c.h"
+#include "common/crc32c.h"
 
 #include <stdatomic.h>
 #include <string.h>

@@ -7,11 +7,11 @@
  * its own status. Every decode reads from a malloc'd buffer of exactly the length it is given,
  * so AddressSanitizer builds catch any read past `len`.
  */
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "common/splitmix.h"
 #include "tests/check_main.h"
 #include "wal/command.h"
-#include "wal/crc32c.h"
 #include "wal/frame.h"
 
 #include <signal.h>

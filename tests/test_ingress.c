@@ -18,6 +18,7 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "net/ingress_internal.h"
 #include "net/proto.h"
@@ -26,7 +27,6 @@
 #include "supervisor/segment.h"
 #include "supervisor/worker.h"
 #include "tests/check_main.h"
-#include "wal/crc32c.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

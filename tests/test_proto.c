@@ -9,11 +9,11 @@
  * reads from a malloc'd buffer of exactly the length it is given, so AddressSanitizer builds
  * catch any read past `len`.
  */
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "net/proto.h"
-#include "vocab/vocab.h"
 #include "tests/check_main.h"
-#include "wal/crc32c.h"
+#include "vocab/vocab.h"
 
 #include <signal.h>
 #include <stdio.h>

@@ -24,12 +24,12 @@
  * timing         encode and decode of 1M reservations, printed as a TAP comment (release
  *                builds; debug and sanitizer builds use fewer). ADB_SNAPSHOT_TIMING_N overrides.
  */
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "common/splitmix.h"
 #include "replica/snapshot.h"
 #include "tests/check_main.h"
 #include "tests/sm_fixture.h"
-#include "wal/crc32c.h"
 
 #include <dirent.h>
 #include <errno.h>

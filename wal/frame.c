@@ -6,8 +6,8 @@
 #include "wal/frame.h"
 
 #include "common/assert.h"
+#include "common/crc32c.h"
 #include "common/le.h"
-#include "wal/crc32c.h"
 
 #define OFF_MAGIC 0
 #define OFF_VERSION 4

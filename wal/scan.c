@@ -9,9 +9,9 @@
 #include "wal/scan.h"
 
 #include "common/assert.h"
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "wal/command.h"
-#include "wal/crc32c.h"
 
 #include <inttypes.h>
 #include <stdarg.h>

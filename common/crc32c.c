@@ -1,5 +1,5 @@
 /*
- * wal/crc32c.c — CRC32C with an SSE4.2 fast path and a portable slicing-by-8 fallback.
+ * common/crc32c.c — CRC32C with an SSE4.2 fast path and a portable slicing-by-8 fallback.
  *
  * The portable version processes 8 bytes per step with eight 256-entry tables (table[k][b] is
  * the CRC of byte b followed by k zero bytes), the usual slicing-by-8 technique. The hardware
@@ -8,7 +8,7 @@
  */
 #include "config.h"
 
-#include "wal/crc32c.h"
+#include "common/crc32c.h"
 
 #include <pthread.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /*
- * wal/crc32c.h — CRC32C (Castagnoli), the checksum of WAL frames, snapshots and wire frames.
+ * common/crc32c.h — CRC32C (Castagnoli), the checksum of WAL frames, snapshots and wire frames.
  *
  * crc32c(0, buf, len) is the standard CRC-32C (reflected, polynomial 0x82F63B78, initial and
  * final XOR 0xFFFFFFFF): "123456789" gives 0xE3069283. Calls chain: crc32c(crc32c(0, a), b)
@@ -10,8 +10,8 @@
  *   call); otherwise a portable slicing-by-8 table version. Both are always compiled and tested
  *   against the same vectors. Thread safe: the only shared state is set up under pthread_once.
  */
-#ifndef ADB_WAL_CRC32C_H
-#define ADB_WAL_CRC32C_H
+#ifndef ADB_COMMON_CRC32C_H
+#define ADB_COMMON_CRC32C_H
 
 #include "common/types.h"
 
