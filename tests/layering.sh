@@ -1,0 +1,38 @@
+#!/bin/sh
+# tests/layering.sh — the include graph runs one way (DESIGN.md §10, TAP): common/ -> vocab/ ->
+# the state machine, the WAL codec and scan, the wire codec -> snapshots and recovery -> worker
+# shells -> tools. One check per layer: every `#include "..."` of its files names a header of
+# the layer itself or of one below. The bare "config.h" is autoconf's (force-included anyway),
+# never supervisor/config.h, which only shells include.
+. "${top_srcdir:-.}/tests/tap.sh"
+cd "${top_srcdir:-.}" || exit 1
+echo "1..7"
+
+# check NAME ALLOWED FILE...: ALLOWED is an extended regex for the included paths.
+check() {
+    name=$1
+    allowed=$2
+    shift 2
+    bad=$(grep -H '^#include "' "$@" | sed 's/:#include "\([^"]*\)".*/: \1/' |
+        grep -Ev ": (config\.h|$allowed)\$")
+    if [ -z "$bad" ]; then ok "$name"; else not_ok "$name" "$bad"; fi
+}
+
+check "common/ includes only common/" 'common/.*' common/*.c common/*.h
+check "vocab/ includes only common/" '(common|vocab)/.*' vocab/*.c vocab/*.h
+SM='replica/(sm|index|expiry)\.h'
+check "the state machine includes only common/ and vocab/" "(common|vocab)/.*|$SM" \
+    replica/sm.[ch] replica/index.[ch] replica/expiry.[ch]
+WAL='wal/(frame|command|scan|io|log|slot_clock)\.h'
+check "the WAL codec, scan and log include only common/ and vocab/" "(common|vocab)/.*|$WAL" \
+    wal/frame.[ch] wal/command.[ch] wal/scan.[ch] wal/io.[ch] wal/io_posix.c wal/log.[ch] \
+    wal/slot_clock.[ch]
+check "the wire codec and the client library include only common/ and vocab/" \
+    '(common|vocab)/.*|net/(proto|allocdb)\.h' net/proto.[ch] net/client.c net/allocdb.h
+check "snapshots and recovery include only the state machine, the WAL and below" \
+    "(common|vocab)/.*|$SM|$WAL|replica/(snapshot|recovery)\.h" \
+    replica/snapshot.[ch] replica/recovery.[ch]
+check "the tools include no worker shell (supervisor/, net/ingress, replica/meta.h)" \
+    "(common|vocab|bench)/.*|$SM|$WAL|replica/(snapshot|recovery)\.h|net/(proto|allocdb)\.h" \
+    inspect/*.c bench/*.c bench/*.h cli/*.c
+[ "$fails" -eq 0 ]
