@@ -1052,6 +1052,20 @@ static void describe_peer(const struct sockaddr_storage *ss, char *out, size_t c
         snprintf(out, cap, "%s:%u", host, port);
 }
 
+/* One error frame straight on a socket whose buffers are empty (a small frame goes out whole),
+ * then our side shut: the last thing the peer reads. */
+static void send_last_error(int fd, u16 code, const char *msg)
+{
+    u8 buf[PROTO_HEADER_SIZE + 8 + 128];
+    size_t len = strlen(msg);
+    ADB_ASSERT(len <= 128);
+    u32 body = proto_put_error(buf + PROTO_HEADER_SIZE, code, msg, (u32)len);
+    size_t n = proto_frame_finish(buf, sizeof(buf), PROTO_ERROR, 0, body);
+    ssize_t sent = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)sent;
+    shutdown(fd, SHUT_WR);
+}
+
 /*
  * At max_connections, a new client takes the slot of the connection idle longest — preferring
  * one that never said hello — if it has been idle ING_EVICT_IDLE_MIN_MS with nothing in flight,
@@ -1075,15 +1089,9 @@ static bool conn_evict_idle(struct ingress *ing)
     }
     if (victim == NULL)
         return false;
-    static const char msg[] = "evicted: the server is at max_connections and this connection was idle longest";
-    u8 buf[PROTO_HEADER_SIZE + 8 + sizeof(msg)];
-    u32 body = proto_put_error(buf + PROTO_HEADER_SIZE, PROTO_ERR_IDLE, msg, sizeof(msg) - 1);
-    size_t n = proto_frame_finish(buf, sizeof(buf), PROTO_ERROR, 0, body);
-    int fd = bufferevent_getfd(victim->bev);
-    ssize_t sent = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)sent;
-    shutdown(fd, SHUT_WR);
     ctr_add(&ing->seg->ing->connections_evicted, 1);
+    send_last_error(bufferevent_getfd(victim->bev), PROTO_ERR_IDLE,
+                    "evicted: the server is at max_connections and this connection was idle longest");
     log_debug("conn_evicted", "peer=%s idle_ms=%llu hello=%s", victim->peer,
               (unsigned long long)(ing->now_ms - victim->last_active_ms), victim->hello_done ? "yes" : "no");
     conn_free(ing, victim);
@@ -1094,15 +1102,9 @@ static bool conn_evict_idle(struct ingress *ing)
  * so a small frame goes out whole), then close. */
 static void conn_refuse(struct ingress *ing, int fd, const char *peer)
 {
-    static const char msg[] = "too many connections";
     /* Counted before the client can see the refusal, so the counter never lags the frame. */
     ctr_add(&ing->seg->ing->connections_refused, 1);
-    u8 buf[PROTO_HEADER_SIZE + 8 + sizeof(msg)];
-    u32 body = proto_put_error(buf + PROTO_HEADER_SIZE, PROTO_ERR_TOO_MANY_CONNECTIONS, msg, sizeof(msg) - 1);
-    size_t n = proto_frame_finish(buf, sizeof(buf), PROTO_ERROR, 0, body);
-    ssize_t sent = send(fd, buf, n, MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)sent;
-    shutdown(fd, SHUT_WR);
+    send_last_error(fd, PROTO_ERR_TOO_MANY_CONNECTIONS, "too many connections");
     close(fd);
     log_debug("conn_refused", "peer=%s open=%u max_connections=%u", peer, ing->conn_open, ing->conn_cap);
 }

@@ -58,9 +58,8 @@ commands=200000
 "$bench" net --addr "$addr" --workload uniform --connections 4 --pipeline 4 --batch 64 --resources 256 \
     --commands "$commands" > "$tmp/bench" 2>&1 || true
 lsn=$("$cli" --addr "$addr" --json status | sed -n 's/.*"durable_lsn": *\([0-9]*\).*/\1/p')
-kill -TERM "$sup"
-wait "$sup"
-from=$(wc -l < "$log")
+daemon_stop
+from=$(wc -l < "$log") # started by hand: the kill must land before READY
 "$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${opts[@]}" 2>>"$log" &
 sup=$!
 killed=
@@ -68,10 +67,10 @@ for _ in $(seq 1 5000); do # the first child is the sequencer: kill it while it 
     p=$(cut -d' ' -f1 "/proc/$sup/task/$sup/children" 2>/dev/null)
     if [ -n "$p" ]; then kill -9 "$p" && killed=$p; break; fi
 done
-recovered_before=$(tail -n +"$((from + 1))" "$log" | grep -c 'wal_recovered')
+recovered_before=$(since_start | grep -c 'wal_recovered')
 ready=no
 for _ in $(seq 1 1200); do
-    tail -n +"$((from + 1))" "$log" | grep -q ' ready listen=' && { ready=yes; break; }
+    since_start | grep -q ' ready listen=' && { ready=yes; break; }
     kill -0 "$sup" 2>/dev/null || break
     sleep 0.05
 done
@@ -79,21 +78,18 @@ if [ -z "$killed" ] || [ "$recovered_before" -ne 0 ]; then
     ok "sequencer killed before READY: the kill came too late to test (WAL to LSN $lsn) # SKIP timing"
 else
     [ $ready = yes ] && ok "sequencer killed before its first READY (WAL to LSN $lsn, shared log 1024): start-up completes" ||
-        not_ok "killed before READY: start-up completes" "$(tail -n +"$((from + 1))" "$log" | tail -8)"
+        not_ok "killed before READY: start-up completes" "$(since_start | tail -8)"
 fi
-line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=')
+line=$(since_start | grep -m1 ' ready listen=')
 addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
 admin_port=$(printf '%s\n' "$line" | sed -n 's/.* admin_listen=[^ ]*:\([0-9]*\).*/\1/p')
 out=$("$cli" --addr "$addr" --json status 2>&1)
 got=$(printf '%s\n' "$out" | sed -n 's/.*"applied_lsn": *\([0-9]*\).*/\1/p')
 [ "${got:-0}" -ge "${lsn:-1}" ] && ok "every logged entry applied after it (applied_lsn $got >= $lsn)" ||
     not_ok "applied after the early kill" "applied ${got:-?}, want >= $lsn: $out"
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 
 # 3. Snapshot writes that fail, then succeed.
-from=$(wc -l < "$log")
 daemon_start "$tmp/d" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
 applied=$("$cli" --addr "$addr" --json status | sed -n 's/.*"applied_lsn": *\([0-9]*\).*/\1/p')
 for l in $(seq $((applied + 1)) $((applied + 40))); do mkdir -p "$tmp/d/$(printf 'snapshot-%020d.tmp' "$l")"; done
@@ -101,7 +97,7 @@ for r in $(seq 101 120); do "$cli" --addr "$addr" create-resource $r > /dev/null
 sleep 4
 h=$(http_get /health)
 m=$(http_get /metrics | grep '^allocdb_snapshot_failures_total')
-retries=$(tail -n +"$((from + 1))" "$log" | grep 'snapshot_failed .*retry_in_ms' | sed -n 's/.*retry_in_ms=\([0-9]*\).*/\1/p' | tr '\n' ' ')
+retries=$(since_start | grep 'snapshot_failed .*retry_in_ms' | sed -n 's/.*retry_in_ms=\([0-9]*\).*/\1/p' | tr '\n' ' ')
 printf '%s\n' "$h" | head -1 | grep -q ' 503 ' && printf '%s\n' "$h" | grep -q 'snapshot writes are failing' &&
     ok "failing snapshots: /health 503 with the reason" || not_ok "/health 503 for snapshots" "$h"
 set -- $retries
@@ -114,13 +110,11 @@ for _ in $(seq 1 200); do
     http_get /health | head -1 | grep -q ' 200 ' && { healthy=yes; break; }
     sleep 0.1
 done
-[ $healthy = yes ] && tail -n +"$((from + 1))" "$log" | grep -q 'snapshot_written' &&
+[ $healthy = yes ] && since_start | grep -q 'snapshot_written' &&
     ok "once the snapshot can be written: snapshot_written, /health 200" ||
     not_ok "snapshot recovers" "$(http_get /health | head -3); $(tail -3 "$log")"
-kill -TERM "$sup"
-wait "$sup"
+daemon_stop
 st=$?
-sup=
 [ $st -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0" "exit $st"
 
 # 4. A damaged newest snapshot is skipped, and said so where an operator looks (a fresh
@@ -131,17 +125,14 @@ for r in $(seq 301 320); do "$cli" --addr "$addr" create-resource $r > /dev/null
 sleep 1
 for r in $(seq 321 340); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
 sleep 1
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 newest=$(ls "$tmp/s"/snapshot-*.snap | tail -1)
 count=$(ls "$tmp/s"/snapshot-*.snap | wc -l)
 size=$(stat -c %s "$newest")
 flip_byte "$newest" $((size / 2))
-from=$(wc -l < "$log")
 daemon_start "$tmp/s" "${pinned[@]}"
 st=$?
-w=$(tail -n +"$((from + 1))" "$log" | grep 'snapshot_rejected')
+w=$(since_start | grep 'snapshot_rejected')
 [ $st -eq 0 ] && [ "$count" -ge 2 ] && printf '%s\n' "$w" | grep -q "warn .*file=$newest .*reason=" &&
     ok "a damaged newest snapshot: skipped, a warning names the file and the reason" ||
     not_ok "snapshot rejected: warning" "start $st, $count snapshots: $w"
@@ -152,37 +143,29 @@ gs=$?
 [ "${m##* }" = 1 ] && printf '%s\n' "$j" | grep -q '"snapshots_rejected":1' && [ $gs -eq 0 ] &&
     ok "counted in /metrics ($m) and /status; the writes after the older snapshot still served" ||
     not_ok "snapshot rejected: metric and status" "$m; $g; $j"
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 
 # 5. A damaged WAL frame below the newest snapshot.
 "$allocdbd" format --data-dir "$tmp/w" "${pinned[@]}" > /dev/null
 daemon_start "$tmp/w" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
 for r in $(seq 1 40); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
 sleep 1
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 seg0=$(ls "$tmp/w"/wal-*.log | head -1)
 flip_byte "$seg0" $((64 + 20)) # the first frame's slot
-from=$(wc -l < "$log")
 daemon_start "$tmp/w" "${pinned[@]}"
 st=$?
-w=$(tail -n +"$((from + 1))" "$log" | grep 'wal_damage_below_snapshot')
+w=$(since_start | grep 'wal_damage_below_snapshot')
 [ $st -eq 0 ] && printf '%s\n' "$w" | grep -q "file=$seg0 offset=64 lsn=1 " &&
     ok "a damaged frame the snapshot covers: passed over, a warning names file, offset and LSN" ||
-    not_ok "WAL damage below the snapshot" "start $st: $w $(tail -n +"$((from + 1))" "$log" | tail -3)"
+    not_ok "WAL damage below the snapshot" "start $st: $w $(since_start | tail -3)"
 m=$(http_get /metrics | grep '^allocdb_wal_damage_below_snapshot ')
 [ "${m##* }" = 1 ] && "$cli" --addr "$addr" get-resource 40 > /dev/null &&
     ok "counted ($m); every write served" || not_ok "damage gauge and reads" "$m"
-kill -TERM "$sup"
-wait "$sup"
-sup=
+daemon_stop
 
 # 6. The commit point cannot be recorded: fatal.
 shim="$b/tests/.libs/libfailsync.so"
-from=$(wc -l < "$log")
 LD_PRELOAD="$shim" ALLOCDB_FAIL_SYNC_PATH=/meta/data.mdb ALLOCDB_FAIL_SYNC_TRIGGER="$tmp/fail-meta" \
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" daemon_start "$tmp/d" "${pinned[@]}"
 [ $? -eq 0 ] && ok "allocdbd starts with the sync shim preloaded" || not_ok "start with the shim" "$(tail -5 "$log")"
@@ -194,7 +177,7 @@ for _ in $(seq 1 100); do
     sleep 0.05
 done
 sup=
-[ "$st" = 5 ] && tail -n +"$((from + 1))" "$log" | grep -q 'meta_commit_failed .*action=stop_daemon' &&
+[ "$st" = 5 ] && since_start | grep -q 'meta_commit_failed .*action=stop_daemon' &&
     ok "a failed commit-point write stops the daemon: exit 5, meta_commit_failed" ||
-    not_ok "metadata sync failure is fatal" "exit '${st}': $(tail -n +"$((from + 1))" "$log" | tail -5)"
+    not_ok "metadata sync failure is fatal" "exit '${st}': $(since_start | tail -5)"
 [ "$fails" -eq 0 ]

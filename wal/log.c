@@ -108,13 +108,6 @@ static void options_resolve(struct wal_log_options *o, const struct wal_log_opti
     ADB_ASSERT(o->sync_window_bytes >= o->batch_bytes); /* so >= WAL_FRAME_MAX too */
 }
 
-/* Out of space stops writes, not the log: a failed growth loses nothing written, so the log is
- * not halted; its owner refuses what needs room and tries again later. */
-static bool no_space(int rc)
-{
-    return rc == -ENOSPC || rc == -EDQUOT;
-}
-
 /*
  * Creates a segment file whose first frame will be h->first_lsn: header written, whole
  * capacity allocated, file fsynced (allocation changes metadata), directory fsynced. On success
@@ -153,7 +146,7 @@ static int segment_create(struct io *io, const char *dir, const struct wal_segme
     if (rc != 0) {
         why_set(why, why_len, "%s: %s: %s", path, step, strerror(-rc));
         io->ops->close(io, fd);
-        if (no_space(rc))
+        if (wal_log_no_space(rc))
             (void)io->ops->unlink(io, path); /* frameless: nothing lost; a later roll creates it again */
         return rc;
     }
@@ -642,7 +635,7 @@ int wal_log_prepare(struct wal_log *w, u64 budget_bytes)
     if (w->spare_fd < 0) {
         rc = w->io->ops->open(w->io, path, IO_WRITE | IO_CREATE | IO_EXCL, &w->spare_fd);
         if (rc != 0)
-            return no_space(rc) ? rc : halt(w, rc, "WAL spare create");
+            return wal_log_no_space(rc) ? rc : halt(w, rc, "WAL spare create");
         w->spare_written = 0;
     }
     static const u8 zeros[64 * 1024];
@@ -659,13 +652,13 @@ int wal_log_prepare(struct wal_log *w, u64 budget_bytes)
         u64 n = end - w->spare_written < sizeof(zeros) ? end - w->spare_written : sizeof(zeros);
         rc = io_write_all(w->io, w->spare_fd, zeros, n, w->spare_written);
         if (rc != 0) /* the spare holds no frame: a full disk only delays it */
-            return no_space(rc) ? rc : halt(w, rc, "WAL spare write");
+            return wal_log_no_space(rc) ? rc : halt(w, rc, "WAL spare write");
         w->spare_written += n;
     }
     /* Each slice is synced as it goes, so no single call flushes the whole file. */
     rc = w->spare_written == cap ? w->io->ops->fsync(w->io, w->spare_fd) : w->io->ops->datasync(w->io, w->spare_fd);
     if (rc != 0)
-        return no_space(rc) ? rc : halt(w, rc, "WAL spare sync");
+        return wal_log_no_space(rc) ? rc : halt(w, rc, "WAL spare sync");
     w->spare_ready = w->spare_written == cap;
     return 0;
 }
@@ -715,7 +708,7 @@ static int roll(struct wal_log *w)
         char why[WAL_PATH_MAX + 64];
         rc = segment_create(w->io, w->dir, &h, &fd, why, sizeof(why));
         if (rc != 0) /* a full disk: nothing was appended, the active segment stays as it is */
-            return no_space(rc) ? rc : halt(w, rc, "WAL segment create");
+            return wal_log_no_space(rc) ? rc : halt(w, rc, "WAL segment create");
     }
     w->io->ops->close(w->io, w->fd);
     w->fd = fd;

@@ -48,6 +48,8 @@
 #include "wal/io.h"
 #include "wal/scan.h"
 
+#include <errno.h>
+
 #define WAL_SEGMENT_BYTES_DEFAULT (64u << 20)
 #define WAL_SEGMENT_BYTES_MIN 4096
 #define WAL_SEGMENT_BYTES_MAX ((u64)1 << 40)
@@ -175,6 +177,13 @@ static inline const u8 *wal_log_last_frame(const struct wal_log *w, u32 *len)
 {
     *len = w->last_frame_len;
     return w->batch + w->batch_used - w->last_frame_len;
+}
+
+/* Out of space stops writes, not the log: a failed growth loses nothing written, so the log is
+ * not halted; its owner refuses what needs room and tries again later. */
+static inline bool wal_log_no_space(int rc)
+{
+    return rc == -ENOSPC || rc == -EDQUOT;
 }
 
 /* Writes everything appended and syncs once. 0 or a negative errno (log halted).

@@ -163,7 +163,6 @@ struct seq {
     struct shlog_entry *stash; /* frames of the current batch, published after the fsync */
     u32 stash_count;
     struct slot_clock clock;
-    u64 last_slot;
     u64 published_before; /* restart: frames above it are published after open */
     u64 meta_commit, meta_at_ms;
     u64 meta_snapshot; /* snapshot anchor recorded in the metadata */
@@ -247,7 +246,6 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
     *rc = wal_log_append(&q->wal, slot, 0, cmd, &lsn);
     if (*rc != 0)
         return false;
-    q->last_slot = slot;
     slot_clock_note_slot(&q->clock, slot);
     struct shlog_entry *e = &q->stash[q->stash_count++];
     e->tag = *tag;
@@ -259,7 +257,6 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
     return true;
 }
 
-/* One client write: a retry answered without a frame, a rejection, or a new frame. */
 enum space_part { SPACE_SEGMENT, SPACE_META, SPACE_SPARE };
 
 static bool writes_refused(const struct seq *q)
@@ -292,6 +289,7 @@ static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
     atomic_fetch_add_explicit(&q->seg->seq->rejected[PROTO_REJECT_NO_SPACE], 1, memory_order_relaxed);
 }
 
+/* One client write: a retry answered without a frame, a rejection, or a new frame. */
 static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *rc)
 {
     struct seg_sequencer *c = q->seg->seq;
@@ -330,16 +328,29 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
         return true;
     }
     if (!append(q, &m->tag, &m->cmd, slot, o == NULL, rc)) {
-        if (*rc != -ENOSPC && *rc != -EDQUOT)
+        if (!wal_log_no_space(*rc))
             return false;
         set_no_space(q, SPACE_SEGMENT, true, *rc);
         refuse_no_space(q, &m->tag);
         *rc = 0;
         return true;
     }
-    set_no_space(q, SPACE_SEGMENT, false, 0);
+    if (q->segment_no_space)
+        set_no_space(q, SPACE_SEGMENT, false, 0);
     atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
     return true;
+}
+
+/* LMDB refuses a handle whose commit failed: a fresh one (NULL if it cannot be had; maintenance
+ * tries again). */
+static void meta_reopen(struct seq *q)
+{
+    char why[512] = "";
+    meta_close(q->meta);
+    if (meta_open(q->w->cfg->data_dir, false, &q->meta, why, sizeof(why)) != 0) {
+        q->meta = NULL;
+        log_warn("meta_reopen_failed", "reason=\"%s\"", why);
+    }
 }
 
 /* The commit point and the clock anchor, in one metadata transaction. */
@@ -351,14 +362,12 @@ static int meta_commit_now(struct seq *q, u64 durable)
                              .boot_id = a.boot_id };
     char why[512] = "";
     int rc = meta_advance(q->meta, durable, &mc, why, sizeof(why));
-    if (rc == -ENOSPC || rc == -EDQUOT) {
+    if (wal_log_no_space(rc)) {
         /* A full disk, not a failing one: refuse writes until the point can be recorded
          * (a commit point that lags is still a true lower bound), on a reopened handle. */
         atomic_fetch_add_explicit(&q->seg->seq->meta_failures, 1, memory_order_relaxed);
         set_no_space(q, SPACE_META, true, rc);
-        meta_close(q->meta);
-        if (meta_open(q->w->cfg->data_dir, false, &q->meta, why, sizeof(why)) != 0)
-            q->meta = NULL; /* maintenance reopens it */
+        meta_reopen(q);
         return 0;
     }
     if (rc != 0) {
@@ -385,12 +394,8 @@ static void meta_snapshot_failed(struct seq *q, u64 now, const char *why)
                                                                              : q->meta_backoff_ms * 2;
     q->meta_retry_at_ms = now + q->meta_backoff_ms;
     log_warn("meta_snapshot_failed", "reason=\"%s\" retry_in_ms=%" PRIu64, why, q->meta_backoff_ms);
-    meta_close(q->meta);
-    char why2[512] = "";
-    if (meta_open(q->w->cfg->data_dir, false, &q->meta, why2, sizeof(why2)) != 0) {
-        q->meta = NULL;
-        log_warn("meta_reopen_failed", "reason=\"%s\"", why2);
-    }
+    if (q->meta != NULL)
+        meta_reopen(q);
 }
 
 static int maintenance(struct seq *q)
@@ -458,7 +463,7 @@ static int commit_batch(struct seq *q)
     seg_histogram_add(&c->fsync_us, us);
     seg_histogram_add(&c->batch, q->stash_count);
     atomic_fetch_add_explicit(&c->fsyncs, 1, memory_order_relaxed);
-    atomic_store_explicit(&c->last_slot, q->last_slot, memory_order_relaxed);
+    atomic_store_explicit(&c->last_slot, q->wal.cur.last_slot, memory_order_relaxed);
     atomic_store_explicit(&c->durable_lsn, q->wal.durable_lsn, memory_order_release);
     /* Room was reserved before the batch was taken: the claims cannot fail. */
     for (u32 i = 0; i < q->stash_count; i++) {
@@ -557,7 +562,6 @@ static int open_all(struct seq *q)
                   rep.last_lsn, q->published_before);
         return WORKER_EXIT_FATAL;
     }
-    q->last_slot = rep.last_slot;
     struct seg_sequencer *c = q->seg->seq;
     if (!first_start) {
         /* A restart within this daemon: the timeline the first sequencer decided goes on. */
@@ -647,7 +651,7 @@ int sequencer_main(const struct worker_ctx *w)
             bool refused = writes_refused(q);
             storage_ok = refused || append(q, &none, &cmd, now_slot(q), false, &rc);
             ring_release(seg->expire);
-            if (!storage_ok && (rc == -ENOSPC || rc == -EDQUOT)) {
+            if (!storage_ok && wal_log_no_space(rc)) {
                 /* Not logged: the applier proposes it again after its hold. Late, never early. */
                 set_no_space(q, SPACE_SEGMENT, true, rc);
                 storage_ok = true;
@@ -688,7 +692,7 @@ int sequencer_main(const struct worker_ctx *w)
         }
         if (!q->spare_no_space || mono_ms() >= q->space_retry_at_ms) {
             rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
-            if (rc == -ENOSPC || rc == -EDQUOT) {
+            if (wal_log_no_space(rc)) {
                 set_no_space(q, SPACE_SPARE, true, rc);
             } else if (rc != 0) {
                 return storage_failed(q, rc);
