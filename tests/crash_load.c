@@ -801,6 +801,28 @@ static void run_async(struct worker *w)
 
 /* ---- the synchronous (batch) worker ---------------------------------------------------------- */
 
+/* One allocdb_submit of the ops' commands (cmds already built), with the library's retries; every
+ * answer is recorded, a failed call counting as unreachable for each op. Returns its status. */
+static int submit_and_answer(struct worker *w, allocdb_client *c, const int32_t *ops, uint32_t n,
+                             struct allocdb_command *cmds, struct allocdb_result *res)
+{
+    for (uint32_t i = 0; i < n; i++)
+        OP(w, ops[i])->inflight++;
+    int64_t t0 = now_ns();
+    int rc = allocdb_submit(c, cmds, n, res);
+    int64_t t1 = now_ns();
+    for (uint32_t i = 0; i < n; i++) {
+        struct op *o = OP(w, ops[i]);
+        if (rc != ALLOCDB_OK && rc != ALLOCDB_ERR_UNREACHABLE)
+            res[i] = (struct allocdb_result){ .outcome = ALLOCDB_INDEFINITE, .code = ALLOCDB_INDEFINITE_UNREACHABLE };
+        o->attempts += res[i].attempts;
+        if (o->t_inv == 0 && res[i].attempts > 0)
+            o->t_inv = t0;
+        op_answer(w, ops[i], &res[i], t1);
+    }
+    return rc;
+}
+
 static void run_sync(struct worker *w)
 {
     int32_t batch[BATCH_MAX];
@@ -833,27 +855,12 @@ static void run_sync(struct worker *w)
             }
         }
         if (n > 0) {
-            for (uint32_t i = 0; i < n; i++) {
-                struct op *o = OP(w, batch[i]);
-                op_command(o, &cmds[i]);
-                o->inflight++;
-            }
-            int64_t t0 = now_ns();
-            int rc = allocdb_submit(w->c, cmds, n, res);
-            int64_t t1 = now_ns();
+            for (uint32_t i = 0; i < n; i++)
+                op_command(OP(w, batch[i]), &cmds[i]);
+            int rc = submit_and_answer(w, w->c, batch, n, cmds, res);
             w->frames++;
             if (rc != ALLOCDB_OK && rc != ALLOCDB_ERR_UNREACHABLE)
                 violation(C_OTHER, "allocdb_submit: %s: %s", allocdb_strerror(rc), allocdb_last_error(w->c));
-            for (uint32_t i = 0; i < n; i++) {
-                struct op *o = OP(w, batch[i]);
-                if (rc != ALLOCDB_OK && rc != ALLOCDB_ERR_UNREACHABLE)
-                    res[i] = (struct allocdb_result){ .outcome = ALLOCDB_INDEFINITE,
-                                                      .code = ALLOCDB_INDEFINITE_UNREACHABLE };
-                o->attempts += res[i].attempts;
-                if (o->t_inv == 0 && res[i].attempts > 0)
-                    o->t_inv = t0;
-                op_answer(w, batch[i], &res[i], t1);
-            }
         }
         for (uint32_t i = 0; i < nreads; i++) {
             struct task *t = &w->tasks[reads[i]];
@@ -917,23 +924,9 @@ static bool submit_until_committed(struct worker *w, allocdb_client *c, int32_t 
             ok = false;
             break;
         }
-        for (size_t i = 0; i < m; i++) {
+        for (size_t i = 0; i < m; i++)
             op_command(OP(w, open[i]), &cmds[i]);
-            OP(w, open[i])->inflight++;
-        }
-        int64_t t0 = now_ns();
-        int rc = allocdb_submit(c, cmds, m, res);
-        int64_t t1 = now_ns();
-        for (size_t i = 0; i < m; i++) {
-            struct op *o = OP(w, open[i]);
-            if (rc != ALLOCDB_OK && rc != ALLOCDB_ERR_UNREACHABLE)
-                res[i] = (struct allocdb_result){ .outcome = ALLOCDB_INDEFINITE,
-                                                  .code = ALLOCDB_INDEFINITE_UNREACHABLE };
-            o->attempts += res[i].attempts;
-            if (o->t_inv == 0 && res[i].attempts > 0)
-                o->t_inv = t0;
-            op_answer(w, open[i], &res[i], t1);
-        }
+        int rc = submit_and_answer(w, c, open, (uint32_t)m, cmds, res);
         if (rc != ALLOCDB_OK)
             sleep_ns(20 * MS);
     }

@@ -1108,6 +1108,25 @@ END_TEST
  * every possible number of mutating I/O operations and a torn power loss. Recovery must never
  * fail, must hold every acknowledged entry, and nothing but a prefix of what was appended.
  */
+/* The crash tests' workload: 12 group commits of 4 to 8 entries, optionally preparing the next
+ * segment between them (a slice per batch), until an I/O operation fails (the process died).
+ * Returns the entries acknowledged: committed before the failure. */
+static u64 crash_workload(struct wal_log *w, bool spare)
+{
+    u64 acked = 0;
+    int rc = 0;
+    for (int batch = 0; batch < 12 && rc == 0; batch++) {
+        rc = append_n(w, 4 + (u64)batch % 5);
+        if (rc == 0)
+            rc = wal_log_commit(w);
+        if (rc == 0)
+            acked = ex->count;
+        if (rc == 0 && spare)
+            rc = wal_log_prepare(w, SMALL_SEGMENT / 3);
+    }
+    return acked;
+}
+
 /* The workload below, optionally preparing the next segment between batches (the spare); the
  * power loss tears a prefix of the unsynced writes, or their pages in any order. */
 static void crash_at_every_step(bool spare, enum io_fault_loss loss)
@@ -1122,17 +1141,8 @@ static void crash_at_every_step(bool spare, enum io_fault_loss loss)
         struct seen s;
         open_ok(&w, &rep, &s);
         io_fault_crash_after(fs, k);
-        u64 acked = 0;
-        int rc = 0;
-        for (int batch = 0; batch < 12 && rc == 0; batch++) {
-            rc = append_n(&w, 4 + (u64)batch % 5);
-            if (rc == 0)
-                rc = wal_log_commit(&w);
-            if (rc == 0)
-                acked = ex->count;
-            if (rc == 0 && spare)
-                rc = wal_log_prepare(&w, SMALL_SEGMENT / 3); /* a slice per batch */
-        }
+        u64 acked = crash_workload(&w, spare);
+        int rc;
         bool crashed = io_fault_crashed(fs);
         wal_log_close(&w);
         io_fault_power_loss(fs, loss);
@@ -1228,17 +1238,8 @@ static void kill_at_every_step(bool spare)
         struct seen s;
         open_ok(&w, &rep, &s);
         io_fault_crash_after(fs, k);
-        u64 acked = 0;
-        int rc = 0;
-        for (int batch = 0; batch < 12 && rc == 0; batch++) {
-            rc = append_n(&w, 4 + (u64)batch % 5);
-            if (rc == 0)
-                rc = wal_log_commit(&w);
-            if (rc == 0)
-                acked = ex->count;
-            if (rc == 0 && spare)
-                rc = wal_log_prepare(&w, SMALL_SEGMENT / 3);
-        }
+        u64 acked = crash_workload(&w, spare);
+        int rc;
         bool crashed = io_fault_crashed(fs);
         wal_log_close(&w);
         io_fault_process_restart(fs);
