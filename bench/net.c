@@ -13,13 +13,26 @@
  *                winner releases it (at the end of its next submit) as soon as it learns it won.
  *   uniform      --resources resources created first (setup); then reserve a random one with
  *                --ttl (30s), and on ok confirm or release it, 50/50; a confirmed one is then
- *                released, so the pool never runs dry.
+ *                released, so the pool never runs dry: a steady state, every reservation the
+ *                run makes is released by the run (the server's tables hold only what its
+ *                windows retain).
  *   retry-storm  uniform, plus --resend-percent of the submits resend a recorded earlier submit
  *                verbatim: every command must come back committed from_retry_cache with the
  *                original code, LSN and reservation id.
  *   expiry       reserve random resources with a short --ttl (200ms), never confirm; afterwards
  *                a sample of the reservations is read back until it has expired, and the
  *                server's expire counter is reported.
+ *
+ * Sustained runs: the progress line splits each second's results into useful (committed, other
+ * than a *_table_full or expiration_index_full), full, rejected and indefinite, so a collapse
+ * once a table fills shows at a glance; the summary compares the useful rate over the whole run
+ * with its first 5 s and states the server's windows, capacities and per-process memory.
+ * --verify-retries N: a reservoir sample (Algorithm R, arrays sized at start) of N committed
+ * first sends (reserves, confirms, releases; not retry-storm resends) from the whole run, plus
+ * the first N/10 of its first second, is resent verbatim after the measured phase and judged
+ * against the dedupe window by its age: inside it (by 2 s) the answer must be the original one
+ * from the retry cache, past it (by 2 s) the id must be new again; then up to N/10 changed
+ * commands reusing sampled ids must come back operation_conflict.
  *
  * NOTES
  *   Timing: the clock is read once after each epoll wake-up (replies) and once before the
@@ -33,7 +46,7 @@
  *   within its dedupe window does not turn the new run's commands into retries of the last.
  *   Errors: a refused or failed connect exits 69; a bad frame, an unexpected reply, a lost
  *   connection or a closing error frame exits 1, as does a retry-storm resend that committed
- *   without from_retry_cache.
+ *   without from_retry_cache or a --verify-retries mismatch.
  */
 #include "config.h"
 
@@ -70,6 +83,9 @@
 #define SETUP_INFLIGHT_MAX 16384   /* setup creates in flight over all connections */
 #define SAMPLE_MAX 256             /* expiry: reservations read back */
 #define CAND_USES 4                /* retry-storm: resends of one recorded submit */
+#define VERIFY_MAX 10000000        /* --verify-retries */
+#define VERIFY_MARGIN_MS 2000      /* ages this close to the dedupe window are not judged */
+#define FIRST_SPAN_NS (5 * NS)     /* the useful rate's "first 5 s" */
 #define CTL_TIMEOUT_S 10
 #define NS 1000000000ull
 
@@ -92,6 +108,7 @@ struct net_opts {
     bool seed_given;
     u64 rate; /* commands/s, 0: as fast as the pipeline allows */
     u64 resend_percent;
+    u64 verify_retries; /* 0: off */
     bool json;
 };
 
@@ -128,6 +145,26 @@ struct cand_result {
 
 enum { CAND_FREE, CAND_PENDING, CAND_READY };
 
+/* --verify-retries: one sampled command as it was sent, with its first (committed) result. */
+struct vsample {
+    u8 cmd[PROTO_COMMAND_SIZE];
+    u128 reservation_id;
+    u64 applied_lsn;
+    u64 t_send; /* ns */
+    u8 code;
+};
+
+/* What the resends of the sample found. */
+struct verify {
+    bool ran;
+    const char *skipped; /* why the verification did not run (NULL: it ran or was not asked) */
+    u64 samples, early;
+    u64 exact, aged_new, edge, unanswered, mismatches, released;
+    u64 conflict_checks, conflicts, conflict_mismatches;
+    double oldest_s, youngest_s;
+    char first[512]; /* the first mismatch */
+};
+
 struct conn {
     int fd;
     u32 index;
@@ -143,6 +180,7 @@ struct conn {
     size_t in_len, in_cap;
     struct follow *fq; /* ring */
     u32 fq_head, fq_len, fq_cap;
+    u8 *sent_cmd; /* --verify-retries: each slot's measured commands as encoded (pipeline x batch) */
     /* retry-storm: one recorded submit (its encoded commands and results) */
     u8 *cand;
     struct cand_result *cand_res;
@@ -161,6 +199,10 @@ struct counts {
     u64 attempts, wins;                                                       /* hotspot */
     u64 resends, resent_commands, resent_cached, resend_mismatches, resend_unanswered; /* retry */
     u64 fresh_cached; /* fresh commands answered from the retry cache: an id collision */
+    /* committed other than *_table_full and expiration_index_full; those; definite rejections
+     * and refusals; indefinite outcomes (a submit refused with timeout counts here) */
+    u64 useful, full, rejected_all, indefinite_all;
+    u64 useful_first; /* useful results answered in the run's first 5 s */
 };
 
 struct bench {
@@ -183,13 +225,21 @@ struct bench {
     u64 t0, t_last_reply, elapsed_ns, t_run_end;
     u64 sent_cmds; /* in the current phase */
     u64 inflight_reqs, inflight_cmds;
-    u64 tick_t, tick_cmds;
+    u64 tick_t, tick_cmds, tick_useful, tick_full, tick_rejected, tick_indefinite;
+    u64 first_end; /* t0 + 5 s of the measured phase */
+    json_t *seconds; /* --json: the progress lines */
 
     struct counts n;
     struct hist *lat, *lat_tick, *lat_sched;
     u128 sample[SAMPLE_MAX];
     u32 sample_n;
     u64 sample_seen;
+
+    /* --verify-retries: [0, N) the reservoir, [N, N + N/10) the first second's first commands */
+    struct vsample *vs;
+    u64 vs_n, vs_seen, early_n, early_cap;
+    u64 v_rng; /* the reservoir's draws (not the workload's, so a seed repeats its run) */
+    struct verify v;
 
     int exit_code; /* 0 while all is well */
     char failure[512];
@@ -313,8 +363,15 @@ void bench_net_usage(FILE *out)
             "Usage: allocdb-bench net [OPTIONS]\n"
             "\n"
             "Loads a running allocdbd through the wire protocol: N connections, each keeping D\n"
-            "submits of B commands in flight, one event loop. Reports commands/s, per-request\n"
-            "latency (p50/p99/p999/max), results by code and the server's fsyncs and batch size.\n"
+            "submits of B commands in flight, one event loop. Reports commands/s, useful\n"
+            "commands/s (committed, not *_table_full or expiration_index_full) over the run and\n"
+            "in its first 5 s, per-request latency (p50/p99/p999/max), results by code, the\n"
+            "server's fsyncs and batch size, its windows, capacities and per-process memory.\n"
+            "\n"
+            "Workloads: hotspot (one resource, every win released), uniform (steady: reserve a\n"
+            "random resource, confirm or release it, release the confirmed ones, so every\n"
+            "reservation is released), retry-storm (uniform plus verbatim resends of earlier\n"
+            "submits), expiry (short reserves left to expire).\n"
             "\n"
             "  --addr HOST:PORT        the server (default 127.0.0.1:7400)\n"
             "  --workload W            hotspot, uniform, retry-storm or expiry (default uniform)\n"
@@ -328,15 +385,21 @@ void bench_net_usage(FILE *out)
             "  --resources N           resources created before a uniform, retry-storm or expiry\n"
             "                          run (default 100000; not timed)\n"
             "  --resend-percent P      retry-storm: submits that resend an earlier one (default 10)\n"
+            "  --verify-retries N      after the run, resend N sampled commands (and the first N/10\n"
+            "                          of its first second) and check them against the dedupe\n"
+            "                          window: the original result inside it, a new id past it;\n"
+            "                          then N/10 changed ones must get operation_conflict\n"
+            "                          (default 0: off)\n"
             "  --seed S                seed of the resource picks and operation ids (default: from\n"
             "                          the clock, printed); ids also mix in a per-run nonce\n"
             "  --json                  print one JSON object instead of text\n"
             "  -h, --help              show this help\n"
             "\n"
-            "A progress line goes to stderr every second.\n"
+            "A progress line goes to stderr every second: commands/s, and useful, full, rejected\n"
+            "and indefinite results per second, p99.\n"
             "Exit status: 0 on a clean run, 1 on a protocol error, a lost connection, a failed\n"
-            "setup or a retry-storm resend not answered from the retry cache, 64 on a usage\n"
-            "error, 69 if the server cannot be reached.\n");
+            "setup, a retry-storm resend not answered from the retry cache or a --verify-retries\n"
+            "mismatch, 64 on a usage error, 69 if the server cannot be reached.\n");
 }
 
 /* ---- blocking control connection: hello, metrics, status, reads --------------------------- */
@@ -411,13 +474,11 @@ static u64 ctl_seq;
  * and its body at ctl_buf + PROTO_HEADER_SIZE (NUL-terminated). An error frame is returned as
  * such (the caller decides); false only for I/O or protocol failures, with the reason.
  */
-static bool ctl_call(int fd, u8 kind, const u8 *body, u32 body_len, struct proto_header *h, char *why, size_t n)
+static bool ctl_exchange(int fd, u8 kind, u8 *frame, size_t cap, u32 body_len, struct proto_header *h, char *why,
+                         size_t n)
 {
-    u8 frame[PROTO_HEADER_SIZE + 64];
-    if (body_len > 0)
-        memcpy(frame + PROTO_HEADER_SIZE, body, body_len);
     u64 id = ++ctl_seq;
-    size_t len = proto_frame_finish(frame, sizeof(frame), kind, id, body_len);
+    size_t len = proto_frame_finish(frame, cap, kind, id, body_len);
     if (!write_all(fd, frame, len)) {
         snprintf(why, n, "sending %s: %s", proto_kind_name(kind), strerror(errno));
         return false;
@@ -448,6 +509,14 @@ static bool ctl_call(int fd, u8 kind, const u8 *body, u32 body_len, struct proto
     }
     ctl_buf[PROTO_HEADER_SIZE + h->body_len] = 0;
     return true;
+}
+
+static bool ctl_call(int fd, u8 kind, const u8 *body, u32 body_len, struct proto_header *h, char *why, size_t n)
+{
+    u8 frame[PROTO_HEADER_SIZE + 64];
+    if (body_len > 0)
+        memcpy(frame + PROTO_HEADER_SIZE, body, body_len);
+    return ctl_exchange(fd, kind, frame, sizeof(frame), body_len, h, why, n);
 }
 
 /* Formats an error frame's body as "name: message". */
@@ -643,7 +712,14 @@ struct server_info {
     double window_ms, capacity, fsyncs, mean_batch, retries, ops_used;
     bool has_expired_run, has_backlog, has_expired; /* expiry */
     double expired_run, backlog, expired;
+    /* at the end of the measured phase */
+    bool has_history, has_res_capacity;
+    double history_ms, res_capacity;
+    bool has_rss[4];
+    double rss[4]; /* bytes, by mem_roles */
 };
+
+static const char *const mem_roles[4] = { "supervisor", "sequencer", "applier", "ingress" };
 
 static void server_static(json_t *status, json_t *metrics, u64 slot_ms, struct server_info *s)
 {
@@ -664,6 +740,30 @@ static void server_static(json_t *status, json_t *metrics, u64 slot_ms, struct s
             continue;
         s->has_capacity = jnum(jpath(docs[d], "applier.tables.operations.capacity"), &s->capacity) ||
                           jnum(jfind(docs[d], "operation_capacity"), &s->capacity);
+    }
+}
+
+/* What the status and metrics documents read after the run say about retention and memory. */
+static void server_end(json_t *status, json_t *metrics, u64 slot_ms, struct server_info *s)
+{
+    json_t *docs[2] = { status, metrics };
+    for (int d = 0; d < 2; d++) {
+        if (docs[d] == NULL)
+            continue;
+        if (!s->has_history)
+            s->has_history = jnum(jfind(docs[d], "history_window_ms"), &s->history_ms);
+        if (!s->has_history && jnum(jfind(docs[d], "history_window_slots"), &s->history_ms)) {
+            s->history_ms *= (double)slot_ms;
+            s->has_history = true;
+        }
+        if (!s->has_res_capacity)
+            s->has_res_capacity = jnum(jpath(docs[d], "applier.tables.reservations.capacity"), &s->res_capacity) ||
+                                  jnum(jfind(docs[d], "reservation_capacity"), &s->res_capacity);
+    }
+    for (size_t i = 0; i < ADB_ARRAY_LEN(mem_roles); i++) {
+        char path[64];
+        snprintf(path, sizeof(path), "memory.%s.rss_bytes", mem_roles[i]);
+        s->has_rss[i] = status != NULL && jnum(jpath(status, path), &s->rss[i]);
     }
 }
 
@@ -705,7 +805,10 @@ static bool conn_init(struct bench *b, struct conn *c, u32 index, int fd)
         c->cand = malloc((size_t)PROTO_COMMAND_SIZE * o->batch);
         c->cand_res = calloc(o->batch, sizeof(*c->cand_res));
     }
-    if (!c->req || !c->sent || !c->out || !c->in || !c->fq || (o->workload == W_RETRY && (!c->cand || !c->cand_res)))
+    if (o->verify_retries)
+        c->sent_cmd = malloc((size_t)o->pipeline * o->batch * PROTO_COMMAND_SIZE);
+    if (!c->req || !c->sent || !c->out || !c->in || !c->fq || (o->workload == W_RETRY && (!c->cand || !c->cand_res)) ||
+        (o->verify_retries && !c->sent_cmd))
         return false;
     int fl = fcntl(fd, F_GETFL);
     if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
@@ -725,6 +828,7 @@ static void conn_free(struct conn *c)
     free(c->fq);
     free(c->cand);
     free(c->cand_res);
+    free(c->sent_cmd);
 }
 
 static void want_out(struct bench *b, struct conn *c, bool on)
@@ -890,6 +994,9 @@ static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_w
             put_cmd(b, c, p, f.kind, f.reservation_id, 0);
             s[n] = (struct sent){ f.kind, R_FOLLOW };
         }
+        if (c->sent_cmd != NULL) /* --verify-retries: what a sampled command was */
+            memcpy(c->sent_cmd + (size_t)slot * o->batch * PROTO_COMMAND_SIZE,
+                   frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX, (size_t)PROTO_COMMAND_SIZE * n);
         if (o->workload == W_RETRY && c->cand_state == CAND_FREE) {
             memcpy(c->cand, frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX, (size_t)PROTO_COMMAND_SIZE * n);
             c->cand_count = n;
@@ -917,23 +1024,77 @@ static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_w
 
 /* ---- replies ----------------------------------------------------------------------------- */
 
-static void count_result(struct bench *b, const struct proto_result *res)
+/* The committed results that mean a table (or the expiration index) had no room. */
+static bool full_code(u8 code)
+{
+    return code == SM_OPERATION_TABLE_FULL || code == SM_RESERVATION_TABLE_FULL || code == SM_RESOURCE_TABLE_FULL ||
+           code == SM_EXPIRATION_INDEX_FULL;
+}
+
+static const u8 full_codes[] = { SM_OPERATION_TABLE_FULL, SM_RESERVATION_TABLE_FULL, SM_RESOURCE_TABLE_FULL,
+                                 SM_EXPIRATION_INDEX_FULL };
+
+static void count_result(struct bench *b, const struct proto_result *res, u64 now)
 {
     switch (res->outcome) {
-    case PROTO_COMMITTED: b->n.committed[res->code]++; break;
-    case PROTO_REJECTED: b->n.rejected[res->code]++; break;
-    default: b->n.indefinite[res->code]++; break;
+    case PROTO_COMMITTED:
+        b->n.committed[res->code]++;
+        if (full_code(res->code)) {
+            b->n.full++;
+        } else {
+            b->n.useful++;
+            b->n.useful_first += now < b->first_end;
+        }
+        break;
+    case PROTO_REJECTED:
+        b->n.rejected[res->code]++;
+        b->n.rejected_all++;
+        break;
+    default:
+        b->n.indefinite[res->code]++;
+        b->n.indefinite_all++;
+        break;
     }
     b->n.cached += res->from_retry_cache;
 }
 
+/*
+ * --verify-retries: offers a committed first send (recorded for dedupe: not
+ * operation_table_full, not itself an answer from the cache) to the sample. The first N/10 sent
+ * in the run's first second are kept apart; the rest go through Algorithm R over the whole run.
+ */
+static void verify_offer(struct bench *b, const u8 *cmd, u64 t_send, const struct proto_result *res)
+{
+    u64 cap = b->o->verify_retries;
+    struct vsample *v;
+    bool early = b->early_n < b->early_cap && t_send < b->t0 + NS;
+    if (early) {
+        v = &b->vs[cap + b->early_n++];
+    } else {
+        b->vs_seen++;
+        if (b->vs_n < cap) {
+            v = &b->vs[b->vs_n++];
+        } else {
+            u64 k = splitmix_next(&b->v_rng) % b->vs_seen;
+            if (k >= cap)
+                return;
+            v = &b->vs[k];
+        }
+    }
+    memcpy(v->cmd, cmd, PROTO_COMMAND_SIZE);
+    v->reservation_id = res->reservation_id;
+    v->applied_lsn = res->applied_lsn;
+    v->t_send = t_send;
+    v->code = res->code;
+}
+
 static void on_result(struct bench *b, struct conn *c, const struct req *r, u32 i, const struct sent *s,
-                      const struct proto_result *res)
+                      const struct proto_result *res, u64 now)
 {
     const struct net_opts *o = b->o;
     bool ok = res->outcome == PROTO_COMMITTED && res->code == SM_OK;
     if (r->counted)
-        count_result(b, res);
+        count_result(b, res, now);
     switch (s->role) {
     case R_SETUP:
         if (res->outcome != PROTO_COMMITTED || (res->code != SM_OK && res->code != SM_ALREADY_EXISTS)) {
@@ -974,6 +1135,9 @@ static void on_result(struct bench *b, struct conn *c, const struct req *r, u32 
     }
     if (r->counted && res->from_retry_cache)
         b->n.fresh_cached++;
+    if (c->sent_cmd != NULL && r->counted && res->outcome == PROTO_COMMITTED && res->code != SM_OPERATION_TABLE_FULL &&
+        !res->from_retry_cache)
+        verify_offer(b, c->sent_cmd + ((size_t)(r - c->req) * o->batch + i) * PROTO_COMMAND_SIZE, r->t_send, res);
     if (r->record) {
         c->cand_res[i] = (struct cand_result){ res->reservation_id, res->applied_lsn, res->code };
     }
@@ -1053,7 +1217,7 @@ static void on_frame(struct bench *b, struct conn *c, const struct proto_header 
             }
             if (res.outcome != PROTO_COMMITTED || res.code == SM_OPERATION_TABLE_FULL)
                 record_ok = false; /* not stored for dedupe: a resend would execute */
-            on_result(b, c, r, i, &s[i], &res);
+            on_result(b, c, r, i, &s[i], &res, now);
         }
     } else if (h->kind == PROTO_ERROR) {
         struct proto_error e;
@@ -1072,8 +1236,13 @@ static void on_frame(struct bench *b, struct conn *c, const struct proto_header 
                  b->hello.max_batch);
             return;
         }
-        if (r->counted)
+        if (r->counted) {
             b->n.refused[e.code] += r->count;
+            if (e.code == PROTO_ERR_TIMEOUT)
+                b->n.indefinite_all += r->count;
+            else
+                b->n.rejected_all += r->count;
+        }
         if (r->resend)
             b->n.resend_unanswered += r->count;
         if (b->phase == PH_SETUP) {
@@ -1185,14 +1354,30 @@ static void progress(struct bench *b, u64 now)
                     b->setup_total);
     } else if (b->phase == PH_RUN) {
         char p99[32];
-        fmt_ns(p99, sizeof(p99), hist_quantile(b->lat_tick, 0.99));
-        fprintf(stderr, "allocdb-bench net: %6.1f s %9.0f cmd/s (so far %.0f)  p99 %s  %" PRIu64 " commands\n",
-                (double)(now - b->t0) / 1e9, dt > 0 ? (double)(b->n.commands - b->tick_cmds) / dt : 0.0,
-                per_s(b->n.commands, now - b->t0), p99, b->n.commands);
+        u64 q99 = hist_quantile(b->lat_tick, 0.99);
+        double t = (double)(now - b->t0) / 1e9, cmds = dt > 0 ? (double)(b->n.commands - b->tick_cmds) / dt : 0.0,
+               useful = dt > 0 ? (double)(b->n.useful - b->tick_useful) / dt : 0.0,
+               full = dt > 0 ? (double)(b->n.full - b->tick_full) / dt : 0.0,
+               rejected = dt > 0 ? (double)(b->n.rejected_all - b->tick_rejected) / dt : 0.0,
+               indefinite = dt > 0 ? (double)(b->n.indefinite_all - b->tick_indefinite) / dt : 0.0;
+        fmt_ns(p99, sizeof(p99), q99);
+        fprintf(stderr,
+                "allocdb-bench net: %6.1f s %9.0f cmd/s  useful %.0f/s  full %.0f/s  rejected %.0f/s  indefinite %.0f/s"
+                "  p99 %s  (so far %.0f cmd/s, %" PRIu64 " commands)\n",
+                t, cmds, useful, full, rejected, indefinite, p99, per_s(b->n.commands, now - b->t0), b->n.commands);
+        if (b->seconds != NULL)
+            json_array_append_new(b->seconds,
+                                  json_pack("{s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "t_s", t, "commands_per_s", cmds,
+                                            "useful_per_s", useful, "full_per_s", full, "rejected_per_s", rejected,
+                                            "indefinite_per_s", indefinite, "p99_us", (double)q99 / 1e3));
     }
     hist_merge(b->lat, b->lat_tick);
     hist_reset(b->lat_tick);
     b->tick_cmds = b->n.commands;
+    b->tick_useful = b->n.useful;
+    b->tick_full = b->n.full;
+    b->tick_rejected = b->n.rejected_all;
+    b->tick_indefinite = b->n.indefinite_all;
     b->tick_t = now;
 }
 
@@ -1232,7 +1417,12 @@ static void run_phase(struct bench *b)
     const struct net_opts *o = b->o;
     u64 now = now_ns();
     b->t0 = b->tick_t = now;
+    b->first_end = now + FIRST_SPAN_NS;
     b->tick_cmds = b->n.commands;
+    b->tick_useful = b->n.useful;
+    b->tick_full = b->n.full;
+    b->tick_rejected = b->n.rejected_all;
+    b->tick_indefinite = b->n.indefinite_all;
     b->sent_cmds = 0;
     b->stopping = false;
     u64 end = o->duration_ms ? b->t0 + o->duration_ms * 1000000 : UINT64_MAX;
@@ -1367,6 +1557,318 @@ static void check_expiry(struct bench *b, int fd, struct expiry_check *x)
     }
 }
 
+/* ---- retry verification (--verify-retries) ------------------------------------------------ */
+
+enum vclass { V_EXACT, V_EDGE, V_AGED };
+
+static int younger_first(const void *x, const void *y)
+{
+    const struct vsample *a = x, *b = y;
+    return a->t_send < b->t_send ? 1 : a->t_send > b->t_send ? -1 : 0;
+}
+
+static const char *outcome_word(u8 outcome)
+{
+    return outcome == PROTO_COMMITTED ? "committed" : outcome == PROTO_REJECTED ? "rejected" : "indefinite";
+}
+
+static void hex128(char *out, size_t n, u128 v)
+{
+    snprintf(out, n, "%016llx%016llx", (unsigned long long)U128_HI(v), (unsigned long long)U128_LO(v));
+}
+
+__attribute__((format(printf, 2, 3))) static void verify_note(struct verify *v, const char *fmt, ...)
+{
+    if (v->first[0] != 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->first, sizeof(v->first), fmt, ap);
+    va_end(ap);
+}
+
+/* Submit buffers of the verification: allocated once when it starts. */
+struct vbuf {
+    u8 *frame;
+    size_t cap;
+    u32 n, max;
+    struct proto_result *res;
+};
+
+/*
+ * Sends the n commands queued in q as one submit on the control connection; their results land
+ * in q->res. false after fail() on an I/O or protocol failure; true with *refused when the
+ * server refused the whole submit with an error that keeps the connection (overloaded).
+ */
+static bool vsubmit(struct bench *b, int fd, struct vbuf *q, bool *refused)
+{
+    char why[512];
+    struct proto_header h;
+    *refused = false;
+    proto_put_submit_prefix(q->frame + PROTO_HEADER_SIZE, q->n);
+    if (!ctl_exchange(fd, PROTO_SUBMIT, q->frame, q->cap, PROTO_SUBMIT_PREFIX + PROTO_COMMAND_SIZE * q->n, &h, why,
+                      sizeof(why))) {
+        fail(b, 1, "retry verification: %s", why);
+        return false;
+    }
+    const u8 *body = ctl_buf + PROTO_HEADER_SIZE;
+    if (h.kind == PROTO_ERROR) {
+        struct proto_error e;
+        if (proto_get_error(body, h.body_len, &e) == PROTO_OK && !closes(e.code) &&
+            e.code != PROTO_ERR_BATCH_TOO_LARGE) {
+            *refused = true;
+            return true;
+        }
+        error_text(body, h.body_len, why, sizeof(why));
+        fail(b, 1, "retry verification: the server answered a submit with %s", why);
+        return false;
+    }
+    u32 count;
+    if (h.kind != PROTO_SUBMIT_RESULT || proto_get_submit_result(body, h.body_len, &count) != PROTO_OK ||
+        count != q->n) {
+        fail(b, 1, "retry verification: a submit of %u commands answered with a bad %s", q->n, proto_kind_name(h.kind));
+        return false;
+    }
+    for (u32 i = 0; i < count; i++)
+        if (proto_get_result(body + PROTO_SUBMIT_PREFIX + (size_t)i * PROTO_RESULT_SIZE, &q->res[i]) != PROTO_OK) {
+            fail(b, 1, "retry verification: bad result %u of a submit_result", i);
+            return false;
+        }
+    return true;
+}
+
+/* Releases the reservations queued in rel (re-executed reserves); a failure is only reported. */
+static void vrelease_flush(struct bench *b, int fd, struct vbuf *rel)
+{
+    bool refused;
+    if (rel->n == 0 || b->exit_code != 0)
+        return;
+    if (vsubmit(b, fd, rel, &refused)) {
+        u32 bad = 0;
+        for (u32 i = 0; i < rel->n; i++) {
+            if (!refused && rel->res[i].outcome == PROTO_COMMITTED && rel->res[i].code == SM_OK)
+                b->v.released++;
+            else
+                bad++;
+        }
+        if (bad)
+            fprintf(stderr,
+                    "allocdb-bench net: retry verification: %u re-executed reservations could not be released "
+                    "(%s); they expire with their TTL\n",
+                    bad, refused ? "refused" : proto_result_name(rel->res[0].outcome, rel->res[0].code));
+    }
+    rel->n = 0;
+}
+
+/* A resent reserve that executed again (its id had aged out) holds a resource: release it. */
+static void vrelease(struct bench *b, int fd, struct vbuf *rel, const struct proto_command *pc, u128 reservation_id)
+{
+    struct proto_command r = {
+        .kind = SM_CMD_RELEASE,
+        .operation_id = next_op(b),
+        .client_id = pc->client_id,
+        .target = reservation_id,
+        .holder_id = pc->holder_id,
+    };
+    proto_put_command(rel->frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)rel->n * PROTO_COMMAND_SIZE, &r);
+    if (++rel->n == rel->max)
+        vrelease_flush(b, fd, rel);
+}
+
+static bool vbuf_init(struct vbuf *q, u32 max)
+{
+    q->max = max;
+    q->n = 0;
+    q->cap = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_COMMAND_SIZE * max;
+    q->frame = malloc(q->cap);
+    q->res = calloc(max, sizeof(*q->res));
+    return q->frame != NULL && q->res != NULL;
+}
+
+static void vbuf_free(struct vbuf *q)
+{
+    free(q->frame);
+    free(q->res);
+}
+
+/*
+ * After the measured phase: resends every sampled command verbatim, youngest first, in submits
+ * of --batch, judging each by its age at the resend against the dedupe window W: younger than
+ * W - 2 s it must come back committed from the retry cache with its original code, LSN and
+ * reservation id; older than W + 2 s it must not come from the cache (its id is new again, so
+ * it executes: a reserve that succeeds is released at once); in between it is not judged. Right
+ * after each submit, up to N/10 in all of the exact ones are sent again changed (a reserve's TTL
+ * one slot shorter or longer, a confirm's or release's holder) and must come back committed
+ * operation_conflict.
+ */
+static void verify_run(struct bench *b, int fd, const struct server_info *si)
+{
+    const struct net_opts *o = b->o;
+    struct verify *v = &b->v;
+    u64 cap = o->verify_retries;
+    if (interrupted) {
+        v->skipped = "interrupted";
+        return;
+    }
+    if (!si->has_window) {
+        v->skipped = "the server reports no dedupe window";
+        fail(b, 1, "retry verification: the server's status and metrics report no dedupe window");
+        return;
+    }
+    if (fd < 0) {
+        v->skipped = "no control connection";
+        fail(b, 1, "retry verification: no control connection to the server");
+        return;
+    }
+    /* The first second's commands join the reservoir's, then youngest first. */
+    memmove(&b->vs[b->vs_n], &b->vs[cap], (size_t)b->early_n * sizeof(*b->vs));
+    u64 total = b->vs_n + b->early_n;
+    qsort(b->vs, (size_t)total, sizeof(*b->vs), younger_first);
+    v->ran = true;
+    v->samples = total;
+    v->early = b->early_n;
+    u64 conflict_cap = cap / 10 ? cap / 10 : 1;
+    double window = si->window_ms;
+    struct vbuf q = { 0 }, con = { 0 }, rel = { 0 };
+    u32 *con_of = calloc(o->batch, sizeof(*con_of));
+    u8 *cls = calloc(o->batch, 1);
+    double *age = calloc(o->batch, sizeof(*age));
+    if (!vbuf_init(&q, (u32)o->batch) || !vbuf_init(&con, (u32)o->batch) || !vbuf_init(&rel, (u32)o->batch) ||
+        con_of == NULL || cls == NULL || age == NULL) {
+        fail(b, 1, "retry verification: out of memory");
+        goto out;
+    }
+    v->oldest_s = 0;
+    v->youngest_s = -1;
+    for (u64 at = 0; at < total && b->exit_code == 0;) {
+        u32 n = total - at < o->batch ? (u32)(total - at) : (u32)o->batch;
+        u64 now = now_ns();
+        for (u32 i = 0; i < n; i++) {
+            const struct vsample *s = &b->vs[at + i];
+            memcpy(q.frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)i * PROTO_COMMAND_SIZE, s->cmd,
+                   PROTO_COMMAND_SIZE);
+            age[i] = (double)(now - s->t_send) / 1e6; /* ms */
+            cls[i] = age[i] + VERIFY_MARGIN_MS < window   ? V_EXACT
+                     : age[i] > window + VERIFY_MARGIN_MS ? V_AGED
+                                                          : V_EDGE;
+            if (age[i] / 1e3 > v->oldest_s)
+                v->oldest_s = age[i] / 1e3;
+            if (v->youngest_s < 0 || age[i] / 1e3 < v->youngest_s)
+                v->youngest_s = age[i] / 1e3;
+        }
+        q.n = n;
+        bool refused;
+        if (!vsubmit(b, fd, &q, &refused))
+            break;
+        if (refused) {
+            v->unanswered += n;
+            at += n;
+            continue;
+        }
+        con.n = 0;
+        for (u32 i = 0; i < n; i++) {
+            const struct vsample *s = &b->vs[at + i];
+            const struct proto_result *res = &q.res[i];
+            struct proto_command pc;
+            char r0[40], r1[40];
+            proto_get_command(s->cmd, &pc);
+            const char *kind = sm_command_name((enum sm_command_kind)pc.kind);
+            if (res->outcome != PROTO_COMMITTED) {
+                v->unanswered++;
+                continue;
+            }
+            if (!res->from_retry_cache && pc.kind == SM_CMD_RESERVE && res->code == SM_OK &&
+                o->workload != W_EXPIRY)
+                vrelease(b, fd, &rel, &pc, res->reservation_id);
+            switch (cls[i]) {
+            case V_EXACT:
+                if (res->from_retry_cache && res->code == s->code && res->applied_lsn == s->applied_lsn &&
+                    res->reservation_id == s->reservation_id) {
+                    v->exact++;
+                    if (v->conflict_checks + con.n < conflict_cap) {
+                        /* The same id with a changed field: a reserve's TTL by one slot (so a
+                         * reserve that executed anyway is still ours to release), else the holder. */
+                        struct proto_command ch = pc;
+                        if (pc.kind == SM_CMD_RESERVE)
+                            ch.ttl_ms = pc.ttl_ms > b->hello.slot_duration_ms ? pc.ttl_ms - b->hello.slot_duration_ms
+                                                                              : pc.ttl_ms + b->hello.slot_duration_ms;
+                        else
+                            ch.holder_id = pc.holder_id ^ ((u128)1 << 127);
+                        proto_put_command(con.frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX +
+                                              (size_t)con.n * PROTO_COMMAND_SIZE,
+                                          &ch);
+                        con_of[con.n++] = i;
+                    }
+                    break;
+                }
+                v->mismatches++;
+                hex128(r0, sizeof(r0), s->reservation_id);
+                hex128(r1, sizeof(r1), res->reservation_id);
+                verify_note(v,
+                            "a resent %s sent %.1f s before (inside the %.0f ms dedupe window by more than %d s), "
+                            "first committed %s at lsn %" PRIu64 " (reservation %s), came back %s at lsn %" PRIu64
+                            " (reservation %s)%s",
+                            kind, age[i] / 1e3, window, VERIFY_MARGIN_MS / 1000,
+                            sm_result_name((enum sm_result)s->code), s->applied_lsn, r0,
+                            sm_result_name((enum sm_result)res->code), res->applied_lsn, r1,
+                            res->from_retry_cache ? " from the retry cache"
+                                                  : ", not from the retry cache: executed again");
+                break;
+            case V_AGED:
+                if (!res->from_retry_cache) {
+                    v->aged_new++;
+                    break;
+                }
+                v->mismatches++;
+                verify_note(v,
+                            "a resent %s sent %.1f s before (past the %.0f ms dedupe window by more than %d s) "
+                            "came back from the retry cache (%s at lsn %" PRIu64 "): its id was still remembered",
+                            kind, age[i] / 1e3, window, VERIFY_MARGIN_MS / 1000,
+                            sm_result_name((enum sm_result)res->code), res->applied_lsn);
+                break;
+            default:
+                v->edge++;
+                break;
+            }
+        }
+        if (con.n > 0 && b->exit_code == 0 && vsubmit(b, fd, &con, &refused)) {
+            for (u32 k = 0; k < con.n && !refused; k++) {
+                const struct vsample *s = &b->vs[at + con_of[k]];
+                const struct proto_result *res = &con.res[k];
+                struct proto_command pc;
+                proto_get_command(s->cmd, &pc);
+                v->conflict_checks++;
+                if (res->outcome == PROTO_COMMITTED && res->code == SM_OPERATION_CONFLICT && !res->from_retry_cache) {
+                    v->conflicts++;
+                    continue;
+                }
+                v->conflict_mismatches++;
+                if (res->outcome == PROTO_COMMITTED && !res->from_retry_cache && pc.kind == SM_CMD_RESERVE &&
+                    res->code == SM_OK && o->workload != W_EXPIRY)
+                    vrelease(b, fd, &rel, &pc, res->reservation_id);
+                verify_note(v,
+                            "a %s reusing the operation id of one sent %.1f s before, with a changed %s, came back %s "
+                            "%s at lsn %" PRIu64 "%s, not committed operation_conflict",
+                            sm_command_name((enum sm_command_kind)pc.kind), age[con_of[k]] / 1e3,
+                            pc.kind == SM_CMD_RESERVE ? "ttl" : "holder_id", outcome_word(res->outcome),
+                            proto_result_name(res->outcome, res->code), res->applied_lsn,
+                            res->from_retry_cache ? " from the retry cache" : "");
+            }
+        }
+        at += n;
+    }
+    vrelease_flush(b, fd, &rel);
+out:
+    vbuf_free(&q);
+    vbuf_free(&con);
+    vbuf_free(&rel);
+    free(con_of);
+    free(cls);
+    free(age);
+    if (v->youngest_s < 0)
+        v->youngest_s = 0;
+}
+
 /* ---- report ------------------------------------------------------------------------------ */
 
 
@@ -1397,6 +1899,36 @@ static json_t *results_json(const struct counts *n)
             json_object_set_new(refused, proto_error_name((u16)i), json_integer((json_int_t)n->refused[i]));
     return json_pack("{s:o, s:o, s:o, s:o, s:I}", "committed", committed, "rejected", rejected, "indefinite",
                      indefinite, "refused", refused, "from_retry_cache", (json_int_t)n->cached);
+}
+
+/* The useful rate over the run against its first 5 s (the whole run when it was shorter). */
+struct sustained {
+    double per_s, first_per_s, first_span_s, percent;
+    bool has_percent;
+};
+
+static void sustained_rates(const struct bench *b, struct sustained *s)
+{
+    u64 span = b->elapsed_ns < FIRST_SPAN_NS ? b->elapsed_ns : FIRST_SPAN_NS;
+    s->per_s = per_s(b->n.useful, b->elapsed_ns);
+    s->first_per_s = per_s(b->n.useful_first, span);
+    s->first_span_s = (double)span / 1e9;
+    s->has_percent = s->first_per_s > 0;
+    s->percent = s->has_percent ? 100.0 * s->per_s / s->first_per_s : 0.0;
+}
+
+/* The rate of new operations the dedupe table holds for a whole window: capacity / window. */
+static bool table_rate(const struct server_info *si, double *out)
+{
+    if (!si->has_capacity || !si->has_window || si->window_ms <= 0)
+        return false;
+    *out = si->capacity / (si->window_ms / 1e3);
+    return true;
+}
+
+static bool steady_workload(enum workload w)
+{
+    return w == W_UNIFORM || w == W_RETRY;
 }
 
 static json_t *latency_json(const struct hist *h, json_t *o)
@@ -1463,6 +1995,43 @@ static void print_json(const struct bench *b, const struct server_info *si, doub
     }
     if (n->fresh_cached)
         json_object_set_new(doc, "fresh_from_retry_cache", json_integer((json_int_t)n->fresh_cached));
+    struct sustained su;
+    sustained_rates(b, &su);
+    json_object_set_new(doc, "steady", json_boolean(steady_workload(o->workload)));
+    json_object_set_new(doc, "useful", json_integer((json_int_t)n->useful));
+    json_object_set_new(doc, "useful_per_s", json_real(su.per_s));
+    json_object_set_new(doc, "useful_first_5s_per_s", json_real(su.first_per_s));
+    json_object_set_new(doc, "useful_sustained_percent", jopt(su.has_percent, su.percent));
+    json_t *full = json_object();
+    for (size_t i = 0; i < ADB_ARRAY_LEN(full_codes); i++)
+        json_object_set_new(full, sm_result_name((enum sm_result)full_codes[i]),
+                            json_integer((json_int_t)n->committed[full_codes[i]]));
+    json_object_set_new(doc, "full", full);
+    json_object_set_new(doc, "seconds", b->seconds != NULL ? json_incref(b->seconds) : json_array());
+    json_t *server = json_object_get(doc, "server"), *memory = json_object();
+    double rate = 0;
+    bool has_rate = table_rate(si, &rate);
+    json_object_set_new(server, "history_window_ms", jopt_int(si->has_history, si->history_ms));
+    json_object_set_new(server, "reservation_capacity", jopt_int(si->has_res_capacity, si->res_capacity));
+    json_object_set_new(server, "operation_table_sustains_per_s", jopt(has_rate, rate));
+    for (size_t i = 0; i < ADB_ARRAY_LEN(mem_roles); i++)
+        json_object_set_new(memory, mem_roles[i], jopt_int(si->has_rss[i], si->rss[i]));
+    json_object_set_new(server, "rss_bytes", memory);
+    if (o->verify_retries) {
+        const struct verify *v = &b->v;
+        json_t *vj = json_pack("{s:I, s:b, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f}",
+                               "requested", (json_int_t)o->verify_retries, "ran", v->ran, "samples",
+                               (json_int_t)v->samples, "first_second", (json_int_t)v->early, "exact",
+                               (json_int_t)v->exact, "aged_out_new_again", (json_int_t)v->aged_new, "edge_not_judged",
+                               (json_int_t)v->edge, "unanswered", (json_int_t)v->unanswered, "mismatches",
+                               (json_int_t)v->mismatches, "released", (json_int_t)v->released, "conflict_checks",
+                               (json_int_t)v->conflict_checks, "conflicts", (json_int_t)v->conflicts,
+                               "conflict_mismatches", (json_int_t)v->conflict_mismatches, "oldest_s", v->oldest_s,
+                               "youngest_s", v->youngest_s);
+        json_object_set_new(vj, "skipped", v->skipped ? json_string(v->skipped) : json_null());
+        json_object_set_new(vj, "first_mismatch", v->first[0] ? json_string(v->first) : json_null());
+        json_object_set_new(doc, "verify_retries", vj);
+    }
     if (b->exit_code != 0)
         json_object_set_new(doc, "failure", json_string(b->failure));
     json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_REAL_PRECISION(10));
@@ -1494,7 +2063,11 @@ static void print_human(const struct bench *b, const struct server_info *si, dou
     const struct net_opts *o = b->o;
     const struct counts *n = &b->n;
     char v[4][32];
-    printf("allocdb-bench net: %s against %s\n", workload_names[o->workload], o->addr);
+    printf("allocdb-bench net: %s%s against %s\n", workload_names[o->workload],
+           o->workload == W_UNIFORM ? " (steady: every reservation is released)"
+           : o->workload == W_RETRY ? " (steady, as uniform: every reservation is released)"
+                                    : "",
+           o->addr);
     printf("  server      max_batch %u, slot %" PRIu64 " ms", b->hello.max_batch, b->hello.slot_duration_ms);
     if (si->has_window)
         printf(", dedupe window %.0f ms", si->window_ms);
@@ -1517,6 +2090,17 @@ static void print_human(const struct bench *b, const struct server_info *si, dou
     printf("  commands    %" PRIu64 " in %.3f s (%" PRIu64 " requests, %.1f commands each)\n", n->commands,
            (double)b->elapsed_ns / 1e9, n->requests, n->requests ? (double)n->commands / (double)n->requests : 0.0);
     printf("  commands/s  %.0f\n", per_s(n->commands, b->elapsed_ns));
+    struct sustained su;
+    sustained_rates(b, &su);
+    printf("  useful/s    %.0f over the run, %.0f in the first %.0f s", su.per_s, su.first_per_s, su.first_span_s);
+    if (su.has_percent)
+        printf(": %.1f%% sustained\n", su.percent);
+    else
+        printf(": n/a sustained\n");
+    printf("  full       ");
+    for (size_t i = 0; i < ADB_ARRAY_LEN(full_codes); i++)
+        printf(" %s=%" PRIu64, sm_result_name((enum sm_result)full_codes[i]), n->committed[full_codes[i]]);
+    printf("\n");
     if (o->workload == W_HOTSPOT)
         printf("  attempts/s  %.0f (%" PRIu64 " reserve attempts, %" PRIu64 " wins)\n", per_s(n->attempts, b->elapsed_ns),
                n->attempts, n->wins);
@@ -1582,6 +2166,57 @@ static void print_human(const struct bench *b, const struct server_info *si, dou
                x->sample, x->expired, x->reserved, x->other, x->waited_s,
                x->done ? "" : " (gave up waiting)");
     }
+    if (o->verify_retries) {
+        const struct verify *vr = &b->v;
+        if (!vr->ran) {
+            printf("  retries     not verified: %s\n", vr->skipped ? vr->skipped : "the run failed first");
+        } else {
+            printf("  retries     %" PRIu64 " resent (%" PRIu64 " sampled over the run, %" PRIu64
+                   " from its first second; ages %.1f-%.1f s; dedupe window %.0f ms): %" PRIu64 " exact, %" PRIu64
+                   " aged out (new again), %" PRIu64 " at the edge (not judged), %" PRIu64 " unanswered, %" PRIu64
+                   " mismatches",
+                   vr->samples, vr->samples - vr->early, vr->early, vr->youngest_s, vr->oldest_s, si->window_ms,
+                   vr->exact, vr->aged_new, vr->edge, vr->unanswered, vr->mismatches);
+            if (vr->released)
+                printf("; %" PRIu64 " re-executed reservations released", vr->released);
+            printf("\n  conflicts   %" PRIu64 " changed commands reusing a sampled id: %" PRIu64
+                   " operation_conflict, %" PRIu64 " mismatches\n",
+                   vr->conflict_checks, vr->conflicts, vr->conflict_mismatches);
+        }
+    }
+    /* Last: what the run's rate costs the server to retain. */
+    double rate = 0;
+    printf("  retention   dedupe window ");
+    if (si->has_window)
+        printf("%.0f ms", si->window_ms);
+    else
+        printf("n/a");
+    printf(", history window ");
+    if (si->has_history)
+        printf("%.0f ms", si->history_ms);
+    else
+        printf("n/a");
+    printf(", operation capacity ");
+    if (si->has_capacity)
+        printf("%.0f", si->capacity);
+    else
+        printf("n/a");
+    if (table_rate(si, &rate))
+        printf(" (sustains %.0f ops/s)", rate);
+    printf(", reservation capacity ");
+    if (si->has_res_capacity)
+        printf("%.0f", si->res_capacity);
+    else
+        printf("n/a");
+    printf("; rss");
+    for (size_t i = 0; i < ADB_ARRAY_LEN(mem_roles); i++) {
+        printf("%s %s ", i ? "," : "", mem_roles[i]);
+        if (si->has_rss[i])
+            printf("%.1f MiB", si->rss[i] / 1048576.0);
+        else
+            printf("n/a");
+    }
+    printf("\n");
 }
 
 /* ---- main -------------------------------------------------------------------------------- */
@@ -1606,14 +2241,21 @@ static int run(struct net_opts *o)
     ctl_buf = malloc(PROTO_HEADER_SIZE + PROTO_BODY_MAX + 1);
     b->conns = calloc(o->connections, sizeof(*b->conns));
     b->evs = calloc(o->connections, sizeof(*b->evs));
-    json_t *status = NULL, *before = NULL, *after = NULL;
+    b->seconds = o->json ? json_array() : NULL;
+    b->v_rng = o->seed ^ 0x5645524946595245ull; /* "VERIFYRE" */
+    if (o->verify_retries) {
+        b->early_cap = o->verify_retries / 10;
+        b->vs = calloc((size_t)(o->verify_retries + b->early_cap), sizeof(*b->vs));
+    }
+    json_t *status = NULL, *before = NULL, *after = NULL, *status_end = NULL;
     struct server_info si;
     struct expiry_check x;
     memset(&si, 0, sizeof(si));
     memset(&x, 0, sizeof(x));
     double setup_s = 0;
     int ctl = -1;
-    if (!b->lat || !b->lat_tick || !b->lat_sched || !ctl_buf || !b->conns || !b->evs) {
+    if (!b->lat || !b->lat_tick || !b->lat_sched || !ctl_buf || !b->conns || !b->evs || (o->json && !b->seconds) ||
+        (o->verify_retries && !b->vs)) {
         fprintf(stderr, "allocdb-bench net: out of memory\n");
         goto out;
     }
@@ -1687,7 +2329,16 @@ static int run(struct net_opts *o)
         goto report_failure;
     ctl_reopen(b, &ctl);
     after = ctl_json(ctl, PROTO_METRICS, true);
+    status_end = ctl_json(ctl, PROTO_STATUS, true);
     server_delta(before, after, &si);
+    server_end(status_end ? status_end : status, after, b->hello.slot_duration_ms, &si);
+
+    /* Retry verification: before the cleanup, so the sample's follow-ups are still pending. */
+    if (o->verify_retries) {
+        verify_run(b, ctl, &si);
+        if (b->exit_code != 0)
+            goto report_failure;
+    }
 
     /* Cleanup: release what the run still holds, so the next run starts from a quiet pool. */
     b->phase = PH_CLEANUP;
@@ -1704,6 +2355,10 @@ static int run(struct net_opts *o)
     if (o->workload == W_RETRY && b->n.resend_mismatches)
         fail(b, 1, "%" PRIu64 " resent commands were not answered from the retry cache; first: %s",
              b->n.resend_mismatches, b->mismatch);
+    if (b->v.mismatches + b->v.conflict_mismatches)
+        fail(b, 1,
+             "retry verification: %" PRIu64 " mismatches (%" PRIu64 " resends, %" PRIu64 " conflict checks); first: %s",
+             b->v.mismatches + b->v.conflict_mismatches, b->v.mismatches, b->v.conflict_mismatches, b->v.first);
     if (o->json)
         print_json(b, &si, setup_s, o->workload == W_EXPIRY ? &x : NULL);
     else
@@ -1720,6 +2375,9 @@ out:
     json_decref(status);
     json_decref(before);
     json_decref(after);
+    json_decref(status_end);
+    json_decref(b->seconds);
+    free(b->vs);
     if (ctl >= 0)
         close(ctl);
     for (u32 i = 0; i < b->nconn; i++)
@@ -1749,7 +2407,10 @@ int bench_net_main(int argc, char **argv)
         .resend_percent = 10,
     };
     bool ttl_given = false, duration_given = false;
-    enum { O_ADDR = 256, O_WL, O_CONN, O_PIPE, O_BATCH, O_DUR, O_CMDS, O_RATE, O_TTL, O_RES, O_RESEND, O_SEED, O_JSON };
+    enum {
+        O_ADDR = 256, O_WL, O_CONN, O_PIPE, O_BATCH, O_DUR, O_CMDS, O_RATE, O_TTL, O_RES, O_RESEND, O_SEED, O_JSON,
+        O_VERIFY
+    };
     static const struct option longopts[] = {
         { "addr", required_argument, NULL, O_ADDR },
         { "workload", required_argument, NULL, O_WL },
@@ -1762,6 +2423,7 @@ int bench_net_main(int argc, char **argv)
         { "ttl", required_argument, NULL, O_TTL },
         { "resources", required_argument, NULL, O_RES },
         { "resend-percent", required_argument, NULL, O_RESEND },
+        { "verify-retries", required_argument, NULL, O_VERIFY },
         { "seed", required_argument, NULL, O_SEED },
         { "json", no_argument, NULL, O_JSON },
         { "help", no_argument, NULL, 'h' },
@@ -1801,6 +2463,7 @@ int bench_net_main(int argc, char **argv)
             break;
         case O_RES: ok = bench_parse_u64("--resources", optarg, 1, SM_CAPACITY_MAX, &o.resources); break;
         case O_RESEND: ok = bench_parse_u64("--resend-percent", optarg, 0, 100, &o.resend_percent); break;
+        case O_VERIFY: ok = bench_parse_u64("--verify-retries", optarg, 0, VERIFY_MAX, &o.verify_retries); break;
         case O_SEED:
             ok = bench_parse_u64("--seed", optarg, 0, INT64_MAX, &o.seed);
             o.seed_given = true;

@@ -181,7 +181,7 @@ static bool time_snapshot_parts(const char *dir, u64 lsn, const struct sm_config
     double t0 = now_s();
     int rc = io_read_file(&io_posix, path, &buf, &len);
     double t1 = now_s();
-    enum snapshot_status st = rc == 0 ? snapshot_decode(buf, len, cfg, &sm, why, why_len) : SNAPSHOT_SHORT;
+    enum snapshot_status st = rc == 0 ? recovery_decode_snapshot(&io_posix, dir, buf, len, cfg, &sm, why, why_len) : SNAPSHOT_SHORT;
     *decode_s = now_s() - t1;
     *read_s = t1 - t0;
     free(buf);
@@ -218,7 +218,7 @@ static bool bench_snapshot(const struct recovery_opts *o, char *why, size_t why_
     ok = ok && wal_log_commit(&w) == 0;
     struct checkpoint_report cp;
     double t0 = now_s();
-    ok = ok && checkpoint_run(&io_posix, dir, &live, &w, &cp, why, why_len) == 0;
+    ok = ok && checkpoint_run(&io_posix, dir, &live, &w, NULL, &cp, why, why_len) == 0;
     double write_s = now_s() - t0;
     wal_log_close(&w);
     double load_s = 0, read_s = 0, decode_s = 0;

@@ -225,7 +225,7 @@ static enum snapshot_status decode(const u8 *buf, u64 len, const struct sm_confi
     }
     why[0] = 'x';
     why[1] = '\0';
-    enum snapshot_status s = snapshot_decode(buf, len, own_cfg ? &info.cfg : fallback, sm, why, sizeof(why));
+    enum snapshot_status s = snapshot_decode(buf, len, own_cfg ? &info.cfg : fallback, NULL, sm, why, sizeof(why));
     FUZZ_CHECK(s < SNAPSHOT_STATUS_COUNT && strcmp(snapshot_status_name(s), "unknown") != 0);
     FUZZ_CHECK(memchr(why, '\0', sizeof(why)) != NULL);
     if (s != SNAPSHOT_OK)

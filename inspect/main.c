@@ -285,7 +285,17 @@ static int check_snapshot(const char *path, bool print, struct snapshot_info *in
         free(buf);
         return EXIT_DAMAGED;
     }
-    st = snapshot_decode(buf, len, &info.cfg, &sm, why, sizeof(why));
+    /* Its operation records are in the operation log beside it (replica/oplog.h). */
+    char dir[4096];
+    snprintf(dir, sizeof(dir), "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if (slash == dir)
+        dir[1] = '\0';
+    else
+        *slash = '\0';
+    st = recovery_decode_snapshot(&io_posix, dir, buf, len, &info.cfg, &sm, why, sizeof(why));
     sm_destroy(&sm);
     free(buf);
     if (st != SNAPSHOT_OK) {

@@ -154,6 +154,13 @@ static void metrics(struct evbuffer *b, struct segment *seg)
     for (u32 r = 0; r < ROLE_PEER; r++)
         evbuffer_add_printf(b, "allocdb_worker_restarts_total{role=\"%s\"} %u\n", worker_role_name((enum worker_role)r),
                             LOAD(seg->workers[r].restarts));
+    struct ing_rss rss[ROLE_COUNT + 1];
+    u32 nrss = ing_process_rss(seg, rss);
+    family(b, "allocdb_process_resident_bytes", "gauge",
+           "Resident memory of each running process (from /proc/PID/statm), by role.");
+    for (u32 i = 0; i < nrss; i++)
+        evbuffer_add_printf(b, "allocdb_process_resident_bytes{role=\"%s\"} %llu\n", rss[i].role,
+                            (unsigned long long)rss[i].bytes);
 }
 
 static bool healthy(struct segment *seg, const char **why)

@@ -122,4 +122,13 @@ u32 ing_record_capacity(const struct config *cfg);
 char *ing_metrics_json(struct segment *seg, size_t *len);
 char *ing_status_json(struct segment *seg, size_t *len);
 
+/* Resident memory of the daemon's processes, for the status document and /metrics: the
+ * supervisor and every worker that is running, each read from /proc/PID/statm (resident pages x
+ * page size) when called. A process whose statm cannot be read is left out. Returns the count. */
+struct ing_rss {
+    const char *role; /* "supervisor", "sequencer", "applier", "ingress" (or "peer") */
+    u64 bytes;
+};
+u32 ing_process_rss(struct segment *seg, struct ing_rss out[ROLE_COUNT + 1]);
+
 #endif

@@ -8,6 +8,9 @@
  *   Histograms (log2 buckets, segment.h) are summarised as count, sum, mean, max and the
  *   p50/p90/p99 bucket upper bounds (capped by max), plus the non-empty buckets.
  *   Error reporting: NULL when jansson cannot allocate; the caller answers overloaded.
+ *   Memory: the status document's "memory" object gives each running process's resident set
+ *   (supervisor and workers, /proc/PID/statm read while the document is built); a process
+ *   whose statm cannot be read (exited, /proc mounted hidepid) is left out.
  *   Not on the hot path: jansson allocates per call, which is fine for an operator's request.
  */
 #include "config.h"
@@ -17,10 +20,14 @@
 #include "net/proto.h"
 #include "replica/recovery.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <jansson.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define LOAD(x) atomic_load_explicit(&(x), memory_order_relaxed)
 
@@ -177,6 +184,49 @@ static json_t *queue(struct jb *b, struct ring *r)
     return o;
 }
 
+/* Resident bytes of pid from /proc/PID/statm (its second field, in pages). */
+static bool statm_rss(i32 pid, u64 *bytes)
+{
+    char path[48], text[256];
+    if (pid <= 0)
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n;
+    do
+        n = read(fd, text, sizeof(text) - 1);
+    while (n < 0 && errno == EINTR);
+    close(fd);
+    if (n <= 0)
+        return false;
+    text[n] = 0;
+    unsigned long long size, resident;
+    long page = sysconf(_SC_PAGESIZE);
+    if (sscanf(text, "%llu %llu", &size, &resident) != 2 || page <= 0)
+        return false;
+    *bytes = (u64)resident * (u64)page;
+    return true;
+}
+
+u32 ing_process_rss(struct segment *seg, struct ing_rss out[ROLE_COUNT + 1])
+{
+    u32 n = 0;
+    u64 v;
+    if (statm_rss(LOAD(seg->hdr->supervisor_pid), &v))
+        out[n++] = (struct ing_rss){ "supervisor", v };
+    for (u32 r = 0; r < ROLE_COUNT; r++) {
+        u32 st = LOAD(seg->workers[r].state);
+        /* Only a live worker: an exited one's pid may belong to another process by now. */
+        if (st != WORKER_STARTING && st != WORKER_READY && st != WORKER_STOPPING)
+            continue;
+        if (statm_rss(LOAD(seg->workers[r].pid), &v))
+            out[n++] = (struct ing_rss){ worker_role_name((enum worker_role)r), v };
+    }
+    return n;
+}
+
 static char *finish(struct jb *b, json_t *doc, size_t *len)
 {
     char *text = NULL;
@@ -272,5 +322,14 @@ char *ing_status_json(struct segment *seg, size_t *len)
             b.failed = true;
     }
     put(&b, doc, "workers", workers);
+    struct ing_rss rss[ROLE_COUNT + 1];
+    u32 nrss = ing_process_rss(seg, rss);
+    json_t *memory = json_object();
+    for (u32 i = 0; i < nrss; i++) {
+        json_t *o = json_object();
+        put(&b, o, "rss_bytes", num(rss[i].bytes));
+        put(&b, memory, rss[i].role, o);
+    }
+    put(&b, doc, "memory", memory);
     return finish(&b, doc, len);
 }

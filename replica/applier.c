@@ -33,11 +33,17 @@
  * forked child writes the snapshot from its copy-on-write image of the state while the parent
  * keeps applying; when the child succeeds, the parent tells the sequencer which WAL segments
  * may go (prune_below_lsn: one checkpoint of overlap, replica/recovery.h).
+ *
+ * Operation records (dedupe) are not in snapshots: the applier appends each new one to the
+ * operation log (replica/oplog.h) after every batch, flushes the last block before forking, and
+ * the child syncs the log before it writes the snapshot. A failed log write is counted like a
+ * failed snapshot: snapshots wait until the log is reopened (at the next attempt).
  */
 #include "config.h"
 
 #include "common/assert.h"
 #include "net/proto.h"
+#include "replica/oplog.h"
 #include "replica/recovery.h"
 #include "replica/sm.h"
 #include "replica/snapshot.h"
@@ -81,6 +87,10 @@ struct app {
     u64 last_snap_ms;
     u64 snap_backoff_ms;  /* after failed snapshots: wait this long (doubling) before the next */
     bool notify_result;
+    struct oplog ops;     /* the operation log this applier writes (replica/oplog.h) */
+    bool ops_broken;      /* a write failed: reopened before the next snapshot */
+    u32 ops_rolled_at_fork; /* rolled segments the running snapshot child syncs ... */
+    u64 ops_forced_at_fork; /* ... of which this many were synced (and closed) since */
 };
 
 /* Logs why the worker stops and returns its exit code: WORKER_EXIT_FATAL stops the daemon (the
@@ -164,6 +174,17 @@ static void publish_health(struct app *a)
     atomic_store_explicit(&c->expiration_capacity, h.expiration_capacity, memory_order_relaxed);
 }
 
+/* A failed operation log write: no snapshot can rely on the log until it is reopened. */
+static void oplog_broke(struct app *a, int rc, const char *why)
+{
+    struct seg_applier *c = a->seg->app;
+    atomic_fetch_add_explicit(&c->snapshot_failures, 1, memory_order_relaxed);
+    atomic_store_explicit(&c->snapshot_failing, 1, memory_order_relaxed);
+    log_warn("oplog_write_failed", "errno=%d reason=\"%s\" action=reopen_before_next_snapshot", -rc, why);
+    oplog_close(&a->ops);
+    a->ops_broken = true;
+}
+
 /* Applies what the shared log holds (at most APPLY_BATCH). Returns entries taken, or -1 (fatal,
  * *rc set). */
 static int apply_log(struct app *a, int *rc)
@@ -211,6 +232,12 @@ static int apply_log(struct app *a, int *rc)
         if ((n & 63) == 0) /* a long batch (a debug build checks invariants per apply) is not a hang */
             worker_heartbeat(a->w);
     }
+    if (n > 0 && !a->ops_broken) {
+        char why[256];
+        int e = oplog_export(&a->ops, &a->sm, why, sizeof(why));
+        if (e != 0)
+            oplog_broke(a, e, why);
+    }
     return n;
 }
 
@@ -234,7 +261,7 @@ static int answer_retries(struct app *a, bool *blocked)
             break;
         }
         struct sm_outcome o;
-        if (sm_get_operation(&a->sm, m->operation_id, m->fingerprint, &o)) {
+        if (sm_get_operation(&a->sm, &m->cmd, &o)) {
             push_write_result(a, &m->tag, &o);
         } else {
             struct msg_result *r = result_slot(a);
@@ -364,7 +391,25 @@ static void snapshot_start(struct app *a)
         return;
     a->last_snap_ms = now;
     a->snap_lsn_pending = a->sm.last_applied_lsn;
+    char why[512];
+    int rc = 0;
+    if (a->ops_broken) { /* a fresh segment after the last snapshot, with every record it lacks */
+        rc = oplog_open(&a->ops, &io_posix, cfg->data_dir, &a->sm, a->snap_lsns[0], why, sizeof(why));
+        a->ops_broken = rc != 0;
+    }
+    if (rc == 0)
+        rc = oplog_flush(&a->ops, &a->sm, why, sizeof(why));
+    if (rc != 0) {
+        if (!a->ops_broken)
+            oplog_broke(a, rc, why);
+        snapshot_failed(a, "oplog", -rc);
+        return;
+    }
+    a->ops_rolled_at_fork = a->ops.unsynced_count;
+    a->ops_forced_at_fork = a->ops.forced_syncs;
     pid_t pid = fork();
+    if (pid != 0)
+        log_info("snapshot_started", "lsn=%" PRIu64 " fork_ms=%" PRIu64, a->snap_lsn_pending, mono_ms() - now);
     if (pid < 0) {
         int e = errno;
         snapshot_failed(a, "fork", e);
@@ -374,8 +419,7 @@ static void snapshot_start(struct app *a)
         /* The child writes its copy-on-write image of the state and exits. */
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         struct checkpoint_report rep;
-        char why[512];
-        int rc = checkpoint_run(&io_posix, cfg->data_dir, &a->sm, NULL, &rep, why, sizeof(why));
+        rc = checkpoint_run(&io_posix, cfg->data_dir, &a->sm, NULL, &a->ops, &rep, why, sizeof(why));
         if (rc != 0) {
             log_error("snapshot_failed", "lsn=%" PRIu64 " reason=\"%s\"", a->sm.last_applied_lsn, why);
             _exit(1);
@@ -400,6 +444,11 @@ static void snapshot_reap(struct app *a)
         return;
     }
     struct seg_applier *c = a->seg->app;
+    /* The child synced the segments rolled before the fork: the parent closes those it still holds. */
+    u64 forced = a->ops.forced_syncs - a->ops_forced_at_fork;
+    u32 synced = forced >= a->ops_rolled_at_fork ? 0 : a->ops_rolled_at_fork - (u32)forced;
+    if (!a->ops_broken)
+        oplog_synced(&a->ops, synced < a->ops.unsynced_count ? synced : a->ops.unsynced_count);
     a->snap_backoff_ms = 0;
     atomic_store_explicit(&c->snapshot_failing, 0, memory_order_relaxed);
     if (a->snap_lsns[0] != 0 && a->snap_lsns[0] < a->snap_lsn_pending)
@@ -459,6 +508,13 @@ static int recover(struct app *a)
         atomic_fetch_add(&c->snapshots_rejected, rep.snapshots_rejected);
         atomic_store(&c->snapshot_rejected_lsn, rep.rejected_lsn);
     }
+    /* The operation log continues after the snapshot recovery restored from: segments past it
+     * are dropped and what replay made is exported again. */
+    rc = oplog_open(&a->ops, &io_posix, cfg->data_dir, &a->sm, rep.snapshot_lsn, why, sizeof(why));
+    if (rc != 0) {
+        log_error("oplog_open_failed", "errno=%d reason=\"%s\" action=stop_daemon", -rc, why);
+        return WORKER_EXIT_FATAL;
+    }
     a->snap_lsns[0] = rep.snapshot_lsn;
     a->last_snap_ms = mono_ms();
     atomic_store(&c->applied_lsn, a->sm.last_applied_lsn);
@@ -495,6 +551,15 @@ int applier_main(const struct worker_ctx *w)
         log_error("state_machine_alloc_failed", "reason=\"%s\"", a == NULL ? "out of memory" : why);
         return WORKER_EXIT_CRASH;
     }
+    u64 populate_start = mono_ms();
+    if (w->cfg->prefault_memory)
+        sm_populate(&a->sm); /* hold the configured memory now, not at the first window's faults */
+    /* The snapshot child never reads the operation records: without them in the fork, the
+     * applier's writes to them (most of its memory) copy nothing while a snapshot is written. */
+    if (!sm_keep_operations_from_fork(&a->sm))
+        log_warn("madvise_failed", "what=dontfork_operations errno=%d", errno);
+    log_info("state_machine_mapped", "bytes=%" PRIu64 " populate_ms=%" PRIu64, a->sm.memory_mapped,
+             mono_ms() - populate_start);
     a->w = w;
     a->seg = w->seg;
     a->slot_ms = w->cfg->slot_duration_ms;

@@ -25,12 +25,12 @@ void index_insert(struct index *ix, u64 hash, u32 ref)
 {
     ADB_ASSERT(ref != 0);
     ADB_ASSERT(ix->count < ix->capacity);
-    u32 pos = (u32)(hash & ix->mask);
+    u32 pos = (u32)hash & ix->mask;
     for (u32 steps = 0;; steps++) {
         ADB_ASSERT(steps <= ix->mask);
         struct index_slot *s = &ix->slots[pos];
         if (s->ref == 0) {
-            s->hash = hash;
+            s->tag = (u32)hash;
             s->ref = ref;
             ix->count++;
             return;
@@ -50,7 +50,7 @@ static bool index_home_between(u32 hole, u32 home, u32 pos)
 
 void index_remove(struct index *ix, u64 hash, u32 ref)
 {
-    u32 hole = (u32)(hash & ix->mask);
+    u32 hole = (u32)hash & ix->mask;
     for (u32 steps = 0;; steps++) {
         ADB_ASSERT(steps <= ix->mask);
         ADB_ASSERT(ix->slots[hole].ref != 0); /* removing an absent entry: caller bug */
@@ -67,14 +67,14 @@ void index_remove(struct index *ix, u64 hash, u32 ref)
         struct index_slot *s = &ix->slots[pos];
         if (s->ref == 0)
             break;
-        u32 home = (u32)(s->hash & ix->mask);
+        u32 home = s->tag & ix->mask;
         if (index_home_between(hole, home, pos))
             continue;
         ix->slots[hole] = *s;
         hole = pos;
     }
     ix->slots[hole].ref = 0;
-    ix->slots[hole].hash = 0;
+    ix->slots[hole].tag = 0;
     ix->count--;
 }
 
@@ -87,7 +87,7 @@ bool index_check(const struct index *ix)
             continue;
         seen++;
         /* Every slot from home to i must be occupied, or a lookup would stop early. */
-        u32 pos = (u32)(s->hash & ix->mask);
+        u32 pos = s->tag & ix->mask;
         while (pos != (u32)i) {
             if (ix->slots[pos].ref == 0)
                 return false;

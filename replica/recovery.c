@@ -7,6 +7,7 @@
 
 #include "common/assert.h"
 #include "common/why.h"
+#include "replica/oplog.h"
 #include "replica/snapshot.h"
 
 #include <errno.h>
@@ -82,7 +83,48 @@ static bool snap_path(const char *dir, u64 lsn, char *out, size_t cap)
     return snapshot_file_name(name, sizeof(name), lsn) && io_path(out, cap, dir, name);
 }
 
-/* Loads one snapshot into a freshly initialised sm. */
+/* The operation log as a snapshot's source of operation records. */
+struct log_source {
+    struct oplog_reader r;
+};
+
+static int log_next(void *ctx, struct sm_operation *out, char *why, size_t why_len)
+{
+    struct log_source *s = ctx;
+    return oplog_reader_next(&s->r, out, why, why_len);
+}
+
+static const char *log_damage(void *ctx)
+{
+    struct log_source *s = ctx;
+    return s->r.damage;
+}
+
+enum snapshot_status recovery_decode_snapshot(struct io *io, const char *dir, const u8 *buf, u64 len,
+                                              const struct sm_config *cfg, sm_t *sm, char *why, size_t why_len)
+{
+    struct snapshot_info info;
+    enum snapshot_status st = snapshot_decode_info(buf, len, &info, why, why_len);
+    if (st != SNAPSHOT_OK)
+        return st;
+    struct log_source *src = malloc(sizeof(*src));
+    if (src == NULL) {
+        why_set(why, why_len, "out of memory");
+        return SNAPSHOT_OPERATIONS_MISSING;
+    }
+    int rc = oplog_reader_open(&src->r, io, dir, info.last_applied_lsn, why, why_len);
+    if (rc != 0) {
+        free(src);
+        return SNAPSHOT_OPERATIONS_MISSING;
+    }
+    struct snapshot_ops ops = { log_next, log_damage, src };
+    st = snapshot_decode(buf, len, cfg, &ops, sm, why, why_len);
+    oplog_reader_close(&src->r);
+    free(src);
+    return st;
+}
+
+/* Loads one snapshot (and its operation records from the log) into a freshly initialised sm. */
 static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct sm_config *cfg,
                          sm_t *sm, char *why, size_t why_len)
 {
@@ -98,8 +140,8 @@ static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct s
         return rc;
     }
     sm_reset(sm, cfg);
-    char reason[256];
-    enum snapshot_status st = snapshot_decode(v.buf, v.len, cfg, sm, reason, sizeof(reason));
+    char reason[512];
+    enum snapshot_status st = recovery_decode_snapshot(io, dir, v.buf, v.len, cfg, sm, reason, sizeof(reason));
     io_view_release(io, &v);
     if (st != SNAPSHOT_OK) {
         why_set(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
@@ -254,7 +296,28 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
 
 /* ---- checkpoint ------------------------------------------------------------------------- */
 
-int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal,
+/* Records a snapshot needs start here: its oldest live operation record (or past its LSN). */
+static u64 operations_from(u64 lsn, u64 oldest)
+{
+    return oldest != 0 ? oldest : lsn + 1;
+}
+
+/* The same for a snapshot on disk, from its header; 0 (keep everything) if it cannot be read. */
+static u64 operations_from_file(struct io *io, const char *dir, u64 lsn)
+{
+    char path[WAL_PATH_MAX];
+    struct io_view v;
+    if (!snap_path(dir, lsn, path, sizeof(path)) || io_view_file(io, path, &v) != 0)
+        return 0;
+    struct snapshot_info info;
+    u64 from = 0;
+    if (snapshot_decode_info(v.buf, v.len, &info, NULL, 0) == SNAPSHOT_OK)
+        from = info.version == 1 ? 0 : operations_from(info.last_applied_lsn, info.oldest_operation_lsn);
+    io_view_release(io, &v);
+    return from;
+}
+
+int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal, struct oplog *ops,
                    struct checkpoint_report *rep, char *why, size_t why_len)
 {
     memset(rep, 0, sizeof(*rep));
@@ -269,7 +332,10 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
         /* Step 1: the new snapshot, durable (temp file, fsync, rename, directory fsync). The state
          * is never behind a snapshot on disk: recovery replays at least to every snapshot's LSN. */
         ADB_ASSERT(l->count == 0 || l->lsn[0] < sm->last_applied_lsn);
-        rc = snapshot_write(io, dir, sm, why, why_len);
+        /* The operation records the snapshot leaves out must be durable first. */
+        rc = ops != NULL ? oplog_sync(ops, why, why_len) : oplog_write_all(io, dir, sm, why, why_len);
+        if (rc == 0)
+            rc = snapshot_write(io, dir, sm, why, why_len);
         rep->written = rc == 0;
         if (rc == 0 && l->count < SNAPSHOTS_MAX) { /* the new one is the newest: put it first */
             memmove(l->lsn + 1, l->lsn, l->count * sizeof(l->lsn[0]));
@@ -298,7 +364,16 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
         if (rc != 0)
             why_set(why, why_len, "%s: fsync directory: %s", dir, strerror(-rc));
     }
-    /* Step 3: the WAL from the older kept snapshot on (one checkpoint of overlap). */
+    /* Step 3: operation log segments neither kept snapshot needs. */
+    if (rc == 0 && l->count >= 1) {
+        u64 keep = l->count >= 2 ? operations_from_file(io, dir, l->lsn[1])
+                                 : operations_from(sm->last_applied_lsn, sm->operation_oldest_lsn);
+        if (l->lsn[0] != sm->last_applied_lsn)
+            keep = 0; /* not our snapshot on top: leave the log alone */
+        if (keep > 0)
+            rc = oplog_prune(io, dir, keep, &rep->oplog_segments_removed, why, why_len);
+    }
+    /* Step 4: the WAL from the older kept snapshot on (one checkpoint of overlap). */
     if (rc == 0 && l->count >= 2) {
         rep->keep_from_lsn = l->lsn[1] + 1;
         if (wal != NULL) /* else the WAL's owner prunes up to keep_from_lsn itself */

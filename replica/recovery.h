@@ -36,6 +36,7 @@
 
 #include "common/types.h"
 #include "replica/sm.h"
+#include "replica/snapshot.h"
 #include "wal/io.h"
 #include "wal/log.h"
 
@@ -70,22 +71,35 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
                  const struct recovery_options *opt, sm_t *sm, struct wal_log *wal,
                  struct recovery_report *rep /* OUT */, char *why, size_t why_len);
 
+/*
+ * snapshot_decode of a snapshot of `dir`, its operation records read from dir's operation log
+ * (replica/oplog.h). What recovery runs for each snapshot it tries; tools use it too.
+ */
+enum snapshot_status recovery_decode_snapshot(struct io *io, const char *dir, const u8 *buf, u64 len,
+                                              const struct sm_config *cfg, sm_t *sm, char *why, size_t why_len);
+
 struct checkpoint_report {
     u64 snapshot_lsn;      /* the snapshot written (or already present) */
     bool written;          /* false if a snapshot of this LSN already existed */
     u64 keep_from_lsn;     /* WAL kept from here on */
     u32 snapshots_removed;
     u32 segments_removed;
+    u32 oplog_segments_removed;
 };
+
+struct oplog;
 
 /*
  * Snapshot of the applied state, then cleanup. sm must not be ahead of the durable WAL.
  * wal may be NULL when another process owns the WAL (the applier's snapshot child): then
  * nothing is pruned and keep_from_lsn tells the owner what it may remove.
+ * ops: the operation log the caller writes (replica/oplog.h), flushed by it up to sm's LSN;
+ * checkpoint_run only syncs it (it may run in a child while the parent appends). NULL: the
+ * live records are written as one segment of their own (callers without a writer).
  * Returns 0 or a negative errno with a reason; a failed checkpoint loses nothing (the WAL is
  * only pruned after the new snapshot is durable).
  */
-int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal,
+int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal, struct oplog *ops,
                    struct checkpoint_report *rep /* OUT */, char *why, size_t why_len);
 
 #endif

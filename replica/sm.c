@@ -12,15 +12,17 @@
  *     6. record the result (every result reaching this step is recorded).
  *   Steps 1, 3 (conflict) and 4 change nothing but the applied LSN and slot.
  *
- *   Pools: resources are never removed, so their pool is dense. Reservations and operation
- *   records come from a LIFO free stack (deterministic reuse) and are zeroed when freed, which
- *   lets the invariant check tell live from free positions.
+ *   Pools: resources are never removed, so their pool is dense. Reservations come from a LIFO
+ *   free stack (deterministic reuse) and are zeroed when freed, which lets the invariant check
+ *   tell live from free positions. Operation records live in a ring in LSN order, which is
+ *   also their retirement order: a record is appended at the tail and retired from the head.
  */
 #include "replica/sm.h"
 
 #include "common/assert.h"
 #include "common/hash.h"
 #include "common/prefetch.h"
+#include "common/table_memory.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,15 +58,17 @@ bool sm_layout(const struct sm_config *cfg, struct sm_layout *out)
               layout_add(&t, &out->reservation_index,
                          index_slot_count(cfg->reservation_capacity) * sizeof(struct index_slot)) &&
               layout_add(&t, &out->reservation_free, (u64)cfg->reservation_capacity * sizeof(u32)) &&
-              layout_add(&t, &out->reservation_retire, (u64)cfg->reservation_capacity * sizeof(u32)) &&
-              layout_add(&t, &out->operations, (u64)cfg->operation_capacity * sizeof(struct sm_operation)) &&
-              layout_add(&t, &out->operation_index,
-                         index_slot_count(cfg->operation_capacity) * sizeof(struct index_slot)) &&
-              layout_add(&t, &out->operation_free, (u64)cfg->operation_capacity * sizeof(u32)) &&
-              layout_add(&t, &out->operation_retire, (u64)cfg->operation_capacity * sizeof(u32));
+              layout_add(&t, &out->reservation_retire, (u64)cfg->reservation_capacity * sizeof(u32));
     u64 expiry_total = 0;
     ok = ok && layout_add(&expiry_total, &unused, es.nodes) && layout_add(&expiry_total, &unused, es.buckets) &&
          layout_add(&expiry_total, &unused, es.bitmap) && layout_add(&t, &out->expiry, expiry_total);
+    /* The operation records last, from a 2 MiB boundary: sm_keep_operations_from_fork() can
+     * then leave them out of a forked child as whole huge pages. */
+    ok = ok && !__builtin_add_overflow(t, SM_OPERATIONS_ALIGN - 1, &out->operations_at);
+    out->operations_at &= ~(SM_OPERATIONS_ALIGN - 1);
+    t = out->operations_at;
+    ok = ok && layout_add(&t, &out->operations, (u64)cfg->operation_capacity * sizeof(struct sm_operation)) &&
+         layout_add(&t, &out->operation_index, index_slot_count(cfg->operation_capacity) * sizeof(struct index_slot));
     out->total = t;
     return ok;
 }
@@ -129,17 +133,12 @@ static void sm_init_memory(sm_t *sm, const struct sm_config *cfg, void *memory, 
         p += l.part;                                                                       \
     } while (0)
     struct index_slot *reservation_slots, *operation_slots;
-    u32 *reservation_retire, *operation_retire;
+    u32 *reservation_retire;
     CARVE(sm->resources, resources);
     CARVE(sm->reservations, reservations);
     CARVE(reservation_slots, reservation_index);
     CARVE(sm->reservation_free, reservation_free);
     CARVE(reservation_retire, reservation_retire);
-    CARVE(sm->operations, operations);
-    CARVE(operation_slots, operation_index);
-    CARVE(sm->operation_free, operation_free);
-    CARVE(operation_retire, operation_retire);
-#undef CARVE
     struct expiry_sizes es;
     expiry_sizes(cfg->reservation_capacity, cfg->max_ttl_slots, &es);
     u64 nodes_bytes = (es.nodes + ADB_CACHE_LINE - 1) & ~(u64)(ADB_CACHE_LINE - 1);
@@ -147,7 +146,11 @@ static void sm_init_memory(sm_t *sm, const struct sm_config *cfg, void *memory, 
     struct expiry_node *nodes = (void *)p;
     u32 *buckets = (void *)(p + nodes_bytes);
     u64 *bitmap = (void *)(p + nodes_bytes + buckets_bytes);
-    ADB_ASSERT((u64)(p - (char *)memory) + l.expiry == l.total);
+    p = (char *)memory + l.operations_at;
+    CARVE(sm->operations, operations);
+    CARVE(operation_slots, operation_index);
+#undef CARVE
+    ADB_ASSERT((u64)(p - (char *)memory) == l.total);
 
     if (!zeroed) {
         memset(sm->resources, 0, (size_t)l.resources);
@@ -159,10 +162,7 @@ static void sm_init_memory(sm_t *sm, const struct sm_config *cfg, void *memory, 
     (zeroed ? index_init_zeroed : index_init)(&sm->operation_index, operation_slots, cfg->operation_capacity);
     free_stack_init(sm->reservation_free, cfg->reservation_capacity);
     sm->reservation_free_count = cfg->reservation_capacity;
-    free_stack_init(sm->operation_free, cfg->operation_capacity);
-    sm->operation_free_count = cfg->operation_capacity;
     fifo_init(&sm->reservation_retire, reservation_retire, cfg->reservation_capacity);
-    fifo_init(&sm->operation_retire, operation_retire, cfg->operation_capacity);
     (zeroed ? expiry_init_zeroed : expiry_init)(&sm->expiry, cfg->reservation_capacity, cfg->expiration_capacity,
                                                 cfg->max_ttl_slots, nodes, buckets, bitmap);
 }
@@ -185,17 +185,31 @@ bool sm_create(sm_t *sm, const struct sm_config *cfg, char *why, size_t why_len)
     /* Its own mapping, backed by transparent huge pages where the kernel allows: the lookups
      * are random over hundreds of MB, so 2 MB pages save most TLB misses, and filling the
      * tables at recovery takes one fault per 2 MB instead of per 4 KB. */
-    void *mem = mmap(NULL, (size_t)l.total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) {
+    void *mem = table_memory_map(l.total, false);
+    if (mem == NULL) {
         if (why)
             snprintf(why, why_len, "cannot allocate %llu bytes for the state machine",
                      (unsigned long long)l.total);
         return false;
     }
-    (void)madvise(mem, (size_t)l.total, MADV_HUGEPAGE); /* advice only: fine if refused */
     sm_init_memory(sm, cfg, mem, true);
     sm->memory_mapped = l.total;
     return true;
+}
+
+bool sm_keep_operations_from_fork(sm_t *sm)
+{
+    struct sm_layout l;
+    ADB_ASSERT(sm_layout(&sm->cfg, &l));
+    if (sm->memory_mapped == 0)
+        return false;
+    return madvise((char *)sm->memory + l.operations_at, (size_t)(l.total - l.operations_at), MADV_DONTFORK) == 0;
+}
+
+void sm_populate(sm_t *sm)
+{
+    if (sm->memory_mapped > 0)
+        table_memory_populate(sm->memory, sm->memory_mapped);
 }
 
 void sm_reset(sm_t *sm, const struct sm_config *cfg)
@@ -208,7 +222,7 @@ void sm_reset(sm_t *sm, const struct sm_config *cfg)
 void sm_destroy(sm_t *sm)
 {
     if (sm->memory_mapped != 0)
-        munmap(sm->memory, (size_t)sm->memory_mapped);
+        table_memory_unmap(sm->memory, sm->memory_mapped);
     else
         free(sm->memory);
     memset(sm, 0, sizeof(*sm));
@@ -288,6 +302,13 @@ static void prefetch_index(const struct index *ix, u128 key)
 
 /* ---- retirement ------------------------------------------------------------------------ */
 
+/* Position i after `pos` in a ring of `cap`. */
+static inline u32 ring_at(u32 pos, u32 i, u32 cap)
+{
+    u64 p = (u64)pos + i;
+    return (u32)(p >= cap ? p - cap : p);
+}
+
 /* How far ahead retirement prefetches the index slots of the records it will drop next. */
 #define RETIRE_PREFETCH 4
 
@@ -312,26 +333,26 @@ static void retire_due(sm_t *sm, u64 request_slot)
         sm->reservation_count--;
         fifo_pop(rq);
     }
-    struct sm_fifo *oq = &sm->operation_retire;
-    while (oq->count > 0) {
-        u32 pos = fifo_peek(oq, 0);
-        struct sm_operation *o = &sm->operations[pos];
+    const u32 cap = sm->cfg.operation_capacity;
+    while (sm->operation_count > 0) {
+        u32 pos = sm->operation_head;
+        const struct sm_operation *o = &sm->operations[pos];
         if (o->retire_after_slot >= request_slot)
             break;
-        if (oq->count > RETIRE_PREFETCH)
-            prefetch_index(&sm->operation_index, sm->operations[fifo_peek(oq, RETIRE_PREFETCH)].operation_id);
+        if (sm->operation_count > RETIRE_PREFETCH)
+            prefetch_index(&sm->operation_index, sm->operations[ring_at(pos, RETIRE_PREFETCH, cap)].operation_id);
         index_remove(&sm->operation_index, hash_u128(o->operation_id), pos + 1);
-        memset(o, 0, sizeof(*o));
-        sm->operation_free[sm->operation_free_count++] = pos;
+        sm->operation_sum -= sm_operation_hash(o);
+        sm->operation_head = ring_at(pos, 1, cap);
         sm->operation_count--;
-        fifo_pop(oq);
+        sm->operation_oldest_lsn = sm->operation_count > 0 ? sm->operations[sm->operation_head].applied_lsn : 0;
     }
 }
 
 /* ---- fingerprint ----------------------------------------------------------------------- */
 
-/* 128-bit fingerprint of everything a retry must repeat: kind, client and the kind's fields. */
-void sm_fingerprint(const struct sm_command *c, u64 out[2])
+/* Fingerprint of everything a retry must repeat: kind, client and the kind's fields. */
+u64 sm_fingerprint(const struct sm_command *c)
 {
     u64 words[8];
     unsigned n = 0;
@@ -360,13 +381,10 @@ void sm_fingerprint(const struct sm_command *c, u64 out[2])
     case SM_CMD_EXPIRE:
         ADB_ASSERT(!"expire has no fingerprint");
     }
-    u64 a = 0x243f6a8885a308d3ULL, b = 0x13198a2e03707344ULL;
-    for (unsigned i = 0; i < n; i++) {
+    u64 a = 0x243f6a8885a308d3ULL;
+    for (unsigned i = 0; i < n; i++)
         a = hash_step(a, words[i]);
-        b = hash_step(b, words[i] ^ 0xa4093822299f31d0ULL);
-    }
-    out[0] = a;
-    out[1] = b;
+    return a & ~(u64)0xff;
 }
 
 /* ---- commands -------------------------------------------------------------------------- */
@@ -512,24 +530,52 @@ static struct sm_outcome expire(sm_t *sm, u64 lsn, u64 slot, const struct sm_com
     return o;
 }
 
-static void record_operation(sm_t *sm, const struct sm_command *c, const u64 fp[2], u64 slot,
-                             const struct sm_outcome *o)
+u64 sm_operation_hash(const struct sm_operation *o)
 {
-    ADB_ASSERT(sm->operation_free_count > 0);
-    u32 pos = sm->operation_free[--sm->operation_free_count];
+    u64 h = hash_step(0x3c6ef372fe94f82bULL, U128_LO(o->operation_id));
+    h = hash_step(h, U128_HI(o->operation_id));
+    h = hash_step(h, o->fingerprint_code);
+    h = hash_step(h, o->result_deadline_slot);
+    h = hash_step(h, o->applied_lsn);
+    return hash_step(h, o->retire_after_slot);
+}
+
+/* The outcome a retry of `c` gets from its record. */
+static struct sm_outcome stored_outcome(const sm_t *sm, const struct sm_operation *op, const struct sm_command *c)
+{
+    struct sm_outcome o;
+    o.result = sm_operation_code(op);
+    o.applied_lsn = op->applied_lsn;
+    o.deadline_slot = op->result_deadline_slot;
+    o.reservation_id = 0;
+    if (o.result == SM_OK)
+        o.reservation_id = c->kind == SM_CMD_RESERVE ? sm_reservation_id(sm, op->applied_lsn)
+                         : c->kind == SM_CMD_CREATE_RESOURCE ? 0
+                                                             : c->reservation_id;
+    o.from_retry_cache = true;
+    return o;
+}
+
+static void record_operation(sm_t *sm, const struct sm_command *c, u64 fp, u64 slot, const struct sm_outcome *o)
+{
+    ADB_ASSERT(sm->operation_count < sm->cfg.operation_capacity);
+    ADB_ASSERT((fp & 0xff) == 0 && o->result < SM_RESULT_COUNT);
+    u32 pos = ring_at(sm->operation_head, sm->operation_count, sm->cfg.operation_capacity);
     struct sm_operation *op = &sm->operations[pos];
-    ADB_ASSERT(op->operation_id == 0);
     op->operation_id = c->operation_id;
-    op->fingerprint[0] = fp[0];
-    op->fingerprint[1] = fp[1];
-    op->result_reservation_id = o->reservation_id;
+    op->fingerprint_code = fp | o->result;
     op->result_deadline_slot = o->deadline_slot;
     op->applied_lsn = o->applied_lsn;
     op->retire_after_slot = slot + sm->cfg.dedupe_window_slots; /* checked in sm_apply */
-    op->result_code = o->result;
-    sm->operation_count++;
+    if (sm->operation_count++ == 0)
+        sm->operation_oldest_lsn = op->applied_lsn;
+    sm->operation_appended++;
+    sm->operation_sum += sm_operation_hash(op);
     index_insert(&sm->operation_index, hash_u128(c->operation_id), pos + 1);
-    fifo_push(&sm->operation_retire, pos);
+#ifdef ADB_DEBUG
+    struct sm_outcome back = stored_outcome(sm, op, c); /* what is derived must be what was */
+    ADB_ASSERT(back.reservation_id == o->reservation_id && back.deadline_slot == o->deadline_slot);
+#endif
 }
 
 static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_command *c)
@@ -550,20 +596,13 @@ static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const 
     if (!client)
         return expire(sm, lsn, request_slot, c);
 
-    u64 fp[2];
-    sm_fingerprint(c, fp);
+    u64 fp = sm_fingerprint(c);
     u32 oref = find_operation(sm, c->operation_id);
     if (oref != 0) {
         const struct sm_operation *op = &sm->operations[oref - 1];
-        if (op->fingerprint[0] != fp[0] || op->fingerprint[1] != fp[1])
+        if ((op->fingerprint_code & ~(u64)0xff) != fp)
             return result_only(lsn, SM_OPERATION_CONFLICT);
-        struct sm_outcome o;
-        o.reservation_id = op->result_reservation_id;
-        o.deadline_slot = op->result_deadline_slot;
-        o.applied_lsn = op->applied_lsn;
-        o.result = op->result_code;
-        o.from_retry_cache = true;
-        return o;
+        return stored_outcome(sm, op, c);
     }
     if (sm->operation_count >= sm->cfg.operation_capacity)
         return result_only(lsn, SM_OPERATION_TABLE_FULL);
@@ -577,19 +616,17 @@ static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const 
     return o;
 }
 
-bool sm_get_operation(const sm_t *sm, u128 operation_id, const u64 fp[2], struct sm_outcome *out)
+bool sm_get_operation(const sm_t *sm, const struct sm_command *cmd, struct sm_outcome *out)
 {
-    u32 oref = operation_id == 0 ? 0 : find_operation(sm, operation_id);
+    if (cmd->kind == SM_CMD_EXPIRE || cmd->kind > SM_CMD_KIND_MAX || cmd->operation_id == 0)
+        return false;
+    u32 oref = find_operation(sm, cmd->operation_id);
     if (oref == 0)
         return false;
     const struct sm_operation *op = &sm->operations[oref - 1];
-    if (op->fingerprint[0] != fp[0] || op->fingerprint[1] != fp[1])
+    if ((op->fingerprint_code & ~(u64)0xff) != sm_fingerprint(cmd))
         return false;
-    out->reservation_id = op->result_reservation_id;
-    out->deadline_slot = op->result_deadline_slot;
-    out->applied_lsn = op->applied_lsn;
-    out->result = op->result_code;
-    out->from_retry_cache = true;
+    *out = stored_outcome(sm, op, cmd);
     return true;
 }
 
@@ -783,9 +820,8 @@ struct sm_digest sm_digest(const sm_t *sm)
         if (oix->slots[s].ref == 0)
             continue;
         const struct sm_operation *o = &sm->operations[oix->slots[s].ref - 1];
-        u64 w[] = { U128_LO(o->operation_id), U128_HI(o->operation_id), o->fingerprint[0], o->fingerprint[1],
-                    U128_LO(o->result_reservation_id), U128_HI(o->result_reservation_id),
-                    o->result_deadline_slot, o->applied_lsn, o->retire_after_slot, o->result_code };
+        u64 w[] = { U128_LO(o->operation_id), U128_HI(o->operation_id), o->fingerprint_code,
+                    o->result_deadline_slot, o->applied_lsn, o->retire_after_slot };
         digest_add(lanes, 3, w, ADB_ARRAY_LEN(w));
     }
     u64 scalars[] = { sm->cfg.shard_id, sm->last_applied_lsn, sm->last_request_slot, sm->retired_watermark_lsn,
@@ -838,14 +874,12 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
         FAIL("operation index inconsistent");
     if (sm->reservation_count + sm->reservation_free_count != cfg->reservation_capacity)
         FAIL("reservation pool: used + free != capacity");
-    if (sm->operation_count + sm->operation_free_count != cfg->operation_capacity)
-        FAIL("operation pool: used + free != capacity");
+    if (sm->operation_count > cfg->operation_capacity || sm->operation_head >= cfg->operation_capacity)
+        FAIL("operation ring: %u records from %u, capacity %u", sm->operation_count, sm->operation_head,
+             cfg->operation_capacity);
     for (u32 i = 0; i < sm->reservation_free_count; i++)
         if (sm->reservations[sm->reservation_free[i]].reservation_id != 0)
             FAIL("reservation free stack names a live position");
-    for (u32 i = 0; i < sm->operation_free_count; i++)
-        if (sm->operations[sm->operation_free[i]].operation_id != 0)
-            FAIL("operation free stack names a live position");
 
     /* Resources: state and back-pointers. Count active ones. */
     u32 active_resources = 0, used_resources = 0;
@@ -932,25 +966,33 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len)
     }
 
     /* Operation records. */
-    if (sm->operation_retire.count != sm->operation_count)
-        FAIL("operation retirement queue holds %u, table %u", sm->operation_retire.count, sm->operation_count);
-    u64 prev_lsn = 0;
-    for (u32 i = 0; i < sm->operation_retire.count; i++) {
-        const struct sm_operation *o = &sm->operations[fifo_peek(&sm->operation_retire, i)];
-        if (i + CHECK_PREFETCH < sm->operation_retire.count) /* the lookups are random: start early */
+    const u32 ocap = cfg->operation_capacity;
+    u64 prev_lsn = 0, prev_op_retire = 0, op_sum = 0;
+    for (u32 i = 0; i < sm->operation_count; i++) {
+        u32 pos = ring_at(sm->operation_head, i, ocap);
+        const struct sm_operation *o = &sm->operations[pos];
+        if (i + CHECK_PREFETCH < sm->operation_count) /* the lookups are random: start early */
             prefetch_index(&sm->operation_index,
-                           sm->operations[fifo_peek(&sm->operation_retire, i + CHECK_PREFETCH)].operation_id);
-        if (o->operation_id == 0 || find_operation(sm, o->operation_id) == 0)
-            FAIL("operation queue names a missing record");
+                           sm->operations[ring_at(sm->operation_head, i + CHECK_PREFETCH, ocap)].operation_id);
+        if (o->operation_id == 0 || find_operation(sm, o->operation_id) != pos + 1)
+            FAIL("operation ring names a record the index does not find there");
         if (o->applied_lsn <= prev_lsn || o->applied_lsn > sm->last_applied_lsn)
-            FAIL("operation queue not in LSN order");
+            FAIL("operation ring not in LSN order");
+        if (o->retire_after_slot < prev_op_retire)
+            FAIL("operation ring not in retirement order");
         if (o->retire_after_slot < sm->retired_through_slot)
             FAIL("operation record outlived its retirement");
-        if (o->result_code >= SM_RESULT_COUNT || o->result_code == SM_OPERATION_TABLE_FULL ||
-            o->result_code == SM_OPERATION_CONFLICT)
-            FAIL("operation record stores result %u", o->result_code);
+        u8 code = sm_operation_code(o);
+        if (code >= SM_RESULT_COUNT || code == SM_OPERATION_TABLE_FULL || code == SM_OPERATION_CONFLICT)
+            FAIL("operation record stores result %u", code);
         prev_lsn = o->applied_lsn;
+        prev_op_retire = o->retire_after_slot;
+        op_sum += sm_operation_hash(o);
     }
+    if (op_sum != sm->operation_sum)
+        FAIL("operation record hash sum is not the sum of the live records' hashes");
+    if (sm->operation_oldest_lsn != (sm->operation_count > 0 ? sm_operation_at(sm, 0)->applied_lsn : 0))
+        FAIL("operation_oldest_lsn is not the oldest record's");
 
     /* Expiration index: exactly the reserved reservations, ordered. */
     const char *ewhy = NULL;
@@ -1076,11 +1118,12 @@ enum sm_restore_result sm_restore_operation(sm_t *sm, const struct sm_operation 
         return SM_RESTORE_DUPLICATE;
     if (sm->operation_count >= sm->cfg.operation_capacity)
         return SM_RESTORE_FULL;
-    u32 pos = sm->operation_free[--sm->operation_free_count];
-    sm->operations[pos] = *op;
-    sm->operation_count++;
+    u32 pos = ring_at(sm->operation_head, sm->operation_count, sm->cfg.operation_capacity);
+    sm->operations[pos] = *op; /* records arrive in LSN order */
+    if (sm->operation_count++ == 0)
+        sm->operation_oldest_lsn = op->applied_lsn;
+    sm->operation_sum += sm_operation_hash(op);
     index_insert(&sm->operation_index, hash_u128(op->operation_id), pos + 1);
-    fifo_push(&sm->operation_retire, pos); /* records arrive in queue order */
     return SM_RESTORE_OK;
 }
 

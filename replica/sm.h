@@ -37,10 +37,13 @@
 struct sm_layout {
     u64 resources;
     u64 reservations, reservation_index, reservation_free, reservation_retire;
-    u64 operations, operation_index, operation_free, operation_retire;
+    u64 operations, operation_index;
     u64 expiry;
+    u64 operations_at; /* offset of the operation records (a multiple of SM_OPERATIONS_ALIGN) */
     u64 total;
 };
+
+#define SM_OPERATIONS_ALIGN ((u64)2 << 20)
 
 /* Computes the layout; false if the config is invalid or the total overflows. */
 bool sm_layout(const struct sm_config *cfg, struct sm_layout *out);
@@ -68,15 +71,26 @@ struct sm_reservation {
     u8 state;
 } __attribute__((aligned(64)));
 
+/* An operation record (dedupe), 48 bytes: what a retry needs and nothing it can derive. The
+ * result's reservation id is the new one for a reserve (from applied_lsn) and the target for
+ * a confirm or release (the retried command carries it: same fingerprint, same target); the
+ * request slot is retire_after_slot - dedupe_window_slots. */
 struct sm_operation {
     u128 operation_id;
-    u64 fingerprint[2];
-    u128 result_reservation_id;
-    u64 result_deadline_slot;
+    u64 fingerprint_code;     /* sm_fingerprint (low 8 bits zero) | result code */
     u64 applied_lsn;
     u64 retire_after_slot;
-    u8 result_code;
+    u64 result_deadline_slot; /* deadline of the result's reservation (0 on a failure) */
 };
+
+static inline u8 sm_operation_code(const struct sm_operation *op)
+{
+    return (u8)op->fingerprint_code;
+}
+
+/* A hash of every field of a record: the state keeps the sum over its live records, which a
+ * snapshot stores to check the records it leaves to the operation log (replica/oplog.h). */
+u64 sm_operation_hash(const struct sm_operation *op);
 
 /* Bounded FIFO of pool positions (retirement order). */
 struct sm_fifo {
@@ -102,12 +116,15 @@ typedef struct sm {
     struct index reservation_index;
     struct sm_fifo reservation_retire;
 
+    /* Operation records in a ring in LSN order (also retirement order: request slots never
+     * decrease and every record lives dedupe_window_slots), so no free stack or queue. */
     struct sm_operation *operations;
-    u32 *operation_free;
-    u32 operation_free_count;
+    u32 operation_head;  /* ring position of the oldest record */
     u32 operation_count;
     struct index operation_index;
-    struct sm_fifo operation_retire;
+    u64 operation_appended; /* records ever appended by apply (what the operation log exports) */
+    u64 operation_sum;      /* sum of sm_operation_hash over the live records (snapshot check) */
+    u64 operation_oldest_lsn; /* applied_lsn of the oldest live record, 0 if none */
 
     struct expiry expiry;
 
@@ -126,6 +143,18 @@ void sm_init(sm_t *sm, const struct sm_config *cfg, void *memory);
 
 /* Convenience: maps the block (huge pages advised); false on invalid config or ENOMEM. */
 bool sm_create(sm_t *sm, const struct sm_config *cfg, char *why, size_t why_len);
+/*
+ * Leaves the operation records (ring and index) out of processes forked from now on: a snapshot
+ * child, which never reads them (they are in the operation log, replica/oplog.h), then shares
+ * no pages of them, so the parent's writes to them cost no copy-on-write faults while it runs.
+ * Such a child may read every other part and sm->operation_* scalars, never sm->operations.
+ * Only for a block sm_create mapped; false if the kernel refuses (then nothing changes).
+ */
+bool sm_keep_operations_from_fork(sm_t *sm);
+
+/* Faults in every page of a block sm_create mapped (a long-running owner calls it once at start:
+ * see common/table_memory.h). No effect on state. */
+void sm_populate(sm_t *sm);
 /* Empties `sm` in place, keeping its memory block and how it was allocated. */
 void sm_reset(sm_t *sm, const struct sm_config *cfg);
 void sm_destroy(sm_t *sm);
@@ -144,16 +173,25 @@ struct sm_outcome sm_apply(sm_t *sm, u64 lsn, u64 request_slot, const struct sm_
  */
 void sm_prefetch(const sm_t *sm, u64 lsn, const struct sm_command *cmd);
 
-/* The 128-bit fingerprint dedupe compares: kind, client id and the kind's fields (not the
- * operation id). Client commands only. */
-void sm_fingerprint(const struct sm_command *cmd, u64 out[2]);
+/* The fingerprint dedupe compares: a 56-bit hash (the low 8 bits are zero, where a record keeps
+ * its result code) of kind, client id and the kind's fields (not the operation id). Client
+ * commands only. */
+u64 sm_fingerprint(const struct sm_command *cmd);
 
 /*
- * The stored result of operation_id if its record is still in the dedupe window and has
- * fingerprint fp: what a retry of it returns (from_retry_cache set), without applying anything.
- * false if there is no such record (retired, never recorded, or a different fingerprint).
+ * The stored result of cmd's operation id if its record is still in the dedupe window and has
+ * cmd's fingerprint: what a retry of cmd returns (from_retry_cache set), without applying
+ * anything. false if there is no such record (retired, never recorded, or a different
+ * fingerprint).
  */
-bool sm_get_operation(const sm_t *sm, u128 operation_id, const u64 fp[2], struct sm_outcome *out);
+bool sm_get_operation(const sm_t *sm, const struct sm_command *cmd, struct sm_outcome *out);
+
+/* The i-th oldest live operation record (i < operation_count). */
+static inline const struct sm_operation *sm_operation_at(const sm_t *sm, u32 i)
+{
+    u64 pos = (u64)sm->operation_head + i;
+    return &sm->operations[pos >= sm->cfg.operation_capacity ? pos - sm->cfg.operation_capacity : pos];
+}
 
 /* The reservation id an entry at `lsn` creates. */
 static inline u128 sm_reservation_id(const sm_t *sm, u64 lsn)
@@ -217,7 +255,7 @@ bool sm_check_invariants(const sm_t *sm, char *why, size_t why_len);
  *   sm_restore_reservation  for each reservation: first the terminal ones in retirement-queue
  *                           order, then the reserved ones in (deadline, id) order, then the
  *                           confirmed ones;
- *   sm_restore_operation    for each operation record, in retirement-queue order;
+ *   sm_restore_operation    for each operation record, in LSN order;
  *   sm_restore_end          once.
  * A placement call that returns anything but SM_RESTORE_OK has changed nothing. The calls never
  * assert on record contents: what they cannot place they report (SM_RESTORE_INVALID covers a

@@ -54,9 +54,20 @@
 #define H_TERMINAL 104
 #define H_RESERVED 108
 #define H_OPERATIONS 112
-#define H_ZERO 116
-#define H_CRC 124
+#define H_OPS_SUM 116    /* version 2 */
+#define H_ZERO_A 124     /* version 2: 4 zero bytes */
+#define H_OPS_OLDEST 128 /* version 2 */
+#define H_ZERO_B 136     /* version 2: 4 zero bytes */
+#define H_CRC 140
+#define H1_ZERO 116      /* version 1: 8 zero bytes */
+#define H1_CRC 124
 ADB_STATIC_ASSERT(H_CRC + SNAPSHOT_CRC_SIZE == SNAPSHOT_HEADER_SIZE, "the CRC ends the header");
+ADB_STATIC_ASSERT(H1_CRC + SNAPSHOT_CRC_SIZE == SNAPSHOT_HEADER_SIZE_V1, "the CRC ends the header");
+
+static u32 header_size(u32 version)
+{
+    return version == 1 ? SNAPSHOT_HEADER_SIZE_V1 : SNAPSHOT_HEADER_SIZE;
+}
 
 /* Record field offsets. */
 #define RS_ID 0
@@ -76,16 +87,17 @@ ADB_STATIC_ASSERT(RS_ZERO + 7 == SNAPSHOT_RESOURCE_SIZE, "resource record size")
 #define RV_ZERO 73
 ADB_STATIC_ASSERT(RV_ZERO + 7 == SNAPSHOT_RESERVATION_SIZE, "reservation record size");
 
-#define OP_ID 0
-#define OP_FP0 16
-#define OP_FP1 24
-#define OP_RESV 32
-#define OP_DEADLINE 48
-#define OP_APPLIED 56
-#define OP_RETIRE 64
-#define OP_RESULT 72
-#define OP_ZERO 73
-ADB_STATIC_ASSERT(OP_ZERO + 7 == SNAPSHOT_OPERATION_SIZE, "operation record size");
+/* Version 1's operation record (read, never written): the same fields at full width. */
+#define OP1_ID 0
+#define OP1_FP0 16
+#define OP1_RESV 32
+#define OP1_DEADLINE 48
+#define OP1_APPLIED 56
+#define OP1_RETIRE 64
+#define OP1_RESULT 72
+#define OP1_ZERO 73
+ADB_STATIC_ASSERT(OP1_ZERO + 7 == SNAPSHOT_OPERATION_SIZE_V1, "version 1 operation record size");
+
 
 #define RECORD_ZERO_BYTES 7
 
@@ -108,6 +120,7 @@ const char *snapshot_status_name(enum snapshot_status s)
     case SNAPSHOT_OVER_CAPACITY: return "over_capacity";
     case SNAPSHOT_INVARIANT: return "invariant";
     case SNAPSHOT_TRAILING: return "trailing";
+    case SNAPSHOT_OPERATIONS_MISSING: return "operations_missing";
     }
     return "unknown";
 }
@@ -120,19 +133,22 @@ struct sections {
     u64 resources, reservations, operations, total;
 };
 
-static struct sections sections_for(u32 resources, u32 reservations, u32 operations)
+/* Version 2 has no operations section (s.operations == s.total). */
+static struct sections sections_for(u32 version, u32 resources, u32 reservations, u32 operations)
 {
     struct sections s;
-    s.resources = SNAPSHOT_HEADER_SIZE;
+    s.resources = header_size(version);
     s.reservations = s.resources + (u64)resources * SNAPSHOT_RESOURCE_SIZE + SNAPSHOT_CRC_SIZE;
     s.operations = s.reservations + (u64)reservations * SNAPSHOT_RESERVATION_SIZE + SNAPSHOT_CRC_SIZE;
-    s.total = s.operations + (u64)operations * SNAPSHOT_OPERATION_SIZE + SNAPSHOT_CRC_SIZE;
+    s.total = s.operations;
+    if (version == 1)
+        s.total += (u64)operations * SNAPSHOT_OPERATION_SIZE_V1 + SNAPSHOT_CRC_SIZE;
     return s;
 }
 
 u64 snapshot_encoded_size(const sm_t *sm)
 {
-    return sections_for(sm->resource_count, sm->reservation_count, sm->operation_count).total;
+    return sections_for(SNAPSHOT_VERSION, sm->resource_count, sm->reservation_count, sm->operation_count).total;
 }
 
 static u64 sat_add(u64 a, u64 b)
@@ -163,18 +179,6 @@ static void put_reservation(u8 *p, const struct sm_reservation_view *v)
     memset(p + RV_ZERO, 0, RECORD_ZERO_BYTES);
 }
 
-static void put_operation(u8 *p, const struct sm_operation *o)
-{
-    le_put_u128(p + OP_ID, o->operation_id);
-    le_put_u64(p + OP_FP0, o->fingerprint[0]);
-    le_put_u64(p + OP_FP1, o->fingerprint[1]);
-    le_put_u128(p + OP_RESV, o->result_reservation_id);
-    le_put_u64(p + OP_DEADLINE, o->result_deadline_slot);
-    le_put_u64(p + OP_APPLIED, o->applied_lsn);
-    le_put_u64(p + OP_RETIRE, o->retire_after_slot);
-    p[OP_RESULT] = o->result_code;
-    memset(p + OP_ZERO, 0, RECORD_ZERO_BYTES);
-}
 
 /* The pool record at `pos` as a view (what a read would return). */
 static void reservation_view_at(const sm_t *sm, u32 pos, struct sm_reservation_view *v)
@@ -262,12 +266,6 @@ static u32 encode_reservations(const sm_t *sm, u8 *p)
     return n;
 }
 
-static u32 encode_operations(const sm_t *sm, u8 *p)
-{
-    for (u32 i = 0; i < sm->operation_retire.count; i++)
-        put_operation(p + (u64)i * SNAPSHOT_OPERATION_SIZE, &sm->operations[fifo_at(&sm->operation_retire, i)]);
-    return sm->operation_retire.count;
-}
 
 /* Writes the CRC32C of the `len` section bytes at `start` right after them. */
 static void seal_section(u8 *start, u64 len)
@@ -300,22 +298,21 @@ static void put_header(const sm_t *sm, u8 *h, u64 total)
     le_put_u32(h + H_TERMINAL, sm->reservation_retire.count);
     le_put_u32(h + H_RESERVED, sm->expiry.count);
     le_put_u32(h + H_OPERATIONS, sm->operation_count);
+    le_put_u64(h + H_OPS_SUM, sm->operation_sum);
+    le_put_u64(h + H_OPS_OLDEST, sm->operation_oldest_lsn); /* not sm->operations: see sm_keep_operations_from_fork */
     le_put_u32(h + H_CRC, crc32c(0, h, H_CRC));
 }
 
 u64 snapshot_encode(const sm_t *sm, u8 *buf, u64 cap)
 {
-    struct sections s = sections_for(sm->resource_count, sm->reservation_count, sm->operation_count);
+    struct sections s = sections_for(SNAPSHOT_VERSION, sm->resource_count, sm->reservation_count, sm->operation_count);
     ADB_ASSERT(cap >= s.total);
     u32 resources = encode_resources(sm, buf + s.resources);
     u32 reservations = encode_reservations(sm, buf + s.reservations);
-    u32 operations = encode_operations(sm, buf + s.operations);
     /* The tables must agree with their counts: sm is trusted, so a mismatch is a bug. */
-    ADB_ASSERT(resources == sm->resource_count && reservations == sm->reservation_count &&
-               operations == sm->operation_count);
+    ADB_ASSERT(resources == sm->resource_count && reservations == sm->reservation_count);
     seal_section(buf + s.resources, (u64)sm->resource_count * SNAPSHOT_RESOURCE_SIZE);
     seal_section(buf + s.reservations, (u64)sm->reservation_count * SNAPSHOT_RESERVATION_SIZE);
-    seal_section(buf + s.operations, (u64)sm->operation_count * SNAPSHOT_OPERATION_SIZE);
     put_header(sm, buf, s.total);
     return s.total;
 }
@@ -350,7 +347,9 @@ record_fail(const struct dec *d, enum snapshot_status st, const char *section, u
 {
     if (d->why == NULL || d->why_len == 0)
         return st;
-    int n = snprintf(d->why, d->why_len, "%s[%u] (byte %llu): ", section, i, (ull)offset);
+    /* Offset 0 (never a record's in a snapshot): a record from the operation log, by index. */
+    int n = offset == 0 ? snprintf(d->why, d->why_len, "%s[%u]: ", section, i)
+                        : snprintf(d->why, d->why_len, "%s[%u] (byte %llu): ", section, i, (ull)offset);
     if (n >= 0 && (size_t)n < d->why_len) {
         va_list ap;
         va_start(ap, fmt);
@@ -386,12 +385,21 @@ static bool info_empty(const struct snapshot_info *in)
 /* Header fields beyond magic, version and CRC: sizes, capacities, scalars. */
 static enum snapshot_status check_header(const u8 *h, const struct snapshot_info *in, char *why, size_t why_len)
 {
-    u16 header_size = le_get_u16(h + H_HEADER_SIZE);
-    if (header_size != SNAPSHOT_HEADER_SIZE)
-        return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: header_size %u, version %d has %d", header_size,
-                   SNAPSHOT_VERSION, SNAPSHOT_HEADER_SIZE);
-    if (!le_all_zero(h + H_ZERO, H_CRC - H_ZERO))
-        return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: reserved bytes %d..%d not zero", H_ZERO, H_CRC - 1);
+    u16 hsize = le_get_u16(h + H_HEADER_SIZE);
+    if (hsize != header_size(in->version))
+        return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: header_size %u, version %u has %u", hsize,
+                   in->version, header_size(in->version));
+    if (in->version == 1 && !le_all_zero(h + H1_ZERO, H1_CRC - H1_ZERO))
+        return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: reserved bytes %d..%d not zero", H1_ZERO, H1_CRC - 1);
+    if (in->version > 1 && (!le_all_zero(h + H_ZERO_A, 4) || !le_all_zero(h + H_ZERO_B, 4)))
+        return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: reserved bytes %d..%d or %d..%d not zero", H_ZERO_A,
+                   H_ZERO_A + 3, H_ZERO_B, H_ZERO_B + 3);
+    if (in->version > 1 && (in->operations == 0) != (in->oldest_operation_lsn == 0))
+        return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: operation_count %u with oldest_operation_lsn %llu",
+                   in->operations, (ull)in->oldest_operation_lsn);
+    if (in->oldest_operation_lsn > in->last_applied_lsn)
+        return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: oldest_operation_lsn %llu above last_applied_lsn %llu",
+                   (ull)in->oldest_operation_lsn, (ull)in->last_applied_lsn);
     char reason[160];
     if (!sm_config_validate(&in->cfg, reason, sizeof(reason)))
         return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: the embedded config is invalid: %s", reason);
@@ -413,7 +421,7 @@ static enum snapshot_status check_header(const u8 *h, const struct snapshot_info
         return say(why, why_len, SNAPSHOT_BAD_HEADER,
                    "header: terminal_count %u + reserved_count %u exceed reservation_count %u",
                    in->terminal_reservations, in->reserved_reservations, in->reservations);
-    u64 want = sections_for(in->resources, in->reservations, in->operations).total;
+    u64 want = sections_for(in->version, in->resources, in->reservations, in->operations).total;
     if (in->size != want)
         return say(why, why_len, SNAPSHOT_BAD_HEADER, "header: total_size %llu, but the counts make %llu bytes",
                    (ull)in->size, (ull)want);
@@ -432,21 +440,25 @@ static enum snapshot_status check_header(const u8 *h, const struct snapshot_info
 enum snapshot_status snapshot_decode_info(const u8 *buf, u64 len, struct snapshot_info *out, char *why,
                                           size_t why_len)
 {
-    if (len < SNAPSHOT_HEADER_SIZE)
+    if (len < SNAPSHOT_HEADER_SIZE_V1)
         return say(why, why_len, SNAPSHOT_SHORT, "%llu bytes, a snapshot header has %d", (ull)len,
-                   SNAPSHOT_HEADER_SIZE);
+                   SNAPSHOT_HEADER_SIZE_V1);
     u32 magic = le_get_u32(buf + H_MAGIC);
     if (magic != SNAPSHOT_MAGIC)
         return say(why, why_len, SNAPSHOT_BAD_MAGIC, "header: magic 0x%08x, want 0x%08x (\"ADBS\")", magic,
                    SNAPSHOT_MAGIC);
     u16 version = le_get_u16(buf + H_VERSION);
-    if (version != SNAPSHOT_VERSION)
-        return say(why, why_len, SNAPSHOT_BAD_VERSION, "header: format version %u, this build reads %d", version,
-                   SNAPSHOT_VERSION);
-    u32 crc = crc32c(0, buf, H_CRC), stored = le_get_u32(buf + H_CRC);
+    if (version < SNAPSHOT_VERSION_MIN || version > SNAPSHOT_VERSION)
+        return say(why, why_len, SNAPSHOT_BAD_VERSION, "header: format version %u, this build reads %d to %d",
+                   version, SNAPSHOT_VERSION_MIN, SNAPSHOT_VERSION);
+    u32 at = version == 1 ? H1_CRC : H_CRC;
+    if (len < (u64)at + SNAPSHOT_CRC_SIZE)
+        return say(why, why_len, SNAPSHOT_SHORT, "%llu bytes, a version %u header has %u", (ull)len, version,
+                   at + SNAPSHOT_CRC_SIZE);
+    u32 crc = crc32c(0, buf, at), stored = le_get_u32(buf + at);
     if (crc != stored)
-        return say(why, why_len, SNAPSHOT_BAD_CHECKSUM, "header (bytes 0..%d): CRC32C 0x%08x, stored 0x%08x",
-                   H_CRC - 1, crc, stored);
+        return say(why, why_len, SNAPSHOT_BAD_CHECKSUM, "header (bytes 0..%u): CRC32C 0x%08x, stored 0x%08x",
+                   at - 1, crc, stored);
 
     struct snapshot_info in;
     memset(&in, 0, sizeof(in));
@@ -469,6 +481,10 @@ enum snapshot_status snapshot_decode_info(const u8 *buf, u64 len, struct snapsho
     in.terminal_reservations = le_get_u32(buf + H_TERMINAL);
     in.reserved_reservations = le_get_u32(buf + H_RESERVED);
     in.operations = le_get_u32(buf + H_OPERATIONS);
+    if (version > 1) {
+        in.operations_sum = le_get_u64(buf + H_OPS_SUM);
+        in.oldest_operation_lsn = le_get_u64(buf + H_OPS_OLDEST);
+    }
     enum snapshot_status st = check_header(buf, &in, why, why_len);
     if (st == SNAPSHOT_OK)
         *out = in;
@@ -735,17 +751,18 @@ static enum snapshot_status decode_reservations(const struct dec *d, sm_t *sm, u
     return SNAPSHOT_OK;
 }
 
-static void get_operation(const u8 *p, struct sm_operation *o)
+/* A version 1 record as a version 2 one, and its result reservation id (checked, then dropped:
+ * a retry derives it). Version 1's first fingerprint word is today's fingerprint before its low
+ * byte was given to the result code, so retries of restored records still match. */
+static void get_operation_v1(const u8 *p, struct sm_operation *o, u128 *result_reservation_id)
 {
     memset(o, 0, sizeof(*o));
-    o->operation_id = le_get_u128(p + OP_ID);
-    o->fingerprint[0] = le_get_u64(p + OP_FP0);
-    o->fingerprint[1] = le_get_u64(p + OP_FP1);
-    o->result_reservation_id = le_get_u128(p + OP_RESV);
-    o->result_deadline_slot = le_get_u64(p + OP_DEADLINE);
-    o->applied_lsn = le_get_u64(p + OP_APPLIED);
-    o->retire_after_slot = le_get_u64(p + OP_RETIRE);
-    o->result_code = p[OP_RESULT];
+    o->operation_id = le_get_u128(p + OP1_ID);
+    o->fingerprint_code = (le_get_u64(p + OP1_FP0) & ~(u64)0xff) | p[OP1_RESULT];
+    *result_reservation_id = le_get_u128(p + OP1_RESV);
+    o->result_deadline_slot = le_get_u64(p + OP1_DEADLINE);
+    o->applied_lsn = le_get_u64(p + OP1_APPLIED);
+    o->retire_after_slot = le_get_u64(p + OP1_RETIRE);
 }
 
 /* Results a record can store: every committed client result except the unrecorded ones. */
@@ -754,43 +771,47 @@ static bool storable_result(u8 r)
     return r < SM_RESULT_COUNT && r != SM_NOOP && r != SM_OPERATION_TABLE_FULL && r != SM_OPERATION_CONFLICT;
 }
 
-/* The stored outcome: failures name no reservation; successes name one issued by then. */
-static enum snapshot_status check_stored_result(const struct dec *d, const struct sm_operation *o, u32 i, u64 off)
+/* The stored outcome: failures name no deadline; a success's deadline (0 for a create) is no
+ * later than its request slot plus max_ttl_slots. Version 1 also stored the reservation id:
+ * none on a failure, one issued by then on a success (0 for a create: then no deadline). */
+static enum snapshot_status check_stored_result(const struct dec *d, const char *sec, const struct sm_operation *o,
+                                                u128 id, u32 i, u64 off)
 {
-    static const char sec[] = "operations";
-    u128 id = o->result_reservation_id;
+    u8 code = sm_operation_code(o);
     u64 deadline = o->result_deadline_slot;
-    if (o->result_code != SM_OK || id == 0) {
+    bool v1 = d->info.version == 1;
+    if (code != SM_OK || (v1 && id == 0)) {
         if (id != 0 || deadline != 0)
             return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off,
                                "result %s with reservation %s and deadline %llu (both must be 0)",
-                               sm_result_name(o->result_code), idtext(id).s, (ull)deadline);
+                               sm_result_name(code), idtext(id).s, (ull)deadline);
         return SNAPSHOT_OK;
     }
-    if (U128_HI(id) != d->info.cfg.shard_id || U128_LO(id) == 0 || U128_LO(id) > o->applied_lsn)
+    if (v1 && (U128_HI(id) != d->info.cfg.shard_id || U128_LO(id) == 0 || U128_LO(id) > o->applied_lsn))
         return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off,
                            "result reservation %s is no id of shard %llu up to its lsn %llu", idtext(id).s,
                            (ull)d->info.cfg.shard_id, (ull)o->applied_lsn);
     u64 slot = o->retire_after_slot - d->info.cfg.dedupe_window_slots; /* checked >= 0 by the caller */
     u64 max_deadline = sat_add(slot, d->info.cfg.max_ttl_slots);
-    if (deadline == 0 || deadline > max_deadline)
-        return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off, "result deadline %llu not in [1, %llu]",
-                           (ull)deadline, (ull)max_deadline);
+    if ((v1 && deadline == 0) || deadline > max_deadline)
+        return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off, "result deadline %llu not in [%d, %llu]",
+                           (ull)deadline, v1 ? 1 : 0, (ull)max_deadline);
     return SNAPSHOT_OK;
 }
 
-static enum snapshot_status check_operation(const struct dec *d, const u8 *p, const struct sm_operation *o,
+static enum snapshot_status check_operation(const struct dec *d, const char *sec, const u8 *p,
+                                            const struct sm_operation *o, u128 result_id,
                                             const struct sm_operation *prev, u32 i, u64 off)
 {
-    static const char sec[] = "operations";
     const struct snapshot_info *in = &d->info;
     u64 window = in->cfg.dedupe_window_slots;
-    if (!le_all_zero(p + OP_ZERO, RECORD_ZERO_BYTES))
+    if (p != NULL && !le_all_zero(p + OP1_ZERO, RECORD_ZERO_BYTES))
         return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off, "reserved bytes not zero");
     if (o->operation_id == 0)
         return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off, "operation_id 0");
-    if (!storable_result(o->result_code))
-        return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off, "result code %u is never stored", o->result_code);
+    if (!storable_result(sm_operation_code(o)))
+        return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off, "result code %u is never stored",
+                           sm_operation_code(o));
     if (o->applied_lsn == 0 || o->applied_lsn > in->last_applied_lsn)
         return record_fail(d, SNAPSHOT_BAD_RECORD, sec, i, off, "applied_lsn %llu not in [1, %llu]",
                            (ull)o->applied_lsn, (ull)in->last_applied_lsn);
@@ -808,20 +829,22 @@ static enum snapshot_status check_operation(const struct dec *d, const u8 *p, co
                            "%llu, retire_after_slot %llu)",
                            (ull)o->applied_lsn, (ull)o->retire_after_slot, (ull)prev->applied_lsn,
                            (ull)prev->retire_after_slot);
-    return check_stored_result(d, o, i, off);
+    return check_stored_result(d, sec, o, result_id, i, off);
 }
 
-static enum snapshot_status decode_operations(const struct dec *d, sm_t *sm)
+static enum snapshot_status decode_operations_v1(const struct dec *d, sm_t *sm)
 {
     static const char sec[] = "operations";
     struct sm_operation o, prev;
+    const u64 size = SNAPSHOT_OPERATION_SIZE_V1;
     for (u32 i = 0; i < d->info.operations; i++) {
-        u64 off = d->s.operations + (u64)i * SNAPSHOT_OPERATION_SIZE;
+        u64 off = d->s.operations + (u64)i * size;
         const u8 *p = d->buf + off;
         if (i + RESTORE_PREFETCH < d->info.operations)
-            sm_restore_prefetch_operation(sm, le_get_u128(p + RESTORE_PREFETCH * SNAPSHOT_OPERATION_SIZE + OP_ID));
-        get_operation(p, &o);
-        enum snapshot_status st = check_operation(d, p, &o, i > 0 ? &prev : NULL, i, off);
+            sm_restore_prefetch_operation(sm, le_get_u128(p + RESTORE_PREFETCH * size + OP1_ID));
+        u128 result_id = 0;
+        get_operation_v1(p, &o, &result_id);
+        enum snapshot_status st = check_operation(d, sec, p, &o, result_id, i > 0 ? &prev : NULL, i, off);
         if (st != SNAPSHOT_OK)
             return st;
         st = restore_failed(d, sm_restore_operation(sm, &o), sec, i, off, o.operation_id);
@@ -830,6 +853,66 @@ static enum snapshot_status decode_operations(const struct dec *d, sm_t *sm)
         prev = o;
     }
     return SNAPSHOT_OK;
+}
+
+/* Version 2: the live records from the source, checked one by one like version 1's, then as a
+ * whole against the header's count, oldest LSN and hash sum. */
+static enum snapshot_status decode_operations_v2(const struct dec *d, const struct snapshot_ops *src, sm_t *sm)
+{
+    static const char sec[] = "operation log";
+    const struct snapshot_info *in = &d->info;
+    struct sm_operation o, prev;
+    u32 n = 0;
+    for (;;) {
+        int got = src == NULL ? 0 : src->next(src->ctx, &o, d->why, d->why_len);
+        if (got < 0)
+            return SNAPSHOT_OPERATIONS_MISSING; /* `why` says what could not be read */
+        if (got == 0)
+            break;
+        if (o.applied_lsn > in->last_applied_lsn || o.retire_after_slot < in->retired_through_slot)
+            continue; /* past the snapshot, or retired by then */
+        if (n == in->operations)
+            return record_fail(d, SNAPSHOT_OPERATIONS_MISSING, sec, n, 0,
+                               "more live records than the %u the header counts (lsn %llu)", in->operations,
+                               (ull)o.applied_lsn);
+        enum snapshot_status st = check_operation(d, sec, NULL, &o, 0, n > 0 ? &prev : NULL, n, 0);
+        if (st == SNAPSHOT_OK)
+            st = restore_failed(d, sm_restore_operation(sm, &o), sec, n, 0, o.operation_id);
+        if (st != SNAPSHOT_OK)
+            return st;
+        prev = o;
+        n++;
+    }
+    u64 oldest = n > 0 ? sm_operation_at(sm, 0)->applied_lsn : 0;
+    if (n != in->operations || oldest != in->oldest_operation_lsn || sm->operation_sum != in->operations_sum) {
+        const char *damage = src != NULL && src->damage != NULL ? src->damage(src->ctx) : NULL;
+        return say(d->why, d->why_len, SNAPSHOT_OPERATIONS_MISSING,
+                   "the operation log gives %u live records from lsn %llu, the snapshot counts %u from lsn %llu%s "
+                   "(damage in the log: %s)",
+                   n, (ull)oldest, in->operations, (ull)in->oldest_operation_lsn,
+                   n == in->operations && oldest == in->oldest_operation_lsn ? " with another hash sum" : "",
+                   damage != NULL && damage[0] ? damage : "none found");
+    }
+    return SNAPSHOT_OK;
+}
+
+static int array_next(void *ctx, struct sm_operation *out, char *why, size_t why_len)
+{
+    (void)why;
+    (void)why_len;
+    struct snapshot_ops_array *a = ctx;
+    if (a->next == a->count)
+        return 0;
+    *out = a->ops[a->next++];
+    return 1;
+}
+
+struct snapshot_ops snapshot_ops_from_array(struct snapshot_ops_array *a, const struct sm_operation *ops, u32 count)
+{
+    a->ops = ops;
+    a->count = count;
+    a->next = 0;
+    return (struct snapshot_ops){ array_next, NULL, a };
 }
 
 /*
@@ -891,18 +974,19 @@ static enum snapshot_status decode_frame(struct dec *d, u64 len, const struct sm
     if (len > d->info.size)
         return say(d->why, d->why_len, SNAPSHOT_TRAILING, "%llu bytes after the snapshot's %llu",
                    (ull)(len - d->info.size), (ull)d->info.size);
-    d->s = sections_for(d->info.resources, d->info.reservations, d->info.operations);
+    d->s = sections_for(d->info.version, d->info.resources, d->info.reservations, d->info.operations);
     st = check_section_crc(d, "resources", d->s.resources, (u64)d->info.resources * SNAPSHOT_RESOURCE_SIZE);
     if (st == SNAPSHOT_OK)
         st = check_section_crc(d, "reservations", d->s.reservations,
                                (u64)d->info.reservations * SNAPSHOT_RESERVATION_SIZE);
-    if (st == SNAPSHOT_OK)
-        st = check_section_crc(d, "operations", d->s.operations, (u64)d->info.operations * SNAPSHOT_OPERATION_SIZE);
+    if (st == SNAPSHOT_OK && d->info.version == 1)
+        st = check_section_crc(d, "operations", d->s.operations,
+                               (u64)d->info.operations * SNAPSHOT_OPERATION_SIZE_V1);
     return st;
 }
 
-enum snapshot_status snapshot_decode(const u8 *buf, u64 len, const struct sm_config *cfg, sm_t *sm, char *why,
-                                     size_t why_len)
+enum snapshot_status snapshot_decode(const u8 *buf, u64 len, const struct sm_config *cfg,
+                                     const struct snapshot_ops *ops, sm_t *sm, char *why, size_t why_len)
 {
     /* The caller's contract, not input: a fresh state machine built with cfg. */
     ADB_ASSERT(config_equal(&sm->cfg, cfg));
@@ -926,7 +1010,7 @@ enum snapshot_status snapshot_decode(const u8 *buf, u64 len, const struct sm_con
     if (st == SNAPSHOT_OK)
         st = decode_reservations(&d, sm, &active);
     if (st == SNAPSHOT_OK)
-        st = decode_operations(&d, sm);
+        st = d.info.version == 1 ? decode_operations_v1(&d, sm) : decode_operations_v2(&d, ops, sm);
     if (st != SNAPSHOT_OK)
         return st;
     sm_restore_end(sm);
@@ -988,7 +1072,19 @@ static int write_durable(struct io *io, const char *path, const u8 *buf, u64 len
     int fd, rc = io->ops->open(io, path, IO_WRITE | IO_CREATE | IO_EXCL, &fd);
     if (rc != 0)
         return io_fail(why, why_len, rc, "create %s", path);
-    rc = io_write_all(io, fd, buf, (size_t)len, 0);
+    /* In chunks, each sent to the disk as it is written and the one before waited for: a
+     * snapshot of a gigabyte must not sit in the page cache and then stall the WAL's fsyncs
+     * (the sequencer's commits) for seconds while it flushes at the end. */
+    const u64 chunk = (u64)8 << 20;
+    for (u64 off = 0; rc == 0 && off < len; off += chunk) {
+        u64 n = len - off < chunk ? len - off : chunk;
+        rc = io_write_all(io, fd, buf + off, (size_t)n, off);
+        if (rc == 0) {
+            io_writeback(io, fd, off, n, false);
+            if (off >= chunk)
+                io_writeback(io, fd, off - chunk, chunk, true);
+        }
+    }
     if (rc != 0)
         io_fail(why, why_len, rc, "write %s", path);
     /* fsync, not datasync: the file is new, so its size must reach the disk too. */

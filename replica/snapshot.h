@@ -9,12 +9,15 @@
  * not kept: they affect neither outcomes nor the digest. Equal histories encode to equal bytes
  * (every section has a deterministic order), and decode then encode gives back the same bytes.
  *
- * Format (version 1), little-endian, fixed width, no padding between parts:
+ * Format (version 2), little-endian, fixed width, no padding between parts:
  *
  *   header        SNAPSHOT_HEADER_SIZE bytes (layout below), ending with its own CRC32C
  *   resources     resource_count    x SNAPSHOT_RESOURCE_SIZE,    then u32 CRC32C of those bytes
  *   reservations  reservation_count x SNAPSHOT_RESERVATION_SIZE, then u32 CRC32C of those bytes
- *   operations    operation_count   x SNAPSHOT_OPERATION_SIZE,   then u32 CRC32C of those bytes
+ *
+ * The operation records are not in the snapshot: the operation log (replica/oplog.h) holds
+ * them, written as they were made, so a checkpoint does not rewrite the dedupe window. The
+ * header counts them and carries their oldest LSN and hash sum, which decoding checks.
  *
  * Header:
  *   offset size field
@@ -38,9 +41,12 @@
  *      100    4 reservation_count
  *      104    4 terminal_count        released or expired reservations (the retirement queue)
  *      108    4 reserved_count        reserved reservations (the expiration index)
- *      112    4 operation_count
- *      116    8 reserved              zero
- *      124    4 header_crc            CRC32C of bytes 0..123
+ *      112    4 operation_count       live operation records (in the operation log)
+ *      116    8 operations_sum        sum of sm_operation_hash over them
+ *      124    4 reserved              zero
+ *      128    8 oldest_operation_lsn  applied_lsn of the oldest of them, 0 if none
+ *      136    4 reserved              zero
+ *      140    4 header_crc            CRC32C of bytes 0..139
  *
  * Resource record (in resource-table order starting after an empty slot, which makes a
  * restored table lay out exactly like the original):
@@ -63,16 +69,21 @@
  *       72    1 state                   enum sm_reservation_state
  *       73    7 reserved                zero
  *
- * Operation record, in retirement-queue order (ascending applied_lsn):
+ * Operation records (version 2: from the operation log, in the same 48-byte form; version 1:
+ * in the snapshot), in retirement order (ascending applied_lsn):
  *        0   16 operation_id
- *       16    8 fingerprint[0]
- *       24    8 fingerprint[1]
- *       32   16 result_reservation_id
- *       48    8 result_deadline_slot
- *       56    8 applied_lsn
- *       64    8 retire_after_slot
- *       72    1 result_code             enum sm_result
- *       73    7 reserved                zero
+ *       16    8 fingerprint_code        sm_fingerprint (low byte zero) | result code (enum sm_result)
+ *       24    8 result_deadline_slot    0 on a failure and for create_resource
+ *       32    8 applied_lsn
+ *       40    8 retire_after_slot
+ * The result's reservation id is not stored: a retry derives it (replica/sm.h).
+ *
+ * Version 1 (read, never written): a 128-byte header (bytes 116..123 zero, CRC at 124 over
+ * 0..123) and a third section, operations: operation_count 80-byte records (operation_id, two
+ * fingerprint words, result_reservation_id (16), result_deadline_slot, applied_lsn,
+ * retire_after_slot, result_code (1), 7 zero bytes) and their CRC32C. A record is read as above:
+ * the first fingerprint word with its low byte replaced by the result code, the reservation id
+ * checked and dropped.
  *
  * NOTES
  *   Pure codec: snapshot_encode and snapshot_decode do no I/O and no allocation. Files go
@@ -101,11 +112,14 @@
 #include "wal/io.h"
 
 #define SNAPSHOT_MAGIC 0x53424441u /* bytes 'A' 'D' 'B' 'S' */
-#define SNAPSHOT_VERSION 1
-#define SNAPSHOT_HEADER_SIZE 128
+#define SNAPSHOT_VERSION 2     /* what snapshot_encode writes */
+#define SNAPSHOT_VERSION_MIN 1 /* the oldest snapshot_decode reads */
+#define SNAPSHOT_HEADER_SIZE 144    /* version 2 */
+#define SNAPSHOT_HEADER_SIZE_V1 128
 #define SNAPSHOT_RESOURCE_SIZE 48
 #define SNAPSHOT_RESERVATION_SIZE 80
-#define SNAPSHOT_OPERATION_SIZE 80
+#define SNAPSHOT_OPERATION_SIZE 48
+#define SNAPSHOT_OPERATION_SIZE_V1 80
 #define SNAPSHOT_CRC_SIZE 4
 
 /* Exact size snapshot_encode will produce for this state. */
@@ -126,7 +140,29 @@ struct snapshot_info {
     u32 reserved_reservations; /* in the expiration index */
     u64 size; /* total_size: bytes of the whole snapshot */
     u32 version;
+    u64 operations_sum;       /* version 2: sum of sm_operation_hash of the live records */
+    u64 oldest_operation_lsn; /* version 2: LSN of the oldest live record, 0 if none */
 };
+
+/*
+ * Where a version 2 snapshot's operation records come from (they are not in its bytes: the
+ * operation log holds them, replica/oplog.h). next() gives records in LSN order: 1 and a
+ * record, 0 at the end, < 0 on an error (with `why`). Records retired at the snapshot's slot
+ * and records past its LSN may be given: they are skipped. damage (may be NULL) names where the
+ * source found damage, for the message when records are missing.
+ */
+struct snapshot_ops {
+    int (*next)(void *ctx, struct sm_operation *out, char *why, size_t why_len);
+    const char *(*damage)(void *ctx);
+    void *ctx;
+};
+
+/* A source over an array of records (tests, tools). */
+struct snapshot_ops_array {
+    const struct sm_operation *ops;
+    u32 count, next;
+};
+struct snapshot_ops snapshot_ops_from_array(struct snapshot_ops_array *a, const struct sm_operation *ops, u32 count);
 
 enum snapshot_status {
     SNAPSHOT_OK = 0,
@@ -144,8 +180,10 @@ enum snapshot_status {
     SNAPSHOT_OVER_CAPACITY,   /* more records than the config's capacities allow */
     SNAPSHOT_INVARIANT,       /* the rebuilt state fails sm_check_invariants */
     SNAPSHOT_TRAILING,        /* bytes after total_size */
+    SNAPSHOT_OPERATIONS_MISSING, /* version 2: the records source does not give the live
+                                    records the header counts (count, oldest LSN or sum) */
 };
-#define SNAPSHOT_STATUS_COUNT 14
+#define SNAPSHOT_STATUS_COUNT 15
 
 const char *snapshot_status_name(enum snapshot_status s);
 
@@ -160,10 +198,12 @@ enum snapshot_status snapshot_decode_info(const u8 *buf, u64 len, struct snapsho
 /*
  * Decodes a whole snapshot (exactly len bytes) into `sm`, which must be fresh from
  * sm_init/sm_create with `cfg`. Validates everything before returning SNAPSHOT_OK (see NOTES);
- * on any other status `sm` must be discarded.
+ * on any other status `sm` must be discarded. A version 2 snapshot takes its operation records
+ * from `ops` (NULL: none; then a snapshot that counts some fails OPERATIONS_MISSING); version 1
+ * holds them itself and ignores `ops`.
  */
 enum snapshot_status snapshot_decode(const u8 *buf, u64 len, const struct sm_config *cfg,
-                                     sm_t *sm, char *why, size_t why_len);
+                                     const struct snapshot_ops *ops, sm_t *sm, char *why, size_t why_len);
 
 /* "snapshot-<lsn as 20 digits>.snap" into out (cap bytes); false if it does not fit. */
 bool snapshot_file_name(char *out, size_t cap, u64 lsn);

@@ -36,13 +36,14 @@ struct config {
     /* state machine (sm_config is derived: see config_sm) */
     u64 slot_duration_ms;       /* default 100 */
     u32 resource_capacity;      /* default 1048576 */
-    u32 reservation_capacity;   /* default 1048576 */
+    u32 reservation_capacity;   /* default 16777216 */
     u32 expiration_capacity;    /* default = reservation_capacity (0 in the file means that) */
-    u32 operation_capacity;     /* default 4194304 */
+    u32 operation_capacity;     /* default 67108864 */
     u64 max_ttl_ms;             /* default 1h */
     u64 dedupe_window_ms;       /* default 60s; >= 1 minute recommended */
     u64 history_window_ms;      /* default 60s */
     u32 max_expirations_per_tick; /* default 1024 */
+    u32 prefault_memory;        /* 1 (default): tables faulted in at start; 0: on first touch */
 
     /* client-facing limits */
     u32 max_connections;        /* default 1024 */

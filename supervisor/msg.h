@@ -60,8 +60,7 @@ struct msg_read {
  * lsn; the applier answers with the stored result once it has applied lsn. */
 struct msg_retry {
     struct msg_tag tag;
-    u128 operation_id;
-    u64 fingerprint[2]; /* sm_fingerprint of the retried command */
+    struct sm_command cmd; /* the retry: its fingerprint matched, its fields name the result */
     u64 lsn;
 };
 

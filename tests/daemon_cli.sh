@@ -30,7 +30,7 @@ start_daemon() { # start_daemon DIR [OPTIONS]: background, wait for ready, set s
     local dir=$1 from
     shift
     from=$(wc -l < "$log" 2>/dev/null || echo 0)
-    "$allocdbd" start --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" 2>>"$log" &
+    "$allocdbd" start --prefault-memory 0 --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" 2>>"$log" &
     sup=$!
     for _ in $(seq 1 200); do
         line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
@@ -217,23 +217,23 @@ out=$("$allocdbd" check-config 2>&1)
 out=$("$allocdbd" check-config --resource-capacity 1073741824 --reservation-capacity 1073741824 2>&1)
 [ $? -eq 78 ] && printf '%s\n' "$out" | grep -q "more than this machine's" &&
     ok "check-config refuses tables larger than RAM and swap (exit 78)" || not_ok "check-config refuses memory" "$out"
-"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --resource-capacity 1073741824 \
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" --listen 127.0.0.1:0 --resource-capacity 1073741824 \
     --reservation-capacity 1073741824 --operation-capacity 1073741824 2>"$tmp/e"
 st=$?
 [ $st -eq 78 ] && grep -q "the configuration needs [0-9]* MiB (state machine .*more than this machine's" "$tmp/e" &&
     ok "tables larger than RAM and swap: refused at once with the figures (exit 78), not crash-looped" ||
     not_ok "impossible memory: exit 78" "exit $st: $(tail -3 "$tmp/e")"
 "$allocdbd" format --data-dir "$tmp/p" --operation-capacity 64 > /dev/null
-"$allocdbd" start --data-dir "$tmp/p" --listen 127.0.0.1:0 --operation-capacity 128 2>"$tmp/e"
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/p" --listen 127.0.0.1:0 --operation-capacity 128 2>"$tmp/e"
 st=$?
 [ $st -eq 7 ] && grep -q "operation_capacity: the data directory was formatted with 64, the configuration gives 128" "$tmp/e" &&
     ok "a pinned setting changed: exit 7 naming the key, the stored and the given value" ||
     not_ok "pinned setting: exit 7" "exit $st: $(cat "$tmp/e")"
-"$allocdbd" start --data-dir "$tmp/p" --listen 127.0.0.1:0 --operation-capacity 64 --slot-duration-ms 10 2>"$tmp/e"
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/p" --listen 127.0.0.1:0 --operation-capacity 64 --slot-duration-ms 10 2>"$tmp/e"
 st=$?
 [ $st -eq 7 ] && grep -q "slot_duration_ms: the data directory was formatted with 100, the configuration gives 10" "$tmp/e" &&
     ok "slot_duration_ms is pinned before any snapshot exists" || not_ok "slot_duration_ms pinned" "exit $st: $(cat "$tmp/e")"
-"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e" &
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e" &
 p=$!
 wait $p
 st=$?
@@ -242,7 +242,7 @@ st=$?
 stop_daemon
 [ $? -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0"
 mkdir "$tmp/empty"
-"$allocdbd" start --data-dir "$tmp/empty" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/empty" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
 st=$?
 [ $st -eq 2 ] && grep -q "not a formatted AllocDB data directory" "$tmp/e" && ok "an unformatted dir: exit 2" ||
     not_ok "unformatted: exit 2" "exit $st: $(cat "$tmp/e")"
@@ -251,21 +251,21 @@ st=$?
 [ $st -ne 0 ] && grep -q "not empty" "$tmp/e" && ok "format refuses a non-empty dir" || not_ok "format non-empty" "$(cat "$tmp/e")"
 "$allocdbd" format --data-dir "$tmp/fresh" "${pinned[@]}" > /dev/null
 rm -rf "$tmp/fresh/meta" && cp -a "$tmp/d/meta" "$tmp/fresh/meta" # metadata from a dir with a longer WAL
-"$allocdbd" start --data-dir "$tmp/fresh" "${pinned[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/fresh" "${pinned[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
 st=$?
 [ $st -eq 4 ] && grep -q "meta_contradicts_wal" "$tmp/e" && ok "metadata beyond the WAL: exit 4" ||
     not_ok "meta contradicts wal: exit 4" "exit $st: $(tail -3 "$tmp/e")"
 seg=$(ls "$tmp/d"/wal-*.log | head -1)
 printf '\xff' | dd of="$seg" bs=1 seek=100 conv=notrunc 2>/dev/null # inside the first frame
-"$allocdbd" start --data-dir "$tmp/d" "${pinned[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" "${pinned[@]}" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"
 st=$?
 [ $st -eq 5 ] && grep -q "wal_recovery_failed" "$tmp/e" && ok "a damaged WAL: exit 5, fail closed" ||
     not_ok "damaged wal: exit 5" "exit $st: $(tail -3 "$tmp/e")"
-"$allocdbd" start --data-dir "$tmp/d" --slot-duration-ms 0 2>"$tmp/e"
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" --slot-duration-ms 0 2>"$tmp/e"
 st=$?
 [ $st -eq 78 ] && grep -q "slot_duration_ms" "$tmp/e" && ok "an out-of-range flag: exit 78 naming the key" ||
     not_ok "bad flag: exit 78" "exit $st: $(cat "$tmp/e")"
-"$allocdbd" start --data-dir "$tmp/d" --no-such-key 1 2>"$tmp/e"
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" --no-such-key 1 2>"$tmp/e"
 st=$?
 [ $st -eq 64 ] && ok "an unknown flag: exit 64" || not_ok "unknown flag: exit 64" "exit $st: $(cat "$tmp/e")"
 "$allocdbd" --version | grep -q "allocdbd [0-9]" && ok "--version" || not_ok "--version"

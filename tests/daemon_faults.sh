@@ -60,7 +60,7 @@ commands=200000
 lsn=$("$cli" --addr "$addr" --json status | sed -n 's/.*"durable_lsn": *\([0-9]*\).*/\1/p')
 daemon_stop
 from=$(wc -l < "$log") # started by hand: the kill must land before READY
-"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${opts[@]}" 2>>"$log" &
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${opts[@]}" 2>>"$log" &
 sup=$!
 killed=
 for _ in $(seq 1 5000); do # the first child is the sequencer: kill it while it recovers

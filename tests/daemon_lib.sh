@@ -38,7 +38,7 @@ daemon_start() {
     local dir=$1 line
     shift
     from=$(wc -l < "$log")
-    "${daemon_prefix[@]}" "$allocdbd" start --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" \
+    "${daemon_prefix[@]}" "$allocdbd" start --prefault-memory 0 --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" \
         2>>"$log" &
     sup=$!
     for _ in $(seq 1 "$ready_steps"); do

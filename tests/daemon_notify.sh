@@ -51,7 +51,7 @@ echo "1..10"
 "$b/tests/notify_listen" "$tmp/notify" 120 > "$notes" &
 listener=$!
 for _ in $(seq 1 50); do [ -S "$tmp/notify" ] && break; sleep 0.05; done
-NOTIFY_SOCKET="$tmp/notify" WATCHDOG_USEC=1000000 "$allocdbd" start --data-dir "$tmp/d" \
+NOTIFY_SOCKET="$tmp/notify" WATCHDOG_USEC=1000000 "$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" \
     --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --resource-capacity 1024 --reservation-capacity 1024 \
     --operation-capacity 4096 --restart-backoff-max-ms 5s 2> "$log" &
 sup=$!
@@ -112,16 +112,16 @@ check "STOPPING=1 is sent on shutdown" $?
 # 8: under systemd (JOURNAL_STREAM names stderr) lines carry a syslog priority for journald.
 printf 'listen = nope\n' > "$tmp/bad.conf"
 : > "$tmp/jlog"
-JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/jlog") "$allocdbd" start --config "$tmp/bad.conf" --data-dir "$tmp/d" 2>> "$tmp/jlog"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$tmp/jlog") "$allocdbd" start --prefault-memory 0 --config "$tmp/bad.conf" --data-dir "$tmp/d" 2>> "$tmp/jlog"
 st=$?
 [ $st -eq 78 ] && grep -q '^<3>[0-9T:.-]*Z error .* config_rejected reason=".*bad.conf:1: listen' "$tmp/jlog"
 check "journal stream: a rejected config is an error line with priority <3> and file:line (exit $st)" $? "$(cat "$tmp/jlog")"
-JOURNAL_STREAM=1:1 "$allocdbd" start --config "$tmp/bad.conf" --data-dir "$tmp/d" 2> "$tmp/jlog2"
+JOURNAL_STREAM=1:1 "$allocdbd" start --prefault-memory 0 --config "$tmp/bad.conf" --data-dir "$tmp/d" 2> "$tmp/jlog2"
 grep -q '^[0-9T:.-]*Z error ' "$tmp/jlog2"
 check "no priority prefix when JOURNAL_STREAM is not our stderr" $? "$(cat "$tmp/jlog2")"
 
 # 10: log_level = error: routine info lines go, recovery/start/exit events stay.
-"$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --resource-capacity 1024 \
+"$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 --resource-capacity 1024 \
     --reservation-capacity 1024 --operation-capacity 4096 --log-level error 2> "$log" &
 sup=$!
 wait_for "$log" ' ready listen=' 1 100

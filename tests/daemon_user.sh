@@ -29,7 +29,7 @@ trap cleanup EXIT
 start_node() {
     local dir=$1 log=$2 line
     shift 2
-    "$allocdbd" start --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" >>"$log" 2>&1 &
+    "$allocdbd" start --prefault-memory 0 --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" >>"$log" 2>&1 &
     sup=$!
     pids+=("$sup")
     for _ in $(seq 1 200); do
@@ -185,7 +185,7 @@ printf '%s\n' "$out" | grep -q "allocdbd stop --data-dir DIR" && printf '%s\n' "
 
 # ---- Ctrl-C: SIGINT to the whole process group ----------------------------------------------
 : >"$tmp/log2"
-setsid "$allocdbd" start --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${pin[@]}" \
+setsid "$allocdbd" start --prefault-memory 0 --data-dir "$tmp/d" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "${pin[@]}" \
     >>"$tmp/log2" 2>&1 &
 sup=$!
 pids+=("$sup")

@@ -113,9 +113,10 @@ START_TEST(test_defaults_validate)
     ck_assert_str_eq(c.admin_listen, "127.0.0.1:7402");
     ck_assert_uint_eq(c.slot_duration_ms, 100);
     ck_assert_uint_eq(c.resource_capacity, 1048576);
-    ck_assert_uint_eq(c.reservation_capacity, 1048576);
+    ck_assert_uint_eq(c.reservation_capacity, 16777216);
     ck_assert_uint_eq(c.expiration_capacity, 0);
-    ck_assert_uint_eq(c.operation_capacity, 4194304);
+    ck_assert_uint_eq(c.operation_capacity, 67108864);
+    ck_assert_uint_eq(c.prefault_memory, 1);
     ck_assert_uint_eq(c.max_ttl_ms, 3600000);
     ck_assert_uint_eq(c.dedupe_window_ms, 60000);
     ck_assert_uint_eq(c.history_window_ms, 60000);
@@ -160,7 +161,7 @@ START_TEST(test_key_info)
         ck_assert_msg(memcmp(&c, &d, sizeof(c)) == 0, "%s", name);
         n++;
     }
-    ck_assert_uint_eq(n, 29); /* every member of struct config */
+    ck_assert_uint_eq(n, 30); /* every member of struct config */
     ck_assert(!config_key_info(n, &name, &help, &def));
     ck_assert(!config_key_info(UINT32_MAX, NULL, NULL, NULL));
 }

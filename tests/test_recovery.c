@@ -15,7 +15,9 @@
  */
 #include "config.h"
 
+#include "common/le.h"
 #include "common/splitmix.h"
+#include "replica/oplog.h"
 #include "replica/recovery.h"
 #include "replica/snapshot.h"
 #include "tests/check_main.h"
@@ -29,6 +31,12 @@
 
 #define DIR "/data"
 #define MAX_LSN 6000
+
+/* Write the operation log as the daemon's applier does (export after every apply, flush before
+ * the checkpoint, which only syncs it), rolling segments every `writer_segment_bytes`; else
+ * checkpoints write the live records as one segment. */
+static bool use_writer;
+static u64 writer_segment_bytes = 1024;
 
 static struct sm_config config(void)
 {
@@ -126,12 +134,15 @@ struct live {
     u64 since_checkpoint;
     u64 checkpoints;
     bool in_checkpoint; /* a checkpoint started and did not finish */
+    struct oplog ops;   /* with use_writer: the operation log, written as the applier does */
+    bool ops_open;
     struct sm_outcome out[MAX_LSN + 1];
     struct sm_digest digest[MAX_LSN + 1]; /* live digest after each LSN (digest[0]: empty) */
     /* In-memory snapshots taken at chosen LSNs (snap_at, ascending; 0 = unused). */
     u64 snap_at[SNAPS_MAX];
     u8 *snap[SNAPS_MAX];
     u64 snap_len[SNAPS_MAX];
+    struct sm_operation *snap_ops[SNAPS_MAX]; /* its live operation records (not in its bytes) */
 };
 
 static struct io_fault *fs;
@@ -157,8 +168,10 @@ static void teardown(void)
 {
     if (L->wal_open)
         wal_log_close(&L->wal);
+    if (L->ops_open)
+        oplog_close(&L->ops);
     for (int i = 0; i < SNAPS_MAX; i++)
-        free(L->snap[i]);
+        free(L->snap[i]), free(L->snap_ops[i]);
     sm_destroy(&L->sm);
     free(L);
     io_fault_destroy(fs);
@@ -172,12 +185,21 @@ static void live_open(void)
     int rc = recovery_run(io, DIR, &cfg, &ropt, &L->sm, &L->wal, &rep, why, sizeof(why));
     ck_assert_msg(rc == 0, "%s", why);
     L->wal_open = true;
+    if (use_writer) {
+        rc = oplog_open(&L->ops, io, DIR, &L->sm, rep.snapshot_lsn, why, sizeof(why));
+        ck_assert_msg(rc == 0, "%s", why);
+        L->ops.segment_bytes = writer_segment_bytes;
+        L->ops_open = true;
+    }
 }
 
 static void live_close(void)
 {
     wal_log_close(&L->wal);
     L->wal_open = false;
+    if (L->ops_open)
+        oplog_close(&L->ops);
+    L->ops_open = false;
 }
 
 static int checkpoint(void)
@@ -185,7 +207,13 @@ static int checkpoint(void)
     struct checkpoint_report rep;
     char why[512];
     L->in_checkpoint = true;
-    int rc = checkpoint_run(io, DIR, &L->sm, &L->wal, &rep, why, sizeof(why));
+    int rc = 0;
+    if (L->ops_open)
+        rc = oplog_flush(&L->ops, &L->sm, why, sizeof(why));
+    if (rc == 0)
+        rc = checkpoint_run(io, DIR, &L->sm, &L->wal, L->ops_open ? &L->ops : NULL, &rep, why, sizeof(why));
+    if (rc == 0 && L->ops_open)
+        oplog_synced(&L->ops, L->ops.unsynced_count);
     if (rc == 0) {
         L->checkpoints++;
         L->in_checkpoint = false;
@@ -201,6 +229,9 @@ static void take_memory_snapshot(u64 lsn)
         L->snap_len[i] = snapshot_encoded_size(&L->sm);
         L->snap[i] = malloc(L->snap_len[i]);
         ck_assert_uint_eq(snapshot_encode(&L->sm, L->snap[i], L->snap_len[i]), L->snap_len[i]);
+        L->snap_ops[i] = malloc(sizeof(struct sm_operation) * (L->sm.operation_count + 1));
+        for (u32 k = 0; k < L->sm.operation_count; k++)
+            L->snap_ops[i][k] = *sm_operation_at(&L->sm, k);
     }
 }
 
@@ -226,6 +257,8 @@ static int live_run(u64 n, u64 checkpoint_every, u64 seed)
         ck_assert_uint_eq(lsn, L->sm.last_applied_lsn + 1);
         L->out[lsn] = sm_apply(&L->sm, lsn, L->wl.slot, &c);
         L->digest[lsn] = sm_digest(&L->sm);
+        if (L->ops_open && (rc = oplog_export(&L->ops, &L->sm, NULL, 0)) != 0)
+            return rc;
         observe(&L->wl, &c, &L->out[lsn]);
         take_memory_snapshot(lsn);
         L->since_checkpoint++;
@@ -330,7 +363,9 @@ START_TEST(test_replay_equivalence)
         sm_t b;
         ck_assert(sm_create(&b, &cfg, why, sizeof(why)));
         ck_assert_ptr_nonnull(L->snap[i]);
-        enum snapshot_status st = snapshot_decode(L->snap[i], L->snap_len[i], &cfg, &b, why, sizeof(why));
+        struct snapshot_ops_array arr;
+        struct snapshot_ops ops = snapshot_ops_from_array(&arr, L->snap_ops[i], le_get_u32(L->snap[i] + 112));
+        enum snapshot_status st = snapshot_decode(L->snap[i], L->snap_len[i], &cfg, &ops, &b, why, sizeof(why));
         ck_assert_msg(st == SNAPSHOT_OK, "%s", why);
         ck_assert_uint_eq(b.last_applied_lsn, L->snap_at[i]);
         assert_same_digest(&b);
@@ -673,6 +708,47 @@ START_TEST(test_crash_at_every_step_pages_out_of_order)
 }
 END_TEST
 
+/* The same with the operation log written as the daemon writes it, segments rolling every
+ * 1 KiB (a few blocks): every crash point of export, roll, flush, sync, snapshot and pruning. */
+START_TEST(test_crash_at_every_step_with_the_operation_log)
+{
+    use_writer = true;
+    crash_at_every_step(_i == 0 ? IO_FAULT_TEAR : IO_FAULT_TEAR_PAGES);
+    use_writer = false;
+}
+END_TEST
+
+/* A run over several checkpoints and restarts with the writer: the log is pruned behind the
+ * older snapshot (a bounded number of segments stays), and recovery still finds every record. */
+START_TEST(test_operation_log_is_pruned_and_still_recovers)
+{
+    use_writer = true;
+    u32 most = 0;
+    for (int round = 0; round < 6; round++) {
+        live_open();
+        ck_assert_int_eq(live_run(400, 90, 300 + (u64)round), 0);
+        live_close();
+        u32 segments = 0;
+        for (u64 start = 0; start <= L->sm.last_applied_lsn; start++) {
+            char path[128];
+            snprintf(path, sizeof(path), DIR "/ops-%020llu.log", (unsigned long long)start);
+            segments += io_fault_exists(fs, path);
+        }
+        most = segments > most ? segments : most;
+        sm_t r;
+        struct recovery_report rep;
+        recover(&r, &rep);
+        ck_assert_uint_gt(rep.snapshot_lsn, 0);
+        ck_assert_uint_gt(r.operation_count, 0);
+        assert_same_digest(&r);
+        sm_destroy(&r);
+    }
+    /* 2400 commands at about 48 bytes a record would be ~110 segments of 1 KiB unpruned. */
+    ck_assert_msg(most < 40, "%u operation log segments kept", most);
+    use_writer = false;
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("recovery");
@@ -686,6 +762,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_interrupted_snapshot_write_is_cleaned);
     tcase_add_test(tc, test_crash_at_every_step);
     tcase_add_test(tc, test_crash_at_every_step_pages_out_of_order);
+    tcase_add_loop_test(tc, test_crash_at_every_step_with_the_operation_log, 0, 2);
+    tcase_add_test(tc, test_operation_log_is_pruned_and_still_recovers);
     suite_add_tcase(s, tc);
     return s;
 }

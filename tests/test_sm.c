@@ -519,6 +519,121 @@ START_TEST(test_dedupe_window)
 }
 END_TEST
 
+/* The outcome a retry must get: everything the first answer said, from the retry cache. */
+static void assert_same_outcome(struct sm_outcome got, struct sm_outcome want, const char *what)
+{
+    ck_assert_msg(got.from_retry_cache, "%s: not from the retry cache", what);
+    ck_assert_msg(got.result == want.result && got.applied_lsn == want.applied_lsn &&
+                      got.reservation_id == want.reservation_id && got.deadline_slot == want.deadline_slot,
+                  "%s: %s lsn %llu deadline %llu, first answered %s lsn %llu deadline %llu", what,
+                  sm_result_name(got.result), (unsigned long long)got.applied_lsn,
+                  (unsigned long long)got.deadline_slot, sm_result_name(want.result),
+                  (unsigned long long)want.applied_lsn, (unsigned long long)want.deadline_slot);
+    ck_assert_msg(got.reservation_id == want.reservation_id, "%s: another reservation id", what);
+}
+
+/* A record keeps only a fingerprint, the LSN, the slot, the deadline and the code: a retry of
+ * each kind must still get its whole first outcome back (the reservation id derived from the
+ * LSN or from the retried command), through apply and through sm_get_operation, up to and
+ * including the window's last slot — after the reservation itself has left history too — and
+ * one slot past it the id is new again. */
+START_TEST(test_retry_outcome_from_compact_record)
+{
+    struct fx f;
+    struct sm_config cfg = fx_small_config(); /* dedupe 10, history 5 */
+    fx_init(&f, &cfg);
+    f.slot = 3;
+    fx_apply(&f, fx_create_cmd(1));
+    fx_apply(&f, fx_create_cmd(2));
+    struct sm_command reserve = fx_reserve_cmd(1, HOLDER, 7);
+    struct sm_outcome reserved = fx_apply_op(&f, 100, reserve);
+    assert_result(reserved, SM_OK);
+    ck_assert_uint_eq(reserved.deadline_slot, 3 + 7);
+    struct sm_command confirm = fx_confirm_cmd(reserved.reservation_id, HOLDER);
+    struct sm_outcome confirmed = fx_apply_op(&f, 101, confirm);
+    assert_result(confirmed, SM_OK);
+    struct sm_command wrong = fx_release_cmd(reserved.reservation_id, OTHER);
+    struct sm_outcome mismatch = fx_apply_op(&f, 102, wrong);
+    assert_result(mismatch, SM_HOLDER_MISMATCH);
+    struct sm_command release = fx_release_cmd(reserved.reservation_id, HOLDER);
+    struct sm_outcome released = fx_apply_op(&f, 103, release);
+    assert_result(released, SM_OK);
+    ck_assert(released.reservation_id == reserved.reservation_id && released.deadline_slot == 10);
+    struct sm_command create = fx_create_cmd(3);
+    struct sm_outcome created = fx_apply_op(&f, 104, create);
+    assert_result(created, SM_OK);
+
+    struct {
+        u128 op;
+        struct sm_command *cmd;
+        struct sm_outcome *first;
+        const char *what;
+    } all[] = { { 100, &reserve, &reserved, "reserve" },  { 101, &confirm, &confirmed, "confirm" },
+                { 102, &wrong, &mismatch, "holder_mismatch" }, { 103, &release, &released, "release" },
+                { 104, &create, &created, "create" } };
+    /* The last slot of the window (every record was made at slot 3), after history (5 slots)
+     * dropped the reservation: its id now reads retired, yet the retries name it. */
+    f.slot = 3 + cfg.dedupe_window_slots;
+    struct sm_reservation_view v;
+    fx_apply(&f, fx_create_cmd(4)); /* an apply at this slot runs retirement */
+    ck_assert_int_eq(read_res(&f, reserved.reservation_id, &v), SM_READ_RETIRED);
+    for (size_t i = 0; i < ADB_ARRAY_LEN(all); i++) {
+        struct sm_command c = *all[i].cmd;
+        c.operation_id = all[i].op;
+        c.client_id = f.client;
+        struct sm_outcome got;
+        ck_assert_msg(sm_get_operation(&f.sm, &c, &got), "%s: no record at the window's edge", all[i].what);
+        assert_same_outcome(got, *all[i].first, all[i].what);
+        assert_same_outcome(fx_apply_op(&f, all[i].op, *all[i].cmd), *all[i].first, all[i].what);
+        /* The same id with another field is a conflict, and sm_get_operation does not match it. */
+        c.holder_id ^= 1;
+        c.resource_id ^= 1;
+        ck_assert(!sm_get_operation(&f.sm, &c, &got));
+    }
+    fx_check(&f);
+    /* One slot past the window: the ids are new again. */
+    f.slot++;
+    for (size_t i = 0; i < ADB_ARRAY_LEN(all); i++) {
+        struct sm_outcome o = fx_apply_op(&f, all[i].op, *all[i].cmd);
+        ck_assert_msg(!o.from_retry_cache && o.applied_lsn == f.lsn, "%s: a retry past the window", all[i].what);
+    }
+    fx_check(&f);
+    fx_free(&f);
+}
+END_TEST
+
+/* The record ring wraps around its end many times; retries of records on both sides of the
+ * wrap stay exact and the ring stays in LSN order (the invariant check walks it). */
+START_TEST(test_operation_ring_wraps)
+{
+    struct fx f;
+    struct sm_config cfg = fx_small_config(); /* 16 records, dedupe 10 */
+    cfg.resource_capacity = 1024;
+    fx_init(&f, &cfg);
+    u128 next = 1;
+    u64 wraps = 0;
+    for (int round = 0; round < 40; round++) {
+        u32 head_before = f.sm.operation_head;
+        struct sm_outcome firsts[5];
+        u128 ids[5];
+        for (int i = 0; i < 5; i++, next++) {
+            ids[i] = 1000 + next;
+            firsts[i] = fx_apply_op(&f, ids[i], fx_create_cmd(next));
+            assert_result(firsts[i], SM_OK);
+        }
+        for (int i = 0; i < 5; i++)
+            assert_same_outcome(fx_apply_op(&f, ids[i], fx_create_cmd(next - 5 + (u128)i)), firsts[i], "create");
+        fx_check(&f);
+        f.slot += 6; /* records age out a round later: head and tail both move round */
+        fx_apply(&f, fx_create_cmd(100000 + (u128)round));
+        wraps += f.sm.operation_head < head_before;
+    }
+    ck_assert_uint_ge(wraps, 5);
+    fx_check(&f);
+    fx_free(&f);
+}
+END_TEST
+
 START_TEST(test_dedupe_conflict_and_failures_cached)
 {
     struct fx f;
@@ -782,6 +897,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_retirement_boundary);
     tcase_add_test(tc, test_retired_watermark);
     tcase_add_test(tc, test_dedupe_window);
+    tcase_add_test(tc, test_retry_outcome_from_compact_record);
+    tcase_add_test(tc, test_operation_ring_wraps);
     tcase_add_test(tc, test_dedupe_conflict_and_failures_cached);
     tcase_add_test(tc, test_operation_table_full);
     tcase_add_test(tc, test_read_fence);

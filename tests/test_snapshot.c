@@ -325,6 +325,23 @@ struct blob {
     u64 len;
 };
 
+/*
+ * The operation records of the last state encoded: a version 2 snapshot leaves them to the
+ * operation log, so decoding takes them from here (tests mutate this copy to damage them).
+ */
+static struct sm_operation *ops_copy;
+static u32 ops_count;
+
+static void keep_ops(const sm_t *sm)
+{
+    free(ops_copy);
+    ops_count = sm->operation_count;
+    ops_copy = malloc(sizeof(*ops_copy) * (ops_count + 1));
+    ck_assert_ptr_nonnull(ops_copy);
+    for (u32 i = 0; i < ops_count; i++)
+        ops_copy[i] = *sm_operation_at(sm, i);
+}
+
 static struct blob encode(const sm_t *sm)
 {
     struct blob b;
@@ -333,6 +350,7 @@ static struct blob encode(const sm_t *sm)
     ck_assert_ptr_nonnull(b.p);
     u64 n = snapshot_encode(sm, b.p, b.len);
     ck_assert_uint_eq(n, b.len);
+    keep_ops(sm);
     return b;
 }
 
@@ -342,7 +360,9 @@ static enum snapshot_status decode_new(const struct blob *b, const struct sm_con
 {
     char reason[200];
     ck_assert_msg(sm_create(out, cfg, reason, sizeof(reason)), "sm_create: %s", reason);
-    return snapshot_decode(b->p, b->len, cfg, out, why, why_len);
+    struct snapshot_ops_array a;
+    struct snapshot_ops ops = snapshot_ops_from_array(&a, ops_copy, ops_count);
+    return snapshot_decode(b->p, b->len, cfg, &ops, out, why, why_len);
 }
 
 /* Decodes and discards; the status. */
@@ -398,7 +418,7 @@ static bool snapshot_copy(const struct gen *g, const sm_t *a, sm_t *b)
     free(y.p);
     assert_same_views(g, a, b);
     return memcmp(a->reservation_free, b->reservation_free, a->reservation_free_count * sizeof(u32)) != 0 ||
-           memcmp(a->operation_free, b->operation_free, a->operation_free_count * sizeof(u32)) != 0;
+           a->operation_head != b->operation_head;
 }
 
 START_TEST(test_roundtrip)
@@ -458,7 +478,7 @@ START_TEST(test_empty)
     char why[200];
     ck_assert(sm_create(&a, &cfg, why, sizeof(why)));
     struct blob x = encode(&a);
-    ck_assert_uint_eq(x.len, SNAPSHOT_HEADER_SIZE + 3 * SNAPSHOT_CRC_SIZE);
+    ck_assert_uint_eq(x.len, SNAPSHOT_HEADER_SIZE + 2 * SNAPSHOT_CRC_SIZE);
     ck_assert_int_eq(decode_new(&x, &cfg, &b, why, sizeof(why)), SNAPSHOT_OK);
     assert_same_digest(&a, &b, "empty");
     /* Both continue identically from nothing. */
@@ -591,8 +611,60 @@ END_TEST
 #define HDR_TERMINAL 104
 #define HDR_RESERVED 108
 #define HDR_OPERATIONS 112
-#define HDR_ZERO 116
-#define HDR_CRC 124
+#define HDR_OPS_SUM 116
+#define HDR_ZERO 136
+#define HDR_CRC 140
+
+/* ---- version 1 --------------------------------------------------------------------------- */
+
+/*
+ * tests/data/snapshot-v1.snap is rich_small_state() as the version 1 encoder wrote it (80-byte
+ * operation records with both fingerprint words and the result's reservation id). Read today,
+ * it must give the very state today's code builds from the same commands: byte-equal once
+ * re-encoded, the same digest, and the same answers to retries of its records.
+ */
+START_TEST(test_reads_version_1)
+{
+    const char *top = getenv("top_srcdir");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/tests/data/snapshot-v1.snap", top && *top ? top : ".");
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    static u8 old[1 << 16];
+    size_t len = fread(old, 1, sizeof(old), f);
+    fclose(f);
+    ck_assert_uint_eq(le_get_u16(old + 4), 1);
+
+    struct sm_config cfg;
+    sm_t a, b;
+    rich_small_state(&a, &cfg);
+    struct blob v1 = { old, len };
+    char why[300];
+    enum snapshot_status st = decode_new(&v1, &cfg, &b, why, sizeof(why));
+    ck_assert_msg(st == SNAPSHOT_OK, "version 1: %s: %s", snapshot_status_name(st), why);
+    ck_assert_uint_eq(b.operation_count, a.operation_count);
+    assert_same_digest(&a, &b, "version 1 read back");
+    struct blob x = encode(&a), y = encode(&b);
+    ck_assert_msg(x.len == y.len && memcmp(x.p, y.p, x.len) == 0, "version 1 read back encodes differently");
+    ck_assert_uint_eq(le_get_u16(y.p + 4), SNAPSHOT_VERSION);
+    /* Every record: the same code, LSN and deadline as in the original 80-byte record. */
+    u64 ops = SNAPSHOT_HEADER_SIZE_V1 + (u64)le_get_u32(old + HDR_RESOURCES) * SNAPSHOT_RESOURCE_SIZE + SNAPSHOT_CRC_SIZE +
+              (u64)le_get_u32(old + HDR_RESERVATIONS) * SNAPSHOT_RESERVATION_SIZE + SNAPSHOT_CRC_SIZE;
+    for (u32 i = 0; i < b.operation_count; i++) {
+        const u8 *r = old + ops + (u64)i * SNAPSHOT_OPERATION_SIZE_V1;
+        const struct sm_operation *o = &b.operations[(b.operation_head + i) % cfg.operation_capacity];
+        ck_assert(o->operation_id == le_get_u128(r));
+        ck_assert_uint_eq(sm_operation_code(o), r[72]);
+        ck_assert_uint_eq(o->applied_lsn, le_get_u64(r + 56));
+        ck_assert_uint_eq(o->result_deadline_slot, le_get_u64(r + 48));
+        ck_assert_uint_eq(o->fingerprint_code & ~(u64)0xff, le_get_u64(r + 16) & ~(u64)0xff);
+    }
+    free(x.p);
+    free(y.p);
+    sm_destroy(&a);
+    sm_destroy(&b);
+}
+END_TEST
 
 static u64 res_off(const u8 *p, u32 i)
 {
@@ -605,23 +677,16 @@ static u64 rsv_off(const u8 *p, u32 i)
     return res_off(p, le_get_u32(p + HDR_RESOURCES)) + SNAPSHOT_CRC_SIZE + (u64)i * SNAPSHOT_RESERVATION_SIZE;
 }
 
-static u64 op_off(const u8 *p, u32 i)
-{
-    return rsv_off(p, le_get_u32(p + HDR_RESERVATIONS)) + SNAPSHOT_CRC_SIZE + (u64)i * SNAPSHOT_OPERATION_SIZE;
-}
-
 /* Recomputes the section CRCs (when the header's counts fit the buffer) and the header CRC. */
 static void reseal(u8 *p, u64 len)
 {
-    u32 nres = le_get_u32(p + HDR_RESOURCES), nrsv = le_get_u32(p + HDR_RESERVATIONS),
-        nop = le_get_u32(p + HDR_OPERATIONS);
-    u64 total = SNAPSHOT_HEADER_SIZE + 3 * SNAPSHOT_CRC_SIZE + (u64)nres * SNAPSHOT_RESOURCE_SIZE +
-                (u64)nrsv * SNAPSHOT_RESERVATION_SIZE + (u64)nop * SNAPSHOT_OPERATION_SIZE;
+    u32 nres = le_get_u32(p + HDR_RESOURCES), nrsv = le_get_u32(p + HDR_RESERVATIONS);
+    u64 total = SNAPSHOT_HEADER_SIZE + 2 * SNAPSHOT_CRC_SIZE + (u64)nres * SNAPSHOT_RESOURCE_SIZE +
+                (u64)nrsv * SNAPSHOT_RESERVATION_SIZE;
     if (total == len) {
-        u64 starts[3] = { res_off(p, 0), rsv_off(p, 0), op_off(p, 0) };
-        u64 lens[3] = { (u64)nres * SNAPSHOT_RESOURCE_SIZE, (u64)nrsv * SNAPSHOT_RESERVATION_SIZE,
-                        (u64)nop * SNAPSHOT_OPERATION_SIZE };
-        for (int s = 0; s < 3; s++)
+        u64 starts[2] = { res_off(p, 0), rsv_off(p, 0) };
+        u64 lens[2] = { (u64)nres * SNAPSHOT_RESOURCE_SIZE, (u64)nrsv * SNAPSHOT_RESERVATION_SIZE };
+        for (int s = 0; s < 2; s++)
             le_put_u32(p + starts[s] + lens[s], crc32c(0, p + starts[s], lens[s]));
     }
     le_put_u32(p + HDR_CRC, crc32c(0, p, HDR_CRC));
@@ -788,6 +853,9 @@ enum craft {
     CRAFT_EXPIRED_EARLY,
     CRAFT_DEADLINE_FAR,
     CRAFT_OP_RETIRE_FAR,
+    CRAFT_OP_MISSING,
+    CRAFT_OP_CHANGED,
+    CRAFT_OP_SUM,
     CRAFT_RETIRED_SURVIVOR,
     CRAFT_ACTIVE_TERMINAL_FIELDS,
     CRAFT_VERSION,
@@ -802,7 +870,7 @@ struct craft_case {
 static const struct craft_case craft_cases[CRAFT_COUNT] = {
     [CRAFT_DUP_RESOURCE] = { SNAPSHOT_DUPLICATE, "resources[" },
     [CRAFT_DUP_RESERVATION] = { SNAPSHOT_DUPLICATE, "reservations[1]" },
-    [CRAFT_DUP_OPERATION] = { SNAPSHOT_DUPLICATE, "operations[1]" },
+    [CRAFT_DUP_OPERATION] = { SNAPSHOT_DUPLICATE, "operation log[1]" },
     [CRAFT_DANGLING_RESERVATION_RESOURCE] = { SNAPSHOT_BAD_REFERENCE, "reservations[0]" },
     [CRAFT_DANGLING_ACTIVE_RESOURCE] = { SNAPSHOT_BAD_REFERENCE, "reservations[4]" },
     [CRAFT_DANGLING_CURRENT] = { SNAPSHOT_BAD_REFERENCE, "resources[" },
@@ -812,19 +880,22 @@ static const struct craft_case craft_cases[CRAFT_COUNT] = {
     [CRAFT_OVER_RESERVED] = { SNAPSHOT_OVER_CAPACITY, "reserved_count" },
     [CRAFT_BAD_RESERVATION_STATE] = { SNAPSHOT_BAD_RECORD, "reservations[2]" },
     [CRAFT_BAD_RESOURCE_STATE] = { SNAPSHOT_BAD_RECORD, "resources[" },
-    [CRAFT_BAD_RESULT_CODE] = { SNAPSHOT_BAD_RECORD, "operations[2]" },
+    [CRAFT_BAD_RESULT_CODE] = { SNAPSHOT_BAD_RECORD, "operation log[2]" },
     [CRAFT_UNSORTED_RETIRE_QUEUE] = { SNAPSHOT_BAD_ORDER, "reservations[1]" },
-    [CRAFT_UNSORTED_OPERATIONS] = { SNAPSHOT_BAD_ORDER, "operations[1]" },
+    [CRAFT_UNSORTED_OPERATIONS] = { SNAPSHOT_BAD_ORDER, "operation log[1]" },
     [CRAFT_UNSORTED_EXPIRATIONS] = { SNAPSHOT_BAD_ORDER, "reservations[4]" },
     [CRAFT_WRONG_GROUP] = { SNAPSHOT_BAD_ORDER, "reservations[0]" },
     [CRAFT_FOREIGN_SHARD] = { SNAPSHOT_BAD_RECORD, "reservations[3]" },
     [CRAFT_FUTURE_ID] = { SNAPSHOT_BAD_RECORD, "reservations[5]" },
-    [CRAFT_RECORD_PADDING] = { SNAPSHOT_BAD_RECORD, "operations[0]" },
+    [CRAFT_RECORD_PADDING] = { SNAPSHOT_BAD_RECORD, "reservations[0]" },
     [CRAFT_HEADER_PADDING] = { SNAPSHOT_BAD_HEADER, "reserved" },
     [CRAFT_TOTAL_SIZE] = { SNAPSHOT_BAD_HEADER, "total_size" },
     [CRAFT_EXPIRED_EARLY] = { SNAPSHOT_BAD_RECORD, "reservations[2]" },
     [CRAFT_DEADLINE_FAR] = { SNAPSHOT_BAD_RECORD, "reservations[4]" },
-    [CRAFT_OP_RETIRE_FAR] = { SNAPSHOT_BAD_RECORD, "operations[3]" },
+    [CRAFT_OP_RETIRE_FAR] = { SNAPSHOT_BAD_RECORD, "operation log[3]" },
+    [CRAFT_OP_MISSING] = { SNAPSHOT_OPERATIONS_MISSING, "the snapshot counts" },
+    [CRAFT_OP_CHANGED] = { SNAPSHOT_OPERATIONS_MISSING, "another hash sum" },
+    [CRAFT_OP_SUM] = { SNAPSHOT_OPERATIONS_MISSING, "another hash sum" },
     [CRAFT_RETIRED_SURVIVOR] = { SNAPSHOT_BAD_RECORD, "reservations[0]" },
     [CRAFT_ACTIVE_TERMINAL_FIELDS] = { SNAPSHOT_BAD_RECORD, "reservations[5]" },
     [CRAFT_VERSION] = { SNAPSHOT_BAD_VERSION, "version" },
@@ -841,7 +912,7 @@ static void craft(struct crafted *k, enum craft which)
     switch (which) {
     case CRAFT_DUP_RESOURCE: memcpy(p + res_off(p, 1), p + res_off(p, 0), 16); break;
     case CRAFT_DUP_RESERVATION: le_put_u128(p + rsv_off(p, 1), k->c); break;
-    case CRAFT_DUP_OPERATION: memcpy(p + op_off(p, 1), p + op_off(p, 0), 16); break;
+    case CRAFT_DUP_OPERATION: ops_copy[1].operation_id = ops_copy[0].operation_id; break;
     case CRAFT_DANGLING_RESERVATION_RESOURCE: le_put_u128(p + rsv_off(p, 0) + 16, 999); break;
     case CRAFT_DANGLING_ACTIVE_RESOURCE: le_put_u128(p + rsv_off(p, 4) + 16, 999); break;
     case CRAFT_DANGLING_CURRENT: {
@@ -861,22 +932,30 @@ static void craft(struct crafted *k, enum craft which)
     case CRAFT_OVER_RESERVED: le_put_u32(p + HDR_RESERVED, k->cfg.expiration_capacity + 1); break;
     case CRAFT_BAD_RESERVATION_STATE: p[rsv_off(p, 2) + 72] = 7; break;
     case CRAFT_BAD_RESOURCE_STATE: p[res_off(p, 2) + 40] = 3; break;
-    case CRAFT_BAD_RESULT_CODE: p[op_off(p, 2) + 72] = SM_OPERATION_TABLE_FULL; break;
+    case CRAFT_BAD_RESULT_CODE: ops_copy[2].fingerprint_code = (ops_copy[2].fingerprint_code & ~(u64)0xff) | SM_OPERATION_TABLE_FULL; break;
     case CRAFT_UNSORTED_RETIRE_QUEUE: swap_records(p, rsv_off(p, 0), rsv_off(p, 1), SNAPSHOT_RESERVATION_SIZE); break;
-    case CRAFT_UNSORTED_OPERATIONS: swap_records(p, op_off(p, 0), op_off(p, 1), SNAPSHOT_OPERATION_SIZE); break;
+    case CRAFT_UNSORTED_OPERATIONS: {
+        struct sm_operation t = ops_copy[0];
+        ops_copy[0] = ops_copy[1];
+        ops_copy[1] = t;
+        break;
+    }
     case CRAFT_UNSORTED_EXPIRATIONS: swap_records(p, rsv_off(p, 3), rsv_off(p, 4), SNAPSHOT_RESERVATION_SIZE); break;
     case CRAFT_WRONG_GROUP: p[rsv_off(p, 0) + 72] = SM_RESERVATION_CONFIRMED; break;
     case CRAFT_FOREIGN_SHARD: le_put_u64(p + rsv_off(p, 3) + 8, 1); break;
     case CRAFT_FUTURE_ID: le_put_u64(p + rsv_off(p, 5), le_get_u64(p + HDR_LAST_LSN) + 1); break;
-    case CRAFT_RECORD_PADDING: p[op_off(p, 0) + 79] = 1; break;
-    case CRAFT_HEADER_PADDING: p[HDR_ZERO + 5] = 1; break;
+    case CRAFT_RECORD_PADDING: p[rsv_off(p, 0) + 79] = 1; break;
+    case CRAFT_HEADER_PADDING: p[HDR_ZERO + 1] = 1; break;
     case CRAFT_TOTAL_SIZE: le_put_u64(p + HDR_TOTAL, k->x.len + 80); break;
     case CRAFT_EXPIRED_EARLY: le_put_u64(p + rsv_off(p, 2) + 48, 7); break; /* expired at slot 6 */
     case CRAFT_DEADLINE_FAR: le_put_u64(p + rsv_off(p, 4) + 48, 6 + 16 + 1); break;
-    case CRAFT_OP_RETIRE_FAR: le_put_u64(p + op_off(p, 3) + 64, 6 + 10 + 1); break;
+    case CRAFT_OP_RETIRE_FAR: ops_copy[3].retire_after_slot = 6 + 10 + 1; break;
+    case CRAFT_OP_MISSING: ops_count--; break;
+    case CRAFT_OP_CHANGED: ops_copy[1].fingerprint_code ^= 0x100; break; /* a valid record, not the one counted */
+    case CRAFT_OP_SUM: le_put_u64(p + HDR_OPS_SUM, le_get_u64(p + HDR_OPS_SUM) + 1); break;
     case CRAFT_RETIRED_SURVIVOR: le_put_u64(p + 88, 8); break; /* retired_through_slot past C's 7 */
     case CRAFT_ACTIVE_TERMINAL_FIELDS: le_put_u64(p + rsv_off(p, 5) + 56, 3); break;
-    case CRAFT_VERSION: le_put_u16(p + 4, 2); break;
+    case CRAFT_VERSION: le_put_u16(p + 4, SNAPSHOT_VERSION + 1); break;
     case CRAFT_COUNT: break;
     }
     reseal(p, k->x.len);
@@ -944,9 +1023,11 @@ static void mutate(u8 *p, const u8 *orig, u64 len, u64 *rng)
                 off = res_off(orig, (u32)(splitmix_next(rng) % nres)) + 8 * (splitmix_next(rng) % 6);
             else if (which == 1 && nrsv > 0)
                 off = rsv_off(orig, (u32)(splitmix_next(rng) % nrsv)) + 8 * (splitmix_next(rng) % 10);
-            else if (which == 2 && nop > 0)
-                off = op_off(orig, (u32)(splitmix_next(rng) % nop)) + 8 * (splitmix_next(rng) % 10);
-            else
+            else if (which == 2 && nop > 0) {
+                u64 *f = &ops_copy[splitmix_next(rng) % nop].fingerprint_code + splitmix_next(rng) % 4;
+                *f = interesting_value(rng, *f, p);
+                continue;
+            } else
                 off = 64 + 8 * (splitmix_next(rng) % 4);
             if (off + 8 <= len)
                 le_put_u64(p + off, interesting_value(rng, le_get_u64(p + off), p));
@@ -958,8 +1039,10 @@ static void mutate(u8 *p, const u8 *orig, u64 len, u64 *rng)
             else
                 memcpy(p + a, p + b, 16 + 16 * (splitmix_next(rng) % 3));
         } else if (r < 95 && nop > 1) {
-            u64 a = op_off(orig, (u32)(splitmix_next(rng) % nop)), b = op_off(orig, (u32)(splitmix_next(rng) % nop));
-            swap_records(p, a, b, SNAPSHOT_OPERATION_SIZE);
+            struct sm_operation *a = &ops_copy[splitmix_next(rng) % nop], *b = &ops_copy[splitmix_next(rng) % nop];
+            struct sm_operation t = *a;
+            *a = *b;
+            *b = t;
         } else { /* a state byte */
             if (nrsv > 0)
                 p[rsv_off(orig, (u32)(splitmix_next(rng) % nrsv)) + 72] = (u8)(splitmix_next(rng) % 5);
@@ -996,8 +1079,12 @@ START_TEST(test_mutations)
     ck_assert_ptr_nonnull(p);
     u64 counts[SNAPSHOT_STATUS_COUNT] = { 0 };
     char why[300];
+    u32 base_count = ops_count;
+    struct sm_operation *base_ops = malloc(sizeof(*base_ops) * (base_count + 1));
+    memcpy(base_ops, ops_copy, sizeof(*base_ops) * base_count);
     for (int iter = 0; iter < 4000; iter++) {
         memcpy(p, x.p, x.len);
+        memcpy(ops_copy, base_ops, sizeof(*base_ops) * base_count);
         mutate(p, x.p, x.len, &rng);
         reseal(p, x.len);
         sm_t sm;
@@ -1016,6 +1103,7 @@ START_TEST(test_mutations)
     printf("\n");
     fflush(stdout);
     ck_assert_msg(counts[SNAPSHOT_BAD_RECORD] > 0 && counts[SNAPSHOT_BAD_ORDER] > 0, "mutations too tame");
+    free(base_ops);
     free(p);
     free(x.p);
     sm_destroy(&base);
@@ -1340,10 +1428,13 @@ START_TEST(test_timing)
     t0 = now_ms();
     ck_assert_uint_eq(snapshot_encode(&a, x.p, x.len), x.len);
     double t_encode = now_ms() - t0;
+    keep_ops(&a); /* the records a version 2 snapshot leaves to the operation log */
 
     ck_assert(sm_create(&b, &cfg, why, sizeof(why)));
     t0 = now_ms();
-    enum snapshot_status st = snapshot_decode(x.p, x.len, &cfg, &b, why, sizeof(why));
+    struct snapshot_ops_array arr;
+    struct snapshot_ops ops = snapshot_ops_from_array(&arr, ops_copy, ops_count);
+    enum snapshot_status st = snapshot_decode(x.p, x.len, &cfg, &ops, &b, why, sizeof(why));
     double t_decode = now_ms() - t0;
     ck_assert_msg(st == SNAPSHOT_OK, "%s: %s", snapshot_status_name(st), why);
 
@@ -1385,6 +1476,7 @@ Suite *test_suite(void)
     tcase_set_timeout(tc, TEST_LONG_TIMEOUT);
     tcase_add_test(tc, test_truncation);
     tcase_add_test(tc, test_bit_flips);
+    tcase_add_test(tc, test_reads_version_1);
     tcase_add_loop_test(tc, test_config_mismatch, 0, (int)ADB_ARRAY_LEN(config_fields));
     tcase_add_loop_test(tc, test_crafted, 0, CRAFT_COUNT);
     tcase_add_test(tc, test_due_list);

@@ -12,6 +12,12 @@
 #include <stdio.h>
 #include <string.h>
 
+void io_writeback(struct io *io, int fd, u64 off, u64 len, bool wait)
+{
+    if (io->ops->writeback != NULL && len > 0)
+        (void)io->ops->writeback(io, fd, off, len, wait);
+}
+
 int io_write_all(struct io *io, int fd, const void *buf, size_t len, u64 off)
 {
     const u8 *p = buf;

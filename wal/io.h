@@ -56,6 +56,11 @@ struct io_ops {
      * read-only, undone by unmap. io_view_file falls back to reading a copy without them. */
     int (*map)(struct io *io, const char *path, const u8 **buf /* OUT */, u64 *len /* OUT */);
     void (*unmap)(struct io *io, const u8 *buf, u64 len);
+    /* Optional (NULL: nothing to do): start writing [off, off + len) back to the disk now, and
+     * with `wait` first wait for that range's writeback to finish. A hint for pacing: it makes
+     * nothing durable (the next datasync does), it only keeps big writes from piling up in the
+     * page cache and then stalling every other sync on the disk while they flush. */
+    int (*writeback)(struct io *io, int fd, u64 off, u64 len, bool wait);
 };
 
 /* Implementations embed this as their first member. */
@@ -65,6 +70,9 @@ struct io {
 
 /* The real file system. */
 extern struct io io_posix;
+
+/* io->ops->writeback if the io has one; errors are ignored (it is a hint). */
+void io_writeback(struct io *io, int fd, u64 off, u64 len, bool wait);
 
 /* Writes all len bytes at off, looping over short writes; -EIO if a write makes no progress. */
 int io_write_all(struct io *io, int fd, const void *buf, size_t len, u64 off);

@@ -213,6 +213,15 @@ static void px_unmap(struct io *io, const u8 *buf, u64 len)
     munmap((void *)buf, (size_t)len);
 }
 
+static int px_writeback(struct io *io, int fd, u64 off, u64 len, bool wait)
+{
+    (void)io;
+    unsigned flags = SYNC_FILE_RANGE_WRITE;
+    if (wait)
+        flags |= SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WAIT_AFTER;
+    return RETRY(sync_file_range(fd, (off_t)off, (off_t)len, flags)) == 0 ? 0 : -errno;
+}
+
 static const struct io_ops posix_ops = {
     .open = px_open,
     .close = px_close,
@@ -230,6 +239,7 @@ static const struct io_ops posix_ops = {
     .list_dir = px_list_dir,
     .map = px_map,
     .unmap = px_unmap,
+    .writeback = px_writeback,
 };
 
 struct io io_posix = { .ops = &posix_ops };

@@ -45,6 +45,7 @@
 
 #include "common/assert.h"
 #include "common/hash.h"
+#include "common/table_memory.h"
 #include "net/proto.h"
 #include "replica/index.h"
 #include "replica/meta.h"
@@ -72,12 +73,18 @@ ADB_STATIC_ASSERT(PROTO_REJECT_MAX < 8, "seg_sequencer.rejected holds every reje
 
 /* ---- retry cache: operation id -> (fingerprint, lsn), FIFO by slot ------------------------ */
 
+/* 40 bytes (the id as two words: a u128 member would pad the record to 48). */
 struct seq_op {
-    u128 operation_id;
-    u64 fp[2];
+    u64 id_lo, id_hi;
+    u64 fp; /* sm_fingerprint */
     u64 lsn;
     u64 retire_after_slot;
 };
+
+static inline u128 seq_op_id(const struct seq_op *o)
+{
+    return U128_MAKE(o->id_hi, o->id_lo);
+}
 
 struct seq_cache {
     struct seq_op *ops; /* ring in insertion order (slots never decrease) */
@@ -87,17 +94,17 @@ struct seq_cache {
     u64 window_slots, margin_slots;
 };
 
-static bool cache_init(struct seq_cache *c, u32 capacity, u64 window_slots)
+static bool cache_init(struct seq_cache *c, u32 capacity, u64 window_slots, bool prefault)
 {
     memset(c, 0, sizeof(*c));
     c->capacity = capacity;
     c->window_slots = window_slots;
     c->margin_slots = window_slots / 8 + 1; /* answer from the cache only well inside the window */
-    c->ops = calloc(capacity, sizeof(*c->ops));
-    c->slots = calloc(index_slot_count(capacity), sizeof(*c->slots));
+    c->ops = table_memory_map((u64)capacity * sizeof(*c->ops), prefault);
+    c->slots = table_memory_map(index_slot_count(capacity) * sizeof(*c->slots), prefault);
     if (c->ops == NULL || c->slots == NULL)
         return false;
-    index_init(&c->ix, c->slots, capacity);
+    index_init_zeroed(&c->ix, c->slots, capacity); /* fresh mapping: zero */
     return true;
 }
 
@@ -105,8 +112,8 @@ static void cache_drop_oldest(struct seq_cache *c)
 {
     ADB_ASSERT(c->count > 0);
     struct seq_op *o = &c->ops[c->head];
-    index_remove(&c->ix, hash_u128(o->operation_id), c->head + 1);
-    o->operation_id = 0;
+    index_remove(&c->ix, hash_u128(seq_op_id(o)), c->head + 1);
+    o->id_lo = o->id_hi = 0;
     c->head = (c->head + 1) % c->capacity;
     c->count--;
 }
@@ -123,7 +130,7 @@ static struct seq_op *cache_find(struct seq_cache *c, u128 id)
     struct index_probe p = index_probe_start(&c->ix, h);
     u32 ref;
     while ((ref = index_probe_next(&c->ix, &p, h)) != 0)
-        if (c->ops[ref - 1].operation_id == id)
+        if (seq_op_id(&c->ops[ref - 1]) == id)
             return &c->ops[ref - 1];
     return NULL;
 }
@@ -137,8 +144,9 @@ static void cache_add(struct seq_cache *c, const struct sm_command *cmd, u64 lsn
         cache_drop_oldest(c); /* a cache: forgetting only costs a frame later */
     u32 pos = (c->head + c->count) % c->capacity;
     struct seq_op *o = &c->ops[pos];
-    o->operation_id = cmd->operation_id;
-    sm_fingerprint(cmd, o->fp);
+    o->id_lo = U128_LO(cmd->operation_id);
+    o->id_hi = U128_HI(cmd->operation_id);
+    o->fp = sm_fingerprint(cmd);
     o->lsn = lsn;
     o->retire_after_slot = slot + c->window_slots;
     index_insert(&c->ix, hash_u128(cmd->operation_id), pos + 1);
@@ -302,15 +310,11 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
     if ((m->tag.flags & MSG_TAG_FORCE_LOG) == 0) {
         u64 durable = q->wal.durable_lsn;
         if (o != NULL && o->lsn <= durable && o->retire_after_slot >= slot + q->cache.margin_slots) {
-            u64 fp[2];
-            sm_fingerprint(&m->cmd, fp);
-            if (fp[0] == o->fp[0] && fp[1] == o->fp[1]) {
+            if (sm_fingerprint(&m->cmd) == o->fp) {
                 struct msg_retry *r;
                 if ((r = ring_claim(q->seg->retry)) != NULL) {
                     r->tag = m->tag;
-                    r->operation_id = m->cmd.operation_id;
-                    r->fingerprint[0] = fp[0];
-                    r->fingerprint[1] = fp[1];
+                    r->cmd = m->cmd;
                     r->lsn = o->lsn;
                     ring_publish_quiet(q->seg->retry, sizeof(*r));
                     q->notify_retry = true;
@@ -613,7 +617,7 @@ int sequencer_main(const struct worker_ctx *w)
     struct seq *q = calloc(1, sizeof(*q));
     struct sm_config smc;
     config_sm(w->cfg, &smc);
-    if (q == NULL || !cache_init(&q->cache, w->cfg->operation_capacity, smc.dedupe_window_slots) ||
+    if (q == NULL || !cache_init(&q->cache, w->cfg->operation_capacity, smc.dedupe_window_slots, w->cfg->prefault_memory) ||
         (q->stash = calloc(SEQ_BATCH_MAX, sizeof(*q->stash))) == NULL) {
         log_error("out_of_memory", "what=sequencer_tables");
         return WORKER_EXIT_CRASH;
