@@ -58,7 +58,7 @@
 #define H_RESOURCES 96
 #define H_RESERVATIONS 100
 #define H_OPERATIONS 112
-#define H_CRC 124
+#define H_CRC 140 /* version 2 (what the encoder writes and reseal seals) */
 
 static const struct sm_config configs[8] = {
     { 0, 4, 4, 6, 2, 5, 6, 3 },
@@ -199,7 +199,7 @@ static bool create_small(sm_t *sm, const struct sm_config *cfg)
 static u8 *encode(const sm_t *sm, u64 *len)
 {
     *len = snapshot_encoded_size(sm);
-    FUZZ_CHECK(*len >= SNAPSHOT_HEADER_SIZE + 3 * SNAPSHOT_CRC_SIZE);
+    FUZZ_CHECK(*len >= SNAPSHOT_HEADER_SIZE + 2 * SNAPSHOT_CRC_SIZE);
     u8 *buf = malloc(*len);
     FUZZ_CHECK(buf != NULL);
     FUZZ_CHECK(snapshot_encode(sm, buf, *len) == *len);
@@ -208,7 +208,10 @@ static u8 *encode(const sm_t *sm, u64 *len)
 
 /* Decodes buf into *sm (created here with the config chosen as described at the top; the
  * caller destroys it). Checks the properties of a decode; returns its status. */
-static enum snapshot_status decode(const u8 *buf, u64 len, const struct sm_config *fallback, sm_t *sm)
+/* A version 2 snapshot's operation records come from the operation log: here, from the state
+ * that was encoded (`ops_from`), or none (a fuzz input: then one that counts some is refused). */
+static enum snapshot_status decode(const u8 *buf, u64 len, const struct sm_config *fallback, const sm_t *ops_from,
+                                   sm_t *sm)
 {
     char why[512];
     struct snapshot_info info;
@@ -225,7 +228,18 @@ static enum snapshot_status decode(const u8 *buf, u64 len, const struct sm_confi
     }
     why[0] = 'x';
     why[1] = '\0';
-    enum snapshot_status s = snapshot_decode(buf, len, own_cfg ? &info.cfg : fallback, NULL, sm, why, sizeof(why));
+    struct sm_operation *ops = NULL;
+    u32 nops = ops_from != NULL ? ops_from->operation_count : 0;
+    if (nops > 0) {
+        ops = malloc(sizeof(*ops) * nops);
+        FUZZ_CHECK(ops != NULL);
+        for (u32 i = 0; i < nops; i++)
+            ops[i] = *sm_operation_at(ops_from, i);
+    }
+    struct snapshot_ops_array arr;
+    struct snapshot_ops src = snapshot_ops_from_array(&arr, ops, nops);
+    enum snapshot_status s = snapshot_decode(buf, len, own_cfg ? &info.cfg : fallback, &src, sm, why, sizeof(why));
+    free(ops);
     FUZZ_CHECK(s < SNAPSHOT_STATUS_COUNT && strcmp(snapshot_status_name(s), "unknown") != 0);
     FUZZ_CHECK(memchr(why, '\0', sizeof(why)) != NULL);
     if (s != SNAPSHOT_OK)
@@ -261,7 +275,7 @@ static u8 *check_decoded(sm_t *a, const struct script *tail, struct sm_outcome *
     struct sm_digest da = sm_digest(a);
     u8 *y = encode(a, len);
     sm_t b;
-    FUZZ_CHECK(decode(y, *len, &a->cfg, &b) == SNAPSHOT_OK);
+    FUZZ_CHECK(decode(y, *len, &a->cfg, a, &b) == SNAPSHOT_OK);
     FUZZ_CHECK(digest_equal(sm_digest(&b), da));
     u64 len2;
     u8 *z = encode(&b, &len2);
@@ -287,19 +301,24 @@ static u8 *check_decoded(sm_t *a, const struct script *tail, struct sm_outcome *
  * Afterwards decoding cannot fail with BAD_CHECKSUM. */
 static void reseal(u8 *p, u64 len)
 {
-    if (len < SNAPSHOT_HEADER_SIZE)
+    if (len < SNAPSHOT_HEADER_SIZE_V1)
+        return;
+    bool v1 = le_get_u16(p + 4) == 1; /* version 1: 128-byte header, a third section */
+    u64 crc_at = v1 ? 124 : H_CRC;
+    if (len < crc_at + SNAPSHOT_CRC_SIZE)
         return;
     u64 nres = le_get_u32(p + H_RESOURCES), nrsv = le_get_u32(p + H_RESERVATIONS),
-        nop = le_get_u32(p + H_OPERATIONS);
-    u64 a = SNAPSHOT_HEADER_SIZE, ares = nres * SNAPSHOT_RESOURCE_SIZE;
+        nop = v1 ? le_get_u32(p + H_OPERATIONS) : 0;
+    u64 a = v1 ? SNAPSHOT_HEADER_SIZE_V1 : SNAPSHOT_HEADER_SIZE, ares = nres * SNAPSHOT_RESOURCE_SIZE;
     u64 b = a + ares + SNAPSHOT_CRC_SIZE, brsv = nrsv * SNAPSHOT_RESERVATION_SIZE;
-    u64 c = b + brsv + SNAPSHOT_CRC_SIZE, cop = nop * SNAPSHOT_OPERATION_SIZE;
-    if (c + cop + SNAPSHOT_CRC_SIZE == len) {
+    u64 c = b + brsv + SNAPSHOT_CRC_SIZE, cop = nop * SNAPSHOT_OPERATION_SIZE_V1;
+    if ((v1 ? c + cop + SNAPSHOT_CRC_SIZE : c) == len) {
         le_put_u32(p + a + ares, crc32c(0, p + a, ares));
         le_put_u32(p + b + brsv, crc32c(0, p + b, brsv));
-        le_put_u32(p + c + cop, crc32c(0, p + c, cop));
+        if (v1)
+            le_put_u32(p + c + cop, crc32c(0, p + c, cop));
     }
-    le_put_u32(p + H_CRC, crc32c(0, p, H_CRC));
+    le_put_u32(p + crc_at, crc32c(0, p, crc_at));
 }
 
 /* The commands applied after a successful decode: the script's, or a fixed mixture. */
@@ -322,7 +341,7 @@ static struct script tail_of(const struct script *s)
 static void decode_and_check(const u8 *buf, u64 len, bool resealed, const struct script *tail)
 {
     sm_t sm;
-    enum snapshot_status s = decode(buf, len, &configs[0], &sm);
+    enum snapshot_status s = decode(buf, len, &configs[0], NULL, &sm);
     if (resealed)
         FUZZ_CHECK(s != SNAPSHOT_BAD_CHECKSUM);
     if (s == SNAPSHOT_OK) {
@@ -392,7 +411,7 @@ static void run_script_mode(const uint8_t *data, size_t size)
         reseal(buf, dlen);
 
     sm_t sm;
-    enum snapshot_status st = decode(buf, dlen, &cfg, &sm);
+    enum snapshot_status st = decode(buf, dlen, &cfg, &orig, &sm);
     if (resealed)
         FUZZ_CHECK(st != SNAPSHOT_BAD_CHECKSUM);
     if (!changed)

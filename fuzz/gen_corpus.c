@@ -712,15 +712,14 @@ static u8 *gsm_encode(const struct gen_sm *g, u64 *len)
 /* Header CRC, and section CRCs when the counts fit the length (as fuzz_snapshot reseals). */
 static void snap_reseal(u8 *p, u64 len)
 {
-    u64 nres = le_get_u32(p + 96), nrsv = le_get_u32(p + 100), nop = le_get_u32(p + 112);
+    u64 nres = le_get_u32(p + 96), nrsv = le_get_u32(p + 100);
     u64 a = SNAPSHOT_HEADER_SIZE, b = a + nres * SNAPSHOT_RESOURCE_SIZE + 4,
         c = b + nrsv * SNAPSHOT_RESERVATION_SIZE + 4;
-    if (c + nop * SNAPSHOT_OPERATION_SIZE + 4 == len) {
+    if (c == len) { /* version 2: two sections (operation records are in the operation log) */
         le_put_u32(p + b - 4, crc32c(0, p + a, b - 4 - a));
         le_put_u32(p + c - 4, crc32c(0, p + b, c - 4 - b));
-        le_put_u32(p + len - 4, crc32c(0, p + c, len - 4 - c));
     }
-    le_put_u32(p + 124, crc32c(0, p, 124));
+    le_put_u32(p + 140, crc32c(0, p, 140));
 }
 
 static const struct sm_config snap_cfg = { 0, 8, 8, 16, 4, 10, 6, 3 };
@@ -806,12 +805,13 @@ static void gen_snapshots(void)
     free(b);
     sm_destroy(&g.sm);
 
-    /* The mixed state, damaged. Sections: resources at 128 (4 x 48), reservations at 324. */
+    /* The mixed state, damaged. Sections: resources at 144 (4 x 48), reservations at 340.
+     * (fuzz/corpus/snapshot/bad-operation-result is a version 1 seed: version 2 has no
+     * operation section to damage.) */
     gsm_mixed(&g, &snap_cfg);
     b = gsm_encode(&g, &len);
     write_snapshot("ok-mixed", b, len);
-    u64 rsv = 128 + 4 * SNAPSHOT_RESOURCE_SIZE + 4;
-    u64 ops = rsv + (u64)g.sm.reservation_count * SNAPSHOT_RESERVATION_SIZE + 4;
+    u64 rsv = SNAPSHOT_HEADER_SIZE + 4 * SNAPSHOT_RESOURCE_SIZE + 4;
     u8 *d = malloc(len + 1);
     if (d == NULL)
         exit(EXIT_FAILURE);
@@ -825,7 +825,7 @@ static void gen_snapshots(void)
     } while (0)
     DAMAGED("bad-header-crc", d[70] ^= 1, len, false);
     DAMAGED("bad-section-crc", d[rsv + 20] ^= 1, len, false);
-    DAMAGED("bad-version", d[4] = 2, len, true);
+    DAMAGED("bad-version", d[4] = SNAPSHOT_VERSION + 1, len, true);
     DAMAGED("bad-header-size", d[6] = 64, len, true);
     DAMAGED("bad-short", (void)0, len - 1, false);
     DAMAGED("bad-trailing", d[len] = 0, len + 1, false);
@@ -833,15 +833,14 @@ static void gen_snapshots(void)
     DAMAGED("bad-counts", d[104] = 9, len, true);                             /* terminal_count */
     DAMAGED("big-config", le_put_u32(d + 24, 1u << 30), len, true);           /* resource_capacity */
     DAMAGED("bad-config", le_put_u32(d + 36, 100), len, true);                /* expiration > reservation */
-    DAMAGED("bad-resource-state", d[128 + 40] = 3, len, true);
-    DAMAGED("bad-duplicate-resource", memcpy(d + 128 + 48, d + 128, 16), len, true);
-    u64 busy = 128; /* the first resource with a current reservation */
+    DAMAGED("bad-resource-state", d[SNAPSHOT_HEADER_SIZE + 40] = 3, len, true);
+    DAMAGED("bad-duplicate-resource", memcpy(d + SNAPSHOT_HEADER_SIZE + 48, d + SNAPSHOT_HEADER_SIZE, 16), len, true);
+    u64 busy = SNAPSHOT_HEADER_SIZE; /* the first resource with a current reservation */
     while (b[busy + 40] == SM_RESOURCE_AVAILABLE)
         busy += SNAPSHOT_RESOURCE_SIZE;
     DAMAGED("bad-reference", d[busy + 16] = 5, len, true); /* current: the released lsn 5 */
     DAMAGED("bad-order", memcpy(d + rsv, b + rsv + 80, 80); memcpy(d + rsv + 80, b + rsv, 80), len, true);
     DAMAGED("bad-reservation-deadline", le_put_u64(d + rsv + 80 + 48, 0), len, true);
-    DAMAGED("bad-operation-result", d[ops + 72] = SM_NOOP, len, true);
 #undef DAMAGED
     free(d);
     free(b);

@@ -214,8 +214,14 @@ void sm_populate(sm_t *sm)
 
 void sm_reset(sm_t *sm, const struct sm_config *cfg)
 {
+    if (!sm->used && memcmp(&sm->cfg, cfg, sizeof(*cfg)) == 0)
+        return; /* nothing to undo: a reset of gigabytes would write every page for nothing */
     u64 mapped = sm->memory_mapped;
-    sm_init(sm, cfg, sm->memory);
+    void *memory = sm->memory;
+    if (mapped > 0 && madvise(memory, (size_t)mapped, MADV_DONTNEED) == 0) /* zero pages again */
+        sm_init_memory(sm, cfg, memory, true);
+    else
+        sm_init(sm, cfg, memory);
     sm->memory_mapped = mapped;
 }
 
@@ -582,6 +588,7 @@ static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const 
 {
     bool client = c->kind != SM_CMD_EXPIRE;
     ADB_ASSERT(!client || c->operation_id != 0);
+    sm->used = true;
     sm->last_applied_lsn = lsn;
     sm->last_request_slot = request_slot;
     expiry_advance(&sm->expiry, request_slot);
@@ -1016,6 +1023,7 @@ void sm_restore_begin(sm_t *sm, u64 last_applied_lsn, u64 last_request_slot, u64
     /* Restoring into a used state is a programming error, not bad input. */
     ADB_ASSERT(sm->last_applied_lsn == 0 && sm->resource_count == 0 && sm->reservation_count == 0 &&
                sm->operation_count == 0 && sm->expiry.count == 0 && sm->expiry.due_through == 0);
+    sm->used = true;
     sm->last_applied_lsn = last_applied_lsn;
     sm->last_request_slot = last_request_slot;
     sm->retired_watermark_lsn = retired_watermark_lsn;

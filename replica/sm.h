@@ -104,6 +104,7 @@ typedef struct sm {
     struct sm_config cfg;
     void *memory;
     u64 memory_mapped; /* bytes sm_create mapped (0: the caller's memory) */
+    bool used;         /* anything applied or restored since init (sm_reset has work to do) */
 
     struct sm_resource *resources; /* open-addressed table, resource_mask + 1 slots */
     u32 resource_mask;
