@@ -286,8 +286,10 @@ char *ing_status_json(struct segment *seg, size_t *len)
     put(&b, doc, "slot_duration_ms", num(seg->hdr->slot_duration_ms));
     put(&b, doc, "dedupe_window_ms", num(seg->hdr->dedupe_window_ms));
     put(&b, doc, "max_ttl_ms", num(seg->hdr->max_ttl_ms));
+    put(&b, doc, "history_window_ms", num(seg->hdr->history_window_ms));
     put(&b, doc, "current_slot", num(LOAD(seg->app->current_slot)));
     put(&b, doc, "operation_capacity", num(seg->hdr->operation_capacity));
+    put(&b, doc, "reservation_capacity", num(seg->hdr->reservation_capacity));
     put(&b, doc, "shutting_down", json_boolean(LOAD(seg->hdr->shutting_down) != 0));
     u64 started = seg->hdr->started_mono_ms, mono = mono_ms();
     put(&b, doc, "uptime_ms", num(mono > started ? mono - started : 0));

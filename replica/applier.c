@@ -61,6 +61,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -382,6 +383,18 @@ static void snapshot_failed(struct app *a, const char *step, int detail)
              detail, a->w->cfg->checkpoint_interval_ms + a->snap_backoff_ms);
 }
 
+/* In the snapshot child, once the state is encoded: unmap it, so that the parent's pages are
+ * its own again and its writes stop copying them while the child writes and syncs. */
+static void drop_state(void *ctx)
+{
+    sm_t *sm = ctx;
+    struct sm_layout l;
+    /* Only the part the fork shared: the operation records' range was never mapped here, and
+     * the child's own allocations (the encoded snapshot) may have been placed in it. */
+    if (sm->memory_mapped > 0 && sm_layout(&sm->cfg, &l))
+        munmap(sm->memory, (size_t)l.operations_at);
+}
+
 static void snapshot_start(struct app *a)
 {
     const struct config *cfg = a->w->cfg;
@@ -419,7 +432,8 @@ static void snapshot_start(struct app *a)
         /* The child writes its copy-on-write image of the state and exits. */
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         struct checkpoint_report rep;
-        rc = checkpoint_run(&io_posix, cfg->data_dir, &a->sm, NULL, &a->ops, &rep, why, sizeof(why));
+        struct checkpoint_options opt = { .ops = &a->ops, .encoded = drop_state, .ctx = &a->sm };
+        rc = checkpoint_run(&io_posix, cfg->data_dir, &a->sm, NULL, &opt, &rep, why, sizeof(why));
         if (rc != 0) {
             log_error("snapshot_failed", "lsn=%" PRIu64 " reason=\"%s\"", a->sm.last_applied_lsn, why);
             _exit(1);

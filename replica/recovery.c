@@ -317,9 +317,10 @@ static u64 operations_from_file(struct io *io, const char *dir, u64 lsn)
     return from;
 }
 
-int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal, struct oplog *ops,
-                   struct checkpoint_report *rep, char *why, size_t why_len)
+int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal,
+                   const struct checkpoint_options *opt, struct checkpoint_report *rep, char *why, size_t why_len)
 {
+    struct oplog *ops = opt != NULL ? opt->ops : NULL;
     memset(rep, 0, sizeof(*rep));
     ADB_ASSERT(wal == NULL || sm->last_applied_lsn <= wal->durable_lsn);
     rep->snapshot_lsn = sm->last_applied_lsn;
@@ -335,7 +336,8 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
         /* The operation records the snapshot leaves out must be durable first. */
         rc = ops != NULL ? oplog_sync(ops, why, why_len) : oplog_write_all(io, dir, sm, why, why_len);
         if (rc == 0)
-            rc = snapshot_write(io, dir, sm, why, why_len);
+            rc = snapshot_write_then(io, dir, sm, opt != NULL ? opt->encoded : NULL, opt != NULL ? opt->ctx : NULL,
+                                     why, why_len);
         rep->written = rc == 0;
         if (rc == 0 && l->count < SNAPSHOTS_MAX) { /* the new one is the newest: put it first */
             memmove(l->lsn + 1, l->lsn, l->count * sizeof(l->lsn[0]));

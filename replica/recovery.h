@@ -99,7 +99,13 @@ struct oplog;
  * Returns 0 or a negative errno with a reason; a failed checkpoint loses nothing (the WAL is
  * only pruned after the new snapshot is durable).
  */
-int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal, struct oplog *ops,
-                   struct checkpoint_report *rep /* OUT */, char *why, size_t why_len);
+struct checkpoint_options {
+    struct oplog *ops;            /* see above; NULL: a segment of its own */
+    void (*encoded)(void *ctx);   /* see snapshot_write_then; NULL: none */
+    void *ctx;
+};
+int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_log *wal,
+                   const struct checkpoint_options *opt /* may be NULL */, struct checkpoint_report *rep /* OUT */,
+                   char *why, size_t why_len);
 
 #endif

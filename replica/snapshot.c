@@ -1098,6 +1098,12 @@ static int write_durable(struct io *io, const char *path, const u8 *buf, u64 len
 
 int snapshot_write(struct io *io, const char *dir, const sm_t *sm, char *why, size_t why_len)
 {
+    return snapshot_write_then(io, dir, sm, NULL, NULL, why, why_len);
+}
+
+int snapshot_write_then(struct io *io, const char *dir, const sm_t *sm, void (*encoded)(void *ctx), void *ctx,
+                        char *why, size_t why_len)
+{
     char name[64], tmp[PATH_CAP], final[PATH_CAP];
     u64 lsn = sm->last_applied_lsn;
     if (!temp_file_name(name, sizeof(name), lsn) || !io_path(tmp, sizeof(tmp), dir, name) ||
@@ -1108,6 +1114,8 @@ int snapshot_write(struct io *io, const char *dir, const sm_t *sm, char *why, si
     if (buf == NULL)
         return io_fail(why, why_len, -ENOMEM, "snapshot buffer of %llu bytes", (ull)size);
     snapshot_encode(sm, buf, size);
+    if (encoded != NULL)
+        encoded(ctx); /* sm is not read after this */
 
     /* A leftover from an interrupted write of the same LSN would make the exclusive create fail. */
     int rc = io->ops->unlink(io, tmp);

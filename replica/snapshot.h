@@ -221,6 +221,11 @@ bool snapshot_parse_temp_name(const char *name, u64 *lsn);
  * new final file is left behind.
  */
 int snapshot_write(struct io *io, const char *dir, const sm_t *sm, char *why, size_t why_len);
+/* The same, calling encoded(ctx) once the state is encoded and before anything is written:
+ * from then on sm is not read (a forked child can unmap the state there, so that its parent's
+ * writes stop copying pages for the rest of the write and sync). */
+int snapshot_write_then(struct io *io, const char *dir, const sm_t *sm, void (*encoded)(void *ctx), void *ctx,
+                        char *why, size_t why_len);
 
 
 #endif

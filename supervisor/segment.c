@@ -258,6 +258,8 @@ int segment_create(struct segment *seg, const struct config *cfg, char *why, siz
     h->shared_log_capacity = cfg->shared_log_capacity;
     h->slot_duration_ms = cfg->slot_duration_ms;
     h->dedupe_window_ms = cfg->dedupe_window_ms;
+    h->history_window_ms = cfg->history_window_ms;
+    h->reservation_capacity = cfg->reservation_capacity;
     h->max_ttl_ms = cfg->max_ttl_ms;
     h->operation_capacity = cfg->operation_capacity;
     return 0;

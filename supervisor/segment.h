@@ -164,6 +164,8 @@ struct segment_header {
     u64 dedupe_window_ms;
     u64 max_ttl_ms;
     u32 operation_capacity;
+    u32 reservation_capacity;
+    u64 history_window_ms;
 } __attribute__((aligned(64)));
 
 /* One entry of the shared log: a WAL frame exactly as written to disk, plus the tag of the

@@ -211,7 +211,8 @@ static int checkpoint(void)
     if (L->ops_open)
         rc = oplog_flush(&L->ops, &L->sm, why, sizeof(why));
     if (rc == 0)
-        rc = checkpoint_run(io, DIR, &L->sm, &L->wal, L->ops_open ? &L->ops : NULL, &rep, why, sizeof(why));
+        rc = checkpoint_run(io, DIR, &L->sm, &L->wal, &(struct checkpoint_options){ .ops = L->ops_open ? &L->ops : NULL },
+                            &rep, why, sizeof(why));
     if (rc == 0 && L->ops_open)
         oplog_synced(&L->ops, L->ops.unsynced_count);
     if (rc == 0) {
