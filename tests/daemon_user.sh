@@ -58,7 +58,8 @@ mkdir "$tmp/tour"
 cd "$tmp/tour" || exit 99
 ln -s "$cli" allocdb
 ln -s "$allocdbd" allocdbd
-pinned=(--slot-duration-ms 100) # as scripts/demo formats and starts it
+pinned=(--slot-duration-ms 100 --resource-capacity 65536 --reservation-capacity 262144
+        --operation-capacity 1048576) # as scripts/demo formats and starts it
 ./allocdbd format --data-dir demo-data "${pinned[@]}" >/dev/null
 if start_node demo-data demo-data.log "${pinned[@]}"; then
     # Each line of the tour runs after a marker, so its output can be checked on its own.

@@ -244,14 +244,14 @@ static void produce_in_bursts(void *m, u64 until)
         fill_entry(slot, p);
         ring_publish(r, entry_len(p));
         if (p % 3 == 0)
-            usleep(200);
+            usleep(1000); /* long enough for a sanitizer build's consumer to drain and sleep */
     }
     _exit(0);
 }
 
 /*
- * The lost-wake-up test: the producer pauses at most a fraction of a millisecond between
- * publishes, so a wait that lasts a second slept through one: a lost wake-up.
+ * The lost-wake-up test: the producer pauses about a millisecond between bursts, so a wait
+ * that lasts a second slept through a publish: a lost wake-up.
  */
 START_TEST(test_sleeping_consumer_is_always_woken)
 {
@@ -279,8 +279,8 @@ START_TEST(test_sleeping_consumer_is_always_woken)
         clock_gettime(CLOCK_MONOTONIC, &t0);
         ring_wait(r, 2000);
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        /* The producer never pauses for more than a fraction of a millisecond: a wait this long
-         * slept through a publish. (Generous, so a loaded machine cannot fail it.) */
+        /* The producer never pauses for much more than a millisecond: a wait this long slept
+         * through a publish. (Generous, so a loaded machine cannot fail it.) */
         if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 >= 1000)
             timeouts++;
         ck_assert_msg(timeouts == 0, "a wait slept through a publish after %llu entries: lost wake-up",
