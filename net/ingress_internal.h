@@ -24,9 +24,9 @@
 #define ADB_NET_INGRESS_INTERNAL_H
 
 #include "common/types.h"
-#include "replica/sm.h"
 #include "supervisor/config.h"
 #include "supervisor/segment.h"
+#include "vocab/vocab.h" /* commands, results, read views: not the state machine */
 
 #include <stddef.h>
 

@@ -6,6 +6,7 @@
 
 #include "common/why.h"
 #include "replica/meta.h"
+#include "supervisor/lifecycle.h"
 #include "supervisor/log.h"
 #include "supervisor/segment.h"
 #include "supervisor/worker.h"
@@ -30,24 +31,6 @@
 #include <sys/wait.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
-
-enum sup_state {
-    SUP_START_SEQUENCER,
-    SUP_START_APPLIER,
-    SUP_START_INGRESS,
-    SUP_RUNNING,
-    SUP_DRAINING,
-    SUP_STOPPING,
-    SUP_FAILING,
-    SUP_DONE,
-};
-
-static const char *sup_state_name(enum sup_state s)
-{
-    static const char *const names[] = { "start_sequencer", "start_applier", "start_ingress", "running",
-                                         "draining", "stopping", "failing", "done" };
-    return names[s];
-}
 
 #define RESTART_HISTORY 1024
 #define STARTUP_GRACE_FACTOR 20 /* recovery may take a while: heartbeat limit x this while starting */
@@ -91,13 +74,21 @@ static void on_signal(int sig)
     errno = saved;
 }
 
-static void set_state(struct sup *s, enum sup_state to, const char *why)
+static void perform(struct sup *s, enum sup_action action);
+
+/* Takes the row of supervisor/lifecycle.h for the event, if the state has one; `why` explains
+ * events the table cannot (which failure). Returns whether the state changed. */
+static bool fire(struct sup *s, enum sup_event ev, const char *why)
 {
-    if (s->state == to)
-        return;
-    log_info("supervisor_state", "from=%s to=%s why=\"%s\"", sup_state_name(s->state), sup_state_name(to), why);
-    s->state = to;
+    const struct sup_transition *t = sup_transition(s->state, ev);
+    if (t == NULL)
+        return false;
+    log_info("supervisor_state", "from=%s to=%s why=\"%s\"", sup_state_name(s->state), sup_state_name(t->to),
+             t->why != NULL ? t->why : why);
+    s->state = t->to;
     s->state_since_ms = mono_ms();
+    perform(s, t->action);
+    return true;
 }
 
 /* ---- start-up checks -------------------------------------------------------------------- */
@@ -376,11 +367,10 @@ static void describe_status(int status, char *out, size_t cap)
 
 static void fail(struct sup *s, int code, const char *why)
 {
-    if (s->state == SUP_FAILING || s->state == SUP_DONE)
-        return;
+    if (sup_transition(s->state, SUP_EV_FAILURE) == NULL)
+        return; /* stopping anyway: the first exit code stays */
     s->exit_code = code;
-    s->stop_role = -1;
-    set_state(s, SUP_FAILING, why);
+    fire(s, SUP_EV_FAILURE, why);
 }
 
 /* Decides what a worker's exit means. */
@@ -605,21 +595,8 @@ static void step(struct sup *s)
                 fail(s, ADBD_EXIT_OSERR, "cannot fork a worker");
             break;
         }
-        if (atomic_load(&s->seg.workers[r].state) != WORKER_READY)
-            break;
-        if (r == ROLE_INGRESS) {
-            set_state(s, SUP_RUNNING, "every worker is ready");
-            if (!s->notified_ready) {
-                sd_notify(0, "READY=1");
-                s->notified_ready = true;
-                log_always_info("ready", "listen=%s admin_listen=%s durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64,
-                         s->listen_actual, s->admin_actual,
-                         (u64)atomic_load(&s->seg.seq->durable_lsn), (u64)atomic_load(&s->seg.app->applied_lsn));
-            }
-        } else {
-            set_state(s, r == ROLE_SEQUENCER ? SUP_START_APPLIER : SUP_START_INGRESS,
-                      r == ROLE_SEQUENCER ? "sequencer ready (WAL recovered)" : "applier ready (state recovered)");
-        }
+        if (atomic_load(&s->seg.workers[r].state) == WORKER_READY)
+            fire(s, SUP_EV_STARTING_READY, NULL);
         break;
     }
     case SUP_RUNNING:
@@ -628,36 +605,50 @@ static void step(struct sup *s)
         /* The ingress answers what is in flight and exits; then the rest stop. */
         if (alive(s, ROLE_INGRESS) && mono_ms() - s->state_since_ms <= s->cfg->shutdown_timeout_ms + 1000)
             break;
-        s->stop_role = -1;
-        set_state(s, SUP_STOPPING, "ingress drained");
+        fire(s, SUP_EV_DRAINED, NULL);
         /* fall through */
     case SUP_STOPPING:
-        if (stop_next(s, false))
-            set_state(s, SUP_DONE, "every worker stopped");
-        break;
     case SUP_FAILING:
         if (stop_next(s, false))
-            set_state(s, SUP_DONE, "every worker stopped after a failure");
+            fire(s, SUP_EV_ALL_STOPPED, NULL);
         break;
     case SUP_DONE:
+    case SUP_STATE_COUNT:
         break;
     }
 }
 
-static void begin_drain(struct sup *s)
+/* What a transition's row asks for (supervisor/lifecycle.h). */
+static void perform(struct sup *s, enum sup_action action)
 {
-    if (s->state >= SUP_DRAINING)
-        return;
-    sd_notify(0, "STOPPING=1");
-    atomic_store(&s->seg.hdr->shutting_down, 1);
-    set_state(s, SUP_DRAINING, "SIGTERM or SIGINT");
-    s->stop_role = -1;
-    if (alive(s, ROLE_INGRESS)) {
-        struct worker_slot *slot = &s->seg.workers[ROLE_INGRESS];
-        atomic_store(&slot->state, WORKER_STOPPING);
-        s->stop_role = ROLE_INGRESS;
-        s->stop_sent_ms = mono_ms();
-        kill(atomic_load(&slot->pid), SIGTERM);
+    switch (action) {
+    case SUP_ACT_NONE:
+    case SUP_ACT_START_NEXT: /* step() starts the worker of the new start_* state */
+        break;
+    case SUP_ACT_NOTIFY_READY:
+        if (!s->notified_ready) {
+            sd_notify(0, "READY=1");
+            s->notified_ready = true;
+            log_always_info("ready", "listen=%s admin_listen=%s durable_lsn=%" PRIu64 " applied_lsn=%" PRIu64,
+                            s->listen_actual, s->admin_actual, (u64)atomic_load(&s->seg.seq->durable_lsn),
+                            (u64)atomic_load(&s->seg.app->applied_lsn));
+        }
+        break;
+    case SUP_ACT_DRAIN:
+        sd_notify(0, "STOPPING=1");
+        atomic_store(&s->seg.hdr->shutting_down, 1);
+        s->stop_role = -1;
+        if (alive(s, ROLE_INGRESS)) {
+            struct worker_slot *slot = &s->seg.workers[ROLE_INGRESS];
+            atomic_store(&slot->state, WORKER_STOPPING);
+            s->stop_role = ROLE_INGRESS;
+            s->stop_sent_ms = mono_ms();
+            kill(atomic_load(&slot->pid), SIGTERM);
+        }
+        break;
+    case SUP_ACT_STOP_WORKERS:
+        s->stop_role = -1;
+        break;
     }
 }
 
@@ -738,7 +729,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
             ;
         if (got_term) {
             got_term = 0;
-            begin_drain(s);
+            fire(s, SUP_EV_STOP_SIGNAL, NULL);
         }
         got_child = 0;
         reap(s);
