@@ -58,15 +58,17 @@ enum worker_state {
 
 const char *worker_state_name(enum worker_state s);
 
+/* Each word has one writer: (S) the supervisor, (W) the worker of the slot. */
 struct worker_slot {
-    _Atomic i32 pid;
-    _Atomic u32 generation;  /* bumped by the supervisor at every fork of this role */
-    _Atomic u32 state;       /* enum worker_state */
-    _Atomic u32 restarts;
-    _Atomic i32 last_exit;   /* raw wait status of the previous instance */
-    _Atomic u64 heartbeat_ms; /* CLOCK_MONOTONIC ms, written by the worker */
-    _Atomic u64 started_ms;
-    _Atomic u64 ready_ms;
+    _Atomic i32 pid;          /* S */
+    _Atomic u32 generation;   /* S: bumped at every fork of this role */
+    _Atomic u32 state;        /* S: enum worker_state (ready once the worker says so, below) */
+    _Atomic u32 restarts;     /* S */
+    _Atomic i32 last_exit;    /* S: raw wait status of the previous instance */
+    _Atomic u64 heartbeat_ms; /* W: CLOCK_MONOTONIC ms */
+    _Atomic u64 started_ms;   /* S: when it was forked (a heartbeat older than this is the last instance's) */
+    _Atomic u64 ready_ms;     /* W */
+    _Atomic u32 ready_generation; /* W: its generation, stored (release) once it is ready */
 } __attribute__((aligned(64)));
 
 #define HIST_BUCKETS 24 /* log2 buckets: bucket i counts values in [2^(i-1), 2^i) (0: value 0) */

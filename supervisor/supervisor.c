@@ -318,8 +318,7 @@ static bool spawn(struct sup *s, enum worker_role r)
     atomic_store(&slot->generation, gen);
     atomic_fetch_add(&s->seg.hdr->generation, 1);
     atomic_store(&slot->state, WORKER_STARTING);
-    atomic_store(&slot->heartbeat_ms, mono_ms());
-    atomic_store(&slot->started_ms, mono_ms());
+    atomic_store(&slot->started_ms, mono_ms()); /* the heartbeat is the worker's word: not reset here */
     sigset_t all, old;
     sigfillset(&all);
     sigprocmask(SIG_BLOCK, &all, &old); /* no handler runs in the child before it sets its own */
@@ -465,6 +464,13 @@ static void reap(struct sup *s)
     }
 }
 
+/* The newer of its heartbeat and its fork: a new instance's first heartbeat may not be there. */
+static u64 last_sign_of_life(struct worker_slot *slot)
+{
+    u64 hb = atomic_load(&slot->heartbeat_ms), started = atomic_load(&slot->started_ms);
+    return hb > started ? hb : started;
+}
+
 /* A running or recovering worker silent for longer than the heartbeat limit (times the startup
  * grace while it recovers). */
 static bool heartbeat_stale(const struct sup *s, struct worker_slot *slot, u64 now)
@@ -473,8 +479,19 @@ static bool heartbeat_stale(const struct sup *s, struct worker_slot *slot, u64 n
     if (st != WORKER_READY && st != WORKER_STARTING)
         return false;
     u64 limit = s->cfg->heartbeat_timeout_ms * (st == WORKER_STARTING ? STARTUP_GRACE_FACTOR : 1);
-    u64 hb = atomic_load(&slot->heartbeat_ms);
+    u64 hb = last_sign_of_life(slot);
     return now > hb && now - hb > limit;
+}
+
+/* A worker that said it is ready (in its own word) becomes ready in the supervisor's. */
+static void note_ready(struct sup *s)
+{
+    for (int r = 0; r < ROLE_COUNT; r++) {
+        struct worker_slot *slot = &s->seg.workers[r];
+        if (atomic_load(&slot->state) == WORKER_STARTING &&
+            atomic_load_explicit(&slot->ready_generation, memory_order_acquire) == atomic_load(&slot->generation))
+            atomic_store(&slot->state, WORKER_READY);
+    }
 }
 
 static void check_heartbeats(struct sup *s)
@@ -489,7 +506,7 @@ static void check_heartbeats(struct sup *s)
         u64 since = s->kill_sent_ms[r];
         if (since != 0 && now - since < s->cfg->heartbeat_timeout_ms)
             continue;
-        u64 hb = atomic_load(&slot->heartbeat_ms);
+        u64 hb = last_sign_of_life(slot);
         i32 pid = atomic_load(&slot->pid);
         log_always_warn(since == 0 ? "worker_hung" : "worker_not_dying", "role=%s pid=%d heartbeat_age_ms=%" PRIu64 " action=kill",
                  worker_role_name(r), pid, now - hb);
@@ -733,6 +750,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
         }
         got_child = 0;
         reap(s);
+        note_ready(s);
         if (s->state < SUP_DRAINING) {
             check_heartbeats(s);
             restarts_due(s);

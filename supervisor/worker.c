@@ -62,7 +62,9 @@ void worker_set_ready(const struct worker_ctx *w)
 {
     struct worker_slot *s = &w->seg->workers[w->role];
     atomic_store_explicit(&s->ready_ms, mono_ms(), memory_order_relaxed);
-    atomic_store_explicit(&s->state, WORKER_READY, memory_order_release);
+    /* Not s->state: that is the supervisor's word (it may be marking this worker stopping right
+     * now); it reads this one and moves the state itself. */
+    atomic_store_explicit(&s->ready_generation, w->generation, memory_order_release);
 }
 
 bool worker_should_stop(const struct worker_ctx *w)

@@ -125,10 +125,12 @@ static void fx_start(void)
         _exit(ingress_main(&F.w)); /* worker_enter inside, as in allocdbd */
     }
     u64 until = mono_ms() + WAIT_MS;
-    while (atomic_load(&F.seg.workers[ROLE_INGRESS].state) != WORKER_READY) {
+    /* Playing the supervisor: the worker says it is ready in its own word. */
+    while (atomic_load(&F.seg.workers[ROLE_INGRESS].ready_generation) != ING_GEN) {
         ck_assert_msg(mono_ms() < until, "the ingress never became ready");
         sleep_ms(2);
     }
+    atomic_store(&F.seg.workers[ROLE_INGRESS].state, WORKER_READY); /* and moves the state itself */
 }
 
 /* Waits for the child to exit; its wait status, or -1 after timeout_ms. */
