@@ -13,6 +13,8 @@
 #     the file and the reason, a counter in /metrics and the count in /status;
 #   - a damaged WAL frame that the newest snapshot covers is passed over with a warning naming
 #     it and a gauge, and the node serves (it used to stop with exit 5);
+#   - a damaged record in the operation log makes the snapshots that need it invalid, naming the
+#     damage; recovery falls back as for any invalid snapshot;
 #   - a failed sync of the replica metadata (tests/fail_sync.c, preloaded) while the commit point
 #     advances stops the daemon (exit 5, meta_commit_failed): a correctness rule depends on it.
 set -u
@@ -21,7 +23,7 @@ pinned=(--resource-capacity 4096 --reservation-capacity 4096 --operation-capacit
 opts=("${pinned[@]}" --shared-log-capacity 1024 --checkpoint-min-entries 1000000000
       --heartbeat-timeout-ms 5000 --restart-backoff-max-ms 200)
 
-echo "1..15"
+echo "1..17"
 "$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
 daemon_start "$tmp/d" "${opts[@]}"
 [ $? -eq 0 ] && ok "allocdbd starts" || not_ok "allocdbd starts" "$(tail -5 "$log")"
@@ -164,7 +166,31 @@ m=$(http_get /metrics | grep '^allocdb_wal_damage_below_snapshot ')
     ok "counted ($m); every write served" || not_ok "damage gauge and reads" "$m"
 daemon_stop
 
-# 6. The commit point cannot be recorded: fatal.
+# 6. A damaged record in the operation log (replica/oplog.h), needed by both kept snapshots:
+#    each is rejected with the damage named, and recovery falls back to the WAL, which here
+#    still starts at LSN 1 (one segment); every write is served, retries included.
+"$allocdbd" format --data-dir "$tmp/o" "${pinned[@]}" > /dev/null
+daemon_start "$tmp/o" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
+for r in $(seq 1 20); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
+sleep 1
+for r in $(seq 21 40); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
+sleep 1
+daemon_stop
+ops0=$(ls "$tmp/o"/ops-*.log | head -1)
+count=$(ls "$tmp/o"/snapshot-*.snap | wc -l)
+flip_byte "$ops0" $((64 + 32 + 40)) # the first block's first record (its applied_lsn)
+daemon_start "$tmp/o" "${pinned[@]}"
+st=$?
+w=$(since_start | grep 'snapshot_rejected')
+[ $st -eq 0 ] && [ "$count" -eq 2 ] && printf '%s\n' "$w" | grep -q "count=2 .*operations_missing.*$(basename "$ops0") at byte 64: block checksum mismatch" &&
+    since_start | grep -q 'recovered kind=wal_only' &&
+    ok "a damaged operation log record: both snapshots rejected naming it, recovered from the WAL" ||
+    not_ok "operation log damage" "start $st, $count snapshots: $w $(since_start | grep recovered)"
+out=$("$cli" --addr "$addr" get-resource 40 2>&1) && printf '%s\n' "$out" | grep -q found &&
+    ok "every write served after it" || not_ok "served after operation log damage" "$out"
+daemon_stop
+
+# 7. The commit point cannot be recorded: fatal.
 shim="$b/tests/.libs/libfailsync.so"
 LD_PRELOAD="$shim" ALLOCDB_FAIL_SYNC_PATH=/meta/data.mdb ALLOCDB_FAIL_SYNC_TRIGGER="$tmp/fail-meta" \
     ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0" daemon_start "$tmp/d" "${pinned[@]}"
