@@ -43,6 +43,7 @@
 
 #include "common/assert.h"
 #include "net/proto.h"
+#include "replica/apply_policy.h"
 #include "replica/oplog.h"
 #include "replica/recovery.h"
 #include "replica/sm.h"
@@ -78,15 +79,8 @@ struct app {
     u64 slot_ms;
     struct sm_due *due;
     u32 due_max;
-    u64 last_scan_slot;
-    bool holding;         /* proposals sent, not yet known applied */
-    u64 hold_until_lsn;   /* UINT64_MAX: not known yet (the sequencer has not taken them all) */
-    u64 hold_since_ms;
+    struct apply_policy policy; /* expiry hold, checkpoint timing, backoff, prune point */
     pid_t snap_pid;
-    u64 snap_lsn_pending;
-    u64 snap_lsns[2];     /* newest two snapshots known: [0] newest */
-    u64 last_snap_ms;
-    u64 snap_backoff_ms;  /* after failed snapshots: wait this long (doubling) before the next */
     bool notify_result;
     struct oplog ops;     /* the operation log this applier writes (replica/oplog.h) */
     bool ops_broken;      /* a write failed: reopened before the next snapshot */
@@ -296,9 +290,7 @@ static u32 propose_expirations(struct app *a, u64 slot)
     }
     if (sent > 0) {
         ring_notify(a->seg->expire);
-        a->holding = true;
-        a->hold_until_lsn = UINT64_MAX;
-        a->hold_since_ms = mono_ms();
+        apply_policy_proposed(&a->policy, sent, mono_ms());
         atomic_fetch_add_explicit(&a->seg->app->expirations_proposed, sent, memory_order_relaxed);
     }
     return sent;
@@ -308,18 +300,13 @@ static u32 propose_expirations(struct app *a, u64 slot)
 static void expiration_tick(struct app *a, bool forced, u64 *proposed)
 {
     u64 slot = now_slot(a);
-    if (a->holding) {
-        if (a->hold_until_lsn == UINT64_MAX && ring_depth(a->seg->expire) == 0)
-            a->hold_until_lsn = atomic_load_explicit(&a->seg->seq->sequenced_lsn, memory_order_acquire);
-        if ((a->hold_until_lsn != UINT64_MAX && a->sm.last_applied_lsn >= a->hold_until_lsn) ||
-            mono_ms() - a->hold_since_ms > EXPIRE_HOLD_MAX_MS)
-            a->holding = false;
-    }
-    if (!forced && slot == a->last_scan_slot)
-        return;
-    a->last_scan_slot = slot;
-    publish_health(a);
-    if (!a->holding)
+    bool empty = ring_depth(a->seg->expire) == 0; /* then sequenced_lsn bounds every proposal */
+    u64 sequenced = empty ? atomic_load_explicit(&a->seg->seq->sequenced_lsn, memory_order_acquire) : 0;
+    unsigned todo = apply_policy_expiration(&a->policy, mono_ms(), slot, forced, a->sm.last_applied_lsn, empty,
+                                            sequenced);
+    if (todo & APPLY_POLICY_NEW_SLOT)
+        publish_health(a);
+    if (todo & APPLY_POLICY_PROPOSE)
         *proposed = propose_expirations(a, slot);
 }
 
@@ -375,12 +362,9 @@ static void snapshot_failed(struct app *a, const char *step, int detail)
     struct seg_applier *c = a->seg->app;
     atomic_fetch_add_explicit(&c->snapshot_failures, 1, memory_order_relaxed);
     atomic_store_explicit(&c->snapshot_failing, 1, memory_order_relaxed);
-    u64 base = a->w->cfg->checkpoint_interval_ms > 1000 ? a->w->cfg->checkpoint_interval_ms : 1000;
-    a->snap_backoff_ms = a->snap_backoff_ms == 0 ? base : a->snap_backoff_ms * 2;
-    if (a->snap_backoff_ms > SNAPSHOT_BACKOFF_MAX_MS)
-        a->snap_backoff_ms = SNAPSHOT_BACKOFF_MAX_MS;
-    log_warn("snapshot_failed", "lsn=%" PRIu64 " step=%s detail=%d retry_in_ms=%" PRIu64, a->snap_lsn_pending, step,
-             detail, a->w->cfg->checkpoint_interval_ms + a->snap_backoff_ms);
+    u64 backoff = apply_policy_checkpoint_failed(&a->policy);
+    log_warn("snapshot_failed", "lsn=%" PRIu64 " step=%s detail=%d retry_in_ms=%" PRIu64,
+             a->policy.snap_pending_lsn, step, detail, a->w->cfg->checkpoint_interval_ms + backoff);
 }
 
 /* In the snapshot child, once the state is encoded: unmap it, so that the parent's pages are
@@ -399,15 +383,13 @@ static void snapshot_start(struct app *a)
 {
     const struct config *cfg = a->w->cfg;
     u64 now = mono_ms();
-    if (a->snap_pid > 0 || now - a->last_snap_ms < cfg->checkpoint_interval_ms + a->snap_backoff_ms ||
-        a->sm.last_applied_lsn < a->snap_lsns[0] + cfg->checkpoint_min_entries)
+    if (a->snap_pid > 0 || !apply_policy_checkpoint_due(&a->policy, now, a->sm.last_applied_lsn))
         return;
-    a->last_snap_ms = now;
-    a->snap_lsn_pending = a->sm.last_applied_lsn;
+    apply_policy_checkpoint_started(&a->policy, a->sm.last_applied_lsn, now);
     char why[512];
     int rc = 0;
     if (a->ops_broken) { /* a fresh segment after the last snapshot, with every record it lacks */
-        rc = oplog_open(&a->ops, &io_posix, cfg->data_dir, &a->sm, a->snap_lsns[0], why, sizeof(why));
+        rc = oplog_open(&a->ops, &io_posix, cfg->data_dir, &a->sm, a->policy.snap_lsns[0], why, sizeof(why));
         a->ops_broken = rc != 0;
     }
     if (rc == 0)
@@ -422,7 +404,7 @@ static void snapshot_start(struct app *a)
     a->ops_forced_at_fork = a->ops.forced_syncs;
     pid_t pid = fork();
     if (pid != 0)
-        log_info("snapshot_started", "lsn=%" PRIu64 " fork_ms=%" PRIu64, a->snap_lsn_pending, mono_ms() - now);
+        log_info("snapshot_started", "lsn=%" PRIu64 " fork_ms=%" PRIu64, a->policy.snap_pending_lsn, mono_ms() - now);
     if (pid < 0) {
         int e = errno;
         snapshot_failed(a, "fork", e);
@@ -441,7 +423,6 @@ static void snapshot_start(struct app *a)
         _exit(0);
     }
     a->snap_pid = pid;
-    a->snap_lsn_pending = a->sm.last_applied_lsn;
 }
 
 static void snapshot_reap(struct app *a)
@@ -463,17 +444,13 @@ static void snapshot_reap(struct app *a)
     u32 synced = forced >= a->ops_rolled_at_fork ? 0 : a->ops_rolled_at_fork - (u32)forced;
     if (!a->ops_broken)
         oplog_synced(&a->ops, synced < a->ops.unsynced_count ? synced : a->ops.unsynced_count);
-    a->snap_backoff_ms = 0;
+    u64 prune = apply_policy_checkpoint_done(&a->policy);
     atomic_store_explicit(&c->snapshot_failing, 0, memory_order_relaxed);
-    if (a->snap_lsns[0] != 0 && a->snap_lsns[0] < a->snap_lsn_pending)
-        a->snap_lsns[1] = a->snap_lsns[0];
-    a->snap_lsns[0] = a->snap_lsn_pending;
-    atomic_store_explicit(&c->snapshot_lsn, a->snap_lsns[0], memory_order_relaxed);
+    atomic_store_explicit(&c->snapshot_lsn, a->policy.snap_lsns[0], memory_order_relaxed);
     atomic_fetch_add_explicit(&c->snapshots_written, 1, memory_order_relaxed);
-    if (a->snap_lsns[1] != 0) /* keep the WAL from the older kept snapshot on */
-        atomic_store_explicit(&c->prune_below_lsn, a->snap_lsns[1] + 1, memory_order_release);
-    log_info("snapshot_written", "lsn=%" PRIu64 " prune_below_lsn=%" PRIu64, a->snap_lsns[0],
-             a->snap_lsns[1] != 0 ? a->snap_lsns[1] + 1 : 0);
+    if (prune != 0) /* the WAL from the older kept snapshot on */
+        atomic_store_explicit(&c->prune_below_lsn, prune, memory_order_release);
+    log_info("snapshot_written", "lsn=%" PRIu64 " prune_below_lsn=%" PRIu64, a->policy.snap_lsns[0], prune);
 }
 
 /* ---- start ------------------------------------------------------------------------------- */
@@ -529,8 +506,11 @@ static int recover(struct app *a)
         log_error("oplog_open_failed", "errno=%d reason=\"%s\" action=stop_daemon", -rc, why);
         return WORKER_EXIT_FATAL;
     }
-    a->snap_lsns[0] = rep.snapshot_lsn;
-    a->last_snap_ms = mono_ms();
+    struct apply_policy_config pc = { .checkpoint_interval_ms = cfg->checkpoint_interval_ms,
+                                      .checkpoint_min_entries = cfg->checkpoint_min_entries,
+                                      .expire_hold_max_ms = EXPIRE_HOLD_MAX_MS,
+                                      .snapshot_backoff_max_ms = SNAPSHOT_BACKOFF_MAX_MS };
+    apply_policy_init(&a->policy, &pc, mono_ms(), rep.snapshot_lsn);
     atomic_store(&c->applied_lsn, a->sm.last_applied_lsn);
     atomic_store(&c->snapshot_lsn, rep.snapshot_lsn);
     atomic_store(&c->recovery_kind, rep.kind);
