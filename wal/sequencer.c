@@ -44,11 +44,10 @@
 #include "config.h"
 
 #include "common/assert.h"
-#include "common/hash.h"
 #include "common/table_memory.h"
 #include "net/proto.h"
-#include "replica/index.h"
 #include "replica/meta.h"
+#include "replica/retry_cache.h"
 #include "replica/snapshot.h"
 #include "supervisor/log.h"
 #include "supervisor/worker.h"
@@ -71,95 +70,12 @@
 ADB_STATIC_ASSERT(PROTO_REJECT_MAX < 8, "seg_sequencer.rejected holds every reject code");
 #define SEQ_SPARE_SLICE (1u << 20) /* next segment prepared 1 MiB per loop: a few ms, never 100 */
 
-/* ---- retry cache: operation id -> (fingerprint, lsn), FIFO by slot ------------------------ */
-
-/* 40 bytes (the id as two words: a u128 member would pad the record to 48). */
-struct seq_op {
-    u64 id_lo, id_hi;
-    u64 fp; /* sm_fingerprint */
-    u64 lsn;
-    u64 retire_after_slot;
-};
-
-static inline u128 seq_op_id(const struct seq_op *o)
-{
-    return U128_MAKE(o->id_hi, o->id_lo);
-}
-
-struct seq_cache {
-    struct seq_op *ops; /* ring in insertion order (slots never decrease) */
-    u32 capacity, head, count;
-    struct index ix;
-    struct index_slot *slots;
-    u64 window_slots, margin_slots;
-};
-
-static bool cache_init(struct seq_cache *c, u32 capacity, u64 window_slots, bool prefault)
-{
-    memset(c, 0, sizeof(*c));
-    c->capacity = capacity;
-    c->window_slots = window_slots;
-    c->margin_slots = window_slots / 8 + 1; /* answer from the cache only well inside the window */
-    c->ops = table_memory_map((u64)capacity * sizeof(*c->ops), prefault);
-    c->slots = table_memory_map(index_slot_count(capacity) * sizeof(*c->slots), prefault);
-    if (c->ops == NULL || c->slots == NULL)
-        return false;
-    index_init_zeroed(&c->ix, c->slots, capacity); /* fresh mapping: zero */
-    return true;
-}
-
-static void cache_drop_oldest(struct seq_cache *c)
-{
-    ADB_ASSERT(c->count > 0);
-    struct seq_op *o = &c->ops[c->head];
-    index_remove(&c->ix, hash_u128(seq_op_id(o)), c->head + 1);
-    o->id_lo = o->id_hi = 0;
-    c->head = (c->head + 1) % c->capacity;
-    c->count--;
-}
-
-static void cache_retire(struct seq_cache *c, u64 slot)
-{
-    while (c->count > 0 && c->ops[c->head].retire_after_slot < slot)
-        cache_drop_oldest(c);
-}
-
-static struct seq_op *cache_find(struct seq_cache *c, u128 id)
-{
-    u64 h = hash_u128(id);
-    struct index_probe p = index_probe_start(&c->ix, h);
-    u32 ref;
-    while ((ref = index_probe_next(&c->ix, &p, h)) != 0)
-        if (seq_op_id(&c->ops[ref - 1]) == id)
-            return &c->ops[ref - 1];
-    return NULL;
-}
-
-/* known_absent: the caller just looked the id up and missed (saves a second probe per write). */
-static void cache_add(struct seq_cache *c, const struct sm_command *cmd, u64 lsn, u64 slot, bool known_absent)
-{
-    if (!known_absent && cache_find(c, cmd->operation_id) != NULL)
-        return; /* keep the first: it is what the state machine recorded first */
-    if (c->count == c->capacity)
-        cache_drop_oldest(c); /* a cache: forgetting only costs a frame later */
-    u32 pos = (c->head + c->count) % c->capacity;
-    struct seq_op *o = &c->ops[pos];
-    o->id_lo = U128_LO(cmd->operation_id);
-    o->id_hi = U128_HI(cmd->operation_id);
-    o->fp = sm_fingerprint(cmd);
-    o->lsn = lsn;
-    o->retire_after_slot = slot + c->window_slots;
-    index_insert(&c->ix, hash_u128(cmd->operation_id), pos + 1);
-    c->count++;
-}
-
 /* ---- the worker ------------------------------------------------------------------------ */
 
 u64 sequencer_memory(const struct config *cfg)
 {
     u64 cap = cfg->operation_capacity;
-    return cap * sizeof(struct seq_op) + index_slot_count((u32)cap) * sizeof(struct index_slot) +
-           (u64)SEQ_BATCH_MAX * sizeof(struct shlog_entry);
+    return retry_cache_bytes((u32)cap) + (u64)SEQ_BATCH_MAX * sizeof(struct shlog_entry);
 }
 
 struct seq {
@@ -167,7 +83,7 @@ struct seq {
     struct segment *seg;
     struct wal_log wal;
     struct meta *meta;
-    struct seq_cache cache;
+    struct retry_cache cache; /* replica/retry_cache.h */
     struct shlog_entry *stash; /* frames of the current batch, published after the fsync */
     u32 stash_count;
     struct slot_clock clock;
@@ -206,8 +122,8 @@ static int replay_frame(void *ctx, const struct wal_frame *f, const struct sm_co
 {
     struct seq *q = ctx;
     if (cmd->kind != SM_CMD_EXPIRE) {
-        cache_retire(&q->cache, f->request_slot);
-        cache_add(&q->cache, cmd, f->lsn, f->request_slot, false);
+        retry_cache_retire(&q->cache, f->request_slot);
+        retry_cache_add(&q->cache, cmd, f->lsn, f->request_slot, false);
     }
     if (f->lsn <= q->published_before)
         return 0;
@@ -260,7 +176,7 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
     const u8 *frame = wal_log_last_frame(&q->wal, &e->frame_len);
     memcpy(e->frame, frame, e->frame_len);
     if (cmd->kind != SM_CMD_EXPIRE)
-        cache_add(&q->cache, cmd, lsn, slot, known_absent);
+        retry_cache_add(&q->cache, cmd, lsn, slot, known_absent);
     atomic_store_explicit(&q->seg->seq->sequenced_lsn, lsn, memory_order_relaxed);
     return true;
 }
@@ -306,24 +222,21 @@ static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *
         atomic_fetch_add_explicit(&c->rejected[PROTO_REJECT_LSN_EXHAUSTED], 1, memory_order_relaxed);
         return true;
     }
-    const struct seq_op *o = cache_find(&q->cache, m->cmd.operation_id);
-    if ((m->tag.flags & MSG_TAG_FORCE_LOG) == 0) {
-        u64 durable = q->wal.durable_lsn;
-        if (o != NULL && o->lsn <= durable && o->retire_after_slot >= slot + q->cache.margin_slots) {
-            if (sm_fingerprint(&m->cmd) == o->fp) {
-                struct msg_retry *r;
-                if ((r = ring_claim(q->seg->retry)) != NULL) {
-                    r->tag = m->tag;
-                    r->cmd = m->cmd;
-                    r->lsn = o->lsn;
-                    ring_publish_quiet(q->seg->retry, sizeof(*r));
-                    q->notify_retry = true;
-                    atomic_fetch_add_explicit(&c->retries_answered, 1, memory_order_relaxed);
-                    return true;
-                }
-                /* retry ring full: log it; the state machine answers from its record */
-            }
+    const struct retry_entry *o = retry_cache_find(&q->cache, m->cmd.operation_id);
+    u64 first = (m->tag.flags & MSG_TAG_FORCE_LOG) != 0
+                    ? 0 : retry_cache_answer(&q->cache, o, &m->cmd, slot, q->wal.durable_lsn);
+    if (first != 0) {
+        struct msg_retry *r;
+        if ((r = ring_claim(q->seg->retry)) != NULL) {
+            r->tag = m->tag;
+            r->cmd = m->cmd;
+            r->lsn = first;
+            ring_publish_quiet(q->seg->retry, sizeof(*r));
+            q->notify_retry = true;
+            atomic_fetch_add_explicit(&c->retries_answered, 1, memory_order_relaxed);
+            return true;
         }
+        /* retry ring full: log it; the state machine answers from its record */
     }
     /* The metadata is retried by maintenance; the next segment by the next write that needs it,
      * once a retry interval has passed. */
@@ -617,11 +530,13 @@ int sequencer_main(const struct worker_ctx *w)
     struct seq *q = calloc(1, sizeof(*q));
     struct sm_config smc;
     config_sm(w->cfg, &smc);
-    if (q == NULL || !cache_init(&q->cache, w->cfg->operation_capacity, smc.dedupe_window_slots, w->cfg->prefault_memory) ||
-        (q->stash = calloc(SEQ_BATCH_MAX, sizeof(*q->stash))) == NULL) {
+    void *cache_memory = q == NULL ? NULL
+                       : table_memory_map(retry_cache_bytes(w->cfg->operation_capacity), w->cfg->prefault_memory);
+    if (q == NULL || cache_memory == NULL || (q->stash = calloc(SEQ_BATCH_MAX, sizeof(*q->stash))) == NULL) {
         log_error("out_of_memory", "what=sequencer_tables");
         return WORKER_EXIT_CRASH;
     }
+    retry_cache_init(&q->cache, cache_memory, w->cfg->operation_capacity, smc.dedupe_window_slots);
     q->w = w;
     q->seg = w->seg;
     int rc = open_all(q);
@@ -642,7 +557,7 @@ int sequencer_main(const struct worker_ctx *w)
             continue;
         }
         u64 slot = now_slot(q);
-        cache_retire(&q->cache, slot);
+        retry_cache_retire(&q->cache, slot);
         bool storage_ok = true;
         const void *p;
         u32 len;
