@@ -97,52 +97,23 @@ static u64 seal_block(u8 *b, u32 count, u64 through_lsn)
 
 struct seg_list {
     u64 *starts;
-    u32 count, cap;
-    bool overflow;
+    u32 count;
 };
-
-static int list_one(void *ctx, const char *name)
-{
-    struct seg_list *l = ctx;
-    u64 start;
-    if (!oplog_parse_name(name, &start))
-        return 0;
-    if (l->count == l->cap) {
-        l->overflow = true;
-        return 1;
-    }
-    l->starts[l->count++] = start;
-    return 0;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-    u64 x = *(const u64 *)a, y = *(const u64 *)b;
-    return (x > y) - (x < y);
-}
 
 /* Segment starts, ascending, in a malloc'd array (free it). */
 static int list_segments(struct io *io, const char *dir, struct seg_list *l, char *why, size_t why_len)
 {
-    memset(l, 0, sizeof(*l));
-    l->cap = SEGMENTS_MAX;
-    l->starts = malloc(sizeof(u64) * l->cap);
+    l->count = 0;
+    l->starts = malloc(sizeof(u64) * SEGMENTS_MAX);
     if (l->starts == NULL)
         return -ENOMEM;
-    int rc = io->ops->list_dir(io, dir, list_one, l);
-    if (l->overflow) {
-        why_set(why, why_len, "%s: more than %d operation log segments", dir, SEGMENTS_MAX);
-        rc = -EMFILE;
-    } else if (rc != 0) {
-        why_set(why, why_len, "%s: cannot list directory: %s", dir, strerror(-rc));
-    }
+    int rc = io_list_numbered(io, dir, NAME_PREFIX, ".log", "operation log segments", l->starts, SEGMENTS_MAX,
+                              &l->count, why, why_len);
     if (rc != 0) {
         free(l->starts);
         l->starts = NULL;
-        return rc;
     }
-    qsort(l->starts, l->count, sizeof(u64), cmp_u64);
-    return 0;
+    return rc;
 }
 
 static bool seg_path(const char *dir, u64 start, char *out, size_t cap)
@@ -298,20 +269,15 @@ int oplog_flush(struct oplog *w, const sm_t *sm, char *why, size_t why_len)
     return rc != 0 ? rc : write_block(w, sm->last_applied_lsn, why, why_len);
 }
 
-/* Writes the file back 16 MiB at a time, waiting for each chunk before the next is queued, so
- * a gigabyte of log never sits in the disk's queue ahead of the WAL's fsyncs; the datasync
- * that follows then has little left to do. */
+/* Writes the file back a chunk at a time (io_writeback_step), so a gigabyte of log never sits
+ * in the disk's queue ahead of the WAL's fsyncs; the datasync that follows has little left. */
 static void paced_writeback(struct io *io, int fd)
 {
-    const u64 chunk = (u64)16 << 20;
     u64 size = 0;
     if (io->ops->writeback == NULL || io->ops->size(io, fd, &size) != 0)
         return;
-    for (u64 off = 0; off < size; off += chunk) {
-        io_writeback(io, fd, off, size - off < chunk ? size - off : chunk, false);
-        if (off >= chunk)
-            io_writeback(io, fd, off - chunk, chunk, true);
-    }
+    for (u64 off = 0; off < size; off += IO_WRITEBACK_CHUNK)
+        io_writeback_step(io, fd, off, size - off < IO_WRITEBACK_CHUNK ? size - off : IO_WRITEBACK_CHUNK);
 }
 
 int oplog_sync(struct oplog *w, char *why, size_t why_len)

@@ -83,21 +83,15 @@ static bool snap_path(const char *dir, u64 lsn, char *out, size_t cap)
     return snapshot_file_name(name, sizeof(name), lsn) && io_path(out, cap, dir, name);
 }
 
-/* The operation log as a snapshot's source of operation records. */
-struct log_source {
-    struct oplog_reader r;
-};
-
+/* The operation log as a snapshot's source of operation records (ctx: the reader). */
 static int log_next(void *ctx, struct sm_operation *out, char *why, size_t why_len)
 {
-    struct log_source *s = ctx;
-    return oplog_reader_next(&s->r, out, why, why_len);
+    return oplog_reader_next(ctx, out, why, why_len);
 }
 
 static const char *log_damage(void *ctx)
 {
-    struct log_source *s = ctx;
-    return s->r.damage;
+    return ((const struct oplog_reader *)ctx)->damage;
 }
 
 enum snapshot_status recovery_decode_snapshot(struct io *io, const char *dir, const u8 *buf, u64 len,
@@ -107,20 +101,19 @@ enum snapshot_status recovery_decode_snapshot(struct io *io, const char *dir, co
     enum snapshot_status st = snapshot_decode_info(buf, len, &info, why, why_len);
     if (st != SNAPSHOT_OK)
         return st;
-    struct log_source *src = malloc(sizeof(*src));
-    if (src == NULL) {
+    struct oplog_reader *r = malloc(sizeof(*r)); /* a 4 KiB path in it: not on the stack */
+    if (r == NULL) {
         why_set(why, why_len, "out of memory");
         return SNAPSHOT_OPERATIONS_MISSING;
     }
-    int rc = oplog_reader_open(&src->r, io, dir, info.last_applied_lsn, why, why_len);
-    if (rc != 0) {
-        free(src);
+    if (oplog_reader_open(r, io, dir, info.last_applied_lsn, why, why_len) != 0) {
+        free(r);
         return SNAPSHOT_OPERATIONS_MISSING;
     }
-    struct snapshot_ops ops = { log_next, log_damage, src };
+    struct snapshot_ops ops = { log_next, log_damage, r };
     st = snapshot_decode(buf, len, cfg, &ops, sm, why, why_len);
-    oplog_reader_close(&src->r);
-    free(src);
+    oplog_reader_close(r);
+    free(r);
     return st;
 }
 
@@ -370,8 +363,6 @@ int checkpoint_run(struct io *io, const char *dir, const sm_t *sm, struct wal_lo
     if (rc == 0 && l->count >= 1) {
         u64 keep = l->count >= 2 ? operations_from_file(io, dir, l->lsn[1])
                                  : operations_from(sm->last_applied_lsn, sm->operation_oldest_lsn);
-        if (l->lsn[0] != sm->last_applied_lsn)
-            keep = 0; /* not our snapshot on top: leave the log alone */
         if (keep > 0)
             rc = oplog_prune(io, dir, keep, &rep->oplog_segments_removed, why, why_len);
     }

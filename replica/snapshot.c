@@ -1075,15 +1075,11 @@ static int write_durable(struct io *io, const char *path, const u8 *buf, u64 len
     /* In chunks, each sent to the disk as it is written and the one before waited for: a
      * snapshot of a gigabyte must not sit in the page cache and then stall the WAL's fsyncs
      * (the sequencer's commits) for seconds while it flushes at the end. */
-    const u64 chunk = (u64)8 << 20;
-    for (u64 off = 0; rc == 0 && off < len; off += chunk) {
-        u64 n = len - off < chunk ? len - off : chunk;
+    for (u64 off = 0; rc == 0 && off < len; off += IO_WRITEBACK_CHUNK) {
+        u64 n = len - off < IO_WRITEBACK_CHUNK ? len - off : IO_WRITEBACK_CHUNK;
         rc = io_write_all(io, fd, buf + off, (size_t)n, off);
-        if (rc == 0) {
-            io_writeback(io, fd, off, n, false);
-            if (off >= chunk)
-                io_writeback(io, fd, off - chunk, chunk, true);
-        }
+        if (rc == 0)
+            io_writeback_step(io, fd, off, n);
     }
     if (rc != 0)
         io_fail(why, why_len, rc, "write %s", path);

@@ -8,44 +8,8 @@
 # refusals (unformatted, locked, metadata contradicting the WAL, corruption) with their exit
 # codes.
 set -u
-b="${top_builddir:-.}"
-allocdbd="$b/allocdbd"
-cli="$b/allocdb"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
-tmp=$(mktemp -d)
-sup=
-cleanup() {
-    [ -n "$sup" ] && kill -9 "$sup" 2>/dev/null
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-log="$tmp/allocdbd.log"
-: > "$log"
-
-start_daemon() { # start_daemon DIR [OPTIONS]: background, wait for ready, set sup and addr
-    local dir=$1 from
-    shift
-    from=$(wc -l < "$log" 2>/dev/null || echo 0)
-    "$allocdbd" start --prefault-memory 0 --data-dir "$dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 "$@" 2>>"$log" &
-    sup=$!
-    for _ in $(seq 1 200); do
-        line=$(tail -n +"$((from + 1))" "$log" | grep -m1 ' ready listen=' || true)
-        if [ -n "$line" ]; then
-            addr=$(printf '%s\n' "$line" | sed -n 's/.* listen=\([^ ]*\).*/\1/p')
-            port=${addr##*:}
-            admin_port=$(printf '%s\n' "$line" | sed -n 's/.* admin_listen=[^ ]*:\([0-9]*\).*/\1/p')
-            return 0
-        fi
-        kill -0 "$sup" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-stop_daemon() { kill -TERM "$sup"; wait "$sup"; local st=$?; sup=; return $st; }
+. "$(dirname "$0")/daemon_lib.sh"
+ready_steps=200
 
 # run NAME WANT_EXIT PATTERN ARGS...: the CLI's exit status and output
 run() {
@@ -62,7 +26,7 @@ echo "1..61"
 pinned=(--slot-duration-ms 50 --resource-capacity 4 --reservation-capacity 3 --expiration-capacity 2
         --operation-capacity 40 --max-ttl-ms 60s --history-window-ms 1s --dedupe-window-ms 3s)
 "$allocdbd" format --data-dir "$tmp/d" "${pinned[@]}" > /dev/null
-start_daemon "$tmp/d" "${pinned[@]}" --max-connections 4
+daemon_start "$tmp/d" "${pinned[@]}" --max-connections 4
 [ $? -eq 0 ] && ok "allocdbd starts" || not_ok "allocdbd starts" "$(tail -5 "$log")"
 
 run "create-resource: ok (exit 0)" 0 "committed: ok" create-resource 1
@@ -151,10 +115,10 @@ printf '%s\n' "$resp" | grep -q '"applied_lsn"' && printf '%s\n' "$resp" | grep 
     ok "admin /status: JSON with LSNs, the dedupe window, recovery and workers" || not_ok "admin /status" "$resp"
 resp=$(http_get /nope)
 printf '%s\n' "$resp" | head -1 | grep -q ' 404 ' && ok "admin: unknown path 404" || not_ok "admin 404" "$resp"
-stop_daemon
+daemon_stop
 
 # Expiration, and the protocol's bad inputs, on a roomier node.
-start_daemon "$tmp/d" "${pinned[@]}" --max-connections 4
+daemon_start "$tmp/d" "${pinned[@]}" --max-connections 4
 sleep 3.2 # the operations of the first run leave the dedupe window
 "$cli" --addr "$addr" tick > /dev/null
 "$cli" --addr "$addr" release "$r2" 20 > /dev/null # room in the expiration index
@@ -239,7 +203,7 @@ wait $p
 st=$?
 [ $st -eq 3 ] && grep -q "locked by another allocdbd" "$tmp/e" && ok "a second daemon on the same dir: exit 3, locked" ||
     not_ok "a second daemon: locked" "exit $st: $(cat "$tmp/e")"
-stop_daemon
+daemon_stop
 [ $? -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0"
 mkdir "$tmp/empty"
 "$allocdbd" start --prefault-memory 0 --data-dir "$tmp/empty" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 2>"$tmp/e"

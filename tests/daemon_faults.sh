@@ -119,15 +119,21 @@ daemon_stop
 st=$?
 [ $st -eq 0 ] && ok "SIGTERM: exit 0" || not_ok "SIGTERM: exit 0" "exit $st"
 
+# two_snapshots DIR FIRST: a fresh node on DIR, resources FIRST..FIRST+39 created in two
+# rounds with a checkpoint after each (snapshots every 100 ms), then stopped.
+two_snapshots() {
+    "$allocdbd" format --data-dir "$1" "${pinned[@]}" > /dev/null
+    daemon_start "$1" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
+    for r in $(seq "$2" $(($2 + 19))); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
+    sleep 1
+    for r in $(seq $(($2 + 20)) $(($2 + 39))); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
+    sleep 1
+    daemon_stop
+}
+
 # 4. A damaged newest snapshot is skipped, and said so where an operator looks (a fresh
 #    directory: the load above filled the dedupe table, so new creates would not take effect).
-"$allocdbd" format --data-dir "$tmp/s" "${pinned[@]}" > /dev/null
-daemon_start "$tmp/s" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
-for r in $(seq 301 320); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
-sleep 1
-for r in $(seq 321 340); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
-sleep 1
-daemon_stop
+two_snapshots "$tmp/s" 301
 newest=$(ls "$tmp/s"/snapshot-*.snap | tail -1)
 count=$(ls "$tmp/s"/snapshot-*.snap | wc -l)
 size=$(stat -c %s "$newest")
@@ -169,13 +175,7 @@ daemon_stop
 # 6. A damaged record in the operation log (replica/oplog.h), needed by both kept snapshots:
 #    each is rejected with the damage named, and recovery falls back to the WAL, which here
 #    still starts at LSN 1 (one segment); every write is served, retries included.
-"$allocdbd" format --data-dir "$tmp/o" "${pinned[@]}" > /dev/null
-daemon_start "$tmp/o" "${pinned[@]}" --checkpoint-interval-ms 100 --checkpoint-min-entries 5
-for r in $(seq 1 20); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
-sleep 1
-for r in $(seq 21 40); do "$cli" --addr "$addr" create-resource $r > /dev/null; done
-sleep 1
-daemon_stop
+two_snapshots "$tmp/o" 1
 ops0=$(ls "$tmp/o"/ops-*.log | head -1)
 count=$(ls "$tmp/o"/snapshot-*.snap | wc -l)
 flip_byte "$ops0" $((64 + 32 + 40)) # the first block's first record (its applied_lsn)

@@ -18,6 +18,61 @@ void io_writeback(struct io *io, int fd, u64 off, u64 len, bool wait)
         (void)io->ops->writeback(io, fd, off, len, wait);
 }
 
+void io_writeback_step(struct io *io, int fd, u64 off, u64 len)
+{
+    io_writeback(io, fd, off, len, false);
+    if (off >= IO_WRITEBACK_CHUNK)
+        io_writeback(io, fd, off - IO_WRITEBACK_CHUNK, IO_WRITEBACK_CHUNK, true);
+}
+
+struct numbered {
+    const char *prefix, *suffix;
+    u64 *out;
+    u32 cap, count;
+    bool overflow;
+};
+
+static int numbered_one(void *ctx, const char *name)
+{
+    struct numbered *l = ctx;
+    u64 n;
+    if (!io_name_parse(name, l->prefix, l->suffix, &n))
+        return 0;
+    if (l->count == l->cap) {
+        l->overflow = true;
+        return 1;
+    }
+    l->out[l->count++] = n;
+    return 0;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    u64 x = *(const u64 *)a, y = *(const u64 *)b;
+    return (x > y) - (x < y);
+}
+
+int io_list_numbered(struct io *io, const char *dir, const char *prefix, const char *suffix, const char *what,
+                     u64 *out, u32 cap, u32 *count, char *why, size_t why_len)
+{
+    struct numbered l = { prefix, suffix, out, cap, 0, false };
+    int rc = io->ops->list_dir(io, dir, numbered_one, &l);
+    *count = 0;
+    if (l.overflow) {
+        if (why != NULL && why_len > 0)
+            snprintf(why, why_len, "%s: more than %u %s", dir, cap, what);
+        return -EMFILE;
+    }
+    if (rc != 0) {
+        if (why != NULL && why_len > 0)
+            snprintf(why, why_len, "%s: cannot list directory: %s", dir, strerror(-rc));
+        return rc;
+    }
+    qsort(out, l.count, sizeof(u64), cmp_u64);
+    *count = l.count;
+    return 0;
+}
+
 int io_write_all(struct io *io, int fd, const void *buf, size_t len, u64 off)
 {
     const u8 *p = buf;

@@ -74,6 +74,15 @@ extern struct io io_posix;
 /* io->ops->writeback if the io has one; errors are ignored (it is a hint). */
 void io_writeback(struct io *io, int fd, u64 off, u64 len, bool wait);
 
+/*
+ * Paced writeback, IO_WRITEBACK_CHUNK at a time: queues [off, off + len) and waits for the
+ * chunk before it, so at most two chunks of a big write are in the disk's queue ahead of
+ * anyone else's fsync (the WAL's). Call it for each chunk as it is written, in order, or once
+ * per chunk over data already written.
+ */
+#define IO_WRITEBACK_CHUNK ((u64)8 << 20)
+void io_writeback_step(struct io *io, int fd, u64 off, u64 len);
+
 /* Writes all len bytes at off, looping over short writes; -EIO if a write makes no progress. */
 int io_write_all(struct io *io, int fd, const void *buf, size_t len, u64 off);
 
@@ -88,6 +97,14 @@ int io_read_all(struct io *io, int fd, void *buf, size_t len, u64 off);
 #define IO_NAME_DIGITS 20
 bool io_name_make(char *out, size_t cap, const char *prefix, u64 number, const char *suffix);
 bool io_name_parse(const char *name, const char *prefix, const char *suffix, u64 *number /* OUT */);
+
+/*
+ * The numbers of dir's files named that way, ascending, into out (at most cap); *count (OUT).
+ * -EMFILE if there are more than cap, or the list_dir error; `why` (may be NULL) says which.
+ * what names the files in the message ("WAL segments").
+ */
+int io_list_numbered(struct io *io, const char *dir, const char *prefix, const char *suffix, const char *what,
+                     u64 *out, u32 cap, u32 *count, char *why, size_t why_len);
 
 /* Reads a whole file into a malloc'd buffer: *buf (OUT, caller frees), *len (OUT). 0 or -errno. */
 int io_read_file(struct io *io, const char *path, u8 **buf, u64 *len);

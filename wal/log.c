@@ -49,47 +49,29 @@ static bool seg_path(const struct wal_log *w, u64 first_lsn, char *out, size_t c
 
 /* ---- listing ---------------------------------------------------------------------------- */
 
-struct listing {
-    struct wal_log *w;
-    int overflow;
-};
-
-static int list_one(void *ctx, const char *name)
-{
-    struct listing *l = ctx;
-    u64 lsn;
-    if (!wal_segment_parse_name(name, &lsn))
-        return 0; /* not a segment: snapshots, metadata, temp files live here too */
-    if (l->w->segment_count == WAL_SEGMENTS_MAX) {
-        l->overflow = 1;
-        return 1;
-    }
-    l->w->segments[l->w->segment_count++].first_lsn = lsn;
-    return 0;
-}
-
-static int cmp_segment(const void *a, const void *b)
-{
-    u64 x = ((const struct wal_segment_ref *)a)->first_lsn;
-    u64 y = ((const struct wal_segment_ref *)b)->first_lsn;
-    return (x > y) - (x < y);
-}
-
+/* Segments, ascending (snapshots, the operation log, metadata and temp files live here too). */
 static int list_segments(struct wal_log *w, char *why, size_t why_len)
 {
-    struct listing l = { .w = w, .overflow = 0 };
     w->segment_count = 0;
-    int rc = w->io->ops->list_dir(w->io, w->dir, list_one, &l);
-    if (l.overflow) {
-        why_set(why, why_len, "%s: more than %d WAL segments", w->dir, WAL_SEGMENTS_MAX);
-        return -EMFILE;
+    u64 *lsns = malloc(sizeof(u64) * (WAL_SEGMENTS_MAX + 1));
+    if (lsns == NULL)
+        return -ENOMEM;
+    u32 n;
+    /* One more than fits: a name numbered 0 is no segment (wal_segment_parse_name) and skipped. */
+    int rc = io_list_numbered(w->io, w->dir, SEG_PREFIX, SEG_SUFFIX, "WAL segments", lsns, WAL_SEGMENTS_MAX + 1, &n,
+                              why, why_len);
+    for (u32 i = 0; rc == 0 && i < n; i++) {
+        if (lsns[i] == 0)
+            continue;
+        if (w->segment_count == WAL_SEGMENTS_MAX) {
+            why_set(why, why_len, "%s: more than %d WAL segments", w->dir, WAL_SEGMENTS_MAX);
+            rc = -EMFILE;
+            break;
+        }
+        w->segments[w->segment_count++].first_lsn = lsns[i];
     }
-    if (rc != 0) {
-        why_set(why, why_len, "%s: cannot list directory: %s", w->dir, strerror(-rc));
-        return rc;
-    }
-    qsort(w->segments, w->segment_count, sizeof(w->segments[0]), cmp_segment);
-    return 0;
+    free(lsns);
+    return rc;
 }
 
 /* ---- creating segments ------------------------------------------------------------------ */
