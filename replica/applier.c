@@ -208,12 +208,15 @@ static int apply_log(struct app *a, int *rc)
                         ring_tail(seg->shlog, SHLOG_APPLIER));
             return -1;
         }
-        if (f.lsn > a->sm.last_applied_lsn) {
-            if (f.lsn != a->sm.last_applied_lsn + 1 || f.request_slot < a->sm.last_request_slot) {
-                *rc = shm_fault("shared_log_gap", "LSN %" PRIu64 " does not follow the applied LSN %" PRIu64, f.lsn,
-                            a->sm.last_applied_lsn);
-                return -1;
-            }
+        enum apply_entry what = apply_policy_entry(a->sm.last_applied_lsn, a->sm.last_request_slot, f.lsn,
+                                                   f.request_slot);
+        if (what == APPLY_ENTRY_GAP) {
+            *rc = shm_fault("shared_log_gap", "LSN %" PRIu64 " (slot %" PRIu64 ") does not follow the applied LSN %"
+                            PRIu64 " (slot %" PRIu64 ")", f.lsn, f.request_slot, a->sm.last_applied_lsn,
+                            a->sm.last_request_slot);
+            return -1;
+        }
+        if (what == APPLY_ENTRY_APPLY) {
             struct sm_outcome o = sm_apply(&a->sm, f.lsn, f.request_slot, &cmd);
             atomic_fetch_add_explicit(&c->commands[cmd.kind], 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&c->results[o.result], 1, memory_order_relaxed);
@@ -251,7 +254,7 @@ static int answer_retries(struct app *a, bool *blocked)
         if (st == RING_CORRUPT)
             return -1;
         const struct msg_retry *m = p;
-        if (m->lsn > a->sm.last_applied_lsn) {
+        if (!apply_policy_retry_ready(a->sm.last_applied_lsn, m->lsn)) {
             *blocked = true; /* its entry is durable and on its way through the shared log */
             break;
         }
@@ -272,12 +275,11 @@ static int answer_retries(struct app *a, bool *blocked)
 
 static u32 propose_expirations(struct app *a, u64 slot)
 {
-    /* Due means the deadline slot has *ended*: the reservation's first slot had already begun
-     * when it was stamped, so expiring at the start of the deadline slot could cut up to one
-     * slot off the TTL in wall-clock time. One slot later, a client's TTL always holds in full. */
-    if (slot == 0)
+    /* Due means the deadline slot has *ended* (replica/apply_policy.h). */
+    u64 through;
+    if (!apply_policy_due_through(slot, &through))
         return 0;
-    u32 n = sm_due_expirations(&a->sm, slot - 1, a->due, a->due_max);
+    u32 n = sm_due_expirations(&a->sm, through, a->due, a->due_max);
     u32 sent = 0;
     for (u32 i = 0; i < n; i++) {
         struct msg_expire *m = ring_claim(a->seg->expire);
@@ -462,8 +464,8 @@ static int recover(struct app *a)
     bool first = atomic_load(&a->seg->workers[ROLE_APPLIER].restarts) == 0;
     /* Never past what the sequencer made durable: on the first start, the point its recovery
      * synced; after a restart, what was applied (published only once durable). */
-    u64 limit = first ? atomic_load_explicit(&a->seg->seq->durable_lsn, memory_order_acquire)
-                      : atomic_load_explicit(&c->applied_lsn, memory_order_acquire);
+    u64 limit = apply_policy_recovery_limit(first, atomic_load_explicit(&a->seg->seq->durable_lsn, memory_order_acquire),
+                                            atomic_load_explicit(&c->applied_lsn, memory_order_acquire));
     struct recovery_options opt = { .read_only = true };
     opt.wal.segment_bytes = cfg->wal_segment_bytes;
     opt.wal.stop_after_lsn = limit;

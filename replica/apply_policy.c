@@ -73,3 +73,32 @@ u64 apply_policy_checkpoint_failed(struct apply_policy *p)
         p->backoff_ms = p->cfg.snapshot_backoff_max_ms;
     return p->backoff_ms;
 }
+
+enum apply_entry apply_policy_entry(u64 applied_lsn, u64 applied_slot, u64 lsn, u64 slot)
+{
+    if (lsn <= applied_lsn)
+        return APPLY_ENTRY_SKIP;
+    if (lsn != applied_lsn + 1 || slot < applied_slot)
+        return APPLY_ENTRY_GAP;
+    return APPLY_ENTRY_APPLY;
+}
+
+u64 apply_policy_recovery_limit(bool first_start, u64 durable_lsn, u64 published_applied_lsn)
+{
+    return first_start ? durable_lsn : published_applied_lsn;
+}
+
+bool apply_policy_retry_ready(u64 applied_lsn, u64 retry_lsn)
+{
+    return retry_lsn <= applied_lsn;
+}
+
+bool apply_policy_due_through(u64 slot, u64 *deadline_slot)
+{
+    /* The reservation's first slot had already begun when it was stamped: expiring at the start
+     * of the deadline slot could cut up to one slot off the TTL in wall-clock time. */
+    if (slot == 0)
+        return false;
+    *deadline_slot = slot - 1;
+    return true;
+}

@@ -22,6 +22,15 @@
  *   - The WAL is pruned only behind the older of the two newest snapshots (one checkpoint of
  *     overlap, replica/recovery.h): after a success, prune_below_lsn = older + 1, or 0 (nothing)
  *     while there is no older one.
+ *   - Apply and restart. Entries come in LSN order: one at or below the applied LSN is skipped
+ *     (a restarted sequencer publishes again what a crash left unpublished or half published,
+ *     and a restarted applier meets entries its predecessor applied); one that does not follow
+ *     it exactly, or whose slot is below the last applied slot, is shared-memory damage (the
+ *     daemon restarts and trusts the disk). A restarted applier recovers up to the applied LSN
+ *     its predecessor published (published only once durable); on the daemon's first start, up
+ *     to the LSN the sequencer's recovery made durable — never a frame only the page cache holds.
+ *     A retry the sequencer answered from its cache waits until its LSN is applied.
+ *   - A reservation is due once its deadline slot has ended: at slot s, deadlines up to s - 1.
  */
 #ifndef ADB_REPLICA_APPLY_POLICY_H
 #define ADB_REPLICA_APPLY_POLICY_H
@@ -71,5 +80,18 @@ void apply_policy_checkpoint_started(struct apply_policy *p, u64 lsn, u64 now_ms
 u64 apply_policy_checkpoint_done(struct apply_policy *p);
 /* It failed (or could not start): returns the wait before the next attempt, beyond the interval. */
 u64 apply_policy_checkpoint_failed(struct apply_policy *p);
+
+/* What an entry of the shared log at lsn, slot is to an applier at applied_lsn, applied_slot. */
+enum apply_entry { APPLY_ENTRY_APPLY = 0, APPLY_ENTRY_SKIP, APPLY_ENTRY_GAP };
+enum apply_entry apply_policy_entry(u64 applied_lsn, u64 applied_slot, u64 lsn, u64 slot);
+
+/* How far recovery reads at start (0: nothing). first_start: no applier of this daemon ran. */
+u64 apply_policy_recovery_limit(bool first_start, u64 durable_lsn, u64 published_applied_lsn);
+
+/* Whether a retry answered from the sequencer's cache (first logged at retry_lsn) can be answered. */
+bool apply_policy_retry_ready(u64 applied_lsn, u64 retry_lsn);
+
+/* The last deadline slot due at `slot`; false: none (slot 0). */
+bool apply_policy_due_through(u64 slot, u64 *deadline_slot);
 
 #endif

@@ -29,10 +29,12 @@ check "the WAL codec, scan and log include only common/ and vocab/" "(common|voc
     wal/slot_clock.[ch]
 check "the wire codec and the client library include only common/ and vocab/" \
     '(common|vocab)/.*|net/(proto|allocdb)\.h' net/proto.[ch] net/client.c net/allocdb.h
-check "snapshots and recovery include only the state machine, the WAL and below" \
-    "(common|vocab)/.*|$SM|$WAL|replica/(snapshot|recovery|oplog|apply_policy|retry_cache)\.h" \
-    replica/snapshot.[ch] replica/recovery.[ch] replica/oplog.[ch] replica/apply_policy.[ch] replica/retry_cache.[ch]
+CORES='replica/(snapshot|recovery|oplog|apply_policy|retry_cache)\.h|wal/sequencing\.h'
+check "snapshots, recovery and the cores include only the state machine, the WAL and below" \
+    "(common|vocab)/.*|$SM|$WAL|$CORES" \
+    replica/snapshot.[ch] replica/recovery.[ch] replica/oplog.[ch] replica/apply_policy.[ch] replica/retry_cache.[ch] \
+    wal/sequencing.[ch]
 check "the tools include no worker shell (supervisor/, net/ingress, replica/meta.h)" \
-    "(common|vocab|bench)/.*|$SM|$WAL|replica/(snapshot|recovery|oplog|apply_policy|retry_cache)\.h|net/(proto|allocdb)\.h" \
+    "(common|vocab|bench)/.*|$SM|$WAL|$CORES|net/(proto|allocdb)\.h" \
     inspect/*.c bench/*.c bench/*.h cli/*.c
 [ "$fails" -eq 0 ]

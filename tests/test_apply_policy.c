@@ -118,6 +118,35 @@ START_TEST(test_backoff_doubles_and_resets)
 }
 END_TEST
 
+START_TEST(test_entry_order)
+{
+    ck_assert_int_eq(apply_policy_entry(5, 100, 6, 100), APPLY_ENTRY_APPLY);
+    ck_assert_int_eq(apply_policy_entry(5, 100, 6, 101), APPLY_ENTRY_APPLY);
+    /* Republished after a sequencer restart, or applied by a predecessor: skipped. */
+    ck_assert_int_eq(apply_policy_entry(5, 100, 5, 100), APPLY_ENTRY_SKIP);
+    ck_assert_int_eq(apply_policy_entry(5, 100, 1, 90), APPLY_ENTRY_SKIP);
+    /* A hole, or a slot going backwards: shared-memory damage. */
+    ck_assert_int_eq(apply_policy_entry(5, 100, 7, 100), APPLY_ENTRY_GAP);
+    ck_assert_int_eq(apply_policy_entry(5, 100, 6, 99), APPLY_ENTRY_GAP);
+}
+END_TEST
+
+START_TEST(test_recovery_limit_and_retries)
+{
+    /* First start: what the sequencer's recovery made durable; a restart: what was applied. */
+    ck_assert_uint_eq(apply_policy_recovery_limit(true, 40, 0), 40);
+    ck_assert_uint_eq(apply_policy_recovery_limit(false, 90, 35), 35);
+    /* A retry answered from the sequencer's cache waits for its LSN. */
+    ck_assert(!apply_policy_retry_ready(9, 10));
+    ck_assert(apply_policy_retry_ready(10, 10));
+    /* Due once the deadline slot has ended. */
+    u64 through = 99;
+    ck_assert(!apply_policy_due_through(0, &through));
+    ck_assert(apply_policy_due_through(50, &through));
+    ck_assert_uint_eq(through, 49);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("apply_policy");
@@ -128,6 +157,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_checkpoint_timing);
     tcase_add_test(tc, test_prune_only_behind_the_older_snapshot);
     tcase_add_test(tc, test_backoff_doubles_and_resets);
+    tcase_add_test(tc, test_entry_order);
+    tcase_add_test(tc, test_recovery_limit_and_retries);
     suite_add_tcase(s, tc);
     return s;
 }

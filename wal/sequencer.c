@@ -1,5 +1,6 @@
 /*
- * wal/sequencer.c — the sequencer worker: the only writer of the WAL and of the shared log.
+ * wal/sequencer.c — the sequencer worker: the only writer of the WAL and of the shared log. A
+ * shell: what to take, stamp, refuse, republish and maintain is decided by wal/sequencing.h.
  *
  * Loop: take everything pending (due expirations from the applier first, then client writes),
  * stamp each with the next LSN and the slot of the node's timeline (wal/slot_clock.h: the boot
@@ -54,6 +55,7 @@
 #include "wal/command.h"
 #include "wal/io.h"
 #include "wal/log.h"
+#include "wal/sequencing.h"
 #include "wal/slot_clock.h"
 
 #include <errno.h>
@@ -84,18 +86,9 @@ struct seq {
     struct wal_log wal;
     struct meta *meta;
     struct retry_cache cache; /* replica/retry_cache.h */
+    struct sequencing core;   /* every decision (wal/sequencing.h) */
     struct shlog_entry *stash; /* frames of the current batch, published after the fsync */
     u32 stash_count;
-    struct slot_clock clock;
-    u64 published_before; /* restart: frames above it are published after open */
-    u64 meta_commit, meta_at_ms;
-    u64 meta_snapshot; /* snapshot anchor recorded in the metadata */
-    u64 meta_retry_at_ms, meta_backoff_ms; /* a failed snapshot-anchor write: when to retry */
-    /* A full disk, by what could not grow. Writes that need a frame are refused while the next
-     * segment or a metadata page cannot be had; a spare that cannot grow only warns. */
-    bool segment_no_space, meta_no_space, spare_no_space;
-    u64 space_retry_at_ms;
-    u64 pruned_below;
     bool notify_reject, notify_retry;
 };
 
@@ -121,11 +114,7 @@ static void reply(struct seq *q, const struct msg_tag *tag, u8 outcome, u8 code)
 static int replay_frame(void *ctx, const struct wal_frame *f, const struct sm_command *cmd)
 {
     struct seq *q = ctx;
-    if (cmd->kind != SM_CMD_EXPIRE) {
-        retry_cache_retire(&q->cache, f->request_slot);
-        retry_cache_add(&q->cache, cmd, f->lsn, f->request_slot, false);
-    }
-    if (f->lsn <= q->published_before)
+    if (!sequencing_replayed(&q->core, cmd, f->lsn, f->request_slot))
         return 0;
     /* Durable but never published (crashed between fsync and publish): publish it untagged. */
     struct shlog_entry *e;
@@ -159,7 +148,7 @@ static int storage_failed(struct seq *q, int rc)
 
 static u64 now_slot(struct seq *q)
 {
-    return slot_clock_slot(&q->clock, boot_ms()); /* never backwards, also across restarts */
+    return sequencing_slot(&q->core, boot_ms()); /* never backwards, also across restarts */
 }
 
 /* Appends one command; false on a storage error (the log is halted). */
@@ -170,41 +159,27 @@ static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_com
     *rc = wal_log_append(&q->wal, slot, 0, cmd, &lsn);
     if (*rc != 0)
         return false;
-    slot_clock_note_slot(&q->clock, slot);
+    sequencing_appended(&q->core, cmd, lsn, slot, known_absent);
     struct shlog_entry *e = &q->stash[q->stash_count++];
     e->tag = *tag;
     const u8 *frame = wal_log_last_frame(&q->wal, &e->frame_len);
     memcpy(e->frame, frame, e->frame_len);
-    if (cmd->kind != SM_CMD_EXPIRE)
-        retry_cache_add(&q->cache, cmd, lsn, slot, known_absent);
     atomic_store_explicit(&q->seg->seq->sequenced_lsn, lsn, memory_order_relaxed);
     return true;
 }
 
-enum space_part { SPACE_SEGMENT, SPACE_META, SPACE_SPARE };
-
-static bool writes_refused(const struct seq *q)
-{
-    return q->segment_no_space || q->meta_no_space;
-}
-
 /* Out of space in one part (full) or room again: what the log, /health and the metrics show. */
-static void set_no_space(struct seq *q, enum space_part part, bool full, int rc)
+static void set_no_space(struct seq *q, enum sequencing_space part, bool full, int rc)
 {
     static const char *const names[] = { "next_segment", "metadata", "spare_segment" };
-    bool *flag = part == SPACE_SEGMENT ? &q->segment_no_space : part == SPACE_META ? &q->meta_no_space : &q->spare_no_space;
-    if (full)
-        q->space_retry_at_ms = mono_ms() + SEQ_SPACE_RETRY_MS;
-    if (*flag == full)
-        return;
-    *flag = full;
-    if (full)
-        log_warn("no_space", "what=%s errno=%d writes_refused=%s retry_ms=%d", names[part], -rc,
-                 writes_refused(q) ? "yes" : "no", SEQ_SPACE_RETRY_MS);
-    else
-        log_always_info("space_returned", "what=%s writes_refused=%s", names[part], writes_refused(q) ? "yes" : "no");
-    atomic_store_explicit(&q->seg->seq->no_space, writes_refused(q) ? 2 : q->spare_no_space ? 1 : 0,
-                          memory_order_relaxed);
+    enum sequencing_space_change ch = sequencing_space(&q->core, part, full, mono_ms());
+    const char *refused = sequencing_writes_refused(&q->core) ? "yes" : "no";
+    if (ch == SEQUENCING_SPACE_FULL)
+        log_warn("no_space", "what=%s errno=%d writes_refused=%s retry_ms=%d", names[part], -rc, refused,
+                 SEQ_SPACE_RETRY_MS);
+    else if (ch == SEQUENCING_SPACE_RETURNED)
+        log_always_info("space_returned", "what=%s writes_refused=%s", names[part], refused);
+    atomic_store_explicit(&q->seg->seq->no_space, sequencing_space_level(&q->core), memory_order_relaxed);
 }
 
 static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
@@ -217,43 +192,43 @@ static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
 static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *rc)
 {
     struct seg_sequencer *c = q->seg->seq;
-    if (wal_log_next_lsn(&q->wal) == UINT64_MAX) {
-        reply(q, &m->tag, PROTO_REJECTED, PROTO_REJECT_LSN_EXHAUSTED);
-        atomic_fetch_add_explicit(&c->rejected[PROTO_REJECT_LSN_EXHAUSTED], 1, memory_order_relaxed);
-        return true;
-    }
-    const struct retry_entry *o = retry_cache_find(&q->cache, m->cmd.operation_id);
-    u64 first = (m->tag.flags & MSG_TAG_FORCE_LOG) != 0
-                    ? 0 : retry_cache_answer(&q->cache, o, &m->cmd, slot, q->wal.durable_lsn);
-    if (first != 0) {
+    bool force = (m->tag.flags & MSG_TAG_FORCE_LOG) != 0;
+    struct sequencing_write d = sequencing_take_write(&q->core, &m->cmd, force, slot, wal_log_next_lsn(&q->wal),
+                                                      q->wal.durable_lsn, mono_ms());
+    if (d.action == SEQUENCING_ANSWER_RETRY) {
         struct msg_retry *r;
         if ((r = ring_claim(q->seg->retry)) != NULL) {
             r->tag = m->tag;
             r->cmd = m->cmd;
-            r->lsn = first;
+            r->lsn = d.retry_lsn;
             ring_publish_quiet(q->seg->retry, sizeof(*r));
             q->notify_retry = true;
             atomic_fetch_add_explicit(&c->retries_answered, 1, memory_order_relaxed);
             return true;
         }
         /* retry ring full: log it; the state machine answers from its record */
+        d = sequencing_take_write(&q->core, &m->cmd, true, slot, wal_log_next_lsn(&q->wal), q->wal.durable_lsn,
+                                  mono_ms());
     }
-    /* The metadata is retried by maintenance; the next segment by the next write that needs it,
-     * once a retry interval has passed. */
-    if (q->meta_no_space || (q->segment_no_space && mono_ms() < q->space_retry_at_ms)) {
+    if (d.action == SEQUENCING_REJECT_EXHAUSTED) {
+        reply(q, &m->tag, PROTO_REJECTED, PROTO_REJECT_LSN_EXHAUSTED);
+        atomic_fetch_add_explicit(&c->rejected[PROTO_REJECT_LSN_EXHAUSTED], 1, memory_order_relaxed);
+        return true;
+    }
+    if (d.action == SEQUENCING_REFUSE_NO_SPACE) {
         refuse_no_space(q, &m->tag);
         return true;
     }
-    if (!append(q, &m->tag, &m->cmd, slot, o == NULL, rc)) {
+    if (!append(q, &m->tag, &m->cmd, slot, d.known_absent, rc)) {
         if (!wal_log_no_space(*rc))
             return false;
-        set_no_space(q, SPACE_SEGMENT, true, *rc);
+        set_no_space(q, SEQUENCING_SEGMENT, true, *rc);
         refuse_no_space(q, &m->tag);
         *rc = 0;
         return true;
     }
-    if (q->segment_no_space)
-        set_no_space(q, SPACE_SEGMENT, false, 0);
+    if (q->core.no_space[SEQUENCING_SEGMENT])
+        set_no_space(q, SEQUENCING_SEGMENT, false, 0);
     atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
     return true;
 }
@@ -274,7 +249,7 @@ static void meta_reopen(struct seq *q)
 static int meta_commit_now(struct seq *q, u64 durable)
 {
     struct clock_reading r = clock_read();
-    struct clock_anchor a = slot_clock_anchor(&q->clock, &r);
+    struct clock_anchor a = slot_clock_anchor(&q->core.clock, &r);
     struct meta_clock mc = { .logical_ms = a.logical_ms, .wall_ms = a.wall_ms, .boot_ms = a.boot_ms,
                              .boot_id = a.boot_id };
     char why[512] = "";
@@ -283,7 +258,7 @@ static int meta_commit_now(struct seq *q, u64 durable)
         /* A full disk, not a failing one: refuse writes until the point can be recorded
          * (a commit point that lags is still a true lower bound), on a reopened handle. */
         atomic_fetch_add_explicit(&q->seg->seq->meta_failures, 1, memory_order_relaxed);
-        set_no_space(q, SPACE_META, true, rc);
+        set_no_space(q, SEQUENCING_META, true, rc);
         meta_reopen(q);
         return 0;
     }
@@ -294,8 +269,8 @@ static int meta_commit_now(struct seq *q, u64 durable)
         log_error("meta_commit_failed", "errno=%d reason=\"%s\" action=stop_daemon", -rc, why);
         return WORKER_EXIT_FATAL;
     }
-    q->meta_commit = durable;
-    set_no_space(q, SPACE_META, false, 0);
+    sequencing_committed(&q->core, durable);
+    set_no_space(q, SEQUENCING_META, false, 0);
     return 0;
 }
 
@@ -306,11 +281,8 @@ static void meta_snapshot_failed(struct seq *q, u64 now, const char *why)
     struct seg_sequencer *c = q->seg->seq;
     atomic_fetch_add_explicit(&c->meta_failures, 1, memory_order_relaxed);
     atomic_store_explicit(&c->meta_failing, 1, memory_order_relaxed);
-    q->meta_backoff_ms = q->meta_backoff_ms == 0 ? SEQ_META_INTERVAL_MS
-                         : q->meta_backoff_ms * 2 > SEQ_META_BACKOFF_MAX_MS ? SEQ_META_BACKOFF_MAX_MS
-                                                                             : q->meta_backoff_ms * 2;
-    q->meta_retry_at_ms = now + q->meta_backoff_ms;
-    log_warn("meta_snapshot_failed", "reason=\"%s\" retry_in_ms=%" PRIu64, why, q->meta_backoff_ms);
+    u64 wait = sequencing_meta_failed(&q->core, now);
+    log_warn("meta_snapshot_failed", "reason=\"%s\" retry_in_ms=%" PRIu64, why, wait);
     if (q->meta != NULL)
         meta_reopen(q);
 }
@@ -319,7 +291,7 @@ static int maintenance(struct seq *q)
 {
     u64 durable = q->wal.durable_lsn;
     u64 now = mono_ms();
-    if (q->meta == NULL && now >= q->meta_retry_at_ms) {
+    if (q->meta == NULL && sequencing_meta_open_due(&q->core, now)) {
         char why[512] = "";
         if (meta_open(q->w->cfg->data_dir, false, &q->meta, why, sizeof(why)) != 0) {
             q->meta = NULL;
@@ -328,32 +300,30 @@ static int maintenance(struct seq *q)
     }
     if (q->meta == NULL)
         return 0;
-    u64 every = q->meta_no_space ? SEQ_SPACE_RETRY_MS : durable > q->meta_commit ? SEQ_META_INTERVAL_MS : SEQ_META_IDLE_MS;
-    if (now - q->meta_at_ms >= every) {
-        q->meta_at_ms = now;
-        int rc = meta_commit_now(q, durable > q->meta_commit ? durable : q->meta_commit);
+    u64 point;
+    if (sequencing_commit_due(&q->core, now, durable, &point)) {
+        int rc = meta_commit_now(q, point);
         if (rc != 0)
             return rc;
     }
     /* The snapshot anchor follows the applier's newest durable snapshot (never past the commit
      * point, which the metadata's invariants require). */
     u64 snap = atomic_load_explicit(&q->seg->app->snapshot_lsn, memory_order_acquire);
-    if (snap > q->meta_snapshot && snap <= q->meta_commit && now >= q->meta_retry_at_ms) {
+    if (sequencing_anchor_due(&q->core, now, snap)) {
         char why[512] = "";
         if (meta_set_snapshot(q->meta, snap, why, sizeof(why)) == 0) {
-            q->meta_snapshot = snap;
-            q->meta_backoff_ms = 0;
+            sequencing_anchored(&q->core, snap);
             atomic_store_explicit(&q->seg->seq->meta_failing, 0, memory_order_relaxed);
         } else {
             meta_snapshot_failed(q, now, why);
         }
     }
     u64 prune = atomic_load_explicit(&q->seg->app->prune_below_lsn, memory_order_acquire);
-    if (prune > q->pruned_below) {
+    if (sequencing_prune_due(&q->core, prune)) {
         u32 removed = 0;
         int rc = wal_log_prune(&q->wal, prune, &removed);
         if (rc == 0) {
-            q->pruned_below = prune;
+            sequencing_pruned(&q->core, prune);
             if (removed > 0) {
                 atomic_fetch_add_explicit(&q->seg->seq->wal_segments_removed, removed, memory_order_relaxed);
                 log_info("wal_pruned", "below_lsn=%" PRIu64 " segments_removed=%u", prune, removed);
@@ -423,34 +393,22 @@ static int open_all(struct seq *q)
     atomic_store(&q->seg->seq->cluster_id_lo, U128_LO(rec.cluster_id));
     atomic_store(&q->seg->seq->cluster_id_hi, U128_HI(rec.cluster_id));
     atomic_store(&q->seg->seq->replica_id, rec.replica_id);
-    q->meta_commit = rec.commit_lsn;
-    q->meta_snapshot = rec.snapshot_lsn;
-
-    q->published_before = atomic_load(&q->seg->seq->published_lsn);
-    /* Until a sequencer of this daemon has been ready, the applier has not started: it will
-     * recover everything from disk itself, and nothing may go into a shared log no one reads
-     * (a sequencer that died before its first READY would otherwise refill it and hang). */
-    bool first_start = atomic_load(&q->seg->seq->ever_ready) == 0;
-    if (first_start)
-        q->published_before = UINT64_MAX; /* the applier recovers these from disk itself */
-    /* Only the WAL after the newest snapshot is read: the applier starts from a snapshot, and
-     * the retry cache is only a shortcut (older retries are logged and answered by the state
-     * machine's record). Whole segments before it are not even opened, so a restart costs the
-     * tail, not the whole log. Everything not yet published is after it: published >= applied
-     * >= any snapshot. */
+    /* Only the WAL after the newest snapshot is read (the applier starts from a snapshot, and the
+     * retry cache is only a shortcut): a restart costs the tail, not the whole log. */
     u64 snap = 0;
     (void)io_posix.ops->list_dir(&io_posix, cfg->data_dir, newest_snapshot, &snap);
-    if (!first_start && snap > q->published_before)
-        snap = q->published_before;
-    /* Frames known durable: the metadata's commit point, and what this daemon published (only
-     * ever after its fsync). Damage at or below them is corruption, never a torn tail. */
-    u64 synced = rec.commit_lsn;
-    if (!first_start && q->published_before != UINT64_MAX && q->published_before > synced)
-        synced = q->published_before;
-    struct wal_log_options opt = { .segment_bytes = cfg->wal_segment_bytes, .synced_lsn = synced };
+    struct sequencing_restart seen = { .ever_ready = atomic_load(&q->seg->seq->ever_ready) != 0,
+                                       .published_lsn = atomic_load(&q->seg->seq->published_lsn),
+                                       .newest_snapshot_lsn = snap,
+                                       .meta_commit_lsn = rec.commit_lsn,
+                                       .meta_snapshot_lsn = rec.snapshot_lsn };
+    struct sequencing_open plan;
+    sequencing_plan_restart(&q->core, &seen, &plan);
+    bool first_start = plan.first_start;
+    struct wal_log_options opt = { .segment_bytes = cfg->wal_segment_bytes, .synced_lsn = plan.synced_lsn };
     struct wal_open_report rep;
-    rc = wal_log_open(&q->wal, &io_posix, cfg->data_dir, &opt, snap == 0 ? 0 : snap + 1, replay_frame, q, &rep,
-                      why, sizeof(why));
+    rc = wal_log_open(&q->wal, &io_posix, cfg->data_dir, &opt, plan.read_from_lsn, replay_frame, q, &rep, why,
+                      sizeof(why));
     if (rc != 0) {
         log_error("wal_recovery_failed", "errno=%d reason=\"%s\"", -rc, why);
         return WORKER_EXIT_FATAL;
@@ -466,38 +424,40 @@ static int open_all(struct seq *q)
                         rep.damage_reason, rep.damage_floor_lsn);
     atomic_store(&q->seg->seq->recovery_damaged, rep.damaged);
     atomic_store(&q->seg->seq->recovery_damage_lsn, rep.damage_lsn);
-    if (rec.commit_lsn > rep.last_lsn) {
+    switch (sequencing_check_opened(&q->core, &plan, rep.last_lsn)) {
+    case SEQUENCING_META_AHEAD_OF_WAL:
         log_error("meta_contradicts_wal",
                   "reason=\"the metadata's commit point %" PRIu64 " is beyond the WAL's last LSN %" PRIu64
                   " (acknowledged entries are missing)\"",
                   rec.commit_lsn, rep.last_lsn);
         return WORKER_EXIT_META;
-    }
-    if (!first_start && q->published_before != UINT64_MAX && rep.last_lsn < q->published_before) {
+    case SEQUENCING_WAL_BEHIND_SHARED_LOG:
         log_error("wal_behind_shared_log",
                   "reason=\"the WAL ends at LSN %" PRIu64 " but LSN %" PRIu64 " was published as durable\"",
-                  rep.last_lsn, q->published_before);
+                  rep.last_lsn, seen.published_lsn);
         return WORKER_EXIT_FATAL;
+    case SEQUENCING_OPENED:
+        break;
     }
     struct seg_sequencer *c = q->seg->seq;
     if (!first_start) {
         /* A restart within this daemon: the timeline the first sequencer decided goes on. */
-        slot_clock_join(&q->clock, cfg->slot_duration_ms, atomic_load(&c->clock_logical0_ms),
-                        atomic_load(&c->clock_boot0_ms), rep.last_slot);
+        sequencing_join_clock(&q->core, atomic_load(&c->clock_logical0_ms), atomic_load(&c->clock_boot0_ms),
+                              rep.last_slot);
     } else {
         struct clock_reading now = clock_read();
         struct clock_anchor saved = { .logical_ms = rec.clock.logical_ms, .wall_ms = rec.clock.wall_ms,
                                       .boot_ms = rec.clock.boot_ms, .boot_id = rec.clock.boot_id };
-        slot_clock_start(&q->clock, cfg->slot_duration_ms, rep.last_slot, saved.logical_ms != 0 ? &saved : NULL,
-                         &now);
-        atomic_store(&c->clock_logical0_ms, q->clock.logical0_ms);
-        atomic_store(&c->clock_boot0_ms, q->clock.boot0_ms);
-        atomic_store(&c->clock_basis, q->clock.basis);
+        sequencing_start_clock(&q->core, rep.last_slot, saved.logical_ms != 0 ? &saved : NULL, &now);
+        const struct slot_clock *clk = &q->core.clock;
+        atomic_store(&c->clock_logical0_ms, clk->logical0_ms);
+        atomic_store(&c->clock_boot0_ms, clk->boot0_ms);
+        atomic_store(&c->clock_basis, clk->basis);
         log_always_info("slot_clock", "basis=%s slot=%" PRIu64 " last_logged_slot=%" PRIu64
                         " anchor_age_ms=%" PRIu64,
-                        slot_clock_basis_name(q->clock.basis), slot_clock_slot(&q->clock, now.boot_ms), rep.last_slot,
-                        saved.logical_ms != 0 && q->clock.logical0_ms > saved.logical_ms
-                            ? q->clock.logical0_ms - saved.logical_ms : 0);
+                        slot_clock_basis_name(clk->basis), slot_clock_slot(clk, now.boot_ms), rep.last_slot,
+                        saved.logical_ms != 0 && clk->logical0_ms > saved.logical_ms
+                            ? clk->logical0_ms - saved.logical_ms : 0);
         /* Recorded at once, so a restart in this boot resumes this very timeline. */
         rc = meta_commit_now(q, rec.commit_lsn);
         if (rc != 0)
@@ -537,6 +497,11 @@ int sequencer_main(const struct worker_ctx *w)
         return WORKER_EXIT_CRASH;
     }
     retry_cache_init(&q->cache, cache_memory, w->cfg->operation_capacity, smc.dedupe_window_slots);
+    struct sequencing_config sc = { .batch_max = SEQ_BATCH_MAX, .slot_ms = w->cfg->slot_duration_ms,
+                                    .meta_interval_ms = SEQ_META_INTERVAL_MS, .meta_idle_ms = SEQ_META_IDLE_MS,
+                                    .meta_backoff_max_ms = SEQ_META_BACKOFF_MAX_MS,
+                                    .space_retry_ms = SEQ_SPACE_RETRY_MS };
+    sequencing_init(&q->core, &sc, &q->cache);
     q->w = w;
     q->seg = w->seg;
     int rc = open_all(q);
@@ -549,15 +514,12 @@ int sequencer_main(const struct worker_ctx *w)
     u64 shlog_cap = ring_capacity(seg->shlog);
     while (!worker_should_stop(w)) {
         worker_heartbeat(w);
-        u64 room = shlog_cap - ring_depth(seg->shlog);
-        u32 limit = room < SEQ_BATCH_MAX ? (u32)room : SEQ_BATCH_MAX;
+        u32 limit = sequencing_batch_limit(&q->core, shlog_cap - ring_depth(seg->shlog));
         if (limit == 0) { /* the applier is behind: backpressure, never overwrite */
             struct timespec ts = { 0, 200000 };
             nanosleep(&ts, NULL);
             continue;
         }
-        u64 slot = now_slot(q);
-        retry_cache_retire(&q->cache, slot);
         bool storage_ok = true;
         const void *p;
         u32 len;
@@ -567,12 +529,12 @@ int sequencer_main(const struct worker_ctx *w)
             struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = m->reservation_id,
                                       .deadline_slot = m->deadline_slot };
             struct msg_tag none = { 0 };
-            bool refused = writes_refused(q);
+            bool refused = !sequencing_take_expire(&q->core);
             storage_ok = refused || append(q, &none, &cmd, now_slot(q), false, &rc);
             ring_release(seg->expire);
             if (!storage_ok && wal_log_no_space(rc)) {
                 /* Not logged: the applier proposes it again after its hold. Late, never early. */
-                set_no_space(q, SPACE_SEGMENT, true, rc);
+                set_no_space(q, SEQUENCING_SEGMENT, true, rc);
                 storage_ok = true;
             } else if (storage_ok && !refused) {
                 atomic_fetch_add_explicit(&seg->seq->expires_logged, 1, memory_order_relaxed);
@@ -609,16 +571,16 @@ int sequencer_main(const struct worker_ctx *w)
             ring_notify(seg->reject);
             q->notify_reject = false;
         }
-        if (!q->spare_no_space || mono_ms() >= q->space_retry_at_ms) {
+        if (sequencing_prepare_due(&q->core, mono_ms())) {
             rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
             if (wal_log_no_space(rc)) {
-                set_no_space(q, SPACE_SPARE, true, rc);
+                set_no_space(q, SEQUENCING_SPARE, true, rc);
             } else if (rc != 0) {
                 return storage_failed(q, rc);
             } else {
-                set_no_space(q, SPACE_SPARE, false, 0);
+                set_no_space(q, SEQUENCING_SPARE, false, 0);
                 if (q->wal.spare_ready) /* the next roll takes the spare: it cannot fail for space */
-                    set_no_space(q, SPACE_SEGMENT, false, 0);
+                    set_no_space(q, SEQUENCING_SEGMENT, false, 0);
             }
         }
         rc = maintenance(q);
@@ -636,7 +598,7 @@ int sequencer_main(const struct worker_ctx *w)
     /* Stopping: everything taken was committed in its iteration. */
     if (q->meta != NULL) {
         char why[256];
-        if (q->wal.durable_lsn > q->meta_commit && meta_advance_commit(q->meta, q->wal.durable_lsn, why, sizeof(why)) != 0)
+        if (q->wal.durable_lsn > q->core.meta_commit && meta_advance_commit(q->meta, q->wal.durable_lsn, why, sizeof(why)) != 0)
             log_warn("meta_commit_failed", "reason=\"%s\" at=stop", why);
         meta_close(q->meta);
     }

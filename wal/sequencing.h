@@ -1,0 +1,176 @@
+/*
+ * wal/sequencing.h — the sequencer's decisions as pure code: how much one batch may take, what
+ * a client write becomes (a retry answered from the cache, a rejection, a refusal for space, a
+ * new frame), which slot an entry is stamped with, what a restart reads and republishes, and
+ * when the replica metadata and the WAL are maintained.
+ *
+ * The sequencer worker (wal/sequencer.c) is the shell: it reads the rings, the clocks and the
+ * shared segment, feeds what it saw here, and performs what comes back (append through
+ * wal/log.h, which assigns the LSNs, fsync, publish, answer, write the metadata, prune). No
+ * clock, no I/O, no globals: tests/test_sequencing.c drives it event by event (DESIGN.md §10).
+ *
+ * Rules:
+ *   - Batching: one batch takes at most batch_max entries and never more than the shared log
+ *     has room for (backpressure, never overwrite); due expirations before client writes.
+ *   - Stamping: an entry's slot is the node's timeline (wal/slot_clock.h) read after the entry
+ *     was taken, never below the last slot logged; the timeline follows the boot clock, never
+ *     the wall clock's steps; a restart resumes it and never goes back.
+ *   - A write: LSN space exhausted -> rejected lsn_exhausted. Else a retry the cache can answer
+ *     (replica/retry_cache.h; not when the ingress forces logging) -> answered from the applied
+ *     record without a frame. Else while the disk is full -> refused no_space (definite:
+ *     nothing was logged) — the next segment is tried again once space_retry_ms has passed.
+ *     Else a frame. A due expiration while writes are refused is dropped: the applier proposes
+ *     it again after its hold (late, never early).
+ *   - Restart reconciliation. The shared log holds only what was durable; published_lsn is the
+ *     last LSN of a fully published batch. A crash between the fsync and the end of publishing
+ *     leaves frames durable but not (or only partly) published: every frame above published_lsn
+ *     is published again, untagged (the ingress answered their requests indefinite when it saw
+ *     the sequencer restart); a frame of a partly published batch may so appear twice in the
+ *     shared log, and the applier skips what it has applied. The WAL is read from the newest
+ *     snapshot on (never past published_lsn: everything to republish is read). On the first
+ *     start of a daemon nothing is published (the applier recovers from disk itself). Frames
+ *     at or below the metadata's commit point or published_lsn are known durable: damage there
+ *     is corruption, never a torn tail. A WAL that ends before either is refused.
+ *   - Maintenance: the commit point and the clock anchor are written every meta_interval_ms
+ *     while the WAL advances, every meta_idle_ms otherwise (space_retry_ms while the metadata
+ *     cannot grow); the snapshot anchor follows the applier's newest snapshot, never past the
+ *     commit point; a failed metadata write backs off, doubling from meta_interval_ms up to
+ *     meta_backoff_max_ms; the WAL is pruned below what the applier says, only ever forward.
+ */
+#ifndef ADB_WAL_SEQUENCING_H
+#define ADB_WAL_SEQUENCING_H
+
+#include "common/types.h"
+#include "replica/retry_cache.h"
+#include "vocab/vocab.h"
+#include "wal/slot_clock.h"
+
+struct sequencing_config {
+    u32 batch_max;
+    u64 slot_ms;
+    u64 meta_interval_ms;
+    u64 meta_idle_ms;
+    u64 meta_backoff_max_ms;
+    u64 space_retry_ms;
+};
+
+/* What a full disk stops, by what could not grow. */
+enum sequencing_space { SEQUENCING_SEGMENT = 0, SEQUENCING_META = 1, SEQUENCING_SPARE = 2 };
+
+enum sequencing_space_change { SEQUENCING_SPACE_SAME = 0, SEQUENCING_SPACE_FULL, SEQUENCING_SPACE_RETURNED };
+
+struct sequencing {
+    struct sequencing_config cfg;
+    struct retry_cache *cache; /* the caller's (replica/retry_cache.h) */
+    struct slot_clock clock;
+    u64 publish_after;         /* restart: replayed frames above it are published again */
+    bool no_space[3];          /* by enum sequencing_space */
+    u64 space_retry_at_ms;
+    u64 meta_commit;           /* the commit point the metadata holds */
+    u64 meta_snapshot;         /* the snapshot anchor it holds */
+    u64 meta_at_ms;            /* when the commit point was last written */
+    u64 meta_retry_at_ms, meta_backoff_ms;
+    u64 pruned_below;
+};
+
+void sequencing_init(struct sequencing *s, const struct sequencing_config *cfg, struct retry_cache *cache);
+
+/* ---- restart ----------------------------------------------------------------------------- */
+
+/* What the shell saw before opening the WAL. */
+struct sequencing_restart {
+    bool ever_ready;          /* a sequencer of this daemon was ready before (a worker restart) */
+    u64 published_lsn;        /* the shared log's end as published */
+    u64 newest_snapshot_lsn;  /* on disk, 0: none */
+    u64 meta_commit_lsn;
+    u64 meta_snapshot_lsn;
+};
+
+/* How to open the WAL. */
+struct sequencing_open {
+    bool first_start;
+    u64 read_from_lsn; /* frames before it are not read (0: from the start) */
+    u64 synced_lsn;    /* frames up to it are known durable */
+};
+
+void sequencing_plan_restart(struct sequencing *s, const struct sequencing_restart *in, struct sequencing_open *out);
+
+/* A frame WAL recovery replayed: the cache learns it; true if the shell must publish it (untagged). */
+bool sequencing_replayed(struct sequencing *s, const struct sm_command *cmd, u64 lsn, u64 slot);
+
+enum sequencing_opened {
+    SEQUENCING_OPENED = 0,
+    SEQUENCING_META_AHEAD_OF_WAL,   /* acknowledged entries are missing */
+    SEQUENCING_WAL_BEHIND_SHARED_LOG,
+};
+
+/* The WAL opened ending at last_lsn: whether it may be served. */
+enum sequencing_opened sequencing_check_opened(const struct sequencing *s, const struct sequencing_open *plan,
+                                               u64 last_lsn);
+
+/* The timeline: on a first start from the saved anchor (NULL: none) and the clocks now; on a
+ * worker restart, joined to the one the daemon's first sequencer decided. */
+void sequencing_start_clock(struct sequencing *s, u64 last_slot, const struct clock_anchor *saved,
+                            const struct clock_reading *now);
+void sequencing_join_clock(struct sequencing *s, u64 logical0_ms, u64 boot0_ms, u64 last_slot);
+
+/* ---- the batch --------------------------------------------------------------------------- */
+
+/* Entries the next batch may take with `room` free in the shared log (0: wait for the applier). */
+u32 sequencing_batch_limit(const struct sequencing *s, u64 room);
+
+/* The slot to stamp an entry taken now (boot clock reading boot_ms); drops expired cache entries. */
+u64 sequencing_slot(struct sequencing *s, u64 boot_ms);
+
+enum sequencing_write_action {
+    SEQUENCING_APPEND = 0,
+    SEQUENCING_ANSWER_RETRY,    /* from the applied record of retry_lsn, no frame */
+    SEQUENCING_REJECT_EXHAUSTED, /* no LSN left */
+    SEQUENCING_REFUSE_NO_SPACE,
+};
+
+struct sequencing_write {
+    enum sequencing_write_action action;
+    u64 retry_lsn;     /* ANSWER_RETRY */
+    bool known_absent; /* APPEND: the id is not in the cache */
+};
+
+/* A client write taken at `slot`; next_lsn: the LSN a frame would get (UINT64_MAX: none left). */
+struct sequencing_write sequencing_take_write(const struct sequencing *s, const struct sm_command *cmd,
+                                              bool force_log, u64 slot, u64 next_lsn, u64 durable_lsn,
+                                              u64 now_ms);
+
+/* A due expiration: true to append it, false to drop it (writes are refused for space). */
+bool sequencing_take_expire(const struct sequencing *s);
+
+/* A frame was appended at lsn, slot (known_absent as the decision said; false for expire). */
+void sequencing_appended(struct sequencing *s, const struct sm_command *cmd, u64 lsn, u64 slot, bool known_absent);
+
+/* ---- space ------------------------------------------------------------------------------- */
+
+/* A part ran out of space (full) or has room again, at now_ms: the change to report. */
+enum sequencing_space_change sequencing_space(struct sequencing *s, enum sequencing_space part, bool full,
+                                              u64 now_ms);
+bool sequencing_writes_refused(const struct sequencing *s);
+/* For /health: 2 writes refused, 1 only the spare segment cannot grow, 0 fine. */
+int sequencing_space_level(const struct sequencing *s);
+/* Whether to prepare the spare segment now (while it cannot grow: once per space_retry_ms). */
+bool sequencing_prepare_due(const struct sequencing *s, u64 now_ms);
+
+/* ---- maintenance ------------------------------------------------------------------------- */
+
+/* Whether to try opening the metadata (it is closed after a failure) now. */
+bool sequencing_meta_open_due(const struct sequencing *s, u64 now_ms);
+/* Whether to write the commit point now; *lsn: the point to write. */
+bool sequencing_commit_due(struct sequencing *s, u64 now_ms, u64 durable_lsn, u64 *lsn);
+void sequencing_committed(struct sequencing *s, u64 lsn);
+/* Whether to record the applier's newest snapshot (snapshot_lsn) as the anchor now. */
+bool sequencing_anchor_due(const struct sequencing *s, u64 now_ms, u64 snapshot_lsn);
+void sequencing_anchored(struct sequencing *s, u64 snapshot_lsn);
+/* A metadata write (or open) failed at now_ms: returns the wait before the next attempt. */
+u64 sequencing_meta_failed(struct sequencing *s, u64 now_ms);
+/* Whether to prune the WAL below prune_below_lsn (what the applier published). */
+bool sequencing_prune_due(const struct sequencing *s, u64 prune_below_lsn);
+void sequencing_pruned(struct sequencing *s, u64 prune_below_lsn);
+
+#endif
