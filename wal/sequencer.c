@@ -1,6 +1,8 @@
 /*
  * wal/sequencer.c — the sequencer worker: the only writer of the WAL and of the shared log. A
- * shell: what to take, stamp, refuse, republish and maintain is decided by wal/sequencing.h.
+ * shell around wal/sequencing.h, which owns the WAL (through io_posix) and decides what to take,
+ * stamp, refuse, republish and maintain; this file moves ring messages, clock readings, tags
+ * and metadata writes in and out of it.
  *
  * Loop: take everything pending (due expirations from the applier first, then client writes),
  * stamp each with the next LSN and the slot of the node's timeline (wal/slot_clock.h: the boot
@@ -77,18 +79,17 @@ ADB_STATIC_ASSERT(PROTO_REJECT_MAX < 8, "seg_sequencer.rejected holds every reje
 u64 sequencer_memory(const struct config *cfg)
 {
     u64 cap = cfg->operation_capacity;
-    return retry_cache_bytes((u32)cap) + (u64)SEQ_BATCH_MAX * sizeof(struct shlog_entry);
+    return retry_cache_bytes((u32)cap) +
+           (u64)SEQ_BATCH_MAX * (sizeof(struct sequencing_frame) + sizeof(struct msg_tag));
 }
 
 struct seq {
     const struct worker_ctx *w;
     struct segment *seg;
-    struct wal_log wal;
     struct meta *meta;
     struct retry_cache cache; /* replica/retry_cache.h */
-    struct sequencing core;   /* every decision (wal/sequencing.h) */
-    struct shlog_entry *stash; /* frames of the current batch, published after the fsync */
-    u32 stash_count;
+    struct sequencing core;   /* every decision, and the WAL (wal/sequencing.h) */
+    struct msg_tag *tags;     /* the requests of the core's batch, by position */
     bool notify_reject, notify_retry;
 };
 
@@ -111,75 +112,71 @@ static void reply(struct seq *q, const struct msg_tag *tag, u8 outcome, u8 code)
     q->notify_reject = true;
 }
 
-static int replay_frame(void *ctx, const struct wal_frame *f, const struct sm_command *cmd)
+/* Puts one durable frame with its tag in the shared log, waiting for room if need be. */
+static void publish(struct seq *q, const struct msg_tag *tag, const u8 *frame, u32 len, bool wait)
 {
-    struct seq *q = ctx;
-    if (!sequencing_replayed(&q->core, cmd, f->lsn, f->request_slot))
-        return 0;
-    /* Durable but never published (crashed between fsync and publish): publish it untagged. */
     struct shlog_entry *e;
     while ((e = ring_claim(q->seg->shlog)) == NULL) {
+        ADB_ASSERT(wait); /* a batch's room was reserved before it was taken */
         worker_heartbeat(q->w);
         struct timespec ts = { 0, 1000000 };
         nanosleep(&ts, NULL);
     }
-    memset(&e->tag, 0, sizeof(e->tag));
-    u8 payload[WAL_CMD_SIZE_MAX];
-    struct wal_frame g = *f;
-    g.payload_len = wal_cmd_encode(payload, sizeof(payload), cmd);
-    g.payload = payload;
-    e->frame_len = wal_frame_encode(e->frame, sizeof(e->frame), &g);
-    ring_publish(q->seg->shlog, sizeof(*e));
-    atomic_store_explicit(&q->seg->seq->published_lsn, f->lsn, memory_order_release);
+    if (tag != NULL)
+        e->tag = *tag;
+    else
+        memset(&e->tag, 0, sizeof(e->tag));
+    e->frame_len = len;
+    memcpy(e->frame, frame, len);
+    ring_publish_quiet(q->seg->shlog, sizeof(*e));
+}
+
+/* Open: a durable frame never published (a crash between fsync and publish), published untagged. */
+static int republish(void *ctx, const u8 *frame, u32 len, u64 lsn)
+{
+    struct seq *q = ctx;
+    publish(q, NULL, frame, len, true);
+    ring_notify(q->seg->shlog);
+    atomic_store_explicit(&q->seg->seq->published_lsn, lsn, memory_order_release);
     return 0;
 }
 
 /* A failed write or fsync: answer everything unacknowledged and stop the daemon. */
-static int storage_failed(struct seq *q, int rc)
+static int storage_failed(struct seq *q, int rc, const struct msg_tag *also)
 {
+    struct wal_log *wal = &q->core.wal;
+    u32 pending = q->core.batch_count;
     atomic_store(&q->seg->seq->halted, 1);
     log_error("storage_failure", "errno=%d reason=\"%s\" unacknowledged=%u action=halt", -rc,
-              q->wal.halt_reason[0] ? q->wal.halt_reason : strerror(-rc), q->stash_count);
-    for (u32 i = 0; i < q->stash_count; i++)
-        reply(q, &q->stash[i].tag, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
+              wal->halt_reason[0] ? wal->halt_reason : strerror(-rc), pending + (also != NULL));
+    for (u32 i = 0; i < pending; i++)
+        reply(q, &q->tags[i], PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
+    if (also != NULL)
+        reply(q, also, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
     ring_notify(q->seg->reject);
     return WORKER_EXIT_FATAL;
 }
 
-static u64 now_slot(struct seq *q)
-{
-    return sequencing_slot(&q->core, boot_ms()); /* never backwards, also across restarts */
-}
-
-/* Appends one command; false on a storage error (the log is halted). */
-static bool append(struct seq *q, const struct msg_tag *tag, const struct sm_command *cmd, u64 slot,
-                   bool known_absent, int *rc)
-{
-    u64 lsn;
-    *rc = wal_log_append(&q->wal, slot, 0, cmd, &lsn);
-    if (*rc != 0)
-        return false;
-    sequencing_appended(&q->core, cmd, lsn, slot, known_absent);
-    struct shlog_entry *e = &q->stash[q->stash_count++];
-    e->tag = *tag;
-    const u8 *frame = wal_log_last_frame(&q->wal, &e->frame_len);
-    memcpy(e->frame, frame, e->frame_len);
-    atomic_store_explicit(&q->seg->seq->sequenced_lsn, lsn, memory_order_relaxed);
-    return true;
-}
-
-/* Out of space in one part (full) or room again: what the log, /health and the metrics show. */
-static void set_no_space(struct seq *q, enum sequencing_space part, bool full, int rc)
+/* What the log, /health and the metrics show when a part of the disk fills or has room again:
+ * the transitions between the core's state before an event (`was`) and after it. */
+static void report_space(struct seq *q, const bool was[3])
 {
     static const char *const names[] = { "next_segment", "metadata", "spare_segment" };
-    enum sequencing_space_change ch = sequencing_space(&q->core, part, full, mono_ms());
     const char *refused = sequencing_writes_refused(&q->core) ? "yes" : "no";
-    if (ch == SEQUENCING_SPACE_FULL)
-        log_warn("no_space", "what=%s errno=%d writes_refused=%s retry_ms=%d", names[part], -rc, refused,
-                 SEQ_SPACE_RETRY_MS);
-    else if (ch == SEQUENCING_SPACE_RETURNED)
-        log_always_info("space_returned", "what=%s writes_refused=%s", names[part], refused);
-    atomic_store_explicit(&q->seg->seq->no_space, sequencing_space_level(&q->core), memory_order_relaxed);
+    bool changed = false;
+    for (int part = 0; part < 3; part++) {
+        bool now = q->core.no_space[part];
+        if (now == was[part])
+            continue;
+        changed = true;
+        if (now)
+            log_warn("no_space", "what=%s errno=%d writes_refused=%s retry_ms=%d", names[part],
+                     -q->core.no_space_rc, refused, SEQ_SPACE_RETRY_MS);
+        else
+            log_always_info("space_returned", "what=%s writes_refused=%s", names[part], refused);
+    }
+    if (changed)
+        atomic_store_explicit(&q->seg->seq->no_space, sequencing_space_level(&q->core), memory_order_relaxed);
 }
 
 static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
@@ -188,48 +185,70 @@ static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
     atomic_fetch_add_explicit(&q->seg->seq->rejected[PROTO_REJECT_NO_SPACE], 1, memory_order_relaxed);
 }
 
-/* One client write: a retry answered without a frame, a rejection, or a new frame. */
-static bool take_write(struct seq *q, const struct msg_write *m, u64 slot, int *rc)
+/* One client write: a frame, a retry answered without one, or a rejection. False: storage failed. */
+static bool take_write(struct seq *q, const struct msg_write *m, int *rc)
 {
     struct seg_sequencer *c = q->seg->seq;
+    bool was[3];
+    memcpy(was, q->core.no_space, sizeof(was));
     bool force = (m->tag.flags & MSG_TAG_FORCE_LOG) != 0;
-    struct sequencing_write d = sequencing_take_write(&q->core, &m->cmd, force, slot, wal_log_next_lsn(&q->wal),
-                                                      q->wal.durable_lsn, mono_ms());
-    if (d.action == SEQUENCING_ANSWER_RETRY) {
-        struct msg_retry *r;
-        if ((r = ring_claim(q->seg->retry)) != NULL) {
-            r->tag = m->tag;
-            r->cmd = m->cmd;
-            r->lsn = d.retry_lsn;
-            ring_publish_quiet(q->seg->retry, sizeof(*r));
+    struct sequencing_result r = sequencing_write(&q->core, &m->cmd, force, boot_ms(), mono_ms());
+    if (r.action == SEQUENCING_ANSWER_RETRY) {
+        struct msg_retry *x = ring_claim(q->seg->retry);
+        if (x != NULL) {
+            x->tag = m->tag;
+            x->cmd = m->cmd;
+            x->lsn = r.lsn;
+            ring_publish_quiet(q->seg->retry, sizeof(*x));
             q->notify_retry = true;
             atomic_fetch_add_explicit(&c->retries_answered, 1, memory_order_relaxed);
             return true;
         }
         /* retry ring full: log it; the state machine answers from its record */
-        d = sequencing_take_write(&q->core, &m->cmd, true, slot, wal_log_next_lsn(&q->wal), q->wal.durable_lsn,
-                                  mono_ms());
+        r = sequencing_write(&q->core, &m->cmd, true, boot_ms(), mono_ms());
     }
-    if (d.action == SEQUENCING_REJECT_EXHAUSTED) {
+    report_space(q, was);
+    switch (r.action) {
+    case SEQUENCING_APPENDED:
+        q->tags[r.index] = m->tag;
+        atomic_store_explicit(&c->sequenced_lsn, r.lsn, memory_order_relaxed);
+        atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
+        return true;
+    case SEQUENCING_REJECT_EXHAUSTED:
         reply(q, &m->tag, PROTO_REJECTED, PROTO_REJECT_LSN_EXHAUSTED);
         atomic_fetch_add_explicit(&c->rejected[PROTO_REJECT_LSN_EXHAUSTED], 1, memory_order_relaxed);
         return true;
-    }
-    if (d.action == SEQUENCING_REFUSE_NO_SPACE) {
+    case SEQUENCING_REFUSE_NO_SPACE:
         refuse_no_space(q, &m->tag);
         return true;
+    case SEQUENCING_STORAGE_FAILED:
+        *rc = r.rc;
+        return false;
+    case SEQUENCING_ANSWER_RETRY: /* a forced write is never answered from the cache */
+    case SEQUENCING_DROPPED:      /* only expirations are dropped */
+        break;
     }
-    if (!append(q, &m->tag, &m->cmd, slot, d.known_absent, rc)) {
-        if (!wal_log_no_space(*rc))
-            return false;
-        set_no_space(q, SEQUENCING_SEGMENT, true, *rc);
-        refuse_no_space(q, &m->tag);
-        *rc = 0;
-        return true;
+    ADB_ASSERT(!"a write's action");
+    return false;
+}
+
+/* One due expiration from the applier. False: storage failed. */
+static bool take_expire(struct seq *q, const struct msg_expire *m, int *rc)
+{
+    bool was[3];
+    memcpy(was, q->core.no_space, sizeof(was));
+    struct sequencing_result r = sequencing_expire(&q->core, m->reservation_id, m->deadline_slot, boot_ms(),
+                                                   mono_ms());
+    report_space(q, was);
+    if (r.action == SEQUENCING_STORAGE_FAILED) {
+        *rc = r.rc;
+        return false;
     }
-    if (q->core.no_space[SEQUENCING_SEGMENT])
-        set_no_space(q, SEQUENCING_SEGMENT, false, 0);
-    atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
+    if (r.action == SEQUENCING_APPENDED) {
+        memset(&q->tags[r.index], 0, sizeof(q->tags[r.index]));
+        atomic_store_explicit(&q->seg->seq->sequenced_lsn, r.lsn, memory_order_relaxed);
+        atomic_fetch_add_explicit(&q->seg->seq->expires_logged, 1, memory_order_relaxed);
+    }
     return true;
 }
 
@@ -258,7 +277,11 @@ static int meta_commit_now(struct seq *q, u64 durable)
         /* A full disk, not a failing one: refuse writes until the point can be recorded
          * (a commit point that lags is still a true lower bound), on a reopened handle. */
         atomic_fetch_add_explicit(&q->seg->seq->meta_failures, 1, memory_order_relaxed);
-        set_no_space(q, SEQUENCING_META, true, rc);
+        bool was[3];
+        memcpy(was, q->core.no_space, sizeof(was));
+        q->core.no_space_rc = rc;
+        sequencing_space(&q->core, SEQUENCING_META, true, mono_ms());
+        report_space(q, was);
         meta_reopen(q);
         return 0;
     }
@@ -270,7 +293,10 @@ static int meta_commit_now(struct seq *q, u64 durable)
         return WORKER_EXIT_FATAL;
     }
     sequencing_committed(&q->core, durable);
-    set_no_space(q, SEQUENCING_META, false, 0);
+    bool was[3];
+    memcpy(was, q->core.no_space, sizeof(was));
+    sequencing_space(&q->core, SEQUENCING_META, false, mono_ms());
+    report_space(q, was);
     return 0;
 }
 
@@ -289,7 +315,7 @@ static void meta_snapshot_failed(struct seq *q, u64 now, const char *why)
 
 static int maintenance(struct seq *q)
 {
-    u64 durable = q->wal.durable_lsn;
+    u64 durable = q->core.wal.durable_lsn;
     u64 now = mono_ms();
     if (q->meta == NULL && sequencing_meta_open_due(&q->core, now)) {
         char why[512] = "";
@@ -319,16 +345,10 @@ static int maintenance(struct seq *q)
         }
     }
     u64 prune = atomic_load_explicit(&q->seg->app->prune_below_lsn, memory_order_acquire);
-    if (sequencing_prune_due(&q->core, prune)) {
-        u32 removed = 0;
-        int rc = wal_log_prune(&q->wal, prune, &removed);
-        if (rc == 0) {
-            sequencing_pruned(&q->core, prune);
-            if (removed > 0) {
-                atomic_fetch_add_explicit(&q->seg->seq->wal_segments_removed, removed, memory_order_relaxed);
-                log_info("wal_pruned", "below_lsn=%" PRIu64 " segments_removed=%u", prune, removed);
-            }
-        }
+    u32 removed = 0;
+    if (sequencing_prune(&q->core, prune, &removed) == 0 && removed > 0) { /* a failure: tried again */
+        atomic_fetch_add_explicit(&q->seg->seq->wal_segments_removed, removed, memory_order_relaxed);
+        log_info("wal_pruned", "below_lsn=%" PRIu64 " segments_removed=%u", prune, removed);
     }
     return 0;
 }
@@ -339,29 +359,25 @@ static int commit_batch(struct seq *q)
     struct seg_sequencer *c = q->seg->seq;
     struct timespec a, b;
     clock_gettime(CLOCK_MONOTONIC, &a);
-    int rc = wal_log_commit(&q->wal);
+    u32 n;
+    int rc = sequencing_commit(&q->core, &n);
     if (rc != 0)
-        return storage_failed(q, rc);
+        return storage_failed(q, rc, NULL);
     clock_gettime(CLOCK_MONOTONIC, &b);
     /* Signed first: tv_nsec of the end is below the start's whenever a second boundary passed
      * (unsigned, that case recorded a duration of about 2^64 / 1000 us). */
     i64 ns = (i64)(b.tv_sec - a.tv_sec) * 1000000000 + (i64)(b.tv_nsec - a.tv_nsec);
     u64 us = ns > 0 ? (u64)ns / 1000u : 0;
+    const struct wal_log *wal = &q->core.wal;
     seg_histogram_add(&c->fsync_us, us);
-    seg_histogram_add(&c->batch, q->stash_count);
+    seg_histogram_add(&c->batch, n);
     atomic_fetch_add_explicit(&c->fsyncs, 1, memory_order_relaxed);
-    atomic_store_explicit(&c->last_slot, q->wal.cur.last_slot, memory_order_relaxed);
-    atomic_store_explicit(&c->durable_lsn, q->wal.durable_lsn, memory_order_release);
-    /* Room was reserved before the batch was taken: the claims cannot fail. */
-    for (u32 i = 0; i < q->stash_count; i++) {
-        struct shlog_entry *e = ring_claim(q->seg->shlog);
-        ADB_ASSERT(e != NULL);
-        memcpy(e, &q->stash[i], offsetof(struct shlog_entry, frame) + q->stash[i].frame_len);
-        ring_publish_quiet(q->seg->shlog, sizeof(*e));
-    }
-    atomic_store_explicit(&c->published_lsn, q->wal.durable_lsn, memory_order_release);
+    atomic_store_explicit(&c->last_slot, wal->cur.last_slot, memory_order_relaxed);
+    atomic_store_explicit(&c->durable_lsn, wal->durable_lsn, memory_order_release);
+    for (u32 i = 0; i < n; i++)
+        publish(q, &q->tags[i], q->core.batch[i].bytes, q->core.batch[i].len, false);
+    atomic_store_explicit(&c->published_lsn, wal->durable_lsn, memory_order_release);
     ring_notify(q->seg->shlog);
-    q->stash_count = 0;
     return 0;
 }
 
@@ -403,16 +419,15 @@ static int open_all(struct seq *q)
                                        .meta_commit_lsn = rec.commit_lsn,
                                        .meta_snapshot_lsn = rec.snapshot_lsn };
     struct sequencing_open plan;
-    sequencing_plan_restart(&q->core, &seen, &plan);
-    bool first_start = plan.first_start;
-    struct wal_log_options opt = { .segment_bytes = cfg->wal_segment_bytes, .synced_lsn = plan.synced_lsn };
     struct wal_open_report rep;
-    rc = wal_log_open(&q->wal, &io_posix, cfg->data_dir, &opt, plan.read_from_lsn, replay_frame, q, &rep, why,
-                      sizeof(why));
+    enum sequencing_opened verdict;
+    rc = sequencing_open(&q->core, &io_posix, cfg->data_dir, &seen, republish, q, &plan, &rep, &verdict, why,
+                         sizeof(why));
     if (rc != 0) {
         log_error("wal_recovery_failed", "errno=%d reason=\"%s\"", -rc, why);
         return WORKER_EXIT_FATAL;
     }
+    bool first_start = plan.first_start;
     if (rep.torn)
         log_warn("wal_torn_tail", "file=%s offset=%" PRIu64 " bytes=%" PRIu64 " action=zeroed", rep.torn_file,
                  rep.torn_offset, rep.torn_bytes);
@@ -424,7 +439,7 @@ static int open_all(struct seq *q)
                         rep.damage_reason, rep.damage_floor_lsn);
     atomic_store(&q->seg->seq->recovery_damaged, rep.damaged);
     atomic_store(&q->seg->seq->recovery_damage_lsn, rep.damage_lsn);
-    switch (sequencing_check_opened(&q->core, &plan, rep.last_lsn)) {
+    switch (verdict) {
     case SEQUENCING_META_AHEAD_OF_WAL:
         log_error("meta_contradicts_wal",
                   "reason=\"the metadata's commit point %" PRIu64 " is beyond the WAL's last LSN %" PRIu64
@@ -492,16 +507,18 @@ int sequencer_main(const struct worker_ctx *w)
     config_sm(w->cfg, &smc);
     void *cache_memory = q == NULL ? NULL
                        : table_memory_map(retry_cache_bytes(w->cfg->operation_capacity), w->cfg->prefault_memory);
-    if (q == NULL || cache_memory == NULL || (q->stash = calloc(SEQ_BATCH_MAX, sizeof(*q->stash))) == NULL) {
+    struct sequencing_frame *batch = calloc(SEQ_BATCH_MAX, sizeof(*batch));
+    if (q == NULL || cache_memory == NULL || batch == NULL || (q->tags = calloc(SEQ_BATCH_MAX, sizeof(*q->tags))) == NULL) {
         log_error("out_of_memory", "what=sequencer_tables");
         return WORKER_EXIT_CRASH;
     }
     retry_cache_init(&q->cache, cache_memory, w->cfg->operation_capacity, smc.dedupe_window_slots);
     struct sequencing_config sc = { .batch_max = SEQ_BATCH_MAX, .slot_ms = w->cfg->slot_duration_ms,
+                                    .segment_bytes = w->cfg->wal_segment_bytes,
                                     .meta_interval_ms = SEQ_META_INTERVAL_MS, .meta_idle_ms = SEQ_META_IDLE_MS,
                                     .meta_backoff_max_ms = SEQ_META_BACKOFF_MAX_MS,
                                     .space_retry_ms = SEQ_SPACE_RETRY_MS };
-    sequencing_init(&q->core, &sc, &q->cache);
+    sequencing_init(&q->core, &sc, &q->cache, batch);
     q->w = w;
     q->seg = w->seg;
     int rc = open_all(q);
@@ -520,49 +537,33 @@ int sequencer_main(const struct worker_ctx *w)
             nanosleep(&ts, NULL);
             continue;
         }
-        bool storage_ok = true;
         const void *p;
         u32 len;
         enum ring_status st = RING_OK;
-        while (storage_ok && q->stash_count < limit && (st = ring_peek(seg->expire, &p, &len)) == RING_OK) {
-            const struct msg_expire *m = p;
-            struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = m->reservation_id,
-                                      .deadline_slot = m->deadline_slot };
-            struct msg_tag none = { 0 };
-            bool refused = !sequencing_take_expire(&q->core);
-            storage_ok = refused || append(q, &none, &cmd, now_slot(q), false, &rc);
+        /* Due expirations first, then client writes. */
+        while (q->core.batch_count < limit && (st = ring_peek(seg->expire, &p, &len)) == RING_OK) {
+            struct msg_expire m;
+            memcpy(&m, p, sizeof(m));
             ring_release(seg->expire);
-            if (!storage_ok && wal_log_no_space(rc)) {
-                /* Not logged: the applier proposes it again after its hold. Late, never early. */
-                set_no_space(q, SEQUENCING_SEGMENT, true, rc);
-                storage_ok = true;
-            } else if (storage_ok && !refused) {
-                atomic_fetch_add_explicit(&seg->seq->expires_logged, 1, memory_order_relaxed);
-            }
+            if (!take_expire(q, &m, &rc))
+                return storage_failed(q, rc, NULL);
         }
         if (st == RING_CORRUPT)
             return ring_corrupt("expire");
-        while (storage_ok && q->stash_count < limit && (st = ring_peek(seg->write, &p, &len)) == RING_OK) {
+        while (q->core.batch_count < limit && (st = ring_peek(seg->write, &p, &len)) == RING_OK) {
             struct msg_write m;
             memcpy(&m, p, sizeof(m));
             ring_release(seg->write);
-            /* The slot is read after the write was taken, never before: a write that arrived
-             * while earlier ones were appended (a segment roll can sync for milliseconds) would
-             * otherwise count its TTL from a slot that had ended before its client sent it —
-             * an early expiry (found by tests/crash_load's stamp check). */
-            storage_ok = take_write(q, &m, now_slot(q), &rc);
-            if (!storage_ok)
-                reply(q, &m.tag, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
+            if (!take_write(q, &m, &rc))
+                return storage_failed(q, rc, &m.tag);
         }
         if (st == RING_CORRUPT)
             return ring_corrupt("write");
-        if (!storage_ok)
-            return storage_failed(q, rc);
         if (q->notify_retry) {
             ring_notify(seg->retry);
             q->notify_retry = false;
         }
-        if (q->stash_count > 0) {
+        if (q->core.batch_count > 0) {
             rc = commit_batch(q);
             if (rc != 0)
                 return rc;
@@ -571,18 +572,12 @@ int sequencer_main(const struct worker_ctx *w)
             ring_notify(seg->reject);
             q->notify_reject = false;
         }
-        if (sequencing_prepare_due(&q->core, mono_ms())) {
-            rc = wal_log_prepare(&q->wal, SEQ_SPARE_SLICE);
-            if (wal_log_no_space(rc)) {
-                set_no_space(q, SEQUENCING_SPARE, true, rc);
-            } else if (rc != 0) {
-                return storage_failed(q, rc);
-            } else {
-                set_no_space(q, SEQUENCING_SPARE, false, 0);
-                if (q->wal.spare_ready) /* the next roll takes the spare: it cannot fail for space */
-                    set_no_space(q, SEQUENCING_SEGMENT, false, 0);
-            }
-        }
+        bool was[3];
+        memcpy(was, q->core.no_space, sizeof(was));
+        rc = sequencing_prepare(&q->core, SEQ_SPARE_SLICE, mono_ms());
+        report_space(q, was);
+        if (rc != 0)
+            return storage_failed(q, rc, NULL);
         rc = maintenance(q);
         if (rc != 0)
             return rc;
@@ -596,13 +591,14 @@ int sequencer_main(const struct worker_ctx *w)
         doorbell_sleep(seg->bell_sequencer, WORKER_HEARTBEAT_MS);
     }
     /* Stopping: everything taken was committed in its iteration. */
+    u64 durable = q->core.wal.durable_lsn;
     if (q->meta != NULL) {
         char why[256];
-        if (q->wal.durable_lsn > q->core.meta_commit && meta_advance_commit(q->meta, q->wal.durable_lsn, why, sizeof(why)) != 0)
+        if (durable > q->core.meta_commit && meta_advance_commit(q->meta, durable, why, sizeof(why)) != 0)
             log_warn("meta_commit_failed", "reason=\"%s\" at=stop", why);
         meta_close(q->meta);
     }
-    wal_log_close(&q->wal);
-    log_info("stopped", "durable_lsn=%" PRIu64, q->wal.durable_lsn);
+    sequencing_close(&q->core);
+    log_info("stopped", "durable_lsn=%" PRIu64, durable);
     return WORKER_EXIT_OK;
 }

@@ -1,5 +1,5 @@
 /*
- * wal/sequencing.c — the sequencer's decisions (wal/sequencing.h has the rules).
+ * wal/sequencing.c — the sequencer's decisions and its WAL (wal/sequencing.h has the rules).
  */
 #include "config.h"
 
@@ -9,17 +9,26 @@
 
 #include <string.h>
 
-void sequencing_init(struct sequencing *s, const struct sequencing_config *cfg, struct retry_cache *cache)
+void sequencing_init(struct sequencing *s, const struct sequencing_config *cfg, struct retry_cache *cache,
+                     struct sequencing_frame *batch)
 {
     ADB_ASSERT(cfg->batch_max > 0 && cfg->slot_ms > 0);
     memset(s, 0, sizeof(*s));
     s->cfg = *cfg;
     s->cache = cache;
+    s->batch = batch;
+}
+
+void sequencing_close(struct sequencing *s)
+{
+    if (s->wal_open)
+        wal_log_close(&s->wal);
+    s->wal_open = false;
 }
 
 /* ---- restart ----------------------------------------------------------------------------- */
 
-void sequencing_plan_restart(struct sequencing *s, const struct sequencing_restart *in, struct sequencing_open *out)
+static void plan_restart(struct sequencing *s, const struct sequencing_restart *in, struct sequencing_open *out)
 {
     memset(out, 0, sizeof(*out));
     out->first_start = !in->ever_ready;
@@ -36,23 +45,52 @@ void sequencing_plan_restart(struct sequencing *s, const struct sequencing_resta
         out->synced_lsn = in->published_lsn; /* published only ever after its fsync */
 }
 
-bool sequencing_replayed(struct sequencing *s, const struct sm_command *cmd, u64 lsn, u64 slot)
+struct replay_ctx {
+    struct sequencing *s;
+    sequencing_republish_fn republish;
+    void *ctx;
+};
+
+static int replayed(void *arg, const struct wal_frame *f, const struct sm_command *cmd)
 {
+    struct replay_ctx *r = arg;
+    struct sequencing *s = r->s;
     if (cmd->kind != SM_CMD_EXPIRE) {
-        retry_cache_retire(s->cache, slot);
-        retry_cache_add(s->cache, cmd, lsn, slot, false);
+        retry_cache_retire(s->cache, f->request_slot);
+        retry_cache_add(s->cache, cmd, f->lsn, f->request_slot, false);
     }
-    return lsn > s->publish_after;
+    if (f->lsn <= s->publish_after)
+        return 0;
+    /* Durable but never published (a crash between fsync and publish): published again. */
+    u8 payload[WAL_CMD_SIZE_MAX];
+    struct sequencing_frame out;
+    struct wal_frame g = *f;
+    g.payload_len = wal_cmd_encode(payload, sizeof(payload), cmd);
+    g.payload = payload;
+    out.len = wal_frame_encode(out.bytes, sizeof(out.bytes), &g);
+    ADB_ASSERT(out.len > 0);
+    return r->republish(r->ctx, out.bytes, out.len, f->lsn);
 }
 
-enum sequencing_opened sequencing_check_opened(const struct sequencing *s, const struct sequencing_open *plan,
-                                               u64 last_lsn)
+int sequencing_open(struct sequencing *s, struct io *io, const char *dir, const struct sequencing_restart *seen,
+                    sequencing_republish_fn republish, void *ctx, struct sequencing_open *plan,
+                    struct wal_open_report *rep, enum sequencing_opened *verdict, char *why, size_t why_len)
 {
-    if (s->meta_commit > last_lsn)
-        return SEQUENCING_META_AHEAD_OF_WAL;
-    if (!plan->first_start && last_lsn < s->publish_after)
-        return SEQUENCING_WAL_BEHIND_SHARED_LOG;
-    return SEQUENCING_OPENED;
+    ADB_ASSERT(!s->wal_open);
+    plan_restart(s, seen, plan);
+    struct wal_log_options opt = { .segment_bytes = s->cfg.segment_bytes, .synced_lsn = plan->synced_lsn };
+    struct replay_ctx r = { .s = s, .republish = republish, .ctx = ctx };
+    int rc = wal_log_open(&s->wal, io, dir, &opt, plan->read_from_lsn, replayed, &r, rep, why, why_len);
+    if (rc != 0)
+        return rc;
+    s->wal_open = true;
+    if (s->meta_commit > rep->last_lsn)
+        *verdict = SEQUENCING_META_AHEAD_OF_WAL;
+    else if (!plan->first_start && rep->last_lsn < s->publish_after)
+        *verdict = SEQUENCING_WAL_BEHIND_SHARED_LOG;
+    else
+        *verdict = SEQUENCING_OPENED;
+    return 0;
 }
 
 void sequencing_start_clock(struct sequencing *s, u64 last_slot, const struct clock_anchor *saved,
@@ -80,40 +118,104 @@ u64 sequencing_slot(struct sequencing *s, u64 boot_ms)
     return slot;
 }
 
-struct sequencing_write sequencing_take_write(const struct sequencing *s, const struct sm_command *cmd,
-                                              bool force_log, u64 slot, u64 next_lsn, u64 durable_lsn,
-                                              u64 now_ms)
+/* Appends cmd at slot: APPENDED, REFUSE_NO_SPACE (the next segment could not be had) or
+ * STORAGE_FAILED. */
+static struct sequencing_result append(struct sequencing *s, const struct sm_command *cmd, u64 slot,
+                                       bool known_absent, u64 now_ms)
 {
-    struct sequencing_write w = { .action = SEQUENCING_APPEND };
-    if (next_lsn == UINT64_MAX) {
-        w.action = SEQUENCING_REJECT_EXHAUSTED;
-        return w;
+    ADB_ASSERT(s->wal_open && s->batch_count < s->cfg.batch_max);
+    struct sequencing_result r = { .action = SEQUENCING_APPENDED };
+    int rc = wal_log_append(&s->wal, slot, 0, cmd, &r.lsn);
+    if (wal_log_no_space(rc)) {
+        s->no_space_rc = rc;
+        sequencing_space(s, SEQUENCING_SEGMENT, true, now_ms);
+        r.action = SEQUENCING_REFUSE_NO_SPACE;
+        return r;
     }
+    if (rc != 0) {
+        r.action = SEQUENCING_STORAGE_FAILED;
+        r.rc = rc;
+        return r;
+    }
+    sequencing_space(s, SEQUENCING_SEGMENT, false, now_ms); /* it grew */
+    slot_clock_note_slot(&s->clock, slot);
+    if (cmd->kind != SM_CMD_EXPIRE)
+        retry_cache_add(s->cache, cmd, r.lsn, slot, known_absent);
+    r.index = s->batch_count++;
+    struct sequencing_frame *f = &s->batch[r.index];
+    const u8 *frame = wal_log_last_frame(&s->wal, &f->len);
+    ADB_ASSERT(f->len <= sizeof(f->bytes));
+    memcpy(f->bytes, frame, f->len);
+    return r;
+}
+
+struct sequencing_result sequencing_write(struct sequencing *s, const struct sm_command *cmd, bool force_log,
+                                          u64 boot_ms, u64 now_ms)
+{
+    struct sequencing_result r = { .action = SEQUENCING_REJECT_EXHAUSTED };
+    if (wal_log_next_lsn(&s->wal) == UINT64_MAX)
+        return r;
+    /* The slot is read after the write was taken, never before: a write that arrived while
+     * earlier ones were appended (a segment roll can sync for milliseconds) would otherwise
+     * count its TTL from a slot that had ended before its client sent it — an early expiry. */
+    u64 slot = sequencing_slot(s, boot_ms);
     const struct retry_entry *e = retry_cache_find(s->cache, cmd->operation_id);
-    if (!force_log && (w.retry_lsn = retry_cache_answer(s->cache, e, cmd, slot, durable_lsn)) != 0) {
-        w.action = SEQUENCING_ANSWER_RETRY;
-        return w;
+    if (!force_log && (r.lsn = retry_cache_answer(s->cache, e, cmd, slot, s->wal.durable_lsn)) != 0) {
+        r.action = SEQUENCING_ANSWER_RETRY;
+        return r;
     }
     /* The metadata is retried by maintenance; the next segment by the next write that needs it,
      * once a retry interval has passed. */
     if (s->no_space[SEQUENCING_META] || (s->no_space[SEQUENCING_SEGMENT] && now_ms < s->space_retry_at_ms)) {
-        w.action = SEQUENCING_REFUSE_NO_SPACE;
-        return w;
+        r.action = SEQUENCING_REFUSE_NO_SPACE;
+        return r;
     }
-    w.known_absent = e == NULL;
-    return w;
+    return append(s, cmd, slot, e == NULL, now_ms);
 }
 
-bool sequencing_take_expire(const struct sequencing *s)
+struct sequencing_result sequencing_expire(struct sequencing *s, u128 reservation_id, u64 deadline_slot,
+                                           u64 boot_ms, u64 now_ms)
 {
-    return !sequencing_writes_refused(s);
+    struct sequencing_result r = { .action = SEQUENCING_DROPPED };
+    /* Not logged while writes are refused: the applier proposes it again after its hold. Late,
+     * never early. */
+    if (sequencing_writes_refused(s))
+        return r;
+    struct sm_command cmd = { .kind = SM_CMD_EXPIRE, .reservation_id = reservation_id,
+                              .deadline_slot = deadline_slot };
+    r = append(s, &cmd, sequencing_slot(s, boot_ms), false, now_ms);
+    if (r.action == SEQUENCING_REFUSE_NO_SPACE)
+        r.action = SEQUENCING_DROPPED;
+    return r;
 }
 
-void sequencing_appended(struct sequencing *s, const struct sm_command *cmd, u64 lsn, u64 slot, bool known_absent)
+int sequencing_commit(struct sequencing *s, u32 *count)
 {
-    slot_clock_note_slot(&s->clock, slot);
-    if (cmd->kind != SM_CMD_EXPIRE)
-        retry_cache_add(s->cache, cmd, lsn, slot, known_absent);
+    *count = 0;
+    int rc = wal_log_commit(&s->wal);
+    if (rc != 0)
+        return rc;
+    *count = s->batch_count;
+    s->batch_count = 0;
+    return 0;
+}
+
+int sequencing_prepare(struct sequencing *s, u64 budget_bytes, u64 now_ms)
+{
+    if (s->no_space[SEQUENCING_SPARE] && now_ms < s->space_retry_at_ms)
+        return 0;
+    int rc = wal_log_prepare(&s->wal, budget_bytes);
+    if (wal_log_no_space(rc)) {
+        s->no_space_rc = rc;
+        sequencing_space(s, SEQUENCING_SPARE, true, now_ms);
+        return 0;
+    }
+    if (rc != 0)
+        return rc;
+    sequencing_space(s, SEQUENCING_SPARE, false, now_ms);
+    if (s->wal.spare_ready) /* the next roll takes the spare: it cannot fail for space */
+        sequencing_space(s, SEQUENCING_SEGMENT, false, now_ms);
+    return 0;
 }
 
 /* ---- space ------------------------------------------------------------------------------- */
@@ -138,11 +240,6 @@ bool sequencing_writes_refused(const struct sequencing *s)
 int sequencing_space_level(const struct sequencing *s)
 {
     return sequencing_writes_refused(s) ? 2 : s->no_space[SEQUENCING_SPARE] ? 1 : 0;
-}
-
-bool sequencing_prepare_due(const struct sequencing *s, u64 now_ms)
-{
-    return !s->no_space[SEQUENCING_SPARE] || now_ms >= s->space_retry_at_ms;
 }
 
 /* ---- maintenance ------------------------------------------------------------------------- */
@@ -190,12 +287,13 @@ u64 sequencing_meta_failed(struct sequencing *s, u64 now_ms)
     return s->meta_backoff_ms;
 }
 
-bool sequencing_prune_due(const struct sequencing *s, u64 prune_below_lsn)
+int sequencing_prune(struct sequencing *s, u64 prune_below_lsn, u32 *removed)
 {
-    return prune_below_lsn > s->pruned_below;
-}
-
-void sequencing_pruned(struct sequencing *s, u64 prune_below_lsn)
-{
-    s->pruned_below = prune_below_lsn;
+    *removed = 0;
+    if (prune_below_lsn <= s->pruned_below)
+        return 0;
+    int rc = wal_log_prune(&s->wal, prune_below_lsn, removed);
+    if (rc == 0)
+        s->pruned_below = prune_below_lsn;
+    return rc;
 }

@@ -4,10 +4,13 @@
  * new frame), which slot an entry is stamped with, what a restart reads and republishes, and
  * when the replica metadata and the WAL are maintained.
  *
- * The sequencer worker (wal/sequencer.c) is the shell: it reads the rings, the clocks and the
- * shared segment, feeds what it saw here, and performs what comes back (append through
- * wal/log.h, which assigns the LSNs, fsync, publish, answer, write the metadata, prune). No
- * clock, no I/O, no globals: tests/test_sequencing.c drives it event by event (DESIGN.md §10).
+ * The core owns the WAL (wal/log.h, which assigns the LSNs) and reaches files only through the
+ * `struct io` it is given; it keeps the batch of frames appended since the last fsync. The
+ * sequencer worker (wal/sequencer.c) is the shell: it reads the rings, the clocks and the shared
+ * segment, feeds each event here with the clock readings, and performs what comes back (answer
+ * a tag, publish the committed frames with their tags, write the metadata, log). No clock, no
+ * fork, no globals: tests/test_sequencing.c drives it event by event over a simulated disk
+ * (DESIGN.md §10). Every frame the core hands out for publishing is durable.
  *
  * Rules:
  *   - Batching: one batch takes at most batch_max entries and never more than the shared log
@@ -43,11 +46,21 @@
 #include "common/types.h"
 #include "replica/retry_cache.h"
 #include "vocab/vocab.h"
+#include "wal/command.h"
+#include "wal/frame.h"
+#include "wal/log.h"
 #include "wal/slot_clock.h"
+
+/* A frame of the batch, as logged (the shell copies it into the shared log once durable). */
+struct sequencing_frame {
+    u32 len;
+    u8 bytes[WAL_FRAME_HEADER_SIZE + WAL_CMD_SIZE_MAX];
+};
 
 struct sequencing_config {
     u32 batch_max;
     u64 slot_ms;
+    u64 segment_bytes; /* the WAL's */
     u64 meta_interval_ms;
     u64 meta_idle_ms;
     u64 meta_backoff_max_ms;
@@ -61,10 +74,15 @@ enum sequencing_space_change { SEQUENCING_SPACE_SAME = 0, SEQUENCING_SPACE_FULL,
 
 struct sequencing {
     struct sequencing_config cfg;
+    struct wal_log wal;
+    bool wal_open;
     struct retry_cache *cache; /* the caller's (replica/retry_cache.h) */
+    struct sequencing_frame *batch; /* the caller's, batch_max frames */
+    u32 batch_count;           /* appended since the last commit */
     struct slot_clock clock;
     u64 publish_after;         /* restart: replayed frames above it are published again */
     bool no_space[3];          /* by enum sequencing_space */
+    int no_space_rc;           /* the errno that last reported a part full (for the log) */
     u64 space_retry_at_ms;
     u64 meta_commit;           /* the commit point the metadata holds */
     u64 meta_snapshot;         /* the snapshot anchor it holds */
@@ -73,7 +91,10 @@ struct sequencing {
     u64 pruned_below;
 };
 
-void sequencing_init(struct sequencing *s, const struct sequencing_config *cfg, struct retry_cache *cache);
+/* Over the caller's retry cache and batch memory (cfg->batch_max frames); nothing allocated. */
+void sequencing_init(struct sequencing *s, const struct sequencing_config *cfg, struct retry_cache *cache,
+                     struct sequencing_frame *batch);
+void sequencing_close(struct sequencing *s);
 
 /* ---- restart ----------------------------------------------------------------------------- */
 
@@ -93,10 +114,8 @@ struct sequencing_open {
     u64 synced_lsn;    /* frames up to it are known durable */
 };
 
-void sequencing_plan_restart(struct sequencing *s, const struct sequencing_restart *in, struct sequencing_open *out);
-
-/* A frame WAL recovery replayed: the cache learns it; true if the shell must publish it (untagged). */
-bool sequencing_replayed(struct sequencing *s, const struct sm_command *cmd, u64 lsn, u64 slot);
+/* A durable frame to publish again (untagged) during open. Non-zero stops the open. */
+typedef int (*sequencing_republish_fn)(void *ctx, const u8 *frame, u32 len, u64 lsn);
 
 enum sequencing_opened {
     SEQUENCING_OPENED = 0,
@@ -104,9 +123,15 @@ enum sequencing_opened {
     SEQUENCING_WAL_BEHIND_SHARED_LOG,
 };
 
-/* The WAL opened ending at last_lsn: whether it may be served. */
-enum sequencing_opened sequencing_check_opened(const struct sequencing *s, const struct sequencing_open *plan,
-                                               u64 last_lsn);
+/*
+ * A start: plans it from what the shell saw, opens and recovers the WAL in dir through io
+ * (a torn tail repaired), teaches the retry cache every frame read, and calls republish for
+ * each durable frame above published_lsn. Returns 0 with *verdict (the WAL may be served only
+ * when SEQUENCING_OPENED), or wal_log_open's negative errno with the reason in why.
+ */
+int sequencing_open(struct sequencing *s, struct io *io, const char *dir, const struct sequencing_restart *seen,
+                    sequencing_republish_fn republish, void *ctx, struct sequencing_open *plan,
+                    struct wal_open_report *rep, enum sequencing_opened *verdict, char *why, size_t why_len);
 
 /* The timeline: on a first start from the saved anchor (NULL: none) and the clocks now; on a
  * worker restart, joined to the one the daemon's first sequencer decided. */
@@ -119,32 +144,41 @@ void sequencing_join_clock(struct sequencing *s, u64 logical0_ms, u64 boot0_ms, 
 /* Entries the next batch may take with `room` free in the shared log (0: wait for the applier). */
 u32 sequencing_batch_limit(const struct sequencing *s, u64 room);
 
-/* The slot to stamp an entry taken now (boot clock reading boot_ms); drops expired cache entries. */
+/* The slot an entry taken now (boot clock reading boot_ms) is stamped with. */
 u64 sequencing_slot(struct sequencing *s, u64 boot_ms);
 
-enum sequencing_write_action {
-    SEQUENCING_APPEND = 0,
-    SEQUENCING_ANSWER_RETRY,    /* from the applied record of retry_lsn, no frame */
-    SEQUENCING_REJECT_EXHAUSTED, /* no LSN left */
-    SEQUENCING_REFUSE_NO_SPACE,
+enum sequencing_action {
+    SEQUENCING_APPENDED = 0,     /* batch[index] at lsn; durable at the next commit */
+    SEQUENCING_ANSWER_RETRY,     /* answer from the applied record of lsn, no frame */
+    SEQUENCING_REJECT_EXHAUSTED, /* no LSN left (definite) */
+    SEQUENCING_REFUSE_NO_SPACE,  /* the disk is full (definite: nothing logged) */
+    SEQUENCING_DROPPED,          /* an expiration not logged while writes are refused */
+    SEQUENCING_STORAGE_FAILED,   /* the WAL is halted (rc): answer everything indefinite, stop */
 };
 
-struct sequencing_write {
-    enum sequencing_write_action action;
-    u64 retry_lsn;     /* ANSWER_RETRY */
-    bool known_absent; /* APPEND: the id is not in the cache */
+struct sequencing_result {
+    enum sequencing_action action;
+    u32 index; /* APPENDED: position in the batch */
+    u64 lsn;   /* APPENDED: its LSN; ANSWER_RETRY: the first logging's */
+    int rc;    /* STORAGE_FAILED: negative errno */
 };
 
-/* A client write taken at `slot`; next_lsn: the LSN a frame would get (UINT64_MAX: none left). */
-struct sequencing_write sequencing_take_write(const struct sequencing *s, const struct sm_command *cmd,
-                                              bool force_log, u64 slot, u64 next_lsn, u64 durable_lsn,
-                                              u64 now_ms);
+/* A client write taken at boot clock boot_ms, monotonic now_ms. force_log: never answer it
+ * from the cache (the applier did not find the record). The batch must have room. */
+struct sequencing_result sequencing_write(struct sequencing *s, const struct sm_command *cmd, bool force_log,
+                                          u64 boot_ms, u64 now_ms);
+/* A due expiration proposed by the applier. */
+struct sequencing_result sequencing_expire(struct sequencing *s, u128 reservation_id, u64 deadline_slot,
+                                           u64 boot_ms, u64 now_ms);
 
-/* A due expiration: true to append it, false to drop it (writes are refused for space). */
-bool sequencing_take_expire(const struct sequencing *s);
+/* Makes the batch durable (one fsync). 0: batch[0, *count) are durable and may be published
+ * (valid until the next append); else the negative errno (the WAL is halted; batch_count says
+ * how many entries were not acknowledged). */
+int sequencing_commit(struct sequencing *s, u32 *count);
 
-/* A frame was appended at lsn, slot (known_absent as the decision said; false for expire). */
-void sequencing_appended(struct sequencing *s, const struct sm_command *cmd, u64 lsn, u64 slot, bool known_absent);
+/* Between batches: a slice of the next segment prepared (while it cannot grow, once per
+ * space_retry_ms). 0, or a negative errno: the WAL is halted. */
+int sequencing_prepare(struct sequencing *s, u64 budget_bytes, u64 now_ms);
 
 /* ---- space ------------------------------------------------------------------------------- */
 
@@ -154,8 +188,6 @@ enum sequencing_space_change sequencing_space(struct sequencing *s, enum sequenc
 bool sequencing_writes_refused(const struct sequencing *s);
 /* For /health: 2 writes refused, 1 only the spare segment cannot grow, 0 fine. */
 int sequencing_space_level(const struct sequencing *s);
-/* Whether to prepare the spare segment now (while it cannot grow: once per space_retry_ms). */
-bool sequencing_prepare_due(const struct sequencing *s, u64 now_ms);
 
 /* ---- maintenance ------------------------------------------------------------------------- */
 
@@ -169,8 +201,8 @@ bool sequencing_anchor_due(const struct sequencing *s, u64 now_ms, u64 snapshot_
 void sequencing_anchored(struct sequencing *s, u64 snapshot_lsn);
 /* A metadata write (or open) failed at now_ms: returns the wait before the next attempt. */
 u64 sequencing_meta_failed(struct sequencing *s, u64 now_ms);
-/* Whether to prune the WAL below prune_below_lsn (what the applier published). */
-bool sequencing_prune_due(const struct sequencing *s, u64 prune_below_lsn);
-void sequencing_pruned(struct sequencing *s, u64 prune_below_lsn);
+/* Prunes the WAL below prune_below_lsn (what the applier published), only ever forward. 0 (also
+ * when nothing was due) with *removed segments, or a negative errno (tried again next time). */
+int sequencing_prune(struct sequencing *s, u64 prune_below_lsn, u32 *removed);
 
 #endif
