@@ -44,14 +44,13 @@
 #include "common/assert.h"
 #include "net/proto.h"
 #include "replica/apply_policy.h"
+#include "replica/applying.h"
 #include "replica/oplog.h"
 #include "replica/recovery.h"
 #include "replica/sm.h"
 #include "replica/snapshot.h"
 #include "supervisor/log.h"
 #include "supervisor/worker.h"
-#include "wal/command.h"
-#include "wal/frame.h"
 #include "wal/io.h"
 #include "wal/slot_clock.h"
 
@@ -77,8 +76,7 @@ struct app {
     struct segment *seg;
     sm_t sm;
     u64 slot_ms;
-    struct sm_due *due;
-    u32 due_max;
+    struct applying core; /* entries, retries and due reservations (replica/applying.h) */
     struct apply_policy policy; /* expiry hold, checkpoint timing, backoff, prune point */
     pid_t snap_pid;
     bool notify_result;
@@ -199,31 +197,25 @@ static int apply_log(struct app *a, int *rc)
             return -1;
         }
         const struct shlog_entry *e = p;
-        struct wal_frame f;
-        struct sm_command cmd;
-        if (e->frame_len > sizeof(e->frame) ||
-            wal_frame_decode_exact(e->frame, e->frame_len, &f) != WAL_FRAME_OK ||
-            wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd) != WAL_CMD_OK) {
-            *rc = shm_fault("shared_log_corrupt", "frame at position %" PRIu64 " does not decode",
-                        ring_tail(seg->shlog, SHLOG_APPLIER));
+        struct applying_result r;
+        char why[160];
+        enum applying_entry what = e->frame_len > sizeof(e->frame)
+                                       ? APPLYING_DAMAGED
+                                       : applying_frame(&a->core, e->frame, e->frame_len, &r, why, sizeof(why));
+        if (what == APPLYING_DAMAGED) {
+            if (e->frame_len > sizeof(e->frame))
+                snprintf(why, sizeof(why), "a frame length of %u", e->frame_len);
+            *rc = shm_fault("shared_log_corrupt", "entry at position %" PRIu64 ": %s",
+                            ring_tail(seg->shlog, SHLOG_APPLIER), why);
             return -1;
         }
-        enum apply_entry what = apply_policy_entry(a->sm.last_applied_lsn, a->sm.last_request_slot, f.lsn,
-                                                   f.request_slot);
-        if (what == APPLY_ENTRY_GAP) {
-            *rc = shm_fault("shared_log_gap", "LSN %" PRIu64 " (slot %" PRIu64 ") does not follow the applied LSN %"
-                            PRIu64 " (slot %" PRIu64 ")", f.lsn, f.request_slot, a->sm.last_applied_lsn,
-                            a->sm.last_request_slot);
-            return -1;
-        }
-        if (what == APPLY_ENTRY_APPLY) {
-            struct sm_outcome o = sm_apply(&a->sm, f.lsn, f.request_slot, &cmd);
-            atomic_fetch_add_explicit(&c->commands[cmd.kind], 1, memory_order_relaxed);
-            atomic_fetch_add_explicit(&c->results[o.result], 1, memory_order_relaxed);
+        if (what == APPLYING_APPLIED) {
+            atomic_fetch_add_explicit(&c->commands[r.kind], 1, memory_order_relaxed);
+            atomic_fetch_add_explicit(&c->results[r.outcome.result], 1, memory_order_relaxed);
             if (e->tag.flags & MSG_TAG_VALID)
-                push_write_result(a, &e->tag, &o);
+                push_write_result(a, &e->tag, &r.outcome);
             /* The order that makes a restart exact: result, applied_lsn, then the slot. */
-            atomic_store_explicit(&c->applied_lsn, f.lsn, memory_order_release);
+            atomic_store_explicit(&c->applied_lsn, r.lsn, memory_order_release);
         }
         ring_release_at(seg->shlog, SHLOG_APPLIER);
         n++;
@@ -254,12 +246,13 @@ static int answer_retries(struct app *a, bool *blocked)
         if (st == RING_CORRUPT)
             return -1;
         const struct msg_retry *m = p;
-        if (!apply_policy_retry_ready(a->sm.last_applied_lsn, m->lsn)) {
+        struct sm_outcome o;
+        enum applying_retry what = applying_retry(&a->core, &m->cmd, m->lsn, &o);
+        if (what == APPLYING_RETRY_WAIT) {
             *blocked = true; /* its entry is durable and on its way through the shared log */
             break;
         }
-        struct sm_outcome o;
-        if (sm_get_operation(&a->sm, &m->cmd, &o)) {
+        if (what == APPLYING_RETRY_ANSWER) {
             push_write_result(a, &m->tag, &o);
         } else {
             struct msg_result *r = result_slot(a);
@@ -275,18 +268,14 @@ static int answer_retries(struct app *a, bool *blocked)
 
 static u32 propose_expirations(struct app *a, u64 slot)
 {
-    /* Due means the deadline slot has *ended* (replica/apply_policy.h). */
-    u64 through;
-    if (!apply_policy_due_through(slot, &through))
-        return 0;
-    u32 n = sm_due_expirations(&a->sm, through, a->due, a->due_max);
+    u32 n = applying_due(&a->core, slot); /* deadline slot ended */
     u32 sent = 0;
     for (u32 i = 0; i < n; i++) {
         struct msg_expire *m = ring_claim(a->seg->expire);
         if (m == NULL)
             break;
-        m->reservation_id = a->due[i].reservation_id;
-        m->deadline_slot = a->due[i].deadline_slot;
+        m->reservation_id = a->core.due[i].reservation_id;
+        m->deadline_slot = a->core.due[i].deadline_slot;
         ring_publish_quiet(a->seg->expire, sizeof(*m));
         sent++;
     }
@@ -559,10 +548,10 @@ int applier_main(const struct worker_ctx *w)
     a->w = w;
     a->seg = w->seg;
     a->slot_ms = w->cfg->slot_duration_ms;
-    a->due_max = w->cfg->max_expirations_per_tick;
-    a->due = calloc(a->due_max, sizeof(*a->due));
-    if (a->due == NULL)
+    struct sm_due *due = calloc(w->cfg->max_expirations_per_tick, sizeof(*due));
+    if (due == NULL)
         return WORKER_EXIT_CRASH;
+    applying_init(&a->core, &a->sm, due, w->cfg->max_expirations_per_tick);
     int rc = recover(a);
     if (rc != 0)
         return rc;

@@ -29,11 +29,11 @@ check "the WAL codec, scan and log include only common/ and vocab/" "(common|voc
     wal/slot_clock.[ch]
 check "the wire codec and the client library include only common/ and vocab/" \
     '(common|vocab)/.*|net/(proto|allocdb)\.h' net/proto.[ch] net/client.c net/allocdb.h
-CORES='replica/(snapshot|recovery|oplog|apply_policy|retry_cache)\.h|wal/sequencing\.h'
+CORES='replica/(snapshot|recovery|oplog|apply_policy|applying|retry_cache)\.h|wal/sequencing\.h'
 check "snapshots, recovery and the cores include only the state machine, the WAL and below" \
     "(common|vocab)/.*|$SM|$WAL|$CORES" \
     replica/snapshot.[ch] replica/recovery.[ch] replica/oplog.[ch] replica/apply_policy.[ch] replica/retry_cache.[ch] \
-    wal/sequencing.[ch]
+    replica/applying.[ch] wal/sequencing.[ch]
 check "the tools include no worker shell (supervisor/, net/ingress, replica/meta.h)" \
     "(common|vocab|bench)/.*|$SM|$WAL|$CORES|net/(proto|allocdb)\.h" \
     inspect/*.c bench/*.c bench/*.h cli/*.c
