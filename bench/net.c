@@ -1,12 +1,14 @@
 /*
  * bench/net.c — `allocdb-bench net`: load a running allocdbd through the wire protocol.
  *
- * N TCP connections (TCP_NODELAY), each keeping up to D submits of B commands in flight
- * (pipelining, replies matched by request_id), driven by one single-threaded epoll loop so the
- * client stays cheap next to a server on the same machine: every connection encodes into its
- * own output buffer, flushes it with one send() per loop turn, and reads replies with one large
- * recv() per readiness event. Nothing is allocated per request: request slots, the record of
- * what each slot's commands were, the follow-up queues and the buffers are sized at start.
+ * N connections, each a liballocdb handle (allocdb.h) keeping up to D submits of B commands in
+ * flight (pipelining, replies matched by request_id), driven by one single-threaded epoll loop
+ * over the handles' sockets so the client stays cheap next to a server on the same machine:
+ * every connection queues its submits in its handle's output buffer, flushes them with one
+ * send() per loop turn (allocdb_flush with timeout 0), and takes in replies with one large
+ * recv() per readiness event (allocdb_poll with timeout 0). Nothing is allocated per request:
+ * request slots, the record of what each slot's commands were, the follow-up queues and the
+ * buffers (the bench's and the library's) are sized at start.
  *
  * Workloads (the measured phase; setup and cleanup are not timed or counted):
  *   hotspot      one resource; every connection tries to reserve it, B attempts per submit; a
@@ -35,6 +37,17 @@
  * commands reusing sampled ids must come back operation_conflict.
  *
  * NOTES
+ *   The library: every load handle has the request timeout off (a slow server slows the bench,
+ *   it never fails it), a window of D requests and its connection's client id. The loop never
+ *   lets a handle wait: it sends only on a connected handle, and queues at most 64 KiB of frames
+ *   (or one larger frame) from a moment its output was empty (allocdb_wants_write false), the
+ *   bound under which liballocdb(3) promises a send does not wait; past it, it flushes first,
+ *   and a connection whose socket is full waits for EPOLLOUT. A request slot of the bench is
+ *   found from the library's request id through a small open-addressing table per connection.
+ *   A separate control handle asks for status and metrics, reads the expiry sample back and
+ *   resends the --verify-retries sample: the sample mixes connections, whose client ids differ
+ *   (the dedupe fingerprint covers the client id), so each verification submit goes out as one
+ *   frame per client id, all in flight together.
  *   Timing: the clock is read once after each epoll wake-up (replies) and once before the
  *   loop's sends, so a request's latency is from its send() to the wake-up that saw its reply.
  *   With --rate the submits follow a schedule (the k-th command is due at t0 + k/R); latency is
@@ -44,41 +57,37 @@
  *   workload's choices: resources picked, confirm or release. Operation ids are two splitmix64
  *   draws from the seed mixed with a per-run nonce, so repeating a seed against the same server
  *   within its dedupe window does not turn the new run's commands into retries of the last.
- *   Errors: a refused or failed connect exits 69; a bad frame, an unexpected reply, a lost
- *   connection or a closing error frame exits 1, as does a retry-storm resend that committed
- *   without from_retry_cache or a --verify-retries mismatch.
+ *   Errors: a connection no server answered exits 69; a refused hello, a bad frame, an
+ *   unexpected reply, a lost connection or a closing error frame exits 1, as does a retry-storm
+ *   resend that committed without from_retry_cache or a --verify-retries mismatch.
  */
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench/bench.h"
 #include "bench/hist.h"
 #include "common/splitmix.h"
-#include "net/proto.h"
+#include "net/allocdb.h"
+#include "net/proto.h" /* the protocol's sizes only: the library does the framing */
 #include "vocab/vocab.h"
 
 #define EXIT_USAGE 64
 #define EXIT_UNAVAILABLE 69
 
 #define CONNECTIONS_MAX 4096
-#define PIPELINE_MAX 4096          /* request ids carry the slot in their low 16 bits */
+#define PIPELINE_MAX 4096          /* the library's window per connection */
 #define SETUP_BATCH_MAX 1024       /* creates per setup submit (or the server's max_batch) */
 #define SETUP_INFLIGHT_MAX 16384   /* setup creates in flight over all connections */
 #define SAMPLE_MAX 256             /* expiry: reservations read back */
@@ -86,19 +95,35 @@
 #define VERIFY_MAX 10000000        /* --verify-retries */
 #define VERIFY_MARGIN_MS 2000      /* ages this close to the dedupe window are not judged */
 #define FIRST_SPAN_NS (5 * NS)     /* the useful rate's "first 5 s" */
-#define CTL_TIMEOUT_S 10
+#define CTL_TIMEOUT_MS 10000       /* connect and hello; a control request's reply */
+#define BURST_BYTES ((size_t)64 * 1024) /* frames queued before a flush: liballocdb(3), Event loops */
 #define NS 1000000000ull
+#define NIL UINT32_MAX
 
 /* High halves of the bench's resource ids, so they do not collide with an application's. */
 #define POOL_ID_HI 0x42454e4348ull  /* "BENCH" */
 #define HOT_ID_HI 0x484f5453504f54ull /* "HOTSPOT" */
 
+/* The library's codes are the protocol's and the state machine's. */
+ADB_STATIC_ASSERT((int)ALLOCDB_CREATE_RESOURCE == (int)SM_CMD_CREATE_RESOURCE &&
+                      (int)ALLOCDB_RESERVE == (int)SM_CMD_RESERVE && (int)ALLOCDB_CONFIRM == (int)SM_CMD_CONFIRM &&
+                      (int)ALLOCDB_RELEASE == (int)SM_CMD_RELEASE,
+                  "command kinds");
+ADB_STATIC_ASSERT(ALLOCDB_RESULT_SLOT_OVERFLOW + 1 == SM_RESULT_COUNT, "committed codes");
+ADB_STATIC_ASSERT((int)ALLOCDB_REJECT_NO_SPACE == (int)PROTO_REJECT_MAX, "reject codes");
+
+/* The frame of a submit of n commands (liballocdb(3): 40 + 88 n bytes). */
+static size_t submit_bytes(u32 n)
+{
+    return PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_COMMAND_SIZE * n;
+}
+
 enum workload { W_HOTSPOT, W_UNIFORM, W_RETRY, W_EXPIRY };
 static const char *const workload_names[] = { "hotspot", "uniform", "retry-storm", "expiry" };
 
 struct net_opts {
-    const char *addr;
-    char host[256], port[32];
+    const char *addr;   /* as given (the report names it) */
+    char server[300];   /* as the library takes it: HOST:PORT or [V6]:PORT */
     enum workload workload;
     u64 connections, pipeline, batch;
     u64 duration_ms, commands; /* one of them is 0 */
@@ -118,7 +143,7 @@ enum role { R_SETUP, R_FRESH, R_FOLLOW, R_CLEANUP, R_RESEND };
 /* A command to send once a reply said it may: confirm or release of our own reservation. */
 struct follow {
     u128 reservation_id;
-    u8 kind; /* SM_CMD_CONFIRM or SM_CMD_RELEASE */
+    u8 kind; /* ALLOCDB_CONFIRM or ALLOCDB_RELEASE */
 };
 
 /* What command i of a request slot was, to interpret its result. */
@@ -128,7 +153,7 @@ struct sent {
 };
 
 struct req {
-    u64 id;         /* 0: the slot is free */
+    u64 id;         /* the library's request id; 0: the slot is free */
     u64 t_send;     /* ns */
     u64 t_intended; /* ns; --rate: when the schedule wanted it sent */
     u32 count;
@@ -145,12 +170,14 @@ struct cand_result {
 
 enum { CAND_FREE, CAND_PENDING, CAND_READY };
 
-/* --verify-retries: one sampled command as it was sent, with its first (committed) result. */
+/* --verify-retries: one sampled command as it was sent (by connection conn, whose client id it
+ * carried), with its first (committed) result. */
 struct vsample {
-    u8 cmd[PROTO_COMMAND_SIZE];
+    struct allocdb_command cmd;
     u128 reservation_id;
     u64 applied_lsn;
     u64 t_send; /* ns */
+    u32 conn;
     u8 code;
 };
 
@@ -166,23 +193,22 @@ struct verify {
 };
 
 struct conn {
-    int fd;
+    allocdb_client *cl;
+    int fd;        /* allocdb_socket(cl), in the epoll set */
     u32 index;
-    bool want_out; /* EPOLLOUT registered: output is waiting for room in the socket */
+    bool want_out; /* EPOLLOUT registered: queued output waits for room in the socket */
+    size_t queued; /* bytes of frames queued since the output was last seen empty */
     u128 client_id, holder_id;
-    u64 seq;
     struct req *req; /* pipeline slots */
     u32 inflight, free_hint;
+    u32 *map; /* request id -> slot + 1 (0: empty); open addressing, 2 x pipeline rounded up */
+    u32 map_mask;
     struct sent *sent; /* pipeline x slot_cmds */
-    u8 *out;
-    size_t out_off, out_len, out_cap;
-    u8 *in;
-    size_t in_len, in_cap;
     struct follow *fq; /* ring */
     u32 fq_head, fq_len, fq_cap;
-    u8 *sent_cmd; /* --verify-retries: each slot's measured commands as encoded (pipeline x batch) */
-    /* retry-storm: one recorded submit (its encoded commands and results) */
-    u8 *cand;
+    struct allocdb_command *sent_cmd; /* --verify-retries: each slot's measured commands (pipeline x batch) */
+    /* retry-storm: one recorded submit (its commands and results) */
+    struct allocdb_command *cand;
     struct cand_result *cand_res;
     u32 cand_count, cand_issued, cand_inflight;
     u8 cand_state;
@@ -192,9 +218,9 @@ struct conn {
 struct counts {
     u64 commands, requests;
     u64 committed[SM_RESULT_COUNT];
-    u64 rejected[PROTO_REJECT_MAX + 1];
-    u64 indefinite[PROTO_INDEFINITE_SHUTTING_DOWN + 1];
-    u64 refused[PROTO_ERR_IDLE + 1]; /* commands of submits answered with an error frame */
+    u64 rejected[ALLOCDB_REJECT_NO_SPACE + 1];
+    u64 indefinite[ALLOCDB_INDEFINITE_SHUTTING_DOWN + 1];
+    u64 refused[ALLOCDB_SERVER_IDLE + 1]; /* commands of submits answered with an error frame */
     u64 cached;
     u64 attempts, wins;                                                       /* hotspot */
     u64 resends, resent_commands, resent_cached, resend_mismatches, resend_unanswered; /* retry */
@@ -214,7 +240,9 @@ struct bench {
     bool have_pwait2;
     u32 slot_cmds;   /* commands one request slot can hold */
     u32 setup_batch; /* creates per setup submit */
-    struct proto_hello_ok hello;
+    struct allocdb_command *cmds; /* slot_cmds: the submit being built */
+    allocdb_client *ctl;          /* the control handle */
+    struct allocdb_server_info hello; /* what the control connection's hello announced */
     u64 rng;    /* the workload's choices: from --seed */
     u64 op_rng; /* operation ids: --seed mixed with a per-run nonce */
     u128 id_hi; /* high half of the client and holder ids (from --seed) */
@@ -328,30 +356,26 @@ bad:
     return false;
 }
 
-/* HOST:PORT, [V6]:PORT. */
+/* HOST:PORT or [V6]:PORT, one server, checked by the library's own parser (a bare IPv6 address
+ * before the port is put in brackets for it). */
 static bool parse_addr(struct net_opts *o)
 {
-    const char *a = o->addr, *colon;
-    size_t hl;
-    if (a[0] == '[') {
-        const char *close = strchr(a, ']');
-        if (close == NULL || close[1] != ':')
-            goto bad;
-        hl = (size_t)(close - a - 1);
-        a++;
-        colon = close + 1;
-    } else {
-        colon = strrchr(a, ':');
-        if (colon == NULL)
-            goto bad;
-        hl = (size_t)(colon - a);
-    }
-    if (hl == 0 || hl >= sizeof(o->host) || colon[1] == '\0' || strlen(colon + 1) >= sizeof(o->port))
+    const char *a = o->addr, *colon = strrchr(a, ':');
+    if (colon == NULL || strchr(a, ',') != NULL || strlen(a) + 3 > sizeof(o->server))
         goto bad;
-    memcpy(o->host, a, hl);
-    o->host[hl] = '\0';
-    snprintf(o->port, sizeof(o->port), "%s", colon + 1);
-    return true;
+    if (a[0] != '[' && memchr(a, ':', (size_t)(colon - a)) != NULL)
+        snprintf(o->server, sizeof(o->server), "[%.*s]%s", (int)(colon - a), a, colon);
+    else
+        snprintf(o->server, sizeof(o->server), "%s", a);
+    allocdb_client *c = allocdb_new();
+    if (c == NULL) {
+        fprintf(stderr, "allocdb-bench net: out of memory\n");
+        return false;
+    }
+    int rc = allocdb_set_addresses(c, o->server);
+    allocdb_free(c);
+    if (rc == ALLOCDB_OK)
+        return true;
 bad:
     fprintf(stderr, "allocdb-bench: --addr expects HOST:PORT, got '%s'\n", o->addr);
     return false;
@@ -402,235 +426,85 @@ void bench_net_usage(FILE *out)
             "mismatch, 64 on a usage error, 69 if the server cannot be reached.\n");
 }
 
-/* ---- blocking control connection: hello, metrics, status, reads --------------------------- */
+/* ---- liballocdb handles; the control connection: metrics, status, reads ------------------- */
 
-static bool write_all(int fd, const u8 *p, size_t n)
+/* A handle for the server: connect timeout CTL_TIMEOUT_MS, the given request timeout (0: none),
+ * no retries of its own. NULL after fail(). */
+static allocdb_client *handle_new(struct bench *b, u32 request_ms)
 {
-    while (n > 0) {
-        ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return false;
-        p += w;
-        n -= (size_t)w;
+    allocdb_client *c = allocdb_new();
+    if (c == NULL || allocdb_set_timeouts(c, CTL_TIMEOUT_MS, request_ms, 0) != ALLOCDB_OK ||
+        allocdb_set_addresses(c, b->o->server) != ALLOCDB_OK) {
+        allocdb_free(c);
+        fail(b, 1, "out of memory");
+        return NULL;
     }
-    return true;
+    return c;
 }
 
-static bool read_all(int fd, u8 *p, size_t n)
+/* Connects c (who prefixes the failure). false after fail(): 69 when no server answered or it
+ * refused for now (full, stopping), 1 when it refused the hello for good (another cluster, a
+ * version it lacks) or answered it with something else. */
+static bool handle_connect(struct bench *b, allocdb_client *c, const char *who)
 {
-    while (n > 0) {
-        ssize_t r = recv(fd, p, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        p += r;
-        n -= (size_t)r;
-    }
-    return true;
-}
-
-/* Connects (blocking) with TCP_NODELAY. -1 with the reason in why; *refused when the server
- * is not there at all. */
-static int dial(const struct net_opts *o, char *why, size_t n)
-{
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res, *ai;
-    int rc = getaddrinfo(o->host, o->port, &hints, &res);
-    if (rc != 0) {
-        snprintf(why, n, "cannot resolve %s: %s", o->addr, gai_strerror(rc));
-        return -1;
-    }
-    int fd = -1, err = 0;
-    for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0) {
-            err = errno;
-            continue;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            err = errno;
-            close(fd);
-            fd = -1;
-        }
-    }
-    freeaddrinfo(res);
-    if (fd < 0) {
-        snprintf(why, n, "cannot connect to %s: %s%s", o->addr, strerror(err),
-                 err == ECONNREFUSED ? " (is allocdbd running and listening there?)" : "");
-        return -1;
-    }
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    return fd;
-}
-
-static u8 *ctl_buf; /* PROTO_HEADER_SIZE + PROTO_BODY_MAX + 1, allocated once */
-static u64 ctl_seq;
-
-/*
- * One request and its reply on a blocking connection. On success the reply's header is in *h
- * and its body at ctl_buf + PROTO_HEADER_SIZE (NUL-terminated). An error frame is returned as
- * such (the caller decides); false only for I/O or protocol failures, with the reason.
- */
-static bool ctl_exchange(int fd, u8 kind, u8 *frame, size_t cap, u32 body_len, struct proto_header *h, char *why,
-                         size_t n)
-{
-    u64 id = ++ctl_seq;
-    size_t len = proto_frame_finish(frame, cap, kind, id, body_len);
-    if (!write_all(fd, frame, len)) {
-        snprintf(why, n, "sending %s: %s", proto_kind_name(kind), strerror(errno));
-        return false;
-    }
-    if (!read_all(fd, ctl_buf, PROTO_HEADER_SIZE)) {
-        snprintf(why, n, "no reply to %s (%s)", proto_kind_name(kind),
-                 errno == EAGAIN || errno == EWOULDBLOCK ? "timed out" : "connection closed");
-        return false;
-    }
-    enum proto_status st = proto_header_decode(ctl_buf, PROTO_HEADER_SIZE, PROTO_BODY_MAX, h);
-    if (st != PROTO_OK) {
-        snprintf(why, n, "bad reply header to %s: %s", proto_kind_name(kind), proto_status_name(st));
-        return false;
-    }
-    if (!read_all(fd, ctl_buf + PROTO_HEADER_SIZE, h->body_len)) {
-        snprintf(why, n, "reply to %s cut short", proto_kind_name(kind));
-        return false;
-    }
-    st = proto_frame_check(ctl_buf, PROTO_HEADER_SIZE + (size_t)h->body_len);
-    if (st != PROTO_OK) {
-        snprintf(why, n, "bad reply to %s: %s", proto_kind_name(kind), proto_status_name(st));
-        return false;
-    }
-    if (h->request_id != id) {
-        snprintf(why, n, "reply to %s carries request id %" PRIu64 ", not %" PRIu64, proto_kind_name(kind),
-                 h->request_id, id);
-        return false;
-    }
-    ctl_buf[PROTO_HEADER_SIZE + h->body_len] = 0;
-    return true;
-}
-
-static bool ctl_call(int fd, u8 kind, const u8 *body, u32 body_len, struct proto_header *h, char *why, size_t n)
-{
-    u8 frame[PROTO_HEADER_SIZE + 64];
-    if (body_len > 0)
-        memcpy(frame + PROTO_HEADER_SIZE, body, body_len);
-    return ctl_exchange(fd, kind, frame, sizeof(frame), body_len, h, why, n);
-}
-
-/* Formats an error frame's body as "name: message". */
-static void error_text(const u8 *body, u32 len, char *out, size_t n)
-{
-    struct proto_error e;
-    if (proto_get_error(body, len, &e) != PROTO_OK) {
-        snprintf(out, n, "malformed error frame");
-        return;
-    }
-    snprintf(out, n, "%s%s%.*s", proto_error_name(e.code), e.message_len ? ": " : "",
-             (int)(e.message_len > 200 ? 200 : e.message_len), e.message);
-}
-
-static bool hello(int fd, struct proto_hello_ok *ok, char *why, size_t n)
-{
-    u8 body[32];
-    struct proto_hello hv = { .version = PROTO_VERSION, .cluster_id = 0 };
-    u32 len = proto_put_hello(body, &hv);
-    struct proto_header h;
-    if (!ctl_call(fd, PROTO_HELLO, body, len, &h, why, n))
-        return false;
-    const u8 *rb = ctl_buf + PROTO_HEADER_SIZE;
-    if (h.kind == PROTO_ERROR) {
-        char t[256];
-        error_text(rb, h.body_len, t, sizeof(t));
-        snprintf(why, n, "the server refused hello: %s", t);
-        return false;
-    }
-    if (h.kind != PROTO_HELLO_OK) {
-        snprintf(why, n, "hello answered with %s", proto_kind_name(h.kind));
-        return false;
-    }
-    enum proto_status st = proto_get_hello_ok(rb, h.body_len, ok);
-    if (st != PROTO_OK) {
-        snprintf(why, n, "bad hello_ok: %s", proto_status_name(st));
-        return false;
-    }
-    return true;
-}
-
-static void set_timeouts(int fd, int seconds)
-{
-    struct timeval tv = { .tv_sec = seconds };
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-}
-
-/* Opens a control connection and says hello; -1 after fail() (69: no server). */
-static int ctl_open(struct bench *b, struct proto_hello_ok *ok)
-{
-    char why[512];
-    int fd = dial(b->o, why, sizeof(why));
-    if (fd < 0) {
-        fail(b, EXIT_UNAVAILABLE, "%s", why);
-        return -1;
-    }
-    set_timeouts(fd, CTL_TIMEOUT_S);
-    if (!hello(fd, ok, why, sizeof(why))) {
-        close(fd);
-        fail(b, 1, "%s: %s", b->o->addr, why);
-        return -1;
-    }
-    return fd;
+    int rc = allocdb_connect(c, NULL);
+    if (rc == ALLOCDB_OK)
+        return true;
+    if (rc == ALLOCDB_ERR_UNREACHABLE)
+        fail(b, EXIT_UNAVAILABLE, "%scannot connect: %s (is allocdbd running, listening there and taking connections?)", who,
+             allocdb_last_error(c));
+    else
+        fail(b, 1, "%s%s", who, allocdb_last_error(c));
+    return false;
 }
 
 /*
  * A fresh control connection for a read between phases (the previous one may have sat idle for
  * the whole run, past the server's idle timeout). Not fatal: the figures it feeds become n/a.
  */
-static void ctl_reopen(struct bench *b, int *fd)
+static void ctl_reopen(struct bench *b)
 {
-    char why[512];
-    struct proto_hello_ok ok;
-    if (*fd >= 0)
-        close(*fd);
-    *fd = dial(b->o, why, sizeof(why));
-    if (*fd >= 0) {
-        set_timeouts(*fd, CTL_TIMEOUT_S);
-        if (hello(*fd, &ok, why, sizeof(why)))
-            return;
-        close(*fd);
-        *fd = -1;
-    }
-    fprintf(stderr, "allocdb-bench net: control connection: %s\n", why);
+    allocdb_disconnect(b->ctl);
+    if (allocdb_connect(b->ctl, NULL) != ALLOCDB_OK)
+        fprintf(stderr, "allocdb-bench net: control connection: %s\n", allocdb_last_error(b->ctl));
 }
 
-/* METRICS or STATUS as a JSON document; NULL (with a note on stderr) if the server has none. */
-static json_t *ctl_json(int fd, u8 kind, bool quiet)
+/* Metrics or status as a JSON document; NULL (with a note on stderr) if the server has none or
+ * the control connection is gone. */
+static json_t *ctl_json(struct bench *b, bool metrics, bool quiet)
 {
-    char why[512];
-    struct proto_header h;
-    if (fd < 0)
+    const char *what = metrics ? "metrics" : "status";
+    if (!allocdb_is_connected(b->ctl))
         return NULL;
-    if (!ctl_call(fd, kind, NULL, 0, &h, why, sizeof(why))) {
+    char *text = NULL;
+    size_t len = 0;
+    int rc = metrics ? allocdb_metrics(b->ctl, &text, &len) : allocdb_status(b->ctl, &text, &len);
+    if (rc != ALLOCDB_OK) {
         if (!quiet)
-            fprintf(stderr, "allocdb-bench: %s: %s\n", proto_kind_name(kind), why);
-        return NULL;
-    }
-    const u8 *body = ctl_buf + PROTO_HEADER_SIZE;
-    if (h.kind != (kind == PROTO_METRICS ? PROTO_METRICS_OK : PROTO_STATUS_OK)) {
-        if (h.kind == PROTO_ERROR)
-            error_text(body, h.body_len, why, sizeof(why));
-        else
-            snprintf(why, sizeof(why), "answered with %s", proto_kind_name(h.kind));
-        if (!quiet)
-            fprintf(stderr, "allocdb-bench: %s: %s\n", proto_kind_name(kind), why);
+            fprintf(stderr, "allocdb-bench: %s: %s: %s\n", what, allocdb_strerror(rc), allocdb_last_error(b->ctl));
         return NULL;
     }
     json_error_t err;
-    json_t *doc = json_loadb((const char *)body, h.body_len, 0, &err);
+    json_t *doc = json_loadb(text, len, 0, &err);
+    free(text);
     if (doc == NULL && !quiet)
-        fprintf(stderr, "allocdb-bench: %s: not JSON: %s\n", proto_kind_name(kind), err.text);
+        fprintf(stderr, "allocdb-bench: %s: not JSON: %s\n", what, err.text);
     return doc;
+}
+
+/* An error reply's "name: message". */
+static void error_text(const struct allocdb_reply *rep, char *out, size_t n)
+{
+    size_t len = rep->u.error.message_len;
+    snprintf(out, n, "%s%s%.*s", allocdb_server_error_name(rep->u.error.code), len ? ": " : "",
+             (int)(len > 200 ? 200 : len), rep->u.error.message);
+}
+
+/* Server errors after which the connection is closed (the others answer one request). */
+static bool closes(u16 code)
+{
+    return code != ALLOCDB_SERVER_UNAVAILABLE && code != ALLOCDB_SERVER_TIMEOUT && code != ALLOCDB_SERVER_OVERLOADED &&
+           code != ALLOCDB_SERVER_BATCH_TOO_LARGE;
 }
 
 /* ---- JSON lookups in the server's documents ----------------------------------------------- */
@@ -783,48 +657,100 @@ static void server_delta(json_t *before, json_t *after, struct server_info *s)
 
 /* ---- connections ------------------------------------------------------------------------- */
 
-static bool conn_init(struct bench *b, struct conn *c, u32 index, int fd)
+/* Request id -> slot: a table twice the pipeline (or more), linear probing. */
+static u32 map_home(const struct conn *c, u64 rid)
+{
+    return (u32)((rid * 0x9e3779b97f4a7c15ull) >> 32) & c->map_mask;
+}
+
+static void map_put(struct conn *c, u64 rid, u32 slot)
+{
+    u32 i = map_home(c, rid);
+    while (c->map[i] != 0)
+        i = (i + 1) & c->map_mask;
+    c->map[i] = slot + 1;
+}
+
+/* The slot of request id rid, taken out of the table; NIL if no slot has it. */
+static u32 map_take(struct conn *c, u64 rid)
+{
+    u32 i = map_home(c, rid);
+    while (c->map[i] != 0 && c->req[c->map[i] - 1].id != rid)
+        i = (i + 1) & c->map_mask;
+    if (c->map[i] == 0)
+        return NIL;
+    u32 slot = c->map[i] - 1;
+    /* Backward-shift deletion: each later entry of the run moves into the hole unless its home
+     * lies cyclically in (hole, its place]. */
+    for (u32 j = (i + 1) & c->map_mask; c->map[j] != 0; j = (j + 1) & c->map_mask) {
+        u32 k = map_home(c, c->req[c->map[j] - 1].id);
+        bool stays = i <= j ? (i < k && k <= j) : (i < k || k <= j);
+        if (!stays) {
+            c->map[i] = c->map[j];
+            i = j;
+        }
+    }
+    c->map[i] = 0;
+    return slot;
+}
+
+/* Allocates c's tables, opens its handle and adds its socket to the epoll set; false after
+ * fail(). c is consistent for conn_free() either way. */
+static bool conn_init(struct bench *b, struct conn *c, u32 index)
 {
     const struct net_opts *o = b->o;
     memset(c, 0, sizeof(*c));
-    c->fd = fd;
+    c->fd = -1;
     c->index = index;
     c->client_id = b->id_hi | (u128)(index + 1);
     c->holder_id = b->id_hi | (u128)(index + 1);
+    u32 map_cap = 2;
+    while (map_cap < 2 * o->pipeline)
+        map_cap *= 2;
+    c->map_mask = map_cap - 1;
     c->req = calloc(o->pipeline, sizeof(*c->req));
+    c->map = calloc(map_cap, sizeof(*c->map));
     c->sent = calloc((size_t)o->pipeline * b->slot_cmds, sizeof(*c->sent));
-    size_t req_max = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_COMMAND_SIZE * b->slot_cmds;
-    size_t rep_max = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_RESULT_SIZE * b->slot_cmds;
-    c->out_cap = req_max * 2 > 65536 ? req_max * 2 : 65536;
-    c->in_cap = rep_max * 2 > 65536 ? rep_max * 2 : 65536;
-    c->out = malloc(c->out_cap);
-    c->in = malloc(c->in_cap);
     c->fq_cap = (u32)(o->pipeline * o->batch);
     c->fq = calloc(c->fq_cap, sizeof(*c->fq));
     if (o->workload == W_RETRY) {
-        c->cand = malloc((size_t)PROTO_COMMAND_SIZE * o->batch);
+        c->cand = calloc(o->batch, sizeof(*c->cand));
         c->cand_res = calloc(o->batch, sizeof(*c->cand_res));
     }
     if (o->verify_retries)
-        c->sent_cmd = malloc((size_t)o->pipeline * o->batch * PROTO_COMMAND_SIZE);
-    if (!c->req || !c->sent || !c->out || !c->in || !c->fq || (o->workload == W_RETRY && (!c->cand || !c->cand_res)) ||
-        (o->verify_retries && !c->sent_cmd))
+        c->sent_cmd = calloc((size_t)o->pipeline * o->batch, sizeof(*c->sent_cmd));
+    if (!c->req || !c->map || !c->sent || !c->fq || (o->workload == W_RETRY && (!c->cand || !c->cand_res)) ||
+        (o->verify_retries && !c->sent_cmd)) {
+        fail(b, 1, "connection %u: out of memory", index);
         return false;
-    int fl = fcntl(fd, F_GETFL);
-    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+    }
+    c->cl = handle_new(b, 0); /* no request timeout: a slow server slows the run, never fails it */
+    if (c->cl == NULL)
         return false;
+    if (allocdb_set_window(c->cl, (u32)o->pipeline) != ALLOCDB_OK ||
+        allocdb_set_client_id(c->cl, c->client_id) != ALLOCDB_OK) {
+        fail(b, 1, "connection %u: out of memory", index);
+        return false;
+    }
+    char who[32];
+    snprintf(who, sizeof(who), "connection %u: ", index);
+    if (!handle_connect(b, c->cl, who))
+        return false;
+    c->fd = allocdb_socket(c->cl);
     struct epoll_event ev = { .events = EPOLLIN, .data.u32 = index };
-    return epoll_ctl(b->ep, EPOLL_CTL_ADD, fd, &ev) == 0;
+    if (epoll_ctl(b->ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+        fail(b, 1, "connection %u: epoll_ctl: %s", index, strerror(errno));
+        return false;
+    }
+    return true;
 }
 
 static void conn_free(struct conn *c)
 {
-    if (c->fd >= 0)
-        close(c->fd);
+    allocdb_free(c->cl); /* closes the socket, which leaves the epoll set */
     free(c->req);
+    free(c->map);
     free(c->sent);
-    free(c->out);
-    free(c->in);
     free(c->fq);
     free(c->cand);
     free(c->cand_res);
@@ -841,27 +767,30 @@ static void want_out(struct bench *b, struct conn *c, bool on)
     c->want_out = on;
 }
 
-/* One send() of everything queued. */
-static void flush(struct bench *b, struct conn *c)
+/* The connection failed (the library closed it): exit 1 with what the library saw. */
+static void conn_failed(struct bench *b, struct conn *c)
 {
-    if (c->out_len == c->out_off)
-        return;
-    ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
-    if (w < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        fail(b, 1, "connection %u: send: %s (%u requests in flight, their writes are indefinite)", c->index,
-             strerror(errno), c->inflight);
-        return;
+    fail(b, 1, "connection %u: %s with %u requests in flight (their writes are indefinite)", c->index,
+         allocdb_last_error(c->cl), c->inflight);
+}
+
+/* One send() of everything queued, without waiting. */
+static void conn_flush(struct bench *b, struct conn *c)
+{
+    int rc = allocdb_flush(c->cl, 0);
+    if (rc == ALLOCDB_OK) {
+        c->queued = 0;
+        want_out(b, c, false);
+    } else if (rc == ALLOCDB_ERR_TIMEOUT) {
+        want_out(b, c, true); /* the socket is full */
+    } else {
+        conn_failed(b, c);
     }
-    if (w > 0)
-        c->out_off += (size_t)w;
-    if (c->out_off == c->out_len)
-        c->out_off = c->out_len = 0;
-    want_out(b, c, c->out_len != 0);
 }
 
 static void fq_push(struct bench *b, struct conn *c, u128 rid, u8 kind)
 {
-    if (c->fq_len == c->fq_cap) { /* cannot happen: see the bound in build_request */
+    if (c->fq_len == c->fq_cap) { /* cannot happen: see the bound in send_request */
         fail(b, 1, "internal: follow-up queue of connection %u overflowed", c->index);
         return;
     }
@@ -881,28 +810,26 @@ static struct follow fq_pop(struct conn *c)
 
 /* ---- requests ---------------------------------------------------------------------------- */
 
-static void put_cmd(struct bench *b, struct conn *c, u8 *p, u8 kind, u128 target, u64 ttl_ms)
+static void put_cmd(struct bench *b, struct conn *c, struct allocdb_command *cmd, u8 kind, u128 target, u64 ttl_ms)
 {
-    struct proto_command pc = {
+    *cmd = (struct allocdb_command){
         .kind = kind,
         .operation_id = next_op(b),
-        .client_id = c->client_id,
         .target = target,
-        .holder_id = kind == SM_CMD_CREATE_RESOURCE ? 0 : c->holder_id,
-        .ttl_ms = kind == SM_CMD_RESERVE ? ttl_ms : 0,
+        .holder_id = kind == ALLOCDB_CREATE_RESOURCE ? 0 : c->holder_id,
+        .ttl_ms = kind == ALLOCDB_RESERVE ? ttl_ms : 0,
     };
-    proto_put_command(p, &pc);
 }
 
 /*
- * Encodes one submit into c's output buffer if the phase, the pipeline, the rate and the
- * buffer allow; false otherwise (*rate_wait set when only the schedule held it back).
+ * Queues one submit on c's handle if the phase, the pipeline, the rate and the output allow;
+ * false otherwise (*rate_wait set when only the schedule held it back).
  *
  * Follow-ups are bounded by pipeline x batch: a submit takes min(queued, batch) follow-ups and
  * fills up with fresh reserves only when that empties the queue, so queued follow-ups plus
  * in-flight commands that may still produce one never exceed pipeline x batch.
  */
-static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_wait)
+static bool send_request(struct bench *b, struct conn *c, u64 now, bool *rate_wait)
 {
     const struct net_opts *o = b->o;
     if (c->inflight == o->pipeline || b->exit_code != 0)
@@ -939,14 +866,18 @@ static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_w
     }
     if (max == 0)
         return false;
-    size_t need = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_COMMAND_SIZE * max;
-    if (c->out_cap - c->out_len < need && c->out_off > 0) {
-        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-        c->out_len -= c->out_off;
-        c->out_off = 0;
+    /* At most BURST_BYTES of frames (or one frame) from a moment the output was empty, so the
+     * send never waits; past that, flush first, and leave a full socket to EPOLLOUT. */
+    size_t need = submit_bytes(max);
+    if (c->queued > 0 && !allocdb_wants_write(c->cl))
+        c->queued = 0;
+    if (c->queued > 0 && c->queued + need > BURST_BYTES) {
+        if (c->want_out)
+            return false;
+        conn_flush(b, c);
+        if (c->want_out || b->exit_code != 0)
+            return false;
     }
-    if (c->out_cap - c->out_len < need)
-        return false;
 
     u32 slot = c->free_hint;
     while (c->req[slot].id != 0)
@@ -954,28 +885,29 @@ static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_w
     c->free_hint = (slot + 1) % (u32)o->pipeline;
     struct req *r = &c->req[slot];
     struct sent *s = c->sent + (size_t)slot * b->slot_cmds;
-    u8 *frame = c->out + c->out_len, *p = frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX;
+    struct allocdb_command *cmds = b->cmds;
     u32 n = 0;
     r->resend = r->record = 0;
 
     if (b->phase == PH_SETUP) {
         u128 hot = hot_id();
-        for (; n < max; n++, p += PROTO_COMMAND_SIZE) {
-            put_cmd(b, c, p, SM_CMD_CREATE_RESOURCE, o->workload == W_HOTSPOT ? hot : pool_id(b->setup_next), 0);
+        for (; n < max; n++) {
+            u128 target = o->workload == W_HOTSPOT ? hot : pool_id(b->setup_next);
+            put_cmd(b, c, &cmds[n], ALLOCDB_CREATE_RESOURCE, target, 0);
             b->setup_next++;
-            s[n] = (struct sent){ SM_CMD_CREATE_RESOURCE, R_SETUP };
+            s[n] = (struct sent){ ALLOCDB_CREATE_RESOURCE, R_SETUP };
         }
     } else if (b->phase == PH_CLEANUP) {
-        for (; n < max; n++, p += PROTO_COMMAND_SIZE) {
+        for (; n < max; n++) {
             struct follow f = fq_pop(c);
-            put_cmd(b, c, p, SM_CMD_RELEASE, f.reservation_id, 0); /* a pending confirm: release */
-            s[n] = (struct sent){ SM_CMD_RELEASE, R_CLEANUP };
+            put_cmd(b, c, &cmds[n], ALLOCDB_RELEASE, f.reservation_id, 0); /* a pending confirm: release */
+            s[n] = (struct sent){ ALLOCDB_RELEASE, R_CLEANUP };
         }
     } else if (o->workload == W_RETRY && c->cand_state == CAND_READY && c->cand_issued < CAND_USES &&
                c->cand_count <= max && (c->resends + 1) * 100 <= o->resend_percent * (c->submits + 1)) {
-        memcpy(p, c->cand, (size_t)PROTO_COMMAND_SIZE * c->cand_count);
+        cmds = c->cand; /* verbatim: the same operation ids, on the same handle (client id) */
         for (; n < c->cand_count; n++)
-            s[n] = (struct sent){ c->cand[(size_t)n * PROTO_COMMAND_SIZE], R_RESEND };
+            s[n] = (struct sent){ c->cand[n].kind, R_RESEND };
         r->resend = 1;
         c->resends++;
         c->cand_issued++;
@@ -984,33 +916,40 @@ static bool build_request(struct bench *b, struct conn *c, u64 now, bool *rate_w
         u32 follows = c->fq_len < max ? c->fq_len : max;
         /* Fresh commands first, then the follow-ups: a hotspot winner's release comes after its
          * own new attempts, so the next submit to arrive, anyone's, can win. */
-        for (; n < max - follows; n++, p += PROTO_COMMAND_SIZE) {
+        for (; n < max - follows; n++) {
             u128 target = o->workload == W_HOTSPOT ? hot_id() : pool_id(splitmix_next(&b->rng) % o->resources);
-            put_cmd(b, c, p, SM_CMD_RESERVE, target, o->ttl_ms);
-            s[n] = (struct sent){ SM_CMD_RESERVE, R_FRESH };
+            put_cmd(b, c, &cmds[n], ALLOCDB_RESERVE, target, o->ttl_ms);
+            s[n] = (struct sent){ ALLOCDB_RESERVE, R_FRESH };
         }
-        for (; n < max; n++, p += PROTO_COMMAND_SIZE) {
+        for (; n < max; n++) {
             struct follow f = fq_pop(c);
-            put_cmd(b, c, p, f.kind, f.reservation_id, 0);
+            put_cmd(b, c, &cmds[n], f.kind, f.reservation_id, 0);
             s[n] = (struct sent){ f.kind, R_FOLLOW };
         }
         if (c->sent_cmd != NULL) /* --verify-retries: what a sampled command was */
-            memcpy(c->sent_cmd + (size_t)slot * o->batch * PROTO_COMMAND_SIZE,
-                   frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX, (size_t)PROTO_COMMAND_SIZE * n);
+            memcpy(c->sent_cmd + (size_t)slot * o->batch, cmds, sizeof(*cmds) * n);
         if (o->workload == W_RETRY && c->cand_state == CAND_FREE) {
-            memcpy(c->cand, frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX, (size_t)PROTO_COMMAND_SIZE * n);
+            memcpy(c->cand, cmds, sizeof(*cmds) * n);
             c->cand_count = n;
             c->cand_issued = 0;
             c->cand_state = CAND_PENDING;
             r->record = 1;
         }
     }
-    proto_put_submit_prefix(frame + PROTO_HEADER_SIZE, n);
+    u64 rid;
+    int rc = allocdb_send_submit(c->cl, cmds, n, &rid);
+    if (rc != ALLOCDB_OK) {
+        if (rc == ALLOCDB_ERR_CONNECTION)
+            conn_failed(b, c);
+        else
+            fail(b, 1, "connection %u: a submit of %u commands: %s: %s", c->index, n, allocdb_strerror(rc),
+                 allocdb_last_error(c->cl));
+        return false;
+    }
+    c->queued += submit_bytes(n);
     c->submits += b->phase == PH_RUN;
-    c->seq++;
-    r->id = (c->seq << 16) | slot;
-    c->out_len += proto_frame_finish(frame, c->out_cap - c->out_len, PROTO_SUBMIT, r->id,
-                                     PROTO_SUBMIT_PREFIX + PROTO_COMMAND_SIZE * n);
+    r->id = rid;
+    map_put(c, rid, slot);
     r->t_send = now;
     r->t_intended = intended;
     r->count = n;
@@ -1034,10 +973,21 @@ static bool full_code(u8 code)
 static const u8 full_codes[] = { SM_OPERATION_TABLE_FULL, SM_RESERVATION_TABLE_FULL, SM_RESOURCE_TABLE_FULL,
                                  SM_EXPIRATION_INDEX_FULL };
 
-static void count_result(struct bench *b, const struct proto_result *res, u64 now)
+/* A result code the counters have room for (the library checked it against the protocol). */
+static bool code_known(const struct counts *n, const struct allocdb_result *res)
 {
     switch (res->outcome) {
-    case PROTO_COMMITTED:
+    case ALLOCDB_COMMITTED: return res->code < ADB_ARRAY_LEN(n->committed);
+    case ALLOCDB_REJECTED: return res->code < ADB_ARRAY_LEN(n->rejected);
+    case ALLOCDB_INDEFINITE: return res->code < ADB_ARRAY_LEN(n->indefinite);
+    }
+    return false;
+}
+
+static void count_result(struct bench *b, const struct allocdb_result *res, u64 now)
+{
+    switch (res->outcome) {
+    case ALLOCDB_COMMITTED:
         b->n.committed[res->code]++;
         if (full_code(res->code)) {
             b->n.full++;
@@ -1046,7 +996,7 @@ static void count_result(struct bench *b, const struct proto_result *res, u64 no
             b->n.useful_first += now < b->first_end;
         }
         break;
-    case PROTO_REJECTED:
+    case ALLOCDB_REJECTED:
         b->n.rejected[res->code]++;
         b->n.rejected_all++;
         break;
@@ -1063,7 +1013,8 @@ static void count_result(struct bench *b, const struct proto_result *res, u64 no
  * operation_table_full, not itself an answer from the cache) to the sample. The first N/10 sent
  * in the run's first second are kept apart; the rest go through Algorithm R over the whole run.
  */
-static void verify_offer(struct bench *b, const u8 *cmd, u64 t_send, const struct proto_result *res)
+static void verify_offer(struct bench *b, u32 conn, const struct allocdb_command *cmd, u64 t_send,
+                         const struct allocdb_result *res)
 {
     u64 cap = b->o->verify_retries;
     struct vsample *v;
@@ -1081,7 +1032,8 @@ static void verify_offer(struct bench *b, const u8 *cmd, u64 t_send, const struc
             v = &b->vs[k];
         }
     }
-    memcpy(v->cmd, cmd, PROTO_COMMAND_SIZE);
+    v->cmd = *cmd;
+    v->conn = conn;
     v->reservation_id = res->reservation_id;
     v->applied_lsn = res->applied_lsn;
     v->t_send = t_send;
@@ -1089,28 +1041,27 @@ static void verify_offer(struct bench *b, const u8 *cmd, u64 t_send, const struc
 }
 
 static void on_result(struct bench *b, struct conn *c, const struct req *r, u32 i, const struct sent *s,
-                      const struct proto_result *res, u64 now)
+                      const struct allocdb_result *res, u64 now)
 {
     const struct net_opts *o = b->o;
-    bool ok = res->outcome == PROTO_COMMITTED && res->code == SM_OK;
+    bool ok = res->outcome == ALLOCDB_COMMITTED && res->code == SM_OK;
     if (r->counted)
         count_result(b, res, now);
     switch (s->role) {
     case R_SETUP:
-        if (res->outcome != PROTO_COMMITTED || (res->code != SM_OK && res->code != SM_ALREADY_EXISTS)) {
+        if (res->outcome != ALLOCDB_COMMITTED || (res->code != SM_OK && res->code != SM_ALREADY_EXISTS)) {
             const char *hint = "";
-            if (res->outcome == PROTO_COMMITTED && res->code == SM_RESOURCE_TABLE_FULL)
+            if (res->outcome == ALLOCDB_COMMITTED && res->code == SM_RESOURCE_TABLE_FULL)
                 hint = " (--resources is above the server's resource_capacity)";
-            if (res->outcome == PROTO_COMMITTED && res->code == SM_OPERATION_TABLE_FULL)
+            if (res->outcome == ALLOCDB_COMMITTED && res->code == SM_OPERATION_TABLE_FULL)
                 hint = " (the server's dedupe table is full: wait for its dedupe window to pass)";
-            fail(b, 1, "setup: creating a resource got %s %s%s",
-                 res->outcome == PROTO_COMMITTED ? "committed" : res->outcome == PROTO_REJECTED ? "rejected" : "indefinite",
-                 proto_result_name(res->outcome, res->code), hint);
+            fail(b, 1, "setup: creating a resource got %s %s%s", allocdb_outcome_name(res->outcome),
+                 allocdb_result_name(res->outcome, res->code), hint);
         }
         return;
     case R_RESEND: {
         const struct cand_result *e = &c->cand_res[i];
-        if (res->outcome != PROTO_COMMITTED) {
+        if (res->outcome != ALLOCDB_COMMITTED) {
             b->n.resend_unanswered++;
             return;
         }
@@ -1135,31 +1086,31 @@ static void on_result(struct bench *b, struct conn *c, const struct req *r, u32 
     }
     if (r->counted && res->from_retry_cache)
         b->n.fresh_cached++;
-    if (c->sent_cmd != NULL && r->counted && res->outcome == PROTO_COMMITTED && res->code != SM_OPERATION_TABLE_FULL &&
-        !res->from_retry_cache)
-        verify_offer(b, c->sent_cmd + ((size_t)(r - c->req) * o->batch + i) * PROTO_COMMAND_SIZE, r->t_send, res);
+    if (c->sent_cmd != NULL && r->counted && res->outcome == ALLOCDB_COMMITTED &&
+        res->code != SM_OPERATION_TABLE_FULL && !res->from_retry_cache)
+        verify_offer(b, c->index, &c->sent_cmd[(size_t)(r - c->req) * o->batch + i], r->t_send, res);
     if (r->record) {
         c->cand_res[i] = (struct cand_result){ res->reservation_id, res->applied_lsn, res->code };
     }
-    if (s->kind == SM_CMD_RESERVE && o->workload == W_HOTSPOT && r->counted)
+    if (s->kind == ALLOCDB_RESERVE && o->workload == W_HOTSPOT && r->counted)
         b->n.attempts++;
     if (!ok || res->from_retry_cache)
         return;
-    if (s->kind == SM_CMD_CONFIRM) {
-        fq_push(b, c, res->reservation_id, SM_CMD_RELEASE);
+    if (s->kind == ALLOCDB_CONFIRM) {
+        fq_push(b, c, res->reservation_id, ALLOCDB_RELEASE);
         return;
     }
-    if (s->kind != SM_CMD_RESERVE)
+    if (s->kind != ALLOCDB_RESERVE)
         return;
     switch (o->workload) {
     case W_HOTSPOT:
         if (r->counted)
             b->n.wins++;
-        fq_push(b, c, res->reservation_id, SM_CMD_RELEASE);
+        fq_push(b, c, res->reservation_id, ALLOCDB_RELEASE);
         break;
     case W_UNIFORM:
     case W_RETRY:
-        fq_push(b, c, res->reservation_id, (splitmix_next(&b->rng) & 1) ? SM_CMD_CONFIRM : SM_CMD_RELEASE);
+        fq_push(b, c, res->reservation_id, (splitmix_next(&b->rng) & 1) ? ALLOCDB_CONFIRM : ALLOCDB_RELEASE);
         break;
     case W_EXPIRY:
         if (!r->counted)
@@ -1177,68 +1128,55 @@ static void on_result(struct bench *b, struct conn *c, const struct req *r, u32 
     }
 }
 
-static bool closes(u16 code)
+static void on_reply(struct bench *b, struct conn *c, const struct allocdb_reply *rep, u64 now)
 {
-    return code != PROTO_ERR_UNAVAILABLE && code != PROTO_ERR_TIMEOUT && code != PROTO_ERR_OVERLOADED &&
-           code != PROTO_ERR_BATCH_TOO_LARGE;
-}
-
-static void on_frame(struct bench *b, struct conn *c, const struct proto_header *h, const u8 *body, u64 now)
-{
-    u32 slot = (u32)(h->request_id & 0xffff);
-    if (h->kind == PROTO_ERROR && h->request_id == 0) {
-        char t[256];
-        error_text(body, h->body_len, t, sizeof(t));
-        fail(b, 1, "connection %u: the server sent %s", c->index, t);
+    if (rep->kind == ALLOCDB_REPLY_LOST) { /* the library closed the connection */
+        conn_failed(b, c);
         return;
     }
-    if (slot >= b->o->pipeline || c->req[slot].id != h->request_id || h->request_id == 0) {
-        fail(b, 1, "connection %u: a %s reply to request id %" PRIu64 ", which is not in flight", c->index,
-             proto_kind_name(h->kind), h->request_id);
+    u32 slot = map_take(c, rep->request_id);
+    if (slot == NIL) {
+        fail(b, 1, "connection %u: a reply to request id %" PRIu64 ", which is not in flight", c->index,
+             rep->request_id);
         return;
     }
     struct req *r = &c->req[slot];
     const struct sent *s = c->sent + (size_t)slot * b->slot_cmds;
     bool record_ok = r->record;
-    if (h->kind == PROTO_SUBMIT_RESULT) {
-        u32 count;
-        enum proto_status st = proto_get_submit_result(body, h->body_len, &count);
-        if (st != PROTO_OK || count != r->count) {
-            fail(b, 1, "connection %u: bad submit_result (%s, %u results for %u commands)", c->index,
-                 proto_status_name(st), st == PROTO_OK ? count : 0, r->count);
+    switch (rep->kind) {
+    case ALLOCDB_REPLY_SUBMIT:
+        if (rep->count != r->count) {
+            fail(b, 1, "connection %u: bad submit_result (%u results for %u commands)", c->index, rep->count,
+                 r->count);
             return;
         }
-        for (u32 i = 0; i < count; i++) {
-            struct proto_result res;
-            st = proto_get_result(body + PROTO_SUBMIT_PREFIX + (size_t)i * PROTO_RESULT_SIZE, &res);
-            if (st != PROTO_OK) {
-                fail(b, 1, "connection %u: bad result %u of a submit_result: %s", c->index, i, proto_status_name(st));
+        for (u32 i = 0; i < rep->count; i++) {
+            struct allocdb_result res;
+            if (allocdb_reply_result(rep, i, &res) != ALLOCDB_OK || !code_known(&b->n, &res)) {
+                fail(b, 1, "connection %u: bad result %u of a submit_result", c->index, i);
                 return;
             }
-            if (res.outcome != PROTO_COMMITTED || res.code == SM_OPERATION_TABLE_FULL)
+            if (res.outcome != ALLOCDB_COMMITTED || res.code == SM_OPERATION_TABLE_FULL)
                 record_ok = false; /* not stored for dedupe: a resend would execute */
             on_result(b, c, r, i, &s[i], &res, now);
         }
-    } else if (h->kind == PROTO_ERROR) {
-        struct proto_error e;
-        if (proto_get_error(body, h->body_len, &e) != PROTO_OK) {
-            fail(b, 1, "connection %u: malformed error frame", c->index);
-            return;
-        }
-        if (closes(e.code)) {
+        break;
+    case ALLOCDB_REPLY_ERROR: {
+        u16 code = rep->u.error.code;
+        if (closes(code)) {
             char t[256];
-            error_text(body, h->body_len, t, sizeof(t));
+            error_text(rep, t, sizeof(t));
             fail(b, 1, "connection %u: the server answered a submit with %s", c->index, t);
             return;
         }
-        if (e.code == PROTO_ERR_BATCH_TOO_LARGE) {
+        if (code == ALLOCDB_SERVER_BATCH_TOO_LARGE) {
             fail(b, 1, "the server refused a submit of %u commands: batch_too_large (max_batch %u)", r->count,
                  b->hello.max_batch);
             return;
         }
         if (r->counted) {
-            b->n.refused[e.code] += r->count;
-            if (e.code == PROTO_ERR_TIMEOUT)
+            b->n.refused[code] += r->count;
+            if (code == ALLOCDB_SERVER_TIMEOUT)
                 b->n.indefinite_all += r->count;
             else
                 b->n.rejected_all += r->count;
@@ -1246,20 +1184,18 @@ static void on_frame(struct bench *b, struct conn *c, const struct proto_header 
         if (r->resend)
             b->n.resend_unanswered += r->count;
         if (b->phase == PH_SETUP) {
-            fail(b, 1, "setup: a submit of creates was refused with %s", proto_error_name(e.code));
+            fail(b, 1, "setup: a submit of creates was refused with %s", allocdb_server_error_name(code));
             return;
         }
         record_ok = false;
-    } else if (h->kind == PROTO_NOT_PRIMARY) {
-        struct proto_not_primary np;
-        if (proto_get_not_primary(body, h->body_len, &np) == PROTO_OK)
-            fail(b, 1, "%s is not the primary (view %" PRIu64 "%s%s)", b->o->addr, np.view, np.hint[0] ? ", try " : "",
-                 np.hint);
-        else
-            fail(b, 1, "%s is not the primary", b->o->addr);
+        break;
+    }
+    case ALLOCDB_REPLY_NOT_PRIMARY:
+        fail(b, 1, "%s is not the primary (view %" PRIu64 "%s%s)", b->o->addr, rep->u.not_primary.view,
+             rep->u.not_primary.hint[0] ? ", try " : "", rep->u.not_primary.hint);
         return;
-    } else {
-        fail(b, 1, "connection %u: a %s frame answered a submit", c->index, proto_kind_name(h->kind));
+    default:
+        fail(b, 1, "connection %u: a reply of kind %u answered a submit", c->index, rep->kind);
         return;
     }
     if (r->record)
@@ -1287,44 +1223,26 @@ static void on_frame(struct bench *b, struct conn *c, const struct proto_header 
     r->id = 0;
 }
 
-static void on_readable(struct bench *b, struct conn *c, u64 now)
+/* Takes in every reply the socket holds, without waiting (allocdb_poll, timeout 0). */
+static void conn_read(struct bench *b, struct conn *c, u64 now)
 {
-    ssize_t got = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        fail(b, 1, "connection %u: %s with %u requests in flight (their writes are indefinite)", c->index,
-             got == 0 ? "the server closed the connection" : strerror(errno), c->inflight);
+    struct allocdb_reply rep;
+    int rc = 0;
+    while (b->exit_code == 0 && (rc = allocdb_poll(c->cl, 0, &rep)) == 1)
+        on_reply(b, c, &rep, now);
+    if (b->exit_code != 0)
+        return;
+    if (rc < 0) {
+        fail(b, 1, "connection %u: %s: %s", c->index, allocdb_strerror(rc), allocdb_last_error(c->cl));
         return;
     }
-    if (got < 0)
+    if (!allocdb_is_connected(c->cl)) { /* closed by the server with nothing in flight */
+        conn_failed(b, c);
         return;
-    c->in_len += (size_t)got;
-    size_t off = 0;
-    while (c->in_len - off >= PROTO_HEADER_SIZE && b->exit_code == 0) {
-        struct proto_header h;
-        enum proto_status st = proto_header_decode(c->in + off, c->in_len - off, PROTO_BODY_MAX, &h);
-        if (st != PROTO_OK) {
-            fail(b, 1, "connection %u: bad frame from the server: %s", c->index, proto_status_name(st));
-            return;
-        }
-        size_t len = PROTO_HEADER_SIZE + (size_t)h.body_len;
-        if (len > c->in_cap) {
-            fail(b, 1, "connection %u: a %zu-byte %s frame does not fit the bench's %zu-byte buffer", c->index, len,
-                 proto_kind_name(h.kind), c->in_cap);
-            return;
-        }
-        if (c->in_len - off < len)
-            break;
-        st = proto_frame_check(c->in + off, len);
-        if (st != PROTO_OK) {
-            fail(b, 1, "connection %u: bad frame from the server: %s", c->index, proto_status_name(st));
-            return;
-        }
-        on_frame(b, c, &h, c->in + off + PROTO_HEADER_SIZE, now);
-        off += len;
     }
-    if (off > 0) {
-        memmove(c->in, c->in + off, c->in_len - off);
-        c->in_len -= off;
+    if (!allocdb_wants_write(c->cl)) { /* the poll wrote what was queued */
+        c->queued = 0;
+        want_out(b, c, false);
     }
 }
 
@@ -1442,16 +1360,11 @@ static void run_phase(struct bench *b)
         bool rate_wait = false;
         for (u32 i = 0; i < b->nconn && b->exit_code == 0; i++) {
             struct conn *c = &b->conns[i];
-            for (;;) {
-                u32 built = 0;
-                while (build_request(b, c, now, &rate_wait))
-                    built++;
-                if (built == 0 || c->want_out)
-                    break;
-                flush(b, c);
-                if (c->want_out)
-                    break;
-            }
+            bool sent = false;
+            while (send_request(b, c, now, &rate_wait))
+                sent = true;
+            if (sent && !c->want_out && b->exit_code == 0)
+                conn_flush(b, c);
         }
         if (b->exit_code != 0)
             break;
@@ -1474,9 +1387,9 @@ static void run_phase(struct bench *b)
         for (int k = 0; k < n && b->exit_code == 0; k++) {
             struct conn *c = &b->conns[b->evs[k].data.u32];
             if (b->evs[k].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
-                on_readable(b, c, now);
+                conn_read(b, c, now);
             if ((b->evs[k].events & EPOLLOUT) && b->exit_code == 0)
-                flush(b, c);
+                conn_flush(b, c);
         }
         if (now >= b->tick_t + NS)
             progress(b, now);
@@ -1497,28 +1410,8 @@ struct expiry_check {
     bool done;       /* no sampled reservation is still reserved */
 };
 
-static bool read_reservation(int fd, u128 id, struct proto_reservation *out, char *why, size_t n)
-{
-    u8 body[32];
-    struct proto_read rd = { .id = id, .min_lsn = 0 };
-    u32 len = proto_put_read(body, &rd);
-    struct proto_header h;
-    if (!ctl_call(fd, PROTO_GET_RESERVATION, body, len, &h, why, n))
-        return false;
-    const u8 *rb = ctl_buf + PROTO_HEADER_SIZE;
-    if (h.kind == PROTO_ERROR) {
-        error_text(rb, h.body_len, why, n);
-        return false;
-    }
-    if (h.kind != PROTO_RESERVATION || proto_get_reservation(rb, h.body_len, out) != PROTO_OK) {
-        snprintf(why, n, "get_reservation answered with a bad %s", proto_kind_name(h.kind));
-        return false;
-    }
-    return true;
-}
-
 /* Reads the sample back until none is still reserved, TTL + 30 s have passed or ^C. */
-static void check_expiry(struct bench *b, int fd, struct expiry_check *x)
+static void check_expiry(struct bench *b, struct expiry_check *x)
 {
     u64 t0 = b->t_run_end, limit = now_ns() + (b->o->ttl_ms + 30000) * 1000000, shown = now_ns();
     memset(x, 0, sizeof(*x));
@@ -1526,17 +1419,18 @@ static void check_expiry(struct bench *b, int fd, struct expiry_check *x)
     for (;;) {
         x->expired = x->reserved = x->other = 0;
         for (u32 i = 0; i < b->sample_n; i++) {
-            struct proto_reservation rv;
-            char why[256];
-            if (!read_reservation(fd, b->sample[i], &rv, why, sizeof(why))) {
-                fprintf(stderr, "allocdb-bench: expiry read-back: %s\n", why);
+            struct allocdb_reservation rv;
+            int rc = allocdb_get_reservation(b->ctl, b->sample[i], 0, &rv);
+            if (rc != ALLOCDB_OK) {
+                fprintf(stderr, "allocdb-bench: expiry read-back: %s: %s\n", allocdb_strerror(rc),
+                        allocdb_last_error(b->ctl));
                 x->other = b->sample_n - x->expired - x->reserved;
                 x->waited_s = (double)(now_ns() - t0) / 1e9;
                 return;
             }
-            if (rv.read == SM_READ_FOUND && rv.state == SM_RESERVATION_EXPIRED)
+            if (rv.read == ALLOCDB_READ_FOUND && rv.state == ALLOCDB_RESERVATION_EXPIRED)
                 x->expired++;
-            else if (rv.read == SM_READ_FOUND && rv.state == SM_RESERVATION_RESERVED)
+            else if (rv.read == ALLOCDB_READ_FOUND && rv.state == ALLOCDB_RESERVATION_RESERVED)
                 x->reserved++;
             else
                 x->other++;
@@ -1567,11 +1461,6 @@ static int younger_first(const void *x, const void *y)
     return a->t_send < b->t_send ? 1 : a->t_send > b->t_send ? -1 : 0;
 }
 
-static const char *outcome_word(u8 outcome)
-{
-    return outcome == PROTO_COMMITTED ? "committed" : outcome == PROTO_REJECTED ? "rejected" : "indefinite";
-}
-
 static void hex128(char *out, size_t n, u128 v)
 {
     snprintf(out, n, "%016llx%016llx", (unsigned long long)U128_HI(v), (unsigned long long)U128_LO(v));
@@ -1587,108 +1476,191 @@ __attribute__((format(printf, 2, 3))) static void verify_note(struct verify *v, 
     va_end(ap);
 }
 
-/* Submit buffers of the verification: allocated once when it starts. */
+/* Commands queued for one verification submit, and their results: allocated once when it starts. */
 struct vbuf {
-    u8 *frame;
-    size_t cap;
+    struct allocdb_command *cmds;
+    u32 *conn;                  /* the connection each was first sent on: its client id */
+    struct allocdb_result *res;
+    u8 *refused;                /* its frame was refused as a whole (overloaded, ...) */
     u32 n, max;
-    struct proto_result *res;
+};
+
+/* One submit on the wire: a frame per client id (the handle's client id goes into every
+ * command of a frame), all in flight together. */
+struct vframe {
+    u64 rid;
+    u32 at, count; /* grouped commands [at, at + count) */
+};
+
+struct vgroups {
+    struct allocdb_command *cmds; /* batch: the queued commands, grouped by connection */
+    u32 *order;                   /* batch: the queue index of each grouped command */
+    u32 *start;                   /* connections + 1: where each connection's group starts */
+    u32 *pos;                     /* connections */
+    struct vframe *frames;        /* connections */
 };
 
 /*
- * Sends the n commands queued in q as one submit on the control connection; their results land
- * in q->res. false after fail() on an I/O or protocol failure; true with *refused when the
- * server refused the whole submit with an error that keeps the connection (overloaded).
+ * Sends the q->n commands of q on the control connection and waits for every answer: results in
+ * q->res, q->refused[i] set when its frame was refused with an error that keeps the connection
+ * (overloaded, ...). false after fail() on a lost connection or a protocol failure.
  */
-static bool vsubmit(struct bench *b, int fd, struct vbuf *q, bool *refused)
+static bool vsubmit(struct bench *b, struct vgroups *g, struct vbuf *q)
 {
-    char why[512];
-    struct proto_header h;
-    *refused = false;
-    proto_put_submit_prefix(q->frame + PROTO_HEADER_SIZE, q->n);
-    if (!ctl_exchange(fd, PROTO_SUBMIT, q->frame, q->cap, PROTO_SUBMIT_PREFIX + PROTO_COMMAND_SIZE * q->n, &h, why,
-                      sizeof(why))) {
-        fail(b, 1, "retry verification: %s", why);
-        return false;
+    allocdb_client *ctl = b->ctl;
+    u32 nconn = b->nconn, nf = 0;
+    memset(g->start, 0, (nconn + 1) * sizeof(*g->start));
+    for (u32 i = 0; i < q->n; i++)
+        g->start[q->conn[i] + 1]++;
+    for (u32 k = 0; k < nconn; k++) {
+        g->start[k + 1] += g->start[k];
+        g->pos[k] = g->start[k];
     }
-    const u8 *body = ctl_buf + PROTO_HEADER_SIZE;
-    if (h.kind == PROTO_ERROR) {
-        struct proto_error e;
-        if (proto_get_error(body, h.body_len, &e) == PROTO_OK && !closes(e.code) &&
-            e.code != PROTO_ERR_BATCH_TOO_LARGE) {
-            *refused = true;
-            return true;
-        }
-        error_text(body, h.body_len, why, sizeof(why));
-        fail(b, 1, "retry verification: the server answered a submit with %s", why);
-        return false;
+    for (u32 i = 0; i < q->n; i++) {
+        u32 at = g->pos[q->conn[i]]++;
+        g->order[at] = i;
+        g->cmds[at] = q->cmds[i];
+        q->refused[i] = 0;
     }
-    u32 count;
-    if (h.kind != PROTO_SUBMIT_RESULT || proto_get_submit_result(body, h.body_len, &count) != PROTO_OK ||
-        count != q->n) {
-        fail(b, 1, "retry verification: a submit of %u commands answered with a bad %s", q->n, proto_kind_name(h.kind));
-        return false;
-    }
-    for (u32 i = 0; i < count; i++)
-        if (proto_get_result(body + PROTO_SUBMIT_PREFIX + (size_t)i * PROTO_RESULT_SIZE, &q->res[i]) != PROTO_OK) {
-            fail(b, 1, "retry verification: bad result %u of a submit_result", i);
+    for (u32 k = 0; k < nconn; k++) {
+        u32 count = g->start[k + 1] - g->start[k];
+        if (count == 0)
+            continue;
+        struct vframe *f = &g->frames[nf++];
+        f->at = g->start[k];
+        f->count = count;
+        int rc = allocdb_set_client_id(ctl, b->conns[k].client_id);
+        if (rc == ALLOCDB_OK)
+            rc = allocdb_send_submit(ctl, g->cmds + f->at, count, &f->rid);
+        if (rc != ALLOCDB_OK) {
+            fail(b, 1, "retry verification: sending a submit: %s: %s", allocdb_strerror(rc), allocdb_last_error(ctl));
             return false;
         }
+    }
+    for (u32 answered = 0; answered < nf; answered++) {
+        struct allocdb_reply rep;
+        int rc = allocdb_poll(ctl, CTL_TIMEOUT_MS, &rep);
+        if (rc <= 0) {
+            fail(b, 1, "retry verification: %s: %s", rc == 0 ? "no reply in time" : allocdb_strerror(rc),
+                 allocdb_last_error(ctl));
+            return false;
+        }
+        if (rep.kind == ALLOCDB_REPLY_LOST) {
+            fail(b, 1, "retry verification: %s", allocdb_last_error(ctl));
+            return false;
+        }
+        struct vframe *f = NULL;
+        for (u32 k = 0; k < nf && f == NULL; k++)
+            if (g->frames[k].rid == rep.request_id)
+                f = &g->frames[k];
+        if (f == NULL || rep.count != f->count) {
+            fail(b, 1, "retry verification: a reply to request id %" PRIu64 ", which is not in flight", rep.request_id);
+            return false;
+        }
+        if (rep.kind == ALLOCDB_REPLY_ERROR) {
+            char why[256];
+            u16 code = rep.u.error.code;
+            if (!closes(code) && code != ALLOCDB_SERVER_BATCH_TOO_LARGE) {
+                for (u32 j = 0; j < f->count; j++)
+                    q->refused[g->order[f->at + j]] = 1;
+                continue;
+            }
+            error_text(&rep, why, sizeof(why));
+            fail(b, 1, "retry verification: the server answered a submit with %s", why);
+            return false;
+        }
+        if (rep.kind != ALLOCDB_REPLY_SUBMIT) {
+            fail(b, 1, "retry verification: a submit of %u commands answered with a reply of kind %u", f->count,
+                 rep.kind);
+            return false;
+        }
+        for (u32 j = 0; j < f->count; j++)
+            if (allocdb_reply_result(&rep, j, &q->res[g->order[f->at + j]]) != ALLOCDB_OK) {
+                fail(b, 1, "retry verification: bad result %u of a submit_result", j);
+                return false;
+            }
+    }
     return true;
 }
 
 /* Releases the reservations queued in rel (re-executed reserves); a failure is only reported. */
-static void vrelease_flush(struct bench *b, int fd, struct vbuf *rel)
+static void vrelease_flush(struct bench *b, struct vgroups *g, struct vbuf *rel)
 {
-    bool refused;
     if (rel->n == 0 || b->exit_code != 0)
         return;
-    if (vsubmit(b, fd, rel, &refused)) {
+    if (vsubmit(b, g, rel)) {
         u32 bad = 0;
+        const char *why = NULL;
         for (u32 i = 0; i < rel->n; i++) {
-            if (!refused && rel->res[i].outcome == PROTO_COMMITTED && rel->res[i].code == SM_OK)
+            const struct allocdb_result *res = &rel->res[i];
+            if (!rel->refused[i] && res->outcome == ALLOCDB_COMMITTED && res->code == SM_OK) {
                 b->v.released++;
-            else
-                bad++;
+                continue;
+            }
+            bad++;
+            if (why == NULL)
+                why = rel->refused[i] ? "refused" : allocdb_result_name(res->outcome, res->code);
         }
         if (bad)
             fprintf(stderr,
                     "allocdb-bench net: retry verification: %u re-executed reservations could not be released "
                     "(%s); they expire with their TTL\n",
-                    bad, refused ? "refused" : proto_result_name(rel->res[0].outcome, rel->res[0].code));
+                    bad, why);
     }
     rel->n = 0;
 }
 
 /* A resent reserve that executed again (its id had aged out) holds a resource: release it. */
-static void vrelease(struct bench *b, int fd, struct vbuf *rel, const struct proto_command *pc, u128 reservation_id)
+static void vrelease(struct bench *b, struct vgroups *g, struct vbuf *rel, const struct vsample *s,
+                     u128 reservation_id)
 {
-    struct proto_command r = {
-        .kind = SM_CMD_RELEASE,
+    rel->cmds[rel->n] = (struct allocdb_command){
+        .kind = ALLOCDB_RELEASE,
         .operation_id = next_op(b),
-        .client_id = pc->client_id,
         .target = reservation_id,
-        .holder_id = pc->holder_id,
+        .holder_id = s->cmd.holder_id,
     };
-    proto_put_command(rel->frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)rel->n * PROTO_COMMAND_SIZE, &r);
+    rel->conn[rel->n] = s->conn; /* the same client */
     if (++rel->n == rel->max)
-        vrelease_flush(b, fd, rel);
+        vrelease_flush(b, g, rel);
 }
 
 static bool vbuf_init(struct vbuf *q, u32 max)
 {
     q->max = max;
     q->n = 0;
-    q->cap = PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)PROTO_COMMAND_SIZE * max;
-    q->frame = malloc(q->cap);
+    q->cmds = calloc(max, sizeof(*q->cmds));
+    q->conn = calloc(max, sizeof(*q->conn));
     q->res = calloc(max, sizeof(*q->res));
-    return q->frame != NULL && q->res != NULL;
+    q->refused = calloc(max, 1);
+    return q->cmds != NULL && q->conn != NULL && q->res != NULL && q->refused != NULL;
 }
 
 static void vbuf_free(struct vbuf *q)
 {
-    free(q->frame);
+    free(q->cmds);
+    free(q->conn);
     free(q->res);
+    free(q->refused);
+}
+
+static bool vgroups_init(struct vgroups *g, u32 max, u32 nconn)
+{
+    g->cmds = calloc(max, sizeof(*g->cmds));
+    g->order = calloc(max, sizeof(*g->order));
+    g->start = calloc((size_t)nconn + 1, sizeof(*g->start));
+    g->pos = calloc(nconn, sizeof(*g->pos));
+    g->frames = calloc(nconn, sizeof(*g->frames));
+    return g->cmds != NULL && g->order != NULL && g->start != NULL && g->pos != NULL && g->frames != NULL;
+}
+
+static void vgroups_free(struct vgroups *g)
+{
+    free(g->cmds);
+    free(g->order);
+    free(g->start);
+    free(g->pos);
+    free(g->frames);
 }
 
 /*
@@ -1699,9 +1671,10 @@ static void vbuf_free(struct vbuf *q)
  * it executes: a reserve that succeeds is released at once); in between it is not judged. Right
  * after each submit, up to N/10 in all of the exact ones are sent again changed (a reserve's TTL
  * one slot shorter or longer, a confirm's or release's holder) and must come back committed
- * operation_conflict.
+ * operation_conflict. A command whose frame the server refused as a whole (overloaded) counts
+ * as unanswered.
  */
-static void verify_run(struct bench *b, int fd, const struct server_info *si)
+static void verify_run(struct bench *b, const struct server_info *si)
 {
     const struct net_opts *o = b->o;
     struct verify *v = &b->v;
@@ -1715,7 +1688,7 @@ static void verify_run(struct bench *b, int fd, const struct server_info *si)
         fail(b, 1, "retry verification: the server's status and metrics report no dedupe window");
         return;
     }
-    if (fd < 0) {
+    if (!allocdb_is_connected(b->ctl)) {
         v->skipped = "no control connection";
         fail(b, 1, "retry verification: no control connection to the server");
         return;
@@ -1730,11 +1703,12 @@ static void verify_run(struct bench *b, int fd, const struct server_info *si)
     u64 conflict_cap = cap / 10 ? cap / 10 : 1;
     double window = si->window_ms;
     struct vbuf q = { 0 }, con = { 0 }, rel = { 0 };
+    struct vgroups g = { 0 };
     u32 *con_of = calloc(o->batch, sizeof(*con_of));
     u8 *cls = calloc(o->batch, 1);
     double *age = calloc(o->batch, sizeof(*age));
     if (!vbuf_init(&q, (u32)o->batch) || !vbuf_init(&con, (u32)o->batch) || !vbuf_init(&rel, (u32)o->batch) ||
-        con_of == NULL || cls == NULL || age == NULL) {
+        !vgroups_init(&g, (u32)o->batch, b->nconn) || con_of == NULL || cls == NULL || age == NULL) {
         fail(b, 1, "retry verification: out of memory");
         goto out;
     }
@@ -1745,8 +1719,8 @@ static void verify_run(struct bench *b, int fd, const struct server_info *si)
         u64 now = now_ns();
         for (u32 i = 0; i < n; i++) {
             const struct vsample *s = &b->vs[at + i];
-            memcpy(q.frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX + (size_t)i * PROTO_COMMAND_SIZE, s->cmd,
-                   PROTO_COMMAND_SIZE);
+            q.cmds[i] = s->cmd;
+            q.conn[i] = s->conn;
             age[i] = (double)(now - s->t_send) / 1e6; /* ms */
             cls[i] = age[i] + VERIFY_MARGIN_MS < window   ? V_EXACT
                      : age[i] > window + VERIFY_MARGIN_MS ? V_AGED
@@ -1757,29 +1731,22 @@ static void verify_run(struct bench *b, int fd, const struct server_info *si)
                 v->youngest_s = age[i] / 1e3;
         }
         q.n = n;
-        bool refused;
-        if (!vsubmit(b, fd, &q, &refused))
+        if (!vsubmit(b, &g, &q))
             break;
-        if (refused) {
-            v->unanswered += n;
-            at += n;
-            continue;
-        }
         con.n = 0;
         for (u32 i = 0; i < n; i++) {
             const struct vsample *s = &b->vs[at + i];
-            const struct proto_result *res = &q.res[i];
-            struct proto_command pc;
+            const struct allocdb_command *pc = &s->cmd;
+            const struct allocdb_result *res = &q.res[i];
             char r0[40], r1[40];
-            proto_get_command(s->cmd, &pc);
-            const char *kind = sm_command_name((enum sm_command_kind)pc.kind);
-            if (res->outcome != PROTO_COMMITTED) {
+            const char *kind = sm_command_name((enum sm_command_kind)pc->kind);
+            if (q.refused[i] || res->outcome != ALLOCDB_COMMITTED) {
                 v->unanswered++;
                 continue;
             }
-            if (!res->from_retry_cache && pc.kind == SM_CMD_RESERVE && res->code == SM_OK &&
+            if (!res->from_retry_cache && pc->kind == ALLOCDB_RESERVE && res->code == SM_OK &&
                 o->workload != W_EXPIRY)
-                vrelease(b, fd, &rel, &pc, res->reservation_id);
+                vrelease(b, &g, &rel, s, res->reservation_id);
             switch (cls[i]) {
             case V_EXACT:
                 if (res->from_retry_cache && res->code == s->code && res->applied_lsn == s->applied_lsn &&
@@ -1788,15 +1755,15 @@ static void verify_run(struct bench *b, int fd, const struct server_info *si)
                     if (v->conflict_checks + con.n < conflict_cap) {
                         /* The same id with a changed field: a reserve's TTL by one slot (so a
                          * reserve that executed anyway is still ours to release), else the holder. */
-                        struct proto_command ch = pc;
-                        if (pc.kind == SM_CMD_RESERVE)
-                            ch.ttl_ms = pc.ttl_ms > b->hello.slot_duration_ms ? pc.ttl_ms - b->hello.slot_duration_ms
-                                                                              : pc.ttl_ms + b->hello.slot_duration_ms;
+                        struct allocdb_command ch = *pc;
+                        if (pc->kind == ALLOCDB_RESERVE)
+                            ch.ttl_ms = pc->ttl_ms > b->hello.slot_duration_ms
+                                            ? pc->ttl_ms - b->hello.slot_duration_ms
+                                            : pc->ttl_ms + b->hello.slot_duration_ms;
                         else
-                            ch.holder_id = pc.holder_id ^ ((u128)1 << 127);
-                        proto_put_command(con.frame + PROTO_HEADER_SIZE + PROTO_SUBMIT_PREFIX +
-                                              (size_t)con.n * PROTO_COMMAND_SIZE,
-                                          &ch);
+                            ch.holder_id = pc->holder_id ^ ((u128)1 << 127);
+                        con.cmds[con.n] = ch;
+                        con.conn[con.n] = s->conn;
                         con_of[con.n++] = i;
                     }
                     break;
@@ -1831,37 +1798,39 @@ static void verify_run(struct bench *b, int fd, const struct server_info *si)
                 break;
             }
         }
-        if (con.n > 0 && b->exit_code == 0 && vsubmit(b, fd, &con, &refused)) {
-            for (u32 k = 0; k < con.n && !refused; k++) {
+        if (con.n > 0 && b->exit_code == 0 && vsubmit(b, &g, &con)) {
+            for (u32 k = 0; k < con.n; k++) {
                 const struct vsample *s = &b->vs[at + con_of[k]];
-                const struct proto_result *res = &con.res[k];
-                struct proto_command pc;
-                proto_get_command(s->cmd, &pc);
+                const struct allocdb_command *pc = &s->cmd;
+                const struct allocdb_result *res = &con.res[k];
+                if (con.refused[k])
+                    continue;
                 v->conflict_checks++;
-                if (res->outcome == PROTO_COMMITTED && res->code == SM_OPERATION_CONFLICT && !res->from_retry_cache) {
+                if (res->outcome == ALLOCDB_COMMITTED && res->code == SM_OPERATION_CONFLICT && !res->from_retry_cache) {
                     v->conflicts++;
                     continue;
                 }
                 v->conflict_mismatches++;
-                if (res->outcome == PROTO_COMMITTED && !res->from_retry_cache && pc.kind == SM_CMD_RESERVE &&
+                if (res->outcome == ALLOCDB_COMMITTED && !res->from_retry_cache && pc->kind == ALLOCDB_RESERVE &&
                     res->code == SM_OK && o->workload != W_EXPIRY)
-                    vrelease(b, fd, &rel, &pc, res->reservation_id);
+                    vrelease(b, &g, &rel, s, res->reservation_id);
                 verify_note(v,
                             "a %s reusing the operation id of one sent %.1f s before, with a changed %s, came back %s "
                             "%s at lsn %" PRIu64 "%s, not committed operation_conflict",
-                            sm_command_name((enum sm_command_kind)pc.kind), age[con_of[k]] / 1e3,
-                            pc.kind == SM_CMD_RESERVE ? "ttl" : "holder_id", outcome_word(res->outcome),
-                            proto_result_name(res->outcome, res->code), res->applied_lsn,
+                            sm_command_name((enum sm_command_kind)pc->kind), age[con_of[k]] / 1e3,
+                            pc->kind == ALLOCDB_RESERVE ? "ttl" : "holder_id", allocdb_outcome_name(res->outcome),
+                            allocdb_result_name(res->outcome, res->code), res->applied_lsn,
                             res->from_retry_cache ? " from the retry cache" : "");
             }
         }
         at += n;
     }
-    vrelease_flush(b, fd, &rel);
+    vrelease_flush(b, &g, &rel);
 out:
     vbuf_free(&q);
     vbuf_free(&con);
     vbuf_free(&rel);
+    vgroups_free(&g);
     free(con_of);
     free(cls);
     free(age);
@@ -1890,13 +1859,15 @@ static json_t *results_json(const struct counts *n)
             json_object_set_new(committed, sm_result_name((enum sm_result)i), json_integer((json_int_t)n->committed[i]));
     for (u32 i = 0; i < ADB_ARRAY_LEN(n->rejected); i++)
         if (n->rejected[i])
-            json_object_set_new(rejected, proto_reject_name((u8)i), json_integer((json_int_t)n->rejected[i]));
+            json_object_set_new(rejected, allocdb_result_name(ALLOCDB_REJECTED, (u8)i),
+                                json_integer((json_int_t)n->rejected[i]));
     for (u32 i = 0; i < ADB_ARRAY_LEN(n->indefinite); i++)
         if (n->indefinite[i])
-            json_object_set_new(indefinite, proto_indefinite_name((u8)i), json_integer((json_int_t)n->indefinite[i]));
+            json_object_set_new(indefinite, allocdb_result_name(ALLOCDB_INDEFINITE, (u8)i),
+                                json_integer((json_int_t)n->indefinite[i]));
     for (u32 i = 0; i < ADB_ARRAY_LEN(n->refused); i++)
         if (n->refused[i])
-            json_object_set_new(refused, proto_error_name((u16)i), json_integer((json_int_t)n->refused[i]));
+            json_object_set_new(refused, allocdb_server_error_name((u16)i), json_integer((json_int_t)n->refused[i]));
     return json_pack("{s:o, s:o, s:o, s:o, s:I}", "committed", committed, "rejected", rejected, "indefinite",
                      indefinite, "refused", refused, "from_retry_cache", (json_int_t)n->cached);
 }
@@ -2053,9 +2024,9 @@ static void print_counts(const char *label, const u64 *v, u32 len, const char *(
 }
 
 static const char *committed_name(u32 i) { return sm_result_name((enum sm_result)i); }
-static const char *rejected_name(u32 i) { return proto_reject_name((u8)i); }
-static const char *indefinite_name(u32 i) { return proto_indefinite_name((u8)i); }
-static const char *refused_name(u32 i) { return proto_error_name((u16)i); }
+static const char *rejected_name(u32 i) { return allocdb_result_name(ALLOCDB_REJECTED, (u8)i); }
+static const char *indefinite_name(u32 i) { return allocdb_result_name(ALLOCDB_INDEFINITE, (u8)i); }
+static const char *refused_name(u32 i) { return allocdb_server_error_name((u16)i); }
 
 static void print_human(const struct bench *b, const struct server_info *si, double setup_s,
                         const struct expiry_check *x)
@@ -2238,7 +2209,6 @@ static int run(struct net_opts *o)
     b->lat = calloc(1, sizeof(struct hist));
     b->lat_tick = calloc(1, sizeof(struct hist));
     b->lat_sched = calloc(1, sizeof(struct hist));
-    ctl_buf = malloc(PROTO_HEADER_SIZE + PROTO_BODY_MAX + 1);
     b->conns = calloc(o->connections, sizeof(*b->conns));
     b->evs = calloc(o->connections, sizeof(*b->evs));
     b->seconds = o->json ? json_array() : NULL;
@@ -2253,54 +2223,45 @@ static int run(struct net_opts *o)
     memset(&si, 0, sizeof(si));
     memset(&x, 0, sizeof(x));
     double setup_s = 0;
-    int ctl = -1;
-    if (!b->lat || !b->lat_tick || !b->lat_sched || !ctl_buf || !b->conns || !b->evs || (o->json && !b->seconds) ||
+    if (!b->lat || !b->lat_tick || !b->lat_sched || !b->conns || !b->evs || (o->json && !b->seconds) ||
         (o->verify_retries && !b->vs)) {
         fprintf(stderr, "allocdb-bench net: out of memory\n");
         goto out;
     }
-    for (u32 i = 0; i < o->connections; i++)
-        b->conns[i].fd = -1;
 
-    ctl = ctl_open(b, &b->hello);
-    if (ctl < 0)
+    b->ctl = handle_new(b, CTL_TIMEOUT_MS);
+    if (b->ctl == NULL || !handle_connect(b, b->ctl, ""))
         goto report_failure;
+    if (allocdb_server_info(b->ctl, &b->hello) != ALLOCDB_OK) {
+        fail(b, 1, "%s", allocdb_last_error(b->ctl));
+        goto report_failure;
+    }
     if (o->batch > b->hello.max_batch) {
         fprintf(stderr, "allocdb-bench net: --batch %" PRIu64 " is above the server's max_batch %u\n", o->batch,
                 b->hello.max_batch);
         rc = EXIT_USAGE;
         goto out;
     }
-    status = ctl_json(ctl, PROTO_STATUS, false);
-    before = ctl_json(ctl, PROTO_METRICS, false);
+    status = ctl_json(b, false, false);
+    before = ctl_json(b, true, false);
     server_static(status, before, b->hello.slot_duration_ms, &si);
 
     b->setup_batch = b->hello.max_batch < SETUP_BATCH_MAX ? b->hello.max_batch : SETUP_BATCH_MAX;
     b->slot_cmds = (u32)(o->batch > b->setup_batch ? o->batch : b->setup_batch);
+    b->cmds = calloc(b->slot_cmds, sizeof(*b->cmds));
+    if (b->cmds == NULL) {
+        fail(b, 1, "out of memory");
+        goto report_failure;
+    }
     b->ep = epoll_create1(EPOLL_CLOEXEC);
     if (b->ep < 0) {
         fail(b, 1, "epoll_create1: %s", strerror(errno));
         goto report_failure;
     }
     for (u32 i = 0; i < o->connections; i++) {
-        char why[512];
-        struct proto_hello_ok ok;
-        int fd = dial(o, why, sizeof(why));
-        if (fd < 0) {
-            fail(b, EXIT_UNAVAILABLE, "connection %u: %s", i, why);
-            goto report_failure;
-        }
-        set_timeouts(fd, CTL_TIMEOUT_S);
-        if (!hello(fd, &ok, why, sizeof(why))) {
-            close(fd);
-            fail(b, 1, "connection %u: %s", i, why);
-            goto report_failure;
-        }
         b->nconn = i + 1;
-        if (!conn_init(b, &b->conns[i], i, fd)) {
-            fail(b, 1, "connection %u: out of memory or epoll failure", i);
+        if (!conn_init(b, &b->conns[i], i))
             goto report_failure;
-        }
     }
 
     struct sigaction sa;
@@ -2320,22 +2281,22 @@ static int run(struct net_opts *o)
         goto report_failure;
 
     json_decref(before);
-    ctl_reopen(b, &ctl);
-    before = ctl_json(ctl, PROTO_METRICS, true);
+    ctl_reopen(b);
+    before = ctl_json(b, true, true);
     b->phase = PH_RUN;
     hist_reset(b->lat);
     run_phase(b);
     if (b->exit_code != 0)
         goto report_failure;
-    ctl_reopen(b, &ctl);
-    after = ctl_json(ctl, PROTO_METRICS, true);
-    status_end = ctl_json(ctl, PROTO_STATUS, true);
+    ctl_reopen(b);
+    after = ctl_json(b, true, true);
+    status_end = ctl_json(b, false, true);
     server_delta(before, after, &si);
     server_end(status_end ? status_end : status, after, b->hello.slot_duration_ms, &si);
 
     /* Retry verification: before the cleanup, so the sample's follow-ups are still pending. */
     if (o->verify_retries) {
-        verify_run(b, ctl, &si);
+        verify_run(b, &si);
         if (b->exit_code != 0)
             goto report_failure;
     }
@@ -2346,9 +2307,9 @@ static int run(struct net_opts *o)
     if (b->exit_code != 0)
         goto report_failure;
 
-    if (o->workload == W_EXPIRY && ctl >= 0) {
-        check_expiry(b, ctl, &x);
-        json_t *later = ctl_json(ctl, PROTO_METRICS, true);
+    if (o->workload == W_EXPIRY && allocdb_is_connected(b->ctl)) {
+        check_expiry(b, &x);
+        json_t *later = ctl_json(b, true, true);
         si.has_expired = delta(before, later, "applier.commands.expire", &si.expired);
         json_decref(later);
     }
@@ -2378,19 +2339,17 @@ out:
     json_decref(status_end);
     json_decref(b->seconds);
     free(b->vs);
-    if (ctl >= 0)
-        close(ctl);
+    allocdb_free(b->ctl);
     for (u32 i = 0; i < b->nconn; i++)
         conn_free(&b->conns[i]);
     if (b->ep >= 0)
         close(b->ep);
     free(b->conns);
     free(b->evs);
+    free(b->cmds);
     free(b->lat);
     free(b->lat_tick);
     free(b->lat_sched);
-    free(ctl_buf);
-    ctl_buf = NULL;
     free(b);
     return rc;
 }

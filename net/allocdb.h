@@ -201,9 +201,13 @@ int allocdb_set_window(allocdb_client *c, uint32_t window);
 int allocdb_set_addresses(allocdb_client *c, const char *addrs);
 /*
  * Sets the addresses (if addrs is not NULL) and connects: tries each address in turn (the
- * connect timeout each) until one completes the hello. ALLOCDB_ERR_UNREACHABLE if none did —
- * the handle stays usable: synchronous calls keep trying to connect until their deadline, and
- * async sends try once more.
+ * connect timeout each) until one completes the hello. If none did, what the last one tried
+ * gave (allocdb_last_error() describes it): ALLOCDB_ERR_UNREACHABLE, no answer (no connection,
+ * or closed or silent until the timeout) or a refusal for now (too_many_connections,
+ * shutting_down, unavailable, overloaded); ALLOCDB_ERR_SERVER, a final refusal of the hello
+ * (wrong_cluster, unsupported_version, ...); ALLOCDB_ERR_PROTOCOL, it answered with something
+ * else than a hello answer. The handle stays usable: synchronous calls keep
+ * trying to connect until their deadline, and async sends try once more.
  */
 int allocdb_connect(allocdb_client *c, const char *addrs);
 /* Closes the connection; requests in flight become ALLOCDB_REPLY_LOST replies (async). The
@@ -375,7 +379,10 @@ int allocdb_send_metrics(allocdb_client *c, uint64_t *request_id);
 int allocdb_send_status(allocdb_client *c, uint64_t *request_id);
 
 /* Writes everything queued (one write(2) when the socket has room), waiting at most
- * timeout_ms (-1: the request timeout). */
+ * timeout_ms (-1: the request timeout). ALLOCDB_OK when nothing is left; ALLOCDB_ERR_TIMEOUT
+ * when output is left (the connection stays); ALLOCDB_ERR_CONNECTION if the connection failed
+ * (its requests come back as LOST replies). With timeout_ms 0 it never waits: it writes what
+ * the socket takes now. */
 int allocdb_flush(allocdb_client *c, int timeout_ms);
 
 /* Requests sent and not yet returned by allocdb_poll(). */
@@ -452,10 +459,33 @@ struct allocdb_reply {
 
 /*
  * Waits at most timeout_ms (0: do not wait; -1: forever) for the next reply. First writes
- * anything queued. Returns 1 with *out filled, 0 if none arrived in time (or nothing is in
- * flight), or a negative error.
+ * what of the queued output the socket takes. Returns 1 with *out filled, 0 if none arrived in
+ * time (or nothing is in flight), or a negative error. Before returning 0 it reads what the
+ * socket holds without waiting, even with nothing in flight: with timeout 0 it returns every
+ * reply that has come, and it notices the server closing the connection (allocdb_socket() is
+ * then -1; requests in flight come back as LOST replies).
  */
 int allocdb_poll(allocdb_client *c, int timeout_ms, struct allocdb_reply *out);
+
+/*
+ * Event loops (one thread driving many handles with poll(2), epoll(7), libevent ...).
+ * allocdb_socket() is the handle's connected socket, -1 when it is not connected. Watch it for
+ * reading, and for writing while allocdb_wants_write() says queued output waits for room in
+ * the socket. The socket is the library's: do not read, write or close it; it changes when the
+ * handle reconnects (allocdb_connect(), or a send on a disconnected handle). Then:
+ *   readable  call allocdb_poll(c, 0, &r) until it returns 0; if allocdb_socket() is -1
+ *             afterwards, the connection is gone (allocdb_last_error() says why);
+ *   writable  call allocdb_flush(c, 0);
+ *   sends     queue with allocdb_send_*(), then allocdb_flush(c, 0) once for all of them.
+ * Nothing of this waits, with two exceptions a loop can avoid: a send on a disconnected handle
+ * connects first (check allocdb_socket() before sending), and a send whose frame does not fit
+ * the output buffer beside output not yet written waits (at most the request timeout) for the
+ * socket to take it. The buffer holds 64 KiB, or one frame if larger: a loop that queues at most
+ * 64 KiB of frames from a moment allocdb_wants_write() was false (or one frame of any size)
+ * never waits there. A submit of n commands is a frame of 40 + 88 n bytes.
+ */
+int allocdb_socket(const allocdb_client *c);
+bool allocdb_wants_write(const allocdb_client *c);
 
 /* The i-th result of a reply to a submit (i < count). For SUBMIT, the server's result; for
  * LOST, indefinite with u.lost_code; for NOT_PRIMARY, rejected not_primary; for ERROR,

@@ -14,6 +14,12 @@
  *   head. Closing a connection moves every slot in flight to the lost list; poll hands those
  *   out as LOST replies before anything else, so every request id gets exactly one reply.
  *
+ *   Event loops drive the async API without waiting: allocdb_socket() and
+ *   allocdb_wants_write() say what to watch, allocdb_flush(c, 0) writes what the socket takes,
+ *   and allocdb_poll(c, 0) reads what it holds (next_reply reads once more, without waiting,
+ *   before it gives up: with nothing in flight too, so a server closing an idle connection is
+ *   noticed rather than leaving the socket readable forever).
+ *
  *   Synchronous calls are built on the same machinery: they start with nothing in flight,
  *   send, and wait for their own replies, in rounds. A round that does not finish by its
  *   deadline closes the connection, which turns what is left into LOST (indefinite). Retries
@@ -105,6 +111,7 @@ struct allocdb_client {
     /* connection */
     int fd;
     struct allocdb_server_info info;
+    bool server_said; /* err holds a connection-level error frame of this connection */
 
     /* request slots */
     struct slot *slots;
@@ -559,6 +566,16 @@ uint32_t allocdb_in_flight(const allocdb_client *c)
     return c == NULL ? 0 : c->inflight.n + c->lost.n;
 }
 
+int allocdb_socket(const allocdb_client *c)
+{
+    return c == NULL ? -1 : c->fd;
+}
+
+bool allocdb_wants_write(const allocdb_client *c)
+{
+    return c != NULL && c->fd >= 0 && c->tx_len > c->tx_off;
+}
+
 /* ---- slots ----------------------------------------------------------------------------------- */
 
 static void list_push(struct slot *slots, struct slot_list *l, u32 i)
@@ -700,7 +717,8 @@ static ssize_t rx_fill(allocdb_client *c)
             return n;
         }
         if (n == 0) {
-            set_err(c, "%s: connection closed by the server", c->info.address);
+            if (!c->server_said) /* else err keeps the reason the server gave first */
+                set_err(c, "%s: connection closed by the server", c->info.address);
             return -1;
         }
         if (errno == EINTR)
@@ -886,7 +904,12 @@ static int tcp_open(allocdb_client *c, const struct addr *a, u64 deadline)
     return fd;
 }
 
-/* Connects to one address and completes the hello by the deadline. */
+/*
+ * Connects to one address and completes the hello by the deadline. ALLOCDB_ERR_UNREACHABLE when
+ * no answer came (no connection, closed or silent until the deadline), ALLOCDB_ERR_SERVER when
+ * the server refused the hello with an error frame, ALLOCDB_ERR_PROTOCOL when it answered with
+ * anything but a valid hello_ok.
+ */
 static int connect_one(allocdb_client *c, const struct addr *a, u64 deadline)
 {
     ADB_ASSERT(c->fd < 0 && c->inflight.n == 0);
@@ -894,9 +917,11 @@ static int connect_one(allocdb_client *c, const struct addr *a, u64 deadline)
     if (fd < 0)
         return ALLOCDB_ERR_UNREACHABLE;
     c->fd = fd;
+    c->server_said = false;
     format_addr(a, c->info.address, sizeof c->info.address);
     c->tx_off = c->tx_len = c->rx_pos = c->rx_len = 0;
     int rc;
+    int why = ALLOCDB_ERR_UNREACHABLE;
     u8 *p = tx_reserve(c, PROTO_HEADER_SIZE + 24, deadline, &rc);
     if (p == NULL)
         goto fail;
@@ -910,8 +935,10 @@ static int connect_one(allocdb_client *c, const struct addr *a, u64 deadline)
     const u8 *body = NULL;
     for (;;) {
         int f = rx_frame(c, &hdr, &body);
-        if (f < 0)
+        if (f < 0) {
+            why = ALLOCDB_ERR_PROTOCOL;
             goto fail;
+        }
         if (f > 0)
             break;
         struct pollfd pf = { .fd = c->fd, .events = POLLIN };
@@ -930,12 +957,20 @@ static int connect_one(allocdb_client *c, const struct addr *a, u64 deadline)
     }
     if (hdr.kind == PROTO_ERROR) {
         struct proto_error e;
-        if (proto_get_error(body, hdr.body_len, &e) == PROTO_OK)
+        if (proto_get_error(body, hdr.body_len, &e) == PROTO_OK) {
             set_err(c, "%s: hello refused: %s: %.*s", c->info.address,
                     proto_error_name(e.code), (int)(e.message_len > 200 ? 200 : e.message_len),
                     e.message);
-        else
+            /* A server that is full, stopping or busy may take us later (or another may):
+             * unreachable for now, as callers retrying a connect expect. The rest is final. */
+            bool for_now = e.code == PROTO_ERR_TOO_MANY_CONNECTIONS || e.code == PROTO_ERR_SHUTTING_DOWN ||
+                           e.code == PROTO_ERR_UNAVAILABLE || e.code == PROTO_ERR_OVERLOADED ||
+                           e.code == PROTO_ERR_TIMEOUT || e.code == PROTO_ERR_IDLE;
+            why = for_now ? ALLOCDB_ERR_UNREACHABLE : ALLOCDB_ERR_SERVER;
+        } else {
             set_err(c, "%s: hello refused (malformed error)", c->info.address);
+            why = ALLOCDB_ERR_PROTOCOL;
+        }
         goto fail;
     }
     struct proto_hello_ok ok;
@@ -944,10 +979,12 @@ static int connect_one(allocdb_client *c, const struct addr *a, u64 deadline)
         ok.max_batch == 0 || ok.max_body < PROTO_SUBMIT_PREFIX + PROTO_COMMAND_SIZE ||
         ok.slot_duration_ms == 0) {
         set_err(c, "%s: bad hello answer (%s)", c->info.address, proto_kind_name(hdr.kind));
+        why = ALLOCDB_ERR_PROTOCOL;
         goto fail;
     }
     if (c->cluster_id != 0 && ok.cluster_id != c->cluster_id) {
         set_err(c, "%s: the server is in another cluster", c->info.address);
+        why = ALLOCDB_ERR_PROTOCOL; /* it should have refused the hello (wrong_cluster) */
         goto fail;
     }
     c->cluster_id = ok.cluster_id; /* pinned: reconnects stay in this cluster */
@@ -959,17 +996,19 @@ static int connect_one(allocdb_client *c, const struct addr *a, u64 deadline)
     c->info.max_body = ok.max_body > PROTO_BODY_MAX ? PROTO_BODY_MAX : ok.max_body;
     if (c->rx_pos != c->rx_len) {
         set_err(c, "%s: data after the hello answer", c->info.address);
+        why = ALLOCDB_ERR_PROTOCOL;
         goto fail;
     }
     return ALLOCDB_OK;
 fail:
     conn_close(c, ALLOCDB_INDEFINITE_CONNECTION_LOST);
-    return ALLOCDB_ERR_UNREACHABLE;
+    return why;
 }
 
 /*
  * Connects unless connected: the last not_primary hint first, then each address once, starting
- * with the last one that worked. Each try gets the connect timeout, cut by the deadline.
+ * with the last one that worked. Each try gets the connect timeout, cut by the deadline. On
+ * failure, what the last try returned (connect_one), which err describes.
  */
 static int ensure_connected(allocdb_client *c, u64 deadline)
 {
@@ -979,23 +1018,25 @@ static int ensure_connected(allocdb_client *c, u64 deadline)
         set_err(c, "no server address set");
         return ALLOCDB_ERR_INVALID;
     }
+    int rc = ALLOCDB_ERR_UNREACHABLE;
     if (c->has_hint) {
         struct addr h = c->hint;
         c->has_hint = false;
-        if (connect_one(c, &h, min_u64(deadline, now_ms() + c->connect_ms)) == ALLOCDB_OK)
+        rc = connect_one(c, &h, min_u64(deadline, now_ms() + c->connect_ms));
+        if (rc == ALLOCDB_OK)
             return ALLOCDB_OK;
     }
     for (u32 k = 0; k < c->naddrs; k++) {
         if (k > 0 && remaining_ms(deadline) == 0)
             break;
         u32 i = (c->next_addr + k) % c->naddrs;
-        if (connect_one(c, &c->addrs[i], min_u64(deadline, now_ms() + c->connect_ms)) ==
-            ALLOCDB_OK) {
+        rc = connect_one(c, &c->addrs[i], min_u64(deadline, now_ms() + c->connect_ms));
+        if (rc == ALLOCDB_OK) {
             c->next_addr = i;
             return ALLOCDB_OK;
         }
     }
-    return ALLOCDB_ERR_UNREACHABLE;
+    return rc;
 }
 
 int allocdb_connect(allocdb_client *c, const char *addrs)
@@ -1180,6 +1221,7 @@ static int frame_reply(allocdb_client *c, const struct proto_header *h, const u8
         if (h->kind == PROTO_ERROR && proto_get_error(body, h->body_len, &e) == PROTO_OK) {
             set_err(c, "%s: server error: %s: %.*s", c->info.address, proto_error_name(e.code),
                     (int)(e.message_len > 200 ? 200 : e.message_len), e.message);
+            c->server_said = true;
             return 0;
         }
         set_err(c, "%s: reply %s for unknown request id %llu", c->info.address,
@@ -1289,7 +1331,10 @@ static int frame_reply(allocdb_client *c, const struct proto_header *h, const u8
 /*
  * The engine behind poll and every synchronous call: the next reply by the deadline. Lost
  * requests come first. A request older than the request timeout closes the connection (its
- * requests become lost). Returns 1, 0 (deadline, or nothing in flight), or a negative error.
+ * requests become lost). Once the deadline has passed, or with nothing in flight, it still takes
+ * in what the socket holds, without waiting: an event loop that polls with timeout 0 after a
+ * readable event gets every reply that came, and sees the server close an idle connection.
+ * Returns 1, 0 (deadline, or nothing in flight), or a negative error.
  */
 static int next_reply(allocdb_client *c, u64 deadline, struct allocdb_reply *out)
 {
@@ -1298,7 +1343,7 @@ static int next_reply(allocdb_client *c, u64 deadline, struct allocdb_reply *out
             lost_reply(c, out);
             return 1;
         }
-        if (c->fd < 0 || c->inflight.n == 0)
+        if (c->fd < 0)
             return 0;
         struct proto_header h;
         const u8 *body;
@@ -1317,7 +1362,7 @@ static int next_reply(allocdb_client *c, u64 deadline, struct allocdb_reply *out
         /* Need more input. */
         u64 now = now_ms();
         u64 wake = deadline;
-        if (c->request_ms != 0) {
+        if (c->request_ms != 0 && c->inflight.n > 0) {
             u64 oldest = c->slots[c->inflight.head].sent_ms + c->request_ms;
             if (now >= oldest) {
                 set_err(c, "%s: no reply within %u ms", c->info.address, c->request_ms);
@@ -1326,8 +1371,17 @@ static int next_reply(allocdb_client *c, u64 deadline, struct allocdb_reply *out
             }
             wake = min_u64(wake, oldest);
         }
-        if (deadline != NO_DEADLINE && now >= deadline)
+        if (c->inflight.n == 0 || (deadline != NO_DEADLINE && now >= deadline)) {
+            /* No (more) waiting: only what the socket has now. */
+            ssize_t n = rx_fill(c);
+            if (n > 0)
+                continue;
+            if (n == -1)
+                conn_close(c, ALLOCDB_INDEFINITE_CONNECTION_LOST);
+            if (c->lost.n > 0)
+                continue;
             return 0;
+        }
         if (tx_write(c) != 0) {
             conn_close(c, ALLOCDB_INDEFINITE_CONNECTION_LOST);
             continue;

@@ -6,8 +6,8 @@
  * (kinds, every field, operation ids across retries) and answers canned responses — in order,
  * out of order, not at all, or by dropping the connection. What the server saw travels back to
  * the test through a pipe (operation ids), and its exit status says whether all its checks held.
- * The daemon is not needed: this tests the library's framing, pipelining, timeouts, retries and
- * redirects on their own.
+ * The daemon is not needed: this tests the library's framing, pipelining, timeouts, retries,
+ * redirects and its interface to event loops (sockets polled by the caller) on their own.
  */
 #include "common/le.h"
 #include "net/allocdb.h"
@@ -46,6 +46,7 @@ struct fake {
 
 static int srv_log_fd = -1;
 static u32 srv_max_batch = 64;
+static int srv_rcvbuf; /* SO_RCVBUF of listening sockets (accepted ones inherit it); 0: default */
 static u8 srv_body[PROTO_BODY_MAX];
 static u8 srv_frame[PROTO_HEADER_SIZE + PROTO_BODY_MAX];
 
@@ -64,6 +65,8 @@ static int listen_any(u16 *port)
     ck_assert_int_ge(fd, 0);
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (srv_rcvbuf > 0)
+        ck_assert_int_eq(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &srv_rcvbuf, sizeof srv_rcvbuf), 0);
     struct sockaddr_in sa = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
     ck_assert_int_eq(listen(fd, 16), 0);
@@ -374,8 +377,9 @@ START_TEST(test_handshake)
     ck_assert_int_eq(allocdb_connect(c, NULL), ALLOCDB_OK); /* names cluster 7 now */
     allocdb_disconnect(c);
     ck_assert_int_eq(allocdb_set_cluster_id(c, 99), ALLOCDB_OK);
-    ck_assert_int_eq(allocdb_connect(c, NULL), ALLOCDB_ERR_UNREACHABLE);
+    ck_assert_int_eq(allocdb_connect(c, NULL), ALLOCDB_ERR_SERVER); /* refused, not absent */
     ck_assert_ptr_nonnull(strstr(allocdb_last_error(c), "wrong_cluster"));
+    ck_assert_int_eq(allocdb_socket(c), -1);
     allocdb_free(c);
     fake_finish(&f);
 }
@@ -1268,6 +1272,270 @@ START_TEST(test_unreachable)
 }
 END_TEST
 
+/* ---- connect: absent, refused, or answering nonsense ----------------------------------------- */
+
+static void server_connect_errors(struct fake *f)
+{
+    /* 1. The hello is answered with a frame that is no hello answer. */
+    int fd = srv_accept_within(f->lfd[0], SRV_IO_TIMEOUT_MS);
+    SRV_CHECK(fd >= 0);
+    struct proto_header h;
+    SRV_CHECK(srv_read_frame(fd, &h) && h.kind == PROTO_HELLO);
+    srv_send(fd, PROTO_STATUS_OK, 0, "{}", 2);
+    srv_expect_eof(fd);
+    /* 2. Closed without an answer. */
+    fd = srv_accept_within(f->lfd[0], SRV_IO_TIMEOUT_MS);
+    SRV_CHECK(fd >= 0);
+    SRV_CHECK(srv_read_frame(fd, &h) && h.kind == PROTO_HELLO);
+    close(fd);
+    /* 3. Refused at once, as allocdbd does at max_connections. */
+    fd = srv_accept_within(f->lfd[0], SRV_IO_TIMEOUT_MS);
+    SRV_CHECK(fd >= 0);
+    srv_send_error(fd, 0, PROTO_ERR_TOO_MANY_CONNECTIONS, "too many connections");
+    SRV_CHECK(srv_read_frame(fd, &h) && h.kind == PROTO_HELLO); /* sent meanwhile */
+    srv_expect_eof(fd);
+}
+
+START_TEST(test_connect_errors)
+{
+    struct fake f;
+    fake_start(&f, 1, server_connect_errors);
+    allocdb_client *c = client_for(f.addr[0]);
+    ck_assert_int_eq(allocdb_connect(c, NULL), ALLOCDB_ERR_PROTOCOL);
+    ck_assert_ptr_nonnull(strstr(allocdb_last_error(c), "bad hello answer"));
+    ck_assert_int_eq(allocdb_connect(c, NULL), ALLOCDB_ERR_UNREACHABLE);
+    ck_assert_ptr_nonnull(strstr(allocdb_last_error(c), "closed during the hello"));
+    ck_assert_int_eq(allocdb_connect(c, NULL), ALLOCDB_ERR_UNREACHABLE); /* full: for now */
+    ck_assert_ptr_nonnull(strstr(allocdb_last_error(c), "too_many_connections"));
+    ck_assert(!allocdb_is_connected(c));
+    ck_assert_int_eq(allocdb_socket(c), -1);
+    allocdb_free(c);
+    fake_finish(&f);
+}
+END_TEST
+
+/* ---- event loops: many handles, one thread, nothing waits ------------------------------------ */
+
+#define EL_N 40        /* phase 1: submits per handle */
+#define EL_FILL_MAX 400 /* phase 2: submits of 64 before the socket must be full */
+
+/* One submit of n creates: targets base, base + 1, ... */
+static void el_cmds(struct allocdb_command *cmds, u32 n, u128 base)
+{
+    for (u32 j = 0; j < n; j++)
+        cmds[j] = (struct allocdb_command){ .kind = ALLOCDB_CREATE_RESOURCE, .target = base + j };
+}
+
+static void server_event_loop(struct fake *f)
+{
+    int fa = srv_accept_hello(f->lfd[0], 0);
+    int fb = srv_accept_hello(f->lfd[0], 0); /* a second handle: no cluster pinned yet */
+    /* 1. Every submit of both, then the answers, B's first, each in reverse order. */
+    static u64 rid[2][EL_N];
+    static u128 target[2][EL_N];
+    for (int k = 0; k < 2; k++)
+        for (int i = 0; i < EL_N; i++) {
+            struct proto_command cmd;
+            SRV_CHECK(srv_read_submit(k == 0 ? fa : fb, &cmd, 1, &rid[k][i]) == 1);
+            SRV_CHECK(cmd.target == (u128)(1000 * (k + 1) + i));
+            target[k][i] = cmd.target;
+        }
+    for (int k = 1; k >= 0; k--)
+        for (int i = EL_N - 1; i >= 0; i--)
+            srv_send_result(k == 0 ? fa : fb, rid[k][i], committed(0, (u64)target[k][i]));
+    /* 2. A fills its socket while nothing reads it; then everything is read and answered, up
+     * to the tick that ends it. */
+    struct timespec pause = { 0, 400 * 1000 * 1000 };
+    nanosleep(&pause, NULL);
+    u32 seen = 0;
+    for (;;) {
+        struct proto_header h;
+        SRV_CHECK(srv_read_frame(fa, &h));
+        if (h.kind == PROTO_TICK) {
+            struct proto_tick_ok t = { .slot = seen };
+            u32 len = proto_put_tick_ok(out_frame + PROTO_HEADER_SIZE, &t);
+            srv_send_built(fa, out_frame, PROTO_TICK_OK, h.request_id, len);
+            break;
+        }
+        SRV_CHECK(h.kind == PROTO_SUBMIT);
+        u32 count;
+        SRV_CHECK(proto_get_submit(srv_body, h.body_len, srv_max_batch, &count) == PROTO_OK);
+        SRV_CHECK(count == 64);
+        struct proto_result r[64];
+        for (u32 j = 0; j < count; j++) {
+            struct proto_command cmd;
+            const u8 *at = srv_body + PROTO_SUBMIT_PREFIX + (size_t)j * PROTO_COMMAND_SIZE;
+            SRV_CHECK(proto_get_command(at, &cmd) == PROTO_OK);
+            SRV_CHECK(cmd.target == (u128)(100000 + seen * 64 + j)); /* whole, in order */
+            r[j] = committed(0, seen * 64 + j + 1);
+        }
+        srv_send_results(fa, h.request_id, r, count);
+        seen++;
+    }
+    srv_log(seen);
+    /* 3. B is idle: the server drops it, saying why. */
+    srv_send_error(fb, 0, PROTO_ERR_IDLE, "idle for too long");
+    close(fb);
+    srv_expect_eof(fa);
+}
+
+/* Waits (poll(2), at most 5 s) until one of the sockets is ready for what it is watched for. */
+static void el_wait(struct pollfd *p, int n)
+{
+    int r;
+    do
+        r = poll(p, (nfds_t)n, 5000);
+    while (r < 0 && errno == EINTR);
+    ck_assert_msg(r > 0, "no socket became ready within 5 s");
+}
+
+START_TEST(test_event_loop)
+{
+    srv_rcvbuf = 4096; /* phase 2 fills the path quickly */
+    struct fake f;
+    fake_start(&f, 1, server_event_loop);
+    srv_rcvbuf = 0;
+    allocdb_client *h[2] = { client_for(f.addr[0]), client_for(f.addr[0]) };
+    ck_assert_int_eq(allocdb_socket(h[0]), -1); /* not connected yet */
+    ck_assert(!allocdb_wants_write(h[0]));
+    ck_assert_int_eq(allocdb_socket(NULL), -1);
+    ck_assert(!allocdb_wants_write(NULL));
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(allocdb_connect(h[k], NULL), ALLOCDB_OK);
+    int fd[2] = { allocdb_socket(h[0]), allocdb_socket(h[1]) };
+    ck_assert_int_ge(fd[0], 0);
+    ck_assert_int_ge(fd[1], 0);
+    ck_assert_int_ne(fd[0], fd[1]);
+    ck_assert(!allocdb_wants_write(h[0]));
+
+    /* 1. Queue on both (a send writes nothing while its frame fits), one flush each, then one
+     * poll(2) over both sockets and allocdb_poll(c, 0) until it returns 0. */
+    static struct allocdb_command cmds[2][EL_N];
+    static u64 rids[2][EL_N];
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < EL_N; i++) {
+            el_cmds(&cmds[k][i], 1, (u128)(1000 * (k + 1) + i));
+            ck_assert_int_eq(allocdb_send_submit(h[k], &cmds[k][i], 1, &rids[k][i]), ALLOCDB_OK);
+        }
+        ck_assert(allocdb_wants_write(h[k]));
+    }
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(allocdb_flush(h[k], 0), ALLOCDB_OK);
+        ck_assert(!allocdb_wants_write(h[k]));
+    }
+    bool seen[2][EL_N] = { { false } };
+    int got = 0;
+    u64 t_end = mono_ms() + 5000;
+    while (got < 2 * EL_N) {
+        ck_assert_msg(mono_ms() < t_end, "%d of %d replies after 5 s", got, 2 * EL_N);
+        struct pollfd p[2] = { { .fd = fd[0], .events = POLLIN },
+                               { .fd = fd[1], .events = POLLIN } };
+        el_wait(p, 2);
+        for (int k = 0; k < 2; k++) {
+            if (p[k].revents == 0)
+                continue;
+            struct allocdb_reply r;
+            int rc;
+            u64 t0 = mono_ms();
+            while ((rc = allocdb_poll(h[k], 0, &r)) == 1) {
+                ck_assert_uint_eq(r.kind, ALLOCDB_REPLY_SUBMIT);
+                int i = -1;
+                for (int j = 0; j < EL_N; j++)
+                    if (rids[k][j] == r.request_id)
+                        i = j;
+                ck_assert_int_ge(i, 0);
+                ck_assert(!seen[k][i]);
+                seen[k][i] = true;
+                struct allocdb_result res;
+                ck_assert_int_eq(allocdb_reply_result(&r, 0, &res), ALLOCDB_OK);
+                ck_assert_uint_eq(res.applied_lsn, 1000u * (unsigned)(k + 1) + (unsigned)i);
+                got++;
+            }
+            ck_assert_int_eq(rc, 0);
+            ck_assert_uint_lt(mono_ms() - t0, 1000); /* never waited */
+        }
+    }
+    ck_assert_uint_eq(allocdb_in_flight(h[0]) + allocdb_in_flight(h[1]), 0);
+
+    /* 2. Nobody reads A: flush(0) leaves output, without waiting, and says so; polling writes
+     * what fits and returns at once; the socket's writability lets the rest go. */
+    int sndbuf = 4096;
+    ck_assert_int_eq(setsockopt(fd[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf), 0);
+    static struct allocdb_command fill[EL_FILL_MAX][64];
+    u32 nfill = 0;
+    int rc = ALLOCDB_OK;
+    while (rc == ALLOCDB_OK) {
+        ck_assert_uint_lt(nfill, EL_FILL_MAX);
+        el_cmds(fill[nfill], 64, (u128)(100000 + nfill * 64));
+        ck_assert_int_eq(allocdb_send_submit(h[0], fill[nfill], 64, NULL), ALLOCDB_OK);
+        nfill++;
+        u64 t0 = mono_ms();
+        rc = allocdb_flush(h[0], 0);
+        ck_assert_uint_lt(mono_ms() - t0, 200);
+    }
+    ck_assert_int_eq(rc, ALLOCDB_ERR_TIMEOUT);
+    ck_assert(allocdb_wants_write(h[0]));
+    ck_assert(allocdb_is_connected(h[0]));
+    struct allocdb_reply r;
+    u64 t0 = mono_ms();
+    ck_assert_int_eq(allocdb_poll(h[0], 0, &r), 0);
+    ck_assert_uint_lt(mono_ms() - t0, 200);
+    u64 tick;
+    ck_assert_int_eq(allocdb_send_tick(h[0], &tick), ALLOCDB_OK);
+    u32 answered = 0;
+    bool ticked = false;
+    t_end = mono_ms() + 10000;
+    while (!ticked) {
+        ck_assert_msg(mono_ms() < t_end, "%u of %u submits answered, no tick", answered, nfill);
+        struct pollfd p = { .fd = fd[0], .events = POLLIN };
+        if (allocdb_wants_write(h[0]))
+            p.events |= POLLOUT;
+        el_wait(&p, 1);
+        if (p.revents & POLLOUT) {
+            rc = allocdb_flush(h[0], 0);
+            ck_assert(rc == ALLOCDB_OK || rc == ALLOCDB_ERR_TIMEOUT);
+            ck_assert(allocdb_wants_write(h[0]) == (rc == ALLOCDB_ERR_TIMEOUT));
+        }
+        if (p.revents & POLLIN) {
+            while ((rc = allocdb_poll(h[0], 0, &r)) == 1) {
+                if (r.kind == ALLOCDB_REPLY_TICK) {
+                    ck_assert_uint_eq(r.request_id, tick);
+                    ck_assert_uint_eq(r.u.tick.slot, nfill);
+                    ticked = true;
+                    continue;
+                }
+                ck_assert_uint_eq(r.kind, ALLOCDB_REPLY_SUBMIT);
+                ck_assert_uint_eq(r.count, 64);
+                answered++;
+            }
+            ck_assert_int_eq(rc, 0);
+        }
+    }
+    ck_assert_uint_eq(answered, nfill);
+    ck_assert(!allocdb_wants_write(h[0]));
+    ck_assert(fake_read_u128(&f) == nfill);
+    ck_assert_uint_ge(nfill, 2); /* it took more than one frame to fill the path */
+
+    /* 3. The server drops the idle B (an error frame, then the end of the stream): readable with
+     * nothing in flight; poll takes it in. */
+    ck_assert_int_eq(allocdb_in_flight(h[1]), 0);
+    t_end = mono_ms() + 5000;
+    while (allocdb_socket(h[1]) >= 0) {
+        ck_assert_msg(mono_ms() < t_end, "B still open after 5 s");
+        struct pollfd p = { .fd = fd[1], .events = POLLIN };
+        el_wait(&p, 1);
+        ck_assert_int_eq(allocdb_poll(h[1], 0, &r), 0);
+    }
+    ck_assert(!allocdb_is_connected(h[1]));
+    ck_assert_msg(strstr(allocdb_last_error(h[1]), "idle for too long") != NULL, "last error: %s",
+                  allocdb_last_error(h[1]));
+    ck_assert_int_eq(allocdb_socket(h[0]), fd[0]); /* A is untouched */
+    allocdb_free(h[1]);
+    allocdb_free(h[0]);
+    fake_finish(&f);
+}
+END_TEST
+
 /* ---- ids, names, arguments ------------------------------------------------------------------- */
 
 static int cmp_u128(const void *a, const void *b)
@@ -1597,6 +1865,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_async_lost_connection);
     tcase_add_test(tc, test_read_errors);
     tcase_add_test(tc, test_unreachable);
+    tcase_add_test(tc, test_connect_errors);
+    tcase_add_test(tc, test_event_loop);
     tcase_add_test(tc, test_operation_ids);
     tcase_add_test(tc, test_u128_text);
     tcase_add_test(tc, test_names);
