@@ -6,7 +6,7 @@
 # never supervisor/config.h, which only shells include.
 . "${top_srcdir:-.}/tests/tap.sh"
 cd "${top_srcdir:-.}" || exit 1
-echo "1..7"
+echo "1..8"
 
 # check NAME ALLOWED FILE...: ALLOWED is an extended regex for the included paths.
 check() {
@@ -37,4 +37,10 @@ check "snapshots, recovery and the cores include only the state machine, the WAL
 check "the tools include no worker shell (supervisor/, net/ingress, replica/meta.h)" \
     "(common|vocab|bench)/.*|$SM|$WAL|$CORES|net/(proto|allocdb)\.h" \
     inspect/*.c bench/*.c bench/*.h cli/*.c
+# The simulator runs the production cores, never the shells: the same headers as the cores,
+# the replication protocol (replica/vsr*.h), its own, the simulated disk (tests/io_fault.h) and
+# the reference model it checks replies against (tests/model.h, over the state machine only).
+check "sim/ includes only the cores, replica/vsr*.h and sim/ (no supervisor/, net/ingress, meta)" \
+    "(common|vocab|sim)/.*|$SM|$WAL|$CORES|replica/vsr[a-z_]*\.h|tests/(io_fault|model)\.h" \
+    sim/*.[ch]
 [ "$fails" -eq 0 ]
