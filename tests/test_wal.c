@@ -1372,6 +1372,606 @@ START_TEST(test_prune_keeps_needed_segments)
 }
 END_TEST
 
+/* ---- replication: appending another log's frames, truncating, reading by LSN ------------- */
+
+#define STORE_MAX 2048
+
+/* The frames as appended, by LSN, to compare what is read back byte for byte. */
+struct frame_store {
+    u8 bytes[STORE_MAX + 1][WAL_FRAME_MAX];
+    u32 len[STORE_MAX + 1];
+};
+
+/* Appends n entries to w, keeping each frame's bytes (wal_log_last_frame) in st. */
+static void append_keep(struct wal_log *w, u64 n, struct frame_store *st)
+{
+    for (u64 i = 0; i < n; i++) {
+        ck_assert_int_eq(append_n(w, 1), 0);
+        ck_assert_uint_le(ex->count, STORE_MAX);
+        u32 len;
+        const u8 *f = wal_log_last_frame(w, &len);
+        memcpy(st->bytes[ex->count], f, len);
+        st->len[ex->count] = len;
+    }
+}
+
+/* Reads frame lsn and checks it is exactly what was appended. */
+static void read_matches(struct wal_log *w, u64 lsn, const struct frame_store *st)
+{
+    u8 buf[WAL_FRAME_MAX];
+    u32 len = 0;
+    int rc = wal_log_read(w, lsn, buf, sizeof(buf), &len);
+    ck_assert_msg(rc == 0, "read LSN %llu: %d", (unsigned long long)lsn, rc);
+    ck_assert_uint_eq(len, st->len[lsn]);
+    ck_assert(memcmp(buf, st->bytes[lsn], len) == 0);
+}
+
+static int open_dir(struct wal_log *w, const char *dir, const struct wal_log_options *o, struct wal_open_report *rep,
+                    struct seen *s, char *why, size_t n)
+{
+    memset(s, 0, sizeof(*s));
+    why[0] = '\0';
+    return wal_log_open(w, io, dir, o, 1, check_frame, s, rep, why, n);
+}
+
+static void make_dir(const char *dir, const struct wal_log_options *o)
+{
+    char why[256];
+    ck_assert_int_eq(io->ops->mkdir(io, dir), 0);
+    ck_assert_int_eq(io->ops->sync_dir(io, ""), 0);
+    ck_assert_msg(wal_log_format(io, dir, o, why, sizeof(why)) == 0, "%s", why);
+}
+
+/* A primary in DIR and a backup in /b, both new and open. */
+static void open_pair(struct wal_log *p, struct wal_log *b)
+{
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    make_dir("/b", &small);
+    open_ok(p, &rep, &s);
+    ck_assert_int_eq(open_dir(b, "/b", &small, &rep, &s, why, sizeof(why)), 0);
+}
+
+/* The chain state and batch of a log, to prove a refused call changed nothing. */
+struct log_state {
+    struct wal_cursor cur;
+    u64 durable_lsn, write_offset, batch_offset;
+    u32 batch_used, segment_count;
+    bool halted;
+};
+
+static struct log_state state_of(const struct wal_log *w)
+{
+    return (struct log_state){ .cur = w->cur, .durable_lsn = w->durable_lsn, .write_offset = w->write_offset,
+                               .batch_offset = w->batch_offset, .batch_used = w->batch_used,
+                               .segment_count = w->segment_count, .halted = w->halted };
+}
+
+static void assert_state(const struct wal_log *w, const struct log_state *was)
+{
+    struct log_state now = state_of(w);
+    ck_assert_uint_eq(now.cur.next_lsn, was->cur.next_lsn);
+    ck_assert_uint_eq(now.cur.last_slot, was->cur.last_slot);
+    ck_assert_uint_eq(now.cur.prev_crc, was->cur.prev_crc);
+    ck_assert_uint_eq(now.durable_lsn, was->durable_lsn);
+    ck_assert_uint_eq(now.write_offset, was->write_offset);
+    ck_assert_uint_eq(now.batch_offset, was->batch_offset);
+    ck_assert_uint_eq(now.batch_used, was->batch_used);
+    ck_assert_uint_eq(now.segment_count, was->segment_count);
+    ck_assert(!now.halted);
+}
+
+/* A backup fed the primary's frames one by one, committing as the primary does, holds the same
+ * segment files byte for byte, hands out the same frames, and reopens to the same entries. */
+START_TEST(test_append_frame_copies_another_log)
+{
+    struct frame_store *st = calloc(1, sizeof(*st));
+    struct wal_log p, b;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    open_pair(&p, &b);
+    for (int batch = 0; batch < 30; batch++) {
+        for (int i = 0; i < 1 + batch % 9; i++) {
+            append_keep(&p, 1, st);
+            u32 len;
+            const u8 *f = wal_log_last_frame(&p, &len);
+            ck_assert_int_eq(wal_log_append_frame(&b, f, len), 0);
+            u32 blen;
+            const u8 *bf = wal_log_last_frame(&b, &blen);
+            ck_assert_uint_eq(blen, len);
+            ck_assert(memcmp(bf, f, len) == 0);
+            ck_assert_uint_eq(wal_log_next_lsn(&b), wal_log_next_lsn(&p));
+        }
+        ck_assert_int_eq(wal_log_commit(&p), 0);
+        ck_assert_int_eq(wal_log_commit(&b), 0);
+        ck_assert_uint_eq(b.durable_lsn, p.durable_lsn);
+    }
+    ck_assert_uint_gt(b.segment_count, 3);
+    ck_assert_uint_eq(b.segment_count, p.segment_count);
+    for (u64 lsn = 1; lsn <= ex->count; lsn++)
+        read_matches(&b, lsn, st);
+    for (u32 i = 0; i < p.segment_count; i++) {
+        char pp[WAL_PATH_MAX], bp[WAL_PATH_MAX], name[64];
+        ck_assert(wal_segment_name(name, sizeof(name), p.segments[i].first_lsn));
+        ck_assert(io_path(pp, sizeof(pp), DIR, name));
+        ck_assert(io_path(bp, sizeof(bp), "/b", name));
+        const u8 *pd, *bd;
+        u64 pl, bl;
+        ck_assert(io_fault_contents(fs, pp, &pd, &pl));
+        ck_assert(io_fault_contents(fs, bp, &bd, &bl));
+        ck_assert_uint_eq(pl, bl);
+        ck_assert_msg(memcmp(pd, bd, pl) == 0, "segment %s differs", name);
+    }
+    wal_log_close(&p);
+    wal_log_close(&b);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    ck_assert_int_eq(open_dir(&b, "/b", &small, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, ex->count);
+    for (u64 lsn = 1; lsn <= ex->count; lsn++)
+        read_matches(&b, lsn, st); /* the ring filled by the open's scan */
+    wal_log_close(&b);
+    free(st);
+}
+END_TEST
+
+/* Encodes a copy of frame src with some fields changed (payload kept) into out. */
+static u32 reencode(const u8 *src, u32 len, u8 *out, u64 lsn, u64 slot, u32 prev_crc)
+{
+    struct wal_frame f;
+    ck_assert_int_eq(wal_frame_decode_exact(src, len, &f), WAL_FRAME_OK);
+    f.lsn = lsn;
+    f.request_slot = slot;
+    f.prev_crc = prev_crc;
+    return wal_frame_encode(out, WAL_FRAME_MAX, &f);
+}
+
+/* A frame that does not follow the backup's log is refused with -EINVAL and nothing changes:
+ * not halted, the chain, the batch and the files as they were; the right frame then goes in. */
+START_TEST(test_append_frame_rejects_what_does_not_follow)
+{
+    struct frame_store *st = calloc(1, sizeof(*st));
+    struct wal_log p, b;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    open_pair(&p, &b);
+    append_keep(&p, 12, st);
+    for (u64 lsn = 1; lsn <= 10; lsn++)
+        ck_assert_int_eq(wal_log_append_frame(&b, st->bytes[lsn], st->len[lsn]), 0);
+    ck_assert_int_eq(wal_log_commit(&b), 0);
+    ck_assert_int_eq(wal_log_append_frame(&b, st->bytes[11], st->len[11]), 0); /* one in the batch */
+    ck_assert_uint_gt(b.cur.last_slot, 0);
+    struct log_state was = state_of(&b);
+    u64 mutations = io_fault_mutations(fs);
+    const u8 *next = st->bytes[12];
+    u32 nlen = st->len[12];
+    struct wal_frame nf;
+    ck_assert_int_eq(wal_frame_decode_exact(next, nlen, &nf), WAL_FRAME_OK);
+    u8 bad[WAL_FRAME_MAX + 1];
+    u32 n;
+
+    ck_assert_int_eq(wal_log_append_frame(&b, st->bytes[11], st->len[11]), -EINVAL); /* again */
+    assert_state(&b, &was);
+    ck_assert_int_eq(wal_log_append_frame(&b, st->bytes[10], st->len[10]), -EINVAL); /* behind */
+    assert_state(&b, &was);
+    n = reencode(next, nlen, bad, 13, nf.request_slot, nf.prev_crc); /* an LSN skipped */
+    ck_assert_int_eq(wal_log_append_frame(&b, bad, n), -EINVAL);
+    assert_state(&b, &was);
+    n = reencode(next, nlen, bad, 12, nf.request_slot, nf.prev_crc ^ 1); /* another chain */
+    ck_assert_int_eq(wal_log_append_frame(&b, bad, n), -EINVAL);
+    assert_state(&b, &was);
+    n = reencode(next, nlen, bad, 12, b.cur.last_slot - 1, nf.prev_crc); /* the slot goes back */
+    ck_assert_int_eq(wal_log_append_frame(&b, bad, n), -EINVAL);
+    assert_state(&b, &was);
+    for (u32 off = 0; off < nlen; off += 7) { /* damaged bytes: a bit anywhere */
+        memcpy(bad, next, nlen);
+        bad[off] ^= (u8)(1u << (off % 8));
+        ck_assert_msg(wal_log_append_frame(&b, bad, nlen) == -EINVAL, "flip at %u", off);
+        assert_state(&b, &was);
+    }
+    memcpy(bad, next, nlen); /* trailing bytes, and a short frame */
+    bad[nlen] = 0;
+    ck_assert_int_eq(wal_log_append_frame(&b, bad, nlen + 1), -EINVAL);
+    ck_assert_int_eq(wal_log_append_frame(&b, bad, nlen - 1), -EINVAL);
+    assert_state(&b, &was);
+    /* A well-formed frame whose payload is no command: recovery would refuse it. */
+    struct wal_frame g = nf;
+    u8 junk[WAL_PAYLOAD_MAX];
+    memset(junk, 0xA5, sizeof(junk));
+    g.payload = junk;
+    g.payload_len = 40;
+    n = wal_frame_encode(bad, sizeof(bad), &g);
+    ck_assert_int_eq(wal_log_append_frame(&b, bad, n), -EINVAL);
+    assert_state(&b, &was);
+    ck_assert_uint_eq(io_fault_mutations(fs), mutations);
+
+    ck_assert_int_eq(wal_log_append_frame(&b, next, nlen), 0);
+    ck_assert_int_eq(wal_log_commit(&b), 0);
+    wal_log_close(&b);
+    wal_log_close(&p);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    ck_assert_int_eq(open_dir(&b, "/b", &small, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, 12);
+    wal_log_close(&b);
+    free(st);
+}
+END_TEST
+
+/* After a truncation: reopening (with the caller's synced_lsn at the cut) finds exactly the
+ * frames up to it, cleanly; appending continues the chain and survives a power loss. */
+static void check_truncated(struct wal_log *w, const struct wal_log_options *o, u64 after_lsn, u64 more)
+{
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    struct wal_log_options known = *o;
+    known.synced_lsn = after_lsn;
+    wal_log_close(w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    int rc = open_dir(w, DIR, &known, &rep, &s, why, sizeof(why));
+    ck_assert_msg(rc == 0, "after truncating to %llu: %s", (unsigned long long)after_lsn, why);
+    ck_assert_uint_eq(rep.last_lsn, after_lsn);
+    ck_assert_uint_eq(s.frames, after_lsn - rep.first_lsn + 1);
+    ck_assert(!rep.torn);
+    ck_assert_uint_eq(rep.damaged, 0);
+    ex->count = after_lsn;
+    ck_assert_int_eq(append_n(w, more), 0);
+    ck_assert_int_eq(wal_log_commit(w), 0);
+    wal_log_close(w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    rc = open_dir(w, DIR, o, &rep, &s, why, sizeof(why));
+    ck_assert_msg(rc == 0, "%s", why);
+    ck_assert_uint_eq(s.frames, ex->count - rep.first_lsn + 1);
+    ck_assert_uint_eq(rep.last_lsn, ex->count);
+    wal_log_close(w);
+}
+
+/* Frames still in the batch are dropped without any I/O; the chain continues from the kept one. */
+START_TEST(test_truncate_in_the_batch)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 10), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_int_eq(append_n(&w, 5), 0);
+    ck_assert_uint_gt(w.batch_used, 0);
+    u64 mutations = io_fault_mutations(fs);
+    ck_assert_int_eq(wal_log_truncate(&w, 12), 0);
+    ck_assert_uint_eq(io_fault_mutations(fs), mutations);
+    ck_assert_uint_eq(wal_log_next_lsn(&w), 13);
+    ck_assert_uint_eq(w.durable_lsn, 10);
+    ck_assert_uint_eq(w.cur.last_slot, ex->slot[12]);
+    u8 buf[WAL_FRAME_MAX];
+    u32 len;
+    ck_assert_int_eq(wal_log_read(&w, 13, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(wal_log_read(&w, 12, buf, sizeof(buf), &len), 0);
+    struct wal_frame f12;
+    ck_assert_int_eq(wal_frame_decode_exact(buf, len, &f12), WAL_FRAME_OK);
+    ck_assert_uint_eq(w.cur.prev_crc, f12.crc);
+    ck_assert_int_eq(wal_log_truncate(&w, 10), 0); /* the whole batch */
+    ck_assert_uint_eq(w.batch_used, 0);
+    ck_assert_uint_eq(io_fault_mutations(fs), mutations);
+    ex->count = 10;
+    ck_assert_int_eq(append_n(&w, 4), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_int_eq(wal_log_truncate(&w, 14), 0); /* nothing after it: nothing to do */
+    ck_assert_uint_eq(wal_log_next_lsn(&w), 15);
+    ck_assert_int_eq(append_n(&w, 3), 0);
+    ck_assert_int_eq(wal_log_truncate(&w, 15), 0);
+    ck_assert_uint_eq(io_fault_mutations(fs), mutations + 2); /* the commit's write and sync */
+    ck_assert_int_eq(wal_log_commit(&w), 0);                  /* frame 15 */
+    check_truncated(&w, &small, 15, 3);
+}
+END_TEST
+
+/* Written frames of the active segment: gone durably, the segment continues at the cut (its
+ * bytes after the kept frames are zeros), with the prepared spare used for the copy. */
+START_TEST(test_truncate_in_the_active_segment)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 8), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    u64 cut_at = w.write_offset;
+    ck_assert_int_eq(append_n(&w, 12), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_int_eq(append_n(&w, 2), 0); /* and the batch */
+    ck_assert_uint_eq(w.segment_count, 1);
+    while (!w.spare_ready)
+        ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT), 0);
+    ck_assert_int_eq(wal_log_truncate(&w, 8), 0);
+    ck_assert(!w.spare_ready);
+    ck_assert_uint_eq(wal_log_next_lsn(&w), 9);
+    ck_assert_uint_eq(w.durable_lsn, 8);
+    ck_assert_uint_eq(w.write_offset, cut_at);
+    char path[WAL_PATH_MAX];
+    seg_file(path, sizeof(path), 1);
+    const u8 *data;
+    u64 len;
+    ck_assert(io_fault_contents(fs, path, &data, &len));
+    ck_assert_uint_eq(len, SMALL_SEGMENT);
+    for (u64 i = cut_at; i < len; i++)
+        ck_assert_msg(data[i] == 0, "byte %llu", (unsigned long long)i);
+    check_truncated(&w, &small, 8, 40); /* rolls on */
+}
+END_TEST
+
+/* The cut in an older segment: the newer ones are removed, it becomes the active one with its
+ * own capacity, and the log reopens to exactly the kept frames. Every kind of cut: inside a
+ * segment, at its last frame, at its first, before every frame; with the ring of offsets, and
+ * with a ring too small to know the cut (the segment is walked). */
+START_TEST(test_truncate_across_segments)
+{
+    for (int ring = 0; ring < 2; ring++) {
+        for (int kind = 0; kind < 5; kind++) {
+            teardown();
+            setup();
+            struct wal_log_options o = small;
+            o.index_frames = ring ? 4 : 0;
+            struct wal_log w;
+            struct wal_open_report rep;
+            struct seen s;
+            char why[512];
+            ck_assert_int_eq(open_dir(&w, DIR, &o, &rep, &s, why, sizeof(why)), 0);
+            while (w.segment_count < 5) {
+                ck_assert_int_eq(append_n(&w, 6), 0);
+                ck_assert_int_eq(wal_log_commit(&w), 0);
+            }
+            ck_assert_int_eq(append_n(&w, 2), 0);
+            u64 firsts[5];
+            for (u32 i = 0; i < 5; i++)
+                firsts[i] = w.segments[i].first_lsn;
+            u64 second = firsts[1], third = firsts[2];
+            const u64 cuts[] = { second + 3, third - 1, second - 1, 0, ex->count - 3 };
+            const u32 kept[] = { 2, 3, 2, 1, 5 }; /* segments left (a cut at a segment's start
+                                                   * keeps it, empty) */
+            u64 after = cuts[kind];
+            ck_assert_int_eq(wal_log_truncate(&w, after), 0);
+            ck_assert_uint_eq(wal_log_next_lsn(&w), after + 1);
+            ck_assert_uint_eq(w.segment_count, kept[kind]);
+            ck_assert_uint_eq(w.durable_lsn, after < w.durable_lsn ? after : w.durable_lsn);
+            for (u32 i = 0; i < 5; i++) { /* the newer segments are gone from the directory */
+                char p[WAL_PATH_MAX];
+                seg_file(p, sizeof(p), firsts[i]);
+                ck_assert(io_fault_exists(fs, p) == (i < kept[kind]));
+            }
+            ck_assert_uint_eq(w.write_offset, w.batch_offset + w.batch_used);
+            check_truncated(&w, &o, after, 60);
+        }
+    }
+}
+END_TEST
+
+/* A crash after every possible number of I/O operations inside a truncation (across segments,
+ * or inside the active one using the spare), then a power loss keeping only synced data: the
+ * log reopens to the old one or the truncated one, nothing else, and the truncated one once the
+ * call returned. Also with the directory sync kept in part (TEAR): never damage, never
+ * garbage, never less than the truncated log. */
+static void truncate_crash(int shape, enum io_fault_loss loss)
+{
+    u64 points = 0, olds = 0, news = 0;
+    for (u64 k = 0;; k++) {
+        teardown();
+        setup();
+        rng_state = 3000 + k;
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        char why[512];
+        open_ok(&w, &rep, &s);
+        while (w.segment_count < (shape == 0 ? 4u : 1u) || ex->count < 15) {
+            ck_assert_int_eq(append_n(&w, 5), 0);
+            ck_assert_int_eq(wal_log_commit(&w), 0);
+        }
+        if (shape == 1)
+            while (!w.spare_ready)
+                ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT), 0);
+        u64 old = ex->count, after = shape == 0 ? w.segments[1].first_lsn + 2 : old - 6;
+        io_fault_crash_after(fs, k);
+        int rc = wal_log_truncate(&w, after);
+        bool crashed = io_fault_crashed(fs);
+        ck_assert(rc == 0 || crashed);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, loss);
+        struct wal_log_options known = small;
+        known.synced_lsn = after;
+        rc = open_dir(&w, DIR, &known, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "crash after %llu: %s", (unsigned long long)k, why);
+        ck_assert(!rep.torn);
+        if (loss == IO_FAULT_KEEP_SYNCED)
+            ck_assert_msg(s.frames == old || s.frames == after, "crash after %llu: %llu frames (old %llu, new %llu)",
+                          (unsigned long long)k, (unsigned long long)s.frames, (unsigned long long)old,
+                          (unsigned long long)after);
+        else
+            ck_assert(s.frames >= after && s.frames <= old);
+        if (!crashed)
+            ck_assert_uint_eq(s.frames, after);
+        olds += s.frames == old;
+        news += s.frames == after;
+        ex->count = s.last_lsn;
+        ck_assert_int_eq(append_n(&w, 3), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+        ck_assert_int_eq(open_dir(&w, DIR, &small, &rep, &s, why, sizeof(why)), 0);
+        ck_assert_uint_eq(s.frames, ex->count);
+        wal_log_close(&w);
+        points++;
+        if (!crashed)
+            break;
+    }
+    ck_assert_uint_gt(points, 4);
+    ck_assert_uint_gt(olds, 0);
+    ck_assert_uint_gt(news, 0);
+}
+
+START_TEST(test_truncate_crash_at_every_step)
+{
+    truncate_crash(0, IO_FAULT_KEEP_SYNCED);
+    truncate_crash(1, IO_FAULT_KEEP_SYNCED);
+    truncate_crash(0, IO_FAULT_TEAR);
+    truncate_crash(1, IO_FAULT_TEAR_PAGES);
+}
+END_TEST
+
+/* A failed write inside a truncation halts the log, like any failed write. */
+START_TEST(test_truncate_failure_halts)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 20), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    io_fault_fail_write(fs, 1, -EIO);
+    ck_assert_int_eq(wal_log_truncate(&w, 5), -EIO);
+    ck_assert(w.halted);
+    ck_assert_int_eq(wal_log_truncate(&w, 5), -EIO);
+    u8 buf[WAL_FRAME_MAX];
+    u32 len;
+    ck_assert_int_eq(wal_log_read(&w, 3, buf, sizeof(buf), &len), -EIO);
+    wal_log_close(&w);
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, 20); /* nothing changed before the switch */
+    wal_log_close(&w);
+}
+END_TEST
+
+/* Frames read back by LSN wherever the WAL holds them: the batch, written but unsynced, the
+ * active segment, older segments; -ENOENT outside what it holds (never appended, pruned). */
+START_TEST(test_read_frames_everywhere)
+{
+    struct frame_store *st = calloc(1, sizeof(*st));
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    open_ok(&w, &rep, &s);
+    while (w.segment_count < 4) {
+        append_keep(&w, 7, st);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    append_keep(&w, 3, st); /* in the batch */
+    ck_assert_uint_gt(w.batch_used, 0);
+    u64 last = ex->count;
+    u64 active_first = w.segments[w.segment_count - 1].first_lsn;
+    ck_assert_uint_lt(active_first, last - 3);
+    for (u64 lsn = 1; lsn <= last; lsn++)
+        read_matches(&w, lsn, st);
+    u8 buf[WAL_FRAME_MAX];
+    u32 len;
+    ck_assert_int_eq(wal_log_read(&w, last + 1, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(wal_log_read(&w, last + 1000, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(wal_log_read(&w, 0, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(wal_log_read(&w, last, buf, 10, &len), -ENOBUFS);
+    ck_assert_uint_eq(len, st->len[last]);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    for (u64 lsn = 1; lsn <= last; lsn++)
+        read_matches(&w, lsn, st);
+    /* Pruned: no longer held. */
+    u32 removed;
+    u64 third = w.segments[2].first_lsn;
+    ck_assert_int_eq(wal_log_prune(&w, third, &removed), 0);
+    ck_assert_uint_eq(removed, 2);
+    ck_assert_int_eq(wal_log_read(&w, 1, buf, sizeof(buf), &len), -ENOENT);
+    ck_assert_int_eq(wal_log_read(&w, third - 1, buf, sizeof(buf), &len), -ENOENT);
+    for (u64 lsn = third; lsn <= last; lsn++)
+        read_matches(&w, lsn, st);
+    ck_assert(!w.halted);
+    wal_log_close(&w);
+    /* A read-only log does not serve reads. */
+    struct wal_log_options ro = small;
+    ro.read_only = true;
+    char why[512];
+    ck_assert_int_eq(wal_log_open(&w, io, DIR, &ro, 0, NULL, NULL, &rep, why, sizeof(why)), 0);
+    ck_assert_int_eq(wal_log_read(&w, last, buf, sizeof(buf), &len), -EBADF);
+    wal_log_close(&w);
+    free(st);
+}
+END_TEST
+
+/* An LSN older than the ring of offsets is found by walking its segment, in every segment and
+ * in the batch, after appends and after a reopen. */
+START_TEST(test_read_older_than_the_ring)
+{
+    struct frame_store *st = calloc(1, sizeof(*st));
+    struct wal_log_options o = small;
+    o.index_frames = 3;
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    ck_assert_int_eq(open_dir(&w, DIR, &o, &rep, &s, why, sizeof(why)), 0);
+    while (w.segment_count < 4) {
+        append_keep(&w, 9, st);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    append_keep(&w, 5, st); /* more in the batch than the ring holds */
+    for (u64 lsn = 1; lsn <= ex->count; lsn++)
+        read_matches(&w, lsn, st);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    wal_log_close(&w);
+    ck_assert_int_eq(open_dir(&w, DIR, &o, &rep, &s, why, sizeof(why)), 0);
+    for (u64 lsn = ex->count; lsn >= 1; lsn--)
+        read_matches(&w, lsn, st);
+    wal_log_close(&w);
+    free(st);
+}
+END_TEST
+
+/* Bytes flipped on the disk: the frame is -EUCLEAN, never served; a frame found by walking past
+ * the damage too; its neighbours still read, and the log is not halted. */
+START_TEST(test_read_damaged_frame)
+{
+    for (int ring = 0; ring < 2; ring++) {
+        teardown();
+        setup();
+        struct frame_store *st = calloc(1, sizeof(*st));
+        struct wal_log_options o = small;
+        o.index_frames = ring ? 0 : 2;
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        char why[512];
+        ck_assert_int_eq(open_dir(&w, DIR, &o, &rep, &s, why, sizeof(why)), 0);
+        while (w.segment_count < 3) {
+            append_keep(&w, 6, st);
+            ck_assert_int_eq(wal_log_commit(&w), 0);
+        }
+        append_keep(&w, 6, st);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        u64 first = w.segments[0].first_lsn, active = w.segments[2].first_lsn;
+        char p0[WAL_PATH_MAX], p2[WAL_PATH_MAX];
+        seg_file(p0, sizeof(p0), first);
+        seg_file(p2, sizeof(p2), active);
+        u64 a = frame_offset(p0, 3), b = frame_offset(p2, 2);
+        ck_assert_int_eq(io_fault_flip_bit(fs, p0, a + 50, 1), 0);  /* LSN 3, an older segment */
+        ck_assert_int_eq(io_fault_flip_bit(fs, p2, b + 30, 6), 0);  /* active + 1, the active one */
+        u8 buf[WAL_FRAME_MAX];
+        u32 len;
+        ck_assert_int_eq(wal_log_read(&w, 3, buf, sizeof(buf), &len), -EUCLEAN);
+        ck_assert_int_eq(wal_log_read(&w, active + 1, buf, sizeof(buf), &len), -EUCLEAN);
+        read_matches(&w, 2, st);
+        read_matches(&w, active, st);
+        if (ring) { /* the ring knows where the frames after the damage are */
+            read_matches(&w, 4, st);
+            read_matches(&w, active + 2, st);
+        } else {    /* the walk cannot trust lengths past the damage */
+            ck_assert_int_eq(wal_log_read(&w, 4, buf, sizeof(buf), &len), -EUCLEAN);
+            read_matches(&w, ex->count, st); /* in the ring */
+        }
+        ck_assert(!w.halted);
+        wal_log_close(&w);
+        free(st);
+    }
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("wal");
@@ -1407,6 +2007,16 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_spare_becomes_the_next_segment);
     tcase_add_test(tc, test_spare_keeps_up_with_any_write_rate);
     tcase_add_test(tc, test_prune_keeps_needed_segments);
+    tcase_add_test(tc, test_append_frame_copies_another_log);
+    tcase_add_test(tc, test_append_frame_rejects_what_does_not_follow);
+    tcase_add_test(tc, test_truncate_in_the_batch);
+    tcase_add_test(tc, test_truncate_in_the_active_segment);
+    tcase_add_test(tc, test_truncate_across_segments);
+    tcase_add_test(tc, test_truncate_crash_at_every_step);
+    tcase_add_test(tc, test_truncate_failure_halts);
+    tcase_add_test(tc, test_read_frames_everywhere);
+    tcase_add_test(tc, test_read_older_than_the_ring);
+    tcase_add_test(tc, test_read_damaged_frame);
     suite_add_tcase(s, tc);
     return s;
 }

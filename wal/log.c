@@ -88,6 +88,9 @@ static void options_resolve(struct wal_log_options *o, const struct wal_log_opti
     ADB_ASSERT(o->segment_bytes >= WAL_SEGMENT_BYTES_MIN && o->segment_bytes <= WAL_SEGMENT_BYTES_MAX);
     ADB_ASSERT(o->batch_bytes >= WAL_FRAME_MAX);
     ADB_ASSERT(o->sync_window_bytes >= o->batch_bytes); /* so >= WAL_FRAME_MAX too */
+    if (o->index_frames == 0)
+        o->index_frames = WAL_INDEX_FRAMES_DEFAULT;
+    ADB_ASSERT(o->index_frames <= WAL_INDEX_FRAMES_MAX);
 }
 
 /*
@@ -175,12 +178,30 @@ struct replay_ctx {
     void *ctx;
     u64 from_lsn;
     u64 delivered;
+    struct wal_log *w; /* its offset ring records every frame scanned */
+    u64 indexed_last;  /* the last LSN recorded (0: none) */
 };
+
+/* Records where frame lsn starts (in the segment that holds it); the frames recorded since
+ * index_lo are consecutive. */
+static void index_put(struct wal_log *w, u64 lsn, u64 offset)
+{
+    if (w->index == NULL)
+        return;
+    if (w->index_lo == 0)
+        w->index_lo = lsn;
+    w->index[lsn % w->opt.index_frames] = offset;
+}
 
 static int replay_one(void *ctx, const struct wal_frame *f, const struct sm_command *cmd, u64 offset)
 {
-    (void)offset;
     struct replay_ctx *r = ctx;
+    if (r->w->index != NULL) {
+        if (r->indexed_last == 0 || f->lsn != r->indexed_last + 1)
+            r->w->index_lo = 0; /* a new run: the first frame scanned, or after covered damage */
+        index_put(r->w, f->lsn, offset);
+        r->indexed_last = f->lsn;
+    }
     if (r->fn == NULL || f->lsn < r->from_lsn)
         return 0;
     r->delivered++;
@@ -455,9 +476,9 @@ static int activate(struct wal_log *w, char *why, size_t why_len)
     return 0;
 }
 
-int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
-                 const struct wal_log_options *opt, u64 from_lsn, wal_replay_fn replay,
-                 void *ctx, struct wal_open_report *rep, char *why, size_t why_len)
+static int open_log(struct wal_log *w, struct io *io, const char *dir,
+                    const struct wal_log_options *opt, u64 from_lsn, wal_replay_fn replay,
+                    void *ctx, struct wal_open_report *rep, char *why, size_t why_len)
 {
     memset(w, 0, sizeof(*w));
     memset(rep, 0, sizeof(*rep));
@@ -480,7 +501,13 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     ADB_ASSERT(w->opt.stop_after_lsn == 0 || w->opt.read_only);
     if (!w->opt.read_only && (rc = sync_tail(w, why, why_len)) != 0)
         return rc; /* before the first frame is delivered or counted durable */
-    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn },
+    if (!w->opt.read_only) { /* wal_log_read's, allocated once */
+        w->index = malloc(sizeof(u64) * w->opt.index_frames);
+        w->read_buf = malloc(WAL_READ_CHUNK);
+        if (w->index == NULL || w->read_buf == NULL)
+            return -ENOMEM;
+    }
+    struct open_state st = { .replay = { .fn = replay, .ctx = ctx, .from_lsn = from_lsn, .w = w },
                              .covered = replay != NULL ? from_lsn : 0 };
     u32 start = 0;
     if (replay != NULL && from_lsn != 0) {
@@ -522,6 +549,10 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     rep->last_slot = w->cur.last_slot;
     rep->frames_delivered = st.replay.delivered;
     w->durable_lsn = rep->last_lsn;
+    /* The ring holds a run of consecutive frames ending at the last one (a torn tail cut after
+     * it: those offsets are past the end and never looked up). */
+    if (w->index_lo != 0 && (st.replay.indexed_last < rep->last_lsn || w->index_lo > rep->last_lsn))
+        w->index_lo = 0;
     if (replay != NULL && from_lsn != 0 && from_lsn > w->cur.next_lsn) {
         why_set(why, why_len, "%s: the WAL ends at LSN %" PRIu64 " but replay needs LSN %" PRIu64
             " (entries the snapshot holds are missing from the WAL)", dir, rep->last_lsn, from_lsn);
@@ -535,6 +566,22 @@ int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
     return activate(w, why, why_len);
 }
 
+int wal_log_open(struct wal_log *w, struct io *io, const char *dir,
+                 const struct wal_log_options *opt, u64 from_lsn, wal_replay_fn replay,
+                 void *ctx, struct wal_open_report *rep, char *why, size_t why_len)
+{
+    int rc = open_log(w, io, dir, opt, from_lsn, replay, ctx, rep, why, why_len);
+    if (rc != 0) {
+        free(w->index);
+        free(w->read_buf);
+        free(w->batch);
+        w->index = NULL;
+        w->read_buf = NULL;
+        w->batch = NULL;
+    }
+    return rc;
+}
+
 void wal_log_close(struct wal_log *w)
 {
     if (w->fd >= 0)
@@ -546,6 +593,11 @@ void wal_log_close(struct wal_log *w)
     w->spare_ready = false;
     free(w->batch);
     w->batch = NULL;
+    free(w->index);
+    w->index = NULL;
+    w->index_lo = 0;
+    free(w->read_buf);
+    w->read_buf = NULL;
 }
 
 /* ---- appending -------------------------------------------------------------------------- */
@@ -704,14 +756,11 @@ static int roll(struct wal_log *w)
     return 0;
 }
 
-int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct sm_command *cmd,
-                   u64 *lsn_out)
+/* Makes room at the batch's end for the next frame of `size` bytes: rolls to the next segment
+ * when it does not fit, commits first when it would pass the sync window, writes the batch when
+ * it is full. What both appends share. */
+static int make_room(struct wal_log *w, u32 size)
 {
-    if (w->halted)
-        return -EIO;
-    ADB_ASSERT(w->fd >= 0);
-    ADB_ASSERT(request_slot >= w->cur.last_slot);
-    u32 size = wal_frame_size(wal_cmd_size(cmd));
     if (w->batch_offset + w->batch_used + size > w->segment_capacity) {
         int rc = roll(w);
         if (rc != 0)
@@ -727,6 +776,32 @@ int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct s
         if (rc != 0)
             return rc;
     }
+    return 0;
+}
+
+/* The frame f, n bytes, now at the batch's end: the chain and the ring move past it. */
+static void appended(struct wal_log *w, const struct wal_frame *f, u32 n)
+{
+    index_put(w, f->lsn, w->batch_offset + w->batch_used);
+    w->batch_used += n;
+    w->last_frame_len = n;
+    w->write_offset = w->batch_offset + w->batch_used;
+    w->cur.next_lsn = f->lsn + 1;
+    w->cur.last_slot = f->request_slot;
+    w->cur.prev_crc = f->crc;
+}
+
+int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct sm_command *cmd,
+                   u64 *lsn_out)
+{
+    if (w->halted)
+        return -EIO;
+    ADB_ASSERT(w->fd >= 0);
+    ADB_ASSERT(request_slot >= w->cur.last_slot);
+    u32 size = wal_frame_size(wal_cmd_size(cmd));
+    int rc = make_room(w, size);
+    if (rc != 0)
+        return rc;
     u8 *at = w->batch + w->batch_used;
     struct wal_frame f = {
         .lsn = w->cur.next_lsn,
@@ -739,13 +814,331 @@ int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct s
     f.payload_len = wal_cmd_encode(at + WAL_FRAME_HEADER_SIZE, WAL_PAYLOAD_MAX, cmd);
     u32 n = wal_frame_encode(at, w->opt.batch_bytes - w->batch_used, &f);
     ADB_ASSERT(n == size);
-    w->batch_used += n;
-    w->last_frame_len = n;
-    w->write_offset = w->batch_offset + w->batch_used;
-    w->cur.next_lsn = f.lsn + 1;
-    w->cur.last_slot = request_slot;
-    w->cur.prev_crc = f.crc;
+    appended(w, &f, n);
     *lsn_out = f.lsn;
+    return 0;
+}
+
+int wal_log_append_frame(struct wal_log *w, const u8 *frame, u32 len)
+{
+    if (w->halted)
+        return -EIO;
+    ADB_ASSERT(w->fd >= 0);
+    struct wal_frame f;
+    struct sm_command cmd;
+    /* What the scan of recovery would check of it (wal/scan.h): anything else would fail the
+     * next open closed. */
+    if (wal_frame_decode_exact(frame, len, &f) != WAL_FRAME_OK || f.lsn != w->cur.next_lsn ||
+        f.prev_crc != w->cur.prev_crc || f.request_slot < w->cur.last_slot ||
+        wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd) != WAL_CMD_OK)
+        return -EINVAL;
+    int rc = make_room(w, len);
+    if (rc != 0)
+        return rc;
+    memcpy(w->batch + w->batch_used, frame, len);
+    appended(w, &f, len);
+    return 0;
+}
+
+/* ---- reading frames back ---------------------------------------------------------------- */
+
+/* The segment that holds lsn (>= the oldest segment's first LSN): the newest starting at or
+ * before it. */
+static u32 segment_of(const struct wal_log *w, u64 lsn)
+{
+    u32 lo = 0, hi = w->segment_count; /* segments[lo].first_lsn <= lsn < segments[hi].first_lsn */
+    while (hi - lo > 1) {
+        u32 mid = lo + (hi - lo) / 2;
+        if (w->segments[mid].first_lsn <= lsn)
+            lo = mid;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+static bool is_active(const struct wal_log *w, u32 seg)
+{
+    return seg + 1 == w->segment_count;
+}
+
+/* A descriptor to read segment seg: the active one's, or an older one opened read-only (closed
+ * by seg_release). */
+static int seg_acquire(struct wal_log *w, u32 seg, int *fd)
+{
+    if (is_active(w, seg)) {
+        *fd = w->fd;
+        return 0;
+    }
+    char path[WAL_PATH_MAX];
+    if (!seg_path(w, w->segments[seg].first_lsn, path, sizeof(path)))
+        return -ENAMETOOLONG;
+    return w->io->ops->open(w->io, path, IO_READ, fd);
+}
+
+static void seg_release(struct wal_log *w, u32 seg, int fd)
+{
+    if (!is_active(w, seg))
+        w->io->ops->close(w->io, fd);
+}
+
+/* Up to len bytes of segment seg (open as fd) at off, as the WAL holds them: in the active
+ * segment, the bytes from batch_offset on are the batch's. *got (OUT) is short where what the
+ * WAL holds ends (the file, or the batch). */
+static int seg_fetch(struct wal_log *w, u32 seg, int fd, u64 off, u8 *buf, u32 len, u32 *got)
+{
+    *got = 0;
+    u64 end = UINT64_MAX;
+    if (is_active(w, seg)) {
+        if (off >= w->batch_offset) {
+            u64 held = w->batch_offset + w->batch_used;
+            u64 n = off >= held ? 0 : held - off < len ? held - off : len;
+            memcpy(buf, w->batch + (off - w->batch_offset), n);
+            *got = (u32)n;
+            return 0;
+        }
+        end = w->batch_offset;
+    }
+    u32 want = end - off < len ? (u32)(end - off) : len;
+    while (*got < want) {
+        size_t done;
+        int rc = w->io->ops->pread(w->io, fd, buf + *got, want - *got, off + *got, &done);
+        if (rc != 0)
+            return rc;
+        if (done == 0)
+            break;
+        *got += (u32)done;
+    }
+    return 0;
+}
+
+/* Where frame lsn starts in segment seg, walking its frames from the header, WAL_READ_CHUNK at
+ * a time: each frame before it must decode with the next LSN, else -EUCLEAN (lengths after
+ * damage cannot be trusted: the frame cannot be found intact). */
+static int seg_walk(struct wal_log *w, u32 seg, int fd, u64 lsn, u64 *off_out)
+{
+    u64 off = WAL_SEGMENT_HEADER_SIZE, at = 0;
+    u32 have = 0;
+    for (u64 n = w->segments[seg].first_lsn; n < lsn; n++) {
+        if (off + WAL_FRAME_MAX > at + have) { /* the frame may run past what is in the buffer */
+            int rc = seg_fetch(w, seg, fd, off, w->read_buf, WAL_READ_CHUNK, &have);
+            if (rc != 0)
+                return rc;
+            at = off;
+        }
+        struct wal_frame f;
+        u32 flen;
+        if (wal_frame_decode(w->read_buf + (off - at), have - (off - at), &f, &flen) != WAL_FRAME_OK || f.lsn != n)
+            return -EUCLEAN;
+        off += flen;
+    }
+    *off_out = off;
+    return 0;
+}
+
+/* Where frame lsn (held by segment seg, open as fd) starts: the ring, else the walk. */
+static int frame_locate(struct wal_log *w, u64 lsn, u32 seg, int fd, u64 *off)
+{
+    if (w->index_lo != 0 && lsn >= w->index_lo && lsn < w->cur.next_lsn &&
+        w->cur.next_lsn - lsn <= w->opt.index_frames) {
+        *off = w->index[lsn % w->opt.index_frames];
+        return 0;
+    }
+    return seg_walk(w, seg, fd, lsn, off);
+}
+
+/* Frame lsn into out (WAL_FRAME_MAX bytes), decoded into *f, *len bytes, found at *off. */
+static int frame_get(struct wal_log *w, u64 lsn, u32 seg, int fd, u8 *out, u32 *len, struct wal_frame *f,
+                     u64 *off)
+{
+    int rc = frame_locate(w, lsn, seg, fd, off);
+    u32 got = 0;
+    if (rc == 0)
+        rc = seg_fetch(w, seg, fd, *off, out, WAL_FRAME_MAX, &got);
+    if (rc != 0)
+        return rc;
+    if (wal_frame_decode(out, got, f, len) != WAL_FRAME_OK || f->lsn != lsn)
+        return -EUCLEAN;
+    return 0;
+}
+
+int wal_log_read(struct wal_log *w, u64 lsn, u8 *buf, u32 cap, u32 *len)
+{
+    *len = 0;
+    if (w->halted)
+        return -EIO;
+    if (w->index == NULL || w->fd < 0)
+        return -EBADF;
+    if (lsn == 0 || lsn < w->segments[0].first_lsn || lsn >= w->cur.next_lsn)
+        return -ENOENT;
+    u32 seg = segment_of(w, lsn);
+    int fd, rc = seg_acquire(w, seg, &fd);
+    if (rc != 0)
+        return rc;
+    u8 frame[WAL_FRAME_MAX];
+    struct wal_frame f;
+    u32 flen;
+    u64 off;
+    rc = frame_get(w, lsn, seg, fd, frame, &flen, &f, &off);
+    seg_release(w, seg, fd);
+    if (rc != 0)
+        return rc;
+    *len = flen;
+    if (flen > cap)
+        return -ENOBUFS;
+    memcpy(buf, frame, flen);
+    if (wal_frame_decode_exact(buf, flen, &f) != WAL_FRAME_OK || f.lsn != lsn)
+        return -EUCLEAN;
+    return 0;
+}
+
+/* ---- truncation ------------------------------------------------------------------------- */
+
+/*
+ * Truncation of written frames (log.h, NOTES): segment seg (open as src) keeps its header and
+ * its bytes before off, rewritten into the spare file; newer segments are unlinked, newest
+ * first; the copy is renamed over the segment; one directory sync makes it all durable. Nothing
+ * the old log can be read from changes before that sync. The segment becomes the active one.
+ */
+static int rewrite_segment(struct wal_log *w, u32 seg, int src, u64 off)
+{
+    struct io *io = w->io;
+    char tmp[WAL_PATH_MAX], path[WAL_PATH_MAX];
+    u8 hb[WAL_SEGMENT_HEADER_SIZE];
+    struct wal_segment_header h;
+    u32 got = 0;
+    int fd = -1, rc = 0;
+    if (!spare_path(w, tmp, sizeof(tmp)) || !seg_path(w, w->segments[seg].first_lsn, path, sizeof(path)))
+        rc = -ENAMETOOLONG;
+    if (rc == 0)
+        rc = seg_fetch(w, seg, src, 0, hb, sizeof(hb), &got);
+    if (rc == 0 && (got != sizeof(hb) || wal_segment_header_decode(hb, sizeof(hb), &h) != WAL_SEGMENT_OK))
+        rc = -EUCLEAN;
+    /* The copy goes into the prepared spare when it has this capacity (zeros, synced), else
+     * into a new file of that name (open removes either if a crash leaves it). */
+    bool fresh = rc != 0 || !(w->spare_ready && w->spare_written == h.capacity);
+    if (rc == 0 && fresh) {
+        if (w->spare_fd >= 0)
+            io->ops->close(io, w->spare_fd);
+        w->spare_fd = -1;
+        (void)io->ops->unlink(io, tmp);
+        rc = io->ops->open(io, tmp, IO_WRITE | IO_CREATE | IO_EXCL, &fd);
+    } else if (rc == 0) {
+        fd = w->spare_fd;
+        w->spare_fd = -1;
+    }
+    if (rc == 0) {
+        w->spare_ready = false;
+        w->spare_written = 0;
+        rc = io_write_all(io, fd, hb, sizeof(hb), 0);
+    }
+    for (u64 at = WAL_SEGMENT_HEADER_SIZE; rc == 0 && at < off; at += got) {
+        u32 n = off - at < WAL_READ_CHUNK ? (u32)(off - at) : WAL_READ_CHUNK;
+        rc = seg_fetch(w, seg, src, at, w->read_buf, n, &got);
+        if (rc == 0 && got != n)
+            rc = -EUCLEAN; /* the segment ends before frames the WAL counts */
+        if (rc == 0)
+            rc = io_write_all(io, fd, w->read_buf, n, at);
+    }
+    if (rc == 0 && fresh)
+        rc = io->ops->allocate(io, fd, h.capacity);
+    if (rc == 0)
+        rc = fresh ? io->ops->fsync(io, fd) : io->ops->datasync(io, fd);
+    seg_release(w, seg, src);
+    if (rc != 0) {
+        if (fd >= 0) {
+            io->ops->close(io, fd);
+            (void)io->ops->unlink(io, tmp);
+        }
+        /* Nothing of the log changed: a full disk only refuses. */
+        return wal_log_no_space(rc) ? rc : halt(w, rc, "WAL truncate: copy of the kept frames");
+    }
+    for (u32 i = w->segment_count - 1; rc == 0 && i > seg; i--) {
+        char newer[WAL_PATH_MAX];
+        rc = seg_path(w, w->segments[i].first_lsn, newer, sizeof(newer)) ? io->ops->unlink(io, newer) : -ENAMETOOLONG;
+    }
+    if (rc == 0)
+        rc = io->ops->rename(io, tmp, path);
+    if (rc == 0)
+        rc = io->ops->sync_dir(io, w->dir);
+    if (rc != 0) {
+        io->ops->close(io, fd);
+        return halt(w, rc, "WAL truncate: switch to the copy");
+    }
+    io->ops->close(io, w->fd);
+    w->fd = fd;
+    w->segment_count = seg + 1;
+    w->segment_capacity = h.capacity;
+    w->segment_length = h.capacity;
+    w->batch_used = 0;
+    w->batch_offset = off;
+    w->synced_offset = off;
+    w->segment_window = h.sync_window != 0 && h.sync_window < w->opt.sync_window_bytes ? h.sync_window
+                                                                                      : w->opt.sync_window_bytes;
+    return 0;
+}
+
+int wal_log_truncate(struct wal_log *w, u64 after_lsn)
+{
+    if (w->halted)
+        return -EIO;
+    ADB_ASSERT(w->fd >= 0 && w->index != NULL);
+    ADB_ASSERT(after_lsn + 1 >= w->segments[0].first_lsn && after_lsn < w->cur.next_lsn);
+    const u64 cut = after_lsn + 1;
+    if (cut == w->cur.next_lsn)
+        return 0;
+    u32 seg = segment_of(w, cut);
+    int fd, rc = seg_acquire(w, seg, &fd);
+    if (rc != 0)
+        return halt(w, rc, "WAL truncate: open segment");
+    /* Where the first removed frame starts, and the chain after the last kept one: that frame,
+     * or the segment header when the cut is at the segment's start. */
+    u64 off;
+    struct wal_cursor cur = { .next_lsn = cut };
+    rc = frame_locate(w, cut, seg, fd, &off);
+    if (rc == 0 && cut > w->segments[seg].first_lsn) {
+        u8 frame[WAL_FRAME_MAX];
+        struct wal_frame f;
+        u32 flen;
+        u64 at;
+        rc = frame_get(w, after_lsn, seg, fd, frame, &flen, &f, &at);
+        if (rc == 0 && at + flen != off)
+            rc = -EUCLEAN;
+        if (rc == 0) {
+            cur.last_slot = f.request_slot;
+            cur.prev_crc = f.crc;
+        }
+    } else if (rc == 0) {
+        u8 hb[WAL_SEGMENT_HEADER_SIZE];
+        struct wal_segment_header h;
+        u32 got;
+        rc = seg_fetch(w, seg, fd, 0, hb, sizeof(hb), &got);
+        if (rc == 0 && (got != sizeof(hb) || wal_segment_header_decode(hb, sizeof(hb), &h) != WAL_SEGMENT_OK ||
+                        h.first_lsn != cut))
+            rc = -EUCLEAN;
+        if (rc == 0) {
+            cur.last_slot = h.prev_slot;
+            cur.prev_crc = h.prev_crc;
+        }
+    }
+    if (rc != 0) {
+        seg_release(w, seg, fd);
+        return halt(w, rc, "WAL truncate: find the cut");
+    }
+    if (is_active(w, seg) && off >= w->batch_offset) {
+        w->batch_used = (u32)(off - w->batch_offset); /* only frames of the batch go */
+    } else {
+        rc = rewrite_segment(w, seg, fd, off); /* releases fd */
+        if (rc != 0)
+            return rc;
+    }
+    w->write_offset = w->batch_offset + w->batch_used;
+    w->last_frame_len = 0;
+    w->cur = cur;
+    if (w->durable_lsn > after_lsn)
+        w->durable_lsn = after_lsn;
+    if (w->index_lo > after_lsn)
+        w->index_lo = 0;
     return 0;
 }
 

@@ -36,8 +36,40 @@
  *   The owner reports the unsynced entries as indefinite and restarts; recovery rereads the
  *   disk.
  *
- *   Memory: the batch buffer and the read buffer are allocated at open (bounded by the options),
- *   nothing per append. Thread safety: none; one owner (the sequencer).
+ *   Replication (a backup's log follows the primary's):
+ *   - wal_log_append_frame() appends a frame encoded elsewhere, byte for byte, exactly as
+ *     wal_log_append would (batch, sync window, roll, no space, halt on a failed write), once it
+ *     is checked to follow: it decodes exactly, carries the next LSN, the chain cursor's
+ *     prev_crc, a slot >= the last one and a valid command. A frame that does not follow is
+ *     -EINVAL with nothing changed, never a halt: the caller repairs.
+ *   - wal_log_truncate() removes every frame after an LSN (a view change discards an
+ *     uncommitted suffix). Frames still in the batch are dropped. Written ones are removed by
+ *     rewriting the segment that holds the first removed frame: its header and the frames before
+ *     that frame are copied into the spare file (WAL_SPARE_NAME; a prepared spare of the right
+ *     size is used as it is), the rest of its capacity allocated as zeros, and the file fsynced;
+ *     then the newer segments are unlinked, newest first, the copy is renamed over the segment,
+ *     and the directory is fsynced once. That segment is the active one again, with its own
+ *     capacity and window, and appends continue after the kept frame. Crash guarantee: until
+ *     the directory sync the old log is what a reopen finds (an orphaned spare is removed at
+ *     open), after it exactly the truncated one; only a file system that persists part of one
+ *     directory sync (io_fault's TEAR) can show a log in between, which is still the old log
+ *     cut at a segment boundary: never garbage, never damage. No byte of a segment is ever
+ *     zeroed in place (a disk that persists pages in any order could leave old frames after
+ *     zeros, beyond any torn write: damage). A failure halts the log, except no space before
+ *     the directory changes (-ENOSPC/-EDQUOT, nothing changed). The caller keeps the rule
+ *     after_lsn >= the durable commit point, so a reopen's synced_lsn is at or below it.
+ *   - wal_log_read() returns a frame by LSN as the WAL holds it (on disk, or in the batch),
+ *     verified (decodes exactly, the LSN matches), or -ENOENT (pruned, or not yet appended), or
+ *     -EUCLEAN (the bytes there are damaged: a replica never serves an entry it cannot read
+ *     intact). Offsets come from a ring of the last index_frames frames' offsets (filled by the
+ *     open's scan and by appends); an older LSN is found by walking its segment from the header,
+ *     frame by frame. Older segments are opened read-only for the read and closed after. A read
+ *     never writes and never halts the log; it needs a read-write open (-EBADF otherwise) and
+ *     refuses a halted log (-EIO: its page cache is not trusted).
+ *
+ *   Memory: the batch buffer, the offset ring (8 bytes a frame) and a read buffer are
+ *   allocated at open (bounded by the options), nothing per append or read. Thread safety:
+ *   none; one owner (the sequencer).
  */
 #ifndef ADB_WAL_LOG_H
 #define ADB_WAL_LOG_H
@@ -58,6 +90,9 @@
 #define WAL_SEGMENTS_MAX 4096 /* segments tracked at once; a checkpoint prunes them */
 #define WAL_PATH_MAX 4096
 #define WAL_SPARE_NAME "wal-spare.tmp" /* the next segment, prepared ahead (wal_log_prepare) */
+#define WAL_INDEX_FRAMES_DEFAULT 65536 /* offsets of recent frames kept for wal_log_read */
+#define WAL_INDEX_FRAMES_MAX (1u << 24)
+#define WAL_READ_CHUNK (64u << 10)   /* the read buffer: a segment walk reads this much at a time */
 
 struct wal_log_options {
     u64 segment_bytes; /* capacity of new segments (0 = default); WAL_SEGMENT_BYTES_MIN..MAX */
@@ -72,6 +107,8 @@ struct wal_log_options {
                          * lets a reader recover up to a known-durable point while the writer
                          * appends: no byte after that frame is interpreted, and segments
                          * wholly after it are not opened */
+    u32 index_frames;   /* frames whose offsets wal_log_read keeps (0 = default); older ones
+                         * are found by walking their segment. <= WAL_INDEX_FRAMES_MAX */
 };
 
 /* What recovery found. */
@@ -130,6 +167,12 @@ struct wal_log {
     u64 spare_written;     /* bytes of it zero-filled and synced */
     bool spare_ready;      /* complete: the next roll uses it */
 
+    /* Offsets of recent frames: frame lsn is at index[lsn % opt.index_frames] for every lsn in
+     * [index_lo, next_lsn) within the last index_frames (index_lo 0: none). Read-write only. */
+    u64 *index;
+    u64 index_lo;
+    u8 *read_buf;          /* WAL_READ_CHUNK bytes: segment walks and truncation's copy */
+
     bool halted;
     int halt_errno;
     char halt_reason[256];
@@ -171,8 +214,36 @@ void wal_log_close(struct wal_log *w);
 int wal_log_append(struct wal_log *w, u64 request_slot, u64 view, const struct sm_command *cmd,
                    u64 *lsn_out);
 
-/* The frame the last successful wal_log_append encoded (valid until the next append or commit):
- * the sequencer copies it into the shared log. */
+/*
+ * Appends a frame encoded elsewhere (the primary's), byte for byte: frame/len must decode
+ * exactly (wal_frame_decode_exact), carry the next LSN, prev_crc equal to the crc of the last
+ * frame, request_slot >= the last slot and a valid command payload. Otherwise -EINVAL, nothing
+ * changed, the log not halted. Then as wal_log_append: 0, or -EIO (halted), -ENOSPC/-EDQUOT
+ * (no room for the next segment; not halted), or the error of a failed write (halted). Not
+ * durable until wal_log_commit.
+ */
+int wal_log_append_frame(struct wal_log *w, const u8 *frame, u32 len);
+
+/*
+ * Removes every frame with lsn > after_lsn, durably (see NOTES for the crash guarantee), and
+ * continues the chain from frame after_lsn: the next append gets after_lsn + 1, durable_lsn is
+ * min(durable_lsn, after_lsn). after_lsn must lie in [first LSN held - 1, last LSN]
+ * (asserted); the caller never truncates at or below its durable commit point. 0, -EIO if
+ * halted, -ENOSPC/-EDQUOT with nothing changed, or another negative errno (then halted).
+ */
+int wal_log_truncate(struct wal_log *w, u64 after_lsn);
+
+/*
+ * Copies frame lsn as the WAL holds it into buf (cap bytes; WAL_FRAME_MAX always suffices)
+ * and its size into *len, after checking it decodes exactly with that LSN. 0, -ENOENT (not
+ * held: pruned, or after the last frame), -EUCLEAN (damaged there, or the walk to it crossed
+ * damage), -ENOBUFS (cap too small: *len says how much), -EBADF (a read-only open), -EIO
+ * (halted), or an I/O error. Never halts the log.
+ */
+int wal_log_read(struct wal_log *w, u64 lsn, u8 *buf, u32 cap, u32 *len /* OUT */);
+
+/* The frame the last successful wal_log_append or wal_log_append_frame put in the batch (valid
+ * until the next append, commit or truncate): the sequencer copies it into the shared log. */
 static inline const u8 *wal_log_last_frame(const struct wal_log *w, u32 *len)
 {
     *len = w->last_frame_len;
