@@ -11,7 +11,9 @@
  * table. OUTDIR/snapshot/<name> (inputs of fuzz_snapshot: a snapshot file, or a script): valid
  * snapshots of small states, damaged ones, and scripts. OUTDIR/proto/<name> (inputs of
  * fuzz_proto: bytes of a client connection): a valid frame of every protocol kind, two
- * pipelined frames, and one malformed frame per decoder check. The output is deterministic, so
+ * pipelined frames, and one malformed frame per decoder check. OUTDIR/vsr_message/<name> (inputs
+ * of fuzz_vsr_message: bytes of a peer connection): valid replication messages of several
+ * commands, two back to back, and malformed ones. The output is deterministic, so
  * regenerating changes no committed file unless the formats changed.
  */
 #include "config.h"
@@ -22,6 +24,7 @@
 #include "net/proto.h"
 #include "replica/sm.h"
 #include "replica/snapshot.h"
+#include "replica/vsr_message.h"
 #include "wal/command.h"
 #include "wal/frame.h"
 #include "wal/scan.h"
@@ -891,16 +894,118 @@ static void gen_snapshot_scripts(void)
     }
 }
 
+/* ---- replication messages (fuzz_vsr_message) ----------------------------------------------- */
+
+/* A message of `command` from replica 1 of 3 in view 7 with commit 5, fields op, a, b, c and
+ * the body given; encoded into buf, returns its size. */
+static u32 vsr_input(u8 *buf, u8 command, u64 op, u64 a, u64 b, u64 c, const u8 *body,
+                     u32 body_len)
+{
+    struct vsr_header h = {.command = command, .replica = 1, .replica_count = 3,
+                           .cluster_id = U128_MAKE(0x0102030405060708ull, 42), .view = 7,
+                           .op = op, .commit = 5, .a = a, .b = b, .c = c};
+    return vsr_message_encode(buf, VSR_MESSAGE_MAX, &h, body, body_len);
+}
+
+/* n chained entry headers ending at lsn `last` in view `view`, encoded into out. */
+static u32 vsr_headers(u8 *out, u32 n, u64 last, u64 view)
+{
+    struct vsr_entry_header e[8];
+    for (u32 i = 0; i < n; i++)
+        e[i] = (struct vsr_entry_header){.lsn = last - (n - 1 - i), .view = view,
+                                         .request_slot = 100 + i, .crc = 0x01010101u * (i + 1),
+                                         .prev_crc = i == 0 ? 0x12345678u : e[i - 1].crc};
+    vsr_entry_headers_encode(out, e, n);
+    return n * VSR_ENTRY_HEADER_SIZE;
+}
+
+static void vsr_reseal(u8 *buf)
+{
+    u32 size = le_get_u32(buf + 72);
+    le_put_u32(buf + 92, crc32c_portable(crc32c_portable(0, buf, 92), buf + 96, size - 96));
+}
+
+static void gen_vsr_messages(void)
+{
+    static u8 buf[2 * VSR_MESSAGE_MAX];
+    u8 body[VSR_BODY_MAX];
+    u32 n, len;
+
+    write_input("vsr_message", "ok-ping", buf,
+                vsr_input(buf, VSR_PING, 9, 123456789, 0, 0, NULL, 0));
+    write_input("vsr_message", "ok-pong", buf,
+                vsr_input(buf, VSR_PONG, 0, 123456789, 99, 0, NULL, 0));
+    len = frame_input(body, WAL_RECORD_COMMAND, payload_pattern, 40, 9);
+    write_input("vsr_message", "ok-prepare", buf,
+                vsr_input(buf, VSR_PREPARE, 9, 0, 0, 0, body, len));
+    write_input("vsr_message", "ok-prepare_ok", buf,
+                vsr_input(buf, VSR_PREPARE_OK, 9, 0xABCDEF01u, 0, 0, NULL, 0));
+    write_input("vsr_message", "ok-commit", buf, vsr_input(buf, VSR_COMMIT, 0, 3, 0, 0, NULL, 0));
+    len = vsr_headers(body, 4, 9, 6);
+    write_input("vsr_message", "ok-do_view_change", buf,
+                vsr_input(buf, VSR_DO_VIEW_CHANGE, 9, 6, 0, 0, body, len));
+    write_input("vsr_message", "ok-start_view-empty", buf,
+                vsr_input(buf, VSR_START_VIEW, 0, 0, 0, 0, NULL, 0));
+    len = vsr_headers(body, 8, UINT64_MAX, 7);
+    write_input("vsr_message", "ok-start_view-8", buf,
+                vsr_input(buf, VSR_START_VIEW, UINT64_MAX, 77, 0, 0, body, len));
+    write_input("vsr_message", "ok-request_start_view", buf,
+                vsr_input(buf, VSR_REQUEST_START_VIEW, 0, 77, 0, 0, NULL, 0));
+    write_input("vsr_message", "ok-snapshot_chunk", buf,
+                vsr_input(buf, VSR_SNAPSHOT_CHUNK, 9, 64, 1000, 0x5EED5EEDu, payload_pattern, 200));
+    write_input("vsr_message", "ok-nack_prepare", buf,
+                vsr_input(buf, VSR_NACK_PREPARE, 10, 0, 0, 0, NULL, 0));
+    n = vsr_input(buf, VSR_COMMIT, 0, 3, 0, 0, NULL, 0);
+    n += vsr_input(buf + n, VSR_PING, 9, 1, 0, 0, NULL, 0);
+    write_input("vsr_message", "ok-two-messages", buf, n);
+
+    /* malformed: framing, checksum, and checks behind the checksum (resealed) */
+    n = vsr_input(buf, VSR_PING, 9, 1, 0, 0, NULL, 0);
+    write_input("vsr_message", "bad-short-header", buf, VSR_HEADER_SIZE - 1);
+    buf[24] ^= 1;
+    write_input("vsr_message", "bad-checksum", buf, n);
+    le_put_u32(buf + 72, VSR_MESSAGE_MAX + 1);
+    write_input("vsr_message", "bad-size", buf, n);
+    n = vsr_input(buf, VSR_PING, 9, 1, 0, 0, NULL, 0);
+    buf[6] = VSR_COMMAND_MAX + 1;
+    vsr_reseal(buf);
+    write_input("vsr_message", "bad-command", buf, n);
+    n = vsr_input(buf, VSR_PING, 9, 1, 0, 0, NULL, 0);
+    buf[7] = 3;
+    vsr_reseal(buf);
+    write_input("vsr_message", "bad-replica", buf, n);
+    n = vsr_input(buf, VSR_PING, 9, 1, 0, 0, NULL, 0);
+    buf[80] = 1;
+    vsr_reseal(buf);
+    write_input("vsr_message", "bad-reserved", buf, n);
+    n = vsr_input(buf, VSR_PING, 9, 1, 0, 0, NULL, 0);
+    buf[64] = 1; /* c */
+    vsr_reseal(buf);
+    write_input("vsr_message", "bad-field", buf, n);
+    len = frame_input(body, WAL_RECORD_COMMAND, payload_pattern, 40, 9);
+    n = vsr_input(buf, VSR_PREPARE, 9, 0, 0, 0, body, len);
+    buf[32] = 10; /* op != the frame's lsn */
+    vsr_reseal(buf);
+    write_input("vsr_message", "bad-prepare-lsn", buf, n);
+    len = vsr_headers(body, 4, 9, 6);
+    n = vsr_input(buf, VSR_DO_VIEW_CHANGE, 9, 6, 0, 0, body, len);
+    buf[96 + 2 * 32 + 28] ^= 1; /* the third entry's prev_crc */
+    vsr_reseal(buf);
+    write_input("vsr_message", "bad-chain", buf, n);
+}
+
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: gen_corpus OUTDIR   (writes OUTDIR/{frame,command,scan,snapshot,proto}/)\n");
+        fprintf(stderr, "usage: gen_corpus OUTDIR   "
+                        "(writes OUTDIR/{frame,command,scan,snapshot,proto,vsr_message}/)\n");
         return EXIT_FAILURE;
     }
     out_dir = argv[1];
     char path[PATH_MAX];
     make_dir(out_dir);
-    static const char *const targets[] = { "frame", "command", "scan", "snapshot", "proto" };
+    static const char *const targets[] = { "frame", "command", "scan", "snapshot", "proto",
+                                           "vsr_message" };
     for (size_t i = 0; i < sizeof(targets) / sizeof(targets[0]); i++) {
         snprintf(path, sizeof(path), "%s/%s", out_dir, targets[i]);
         make_dir(path);
@@ -917,5 +1022,6 @@ int main(int argc, char **argv)
     gen_snapshot_scripts();
     gen_valid_proto();
     gen_bad_proto();
+    gen_vsr_messages();
     return EXIT_SUCCESS;
 }

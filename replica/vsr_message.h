@@ -156,11 +156,14 @@ void vsr_entry_header_of_frame(const struct wal_frame *f, struct vsr_entry_heade
 /*
  * Decodes the message at the start of buf (len bytes; more may follow): checks in byte order
  * (magic, version, size, checksum, then the fields and the body's shape for its command) and
- * fills *out, *msg_len. On failure *out is untouched.
+ * fills *out (OUT: body and frame.payload point into buf) and *msg_len (OUT: the message's
+ * size). SHORT is the only status more bytes can change. On failure *out and *msg_len are
+ * untouched. docs/replication.md lists every check.
  */
 enum vsr_decode_status vsr_message_decode(const u8 *buf, size_t len, struct vsr_message *out,
                                           u32 *msg_len);
-/* As vsr_message_decode, but buf holds exactly one message. */
+/* As vsr_message_decode, but buf holds exactly one message: TRAILING if bytes follow it (*out
+ * untouched then too). */
 enum vsr_decode_status vsr_message_decode_exact(const u8 *buf, size_t len,
                                                 struct vsr_message *out);
 

@@ -1,12 +1,13 @@
 #!/bin/sh
 # tests/layering.sh — the include graph runs one way (DESIGN.md §10, TAP): common/ -> vocab/ ->
-# the state machine, the WAL codec and scan, the wire codec -> snapshots and recovery -> worker
-# shells -> tools. One check per layer: every `#include "..."` of its files names a header of
-# the layer itself or of one below. The bare "config.h" is autoconf's (force-included anyway),
+# the state machine, the WAL codec and scan, the wire codec -> the replication message codec
+# (over the WAL frame) -> snapshots, recovery and the cores -> worker shells -> tools. One check
+# per layer: every `#include "..."` of its files names a header of the layer itself or of one
+# below. The bare "config.h" is autoconf's (force-included anyway),
 # never supervisor/config.h, which only shells include.
 . "${top_srcdir:-.}/tests/tap.sh"
 cd "${top_srcdir:-.}" || exit 1
-echo "1..8"
+echo "1..9"
 
 # check NAME ALLOWED FILE...: ALLOWED is an extended regex for the included paths.
 check() {
@@ -29,7 +30,9 @@ check "the WAL codec, scan and log include only common/ and vocab/" "(common|voc
     wal/slot_clock.[ch]
 check "the wire codec and the client library include only common/ and vocab/" \
     '(common|vocab)/.*|net/(proto|allocdb)\.h' net/proto.[ch] net/client.c net/allocdb.h
-CORES='replica/(snapshot|recovery|oplog|apply_policy|applying|retry_cache)\.h|wal/sequencing\.h'
+check "the replication message codec includes only common/ and the WAL frame" \
+    'common/.*|wal/frame\.h|replica/vsr_message\.h' replica/vsr_message.[ch]
+CORES='replica/(snapshot|recovery|oplog|apply_policy|applying|retry_cache|vsr_message)\.h|wal/sequencing\.h'
 check "snapshots, recovery and the cores include only the state machine, the WAL and below" \
     "(common|vocab)/.*|$SM|$WAL|$CORES" \
     replica/snapshot.[ch] replica/recovery.[ch] replica/oplog.[ch] replica/apply_policy.[ch] replica/retry_cache.[ch] \
