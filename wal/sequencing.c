@@ -17,6 +17,7 @@ void sequencing_init(struct sequencing *s, const struct sequencing_config *cfg, 
     s->cfg = *cfg;
     s->cache = cache;
     s->batch = batch;
+    s->cluster_ms = UINT64_MAX;
 }
 
 void sequencing_close(struct sequencing *s)
@@ -114,6 +115,12 @@ u32 sequencing_batch_limit(const struct sequencing *s, u64 room)
 u64 sequencing_slot(struct sequencing *s, u64 boot_ms)
 {
     u64 slot = slot_clock_slot(&s->clock, boot_ms);
+    /* In a cluster the slot is cluster time (DESIGN.md §3): what a quorum's clocks agree on,
+     * not this replica's own clock, which may be an hour off either way. */
+    if (s->cluster_ms != UINT64_MAX) {
+        u64 cluster = s->cluster_ms / s->cfg.slot_ms;
+        slot = cluster > s->clock.floor_slot ? cluster : s->clock.floor_slot;
+    }
     retry_cache_retire(s->cache, slot);
     return slot;
 }
@@ -125,7 +132,7 @@ static struct sequencing_result append(struct sequencing *s, const struct sm_com
 {
     ADB_ASSERT(s->wal_open && s->batch_count < s->cfg.batch_max);
     struct sequencing_result r = { .action = SEQUENCING_APPENDED };
-    int rc = wal_log_append(&s->wal, slot, 0, cmd, &r.lsn);
+    int rc = wal_log_append(&s->wal, slot, s->view, cmd, &r.lsn);
     if (wal_log_no_space(rc)) {
         s->no_space_rc = rc;
         sequencing_space(s, SEQUENCING_SEGMENT, true, now_ms);
@@ -187,6 +194,58 @@ struct sequencing_result sequencing_expire(struct sequencing *s, u128 reservatio
     if (r.action == SEQUENCING_REFUSE_NO_SPACE)
         r.action = SEQUENCING_DROPPED;
     return r;
+}
+
+/* ---- replication ---------------------------------------------------------------------------- */
+
+int sequencing_append_frame(struct sequencing *s, const u8 *frame, u32 len)
+{
+    ADB_ASSERT(s->wal_open && s->batch_count < s->cfg.batch_max);
+    int rc = wal_log_append_frame(&s->wal, frame, len);
+    if (rc != 0)
+        return rc;
+    struct wal_frame f;
+    struct sm_command cmd;
+    ADB_ASSERT(wal_frame_decode_exact(frame, len, &f) == WAL_FRAME_OK);
+    slot_clock_note_slot(&s->clock, f.request_slot);
+    if (wal_cmd_decode(f.record_type, f.payload, f.payload_len, &cmd) == WAL_CMD_OK &&
+        cmd.kind != SM_CMD_EXPIRE) {
+        retry_cache_retire(s->cache, f.request_slot);
+        retry_cache_add(s->cache, &cmd, f.lsn, f.request_slot, false);
+    }
+    struct sequencing_frame *b = &s->batch[s->batch_count++];
+    ADB_ASSERT(len <= sizeof(b->bytes));
+    memcpy(b->bytes, frame, len);
+    b->len = len;
+    return 0;
+}
+
+int sequencing_truncate(struct sequencing *s, u64 after_lsn)
+{
+    int rc = wal_log_truncate(&s->wal, after_lsn);
+    if (rc != 0)
+        return rc;
+    /* Drop the truncated frames from the batch (it is in LSN order). */
+    u32 keep = 0;
+    while (keep < s->batch_count) {
+        struct wal_frame f;
+        ADB_ASSERT(wal_frame_decode(s->batch[keep].bytes, s->batch[keep].len, &f, &(u32){ 0 }) ==
+                   WAL_FRAME_OK);
+        if (f.lsn > after_lsn)
+            break;
+        keep++;
+    }
+    s->batch_count = keep;
+    /* The cache may answer a retry with a truncated LSN: start it over (it only saves frames). */
+    struct retry_cache *c = s->cache;
+    memset(c->entries, 0, retry_cache_bytes(c->capacity));
+    retry_cache_init(c, c->entries, c->capacity, c->window_slots);
+    return 0;
+}
+
+int sequencing_read(struct sequencing *s, u64 lsn, u8 *buf, u32 cap, u32 *len)
+{
+    return wal_log_read(&s->wal, lsn, buf, cap, len);
 }
 
 int sequencing_commit(struct sequencing *s, u32 *count)

@@ -89,6 +89,10 @@ struct sequencing {
     u64 meta_at_ms;            /* when the commit point was last written */
     u64 meta_retry_at_ms, meta_backoff_ms;
     u64 pruned_below;
+    /* Replication (replica/vsr.h): the view new frames are stamped with, and the cluster time
+     * in ms that slots follow instead of this node's timeline (UINT64_MAX: a single node). */
+    u64 view;
+    u64 cluster_ms;
 };
 
 /* Over the caller's retry cache and batch memory (cfg->batch_max frames); nothing allocated. */
@@ -179,6 +183,18 @@ int sequencing_commit(struct sequencing *s, u32 *count);
 /* Between batches: a slice of the next segment prepared (while it cannot grow, once per
  * space_retry_ms). 0, or a negative errno: the WAL is halted. */
 int sequencing_prepare(struct sequencing *s, u64 budget_bytes, u64 now_ms);
+
+/* ---- replication: a backup's WAL follows the primary's ------------------------------------ */
+
+/* Appends a frame the primary logged, byte for byte, to the batch (durable at the next commit).
+ * 0; -EINVAL if it does not follow the WAL (nothing changed); or the WAL's errno. The batch
+ * must have room. */
+int sequencing_append_frame(struct sequencing *s, const u8 *frame, u32 len);
+/* Removes every frame after after_lsn (a view change truncating an uncommitted suffix),
+ * durably, and forgets the retry answers that may name them. 0 or a negative errno. */
+int sequencing_truncate(struct sequencing *s, u64 after_lsn);
+/* Reads frame lsn intact (wal_log_read): 0, -ENOENT, -EUCLEAN or an errno. */
+int sequencing_read(struct sequencing *s, u64 lsn, u8 *buf, u32 cap, u32 *len);
 
 /* ---- space ------------------------------------------------------------------------------- */
 

@@ -1,0 +1,1007 @@
+/*
+ * replica/vsr.c — the replication protocol core (replica/vsr.h has the rules).
+ */
+#include "config.h"
+
+#include "replica/vsr.h"
+
+#include "common/assert.h"
+#include "common/splitmix.h"
+
+#include <errno.h>
+#include <string.h>
+
+/* Prepares one retransmission tick resends to each backup that lacks them. */
+#define REPAIR_BATCH 8
+
+const char *vsr_status_name(enum vsr_status s)
+{
+    switch (s) {
+    case VSR_NORMAL: return "normal";
+    case VSR_VIEW_CHANGE: return "view_change";
+    }
+    return "unknown";
+}
+
+/* ---- small helpers ------------------------------------------------------------------------- */
+
+static u8 bit(u8 replica)
+{
+    return (u8)(1u << replica);
+}
+
+static u32 popcount8(u8 x)
+{
+    return (u32)__builtin_popcount(x);
+}
+
+static struct vsr_entry_header *jget(struct vsr *v, u64 lsn)
+{
+    if (lsn == 0)
+        return NULL;
+    struct vsr_entry_header *h = &v->journal[lsn % VSR_JOURNAL];
+    return h->lsn == lsn ? h : NULL;
+}
+
+static void jput(struct vsr *v, const struct vsr_entry_header *h)
+{
+    ADB_ASSERT(h->lsn != 0);
+    v->journal[h->lsn % VSR_JOURNAL] = *h;
+    v->acks[h->lsn % VSR_JOURNAL] = 0;
+}
+
+static void jclear(struct vsr *v, u64 lsn)
+{
+    struct vsr_entry_header *h = jget(v, lsn);
+    if (h)
+        memset(h, 0, sizeof(*h));
+}
+
+/* Headers beyond the WAL's head may be learned at most this far ahead, so the ring always holds
+ * the WAL's top entries next to them. */
+static bool within_reach(const struct vsr *v, u64 lsn)
+{
+    return lsn <= v->wal_head + VSR_JOURNAL / 2;
+}
+
+static u64 mono_jitter(struct vsr *v, u64 range)
+{
+    return range ? splitmix_next(&v->rng) % range : 0;
+}
+
+static void send(struct vsr *v, u8 to, struct vsr_header *h, const u8 *body, u32 body_len)
+{
+    ADB_ASSERT(to != v->cfg.replica && to < v->cfg.replica_count);
+    h->replica = v->cfg.replica;
+    h->replica_count = v->cfg.replica_count;
+    h->cluster_id = v->cfg.cluster_id;
+    if (h->view == 0)
+        h->view = v->view;
+    u32 len = vsr_message_encode(v->msg, sizeof(v->msg), h, body, body_len);
+    v->env.send(v->env.ctx, to, v->msg, len);
+}
+
+static void broadcast(struct vsr *v, struct vsr_header *h, const u8 *body, u32 body_len)
+{
+    for (u8 r = 0; r < v->cfg.replica_count; r++) {
+        if (r == v->cfg.replica)
+            continue;
+        struct vsr_header copy = *h;
+        send(v, r, &copy, body, body_len);
+    }
+}
+
+static int persist(struct vsr *v, u64 view, u64 log_view)
+{
+    ADB_ASSERT(view >= v->view && log_view >= v->log_view && log_view <= view);
+    struct vsr_durable d = { .view = view, .log_view = log_view };
+    int rc = v->env.persist(v->env.ctx, &d);
+    if (rc != 0) {
+        v->count.persist_failures++;
+        return rc;
+    }
+    v->view = view;
+    v->log_view = log_view;
+    return 0;
+}
+
+/* Publish what this replica may apply: committed and durable here. */
+static void publish(struct vsr *v)
+{
+    u64 c = v->commit_max < v->durable ? v->commit_max : v->durable;
+    if (c > v->commit) {
+        v->commit = c;
+        v->env.commit(v->env.ctx, c);
+    }
+}
+
+/* Headers of the top of the log, contiguous, ending at `top`, into body; returns the count. */
+static u32 top_headers(struct vsr *v, u64 top, u8 *body)
+{
+    struct vsr_entry_header hs[VSR_HEADERS_MAX];
+    u32 n = 0;
+    for (u64 lsn = top; lsn >= 1 && n < VSR_HEADERS_MAX; lsn--) {
+        struct vsr_entry_header *h = jget(v, lsn);
+        if (!h)
+            break;
+        n++;
+        hs[VSR_HEADERS_MAX - n] = *h;
+    }
+    vsr_entry_headers_encode(body, hs + VSR_HEADERS_MAX - n, n);
+    return n;
+}
+
+/* ---- init and restart ---------------------------------------------------------------------- */
+
+void vsr_init(struct vsr *v, const struct vsr_config *cfg, const struct vsr_env *env)
+{
+    ADB_ASSERT(cfg->replica_count >= 1 && cfg->replica_count <= VSR_REPLICAS_MAX);
+    ADB_ASSERT(cfg->replica < cfg->replica_count);
+    ADB_ASSERT(cfg->pipeline_max >= 1 && cfg->pipeline_max <= VSR_PIPELINE_MAX);
+    memset(v, 0, sizeof(*v));
+    v->cfg = *cfg;
+    v->env = *env;
+    v->quorum = (u8)(cfg->replica_count / 2 + 1);
+    v->rng = cfg->seed ^ ((u64)cfg->replica << 56);
+    v->timeout_jitter_ns = mono_jitter(v, cfg->primary_timeout_ns / 2 + 1);
+}
+
+void vsr_load_entry(struct vsr *v, const struct vsr_entry_header *h)
+{
+    jput(v, h);
+}
+
+static void vote(struct vsr *v, u64 view);
+
+void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
+{
+    ADB_ASSERT(s->durable.log_view <= s->durable.view);
+    v->now_ns = t.mono_ns;
+    v->clock_ms = t.clock_ms;
+    v->view = s->durable.view;
+    v->log_view = s->durable.log_view;
+    v->wal_head = s->wal_head;
+    v->durable = s->wal_head;
+    v->op = s->wal_head;
+    struct vsr_entry_header *h = jget(v, s->wal_head);
+    ADB_ASSERT(s->wal_head == 0 || h != NULL);
+    v->wal_head_crc = h ? h->crc : 0;
+    v->commit_max = s->commit;
+    v->commit = 0;
+    publish(v);
+    v->primary_seen_ns = t.mono_ns;
+    v->vc_started_ns = t.mono_ns;
+    v->view_start_op = v->op;
+    if (v->cfg.replica_count == 1) {
+        v->status = VSR_NORMAL;
+        v->commit_max = v->durable; /* a single replica: durable is committed */
+        publish(v);
+    } else if (v->log_view == v->view && (!vsr_is_primary(v) || s->fresh)) {
+        v->status = VSR_NORMAL;
+    } else {
+        /* A primary that restarts may have lost entries a quorum committed without it; one that
+         * crashed in a view change does not know how it ended: ask for the next view. */
+        v->status = VSR_VIEW_CHANGE;
+        vote(v, v->view + 1);
+    }
+}
+
+/* ---- view change --------------------------------------------------------------------------- */
+
+static void send_dvc(struct vsr *v);
+static void check_dvc_quorum(struct vsr *v);
+
+static void enter_view_change(struct vsr *v, u64 view)
+{
+    ADB_ASSERT(view > v->view);
+    if (persist(v, view, v->log_view) != 0)
+        return; /* not in it until durable: the next vote or timeout tries again */
+    v->status = VSR_VIEW_CHANGE;
+    v->vc_started_ns = v->now_ns;
+    v->count.view_changes++;
+    memset(v->dvc, 0, sizeof(v->dvc));
+    /* Reads waiting on the old view fail; rounds start again. */
+    v->round_floor = v->round_wanted;
+    v->round_sent = v->round_confirmed = v->round_wanted;
+    if (v->svc_view < view) {
+        v->svc_view = view;
+        v->svc_from = 0;
+    }
+    v->svc_from |= bit(v->cfg.replica);
+    struct vsr_header h = { .command = VSR_START_VIEW_CHANGE };
+    broadcast(v, &h, NULL, 0);
+    send_dvc(v);
+}
+
+static void check_svc_quorum(struct vsr *v)
+{
+    if (v->svc_view > v->view && popcount8(v->svc_from) >= v->quorum)
+        enter_view_change(v, v->svc_view);
+}
+
+/* This replica votes to leave its view for `view`. */
+static void vote(struct vsr *v, u64 view)
+{
+    if (view > v->svc_view) {
+        v->svc_view = view;
+        v->svc_from = 0;
+    }
+    v->svc_from |= bit(v->cfg.replica);
+    v->vc_started_ns = v->now_ns;
+    struct vsr_header h = { .command = VSR_START_VIEW_CHANGE, .view = v->svc_view };
+    broadcast(v, &h, NULL, 0);
+    check_svc_quorum(v);
+}
+
+static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit,
+                       const struct vsr_entry_header *hs, u32 count)
+{
+    struct vsr_dvc *d = &v->dvc[from];
+    d->have = true;
+    d->log_view = log_view;
+    d->op = op;
+    d->commit = commit;
+    d->count = count;
+    memcpy(d->headers, hs, count * sizeof(*hs));
+}
+
+static void send_dvc(struct vsr *v)
+{
+    if (v->status != VSR_VIEW_CHANGE)
+        return;
+    u8 primary = vsr_primary_of(v, v->view);
+    u8 body[VSR_HEADERS_MAX * VSR_ENTRY_HEADER_SIZE];
+    /* Only what is durable here: a committed entry is durable on a quorum, and every quorum of
+     * do_view_changes includes one of them. */
+    u32 n = top_headers(v, v->durable, body);
+    if (primary == v->cfg.replica) {
+        struct vsr_entry_header hs[VSR_HEADERS_MAX];
+        for (u32 i = 0; i < n; i++)
+            hs[i] = *jget(v, v->durable - n + 1 + i);
+        record_dvc(v, primary, v->log_view, v->durable, v->commit_max, hs, n);
+        check_dvc_quorum(v);
+        return;
+    }
+    struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = v->durable, .a = v->log_view,
+                            .commit = v->commit_max };
+    send(v, primary, &h, body, n * VSR_ENTRY_HEADER_SIZE);
+}
+
+/*
+ * Adopt a canonical log: headers hs[0..count) ending at op, from a replica whose log it is.
+ * ours_canonical: this replica's log is known to be a prefix of it (same last normal view).
+ * Truncates this replica's divergent suffix (never at or below its commit point) and records
+ * the canonical headers; the missing entries are repaired afterwards.
+ */
+static int adopt_log(struct vsr *v, const struct vsr_entry_header *hs, u32 count, u64 op,
+                     bool ours_canonical)
+{
+    u64 committed = v->commit < v->wal_head ? v->commit : v->wal_head;
+    u64 keep = committed;
+    if (ours_canonical) {
+        keep = v->wal_head;
+    } else {
+        for (u32 i = 0; i < count; i++) {
+            u64 lsn = hs[i].lsn;
+            if (lsn > v->wal_head)
+                break;
+            struct vsr_entry_header *mine = jget(v, lsn);
+            if (mine && mine->crc == hs[i].crc) {
+                if (lsn > keep)
+                    keep = lsn;
+            }
+        }
+        /* The entry just below the window, by the chain. */
+        if (count > 0 && hs[0].lsn >= 2 && hs[0].lsn - 1 <= v->wal_head) {
+            struct vsr_entry_header *below = jget(v, hs[0].lsn - 1);
+            if (below && below->crc == hs[0].prev_crc && hs[0].lsn - 1 > keep)
+                keep = hs[0].lsn - 1;
+        }
+    }
+    ADB_ASSERT(keep >= committed);
+    if (keep < v->wal_head) {
+        int rc = v->env.truncate(v->env.ctx, keep);
+        if (rc != 0) {
+            v->count.append_failures++;
+            return rc;
+        }
+        v->count.truncations++;
+        v->count.truncated_entries += v->wal_head - keep;
+        v->wal_head = keep;
+        struct vsr_entry_header *h = jget(v, keep);
+        ADB_ASSERT(keep == 0 || h != NULL);
+        v->wal_head_crc = h ? h->crc : 0;
+        if (v->durable > keep)
+            v->durable = keep;
+    }
+    memset(v->ahead, 0, sizeof(v->ahead));
+    /* Forget our headers above what we keep, then learn the canonical ones. */
+    u64 top = v->op > v->wal_head ? v->op : v->wal_head;
+    for (u64 lsn = keep + 1; lsn <= top && lsn <= keep + VSR_JOURNAL; lsn++)
+        jclear(v, lsn);
+    for (u32 i = 0; i < count; i++)
+        if (hs[i].lsn > keep && within_reach(v, hs[i].lsn))
+            jput(v, &hs[i]);
+    /* The log's head: the canonical one, or ours where ours extends it. Headers we only heard
+     * of (prepares that ran ahead of our WAL) are not in it: if no quorum member held them
+     * durable, they were never committed. */
+    v->op = op;
+    if (ours_canonical && v->wal_head > v->op)
+        v->op = v->wal_head;
+    if (!within_reach(v, v->op))
+        v->op = v->wal_head + VSR_JOURNAL / 2;
+    return 0;
+}
+
+/* to == VSR_REPLICAS_MAX: every other replica. */
+static void send_start_view(struct vsr *v, u8 to, u64 nonce)
+{
+    u8 body[VSR_HEADERS_MAX * VSR_ENTRY_HEADER_SIZE];
+    u32 n = top_headers(v, v->op, body);
+    struct vsr_header h = { .command = VSR_START_VIEW, .op = v->op, .a = nonce,
+                            .commit = v->commit_max };
+    if (to == VSR_REPLICAS_MAX)
+        broadcast(v, &h, body, n * VSR_ENTRY_HEADER_SIZE);
+    else
+        send(v, to, &h, body, n * VSR_ENTRY_HEADER_SIZE);
+}
+
+static void start_view_as_primary(struct vsr *v)
+{
+    /* The canonical log: highest log_view, then highest op. */
+    int best = -1;
+    u64 commit = v->commit_max;
+    for (u8 r = 0; r < v->cfg.replica_count; r++) {
+        struct vsr_dvc *d = &v->dvc[r];
+        if (!d->have)
+            continue;
+        if (d->commit > commit)
+            commit = d->commit;
+        if (best < 0 || d->log_view > v->dvc[best].log_view ||
+            (d->log_view == v->dvc[best].log_view && d->op > v->dvc[best].op))
+            best = r;
+    }
+    ADB_ASSERT(best >= 0);
+    struct vsr_dvc *c = &v->dvc[best];
+    bool ours = v->log_view == c->log_view;
+    if (adopt_log(v, c->headers, c->count, c->op, ours) != 0)
+        return;
+    if (persist(v, v->view, v->view) != 0)
+        return;
+    v->status = VSR_NORMAL;
+    v->commit_max = commit > v->commit_max ? commit : v->commit_max;
+    v->view_start_op = v->op;
+    for (u64 lsn = v->commit_max + 1; lsn <= v->op; lsn++)
+        v->acks[lsn % VSR_JOURNAL] = 0;
+    v->last_repair_ns = 0;
+    publish(v);
+    send_start_view(v, VSR_REPLICAS_MAX, 0);
+}
+
+static void check_dvc_quorum(struct vsr *v)
+{
+    if (v->status != VSR_VIEW_CHANGE || !vsr_is_primary(v))
+        return;
+    u32 n = 0;
+    for (u8 r = 0; r < v->cfg.replica_count; r++)
+        n += v->dvc[r].have;
+    if (n >= v->quorum)
+        start_view_as_primary(v);
+}
+
+/* ---- normal case --------------------------------------------------------------------------- */
+
+/* Ask `primary` for the log of `view` (this replica is behind it, or missed its start). */
+static void request_start_view(struct vsr *v, u8 primary, u64 view)
+{
+    if (v->nonce == 0)
+        v->nonce = splitmix_next(&v->rng) | 1;
+    struct vsr_header h = { .command = VSR_REQUEST_START_VIEW, .a = v->nonce, .view = view };
+    send(v, primary, &h, NULL, 0);
+}
+
+static void send_prepare_ok(struct vsr *v)
+{
+    if (v->status != VSR_NORMAL || vsr_is_primary(v) || v->durable == 0)
+        return;
+    struct vsr_entry_header *h = jget(v, v->durable);
+    if (!h)
+        return;
+    struct vsr_header m = { .command = VSR_PREPARE_OK, .op = v->durable, .a = h->crc };
+    send(v, vsr_primary_of(v, v->view), &m, NULL, 0);
+}
+
+static void try_commit(struct vsr *v)
+{
+    if (!vsr_serving(v))
+        return;
+    while (v->commit_max < v->op) {
+        u64 next = v->commit_max + 1;
+        if (next > v->wal_head)
+            break; /* still repairing it */
+        u32 have = popcount8(v->acks[next % VSR_JOURNAL]) + (v->durable >= next ? 1 : 0);
+        if (have < v->quorum)
+            break;
+        v->commit_max = next;
+    }
+    publish(v);
+}
+
+/* Append a frame that extends this replica's chain (checked by the caller). */
+static bool append_frame(struct vsr *v, const struct wal_frame *f, const u8 *bytes, u32 len)
+{
+    int rc = v->env.append(v->env.ctx, bytes, len);
+    if (rc != 0) {
+        v->count.append_failures++;
+        return false;
+    }
+    struct vsr_entry_header h;
+    vsr_entry_header_of_frame(f, &h);
+    jput(v, &h);
+    v->wal_head = f->lsn;
+    v->wal_head_crc = f->crc;
+    if (v->op < f->lsn)
+        v->op = f->lsn;
+    return true;
+}
+
+/* The next entry (LSN wal_head + 1): appended if it extends the chain and matches what we know
+ * of it; from another view only when we know its crc. */
+static bool take_next(struct vsr *v, const struct wal_frame *f, const u8 *bytes, u32 len,
+                      u64 msg_view)
+{
+    struct vsr_entry_header *known = jget(v, f->lsn);
+    if (f->prev_crc != v->wal_head_crc || (known && known->crc != f->crc)) {
+        v->count.dropped_status++;
+        return false;
+    }
+    if (!known && msg_view != v->view) {
+        v->count.dropped_view++;
+        return false;
+    }
+    return append_frame(v, f, bytes, len);
+}
+
+/* Append what arrived ahead and now follows. */
+static void drain_ahead(struct vsr *v)
+{
+    for (;;) {
+        u64 next = v->wal_head + 1;
+        struct vsr_ahead *a = &v->ahead[next % VSR_REORDER];
+        if (a->lsn != next)
+            return;
+        struct wal_frame f;
+        a->lsn = 0;
+        if (wal_frame_decode_exact(a->bytes, a->len, &f) != WAL_FRAME_OK)
+            return;
+        if (!take_next(v, &f, a->bytes, a->len, a->view))
+            return;
+    }
+}
+
+static void on_prepare(struct vsr *v, const struct vsr_message *m)
+{
+    const struct wal_frame *f = &m->frame;
+    struct vsr_entry_header *known = jget(v, f->lsn);
+    bool from_primary = m->h.view == v->view && m->h.replica == vsr_primary_of(v, v->view);
+    if (m->h.view < v->view && !(known && known->crc == f->crc)) {
+        v->count.dropped_view++;
+        return;
+    }
+    if (from_primary && v->status == VSR_NORMAL && !vsr_is_primary(v)) {
+        v->primary_seen_ns = v->now_ns;
+        if (m->h.commit > v->commit_max)
+            v->commit_max = m->h.commit;
+    }
+    if (v->status != VSR_NORMAL) {
+        v->count.dropped_status++;
+        if (from_primary && !vsr_is_primary(v))
+            request_start_view(v, m->h.replica, v->view); /* the view started without us */
+        return;
+    }
+    if (f->lsn <= v->wal_head) {
+        if (known && known->crc == f->crc && f->lsn <= v->durable)
+            send_prepare_ok(v); /* a retransmission: ack again */
+        return;
+    }
+    if (f->lsn > v->wal_head + 1) {
+        /* Ahead of the next one: hold it (bounded) and remember the header if it is the
+         * primary's; the gap is repaired. */
+        if (from_primary && !known && within_reach(v, f->lsn)) {
+            struct vsr_entry_header h;
+            vsr_entry_header_of_frame(f, &h);
+            jput(v, &h);
+            if (v->op < f->lsn)
+                v->op = f->lsn;
+        }
+        if (f->lsn <= v->wal_head + VSR_REORDER) {
+            struct vsr_ahead *a = &v->ahead[f->lsn % VSR_REORDER];
+            a->lsn = f->lsn;
+            a->view = m->h.view;
+            a->len = m->body_len;
+            memcpy(a->bytes, m->body, m->body_len);
+        }
+        return;
+    }
+    if (!take_next(v, f, m->body, m->body_len, m->h.view))
+        return;
+    if (!from_primary)
+        v->count.repairs_appended++;
+    drain_ahead(v);
+}
+
+static void send_prepare_from_wal(struct vsr *v, u8 to, u64 lsn, u32 expect_crc)
+{
+    u32 len = 0;
+    int rc = v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len);
+    if (rc != 0) {
+        v->count.repairs_unreadable++;
+        return;
+    }
+    struct wal_frame f;
+    if (wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK || f.lsn != lsn ||
+        (expect_crc != 0 && f.crc != expect_crc)) {
+        v->count.repairs_unreadable++;
+        return;
+    }
+    struct vsr_header h = { .command = VSR_PREPARE, .op = lsn, .commit = v->commit_max };
+    if (f.view > v->view)
+        return; /* cannot happen for an intact log; never send what would not decode */
+    send(v, to, &h, v->frame_buf, len);
+}
+
+/* A replica to ask for entry lsn: the primary in normal status; during our own view start, a
+ * replica whose do_view_change carried the canonical log that far. */
+static int repair_source(struct vsr *v, u64 lsn)
+{
+    if (!vsr_is_primary(v))
+        return vsr_primary_of(v, v->view);
+    u64 best_log_view = 0;
+    for (u8 r = 0; r < v->cfg.replica_count; r++)
+        if (v->dvc[r].have && v->dvc[r].log_view > best_log_view)
+            best_log_view = v->dvc[r].log_view;
+    u8 start = (u8)(splitmix_next(&v->rng) % v->cfg.replica_count);
+    for (u8 i = 0; i < v->cfg.replica_count; i++) {
+        u8 r = (u8)((start + i) % v->cfg.replica_count);
+        if (r == v->cfg.replica || !v->dvc[r].have)
+            continue;
+        if (v->dvc[r].log_view == best_log_view && v->dvc[r].op >= lsn)
+            return r;
+    }
+    return -1;
+}
+
+static void repair(struct vsr *v)
+{
+    u64 want = v->op > v->commit_max ? v->op : v->commit_max;
+    for (u64 lsn = v->wal_head + 1; lsn <= want && lsn <= v->wal_head + VSR_REORDER; lsn++) {
+        if (v->ahead[lsn % VSR_REORDER].lsn == lsn)
+            continue; /* here already, waiting for the ones before it */
+        int from = repair_source(v, lsn);
+        if (from < 0 || from == v->cfg.replica)
+            break;
+        struct vsr_entry_header *h = jget(v, lsn);
+        struct vsr_header m = { .command = VSR_REQUEST_PREPARE, .op = lsn, .a = h ? h->crc : 0 };
+        send(v, (u8)from, &m, NULL, 0);
+        v->count.repairs_requested++;
+    }
+}
+
+/* Primary: resend unacknowledged prepares to the backups that lack them. */
+static void retransmit(struct vsr *v)
+{
+    for (u64 lsn = v->commit_max + 1; lsn <= v->wal_head && lsn <= v->commit_max + REPAIR_BATCH;
+         lsn++) {
+        struct vsr_entry_header *h = jget(v, lsn);
+        if (!h)
+            break;
+        for (u8 r = 0; r < v->cfg.replica_count; r++) {
+            if (r == v->cfg.replica || (v->acks[lsn % VSR_JOURNAL] & bit(r)))
+                continue;
+            send_prepare_from_wal(v, r, lsn, h->crc);
+            v->count.prepares_resent++;
+        }
+    }
+}
+
+static void send_commit(struct vsr *v, u64 round)
+{
+    struct vsr_header h = { .command = VSR_COMMIT, .commit = v->commit_max, .a = round };
+    broadcast(v, &h, NULL, 0);
+    v->last_heartbeat_ns = v->now_ns;
+}
+
+static void confirm_round(struct vsr *v)
+{
+    if (popcount8(v->round_acks) + 1 < v->quorum)
+        return;
+    v->round_confirmed = v->round_sent;
+    v->count.read_rounds++;
+    if (v->round_wanted > v->round_sent) {
+        v->round_sent = v->round_wanted;
+        v->round_acks = 0;
+        send_commit(v, v->round_sent);
+    }
+}
+
+/* ---- events -------------------------------------------------------------------------------- */
+
+
+static void set_time(struct vsr *v, struct vsr_time t)
+{
+    if (t.mono_ns > v->now_ns)
+        v->now_ns = t.mono_ns;
+    v->clock_ms = t.clock_ms;
+}
+
+void vsr_tick(struct vsr *v, struct vsr_time t)
+{
+    set_time(v, t);
+    if (v->cfg.replica_count == 1)
+        return;
+    u64 now = v->now_ns;
+    if (now - v->last_ping_ns >= v->cfg.ping_ns || v->last_ping_ns == 0) {
+        struct vsr_header h = { .command = VSR_PING, .op = v->op, .a = now };
+        broadcast(v, &h, NULL, 0);
+        v->last_ping_ns = now;
+    }
+    bool repair_due = now - v->last_repair_ns >= v->cfg.repair_ns;
+    if (repair_due)
+        v->last_repair_ns = now;
+    if (v->status == VSR_NORMAL) {
+        if (vsr_is_primary(v)) {
+            if (now - v->last_heartbeat_ns >= v->cfg.heartbeat_ns)
+                send_commit(v, v->round_sent > v->round_confirmed ? v->round_sent : 0);
+            if (repair_due) {
+                retransmit(v);
+                repair(v);
+            }
+        } else {
+            if (now - v->primary_seen_ns >= v->cfg.primary_timeout_ns + v->timeout_jitter_ns) {
+                v->primary_seen_ns = now; /* vote again only after another timeout */
+                vote(v, v->view + 1);
+                return;
+            }
+            if (repair_due)
+                repair(v);
+        }
+        return;
+    }
+    /* A view change. */
+    if (now - v->vc_started_ns >= v->cfg.view_change_timeout_ns + v->timeout_jitter_ns) {
+        u64 next = (v->svc_view > v->view ? v->svc_view : v->view) + 1;
+        vote(v, next);
+        return;
+    }
+    if (repair_due) {
+        if (v->svc_from & bit(v->cfg.replica)) {
+            struct vsr_header h = { .command = VSR_START_VIEW_CHANGE, .view = v->svc_view };
+            broadcast(v, &h, NULL, 0);
+        }
+        if (v->log_view < v->view)
+            send_dvc(v);
+        else if (!vsr_is_primary(v))
+            request_start_view(v, vsr_primary_of(v, v->view), v->view);
+    }
+}
+
+static void on_start_view(struct vsr *v, const struct vsr_message *m)
+{
+    u64 w = m->h.view;
+    if (m->h.replica != vsr_primary_of(v, w) || w < v->view)
+        return;
+    if (w == v->view && vsr_is_primary(v))
+        return;
+    struct vsr_entry_header hs[VSR_HEADERS_MAX];
+    for (u32 i = 0; i < m->header_count; i++)
+        vsr_entry_header_get(m, i, &hs[i]);
+    bool ours = v->log_view == w;
+    u64 op = m->h.op;
+    if (adopt_log(v, hs, m->header_count, op, ours) != 0)
+        return;
+    if (w > v->view || v->log_view < w) {
+        if (persist(v, w, w) != 0)
+            return;
+        v->count.view_changes++;
+        v->round_floor = v->round_wanted;
+        v->round_sent = v->round_confirmed = v->round_wanted;
+    }
+    v->status = VSR_NORMAL;
+    v->nonce = 0;
+    v->primary_seen_ns = v->now_ns;
+    if (m->h.commit > v->commit_max)
+        v->commit_max = m->h.commit;
+    v->view_start_op = v->op;
+    publish(v);
+    send_prepare_ok(v);
+    v->last_repair_ns = 0;
+}
+
+void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
+{
+    set_time(v, t);
+    struct vsr_message m;
+    if (vsr_message_decode_exact(bytes, len, &m) != VSR_DECODE_OK) {
+        v->count.dropped_decode++;
+        return;
+    }
+    if (m.h.cluster_id != v->cfg.cluster_id) {
+        v->count.dropped_cluster++;
+        return;
+    }
+    if (m.h.replica_count != v->cfg.replica_count || m.h.replica == v->cfg.replica) {
+        v->count.dropped_replica++;
+        return;
+    }
+    u8 from = m.h.replica;
+    switch (m.h.command) {
+    case VSR_PING: {
+        struct vsr_header h = { .command = VSR_PONG, .a = m.h.a, .b = v->clock_ms };
+        send(v, from, &h, NULL, 0);
+        return;
+    }
+    case VSR_PONG:
+        /* Only an answer to a ping newer than the last one answered: a replayed pong would pass
+         * an old clock reading off as fresh. */
+        if (m.h.a > v->now_ns || m.h.a <= v->peer_ping_ns[from])
+            return;
+        /* A slow round trip makes a poor sample: its reading may be that much old. */
+        if (v->now_ns - m.h.a > v->cfg.clock_tolerance_ns / 2)
+            return;
+        v->peer_ping_ns[from] = m.h.a;
+        v->peer_clock_ms[from] = m.h.b;
+        v->peer_seen_ns[from] = v->now_ns;
+        v->peer_clock_valid[from] = true;
+        return;
+    case VSR_PREPARE:
+        if (m.h.view > v->view)
+            break; /* a higher view: below */
+        on_prepare(v, &m);
+        return;
+    case VSR_REQUEST_PREPARE:
+        if (m.h.view < v->view) {
+            v->count.dropped_view++;
+            return;
+        }
+        send_prepare_from_wal(v, from, m.h.op, (u32)m.h.a);
+        v->count.repairs_served++;
+        return;
+    case VSR_START_VIEW_CHANGE:
+        if (m.h.view <= v->view)
+            return;
+        if (m.h.view > v->svc_view) {
+            v->svc_view = m.h.view;
+            v->svc_from = 0;
+        }
+        if (m.h.view == v->svc_view) {
+            v->svc_from |= bit(from);
+            check_svc_quorum(v);
+        }
+        return;
+    case VSR_DO_VIEW_CHANGE: {
+        if (m.h.view < v->view) {
+            v->count.dropped_view++;
+            return;
+        }
+        if (vsr_primary_of(v, m.h.view) != v->cfg.replica)
+            return;
+        if (m.h.view > v->view) {
+            enter_view_change(v, m.h.view); /* a quorum moved: follow */
+            if (v->view != m.h.view)
+                return;
+        }
+        if (v->status != VSR_VIEW_CHANGE) {
+            if (vsr_serving(v))
+                send_start_view(v, from, 0); /* the view started without it */
+            return;
+        }
+        struct vsr_entry_header hs[VSR_HEADERS_MAX];
+        for (u32 i = 0; i < m.header_count; i++)
+            vsr_entry_header_get(&m, i, &hs[i]);
+        record_dvc(v, from, m.h.a, m.h.op, m.h.commit, hs, m.header_count);
+        check_dvc_quorum(v);
+        return;
+    }
+    case VSR_START_VIEW:
+        on_start_view(v, &m);
+        return;
+    default:
+        break;
+    }
+    if (m.h.view < v->view) {
+        v->count.dropped_view++;
+        return;
+    }
+    if (m.h.view > v->view) {
+        /* A higher view is under way or done: stop serving; ask its primary for the log. */
+        if (m.h.replica == vsr_primary_of(v, m.h.view) &&
+            (m.h.command == VSR_PREPARE || m.h.command == VSR_COMMIT)) {
+            if (v->status == VSR_NORMAL) {
+                v->status = VSR_VIEW_CHANGE;
+                v->vc_started_ns = v->now_ns;
+            }
+            request_start_view(v, m.h.replica, m.h.view);
+        }
+        return;
+    }
+    switch (m.h.command) {
+    case VSR_PREPARE_OK:
+        if (!vsr_serving(v) || m.h.op > v->op || m.h.op <= v->commit_max)
+            return;
+        {
+            struct vsr_entry_header *h = jget(v, m.h.op);
+            if (!h || h->crc != (u32)m.h.a)
+                return;
+            v->count.prepare_oks++;
+            for (u64 lsn = v->commit_max + 1; lsn <= m.h.op; lsn++)
+                v->acks[lsn % VSR_JOURNAL] |= bit(from);
+        }
+        try_commit(v);
+        return;
+    case VSR_COMMIT:
+        if (vsr_is_primary(v) || from != vsr_primary_of(v, v->view))
+            return;
+        if (v->status != VSR_NORMAL) {
+            request_start_view(v, from, v->view); /* the view started without us */
+            return;
+        }
+        v->primary_seen_ns = v->now_ns;
+        if (m.h.commit > v->commit_max)
+            v->commit_max = m.h.commit;
+        publish(v);
+        {
+            struct vsr_header h = { .command = VSR_COMMIT_OK, .a = m.h.a, .op = v->durable };
+            send(v, from, &h, NULL, 0);
+        }
+        return;
+    case VSR_COMMIT_OK:
+        if (!vsr_serving(v))
+            return;
+        if (m.h.a != 0 && m.h.a == v->round_sent && v->round_sent > v->round_confirmed) {
+            v->round_acks |= bit(from);
+            confirm_round(v);
+        }
+        return;
+    case VSR_REQUEST_START_VIEW:
+        if (vsr_serving(v))
+            send_start_view(v, from, m.h.a);
+        return;
+    default:
+        return;
+    }
+}
+
+void vsr_on_durable(struct vsr *v, struct vsr_time t, u64 lsn)
+{
+    set_time(v, t);
+    if (lsn > v->wal_head)
+        lsn = v->wal_head;
+    if (lsn <= v->durable)
+        return;
+    v->durable = lsn;
+    if (v->cfg.replica_count == 1) {
+        v->commit_max = v->durable;
+        publish(v);
+        return;
+    }
+    if (vsr_serving(v))
+        try_commit(v);
+    else {
+        send_prepare_ok(v);
+        publish(v);
+    }
+}
+
+/* ---- primary: new entries ------------------------------------------------------------------ */
+
+bool vsr_cluster_clock(const struct vsr *v, struct vsr_time t, u64 *ms)
+{
+    u64 est[VSR_REPLICAS_MAX];
+    u32 n = 0;
+    for (u8 r = 0; r < v->cfg.replica_count; r++) {
+        if (r == v->cfg.replica) {
+            est[n++] = t.clock_ms;
+            continue;
+        }
+        if (!v->peer_clock_valid[r] || t.mono_ns < v->peer_seen_ns[r] ||
+            t.mono_ns - v->peer_seen_ns[r] > v->cfg.clock_window_ns)
+            continue;
+        /* A lower bound of its clock now: it read b before we received the pong. */
+        est[n++] = v->peer_clock_ms[r] + (t.mono_ns - v->peer_seen_ns[r]) / 1000000u;
+    }
+    if (n < v->quorum)
+        return false;
+    for (u32 i = 1; i < n; i++)
+        for (u32 j = i; j > 0 && est[j - 1] > est[j]; j--) {
+            u64 x = est[j];
+            est[j] = est[j - 1];
+            est[j - 1] = x;
+        }
+    /* The lowest window of a quorum's clocks that agree within the tolerance. A quorum holds a
+     * correct clock, so the window's lowest reading is neither ahead of real time nor more than
+     * the tolerance behind it; clocks outside every such window (an hour fast or slow) count
+     * for nothing. None: the clocks disagree and the cluster has no time. */
+    u64 tolerance_ms = v->cfg.clock_tolerance_ns / 1000000u;
+    for (u32 i = 0; i + v->quorum <= n; i++)
+        if (est[i + v->quorum - 1] - est[i] <= tolerance_ms) {
+            *ms = est[i];
+            return true;
+        }
+    return false;
+}
+
+u64 vsr_clock_error_ms(const struct vsr *v)
+{
+    if (v->cfg.replica_count == 1)
+        return 0;
+    /* The window, and the round trip a sample may take. */
+    return (v->cfg.clock_tolerance_ns + v->cfg.clock_tolerance_ns / 2 + 999999u) / 1000000u;
+}
+
+u32 vsr_prepare_room(struct vsr *v, struct vsr_time t)
+{
+    set_time(v, t);
+    if (!vsr_serving(v) || v->wal_head < v->op)
+        return 0;
+    u64 ms;
+    if (!vsr_cluster_clock(v, t, &ms)) {
+        v->count.clock_unsynced_refusals++;
+        return 0;
+    }
+    u64 in_flight = v->op - v->commit_max;
+    if (in_flight >= v->cfg.pipeline_max)
+        return 0;
+    return (u32)(v->cfg.pipeline_max - in_flight);
+}
+
+void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len)
+{
+    set_time(v, t);
+    ADB_ASSERT(vsr_serving(v));
+    struct wal_frame f;
+    ADB_ASSERT(wal_frame_decode_exact(frame, len, &f) == WAL_FRAME_OK);
+    ADB_ASSERT(f.lsn == v->op + 1 && f.lsn == v->wal_head + 1 && f.prev_crc == v->wal_head_crc);
+    struct vsr_entry_header h;
+    vsr_entry_header_of_frame(&f, &h);
+    jput(v, &h);
+    v->op = v->wal_head = f.lsn;
+    v->wal_head_crc = f.crc;
+    if (v->cfg.replica_count == 1)
+        return;
+    struct vsr_header m = { .command = VSR_PREPARE, .op = f.lsn, .commit = v->commit_max };
+    broadcast(v, &m, frame, len);
+    v->count.prepares_sent++;
+}
+
+/* ---- reads --------------------------------------------------------------------------------- */
+
+bool vsr_read_begin(struct vsr *v, struct vsr_time t, u64 *ticket, u64 *index)
+{
+    set_time(v, t);
+    if (!vsr_serving(v) || v->wal_head < v->op)
+        return false;
+    *index = v->commit_max > v->view_start_op ? v->commit_max : v->view_start_op;
+    if (v->cfg.replica_count == 1) {
+        *ticket = ++v->round_wanted;
+        v->round_sent = v->round_confirmed = v->round_wanted;
+        return true;
+    }
+    *ticket = v->round_sent + 1;
+    v->round_wanted = *ticket;
+    if (v->round_sent == v->round_confirmed) {
+        v->round_sent = *ticket;
+        v->round_acks = 0;
+        send_commit(v, v->round_sent);
+    }
+    return true;
+}
+
+bool vsr_read_ready(const struct vsr *v, u64 ticket)
+{
+    return ticket > v->round_floor && ticket <= v->round_confirmed;
+}
+
+bool vsr_read_failed(const struct vsr *v, u64 ticket)
+{
+    return ticket <= v->round_floor;
+}

@@ -1,0 +1,239 @@
+/*
+ * replica/vsr.h — the replication protocol core (DESIGN.md §8): Viewstamped Replication over
+ * the WAL, one object per replica, pure. It is fed received messages, ticks and storage
+ * completions, and acts through an injected environment: send a message, make view/log_view
+ * durable, append or truncate WAL frames, read a frame for a peer, publish the commit point.
+ * No clock reads (every event carries the time), no I/O of its own, no globals: the daemon's
+ * peer worker and the simulator (sim/) drive the same code.
+ *
+ * What the core decides, and the rules it keeps:
+ *   - Normal case. The primary (view mod n) accepts new entries only in normal status, with its
+ *     log whole (no entry it must still repair), fewer than pipeline_max entries beyond the
+ *     commit point, and a cluster time a quorum agrees on. It sends each entry as a prepare to
+ *     every backup (star). A backup appends in LSN order, only along the hash chain, and acks
+ *     an entry (prepare_ok) once it is durable. The primary commits an entry when a quorum has
+ *     it durable — itself only after its own fsync — and every earlier entry is committed.
+ *     Commit heartbeats carry the commit point; a backup publishes min(commit point, durable).
+ *   - View change. A backup that hears nothing from its primary for primary_timeout votes for
+ *     the next view (start_view_change); a replica leaves its view only when a quorum voted for
+ *     a higher one (a replica that can send but not receive cannot churn views). It makes the
+ *     new view durable, then sends do_view_change (log_view, op head, commit, the top of its
+ *     log's headers) to the new primary. The new primary, with a quorum of them, takes the log
+ *     of the highest log_view (then the highest op head) as canonical, keeps every op of it,
+ *     truncates its own divergent suffix (never at or below a commit point), makes view and
+ *     log_view durable, enters normal status and sends start_view; it repairs missing entries
+ *     before it accepts new ones and commits the adopted ones on fresh prepare_oks. A replica
+ *     that sees a higher view stops serving at once. view and log_view only grow (asserted).
+ *   - Repair. A replica missing entries asks for them by LSN and expected crc (request_prepare)
+ *     and appends only what extends its chain. It serves only frames its WAL reads back intact.
+ *   - A restarted replica resumes as a backup in its durable view when log_view == view and it
+ *     is not that view's primary; otherwise it starts a view change (a primary that restarts
+ *     may have lost entries a quorum committed without it, so it never resumes its own view).
+ *   - Cluster time (DESIGN.md §3). Pings carry the sender's time and pongs the responder's
+ *     clock; a sample whose round trip took over half the tolerance is dropped. The cluster
+ *     time is the lowest reading of the lowest window of a quorum's clocks (own included) that
+ *     agree within clock_tolerance: never ahead of real time, at most the tolerance and a
+ *     round trip behind it, and a minority of clocks an hour fast or slow moves nothing.
+ *     Without agreement the primary accepts no entries. Expirations wait vsr_clock_error_ms
+ *     past their deadline, so a reserve stamped behind real time still never expires early.
+ *   - Reads (read index). A read waits for a round of commit heartbeats a quorum answered in
+ *     this view, begun after the read arrived; it is then served at index max(commit point at
+ *     its arrival, op head at the start of the view), once applied that far.
+ *   - Messages from another cluster, an unknown replica or a lower view are dropped and counted
+ *     (repair answers excepted: an intact entry whose crc we asked for is taken from any view).
+ *
+ * Not yet: state transfer (snapshot chunks) for a replica behind a peer's pruned WAL, the
+ * explicit `recover` of a replica that lost its disk, nack-based truncation of uncommitted ops
+ * no reachable replica holds.
+ */
+#ifndef ADB_REPLICA_VSR_H
+#define ADB_REPLICA_VSR_H
+
+#include "common/types.h"
+#include "replica/vsr_message.h"
+
+#define VSR_JOURNAL 1024 /* entry headers the core remembers (a ring by LSN) */
+#define VSR_PIPELINE_MAX 256
+#define VSR_REORDER 64 /* prepares held that arrived ahead of the next one */
+
+enum vsr_status {
+    VSR_NORMAL = 0,
+    VSR_VIEW_CHANGE = 1,
+};
+
+const char *vsr_status_name(enum vsr_status s);
+
+struct vsr_config {
+    u128 cluster_id;
+    u8 replica, replica_count;
+    u32 pipeline_max;          /* entries beyond the commit point, 1..VSR_PIPELINE_MAX */
+    u64 heartbeat_ns;          /* primary: a commit heartbeat at least this often */
+    u64 ping_ns;               /* clock samples and liveness, to every replica */
+    u64 primary_timeout_ns;    /* backup: silence from the primary before voting */
+    u64 view_change_timeout_ns; /* a view change that has not finished: try the next view */
+    u64 repair_ns;             /* between repair requests and prepare retransmissions */
+    u64 clock_window_ns;       /* a clock sample counts this long */
+    u64 clock_tolerance_ns;    /* a quorum's clocks must agree this closely */
+    u64 seed;                  /* timeout jitter (deterministic) */
+};
+
+/* What must be durable before a message that depends on it leaves: the view this replica is in
+ * (which is its vote: it sends do_view_change only for its current view) and its last normal
+ * view. */
+struct vsr_durable {
+    u64 view;
+    u64 log_view;
+};
+
+/* The time of an event: the monotonic clock (ns) and this replica's clock (logical ms). */
+struct vsr_time {
+    u64 mono_ns;
+    u64 clock_ms;
+};
+
+struct vsr_env {
+    void *ctx;
+    /* Queue a message to replica `to`; delivery is not assured. */
+    void (*send)(void *ctx, u8 to, const u8 *msg, u32 len);
+    /* Make d durable (synchronous). 0, or a negative errno: the core then does not act on it. */
+    int (*persist)(void *ctx, const struct vsr_durable *d);
+    /* Append one frame to the WAL after the last (it follows the chain: the core checked).
+     * Durable once vsr_on_durable says so. 0 or a negative errno. */
+    int (*append)(void *ctx, const u8 *frame, u32 len);
+    /* Remove every frame after after_lsn (> any commit point), durably. 0 or a negative errno. */
+    int (*truncate)(void *ctx, u64 after_lsn);
+    /* Read frame lsn intact into buf: 0, -ENOENT (not held), -EUCLEAN (damaged) or an errno. */
+    int (*read)(void *ctx, u64 lsn, u8 *buf, u32 cap, u32 *len);
+    /* Entries up to commit may be applied. */
+    void (*commit)(void *ctx, u64 commit);
+};
+
+struct vsr_counters {
+    u64 dropped_decode, dropped_cluster, dropped_replica, dropped_view, dropped_status;
+    u64 view_changes;       /* views entered */
+    u64 prepares_sent, prepares_resent, prepare_oks;
+    u64 repairs_requested, repairs_served, repairs_unreadable, repairs_appended;
+    u64 truncations, truncated_entries;
+    u64 persist_failures, append_failures;
+    u64 read_rounds;
+    u64 clock_unsynced_refusals;
+};
+
+/* A prepare that arrived ahead of the WAL's next LSN (lsn 0: an empty slot). */
+struct vsr_ahead {
+    u64 lsn;
+    u64 view; /* of the message that carried it */
+    u32 len;
+    u8 bytes[WAL_FRAME_MAX];
+};
+
+/* One replica's DVC as the new primary keeps it. */
+struct vsr_dvc {
+    bool have;
+    u64 log_view, op, commit;
+    u32 count;
+    struct vsr_entry_header headers[VSR_HEADERS_MAX];
+};
+
+struct vsr {
+    struct vsr_config cfg;
+    struct vsr_env env;
+    u8 quorum;
+    enum vsr_status status;
+    u64 view, log_view;
+    u64 op;         /* the log's head as known (headers) */
+    u64 wal_head;   /* last LSN in the WAL (frames contiguous up to it) */
+    u32 wal_head_crc;
+    u64 durable;    /* last LSN durable in the WAL */
+    u64 commit;     /* published commit point */
+    u64 commit_max; /* highest commit point heard */
+    u64 view_start_op; /* op head when this view started (read index floor) */
+    struct vsr_entry_header journal[VSR_JOURNAL];
+    u8 acks[VSR_JOURNAL]; /* primary: replicas (bit) with the entry durable, this view */
+
+    /* view change */
+    u64 svc_view;   /* the view votes are collected for */
+    u8 svc_from;    /* bitmask */
+    struct vsr_dvc dvc[VSR_REPLICAS_MAX];
+    u64 nonce;      /* request_start_view */
+
+    /* timers (mono ns) */
+    u64 now_ns, clock_ms;
+    u64 primary_seen_ns, vc_started_ns, last_heartbeat_ns, last_ping_ns, last_repair_ns;
+    u64 timeout_jitter_ns;
+    u64 rng;
+
+    /* cluster clock: per replica, its clock and when we heard it */
+    u64 peer_clock_ms[VSR_REPLICAS_MAX];
+    u64 peer_seen_ns[VSR_REPLICAS_MAX];
+    u64 peer_ping_ns[VSR_REPLICAS_MAX]; /* the ping the last accepted pong answered */
+    bool peer_clock_valid[VSR_REPLICAS_MAX];
+
+    /* read index */
+    u64 round_sent, round_confirmed, round_wanted;
+    u64 round_floor; /* tickets at or below it belong to an earlier view: failed */
+    u8 round_acks;
+
+    /* Prepares that arrived ahead of the WAL's next LSN (a ring by LSN; lsn 0: empty). */
+    struct vsr_ahead ahead[VSR_REORDER];
+
+    struct vsr_counters count;
+    u8 msg[VSR_MESSAGE_MAX]; /* encode buffer */
+    u8 frame_buf[WAL_FRAME_MAX];
+};
+
+/* What a replica found on its disk when it (re)starts. The log's last headers follow through
+ * vsr_load_entry, ascending, ending at wal_head. */
+struct vsr_start {
+    struct vsr_durable durable;
+    u64 commit;   /* the metadata's commit point (a lower bound) */
+    u64 wal_head; /* last LSN in the WAL, all of it durable */
+    bool fresh;   /* just formatted, never run: view 0's primary may serve at once */
+};
+
+/* Initialization: vsr_init, vsr_load_entry for the WAL's last entries, then vsr_start. */
+void vsr_init(struct vsr *v, const struct vsr_config *cfg, const struct vsr_env *env);
+void vsr_load_entry(struct vsr *v, const struct vsr_entry_header *h);
+void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t);
+
+/* ---- events ------------------------------------------------------------------------------ */
+
+void vsr_tick(struct vsr *v, struct vsr_time t);
+void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len);
+/* The WAL is durable up to lsn (an fsync completed). */
+void vsr_on_durable(struct vsr *v, struct vsr_time t, u64 lsn);
+
+/* Primary: how many new entries may be sequenced now (0: none — not primary, not normal,
+ * repairing, pipeline full, or no cluster time). */
+u32 vsr_prepare_room(struct vsr *v, struct vsr_time t);
+/* Primary: the sequencer appended this frame (LSN op + 1) to the WAL; ship it. */
+void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len);
+/* The cluster time in ms (DESIGN.md §3): false when no quorum's clocks agree. */
+bool vsr_cluster_clock(const struct vsr *v, struct vsr_time t, u64 *ms);
+/* How far behind real time the cluster time may be (ms; 0 for a single replica). A primary
+ * proposes an expiration only once the cluster time is that far past its deadline slot's end:
+ * the reserve may have been stamped that far behind, and expiry must never be early. */
+u64 vsr_clock_error_ms(const struct vsr *v);
+
+/* Primary reads: a ticket, and the index to apply through, or false (not a serving primary). */
+bool vsr_read_begin(struct vsr *v, struct vsr_time t, u64 *ticket, u64 *index);
+/* True once the ticket's round was confirmed by a quorum in the same view. */
+bool vsr_read_ready(const struct vsr *v, u64 ticket);
+/* True if the view changed since the ticket was taken: answer the read not_primary. */
+bool vsr_read_failed(const struct vsr *v, u64 ticket);
+
+static inline u8 vsr_primary_of(const struct vsr *v, u64 view)
+{
+    return (u8)(view % v->cfg.replica_count);
+}
+static inline bool vsr_is_primary(const struct vsr *v)
+{
+    return vsr_primary_of(v, v->view) == v->cfg.replica;
+}
+/* Serving primary: normal status in its own view. */
+static inline bool vsr_serving(const struct vsr *v)
+{
+    return v->status == VSR_NORMAL && vsr_is_primary(v);
+}
+
+#endif
