@@ -188,7 +188,7 @@ void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
 
 /* ---- view change --------------------------------------------------------------------------- */
 
-static void send_dvc(struct vsr *v);
+static void send_dvc(struct vsr *v, bool everyone);
 static void check_dvc_quorum(struct vsr *v);
 
 static void enter_view_change(struct vsr *v, u64 view)
@@ -210,7 +210,7 @@ static void enter_view_change(struct vsr *v, u64 view)
     v->svc_from |= bit(v->cfg.replica);
     struct vsr_header h = { .command = VSR_START_VIEW_CHANGE };
     broadcast(v, &h, NULL, 0);
-    send_dvc(v);
+    send_dvc(v, false);
 }
 
 static void check_svc_quorum(struct vsr *v)
@@ -245,26 +245,34 @@ static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit,
     memcpy(d->headers, hs, count * sizeof(*hs));
 }
 
-static void send_dvc(struct vsr *v)
+/* To the new view's primary; with everyone, to every replica: a do_view_change for a view is
+ * proof that a quorum voted for it, and a replica that receives one follows (so a replica that
+ * entered a view the others forgot they voted for is not left behind in it). */
+static void send_dvc(struct vsr *v, bool everyone)
 {
     if (v->status != VSR_VIEW_CHANGE)
         return;
     u8 primary = vsr_primary_of(v, v->view);
     u8 body[VSR_HEADERS_MAX * VSR_ENTRY_HEADER_SIZE];
-    /* Only what is durable here: a committed entry is durable on a quorum, and every quorum of
-     * do_view_changes includes one of them. */
-    u32 n = top_headers(v, v->durable, body);
-    if (primary == v->cfg.replica) {
+    /* The log as of log_view: what is durable here, and at least the log its view started
+     * with (a start_view's canonical log holds every committed entry, bodies here or not).
+     * Entries heard of only from prepares that ran ahead are left out: a committed one is
+     * durable on a quorum, and every quorum of do_view_changes includes one of them. */
+    u64 head = v->durable > v->view_start_op ? v->durable : v->view_start_op;
+    u32 n = top_headers(v, head, body);
+    struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = head, .a = v->log_view,
+                            .commit = v->commit_max };
+    if (everyone)
+        broadcast(v, &h, body, n * VSR_ENTRY_HEADER_SIZE);
+    else if (primary != v->cfg.replica)
+        send(v, primary, &h, body, n * VSR_ENTRY_HEADER_SIZE);
+    if (primary == v->cfg.replica && !v->dvc[primary].have) {
         struct vsr_entry_header hs[VSR_HEADERS_MAX];
         for (u32 i = 0; i < n; i++)
-            hs[i] = *jget(v, v->durable - n + 1 + i);
-        record_dvc(v, primary, v->log_view, v->durable, v->commit_max, hs, n);
+            hs[i] = *jget(v, head - n + 1 + i);
+        record_dvc(v, primary, v->log_view, head, v->commit_max, hs, n);
         check_dvc_quorum(v);
-        return;
     }
-    struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = v->durable, .a = v->log_view,
-                            .commit = v->commit_max };
-    send(v, primary, &h, body, n * VSR_ENTRY_HEADER_SIZE);
 }
 
 /*
@@ -550,11 +558,12 @@ static void send_prepare_from_wal(struct vsr *v, u8 to, u64 lsn, u32 expect_crc)
     send(v, to, &h, v->frame_buf, len);
 }
 
-/* A replica to ask for entry lsn: the primary in normal status; during our own view start, a
- * replica whose do_view_change carried the canonical log that far. */
-static int repair_source(struct vsr *v, u64 lsn)
+/* A replica to ask for entry lsn. With its crc known, any other replica (each answers only
+ * with an intact copy of that very entry); without, the primary, or — for the primary, in its
+ * view's start — a replica whose do_view_change carried the canonical log that far. */
+static int repair_source(struct vsr *v, u64 lsn, bool known)
 {
-    if (!vsr_is_primary(v))
+    if (!vsr_is_primary(v) && !known)
         return vsr_primary_of(v, v->view);
     u64 best_log_view = 0;
     for (u8 r = 0; r < v->cfg.replica_count; r++)
@@ -563,9 +572,13 @@ static int repair_source(struct vsr *v, u64 lsn)
     u8 start = (u8)(splitmix_next(&v->rng) % v->cfg.replica_count);
     for (u8 i = 0; i < v->cfg.replica_count; i++) {
         u8 r = (u8)((start + i) % v->cfg.replica_count);
-        if (r == v->cfg.replica || !v->dvc[r].have)
+        if (r == v->cfg.replica)
             continue;
-        if (v->dvc[r].log_view == best_log_view && v->dvc[r].op >= lsn)
+        /* With the crc known, any replica that holds it intact will do (it answers only then);
+         * without, only one whose log is the canonical one that far. */
+        if (known)
+            return r;
+        if (v->dvc[r].have && v->dvc[r].log_view == best_log_view && v->dvc[r].op >= lsn)
             return r;
     }
     return -1;
@@ -577,10 +590,10 @@ static void repair(struct vsr *v)
     for (u64 lsn = v->wal_head + 1; lsn <= want && lsn <= v->wal_head + VSR_REORDER; lsn++) {
         if (v->ahead[lsn % VSR_REORDER].lsn == lsn)
             continue; /* here already, waiting for the ones before it */
-        int from = repair_source(v, lsn);
+        struct vsr_entry_header *h = jget(v, lsn);
+        int from = repair_source(v, lsn, h != NULL);
         if (from < 0 || from == v->cfg.replica)
             break;
-        struct vsr_entry_header *h = jget(v, lsn);
         struct vsr_header m = { .command = VSR_REQUEST_PREPARE, .op = lsn, .a = h ? h->crc : 0 };
         send(v, (u8)from, &m, NULL, 0);
         v->count.repairs_requested++;
@@ -679,7 +692,7 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
             broadcast(v, &h, NULL, 0);
         }
         if (v->log_view < v->view)
-            send_dvc(v);
+            send_dvc(v, true);
         else if (!vsr_is_primary(v))
             request_start_view(v, vsr_primary_of(v, v->view), v->view);
     }
@@ -783,13 +796,13 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
             v->count.dropped_view++;
             return;
         }
-        if (vsr_primary_of(v, m.h.view) != v->cfg.replica)
-            return;
         if (m.h.view > v->view) {
-            enter_view_change(v, m.h.view); /* a quorum moved: follow */
+            enter_view_change(v, m.h.view); /* a quorum voted for it: follow */
             if (v->view != m.h.view)
                 return;
         }
+        if (vsr_primary_of(v, m.h.view) != v->cfg.replica)
+            return;
         if (v->status != VSR_VIEW_CHANGE) {
             if (vsr_serving(v))
                 send_start_view(v, from, 0); /* the view started without it */

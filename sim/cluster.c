@@ -68,6 +68,7 @@ struct sim_world {
     struct sm_config smc;
     /* fault mix (ppm per tick) */
     u32 crash_ppm, partition_ppm, pause_ppm, clock_jump_ppm, persist_ppm, io_crash_ppm;
+    u32 clock_faulty; /* replicas (bits) whose wall clock may jump: at most f */
     u64 partition_heal_ns;
     bool partitioned;
     bool liveness;
@@ -494,18 +495,14 @@ static void crash(struct sim_world *w, struct sim_replica *r)
     if (mode == IO_FAULT_TEAR || mode == IO_FAULT_TEAR_PAGES)
         w->stats->torn_crashes++;
     if (prng_chance(p, w->clock_jump_ppm)) {
-        /* A wall clock set an hour wrong (or put right) across the restart. At most f replicas
-         * have a wrong clock at once: a quorum of wrong clocks is wrong cluster time, which no
-         * protocol can see. A single node has nothing to check its wall clock against
-         * (DESIGN.md §3 names that risk), so it gets no jumps. */
+        /* A wall clock set an hour wrong (or put right) across the restart. A timeline that
+         * jumped never comes back (slots never go backwards), so a replica whose clock was
+         * ever wrong stays wrong: only the f replicas drawn for it get jumps — a quorum of
+         * wrong clocks is wrong cluster time, which no protocol can see. A single node has
+         * nothing to check its wall clock against (DESIGN.md §3 names that risk). */
         static const i64 jumps[] = { 3600000, -3600000, 0 };
-        u32 wrong = 0;
-        for (u32 i = 0; i < w->n; i++)
-            wrong += i != r->id && w->replicas[i].wall_offset_ms != 0;
-        if (w->n > 1 && wrong < (w->n - 1) / 2)
+        if (w->clock_faulty & (1u << r->id))
             r->wall_offset_ms = jumps[prng_below(p, 3)];
-        else
-            r->wall_offset_ms = 0;
         w->stats->clock_jumps++;
     }
     sim_trace(w, "r%u crash (power loss mode %d), down until %llu ms, wall offset %lld ms", r->id,
@@ -626,6 +623,8 @@ static void draw(struct sim_world *w, struct prng *p)
     w->pause_ppm = faults ? (u32)prng_below(p, 2001) : 0;
     w->clock_jump_ppm = faults ? (u32)prng_below(p, 500001) : 0;
     w->persist_ppm = faults ? (u32)prng_below(p, 20001) : 0;
+    for (u32 k = 0; faults && k < (w->n - 1) / 2; k++)
+        w->clock_faulty |= 1u << prng_below(p, w->n);
 }
 
 static void sim_sm_defaults(struct sm_config *c)
