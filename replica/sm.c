@@ -605,6 +605,15 @@ static struct sm_outcome apply_entry(sm_t *sm, u64 lsn, u64 request_slot, const 
 
     u64 fp = sm_fingerprint(c);
     u32 oref = find_operation(sm, c->operation_id);
+#ifdef ADB_CANARY_DEDUPE
+    if (oref != 0) { /* canary: a retry executes again */
+        switch ((enum sm_command_kind)c->kind) {
+        case SM_CMD_CREATE_RESOURCE: return create_resource(sm, lsn, c);
+        case SM_CMD_RESERVE: return reserve(sm, lsn, request_slot, c);
+        default: return confirm_or_release(sm, lsn, request_slot, c);
+        }
+    }
+#endif
     if (oref != 0) {
         const struct sm_operation *op = &sm->operations[oref - 1];
         if ((op->fingerprint_code & ~(u64)0xff) != fp)

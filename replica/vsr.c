@@ -95,7 +95,12 @@ static int persist(struct vsr *v, u64 view, u64 log_view)
 {
     ADB_ASSERT(view >= v->view && log_view >= v->log_view && log_view <= view);
     struct vsr_durable d = { .view = view, .log_view = log_view };
+#ifdef ADB_CANARY_DURABLE_VOTE
+    int rc = 0; /* canary: the view and vote stay in memory, lost at a restart */
+    (void)d;
+#else
     int rc = v->env.persist(v->env.ctx, &d);
+#endif
     if (rc != 0) {
         v->count.persist_failures++;
         return rc;
@@ -149,6 +154,8 @@ void vsr_init(struct vsr *v, const struct vsr_config *cfg, const struct vsr_env 
 void vsr_load_entry(struct vsr *v, const struct vsr_entry_header *h)
 {
     jput(v, h);
+    if (h->view > v->max_entry_view)
+        v->max_entry_view = h->view;
 }
 
 static void vote(struct vsr *v, u64 view);
@@ -156,6 +163,9 @@ static void vote(struct vsr *v, u64 view);
 void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
 {
     ADB_ASSERT(s->durable.log_view <= s->durable.view);
+    /* An entry of a view this replica never made durable: the metadata went backwards
+     * (corruption, or a lost write): fail closed rather than vote again in an old view. */
+    ADB_ASSERT(v->max_entry_view <= s->durable.view);
     v->now_ns = t.mono_ns;
     v->clock_ms = t.clock_ms;
     v->view = s->durable.view;
@@ -189,6 +199,8 @@ void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
 /* ---- view change --------------------------------------------------------------------------- */
 
 static void send_dvc(struct vsr *v, bool everyone);
+static void try_commit(struct vsr *v);
+static void send_prepare_ok(struct vsr *v);
 static void check_dvc_quorum(struct vsr *v);
 
 static void enter_view_change(struct vsr *v, u64 view)
@@ -254,13 +266,19 @@ static void send_dvc(struct vsr *v, bool everyone)
         return;
     u8 primary = vsr_primary_of(v, v->view);
     u8 body[VSR_HEADERS_MAX * VSR_ENTRY_HEADER_SIZE];
-    /* The log as of log_view: what is durable here, and at least the log its view started
-     * with (a start_view's canonical log holds every committed entry, bodies here or not).
-     * Entries heard of only from prepares that ran ahead are left out: a committed one is
+    /* The durable log, claimed under log_view (settle_log_view: it holds that view's whole start
+     * log). Entries heard of only from prepares that ran ahead are left out: a committed one is
      * durable on a quorum, and every quorum of do_view_changes includes one of them. */
-    u64 head = v->durable > v->view_start_op ? v->durable : v->view_start_op;
+    u64 head = v->durable;
     u32 n = top_headers(v, head, body);
-    struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = head, .a = v->log_view,
+    /* Entries of a newer view than log_view (appended while catching up to a view's start
+     * log): the log is a prefix of that view's primary's log (the hash chain), so that is the
+     * view it is claimed under. */
+    u64 claim = v->log_view;
+    struct vsr_entry_header *top = jget(v, head);
+    if (top && top->view > claim)
+        claim = top->view;
+    struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = head, .a = claim,
                             .commit = v->commit_max };
     if (everyone)
         broadcast(v, &h, body, n * VSR_ENTRY_HEADER_SIZE);
@@ -270,7 +288,7 @@ static void send_dvc(struct vsr *v, bool everyone)
         struct vsr_entry_header hs[VSR_HEADERS_MAX];
         for (u32 i = 0; i < n; i++)
             hs[i] = *jget(v, head - n + 1 + i);
-        record_dvc(v, primary, v->log_view, head, v->commit_max, hs, n);
+        record_dvc(v, primary, claim, head, v->commit_max, hs, n);
         check_dvc_quorum(v);
     }
 }
@@ -341,6 +359,25 @@ static int adopt_log(struct vsr *v, const struct vsr_entry_header *hs, u32 count
     return 0;
 }
 
+/*
+ * A replica normal in a view makes it its last normal view (log_view) only once its WAL holds
+ * the log the view started with. Before that its durable log is still a prefix of its old one
+ * (adoption only truncates, then appends canonical entries), claimed under the old log_view,
+ * and it acks nothing: so whoever claims the newest log_view in a do_view_change holds that
+ * view's whole start log, and every entry committed in the view.
+ */
+static void settle_log_view(struct vsr *v)
+{
+    if (v->status != VSR_NORMAL || v->log_view == v->view || v->durable < v->view_start_op)
+        return;
+    if (persist(v, v->view, v->view) != 0)
+        return;
+    if (vsr_is_primary(v))
+        try_commit(v);
+    else
+        send_prepare_ok(v);
+}
+
 /* to == VSR_REPLICAS_MAX: every other replica. */
 static void send_start_view(struct vsr *v, u8 to, u64 nonce)
 {
@@ -365,16 +402,29 @@ static void start_view_as_primary(struct vsr *v)
             continue;
         if (d->commit > commit)
             commit = d->commit;
+#ifdef ADB_CANARY_LOG_VIEW
+        if (best < 0 || d->op > v->dvc[best].op) /* canary: the longest log, whatever its view */
+            best = r;
+#else
         if (best < 0 || d->log_view > v->dvc[best].log_view ||
             (d->log_view == v->dvc[best].log_view && d->op > v->dvc[best].op))
             best = r;
+#endif
     }
     ADB_ASSERT(best >= 0);
     struct vsr_dvc *c = &v->dvc[best];
+#ifdef ADB_CANARY_TRUNCATE
+    /* canary: drop every op above the highest commit point reported, whether or not a quorum
+     * lacks it */
+    while (c->count > 0 && c->headers[c->count - 1].lsn > commit)
+        c->count--;
+    if (c->op > commit)
+        c->op = commit;
+    bool ours = false;
+#else
     bool ours = v->log_view == c->log_view;
+#endif
     if (adopt_log(v, c->headers, c->count, c->op, ours) != 0)
-        return;
-    if (persist(v, v->view, v->view) != 0)
         return;
     v->status = VSR_NORMAL;
     v->commit_max = commit > v->commit_max ? commit : v->commit_max;
@@ -384,6 +434,7 @@ static void start_view_as_primary(struct vsr *v)
     v->last_repair_ns = 0;
     publish(v);
     send_start_view(v, VSR_REPLICAS_MAX, 0);
+    settle_log_view(v);
 }
 
 static void check_dvc_quorum(struct vsr *v)
@@ -410,7 +461,8 @@ static void request_start_view(struct vsr *v, u8 primary, u64 view)
 
 static void send_prepare_ok(struct vsr *v)
 {
-    if (v->status != VSR_NORMAL || vsr_is_primary(v) || v->durable == 0)
+    if (v->status != VSR_NORMAL || vsr_is_primary(v) || v->durable == 0 ||
+        v->log_view != v->view)
         return;
     struct vsr_entry_header *h = jget(v, v->durable);
     if (!h)
@@ -421,13 +473,16 @@ static void send_prepare_ok(struct vsr *v)
 
 static void try_commit(struct vsr *v)
 {
-    if (!vsr_serving(v))
+    if (!vsr_serving(v) || v->log_view != v->view)
         return;
     while (v->commit_max < v->op) {
         u64 next = v->commit_max + 1;
         if (next > v->wal_head)
             break; /* still repairing it */
         u32 have = popcount8(v->acks[next % VSR_JOURNAL]) + (v->durable >= next ? 1 : 0);
+#ifdef ADB_CANARY_QUORUM
+        have = v->quorum; /* canary: commit without a quorum */
+#endif
         if (have < v->quorum)
             break;
         v->commit_max = next;
@@ -712,8 +767,9 @@ static void on_start_view(struct vsr *v, const struct vsr_message *m)
     u64 op = m->h.op;
     if (adopt_log(v, hs, m->header_count, op, ours) != 0)
         return;
-    if (w > v->view || v->log_view < w) {
-        if (persist(v, w, w) != 0)
+    bool entering = w > v->view || v->log_view < w;
+    if (w > v->view) {
+        if (persist(v, w, v->log_view) != 0)
             return;
         v->count.view_changes++;
         v->round_floor = v->round_wanted;
@@ -724,8 +780,10 @@ static void on_start_view(struct vsr *v, const struct vsr_message *m)
     v->primary_seen_ns = v->now_ns;
     if (m->h.commit > v->commit_max)
         v->commit_max = m->h.commit;
-    v->view_start_op = v->op;
+    if (entering && v->log_view < w)
+        v->view_start_op = v->op;
     publish(v);
+    settle_log_view(v);
     send_prepare_ok(v);
     v->last_repair_ns = 0;
 }
@@ -897,6 +955,7 @@ void vsr_on_durable(struct vsr *v, struct vsr_time t, u64 lsn)
         publish(v);
         return;
     }
+    settle_log_view(v);
     if (vsr_serving(v))
         try_commit(v);
     else {
@@ -945,6 +1004,9 @@ bool vsr_cluster_clock(const struct vsr *v, struct vsr_time t, u64 *ms)
 
 u64 vsr_clock_error_ms(const struct vsr *v)
 {
+#ifdef ADB_CANARY_NEVER_EARLY
+    return 0; /* canary: expire as soon as the deadline slot ends, by the primary's own clock */
+#endif
     if (v->cfg.replica_count == 1)
         return 0;
     /* The window, and the round trip a sample may take. */
@@ -1011,7 +1073,13 @@ bool vsr_read_begin(struct vsr *v, struct vsr_time t, u64 *ticket, u64 *index)
 
 bool vsr_read_ready(const struct vsr *v, u64 ticket)
 {
+#ifdef ADB_CANARY_READ_INDEX
+    (void)v;
+    (void)ticket;
+    return true; /* canary: serve reads without a quorum's confirmation */
+#else
     return ticket > v->round_floor && ticket <= v->round_confirmed;
+#endif
 }
 
 bool vsr_read_failed(const struct vsr *v, u64 ticket)

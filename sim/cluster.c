@@ -40,6 +40,8 @@ struct sim_client {
     u64 attempt;
     u64 sent_ns;
     bool definite_wait; /* the last attempt was refused definitely: resend soon */
+    bool eager;         /* resend after eager_ns without waiting for an answer */
+    u64 eager_ns;
     u32 target;
     u64 stale_floor;
     u64 next_ns;
@@ -366,6 +368,8 @@ static void client_start(struct sim_world *w, struct sim_client *c)
     c->type = type;
     c->busy = true;
     c->attempt = 0;
+    c->eager = type == SIM_REQ_WRITE && prng_chance(p, 100000);
+    c->eager_ns = prng_range(p, 1, 30) * 1000000ull;
     c->stale_floor = w->max_acked_lsn;
     struct op_record *op = &c->ops[c->serial];
     *op = (struct op_record){ .invoke_ns = w->now, .ttl_ms = ttl_ms };
@@ -393,6 +397,13 @@ static void client_tick(struct sim_world *w, struct sim_client *c)
             c->definite_wait = false;
             client_send(w, c);
         }
+        return;
+    }
+    if (c->eager && w->now - c->sent_ns >= c->eager_ns) {
+        /* An impatient client: the same request again before its answer could come back. */
+        c->eager = false;
+        c->ops[c->serial].indefinite = true;
+        client_send(w, c);
         return;
     }
     if (w->now - c->sent_ns < CLIENT_TIMEOUT_NS)

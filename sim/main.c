@@ -7,11 +7,30 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <signal.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+/* The seed running, for the abort handler: an assertion in a core ends the process, and the
+ * line to replay it must still be printed. */
+static volatile u64 running_seed;
+
+static void on_abort(int sig)
+{
+    char line[160];
+    int n = snprintf(line, sizeof(line),
+                     "FAIL seed %llu: the process aborted (an assertion, above)\n"
+                     "  replay: allocdb-sim --seed %llu --trace\n",
+                     (unsigned long long)running_seed, (unsigned long long)running_seed);
+    if (n > 0)
+        (void)!write(STDOUT_FILENO, line, (size_t)n);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
 
 static void usage(FILE *out)
 {
@@ -96,6 +115,7 @@ static int run_seed(struct sim_options *o, bool determinism, bool quiet, struct 
     struct sim_stats s;
     u64 digest = 0;
     char why[1024];
+    running_seed = o->seed;
     int rc = sim_run(o, &s, &digest, why, sizeof(why));
     if (rc == 0 && determinism) {
         struct sim_stats s2;
@@ -190,6 +210,7 @@ int main(int argc, char **argv)
     if (optind != argc)
         goto bad;
 
+    signal(SIGABRT, on_abort);
     struct totals t;
     memset(&t, 0, sizeof(t));
     struct timespec t0, t1;

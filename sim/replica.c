@@ -149,7 +149,9 @@ bool sim_replica_start(struct sim_replica *r)
     ADB_ASSERT(sm_create(&r->sm, smc, why, sizeof(why)));
     r->sm_made = true;
     applying_init(&r->applying, &r->sm, r->due, SIM_DUE_MAX);
-    u32 cache_cap = smc->operation_capacity;
+    /* A small retry cache: retries of older operations miss it and reach the log, so the state
+     * machine's own dedupe is exercised too (the cache only saves frames). */
+    u32 cache_cap = 64;
     r->cache_mem = calloc(1, retry_cache_bytes(cache_cap));
     r->batch = calloc(SIM_BATCH_MAX, sizeof(*r->batch));
     ADB_ASSERT(r->cache_mem && r->batch);

@@ -117,7 +117,11 @@ u64 sequencing_slot(struct sequencing *s, u64 boot_ms)
     u64 slot = slot_clock_slot(&s->clock, boot_ms);
     /* In a cluster the slot is cluster time (DESIGN.md §3): what a quorum's clocks agree on,
      * not this replica's own clock, which may be an hour off either way. */
+#ifdef ADB_CANARY_NEVER_EARLY
+    if (false) { /* canary: stamp with this replica's own clock, not cluster time */
+#else
     if (s->cluster_ms != UINT64_MAX) {
+#endif
         u64 cluster = s->cluster_ms / s->cfg.slot_ms;
         slot = cluster > s->clock.floor_slot ? cluster : s->clock.floor_slot;
     }
