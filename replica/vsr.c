@@ -170,6 +170,7 @@ void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
     v->clock_ms = t.clock_ms;
     v->view = s->durable.view;
     v->log_view = s->durable.log_view;
+    v->view_started = s->durable.view;
     v->wal_head = s->wal_head;
     v->durable = s->wal_head;
     v->op = s->wal_head;
@@ -426,6 +427,7 @@ static void start_view_as_primary(struct vsr *v)
 #endif
     if (adopt_log(v, c->headers, c->count, c->op, ours) != 0)
         return;
+    v->view_started = v->view;
     v->status = VSR_NORMAL;
     v->commit_max = commit > v->commit_max ? commit : v->commit_max;
     v->view_start_op = v->op;
@@ -439,7 +441,10 @@ static void start_view_as_primary(struct vsr *v)
 
 static void check_dvc_quorum(struct vsr *v)
 {
-    if (v->status != VSR_VIEW_CHANGE || !vsr_is_primary(v))
+    /* A view is started at most once: a second start_view could install another log over the
+     * one backups already took. A replica restarted in a view it leads may have started it
+     * before the crash, so it never starts that view at all. */
+    if (v->status != VSR_VIEW_CHANGE || !vsr_is_primary(v) || v->view <= v->view_started)
         return;
     u32 n = 0;
     for (u8 r = 0; r < v->cfg.replica_count; r++)

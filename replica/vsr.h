@@ -149,6 +149,7 @@ struct vsr {
     u64 commit_max; /* highest commit point heard */
     u64 view_start_op; /* op head when this view started (read index floor) */
     u64 max_entry_view; /* the highest view of an entry loaded at start */
+    u64 view_started;  /* views up to it are never started (again) by this replica */
     struct vsr_entry_header journal[VSR_JOURNAL];
     u8 acks[VSR_JOURNAL]; /* primary: replicas (bit) with the entry durable, this view */
 

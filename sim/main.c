@@ -50,6 +50,7 @@ static void usage(FILE *out)
             "  --liveness-ms N   then healed: the bound to converge and serve (default 10000)\n"
             "  --no-faults       a clean run: no network, disk, process or clock faults\n"
             "  --determinism     run every seed twice and require the same digest\n"
+            "  --stop            stop at the first failing seed\n"
             "  --trace           print a readable trace of the run to stderr\n"
             "  --quiet           print only failures and the summary\n"
             "  --help            this text\n"
@@ -153,7 +154,7 @@ int main(int argc, char **argv)
     struct sim_options o = { .seed = 1, .safety_ms = 20000, .liveness_ms = 10000, .faults = true };
     u64 count = 1, v;
     const char *seeds_file = NULL;
-    bool determinism = false, quiet = false;
+    bool determinism = false, quiet = false, stop = false;
     static const struct option longs[] = {
         { "seed", required_argument, NULL, 's' },
         { "count", required_argument, NULL, 'n' },
@@ -164,6 +165,7 @@ int main(int argc, char **argv)
         { "liveness-ms", required_argument, NULL, 'L' },
         { "no-faults", no_argument, NULL, 'N' },
         { "determinism", no_argument, NULL, 'D' },
+        { "stop", no_argument, NULL, 'X' },
         { "trace", no_argument, NULL, 't' },
         { "quiet", no_argument, NULL, 'q' },
         { "help", no_argument, NULL, 'h' },
@@ -201,6 +203,7 @@ int main(int argc, char **argv)
             break;
         case 'N': o.faults = false; break;
         case 'D': determinism = true; break;
+        case 'X': stop = true; break;
         case 't': o.trace = stderr; break;
         case 'q': quiet = true; break;
         case 'h': usage(stdout); return 0;
@@ -234,14 +237,16 @@ int main(int argc, char **argv)
                 fclose(f);
                 return 2;
             }
-            run_seed(&o, determinism, quiet, &t);
+            if (run_seed(&o, determinism, quiet, &t) != 0 && stop)
+                break;
         }
         fclose(f);
     } else {
         u64 first = o.seed;
         for (u64 i = 0; i < count; i++) {
             o.seed = first + i;
-            run_seed(&o, determinism, quiet, &t);
+            if (run_seed(&o, determinism, quiet, &t) != 0 && stop)
+                break;
         }
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);

@@ -22,7 +22,7 @@
 #     liballocdb*) are never tolerated, so a misspelt cross-reference still fails;
 #   - no page names one of ours as plain text "allocdbd(8)": that would escape the check above;
 #   - SEE ALSO lists every other AllocDB page.
-# One check per program (allocdbd, allocdb, allocdb-bench, allocdb-inspect): every --option
+# One check per program (allocdbd, allocdb, allocdb-bench, allocdb-inspect, allocdb-sim): every --option
 # printed by `PROG --help` and by `PROG COMMAND --help` for each command listed under
 # "Commands:" appears in the program's page (as `Fl -option`, or -option in running text);
 # allocdbd's per-key flags, the lines under "Configuration keys", must instead be keys of
@@ -44,7 +44,7 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/allocdb-man.XXXXXX") || exit 99
 trap 'rm -rf "$tmp"' EXIT
 
 pages=$(ls "$mandir"/*.[1-9] 2>/dev/null)
-programs="allocdbd allocdb allocdb-bench allocdb-inspect"
+programs="allocdbd allocdb allocdb-bench allocdb-inspect allocdb-sim"
 npages=$(printf '%s\n' "$pages" | grep -c .)
 echo "1..$((npages + 4))"
 
