@@ -235,6 +235,7 @@ static void check_svc_quorum(struct vsr *v)
 /* This replica votes to leave its view for `view`. */
 static void vote(struct vsr *v, u64 view)
 {
+    v->voted = true;
     if (view > v->svc_view) {
         v->svc_view = view;
         v->svc_from = 0;
@@ -429,6 +430,7 @@ static void start_view_as_primary(struct vsr *v)
         return;
     v->view_started = v->view;
     v->status = VSR_NORMAL;
+    v->voted = false;
     v->commit_max = commit > v->commit_max ? commit : v->commit_max;
     v->view_start_op = v->op;
     for (u64 lsn = v->commit_max + 1; lsn <= v->op; lsn++)
@@ -781,6 +783,7 @@ static void on_start_view(struct vsr *v, const struct vsr_message *m)
         v->round_sent = v->round_confirmed = v->round_wanted;
     }
     v->status = VSR_NORMAL;
+    v->voted = false;
     v->nonce = 0;
     v->primary_seen_ns = v->now_ns;
     if (m->h.commit > v->commit_max)
@@ -848,6 +851,13 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         if (m.h.view > v->svc_view) {
             v->svc_view = m.h.view;
             v->svc_from = 0;
+            /* One that wants a change itself joins the highest view asked for, rather than
+             * asking for one higher again later: candidates converge instead of leapfrogging. */
+            if (v->status == VSR_VIEW_CHANGE || v->voted) {
+                v->svc_from |= bit(from);
+                vote(v, m.h.view);
+                return;
+            }
         }
         if (m.h.view == v->svc_view) {
             v->svc_from |= bit(from);
@@ -922,6 +932,7 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
             return;
         }
         v->primary_seen_ns = v->now_ns;
+        v->voted = false; /* its primary is back */
         if (m.h.commit > v->commit_max)
             v->commit_max = m.h.commit;
         publish(v);

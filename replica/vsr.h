@@ -156,6 +156,7 @@ struct vsr {
     /* view change */
     u64 svc_view;   /* the view votes are collected for */
     u8 svc_from;    /* bitmask */
+    bool voted;     /* this replica asked to leave its view (and has not seen it recover) */
     struct vsr_dvc dvc[VSR_REPLICAS_MAX];
     u64 nonce;      /* request_start_view */
 
