@@ -114,10 +114,28 @@ static int persist(struct vsr *v, u64 view, u64 log_view)
 static void publish(struct vsr *v)
 {
     u64 c = v->commit_max < v->durable ? v->commit_max : v->durable;
+    if (c > v->verified)
+        c = v->verified; /* only entries known to be the canonical ones */
     if (c > v->commit) {
         v->commit = c;
         v->env.commit(v->env.ctx, c);
     }
+}
+
+static bool own_header(struct vsr *v, u64 lsn, struct vsr_entry_header *out);
+
+/* Headers of this replica's own log, contiguous, ending at `top` (<= wal_head), into body. */
+static u32 own_top_headers(struct vsr *v, u64 top, u8 *body)
+{
+    struct vsr_entry_header hs[VSR_HEADERS_MAX];
+    u32 n = 0;
+    for (u64 lsn = top; lsn >= 1 && n < VSR_HEADERS_MAX; lsn--) {
+        if (!own_header(v, lsn, &hs[VSR_HEADERS_MAX - n - 1]))
+            break;
+        n++;
+    }
+    vsr_entry_headers_encode(body, hs + VSR_HEADERS_MAX - n, n);
+    return n;
 }
 
 /* Headers of the top of the log, contiguous, ending at `top`, into body; returns the count. */
@@ -172,6 +190,7 @@ void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
     v->log_view = s->durable.log_view;
     v->view_started = s->durable.view;
     v->wal_head = s->wal_head;
+    v->verified = s->wal_head; /* the log its log_view claims */
     v->durable = s->wal_head;
     v->op = s->wal_head;
     struct vsr_entry_header *h = jget(v, s->wal_head);
@@ -272,14 +291,14 @@ static void send_dvc(struct vsr *v, bool everyone)
      * log). Entries heard of only from prepares that ran ahead are left out: a committed one is
      * durable on a quorum, and every quorum of do_view_changes includes one of them. */
     u64 head = v->durable;
-    u32 n = top_headers(v, head, body);
+    u32 n = own_top_headers(v, head, body);
     /* Entries of a newer view than log_view (appended while catching up to a view's start
      * log): the log is a prefix of that view's primary's log (the hash chain), so that is the
      * view it is claimed under. */
     u64 claim = v->log_view;
-    struct vsr_entry_header *top = jget(v, head);
-    if (top && top->view > claim)
-        claim = top->view;
+    struct vsr_entry_header top;
+    if (own_header(v, head, &top) && top.view > claim)
+        claim = top.view;
     struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = head, .a = claim,
                             .commit = v->commit_max };
     if (everyone)
@@ -289,66 +308,141 @@ static void send_dvc(struct vsr *v, bool everyone)
     if (primary == v->cfg.replica && !v->dvc[primary].have) {
         struct vsr_entry_header hs[VSR_HEADERS_MAX];
         for (u32 i = 0; i < n; i++)
-            hs[i] = *jget(v, head - n + 1 + i);
+            own_header(v, head - n + 1 + i, &hs[i]);
         record_dvc(v, primary, claim, head, v->commit_max, hs, n);
         check_dvc_quorum(v);
     }
 }
 
+/* Remove this replica's entries after keep (never at or below its commit point). */
+static int truncate_to(struct vsr *v, u64 keep)
+{
+    ADB_ASSERT(keep >= (v->commit < v->wal_head ? v->commit : v->wal_head) && keep < v->wal_head);
+    u32 crc = 0;
+    if (keep > 0) {
+        struct vsr_entry_header *h = jget(v, keep);
+        if (h) {
+            crc = h->crc;
+        } else {
+            u32 len = 0;
+            struct wal_frame f;
+            if (v->env.read(v->env.ctx, keep, v->frame_buf, sizeof(v->frame_buf), &len) != 0 ||
+                wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK)
+                return -EIO; /* tried again at the next start_view or prepare */
+            crc = f.crc;
+        }
+    }
+    int rc = v->env.truncate(v->env.ctx, keep);
+    if (rc != 0) {
+        v->count.append_failures++;
+        return rc;
+    }
+    v->count.truncations++;
+    v->count.truncated_entries += v->wal_head - keep;
+    for (u64 lsn = keep + 1; lsn <= v->wal_head && lsn <= keep + VSR_JOURNAL; lsn++)
+        jclear(v, lsn);
+    v->wal_head = keep;
+    v->wal_head_crc = crc;
+    if (v->durable > keep)
+        v->durable = keep;
+    if (v->verified > keep)
+        v->verified = keep;
+    return 0;
+}
+
+/* The crc of this replica's own entry lsn (<= wal_head), read back from its WAL; false if it
+ * cannot be read intact. */
+static bool own_crc(struct vsr *v, u64 lsn, u32 *crc)
+{
+    u32 len = 0;
+    struct wal_frame f;
+    if (v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len) != 0 ||
+        wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK || f.lsn != lsn)
+        return false;
+    *crc = f.crc;
+    return true;
+}
+
+/* The header of this replica's own entry lsn (<= wal_head): from the journal up to verified
+ * (there it is canonical and ours alike), read back from the WAL above (the journal holds the
+ * canonical headers there, which are not necessarily ours). */
+static bool own_header(struct vsr *v, u64 lsn, struct vsr_entry_header *out)
+{
+    if (lsn == 0 || lsn > v->wal_head)
+        return false;
+    if (lsn <= v->verified) {
+        struct vsr_entry_header *h = jget(v, lsn);
+        if (h) {
+            *out = *h;
+            return true;
+        }
+    }
+    u32 len = 0;
+    struct wal_frame f;
+    if (v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len) != 0 ||
+        wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK || f.lsn != lsn)
+        return false;
+    vsr_entry_header_of_frame(&f, out);
+    return true;
+}
+
 /*
- * Adopt a canonical log: headers hs[0..count) ending at op, from a replica whose log it is.
- * ours_canonical: this replica's log is known to be a prefix of it (same last normal view).
- * Truncates this replica's divergent suffix (never at or below its commit point) and records
- * the canonical headers; the missing entries are repaired afterwards.
+ * Adopt a canonical log: headers hs[0..count) (the top of it, maybe none) ending at op, from a
+ * replica whose log it is. ours_canonical: this replica's log is known to be a prefix of it.
+ * Only entries proven not to be in it are truncated — above its head, or differing from a
+ * canonical header — never one that only cannot be checked yet: a committed entry truncated on
+ * a replica of its quorum could end up on too few to survive the next view change. Entries
+ * above `verified` are checked along the hash chain afterwards (verify), and neither served,
+ * acked nor extended before.
  */
 static int adopt_log(struct vsr *v, const struct vsr_entry_header *hs, u32 count, u64 op,
                      bool ours_canonical)
 {
-    u64 committed = v->commit < v->wal_head ? v->commit : v->wal_head;
-    u64 keep = committed;
+    u64 keep = v->wal_head;
+    u64 verified = v->commit < v->wal_head ? v->commit : v->wal_head;
     if (ours_canonical) {
-        keep = v->wal_head;
+        verified = v->wal_head;
     } else {
+        if (keep > op)
+            keep = op; /* not in the canonical log, so never committed */
         for (u32 i = 0; i < count; i++) {
             u64 lsn = hs[i].lsn;
-            if (lsn > v->wal_head)
+            if (lsn > keep)
                 break;
-            struct vsr_entry_header *mine = jget(v, lsn);
-            if (mine && mine->crc == hs[i].crc) {
-                if (lsn > keep)
-                    keep = lsn;
+            struct vsr_entry_header own, *mine = own_header(v, lsn, &own) ? &own : NULL;
+            if (!mine)
+                continue;
+            if (mine->crc != hs[i].crc) {
+                keep = lsn - 1; /* proven divergent from here */
+                break;
             }
+            if (lsn > verified)
+                verified = lsn; /* and everything below it: the chain */
         }
         /* The entry just below the window, by the chain. */
-        if (count > 0 && hs[0].lsn >= 2 && hs[0].lsn - 1 <= v->wal_head) {
-            struct vsr_entry_header *below = jget(v, hs[0].lsn - 1);
-            if (below && below->crc == hs[0].prev_crc && hs[0].lsn - 1 > keep)
-                keep = hs[0].lsn - 1;
+        if (count > 0 && hs[0].lsn >= 2 && hs[0].lsn - 1 <= keep) {
+            struct vsr_entry_header own, *below = own_header(v, hs[0].lsn - 1, &own) ? &own : NULL;
+            if (below && below->crc != hs[0].prev_crc)
+                keep = hs[0].lsn - 2;
+            else if (below && hs[0].lsn - 1 > verified)
+                verified = hs[0].lsn - 1;
         }
+        if (verified > keep)
+            verified = keep;
     }
-    ADB_ASSERT(keep >= committed);
     if (keep < v->wal_head) {
-        int rc = v->env.truncate(v->env.ctx, keep);
-        if (rc != 0) {
-            v->count.append_failures++;
+        int rc = truncate_to(v, keep);
+        if (rc != 0)
             return rc;
-        }
-        v->count.truncations++;
-        v->count.truncated_entries += v->wal_head - keep;
-        v->wal_head = keep;
-        struct vsr_entry_header *h = jget(v, keep);
-        ADB_ASSERT(keep == 0 || h != NULL);
-        v->wal_head_crc = h ? h->crc : 0;
-        if (v->durable > keep)
-            v->durable = keep;
     }
+    v->verified = verified;
     memset(v->ahead, 0, sizeof(v->ahead));
-    /* Forget our headers above what we keep, then learn the canonical ones. */
-    u64 top = v->op > v->wal_head ? v->op : v->wal_head;
-    for (u64 lsn = keep + 1; lsn <= top && lsn <= keep + VSR_JOURNAL; lsn++)
-        jclear(v, lsn);
+    /* Above what is verified the journal holds canonical headers only (our own unverified
+     * entries are read back from the WAL when they are checked). */
+    for (u64 lsn = verified + 1; lsn <= verified + VSR_JOURNAL; lsn++)
+        jclear(v, lsn); /* all of it: headers learned in an older view, ahead of op too */
     for (u32 i = 0; i < count; i++)
-        if (hs[i].lsn > keep && within_reach(v, hs[i].lsn))
+        if (hs[i].lsn > verified && within_reach(v, hs[i].lsn))
             jput(v, &hs[i]);
     /* The log's head: the canonical one, or ours where ours extends it. Headers we only heard
      * of (prepares that ran ahead of our WAL) are not in it: if no quorum member held them
@@ -356,9 +450,31 @@ static int adopt_log(struct vsr *v, const struct vsr_entry_header *hs, u32 count
     v->op = op;
     if (ours_canonical && v->wal_head > v->op)
         v->op = v->wal_head;
-    if (!within_reach(v, v->op))
-        v->op = v->wal_head + VSR_JOURNAL / 2;
     return 0;
+}
+
+/*
+ * Check this replica's unverified entries (verified, wal_head] against the canonical log, from
+ * the bottom, as canonical headers become known (repair asks the view's canonical source for
+ * them): a match verifies the entry and everything below it (the chain); a mismatch proves it
+ * and everything above it divergent, and they are truncated.
+ */
+static void verify(struct vsr *v)
+{
+    while (v->verified < v->wal_head) {
+        u64 lsn = v->verified + 1;
+        struct vsr_entry_header *c = jget(v, lsn);
+        if (!c)
+            return;
+        u32 mine;
+        if (!own_crc(v, lsn, &mine))
+            return; /* our own copy is unreadable: it cannot be checked (nor served) */
+        if (mine != c->crc) {
+            truncate_to(v, lsn - 1);
+            return;
+        }
+        v->verified = lsn;
+    }
 }
 
 /*
@@ -370,7 +486,8 @@ static int adopt_log(struct vsr *v, const struct vsr_entry_header *hs, u32 count
  */
 static void settle_log_view(struct vsr *v)
 {
-    if (v->status != VSR_NORMAL || v->log_view == v->view || v->durable < v->view_start_op)
+    if (v->status != VSR_NORMAL || v->log_view == v->view || v->durable < v->view_start_op ||
+        v->verified < v->view_start_op)
         return;
     if (persist(v, v->view, v->view) != 0)
         return;
@@ -471,10 +588,11 @@ static void send_prepare_ok(struct vsr *v)
     if (v->status != VSR_NORMAL || vsr_is_primary(v) || v->durable == 0 ||
         v->log_view != v->view)
         return;
-    struct vsr_entry_header *h = jget(v, v->durable);
-    if (!h)
+    u64 ack = v->durable < v->verified ? v->durable : v->verified;
+    struct vsr_entry_header *h = jget(v, ack);
+    if (ack == 0 || !h)
         return;
-    struct vsr_header m = { .command = VSR_PREPARE_OK, .op = v->durable, .a = h->crc };
+    struct vsr_header m = { .command = VSR_PREPARE_OK, .op = ack, .a = h->crc };
     send(v, vsr_primary_of(v, v->view), &m, NULL, 0);
 }
 
@@ -486,7 +604,8 @@ static void try_commit(struct vsr *v)
         u64 next = v->commit_max + 1;
         if (next > v->wal_head)
             break; /* still repairing it */
-        u32 have = popcount8(v->acks[next % VSR_JOURNAL]) + (v->durable >= next ? 1 : 0);
+        u32 have = popcount8(v->acks[next % VSR_JOURNAL]) +
+                   (v->durable >= next && v->verified >= next ? 1 : 0);
 #ifdef ADB_CANARY_QUORUM
         have = v->quorum; /* canary: commit without a quorum */
 #endif
@@ -521,7 +640,7 @@ static bool take_next(struct vsr *v, const struct wal_frame *f, const u8 *bytes,
                       u64 msg_view)
 {
     struct vsr_entry_header *known = jget(v, f->lsn);
-    if (f->prev_crc != v->wal_head_crc || (known && known->crc != f->crc)) {
+    if (known && known->crc != f->crc) {
         v->count.dropped_status++;
         return false;
     }
@@ -529,7 +648,44 @@ static bool take_next(struct vsr *v, const struct wal_frame *f, const u8 *bytes,
         v->count.dropped_view++;
         return false;
     }
-    return append_frame(v, f, bytes, len);
+    if (f->prev_crc != v->wal_head_crc || v->verified < v->wal_head) {
+        v->count.dropped_status++; /* our head is not (yet) known canonical: verify first */
+        return false;
+    }
+    if (!append_frame(v, f, bytes, len))
+        return false;
+    v->verified = f->lsn;
+    return true;
+}
+
+/* Whether m comes from this view's canonical source: its primary, or — for the primary while
+ * it starts the view — a replica whose do_view_change carried the canonical log that far. */
+static bool canonical_source(const struct vsr *v, const struct vsr_message *m)
+{
+    if (m->h.view != v->view)
+        return false;
+    if (m->h.replica == vsr_primary_of(v, v->view))
+        return true;
+    if (!vsr_is_primary(v))
+        return false;
+    u64 best = 0;
+    for (u8 r = 0; r < v->cfg.replica_count; r++)
+        if (v->dvc[r].have && v->dvc[r].log_view > best)
+            best = v->dvc[r].log_view;
+    const struct vsr_dvc *d = &v->dvc[m->h.replica];
+    return d->have && d->log_view == best && d->op >= m->frame.lsn;
+}
+
+/* A frame from the canonical source names the canonical entry at its LSN. */
+static void learn_canonical(struct vsr *v, const struct vsr_message *m)
+{
+    const struct wal_frame *f = &m->frame;
+    if (f->lsn <= v->verified || jget(v, f->lsn) || !within_reach(v, f->lsn) ||
+        !canonical_source(v, m))
+        return;
+    struct vsr_entry_header h;
+    vsr_entry_header_of_frame(f, &h);
+    jput(v, &h);
 }
 
 /* Append what arrived ahead and now follows. */
@@ -552,6 +708,7 @@ static void drain_ahead(struct vsr *v)
 static void on_prepare(struct vsr *v, const struct vsr_message *m)
 {
     const struct wal_frame *f = &m->frame;
+    learn_canonical(v, m);
     struct vsr_entry_header *known = jget(v, f->lsn);
     bool from_primary = m->h.view == v->view && m->h.replica == vsr_primary_of(v, v->view);
     if (m->h.view < v->view && !(known && known->crc == f->crc)) {
@@ -570,7 +727,10 @@ static void on_prepare(struct vsr *v, const struct vsr_message *m)
         return;
     }
     if (f->lsn <= v->wal_head) {
-        if (known && known->crc == f->crc && f->lsn <= v->durable)
+        if (f->lsn > v->verified) {
+            verify(v);
+            drain_ahead(v);
+        } else if (known && known->crc == f->crc && f->lsn <= v->durable)
             send_prepare_ok(v); /* a retransmission: ack again */
         return;
     }
@@ -602,6 +762,10 @@ static void on_prepare(struct vsr *v, const struct vsr_message *m)
 
 static void send_prepare_from_wal(struct vsr *v, u8 to, u64 lsn, u32 expect_crc)
 {
+    if (expect_crc == 0 && (lsn > v->verified || v->status != VSR_NORMAL)) {
+        v->count.repairs_unreadable++; /* not known canonical: only for who names its crc */
+        return;
+    }
     u32 len = 0;
     int rc = v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len);
     if (rc != 0) {
@@ -621,10 +785,16 @@ static void send_prepare_from_wal(struct vsr *v, u8 to, u64 lsn, u32 expect_crc)
 }
 
 /* A replica to ask for entry lsn. With its crc known, any other replica (each answers only
- * with an intact copy of that very entry); without, the primary, or — for the primary, in its
- * view's start — a replica whose do_view_change carried the canonical log that far. */
+ * with an intact copy of that very entry); without, the primary (repair also asks another in
+ * turn: the primary's copy may be unreadable; without a crc a replica answers only from its
+ * verified prefix in normal status, and the answer is taken only from this view), or — for the
+ * primary, in its view's start — a replica whose do_view_change carried the canonical log
+ * that far. */
 static int repair_source(struct vsr *v, u64 lsn, bool known)
 {
+    /* A backup asks the primary first, and others in turn (the primary's own copy may be
+     * unreadable): without a crc, a replica answers only from its verified prefix in normal
+     * status, and the answer is taken only from this view. */
     if (!vsr_is_primary(v) && !known)
         return vsr_primary_of(v, v->view);
     u64 best_log_view = 0;
@@ -648,6 +818,22 @@ static int repair_source(struct vsr *v, u64 lsn, bool known)
 
 static void repair(struct vsr *v)
 {
+    verify(v);
+    if (v->verified < v->wal_head) {
+        /* Ask the canonical source for our unverified entries, to compare. */
+        for (u64 lsn = v->verified + 1; lsn <= v->wal_head && lsn <= v->verified + VSR_REORDER;
+             lsn++) {
+            if (jget(v, lsn))
+                continue;
+            int from = repair_source(v, lsn, false);
+            if (from < 0 || from == v->cfg.replica)
+                break;
+            struct vsr_header m = { .command = VSR_REQUEST_PREPARE, .op = lsn };
+            send(v, (u8)from, &m, NULL, 0);
+            v->count.repairs_requested++;
+        }
+        return;
+    }
     u64 want = v->op > v->commit_max ? v->op : v->commit_max;
     for (u64 lsn = v->wal_head + 1; lsn <= want && lsn <= v->wal_head + VSR_REORDER; lsn++) {
         if (v->ahead[lsn % VSR_REORDER].lsn == lsn)
@@ -659,13 +845,21 @@ static void repair(struct vsr *v)
         struct vsr_header m = { .command = VSR_REQUEST_PREPARE, .op = lsn, .a = h ? h->crc : 0 };
         send(v, (u8)from, &m, NULL, 0);
         v->count.repairs_requested++;
+        if (!h && !vsr_is_primary(v)) {
+            u8 other = (u8)((from + 1 + (lsn + v->count.repairs_requested) % (v->cfg.replica_count - 1)) %
+                            v->cfg.replica_count);
+            if (other != v->cfg.replica && other != from) {
+                struct vsr_header m2 = { .command = VSR_REQUEST_PREPARE, .op = lsn };
+                send(v, other, &m2, NULL, 0);
+            }
+        }
     }
 }
 
 /* Primary: resend unacknowledged prepares to the backups that lack them. */
 static void retransmit(struct vsr *v)
 {
-    for (u64 lsn = v->commit_max + 1; lsn <= v->wal_head && lsn <= v->commit_max + REPAIR_BATCH;
+    for (u64 lsn = v->commit_max + 1; lsn <= v->verified && lsn <= v->commit_max + REPAIR_BATCH;
          lsn++) {
         struct vsr_entry_header *h = jget(v, lsn);
         if (!h)
@@ -700,6 +894,18 @@ static void confirm_round(struct vsr *v)
 }
 
 /* ---- events -------------------------------------------------------------------------------- */
+
+/* The sender is in a later view (a start_view_change names a view asked for, not one entered):
+ * stop serving at once, and let the view-change timer aim past it. */
+static void saw_higher_view(struct vsr *v, u64 view)
+{
+    if (view > v->higher_view)
+        v->higher_view = view;
+    if (v->status == VSR_NORMAL) {
+        v->status = VSR_VIEW_CHANGE;
+        v->vc_started_ns = v->now_ns;
+    }
+}
 
 
 static void set_time(struct vsr *v, struct vsr_time t)
@@ -744,7 +950,10 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
     }
     /* A view change. */
     if (now - v->vc_started_ns >= v->cfg.view_change_timeout_ns + v->timeout_jitter_ns) {
-        u64 next = (v->svc_view > v->view ? v->svc_view : v->view) + 1;
+        u64 next = v->svc_view > v->view ? v->svc_view : v->view;
+        if (v->higher_view > next)
+            next = v->higher_view;
+        next++;
         vote(v, next);
         return;
     }
@@ -755,6 +964,10 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
         }
         if (v->log_view < v->view)
             send_dvc(v, true);
+        else if (v->higher_view > v->view) {
+            if (vsr_primary_of(v, v->higher_view) != v->cfg.replica)
+                request_start_view(v, vsr_primary_of(v, v->higher_view), v->higher_view);
+        }
         else if (!vsr_is_primary(v))
             request_start_view(v, vsr_primary_of(v, v->view), v->view);
     }
@@ -766,6 +979,10 @@ static void on_start_view(struct vsr *v, const struct vsr_message *m)
     if (m->h.replica != vsr_primary_of(v, w) || w < v->view)
         return;
     if (w == v->view && vsr_is_primary(v))
+        return;
+    /* In our own view, only one we still wait for (or asked for): an old start_view replayed
+     * later would take the log back to the view's start. */
+    if (w == v->view && v->status == VSR_NORMAL && !(v->nonce != 0 && m->h.a == v->nonce))
         return;
     struct vsr_entry_header hs[VSR_HEADERS_MAX];
     for (u32 i = 0; i < m->header_count; i++)
@@ -813,6 +1030,9 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         return;
     }
     u8 from = m.h.replica;
+    if (m.h.view > v->view && m.h.command != VSR_START_VIEW_CHANGE &&
+        m.h.command != VSR_DO_VIEW_CHANGE && m.h.command != VSR_START_VIEW)
+        saw_higher_view(v, m.h.view);
     switch (m.h.command) {
     case VSR_PING: {
         struct vsr_header h = { .command = VSR_PONG, .a = m.h.a, .b = v->clock_ms };
@@ -902,10 +1122,6 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         /* A higher view is under way or done: stop serving; ask its primary for the log. */
         if (m.h.replica == vsr_primary_of(v, m.h.view) &&
             (m.h.command == VSR_PREPARE || m.h.command == VSR_COMMIT)) {
-            if (v->status == VSR_NORMAL) {
-                v->status = VSR_VIEW_CHANGE;
-                v->vc_started_ns = v->now_ns;
-            }
             request_start_view(v, m.h.replica, m.h.view);
         }
         return;
@@ -1032,7 +1248,7 @@ u64 vsr_clock_error_ms(const struct vsr *v)
 u32 vsr_prepare_room(struct vsr *v, struct vsr_time t)
 {
     set_time(v, t);
-    if (!vsr_serving(v) || v->wal_head < v->op)
+    if (!vsr_serving(v) || v->wal_head < v->op || v->verified < v->wal_head)
         return 0;
     u64 ms;
     if (!vsr_cluster_clock(v, t, &ms)) {
@@ -1055,7 +1271,7 @@ void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len
     struct vsr_entry_header h;
     vsr_entry_header_of_frame(&f, &h);
     jput(v, &h);
-    v->op = v->wal_head = f.lsn;
+    v->op = v->wal_head = v->verified = f.lsn;
     v->wal_head_crc = f.crc;
     if (v->cfg.replica_count == 1)
         return;
@@ -1069,7 +1285,7 @@ void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len
 bool vsr_read_begin(struct vsr *v, struct vsr_time t, u64 *ticket, u64 *index)
 {
     set_time(v, t);
-    if (!vsr_serving(v) || v->wal_head < v->op)
+    if (!vsr_serving(v) || v->wal_head < v->op || v->log_view != v->view)
         return false;
     *index = v->commit_max > v->view_start_op ? v->commit_max : v->view_start_op;
     if (v->cfg.replica_count == 1) {

@@ -145,6 +145,7 @@ struct vsr {
     u64 wal_head;   /* last LSN in the WAL (frames contiguous up to it) */
     u32 wal_head_crc;
     u64 durable;    /* last LSN durable in the WAL */
+    u64 verified;   /* the WAL up to it is known to be the canonical log of this view */
     u64 commit;     /* published commit point */
     u64 commit_max; /* highest commit point heard */
     u64 view_start_op; /* op head when this view started (read index floor) */
@@ -157,6 +158,7 @@ struct vsr {
     u64 svc_view;   /* the view votes are collected for */
     u8 svc_from;    /* bitmask */
     bool voted;     /* this replica asked to leave its view (and has not seen it recover) */
+    u64 higher_view; /* the highest view a replica was seen in */
     struct vsr_dvc dvc[VSR_REPLICAS_MAX];
     u64 nonce;      /* request_start_view */
 

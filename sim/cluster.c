@@ -13,6 +13,7 @@
 #include "wal/command.h"
 #include "wal/frame.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,7 +71,8 @@ struct sim_world {
     struct sm_config smc;
     /* fault mix (ppm per tick) */
     u32 crash_ppm, partition_ppm, pause_ppm, clock_jump_ppm, persist_ppm, io_crash_ppm;
-    u32 clock_faulty; /* replicas (bits) whose wall clock may jump: at most f */
+    u32 faulty; /* replicas (bits) whose clock may jump and whose disk may rot: at most f */
+    u32 fsync_fail_ppm, bitrot_ppm;
     u64 partition_heal_ns;
     bool partitioned;
     bool liveness;
@@ -271,6 +273,12 @@ void sim_check_apply(struct sim_world *w, u8 replica, const u8 *frame, u32 len,
 {
     u64 lsn = res->lsn;
     mix(w, ((u64)replica << 56) ^ lsn);
+    if (w->opt.trace && lsn % 1 == 0) {
+        struct wal_frame tf;
+        if (wal_frame_decode_exact(frame, len, &tf) == WAL_FRAME_OK)
+            sim_trace(w, "r%u applied lsn %llu (view %llu, crc %08x)", replica,
+                      (unsigned long long)lsn, (unsigned long long)tf.view, tf.crc);
+    }
     if (lsn >= SIM_LSN_CAP) {
         sim_fail(w, "the run passed %u committed entries (SIM_LSN_CAP)", SIM_LSN_CAP);
         return;
@@ -512,11 +520,11 @@ static void crash(struct sim_world *w, struct sim_replica *r)
     if (prng_chance(p, w->clock_jump_ppm)) {
         /* A wall clock set an hour wrong (or put right) across the restart. A timeline that
          * jumped never comes back (slots never go backwards), so a replica whose clock was
-         * ever wrong stays wrong: only the f replicas drawn for it get jumps — a quorum of
-         * wrong clocks is wrong cluster time, which no protocol can see. A single node has
-         * nothing to check its wall clock against (DESIGN.md §3 names that risk). */
+         * ever wrong stays wrong: only the f faulty replicas get jumps — a quorum of wrong
+         * clocks is wrong cluster time, which no protocol can see. A single node has nothing
+         * to check its wall clock against (DESIGN.md §3 names that risk). */
         static const i64 jumps[] = { 3600000, -3600000, 0 };
-        if (w->clock_faulty & (1u << r->id))
+        if (w->faulty & (1u << r->id))
             r->wall_offset_ms = jumps[prng_below(p, 3)];
         w->stats->clock_jumps++;
     }
@@ -553,6 +561,24 @@ static void faults_tick(struct sim_world *w)
         if (r->up) {
             io_fault_crash_after(r->disk, prng_below(p, 4));
             w->stats->io_crashes++;
+        }
+    }
+    if (prng_chance(p, w->fsync_fail_ppm)) {
+        /* An fsync fails: the WAL halts, the process dies and restarts from what is durable. */
+        struct sim_replica *r = &w->replicas[prng_below(p, w->n)];
+        if (r->up) {
+            io_fault_fail_sync(r->disk, prng_range(p, 1, 3), -EIO);
+            w->stats->fsync_failures++;
+        }
+    }
+    if (prng_chance(p, w->bitrot_ppm)) {
+        /* A bit rots on the medium (of one of the f faulty replicas): the replica must not
+         * serve that entry, and a restart that finds it fails closed (it stays down: never
+         * auto-repaired). */
+        struct sim_replica *r = &w->replicas[prng_below(p, w->n)];
+        if ((w->faulty & (1u << r->id)) && sim_replica_bitrot(r, p)) {
+            w->stats->bit_flips++;
+            sim_trace(w, "r%u bit flip in its WAL", r->id);
         }
     }
     if (w->n == 1)
@@ -638,8 +664,10 @@ static void draw(struct sim_world *w, struct prng *p)
     w->pause_ppm = faults ? (u32)prng_below(p, 2001) : 0;
     w->clock_jump_ppm = faults ? (u32)prng_below(p, 500001) : 0;
     w->persist_ppm = faults ? (u32)prng_below(p, 20001) : 0;
+    w->fsync_fail_ppm = faults ? (u32)prng_below(p, 1001) : 0;
+    w->bitrot_ppm = faults ? (u32)prng_below(p, 501) : 0;
     for (u32 k = 0; faults && k < (w->n - 1) / 2; k++)
-        w->clock_faulty |= 1u << prng_below(p, w->n);
+        w->faulty |= 1u << prng_below(p, w->n);
 }
 
 static void sim_sm_defaults(struct sm_config *c)

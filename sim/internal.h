@@ -14,6 +14,7 @@
 #include "sim/prng.h"
 #include "sim/sim.h"
 #include "tests/io_fault.h"
+#include "wal/frame.h"
 #include "wal/sequencing.h"
 #include "wal/slot_clock.h"
 
@@ -27,6 +28,7 @@
 #define SIM_LSN_CAP 65536         /* committed entries a run may reach */
 #define SIM_OPS_PER_CLIENT 8192
 #define SIM_RESOURCES 16
+#define SIM_SHARED_LOG 4096       /* durable frames kept in memory for the applier */
 
 /* Client <-> replica messages (not the wire protocol: the ingress is a daemon shell). */
 enum sim_msg_type {
@@ -64,6 +66,13 @@ struct sim_pending {
 
 struct sim_world;
 
+/* A durable frame as the daemon's shared log holds it (the applier reads these, not the disk). */
+struct sim_logged {
+    u64 lsn; /* 0: empty */
+    u32 len;
+    u8 bytes[WAL_FRAME_MAX];
+};
+
 struct sim_replica {
     struct sim_world *w;
     u8 id;
@@ -95,6 +104,7 @@ struct sim_replica {
     u64 commit_target;
     u64 expire_barrier;    /* proposals wait until this LSN is applied */
     struct sim_pending pending[SIM_PENDING_MAX];
+    struct sim_logged *shared_log; /* SIM_SHARED_LOG, by LSN */
     bool dead;             /* a storage failure: crash at the end of the event */
     bool started;          /* ran before (a restart is not a fresh start) */
 };
@@ -107,6 +117,8 @@ bool sim_replica_start(struct sim_replica *r);
 void sim_replica_stop(struct sim_replica *r);
 void sim_replica_destroy(struct sim_replica *r);
 void sim_replica_tick(struct sim_replica *r);
+/* Bit rot: flips one bit of the WAL's synced bytes; false if there were none. */
+bool sim_replica_bitrot(struct sim_replica *r, struct prng *p);
 void sim_replica_receive(struct sim_replica *r, u32 from, const u8 *bytes, u32 len);
 u64 sim_replica_clock_ms(const struct sim_replica *r);
 struct vsr_time sim_replica_time(const struct sim_replica *r);

@@ -59,7 +59,8 @@ static void usage(FILE *out)
             "replay of old packets, delay and reordering, symmetric, one-way and isolating\n"
             "partitions, crashes with power loss (keeping synced data, torn writes, pages in any\n"
             "order), crashes inside a disk operation (between a write and its fsync), pauses,\n"
-            "wall-clock jumps of +-1 h across a restart, failed metadata writes.\n"
+            "wall-clock jumps of +-1 h across a restart, failed metadata writes, failed fsyncs,\n"
+            "bits flipped in a WAL's synced bytes.\n"
             "Checks: committed entries identical across replicas byte for byte; each replica's\n"
             "results equal to a reference model's; no duplicate execution; no early expiry in\n"
             "simulated real time; no stale read; no definite rejection that took effect; the\n"
@@ -93,6 +94,8 @@ static void add(struct totals *t, const struct sim_stats *s)
     t->sum.crashes += s->crashes;
     t->sum.io_crashes += s->io_crashes;
     t->sum.torn_crashes += s->torn_crashes;
+    t->sum.fsync_failures += s->fsync_failures;
+    t->sum.bit_flips += s->bit_flips;
     t->sum.restarts += s->restarts;
     t->sum.faulted += s->faulted;
     t->sum.partitions += s->partitions;
@@ -258,9 +261,10 @@ int main(int argc, char **argv)
            "\n", s->requests, s->acked, s->reads, s->committed);
     printf("faults: crashes %" PRIu64 " (torn %" PRIu64 ", inside a disk operation %" PRIu64
            "), restarts %" PRIu64 ", disks that could not open %" PRIu64 ", partitions %" PRIu64
-           ", pauses %" PRIu64 ", clock jumps %" PRIu64 ", metadata write failures %" PRIu64 "\n",
+           ", pauses %" PRIu64 ", clock jumps %" PRIu64 ", metadata write failures %" PRIu64
+           ", fsync failures %" PRIu64 ", bit flips %" PRIu64 "\n",
            s->crashes, s->torn_crashes, s->io_crashes, s->restarts, s->faulted, s->partitions,
-           s->pauses, s->clock_jumps, s->persist_faults);
+           s->pauses, s->clock_jumps, s->persist_faults, s->fsync_failures, s->bit_flips);
     printf("network: sent %" PRIu64 ", lost %" PRIu64 ", duplicated %" PRIu64 ", replayed %" PRIu64
            ", dropped by partitions %" PRIu64 "\n", s->net_sent, s->net_lost, s->net_duplicated,
            s->net_replayed, s->net_dropped_partition);

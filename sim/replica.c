@@ -14,6 +14,7 @@
 #include "wal/log.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -70,6 +71,12 @@ static int env_append(void *ctx, const u8 *frame, u32 len)
     int rc = sequencing_append_frame(&r->seq, frame, len);
     if (rc != 0 && rc != -EINVAL)
         r->dead = true;
+    if (r->w && rc == 0) {
+        struct wal_frame tf;
+        if (wal_frame_decode_exact(frame, len, &tf) == WAL_FRAME_OK)
+            sim_trace(r->w, "r%u append lsn %llu (view %llu, crc %08x)", r->id,
+                      (unsigned long long)tf.lsn, (unsigned long long)tf.view, tf.crc);
+    }
     return rc;
 }
 
@@ -80,6 +87,9 @@ static int env_truncate(void *ctx, u64 after_lsn)
     int rc = sequencing_truncate(&r->seq, after_lsn);
     if (rc != 0)
         r->dead = true;
+    for (u32 i = 0; i < SIM_SHARED_LOG; i++)
+        if (r->shared_log[i].lsn > after_lsn)
+            r->shared_log[i].lsn = 0;
     sim_trace(r->w, "r%u truncate after %llu rc=%d", r->id, (unsigned long long)after_lsn, rc);
     return rc;
 }
@@ -128,9 +138,30 @@ static void apply_frame(struct sim_replica *r, const u8 *frame, u32 len)
     sim_check_apply(r->w, r->id, frame, len, &res);
 }
 
+static void shared_log_put(struct sim_replica *r, const u8 *frame, u32 len, u64 lsn)
+{
+    struct sim_logged *e = &r->shared_log[lsn % SIM_SHARED_LOG];
+    e->lsn = lsn;
+    e->len = len;
+    memcpy(e->bytes, frame, len);
+}
+
+/* Committed entry lsn as the applier gets it: from the shared log, else read from the WAL. */
+static int committed_frame(struct sim_replica *r, u64 lsn, u8 *buf, u32 *len)
+{
+    struct sim_logged *e = &r->shared_log[lsn % SIM_SHARED_LOG];
+    if (e->lsn == lsn) {
+        memcpy(buf, e->bytes, e->len);
+        *len = e->len;
+        return 0;
+    }
+    return sequencing_read(&r->seq, lsn, buf, WAL_FRAME_MAX, len);
+}
+
 static int replayed(void *ctx, const u8 *frame, u32 len, u64 lsn)
 {
     struct sim_replica *r = ctx;
+    shared_log_put(r, frame, len, lsn);
     struct wal_frame f;
     ADB_ASSERT(wal_frame_decode_exact(frame, len, &f) == WAL_FRAME_OK);
     struct vsr_entry_header h;
@@ -154,7 +185,8 @@ bool sim_replica_start(struct sim_replica *r)
     u32 cache_cap = 64;
     r->cache_mem = calloc(1, retry_cache_bytes(cache_cap));
     r->batch = calloc(SIM_BATCH_MAX, sizeof(*r->batch));
-    ADB_ASSERT(r->cache_mem && r->batch);
+    r->shared_log = calloc(SIM_SHARED_LOG, sizeof(*r->shared_log));
+    ADB_ASSERT(r->cache_mem && r->batch && r->shared_log);
     retry_cache_init(&r->cache, r->cache_mem, cache_cap, smc->dedupe_window_slots);
     struct sequencing_config sc = { .batch_max = SIM_BATCH_MAX, .slot_ms = SIM_SLOT_MS,
                                     .segment_bytes = SEGMENT_BYTES, .meta_interval_ms = 1000,
@@ -211,8 +243,10 @@ void sim_replica_stop(struct sim_replica *r)
     r->sm_made = false;
     free(r->cache_mem);
     free(r->batch);
+    free(r->shared_log);
     r->cache_mem = NULL;
     r->batch = NULL;
+    r->shared_log = NULL;
     r->up = false;
 }
 
@@ -304,6 +338,12 @@ static void flush(struct sim_replica *r)
                 r->dead = true;
                 break;
             }
+            for (u32 i = 0; i < count; i++) {
+                struct wal_frame f;
+                ADB_ASSERT(wal_frame_decode_exact(r->batch[i].bytes, r->batch[i].len, &f) ==
+                           WAL_FRAME_OK);
+                shared_log_put(r, r->batch[i].bytes, r->batch[i].len, f.lsn);
+            }
             vsr_on_durable(&r->vsr, sim_replica_time(r), r->seq.wal.durable_lsn);
         }
         bool progressed = false;
@@ -311,7 +351,7 @@ static void flush(struct sim_replica *r)
             u8 frame[WAL_FRAME_MAX];
             u32 len;
             u64 lsn = r->applied + 1;
-            int rc = sequencing_read(&r->seq, lsn, frame, sizeof(frame), &len);
+            int rc = committed_frame(r, lsn, frame, &len);
             if (rc != 0) {
                 sim_trace(r->w, "r%u cannot read committed entry %llu: %d", r->id,
                           (unsigned long long)lsn, rc);
@@ -469,4 +509,19 @@ void sim_replica_receive(struct sim_replica *r, u32 from, const u8 *bytes, u32 l
         vsr_on_message(&r->vsr, sim_replica_time(r), bytes, len);
     }
     flush(r);
+}
+
+bool sim_replica_bitrot(struct sim_replica *r, struct prng *p)
+{
+    /* The active segment's synced bytes (older segments are synced whole, but the simulator's
+     * replica knows only the active one's extent). */
+    if (!r->up || r->seq.wal.synced_offset <= 64 || r->seq.wal.segment_count == 0)
+        return false;
+    char name[64], path[96];
+    u64 first = r->seq.wal.segments[r->seq.wal.segment_count - 1].first_lsn;
+    if (!wal_segment_name(name, sizeof(name), first))
+        return false;
+    snprintf(path, sizeof(path), "%s/%s", WAL_DIR, name);
+    u64 off = prng_below(p, r->seq.wal.synced_offset);
+    return io_fault_flip_bit(r->disk, path, off, (unsigned)prng_below(p, 8)) == 0;
 }
