@@ -46,7 +46,7 @@ trap 'rm -rf "$tmp"' EXIT
 pages=$(ls "$mandir"/*.[1-9] 2>/dev/null)
 programs="allocdbd allocdb allocdb-bench allocdb-inspect allocdb-sim"
 npages=$(printf '%s\n' "$pages" | grep -c .)
-echo "1..$((npages + 4))"
+echo "1..$((npages + $(echo $programs | wc -w)))"
 
 # The scratch manual: our pages only, indexed (without mandoc.db, mandoc falls back to a file
 # search and warns that the database is outdated).
