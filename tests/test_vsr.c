@@ -1,0 +1,322 @@
+/*
+ * tests/test_vsr.c — the replication core (replica/vsr.h), message by message, for the rules
+ * simplest to state alone; the simulator (sim/, tests/sim.sh) drives whole clusters through
+ * faults. Each test names a rule and fails without it:
+ *   - an entry commits only on a durable quorum, the primary counting itself after its fsync;
+ *   - a replica leaves its view only when a quorum asked for a higher one, and makes the new
+ *     view durable before its do_view_change leaves;
+ *   - the cluster time is a quorum's agreeing clocks: one clock an hour fast moves nothing, and
+ *     clocks that do not agree give no time (and no new entries);
+ *   - a message from a later view stops a primary serving;
+ *   - messages from another cluster, or naming another cluster size, are dropped and counted.
+ */
+#include "config.h"
+
+#include "replica/vsr.h"
+#include "tests/check_main.h"
+#include "wal/command.h"
+#include "wal/frame.h"
+
+#include <errno.h>
+#include <string.h>
+
+#define N 3
+#define MS 1000000ull
+
+/* ---- a tiny environment: one in-memory log per replica, a mailbox for what is sent ---------- */
+
+struct replica_env {
+    u8 frames[64][WAL_FRAME_MAX];
+    u32 len[64];
+    u64 head;
+    struct vsr_durable durable;
+    int persisted;
+    u64 committed;
+};
+
+struct sent {
+    u8 from, to;
+    u32 len;
+    u8 bytes[VSR_MESSAGE_MAX];
+};
+
+static struct replica_env envs[N];
+static struct vsr cores[N];
+static struct sent outbox[256];
+static u32 nout;
+
+static void env_send(void *ctx, u8 to, const u8 *msg, u32 len)
+{
+    struct replica_env *e = ctx;
+    ck_assert_uint_lt(nout, 256);
+    outbox[nout].from = (u8)(e - envs);
+    outbox[nout].to = to;
+    outbox[nout].len = len;
+    memcpy(outbox[nout].bytes, msg, len);
+    nout++;
+}
+
+static int env_persist(void *ctx, const struct vsr_durable *d)
+{
+    struct replica_env *e = ctx;
+    e->durable = *d;
+    e->persisted++;
+    return 0;
+}
+
+static int env_append(void *ctx, const u8 *frame, u32 len)
+{
+    struct replica_env *e = ctx;
+    e->head++;
+    memcpy(e->frames[e->head], frame, len);
+    e->len[e->head] = len;
+    return 0;
+}
+
+static int env_truncate(void *ctx, u64 after)
+{
+    struct replica_env *e = ctx;
+    e->head = after;
+    return 0;
+}
+
+static int env_read(void *ctx, u64 lsn, u8 *buf, u32 cap, u32 *len)
+{
+    struct replica_env *e = ctx;
+    if (lsn == 0 || lsn > e->head)
+        return -ENOENT;
+    ck_assert_uint_le(e->len[lsn], cap);
+    memcpy(buf, e->frames[lsn], e->len[lsn]);
+    *len = e->len[lsn];
+    return 0;
+}
+
+static void env_commit(void *ctx, u64 commit)
+{
+    struct replica_env *e = ctx;
+    e->committed = commit;
+}
+
+static struct vsr_config config(u8 id)
+{
+    return (struct vsr_config){ .cluster_id = 7, .replica = id, .replica_count = N,
+                                .pipeline_max = 8, .heartbeat_ns = 50 * MS, .ping_ns = 100 * MS,
+                                .primary_timeout_ns = 500 * MS,
+                                .view_change_timeout_ns = 800 * MS, .repair_ns = 50 * MS,
+                                .clock_window_ns = 2000 * MS, .clock_tolerance_ns = 200 * MS,
+                                .seed = 1 };
+}
+
+static struct vsr_time at(u64 ms)
+{
+    return (struct vsr_time){ .mono_ns = ms * MS, .clock_ms = 1000000 + ms };
+}
+
+static void setup(void)
+{
+    memset(envs, 0, sizeof(envs));
+    nout = 0;
+    for (u8 i = 0; i < N; i++) {
+        struct vsr_config c = config(i);
+        struct vsr_env env = { .ctx = &envs[i], .send = env_send, .persist = env_persist,
+                               .append = env_append, .truncate = env_truncate,
+                               .read = env_read, .commit = env_commit };
+        vsr_init(&cores[i], &c, &env);
+        struct vsr_start s = { .fresh = true };
+        vsr_start(&cores[i], &s, at(0));
+    }
+}
+
+/* Delivers every message sent so far whose command is `command` (0: any), in order. */
+static u32 deliver(u8 command, u64 now_ms)
+{
+    u32 delivered = 0;
+    for (u32 i = 0; i < nout; i++) {
+        struct sent *m = &outbox[i];
+        if (m->len == 0 || (command != 0 && m->bytes[6] != command))
+            continue;
+        u32 len = m->len;
+        m->len = 0;
+        vsr_on_message(&cores[m->to], at(now_ms), m->bytes, len);
+        delivered++;
+    }
+    return delivered;
+}
+
+static u32 frame_of(u8 *out, u64 lsn, u32 prev_crc)
+{
+    struct sm_command cmd;
+    memset(&cmd, 0, sizeof(cmd));
+    cmd.kind = SM_CMD_CREATE_RESOURCE;
+    cmd.resource_id = 100 + lsn;
+    cmd.operation_id = lsn;
+    cmd.client_id = 1;
+    u8 payload[WAL_CMD_SIZE_MAX];
+    struct wal_frame f = { .lsn = lsn, .request_slot = 1, .prev_crc = prev_crc,
+                           .record_type = wal_cmd_record_type(&cmd) };
+    f.payload_len = wal_cmd_encode(payload, sizeof(payload), &cmd);
+    f.payload = payload;
+    return wal_frame_encode(out, WAL_FRAME_MAX, &f);
+}
+
+/* The primary (replica 0) sequences one entry: its sequencer appended it to its WAL. */
+static void sequence(u64 lsn, u64 now_ms)
+{
+    u32 prev = lsn > 1 ? cores[0].wal_head_crc : 0;
+    u8 buf[WAL_FRAME_MAX];
+    u32 len = frame_of(buf, lsn, prev);
+    env_append(&envs[0], buf, len);
+    vsr_on_sequenced(&cores[0], at(now_ms), buf, len);
+}
+
+/* Pongs: replica `to` hears replica `from`'s clock reading `clock_ms` at `now_ms`. */
+static void pong(u8 from, u8 to, u64 now_ms, u64 clock_ms)
+{
+    struct vsr_header h = { .command = VSR_PONG, .replica = from, .replica_count = N,
+                            .cluster_id = 7, .view = cores[to].view, .a = (now_ms - 1) * MS,
+                            .b = clock_ms };
+    u8 buf[VSR_MESSAGE_MAX];
+    u32 len = vsr_message_encode(buf, sizeof(buf), &h, NULL, 0);
+    vsr_on_message(&cores[to], at(now_ms), buf, len);
+}
+
+/* ---- tests --------------------------------------------------------------------------------- */
+
+START_TEST(test_commit_needs_a_durable_quorum)
+{
+    pong(1, 0, 10, 1000010);
+    pong(2, 0, 10, 1000010);
+    ck_assert_uint_gt(vsr_prepare_room(&cores[0], at(10)), 0);
+    sequence(1, 10);
+    /* A backup's ack alone is not a quorum of two while the primary's own copy is not durable. */
+    deliver(VSR_PREPARE, 11);
+    vsr_on_durable(&cores[1], at(12), 1);
+    deliver(VSR_PREPARE_OK, 13);
+    ck_assert_uint_eq(cores[0].commit_max, 0);
+    ck_assert_uint_eq(envs[0].committed, 0);
+    /* The primary's fsync makes two. */
+    vsr_on_durable(&cores[0], at(14), 1);
+    ck_assert_uint_eq(envs[0].committed, 1);
+    ck_assert_uint_eq(cores[0].commit_max, 1);
+}
+END_TEST
+
+START_TEST(test_own_fsync_alone_does_not_commit)
+{
+    pong(1, 0, 10, 1000010);
+    pong(2, 0, 10, 1000010);
+    sequence(1, 10);
+    vsr_on_durable(&cores[0], at(11), 1);
+    ck_assert_uint_eq(envs[0].committed, 0);
+    ck_assert_uint_eq(cores[0].commit_max, 0);
+}
+END_TEST
+
+START_TEST(test_leave_a_view_only_on_a_quorum)
+{
+    /* Replica 2 timed out (500 ms and its jitter) and asks for view 1; replica 1 has not. */
+    vsr_tick(&cores[2], at(800));
+    ck_assert_uint_gt(deliver(VSR_START_VIEW_CHANGE, 801), 0);
+    ck_assert_uint_eq(cores[1].view, 0);
+    ck_assert_uint_eq(cores[0].view, 0);
+    ck_assert_int_eq(cores[2].status, VSR_NORMAL);
+    /* Replica 1 times out too: a quorum. It leads view 1 and records its own do_view_change. */
+    vsr_tick(&cores[1], at(1100));
+    ck_assert_uint_eq(cores[1].view, 1);
+    ck_assert_uint_eq(envs[1].durable.view, 1);
+    ck_assert_int_eq(cores[1].status, VSR_VIEW_CHANGE);
+    ck_assert(cores[1].dvc[1].have);
+    /* Replica 2 hears the second vote: the view is durable before its do_view_change leaves. */
+    u32 before = nout;
+    deliver(VSR_START_VIEW_CHANGE, 1101);
+    ck_assert_uint_eq(cores[2].view, 1);
+    ck_assert_uint_eq(envs[2].durable.view, 1);
+    bool dvc = false;
+    for (u32 i = before; i < nout; i++)
+        if (outbox[i].from == 2 && outbox[i].to == 1 && outbox[i].bytes[6] == VSR_DO_VIEW_CHANGE)
+            dvc = true;
+    ck_assert(dvc);
+    /* With it, replica 1 starts view 1. */
+    deliver(VSR_DO_VIEW_CHANGE, 1102);
+    ck_assert(vsr_serving(&cores[1]));
+}
+END_TEST
+
+START_TEST(test_cluster_time_ignores_one_clock_an_hour_off)
+{
+    u64 ms;
+    /* Own clock only: no quorum. */
+    ck_assert(!vsr_cluster_clock(&cores[0], at(100), &ms));
+    /* One replica an hour fast, one right: the quorum that agrees is the right one. */
+    pong(1, 0, 100, 1000100 + 3600000);
+    ck_assert(!vsr_cluster_clock(&cores[0], at(100), &ms)); /* own and an hour off: no agreement */
+    ck_assert_uint_eq(vsr_prepare_room(&cores[0], at(100)), 0);
+    pong(2, 0, 100, 1000100);
+    ck_assert(vsr_cluster_clock(&cores[0], at(100), &ms));
+    ck_assert_uint_le(ms, 1000100);
+    ck_assert_uint_ge(ms, 1000100 - 200);
+    ck_assert_uint_gt(vsr_prepare_room(&cores[0], at(100)), 0);
+}
+END_TEST
+
+START_TEST(test_cluster_time_never_ahead_of_a_correct_clock)
+{
+    u64 ms;
+    /* Our own clock an hour fast: the two others agree, and the time is theirs. */
+    pong(1, 0, 100, 1000100);
+    pong(2, 0, 100, 1000100);
+    struct vsr_time t = { .mono_ns = 100 * MS, .clock_ms = 1000100 + 3600000 };
+    ck_assert(vsr_cluster_clock(&cores[0], t, &ms));
+    ck_assert_uint_eq(ms, 1000100);
+}
+END_TEST
+
+START_TEST(test_a_later_view_stops_the_primary)
+{
+    ck_assert(vsr_serving(&cores[0]));
+    struct vsr_header h = { .command = VSR_PING, .replica = 1, .replica_count = N, .cluster_id = 7,
+                            .view = 5, .a = 1 };
+    u8 buf[VSR_MESSAGE_MAX];
+    u32 len = vsr_message_encode(buf, sizeof(buf), &h, NULL, 0);
+    vsr_on_message(&cores[0], at(10), buf, len);
+    ck_assert(!vsr_serving(&cores[0]));
+    ck_assert_uint_eq(vsr_prepare_room(&cores[0], at(10)), 0);
+}
+END_TEST
+
+START_TEST(test_foreign_messages_are_dropped_and_counted)
+{
+    u8 buf[VSR_MESSAGE_MAX];
+    struct vsr_header other_cluster = { .command = VSR_PING, .replica = 1, .replica_count = N,
+                                        .cluster_id = 8, .a = 1 };
+    u32 len = vsr_message_encode(buf, sizeof(buf), &other_cluster, NULL, 0);
+    nout = 0;
+    vsr_on_message(&cores[0], at(10), buf, len);
+    ck_assert_uint_eq(cores[0].count.dropped_cluster, 1);
+    struct vsr_header other_size = { .command = VSR_PING, .replica = 4, .replica_count = 5,
+                                     .cluster_id = 7, .a = 1 };
+    len = vsr_message_encode(buf, sizeof(buf), &other_size, NULL, 0);
+    vsr_on_message(&cores[0], at(10), buf, len);
+    ck_assert_uint_eq(cores[0].count.dropped_replica, 1);
+    buf[20] ^= 1; /* damaged: the checksum fails */
+    vsr_on_message(&cores[0], at(10), buf, len);
+    ck_assert_uint_eq(cores[0].count.dropped_decode, 1);
+    ck_assert_uint_eq(nout, 0); /* nothing answered */
+}
+END_TEST
+
+Suite *test_suite(void)
+{
+    Suite *su = suite_create("vsr");
+    TCase *tc = tcase_create("vsr");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, test_commit_needs_a_durable_quorum);
+    tcase_add_test(tc, test_own_fsync_alone_does_not_commit);
+    tcase_add_test(tc, test_leave_a_view_only_on_a_quorum);
+    tcase_add_test(tc, test_cluster_time_ignores_one_clock_an_hour_off);
+    tcase_add_test(tc, test_cluster_time_never_ahead_of_a_correct_clock);
+    tcase_add_test(tc, test_a_later_view_stops_the_primary);
+    tcase_add_test(tc, test_foreign_messages_are_dropped_and_counted);
+    suite_add_tcase(su, tc);
+    return su;
+}
