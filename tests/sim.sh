@@ -2,8 +2,8 @@
 # tests/sim.sh — the deterministic cluster simulator (allocdb-sim, sim/sim.h), TAP.
 #   - its usage: --help documents the options, a bad option is refused;
 #   - SIM_SEEDS seeds (default 1000; 25 in a sanitizer build, where a seed costs 25 times as
-#     much) with faults and mixed cluster sizes all pass, and 20 clean runs of each size;
-#   - the seeds kept in sim/seeds.txt pass; ten seeds give the same digest twice;
+#     much) with faults and mixed cluster sizes all pass, and 20 clean runs of each size (3);
+#   - the seeds kept in sim/seeds.txt pass; ten seeds (3) give the same digest twice;
 #   - each canary (sim/canary-*: a build with one safeguard removed) is caught within
 #     SIM_CANARY_SEEDS seeds (default 300; release builds only), and the seed that caught it
 #     is printed.
@@ -24,7 +24,13 @@ fi
 sanitized=no
 case "${SAN_CFLAGS:-}" in *sanitize*) sanitized=yes ;; esac
 seeds=${SIM_SEEDS:-1000}
-[ "$sanitized" = yes ] && seeds=${SIM_SEEDS:-25}
+clean=20
+twice=10
+if [ "$sanitized" = yes ]; then
+    seeds=${SIM_SEEDS:-25}
+    clean=3
+    twice=3
+fi
 
 # run NAME ARGS...: one check; the summary goes out as TAP comments.
 run() {
@@ -38,10 +44,10 @@ run() {
 
 run "$seeds seeds with faults, 1, 3 and 5 replicas" --seed 1 --count "$seeds"
 for r in 1 3 5; do
-    run "20 clean runs of $r replicas" --seed 100000 --count 20 --replicas "$r" --no-faults
+    run "$clean clean runs of $r replicas" --seed 100000 --count "$clean" --replicas "$r" --no-faults
 done
 run "the kept seeds (sim/seeds.txt)" --seeds-file "$src/sim/seeds.txt"
-run "10 seeds run twice give the same digest" --seed 5000 --count 10 --determinism
+run "$twice seeds run twice give the same digest" --seed 5000 --count "$twice" --determinism
 
 canary_seeds=${SIM_CANARY_SEEDS:-300}
 for c in quorum durable-vote log-view truncate read-index dedupe never-early; do
