@@ -658,22 +658,14 @@ static bool take_next(struct vsr *v, const struct wal_frame *f, const u8 *bytes,
     return true;
 }
 
-/* Whether m comes from this view's canonical source: its primary, or — for the primary while
- * it starts the view — a replica whose do_view_change carried the canonical log that far. */
+/* Whether m's frame is the canonical entry at its LSN: from this view's primary, or — for the
+ * primary — from any replica in this view (a replica answers without a crc only from the
+ * prefix it verified in normal status, which only a start_view of this view gives). */
 static bool canonical_source(const struct vsr *v, const struct vsr_message *m)
 {
     if (m->h.view != v->view)
         return false;
-    if (m->h.replica == vsr_primary_of(v, v->view))
-        return true;
-    if (!vsr_is_primary(v))
-        return false;
-    u64 best = 0;
-    for (u8 r = 0; r < v->cfg.replica_count; r++)
-        if (v->dvc[r].have && v->dvc[r].log_view > best)
-            best = v->dvc[r].log_view;
-    const struct vsr_dvc *d = &v->dvc[m->h.replica];
-    return d->have && d->log_view == best && d->op >= m->frame.lsn;
+    return m->h.replica == vsr_primary_of(v, v->view) || vsr_is_primary(v);
 }
 
 /* A frame from the canonical source names the canonical entry at its LSN. */
@@ -785,35 +777,19 @@ static void send_prepare_from_wal(struct vsr *v, u8 to, u64 lsn, u32 expect_crc)
 }
 
 /* A replica to ask for entry lsn. With its crc known, any other replica (each answers only
- * with an intact copy of that very entry); without, the primary (repair also asks another in
- * turn: the primary's copy may be unreadable; without a crc a replica answers only from its
- * verified prefix in normal status, and the answer is taken only from this view), or — for the
- * primary, in its view's start — a replica whose do_view_change carried the canonical log
- * that far. */
+ * with an intact copy of that very entry). Without: a backup asks its primary (and repair asks
+ * another in turn: the primary's copy may be unreadable), the primary any other replica; an
+ * answer without a crc comes only from a replica's verified prefix in normal status, and is
+ * taken only from this view. */
 static int repair_source(struct vsr *v, u64 lsn, bool known)
 {
-    /* A backup asks the primary first, and others in turn (the primary's own copy may be
-     * unreadable): without a crc, a replica answers only from its verified prefix in normal
-     * status, and the answer is taken only from this view. */
     if (!vsr_is_primary(v) && !known)
         return vsr_primary_of(v, v->view);
-    u64 best_log_view = 0;
-    for (u8 r = 0; r < v->cfg.replica_count; r++)
-        if (v->dvc[r].have && v->dvc[r].log_view > best_log_view)
-            best_log_view = v->dvc[r].log_view;
-    u8 start = (u8)(splitmix_next(&v->rng) % v->cfg.replica_count);
-    for (u8 i = 0; i < v->cfg.replica_count; i++) {
-        u8 r = (u8)((start + i) % v->cfg.replica_count);
-        if (r == v->cfg.replica)
-            continue;
-        /* With the crc known, any replica that holds it intact will do (it answers only then);
-         * without, only one whose log is the canonical one that far. */
-        if (known)
-            return r;
-        if (v->dvc[r].have && v->dvc[r].log_view == best_log_view && v->dvc[r].op >= lsn)
-            return r;
-    }
-    return -1;
+    (void)lsn;
+    u8 r = (u8)(splitmix_next(&v->rng) % v->cfg.replica_count);
+    if (r == v->cfg.replica)
+        r = (u8)((r + 1) % v->cfg.replica_count);
+    return r;
 }
 
 static void repair(struct vsr *v)

@@ -711,10 +711,11 @@ static void tick(struct sim_world *w)
                 continue;
             struct vsr *v = &r->vsr;
             sim_trace(w, "r%u %s view=%llu log_view=%llu op=%llu wal_head=%llu durable=%llu "
-                      "commit=%llu/%llu applied=%llu", i, vsr_status_name(v->status),
+                      "verified=%llu commit=%llu/%llu applied=%llu", i, vsr_status_name(v->status),
                       (unsigned long long)v->view, (unsigned long long)v->log_view,
                       (unsigned long long)v->op, (unsigned long long)v->wal_head,
-                      (unsigned long long)v->durable, (unsigned long long)v->commit,
+                      (unsigned long long)v->durable, (unsigned long long)v->verified,
+                      (unsigned long long)v->commit,
                       (unsigned long long)v->commit_max, (unsigned long long)r->applied);
         }
     }
