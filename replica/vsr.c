@@ -122,6 +122,14 @@ static void publish(struct vsr *v)
     }
 }
 
+/* Reads this replica's entry lsn from its WAL into frame_buf, intact and at that LSN. */
+static bool read_own(struct vsr *v, u64 lsn, struct wal_frame *f)
+{
+    u32 len = 0;
+    return v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len) == 0 &&
+           wal_frame_decode_exact(v->frame_buf, len, f) == WAL_FRAME_OK && f->lsn == lsn;
+}
+
 static bool own_header(struct vsr *v, u64 lsn, struct vsr_entry_header *out);
 
 /* Headers of this replica's own log, contiguous, ending at `top` (<= wal_head), into body. */
@@ -318,20 +326,10 @@ static void send_dvc(struct vsr *v, bool everyone)
 static int truncate_to(struct vsr *v, u64 keep)
 {
     ADB_ASSERT(keep >= (v->commit < v->wal_head ? v->commit : v->wal_head) && keep < v->wal_head);
-    u32 crc = 0;
-    if (keep > 0) {
-        struct vsr_entry_header *h = jget(v, keep);
-        if (h) {
-            crc = h->crc;
-        } else {
-            u32 len = 0;
-            struct wal_frame f;
-            if (v->env.read(v->env.ctx, keep, v->frame_buf, sizeof(v->frame_buf), &len) != 0 ||
-                wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK)
-                return -EIO; /* tried again at the next start_view or prepare */
-            crc = f.crc;
-        }
-    }
+    struct vsr_entry_header h = { 0 };
+    if (keep > 0 && !own_header(v, keep, &h))
+        return -EIO; /* tried again at the next start_view or prepare */
+    u32 crc = h.crc;
     int rc = v->env.truncate(v->env.ctx, keep);
     if (rc != 0) {
         v->count.append_failures++;
@@ -350,18 +348,6 @@ static int truncate_to(struct vsr *v, u64 keep)
     return 0;
 }
 
-/* The crc of this replica's own entry lsn (<= wal_head), read back from its WAL; false if it
- * cannot be read intact. */
-static bool own_crc(struct vsr *v, u64 lsn, u32 *crc)
-{
-    u32 len = 0;
-    struct wal_frame f;
-    if (v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len) != 0 ||
-        wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK || f.lsn != lsn)
-        return false;
-    *crc = f.crc;
-    return true;
-}
 
 /* The header of this replica's own entry lsn (<= wal_head): from the journal up to verified
  * (there it is canonical and ours alike), read back from the WAL above (the journal holds the
@@ -377,10 +363,8 @@ static bool own_header(struct vsr *v, u64 lsn, struct vsr_entry_header *out)
             return true;
         }
     }
-    u32 len = 0;
     struct wal_frame f;
-    if (v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len) != 0 ||
-        wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK || f.lsn != lsn)
+    if (!read_own(v, lsn, &f))
         return false;
     vsr_entry_header_of_frame(&f, out);
     return true;
@@ -466,10 +450,10 @@ static void verify(struct vsr *v)
         struct vsr_entry_header *c = jget(v, lsn);
         if (!c)
             return;
-        u32 mine;
-        if (!own_crc(v, lsn, &mine))
+        struct vsr_entry_header mine;
+        if (!own_header(v, lsn, &mine))
             return; /* our own copy is unreadable: it cannot be checked (nor served) */
-        if (mine != c->crc) {
+        if (mine.crc != c->crc) {
             truncate_to(v, lsn - 1);
             return;
         }
@@ -758,18 +742,12 @@ static void send_prepare_from_wal(struct vsr *v, u8 to, u64 lsn, u32 expect_crc)
         v->count.repairs_unreadable++; /* not known canonical: only for who names its crc */
         return;
     }
-    u32 len = 0;
-    int rc = v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len);
-    if (rc != 0) {
-        v->count.repairs_unreadable++;
-        return;
-    }
     struct wal_frame f;
-    if (wal_frame_decode_exact(v->frame_buf, len, &f) != WAL_FRAME_OK || f.lsn != lsn ||
-        (expect_crc != 0 && f.crc != expect_crc)) {
+    if (!read_own(v, lsn, &f) || (expect_crc != 0 && f.crc != expect_crc)) {
         v->count.repairs_unreadable++;
         return;
     }
+    u32 len = wal_frame_size(f.payload_len);
     struct vsr_header h = { .command = VSR_PREPARE, .op = lsn, .commit = v->commit_max };
     if (f.view > v->view)
         return; /* cannot happen for an intact log; never send what would not decode */
