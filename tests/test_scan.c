@@ -600,7 +600,7 @@ START_TEST(test_segment_header_rejections)
         unsigned off;
         enum wal_segment_status want;
     } cases[] = { { 0, WAL_SEGMENT_BAD_MAGIC }, { 4, WAL_SEGMENT_BAD_VERSION }, { 6, WAL_SEGMENT_BAD_RESERVED },
-                  { 28, WAL_SEGMENT_BAD_RESERVED }, { 45, WAL_SEGMENT_BAD_RESERVED }, { 59, WAL_SEGMENT_BAD_RESERVED },
+                  { 28, WAL_SEGMENT_BAD_CHECKSUM }, { 29, WAL_SEGMENT_BAD_FLAGS }, { 31, WAL_SEGMENT_BAD_FLAGS }, { 45, WAL_SEGMENT_BAD_RESERVED }, { 59, WAL_SEGMENT_BAD_RESERVED },
                   { 40, WAL_SEGMENT_BAD_WINDOW }, { 41, WAL_SEGMENT_BAD_WINDOW }, { 16, WAL_SEGMENT_BAD_CHECKSUM },
                   { 42, WAL_SEGMENT_BAD_CHECKSUM }, { 61, WAL_SEGMENT_BAD_CHECKSUM } };
     for (size_t i = 0; i < ADB_ARRAY_LEN(cases); i++) {

@@ -10,6 +10,8 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
+#include "common/le.h"
 #include "common/splitmix.h"
 #include "tests/check_main.h"
 #include "tests/io_fault.h"
@@ -1972,6 +1974,676 @@ START_TEST(test_read_damaged_frame)
 }
 END_TEST
 
+/* ---- restart: an empty log after a snapshot from a peer (wal_log_restart) ------------------ */
+
+/* The restart point, as the peer's snapshot gives it: append_n continues after_lsn's slot. */
+static void restart_point(u64 after_lsn, u64 slot)
+{
+    ck_assert_uint_lt(after_lsn, MAX_ENTRIES);
+    ex->count = after_lsn;
+    ex->slot[after_lsn] = slot;
+}
+
+/* The header of the segment starting at first_lsn, as the disk holds it. */
+static struct wal_segment_header header_of(u64 first_lsn)
+{
+    char path[WAL_PATH_MAX];
+    seg_file(path, sizeof(path), first_lsn);
+    const u8 *data;
+    u64 len;
+    ck_assert(io_fault_contents(fs, path, &data, &len));
+    struct wal_segment_header h;
+    ck_assert_int_eq(wal_segment_header_decode(data, len, &h), WAL_SEGMENT_OK);
+    return h;
+}
+
+/* Frame lsn, read back through the log into buf (WAL_FRAME_MAX bytes), decoded. */
+static struct wal_frame frame_of(struct wal_log *w, u64 lsn, u8 *buf)
+{
+    u32 len;
+    ck_assert_int_eq(wal_log_read(w, lsn, buf, WAL_FRAME_MAX, &len), 0);
+    struct wal_frame f;
+    ck_assert_int_eq(wal_frame_decode_exact(buf, len, &f), WAL_FRAME_OK);
+    return f;
+}
+
+/* Copies of the segment files a log has now, to put back later (a crash that kept them). */
+struct seg_copies {
+    u32 n;
+    u64 first[8];
+    u8 *bytes[8];
+    u64 len[8];
+};
+
+static void copies_take(struct seg_copies *c, const struct wal_log *w)
+{
+    ck_assert_uint_le(c->n + w->segment_count, 8);
+    for (u32 i = 0; i < w->segment_count; i++, c->n++) {
+        char path[WAL_PATH_MAX];
+        c->first[c->n] = w->segments[i].first_lsn;
+        seg_file(path, sizeof(path), c->first[c->n]);
+        c->bytes[c->n] = snapshot_file(path, &c->len[c->n]);
+    }
+}
+
+static void copies_put_back(const struct seg_copies *c)
+{
+    for (u32 i = 0; i < c->n; i++) {
+        char path[WAL_PATH_MAX];
+        seg_file(path, sizeof(path), c->first[i]);
+        ck_assert_int_eq(io_fault_put_file(fs, path, c->bytes[i], c->len[i]), 0);
+    }
+}
+
+static void copies_free(struct seg_copies *c)
+{
+    for (u32 i = 0; i < c->n; i++)
+        free(c->bytes[i]);
+    c->n = 0;
+}
+
+static bool spare_exists(const char *dir)
+{
+    char path[WAL_PATH_MAX];
+    ck_assert(io_path(path, sizeof(path), dir, WAL_SPARE_NAME));
+    return io_fault_exists(fs, path);
+}
+
+/*
+ * A restart past the frames held (a gap), with and without a ready spare; at the last frame held
+ * with an empty segment starting at the restart point (the rename replaces it); at the last frame
+ * with frames in the batch (dropped). Each time: the log is empty after after_lsn, the old
+ * segments are gone, their LSNs read -ENOENT, appends continue from the given slot and crc
+ * across rolls, and a reopen after a power loss finds exactly the new frames, from either kind
+ * of snapshot start; pruning works as before.
+ */
+START_TEST(test_restart_then_append_and_reopen)
+{
+    for (int kind = 0; kind < 4; kind++) {
+        teardown();
+        setup();
+        struct frame_store *st = calloc(1, sizeof(*st));
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        char why[512];
+        open_ok(&w, &rep, &s);
+        while (w.segment_count < 3) {
+            ck_assert_int_eq(append_n(&w, 5), 0);
+            ck_assert_int_eq(wal_log_commit(&w), 0);
+        }
+        if (kind == 2) { /* the log ends at a segment's start: that segment is empty */
+            ex->count = w.segments[w.segment_count - 1].first_lsn - 1;
+            ck_assert_int_eq(wal_log_truncate(&w, ex->count), 0);
+        }
+        if (kind == 1 || kind == 3)
+            while (!w.spare_ready)
+                ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT), 0);
+        if (kind == 3) {
+            ck_assert_int_eq(append_n(&w, 2), 0);
+            ck_assert_uint_gt(w.batch_used, 0);
+        }
+        u64 last = ex->count, after = kind < 2 ? last + 7 : last, slot = ex->slot[last] + 3;
+        u32 crc = 0xC0FFEE00u + (u32)kind;
+        u32 old_n = w.segment_count;
+        u64 old_first[8];
+        ck_assert_uint_le(old_n, 8);
+        for (u32 i = 0; i < old_n; i++)
+            old_first[i] = w.segments[i].first_lsn;
+        ck_assert_uint_eq(old_first[old_n - 1] == after + 1, kind == 2);
+
+        ck_assert_int_eq(wal_log_restart(&w, after, slot, crc), 0);
+        ck_assert(!w.halted);
+        ck_assert_uint_eq(wal_log_next_lsn(&w), after + 1);
+        ck_assert_uint_eq(w.durable_lsn, after);
+        ck_assert_uint_eq(w.cur.last_slot, slot);
+        ck_assert_uint_eq(w.cur.prev_crc, crc);
+        ck_assert_uint_eq(w.batch_used, 0);
+        ck_assert_uint_eq(w.segment_count, 1);
+        ck_assert_uint_eq(w.segments[0].first_lsn, after + 1);
+        ck_assert(!w.spare_ready);
+        ck_assert(!spare_exists(DIR));
+        for (u32 i = 0; i < old_n; i++) {
+            char p[WAL_PATH_MAX];
+            seg_file(p, sizeof(p), old_first[i]);
+            ck_assert(io_fault_exists(fs, p) == (old_first[i] == after + 1));
+        }
+        struct wal_segment_header h = header_of(after + 1);
+        ck_assert_uint_eq(h.flags, WAL_SEGMENT_RESTART);
+        ck_assert_uint_eq(h.prev_slot, slot);
+        ck_assert_uint_eq(h.prev_crc, crc);
+        ck_assert_uint_eq(h.capacity, SMALL_SEGMENT);
+        ck_assert_uint_ne(h.sync_window, 0);
+        u8 buf[WAL_FRAME_MAX];
+        u32 len;
+        const u64 gone[] = { 1, last, after, after + 1 };
+        for (size_t i = 0; i < ADB_ARRAY_LEN(gone); i++)
+            ck_assert_int_eq(wal_log_read(&w, gone[i], buf, sizeof(buf), &len), -ENOENT);
+        ck_assert_int_eq(wal_log_commit(&w), 0); /* nothing to do */
+
+        restart_point(after, slot);
+        append_keep(&w, 60, st);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        ck_assert_uint_gt(w.segment_count, 1); /* rolled on */
+        struct wal_frame f = frame_of(&w, after + 1, buf);
+        ck_assert_uint_eq(f.prev_crc, crc);
+        ck_assert_uint_ge(f.request_slot, slot);
+        for (u64 lsn = after + 1; lsn <= ex->count; lsn++)
+            read_matches(&w, lsn, st);
+        ck_assert_int_eq(wal_log_read(&w, after, buf, sizeof(buf), &len), -ENOENT);
+        wal_log_close(&w);
+
+        io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+        const u64 froms[] = { 0, after + 1, after + 30 };
+        for (size_t i = 0; i < ADB_ARRAY_LEN(froms); i++) {
+            int rc = open_from(&w, &small, froms[i], &rep, &s, why, sizeof(why));
+            ck_assert_msg(rc == 0, "from %llu: %s", (unsigned long long)froms[i], why);
+            ck_assert_uint_eq(rep.first_lsn, after + 1);
+            ck_assert_uint_eq(rep.last_lsn, ex->count);
+            ck_assert_uint_eq(rep.obsolete_segments_removed, 0);
+            ck_assert_uint_eq(s.frames, ex->count + 1 - (froms[i] == 0 ? after + 1 : froms[i]));
+            ck_assert_uint_eq(wal_log_next_lsn(&w), ex->count + 1);
+            for (u64 lsn = after + 1; lsn <= ex->count; lsn += 7)
+                read_matches(&w, lsn, st);
+            ck_assert_int_eq(wal_log_read(&w, 1, buf, sizeof(buf), &len), -ENOENT);
+            ck_assert_int_eq(wal_log_read(&w, after, buf, sizeof(buf), &len), -ENOENT);
+            for (u32 j = 0; j < old_n; j++) {
+                char p[WAL_PATH_MAX];
+                seg_file(p, sizeof(p), old_first[j]);
+                ck_assert(io_fault_exists(fs, p) == (old_first[j] == after + 1));
+            }
+            wal_log_close(&w);
+        }
+        /* A snapshot below the restart point cannot be recovered from this log. */
+        ck_assert_int_eq(open_from(&w, &small, after, &rep, &s, why, sizeof(why)), -EUCLEAN);
+        ck_assert_ptr_nonnull(strstr(why, "begins at"));
+        ck_assert_int_eq(open_from(&w, &small, 0, &rep, &s, why, sizeof(why)), 0);
+        u32 removed;
+        ck_assert_int_eq(wal_log_prune(&w, ex->count, &removed), 0);
+        ck_assert_uint_gt(removed, 0);
+        ck_assert_int_eq(wal_log_read(&w, after + 1, buf, sizeof(buf), &len), -ENOENT);
+        read_matches(&w, ex->count, st);
+        wal_log_close(&w);
+        free(st);
+    }
+}
+END_TEST
+
+/* After a restart the chain continues from the given crc and slot only: a frame that carries the
+ * old log's chain, another crc, the LSN after_lsn or one skipped, or a slot below the given one
+ * is -EINVAL with nothing changed; the right frame goes in and survives a power loss. */
+START_TEST(test_restart_chain_takes_only_the_given_crc)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 10), 0);
+    u8 src[WAL_FRAME_MAX], bad[WAL_FRAME_MAX];
+    u32 slen;
+    const u8 *lf = wal_log_last_frame(&w, &slen);
+    memcpy(src, lf, slen);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    struct wal_frame f10;
+    ck_assert_int_eq(wal_frame_decode_exact(src, slen, &f10), WAL_FRAME_OK);
+    const u64 after = 20, slot = ex->slot[10] + 30;
+    const u32 crc = f10.crc ^ 0x5A5A5A5Au;
+    ck_assert_int_eq(wal_log_restart(&w, after, slot, crc), 0);
+    struct log_state was = state_of(&w);
+    u64 mutations = io_fault_mutations(fs);
+    u32 n;
+    n = reencode(src, slen, bad, after + 1, slot, crc ^ 1); /* another crc */
+    ck_assert_int_eq(wal_log_append_frame(&w, bad, n), -EINVAL);
+    assert_state(&w, &was);
+    n = reencode(src, slen, bad, after + 1, slot, f10.crc); /* the old log's chain */
+    ck_assert_int_eq(wal_log_append_frame(&w, bad, n), -EINVAL);
+    assert_state(&w, &was);
+    n = reencode(src, slen, bad, 11, ex->slot[10], f10.crc); /* the old log's next frame */
+    ck_assert_int_eq(wal_log_append_frame(&w, bad, n), -EINVAL);
+    assert_state(&w, &was);
+    n = reencode(src, slen, bad, after, slot, crc); /* at the restart point */
+    ck_assert_int_eq(wal_log_append_frame(&w, bad, n), -EINVAL);
+    n = reencode(src, slen, bad, after + 2, slot, crc); /* one skipped */
+    ck_assert_int_eq(wal_log_append_frame(&w, bad, n), -EINVAL);
+    n = reencode(src, slen, bad, after + 1, slot - 1, crc); /* the slot goes back */
+    ck_assert_int_eq(wal_log_append_frame(&w, bad, n), -EINVAL);
+    assert_state(&w, &was);
+    ck_assert_uint_eq(io_fault_mutations(fs), mutations);
+
+    n = reencode(src, slen, bad, after + 1, slot, crc);
+    ck_assert_int_eq(wal_log_append_frame(&w, bad, n), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    restart_point(after, slot);
+    ex->count = after + 1;
+    ex->slot[after + 1] = slot;
+    ex->cmd[after + 1] = ex->cmd[10];
+    ck_assert_int_eq(append_n(&w, 2), 0); /* and wal_log_append continues it */
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    ck_assert_int_eq(open_from(&w, &small, after + 1, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, 3);
+    ck_assert_uint_eq(rep.last_lsn, after + 3);
+    wal_log_close(&w);
+}
+END_TEST
+
+/*
+ * A crash after every possible number of I/O operations inside a restart (past the log's end;
+ * with a ready spare; at the end, replacing an empty segment), then a power loss (only synced
+ * state, or a directory sync kept in part, or pages in any order) or only the process killed:
+ * the log reopens, always, to either the old log exactly or the restarted empty one, and the
+ * restarted one once the call returned. A reopen of the restarted one removes the segments it
+ * made obsolete that survived; whatever it reported survives a later power loss.
+ */
+static void restart_crash(int shape, bool kill, enum io_fault_loss loss)
+{
+    u64 points = 0, olds = 0, news = 0, dropped = 0;
+    for (u64 k = 0;; k++) {
+        teardown();
+        setup();
+        rng_state = 5000 + k;
+        struct wal_log w;
+        struct wal_open_report rep;
+        struct seen s;
+        char why[512];
+        open_ok(&w, &rep, &s);
+        while (w.segment_count < 3) {
+            ck_assert_int_eq(append_n(&w, 5), 0);
+            ck_assert_int_eq(wal_log_commit(&w), 0);
+        }
+        if (shape == 1)
+            while (!w.spare_ready)
+                ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT), 0);
+        if (shape == 2) { /* the log ends at a segment's start: that segment is empty */
+            ex->count = w.segments[w.segment_count - 1].first_lsn - 1;
+            ck_assert_int_eq(wal_log_truncate(&w, ex->count), 0);
+        }
+        u64 old = ex->count, after = shape == 2 ? old : old + 9, slot = ex->slot[old] + 2;
+        u32 crc = 0x5EED0000u + (u32)k;
+        u32 old_n = w.segment_count;
+        u64 old_first[8];
+        ck_assert_uint_le(old_n, 8);
+        for (u32 i = 0; i < old_n; i++)
+            old_first[i] = w.segments[i].first_lsn;
+        io_fault_crash_after(fs, k);
+        int rc = wal_log_restart(&w, after, slot, crc);
+        bool crashed = io_fault_crashed(fs);
+        ck_assert(rc == 0 || crashed);
+        ck_assert(rc == 0 || w.halted);
+        wal_log_close(&w);
+        if (kill)
+            io_fault_process_restart(fs);
+        else
+            io_fault_power_loss(fs, loss);
+        rc = open_from(&w, &small, 0, &rep, &s, why, sizeof(why));
+        ck_assert_msg(rc == 0, "crash after %llu: %s", (unsigned long long)k, why);
+        ck_assert(!rep.torn);
+        ck_assert_uint_eq(rep.damaged, 0);
+        ck_assert(!spare_exists(DIR));
+        bool restarted = rep.first_lsn == after + 1;
+        if (restarted) {
+            ck_assert_uint_eq(rep.last_lsn, after);
+            ck_assert_uint_eq(s.frames, 0);
+            ck_assert_uint_eq(rep.segments, 1);
+            ck_assert_uint_eq(w.cur.last_slot, slot);
+            ck_assert_uint_eq(w.cur.prev_crc, crc);
+            for (u32 i = 0; i < old_n; i++) { /* the obsolete ones are gone */
+                char p[WAL_PATH_MAX];
+                seg_file(p, sizeof(p), old_first[i]);
+                ck_assert(io_fault_exists(fs, p) == (old_first[i] == after + 1));
+            }
+            dropped += rep.obsolete_segments_removed > 0;
+        } else {
+            ck_assert_msg(rep.first_lsn == 1 && rep.last_lsn == old && s.frames == old && rep.segments == old_n,
+                          "crash after %llu: first %llu last %llu frames %llu (old %llu, restart after %llu)",
+                          (unsigned long long)k, (unsigned long long)rep.first_lsn,
+                          (unsigned long long)rep.last_lsn, (unsigned long long)s.frames,
+                          (unsigned long long)old, (unsigned long long)after);
+            ck_assert_uint_eq(rep.obsolete_segments_removed, 0);
+        }
+        if (!crashed)
+            ck_assert(restarted);
+        olds += !restarted;
+        news += restarted;
+        if (restarted)
+            restart_point(after, slot);
+        ck_assert_int_eq(append_n(&w, 3), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+        if (restarted) {
+            u8 buf[WAL_FRAME_MAX];
+            ck_assert_uint_eq(frame_of(&w, after + 1, buf).prev_crc, crc);
+        }
+        wal_log_close(&w);
+        io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+        ck_assert_int_eq(open_from(&w, &small, 0, &rep, &s, why, sizeof(why)), 0);
+        ck_assert_uint_eq(rep.first_lsn, restarted ? after + 1 : 1);
+        ck_assert_uint_eq(rep.last_lsn, ex->count);
+        ck_assert_uint_eq(s.frames, restarted ? 3 : old + 3);
+        ck_assert_uint_eq(rep.obsolete_segments_removed, 0);
+        wal_log_close(&w);
+        points++;
+        if (!crashed)
+            break;
+    }
+    ck_assert_uint_gt(points, 5);
+    ck_assert_uint_gt(olds, 0);
+    ck_assert_uint_gt(news, 1);
+    ck_assert_uint_gt(dropped, 0); /* some crash left obsolete segments for the open to remove */
+}
+
+START_TEST(test_restart_crash_at_every_step)
+{
+    for (int shape = 0; shape < 3; shape++) {
+        restart_crash(shape, false, IO_FAULT_KEEP_SYNCED);
+        restart_crash(shape, false, IO_FAULT_TEAR);
+        restart_crash(shape, true, IO_FAULT_KEEP_SYNCED);
+    }
+    restart_crash(1, false, IO_FAULT_TEAR_PAGES);
+}
+END_TEST
+
+/*
+ * Segments a restart made obsolete, still there (as a crash before its unlinks were durable
+ * leaves them; here put back, after two restarts and rolls, one of them damaged, none chaining
+ * to the restart): a read-only open reads none of them, counts them and leaves them; it starts
+ * at the newest restart segment even when later segments follow it and an older restart segment
+ * is among the obsolete. A read-write open removes them.
+ */
+START_TEST(test_restart_read_only_open_ignores_obsolete_segments)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    struct seg_copies old = { 0 };
+    open_ok(&w, &rep, &s);
+    while (w.segment_count < 3) {
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    copies_take(&old, &w);
+    u64 first_restart = ex->count + 4;
+    ck_assert_int_eq(wal_log_restart(&w, first_restart, ex->slot[ex->count], 0x1111u), 0);
+    restart_point(first_restart, ex->slot[ex->count]);
+    ck_assert_int_eq(append_n(&w, 40), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_ge(w.segment_count, 2);
+    copies_take(&old, &w); /* the first restart segment among them */
+    u64 after = ex->count + 2, slot = ex->slot[ex->count] + 1;
+    ck_assert_int_eq(wal_log_restart(&w, after, slot, 0x2222u), 0);
+    restart_point(after, slot);
+    ck_assert_int_eq(append_n(&w, 40), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    u32 live = w.segment_count;
+    ck_assert_uint_ge(live, 2); /* later segments follow the restart segment */
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    copies_put_back(&old);
+    char p1[WAL_PATH_MAX];
+    seg_file(p1, sizeof(p1), 1);
+    ck_assert_int_eq(io_fault_flip_bit(fs, p1, frame_offset(p1, 2) + 20, 3), 0);
+    u64 len1;
+    u8 *before1 = snapshot_file(p1, &len1);
+
+    struct wal_log_options ro = small;
+    ro.read_only = true;
+    int rc = open_from(&w, &ro, 0, &rep, &s, why, sizeof(why));
+    ck_assert_msg(rc == 0, "%s", why);
+    ck_assert_uint_eq(rep.first_lsn, after + 1);
+    ck_assert_uint_eq(rep.last_lsn, ex->count);
+    ck_assert_uint_eq(rep.segments, live);
+    ck_assert_uint_eq(s.frames, 40);
+    ck_assert_uint_eq(rep.obsolete_segments_removed, old.n);
+    wal_log_close(&w);
+    for (u32 i = 0; i < old.n; i++) { /* left where they are */
+        char p[WAL_PATH_MAX];
+        seg_file(p, sizeof(p), old.first[i]);
+        ck_assert(io_fault_exists(fs, p));
+    }
+    assert_unchanged(p1, before1, len1);
+    /* A reader whose limit is the restart point finds the log ending there; one with a limit
+     * inside it stops there; one whose snapshot is older cannot recover from this log. */
+    ro.stop_after_lsn = after;
+    ck_assert_int_eq(open_from(&w, &ro, 0, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(rep.last_lsn, after);
+    ck_assert_uint_eq(s.frames, 0);
+    wal_log_close(&w);
+    ro.stop_after_lsn = after + 2;
+    ck_assert_int_eq(open_from(&w, &ro, after + 1, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(rep.last_lsn, after + 2);
+    ck_assert_uint_eq(s.frames, 2);
+    wal_log_close(&w);
+    ro.stop_after_lsn = 0;
+    ck_assert_int_eq(open_from(&w, &ro, first_restart + 1, &rep, &s, why, sizeof(why)), -EUCLEAN);
+
+    rc = open_from(&w, &small, 0, &rep, &s, why, sizeof(why));
+    ck_assert_msg(rc == 0, "%s", why);
+    ck_assert_uint_eq(rep.obsolete_segments_removed, old.n);
+    ck_assert_uint_eq(s.frames, 40);
+    wal_log_close(&w);
+    for (u32 i = 0; i < old.n; i++) {
+        char p[WAL_PATH_MAX];
+        seg_file(p, sizeof(p), old.first[i]);
+        ck_assert(!io_fault_exists(fs, p));
+    }
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED); /* the removal was synced */
+    ck_assert_int_eq(open_from(&w, &small, 0, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(rep.obsolete_segments_removed, 0);
+    ck_assert_uint_eq(rep.segments, live);
+    wal_log_close(&w);
+    free(before1);
+    copies_free(&old);
+}
+END_TEST
+
+/* Sets the flags of the segment at path to flags (its checksum made right again). */
+static void set_flags(const char *path, u32 flags)
+{
+    u64 len;
+    u8 *b = snapshot_file(path, &len);
+    le_put_u32(b + 28, flags);
+    le_put_u32(b + 60, crc32c(0, b, 60));
+    ck_assert_int_eq(io_fault_put_file(fs, path, b, len), 0);
+    free(b);
+}
+
+/*
+ * A segment header with a flag bit this version does not know fails to open, read-write or
+ * read-only, wherever the segment is (the only one, in the middle, the newest and frameless,
+ * which is no torn creation then), and nothing is removed or rewritten. The restart bit on the
+ * oldest segment of an ordinary log changes nothing.
+ */
+START_TEST(test_restart_unknown_segment_flag_fails_closed)
+{
+    const u32 unknown[] = { 1u << 1, 1u << 31, WAL_SEGMENT_RESTART | 1u << 8 };
+    for (int where = 0; where < 3; where++) {
+        for (size_t b = 0; b < ADB_ARRAY_LEN(unknown); b++) {
+            teardown();
+            setup();
+            struct wal_log w;
+            struct wal_open_report rep;
+            struct seen s;
+            char why[512], path[WAL_PATH_MAX];
+            open_ok(&w, &rep, &s);
+            if (where > 0)
+                while (w.segment_count < 3) {
+                    ck_assert_int_eq(append_n(&w, 5), 0);
+                    ck_assert_int_eq(wal_log_commit(&w), 0);
+                }
+            if (where == 2) { /* the newest, frameless */
+                ex->count = w.segments[2].first_lsn - 1;
+                ck_assert_int_eq(wal_log_truncate(&w, ex->count), 0);
+            }
+            u64 first = w.segments[where == 0 ? 0 : where == 1 ? 1 : 2].first_lsn;
+            wal_log_close(&w);
+            seg_file(path, sizeof(path), first);
+            set_flags(path, unknown[b]);
+            u64 len;
+            u8 *before = snapshot_file(path, &len);
+            for (int ro = 0; ro < 2; ro++) {
+                struct wal_log_options o = small;
+                o.read_only = ro;
+                ck_assert_int_eq(open_from(&w, &o, 0, &rep, &s, why, sizeof(why)), -EUCLEAN);
+                ck_assert_msg(strstr(why, "unknown segment header flag") != NULL, "%s", why);
+                assert_unchanged(path, before, len);
+            }
+            free(before);
+        }
+    }
+    /* The restart bit on the oldest segment: nothing before it to drop. */
+    teardown();
+    setup();
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char path[WAL_PATH_MAX];
+    open_ok(&w, &rep, &s);
+    while (w.segment_count < 2) {
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    wal_log_close(&w);
+    seg_file(path, sizeof(path), 1);
+    set_flags(path, WAL_SEGMENT_RESTART);
+    open_ok(&w, &rep, &s);
+    ck_assert_uint_eq(s.frames, ex->count);
+    ck_assert_uint_eq(rep.obsolete_segments_removed, 0);
+    wal_log_close(&w);
+}
+END_TEST
+
+/*
+ * Truncation after a restart: at the restart point with nothing appended it is nothing; inside
+ * the restart segment (rewritten through the spare) and back to the restart point, the segment
+ * keeps its header, restart flag included, so an obsolete segment put back is still dropped at
+ * open; the chain continues from the restart's crc and slot.
+ */
+START_TEST(test_restart_then_truncate_keeps_the_flag)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512];
+    struct seg_copies old = { 0 };
+    open_ok(&w, &rep, &s);
+    while (w.segment_count < 2) {
+        ck_assert_int_eq(append_n(&w, 5), 0);
+        ck_assert_int_eq(wal_log_commit(&w), 0);
+    }
+    copies_take(&old, &w);
+    u64 after = ex->count + 3, slot = ex->slot[ex->count] + 4;
+    const u32 crc = 0xABCD1234u;
+    ck_assert_int_eq(wal_log_restart(&w, after, slot, crc), 0);
+    u64 mutations = io_fault_mutations(fs);
+    ck_assert_int_eq(wal_log_truncate(&w, after), 0);
+    ck_assert_uint_eq(io_fault_mutations(fs), mutations);
+    restart_point(after, slot);
+    ck_assert_int_eq(append_n(&w, 50), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_ge(w.segment_count, 2);
+    while (!w.spare_ready)
+        ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT), 0);
+    ck_assert_int_eq(wal_log_truncate(&w, after + 4), 0);
+    ck_assert_uint_eq(w.segment_count, 1);
+    ck_assert_uint_eq(wal_log_next_lsn(&w), after + 5);
+    struct wal_segment_header h = header_of(after + 1);
+    ck_assert_uint_eq(h.flags, WAL_SEGMENT_RESTART);
+    ck_assert_uint_eq(h.prev_crc, crc);
+    ck_assert_uint_eq(h.prev_slot, slot);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    copies_put_back(&old);
+    int rc = open_from(&w, &small, 0, &rep, &s, why, sizeof(why));
+    ck_assert_msg(rc == 0, "%s", why);
+    ck_assert_uint_eq(rep.obsolete_segments_removed, old.n);
+    ck_assert_uint_eq(rep.first_lsn, after + 1);
+    ck_assert_uint_eq(rep.last_lsn, after + 4);
+    ck_assert_uint_eq(s.frames, 4);
+
+    ck_assert_int_eq(wal_log_truncate(&w, after), 0); /* back to the restart point */
+    ck_assert_uint_eq(wal_log_next_lsn(&w), after + 1);
+    ck_assert_uint_eq(w.cur.last_slot, slot);
+    ck_assert_uint_eq(w.cur.prev_crc, crc);
+    ck_assert_uint_eq(header_of(after + 1).flags, WAL_SEGMENT_RESTART);
+    u8 buf[WAL_FRAME_MAX];
+    u32 len;
+    ck_assert_int_eq(wal_log_read(&w, after + 1, buf, sizeof(buf), &len), -ENOENT);
+    ex->count = after;
+    ck_assert_int_eq(append_n(&w, 3), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_uint_eq(frame_of(&w, after + 1, buf).prev_crc, crc);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    copies_put_back(&old);
+    ck_assert_int_eq(open_from(&w, &small, 0, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(rep.obsolete_segments_removed, old.n);
+    ck_assert_uint_eq(s.frames, 3);
+    ck_assert_uint_eq(rep.last_lsn, after + 3);
+    wal_log_close(&w);
+    copies_free(&old);
+}
+END_TEST
+
+/* No room for the restart segment (fresh, or the header into the ready spare): -ENOSPC, not
+ * halted, nothing changed, no spare left; then it succeeds. A failed sync halts; the old log is
+ * what a reopen finds. */
+START_TEST(test_restart_failures)
+{
+    struct wal_log w;
+    struct wal_open_report rep;
+    struct seen s;
+    char why[512], p1[WAL_PATH_MAX], p31[WAL_PATH_MAX];
+    seg_file(p1, sizeof(p1), 1);
+    seg_file(p31, sizeof(p31), 31);
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 20), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    ck_assert_int_eq(append_n(&w, 1), 0); /* in the batch: kept when nothing changes */
+    for (int spare = 0; spare < 2; spare++) {
+        if (spare)
+            while (!w.spare_ready)
+                ck_assert_int_eq(wal_log_prepare(&w, SMALL_SEGMENT), 0);
+        struct log_state was = state_of(&w);
+        u64 len;
+        u8 *before = snapshot_file(p1, &len);
+        io_fault_fail_write(fs, 1, -ENOSPC);
+        ck_assert_int_eq(wal_log_restart(&w, 30, 99, 0x77u), -ENOSPC);
+        assert_state(&w, &was);
+        assert_unchanged(p1, before, len);
+        ck_assert(!io_fault_exists(fs, p31));
+        ck_assert(!spare_exists(DIR));
+        ck_assert(!w.spare_ready);
+        free(before);
+    }
+    ck_assert_int_eq(wal_log_restart(&w, 30, 99, 0x77u), 0);
+    ck_assert(io_fault_exists(fs, p31));
+    ck_assert(!io_fault_exists(fs, p1));
+    wal_log_close(&w);
+
+    teardown();
+    setup();
+    open_ok(&w, &rep, &s);
+    ck_assert_int_eq(append_n(&w, 20), 0);
+    ck_assert_int_eq(wal_log_commit(&w), 0);
+    io_fault_fail_sync(fs, 1, -EIO);
+    ck_assert_int_eq(wal_log_restart(&w, 30, 99, 0x77u), -EIO);
+    ck_assert(w.halted);
+    ck_assert_int_eq(wal_log_restart(&w, 30, 99, 0x77u), -EIO);
+    u8 buf[WAL_FRAME_MAX];
+    u32 len;
+    ck_assert_int_eq(wal_log_read(&w, 3, buf, sizeof(buf), &len), -EIO);
+    wal_log_close(&w);
+    io_fault_power_loss(fs, IO_FAULT_KEEP_SYNCED);
+    ck_assert_int_eq(open_from(&w, &small, 0, &rep, &s, why, sizeof(why)), 0);
+    ck_assert_uint_eq(s.frames, 20);
+    ck_assert_uint_eq(rep.first_lsn, 1);
+    ck_assert(!spare_exists(DIR));
+    wal_log_close(&w);
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("wal");
@@ -2017,6 +2689,13 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_read_frames_everywhere);
     tcase_add_test(tc, test_read_older_than_the_ring);
     tcase_add_test(tc, test_read_damaged_frame);
+    tcase_add_test(tc, test_restart_then_append_and_reopen);
+    tcase_add_test(tc, test_restart_chain_takes_only_the_given_crc);
+    tcase_add_test(tc, test_restart_crash_at_every_step);
+    tcase_add_test(tc, test_restart_read_only_open_ignores_obsolete_segments);
+    tcase_add_test(tc, test_restart_unknown_segment_flag_fails_closed);
+    tcase_add_test(tc, test_restart_then_truncate_keeps_the_flag);
+    tcase_add_test(tc, test_restart_failures);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,11 +1,12 @@
 /*
  * wal/log.c — segment files, group-commit appends, recovery and pruning (see log.h).
  *
- * Recovery order: list the segments, sort them by first LSN, and scan each with the decision
- * table of wal/scan.h. Between segments the header of the next one must continue the chain
- * exactly (first_lsn, prev_slot, prev_crc); anything else is a gap and fails closed. Only the
- * newest segment may end in a torn write, and only the newest may be a frameless file whose
- * creation a crash interrupted (removed, since it holds nothing).
+ * Recovery order: list the segments, sort them by first LSN, leave out those a restart made
+ * obsolete (the segments before the newest one whose header has WAL_SEGMENT_RESTART), and scan
+ * each with the decision table of wal/scan.h. Between segments the header of the next one must
+ * continue the chain exactly (first_lsn, prev_slot, prev_crc); anything else is a gap and fails
+ * closed. Only the newest segment may end in a torn write, and only the newest may be a
+ * frameless file whose creation a crash interrupted (removed, since it holds nothing).
  */
 #include "config.h"
 
@@ -294,6 +295,82 @@ static int sync_tail(struct wal_log *w, char *why, size_t why_len)
     return rc;
 }
 
+/* Segment i's header into *h; *valid false if the file is too short or it does not decode (a
+ * torn creation, damage: the scan judges it if the segment is kept). */
+static int read_header(struct wal_log *w, u32 i, struct wal_segment_header *h, bool *valid, char *why,
+                       size_t why_len)
+{
+    char path[WAL_PATH_MAX];
+    if (!seg_path(w, w->segments[i].first_lsn, path, sizeof(path))) {
+        why_set(why, why_len, "%s: path too long", w->dir);
+        return -ENAMETOOLONG;
+    }
+    u8 hb[WAL_SEGMENT_HEADER_SIZE];
+    int fd, rc = w->io->ops->open(w->io, path, IO_READ, &fd);
+    if (rc == 0) {
+        rc = io_read_all(w->io, fd, hb, sizeof(hb), 0);
+        w->io->ops->close(w->io, fd);
+    }
+    *valid = rc == 0 && wal_segment_header_decode(hb, sizeof(hb), h) == WAL_SEGMENT_OK;
+    if (rc == -ENODATA)
+        rc = 0;
+    if (rc != 0)
+        why_set(why, why_len, "%s: cannot read the segment header: %s", path, strerror(-rc));
+    return rc;
+}
+
+/*
+ * A restart (wal_log_restart) leaves the segments before its own until its unlinks are
+ * durable: the newest segment whose header has WAL_SEGMENT_RESTART makes every one with a
+ * smaller first LSN obsolete. They hold only LSNs the caller's snapshot covers, may not chain to
+ * it at all, and are never read: a read-write open unlinks them, oldest first, and syncs the
+ * directory; a read-only one leaves them out. Looked for from the newest back (a header that
+ * does not decode is passed: if the segment is kept, the scan judges it); the oldest segment
+ * has nothing before it, so its flag is not read. A read-only reader beside a writer is safe: a
+ * restart's header is whole and synced before its name appears, and a header a roll is still
+ * writing (segment_create names the file first) does not decode yet.
+ */
+static int drop_obsolete(struct wal_log *w, struct wal_open_report *rep, char *why, size_t why_len)
+{
+    u32 at = 0;
+    for (u32 i = w->segment_count; i-- > 1 && at == 0;) {
+        struct wal_segment_header h;
+        bool valid;
+        int rc = read_header(w, i, &h, &valid, why, why_len);
+        if (rc != 0)
+            return rc;
+        if (valid && (h.flags & WAL_SEGMENT_RESTART) != 0)
+            at = i;
+    }
+    if (at == 0)
+        return 0;
+    if (!w->opt.read_only) {
+        for (u32 i = 0; i < at; i++) {
+            char path[WAL_PATH_MAX];
+            if (!seg_path(w, w->segments[i].first_lsn, path, sizeof(path))) {
+                why_set(why, why_len, "%s: path too long", w->dir);
+                return -ENAMETOOLONG;
+            }
+            int rc = w->io->ops->unlink(w->io, path);
+            if (rc != 0) {
+                why_set(why, why_len, "%s: cannot remove a segment obsolete since a restart: %s", path,
+                    strerror(-rc));
+                return rc;
+            }
+        }
+        int rc = w->io->ops->sync_dir(w->io, w->dir);
+        if (rc != 0) {
+            why_set(why, why_len, "%s: cannot fsync directory after removing obsolete segments: %s", w->dir,
+                strerror(-rc));
+            return rc;
+        }
+    }
+    memmove(w->segments, w->segments + at, (w->segment_count - at) * sizeof(w->segments[0]));
+    w->segment_count -= at;
+    rep->obsolete_segments_removed = at;
+    return 0;
+}
+
 struct open_state {
     u8 *buf;
     u64 cap;
@@ -330,7 +407,11 @@ static int open_segment(struct wal_log *w, u32 i, u32 first_scanned, struct open
         /* Not after covered damage ran to the end of the previous segment: that one could not
          * become the active one (where its chain ends is unknown), so fail closed, removing
          * nothing. */
-        if (last && w->segment_count > 1 && st->lost_seg == 0 && torn_creation(st->buf, len)) {
+        /* Nor a header whose one fault is a flag this version does not know: a creation writes
+         * known flags and a tear leaves a prefix of them, so it is a later version's segment,
+         * whose meaning (as a restart's for the segments before it) must not be guessed. */
+        if (last && w->segment_count > 1 && st->lost_seg == 0 && hs != WAL_SEGMENT_BAD_FLAGS &&
+            torn_creation(st->buf, len)) {
             /* Decision: a crash while creating the next segment; it holds no frame. */
             if (!w->opt.read_only) {
                 rc = w->io->ops->unlink(w->io, path);
@@ -501,6 +582,10 @@ static int open_log(struct wal_log *w, struct io *io, const char *dir,
     ADB_ASSERT(w->opt.stop_after_lsn == 0 || w->opt.read_only);
     if (!w->opt.read_only && (rc = sync_tail(w, why, why_len)) != 0)
         return rc; /* before the first frame is delivered or counted durable */
+    /* After sync_tail: a restart's rename, if a killed writer left it unsynced, is durable
+     * before the segments it made obsolete are unlinked. */
+    if ((rc = drop_obsolete(w, rep, why, why_len)) != 0)
+        return rc;
     if (!w->opt.read_only) { /* wal_log_read's, allocated once */
         w->index = malloc(sizeof(u64) * w->opt.index_frames);
         w->read_buf = malloc(WAL_READ_CHUNK);
@@ -523,6 +608,9 @@ static int open_log(struct wal_log *w, struct io *io, const char *dir,
             start++;
     }
     rep->first_lsn = w->segments[0].first_lsn;
+    /* What a reader whose limit lies before every segment read finds: nothing, ending before
+     * the first (the scan of the first segment read sets the whole chain state). */
+    w->cur.next_lsn = w->segments[start].first_lsn;
     for (u32 i = start; i < w->segment_count && rc == 0; i++) {
         if (w->opt.stop_after_lsn != 0 && w->segments[i].first_lsn > w->opt.stop_after_lsn)
             break; /* wholly after the reader's limit: not read at all */
@@ -1139,6 +1227,107 @@ int wal_log_truncate(struct wal_log *w, u64 after_lsn)
         w->durable_lsn = after_lsn;
     if (w->index_lo > after_lsn)
         w->index_lo = 0;
+    return 0;
+}
+
+/* ---- restarting after a snapshot from a peer ---------------------------------------------- */
+
+/*
+ * The restart segment h (log.h, NOTES), prepared under the spare name: the ready spare gets the
+ * header (its zeros are synced already), else a new file gets the header and the capacity and is
+ * fsynced. It is no segment yet: nothing of the log has changed. *fd_out is open on it.
+ */
+static int restart_prepare(struct wal_log *w, const struct wal_segment_header *h, const char *tmp, int *fd_out)
+{
+    struct io *io = w->io;
+    u8 header[WAL_SEGMENT_HEADER_SIZE];
+    wal_segment_header_encode(header, h);
+    bool fresh = !(w->spare_ready && w->spare_written == h->capacity);
+    int fd = -1, rc = 0;
+    if (fresh) {
+        if (w->spare_fd >= 0)
+            io->ops->close(io, w->spare_fd);
+        w->spare_fd = -1;
+        (void)io->ops->unlink(io, tmp); /* an unfinished spare: this file replaces it */
+        rc = io->ops->open(io, tmp, IO_WRITE | IO_CREATE | IO_EXCL, &fd);
+        if (rc != 0)
+            fd = -1;
+    } else {
+        fd = w->spare_fd;
+        w->spare_fd = -1;
+    }
+    w->spare_ready = false;
+    w->spare_written = 0;
+    if (rc == 0)
+        rc = io_write_all(io, fd, header, sizeof(header), 0);
+    if (rc == 0 && fresh)
+        rc = io->ops->allocate(io, fd, h->capacity);
+    if (rc == 0)
+        rc = fresh ? io->ops->fsync(io, fd) : io->ops->datasync(io, fd);
+    if (rc != 0) {
+        if (fd >= 0) {
+            io->ops->close(io, fd);
+            (void)io->ops->unlink(io, tmp); /* open would remove it; a full disk wants the room now */
+        }
+        return rc;
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int wal_log_restart(struct wal_log *w, u64 after_lsn, u64 prev_slot, u32 prev_crc)
+{
+    if (w->halted)
+        return -EIO;
+    ADB_ASSERT(w->fd >= 0 && w->index != NULL);
+    /* Every segment held starts at or before next_lsn <= after_lsn + 1: the rename below can
+     * replace only an empty one, and every other one is older. */
+    ADB_ASSERT(after_lsn >= w->cur.next_lsn - 1 && after_lsn < UINT64_MAX);
+    struct io *io = w->io;
+    struct wal_segment_header h = { .first_lsn = after_lsn + 1, .prev_slot = prev_slot, .prev_crc = prev_crc,
+                                    .flags = WAL_SEGMENT_RESTART, .capacity = w->opt.segment_bytes,
+                                    .sync_window = w->opt.sync_window_bytes };
+    char tmp[WAL_PATH_MAX], path[WAL_PATH_MAX];
+    if (!spare_path(w, tmp, sizeof(tmp)) || !seg_path(w, h.first_lsn, path, sizeof(path)))
+        return halt(w, -ENAMETOOLONG, "WAL restart: path");
+    int fd, rc = restart_prepare(w, &h, tmp, &fd);
+    if (rc != 0) /* nothing of the log changed: a full disk only refuses */
+        return wal_log_no_space(rc) ? rc : halt(w, rc, "WAL restart: prepare the segment");
+    /* The commit point: once this directory sync is done, a reopen finds the restarted log. */
+    rc = io->ops->rename(io, tmp, path);
+    if (rc == 0)
+        rc = io->ops->sync_dir(io, w->dir);
+    if (rc != 0) {
+        io->ops->close(io, fd);
+        return halt(w, rc, "WAL restart: switch to the new segment");
+    }
+    /* Committed: the older segments are obsolete whatever happens to them now (open drops
+     * any left), so a failure here halts with the log already restarted. */
+    for (u32 i = 0; rc == 0 && i < w->segment_count; i++) {
+        char older[WAL_PATH_MAX];
+        if (w->segments[i].first_lsn == h.first_lsn)
+            continue; /* the empty segment the rename replaced */
+        rc = seg_path(w, w->segments[i].first_lsn, older, sizeof(older)) ? io->ops->unlink(io, older) : -ENAMETOOLONG;
+    }
+    if (rc == 0)
+        rc = io->ops->sync_dir(io, w->dir);
+    io->ops->close(io, w->fd);
+    w->fd = fd;
+    w->segments[0].first_lsn = h.first_lsn;
+    w->segment_count = 1;
+    w->segment_capacity = h.capacity;
+    w->segment_length = h.capacity;
+    w->segment_window = h.sync_window;
+    w->write_offset = WAL_SEGMENT_HEADER_SIZE;
+    w->batch_offset = WAL_SEGMENT_HEADER_SIZE;
+    w->synced_offset = WAL_SEGMENT_HEADER_SIZE;
+    w->batch_used = 0; /* at or below after_lsn: obsolete with the rest */
+    w->last_frame_len = 0;
+    w->cur = (struct wal_cursor){ .next_lsn = h.first_lsn, .last_slot = prev_slot, .prev_crc = prev_crc };
+    w->durable_lsn = after_lsn;
+    w->index_lo = 0; /* no frame held: reads up to after_lsn are -ENOENT */
+    if (rc != 0)
+        return halt(w, rc, "WAL restart: remove the obsolete segments");
     return 0;
 }
 

@@ -44,11 +44,11 @@
  *     -EINVAL with nothing changed, never a halt: the caller repairs.
  *   - wal_log_truncate() removes every frame after an LSN (a view change discards an
  *     uncommitted suffix). Frames still in the batch are dropped. Written ones are removed by
- *     rewriting the segment that holds the first removed frame: its header and the frames before
- *     that frame are copied into the spare file (WAL_SPARE_NAME; a prepared spare of the right
- *     size is used as it is), the rest of its capacity allocated as zeros, and the file fsynced;
- *     then the newer segments are unlinked, newest first, the copy is renamed over the segment,
- *     and the directory is fsynced once. That segment is the active one again, with its own
+ *     rewriting the segment that holds the first removed frame: its header (byte for byte, its
+ *     flags too) and the frames before that frame are copied into the spare file
+ *     (WAL_SPARE_NAME; a prepared spare of the right size is used as it is), the rest of its
+ *     capacity allocated as zeros, and the file fsynced; then the newer segments are unlinked,
+ *     newest first, the copy is renamed over the segment, and the directory is fsynced once. That segment is the active one again, with its own
  *     capacity and window, and appends continue after the kept frame. Crash guarantee: until
  *     the directory sync the old log is what a reopen finds (an orphaned spare is removed at
  *     open), after it exactly the truncated one; only a file system that persists part of one
@@ -66,6 +66,28 @@
  *     frame by frame. Older segments are opened read-only for the read and closed after. A read
  *     never writes and never halts the log; it needs a read-write open (-EBADF otherwise) and
  *     refuses a halted log (-EIO: its page cache is not trusted).
+ *
+ *   State transfer: wal_log_restart() empties the log of a replica that installed a snapshot at
+ *   LSN S received from a peer (S >= the last LSN held): the next frame is S + 1, chained to
+ *   frame S by the slot and crc the caller gives. Frames in the batch are dropped (at or below
+ *   S, obsolete like the rest). The new segment, wal-<S + 1>, is prepared under the spare name
+ *   (a ready spare as it is, else a new file: header, capacity allocated, fsync) with the flag
+ *   WAL_SEGMENT_RESTART in its header (wal/scan.h), then renamed into place (replacing the log's
+ *   last segment if that starts at S + 1: an empty one) and the directory fsynced: the commit
+ *   point. Then every older segment is unlinked and the directory fsynced again. Open
+ *   honours the flag: the newest segment that carries it makes every segment with a smaller
+ *   first LSN obsolete, whatever the scan would say of them; a read-write open unlinks them
+ *   (and fsyncs the directory) before it scans, a read-only one leaves them and reads none
+ *   (rep->obsolete_segments_removed counts them either way). So a crash before the commit
+ *   point reopens to the old log (with an orphaned spare, removed), after it to the restarted
+ *   empty log, whatever part of the unlinks survived; a directory sync kept in part (io_fault's
+ *   TEAR) keeps a prefix of create, rename, unlinks, which is one or the other too. The flag
+ *   stays once the unlinks are done (its segment is then the oldest: nothing to drop) and
+ *   truncation's copy keeps it. Failures as for truncation: no space before the rename is
+ *   -ENOSPC/-EDQUOT with nothing changed, anything else halts. The caller makes the snapshot
+ *   durable first: a crash between the two leaves a snapshot at S and the old log, which may
+ *   end below S (a replay from S + 1 is then -EUCLEAN): the caller opens the log without replay
+ *   and restarts it again.
  *
  *   Memory: the batch buffer, the offset ring (8 bytes a frame) and a read buffer are
  *   allocated at open (bounded by the options), nothing per append or read. Thread safety:
@@ -123,6 +145,9 @@ struct wal_open_report {
     u64 torn_offset, torn_bytes;
     char torn_file[WAL_PATH_MAX];
     u32 removed_empty_segment; /* 1 if a crash-torn, frameless newest segment was removed */
+    u32 obsolete_segments_removed; /* segments before the newest restart segment (wal_log_restart):
+                                    * unlinked before the scan; a read-only open counts them but
+                                    * only leaves them out (unread, not removed) */
     /* Damage below from_lsn, in frames the caller's snapshot covers (wal/scan.h, note (**)):
      * passed over, never repaired, never a torn tail. The open succeeded; the caller should warn
      * and count it. Segments wholly before from_lsn are not read, so damage there is not seen. */
@@ -232,6 +257,17 @@ int wal_log_append_frame(struct wal_log *w, const u8 *frame, u32 len);
  * halted, -ENOSPC/-EDQUOT with nothing changed, or another negative errno (then halted).
  */
 int wal_log_truncate(struct wal_log *w, u64 after_lsn);
+
+/*
+ * Restarts the log empty after after_lsn, durably (see NOTES for the crash guarantee): a
+ * replica installed a snapshot at after_lsn received from a peer. after_lsn must be >= the last
+ * LSN the log holds (asserted); prev_slot and prev_crc are frame after_lsn's request slot and
+ * crc, so the next append gets after_lsn + 1 and must carry that prev_crc. Frames in the batch
+ * are dropped; every segment held becomes obsolete and is removed; durable_lsn is after_lsn and
+ * wal_log_read of an LSN up to it is -ENOENT. 0, -EIO if halted, -ENOSPC/-EDQUOT with nothing
+ * changed, or another negative errno (then halted).
+ */
+int wal_log_restart(struct wal_log *w, u64 after_lsn, u64 prev_slot, u32 prev_crc);
 
 /*
  * Copies frame lsn as the WAL holds it into buf (cap bytes; WAL_FRAME_MAX always suffices)

@@ -26,7 +26,7 @@
 #define SEG_OFF_FIRST_LSN 8
 #define SEG_OFF_PREV_SLOT 16
 #define SEG_OFF_PREV_CRC 24
-#define SEG_OFF_RESERVED2 28
+#define SEG_OFF_FLAGS 28
 #define SEG_OFF_CAPACITY 32
 #define SEG_OFF_SYNC_WINDOW 40
 #define SEG_OFF_RESERVED3 44
@@ -44,6 +44,7 @@ const char *wal_segment_status_name(enum wal_segment_status s)
     case WAL_SEGMENT_BAD_LSN: return "segment first_lsn 0";
     case WAL_SEGMENT_BAD_CHECKSUM: return "segment header checksum mismatch";
     case WAL_SEGMENT_BAD_WINDOW: return "segment sync window smaller than a frame";
+    case WAL_SEGMENT_BAD_FLAGS: return "unknown segment header flag bits";
     }
     return "unknown";
 }
@@ -52,12 +53,14 @@ void wal_segment_header_encode(u8 out[WAL_SEGMENT_HEADER_SIZE], const struct wal
 {
     ADB_ASSERT(h->first_lsn != 0);
     ADB_ASSERT(h->sync_window == 0 || h->sync_window >= WAL_FRAME_MAX);
+    ADB_ASSERT((h->flags & ~WAL_SEGMENT_FLAGS_KNOWN) == 0);
     memset(out, 0, WAL_SEGMENT_HEADER_SIZE);
     le_put_u32(out + SEG_OFF_MAGIC, WAL_SEGMENT_MAGIC);
     le_put_u16(out + SEG_OFF_VERSION, WAL_SEGMENT_VERSION);
     le_put_u64(out + SEG_OFF_FIRST_LSN, h->first_lsn);
     le_put_u64(out + SEG_OFF_PREV_SLOT, h->prev_slot);
     le_put_u32(out + SEG_OFF_PREV_CRC, h->prev_crc);
+    le_put_u32(out + SEG_OFF_FLAGS, h->flags);
     le_put_u64(out + SEG_OFF_CAPACITY, h->capacity);
     le_put_u32(out + SEG_OFF_SYNC_WINDOW, h->sync_window);
     le_put_u32(out + SEG_OFF_CRC, crc32c(0, out, SEG_OFF_CRC));
@@ -72,9 +75,14 @@ enum wal_segment_status wal_segment_header_decode(const u8 *buf, size_t len,
         return WAL_SEGMENT_BAD_MAGIC;
     if (le_get_u16(buf + SEG_OFF_VERSION) != WAL_SEGMENT_VERSION)
         return WAL_SEGMENT_BAD_VERSION;
-    if (le_get_u16(buf + SEG_OFF_RESERVED1) != 0 || le_get_u32(buf + SEG_OFF_RESERVED2) != 0 ||
+    if (le_get_u16(buf + SEG_OFF_RESERVED1) != 0 ||
         !le_all_zero(buf + SEG_OFF_RESERVED3, SEG_OFF_CRC - SEG_OFF_RESERVED3))
         return WAL_SEGMENT_BAD_RESERVED;
+    /* A bit from a later version may change what the segment means (as the restart bit does
+     * for the segments before it): fail closed rather than guess. */
+    u32 flags = le_get_u32(buf + SEG_OFF_FLAGS);
+    if ((flags & ~WAL_SEGMENT_FLAGS_KNOWN) != 0)
+        return WAL_SEGMENT_BAD_FLAGS;
     u32 window = le_get_u32(buf + SEG_OFF_SYNC_WINDOW);
     if (window != 0 && window < WAL_FRAME_MAX)
         return WAL_SEGMENT_BAD_WINDOW;
@@ -85,6 +93,7 @@ enum wal_segment_status wal_segment_header_decode(const u8 *buf, size_t len,
     out->first_lsn = le_get_u64(buf + SEG_OFF_FIRST_LSN);
     out->prev_slot = le_get_u64(buf + SEG_OFF_PREV_SLOT);
     out->prev_crc = le_get_u32(buf + SEG_OFF_PREV_CRC);
+    out->flags = flags;
     out->capacity = le_get_u64(buf + SEG_OFF_CAPACITY);
     out->sync_window = window;
     return WAL_SEGMENT_OK;

@@ -13,7 +13,9 @@
  *        8    8 first_lsn    LSN of the first frame the segment holds (also in the file name)
  *       16    8 prev_slot    request slot of frame first_lsn - 1 (0 if none)
  *       24    4 prev_crc     crc of frame first_lsn - 1 (0 if none): the chain continues here
- *       28    4 reserved     zero
+ *       28    4 flags        bit 0 WAL_SEGMENT_RESTART: the log restarts here (wal_log_restart);
+ *                            every segment with a smaller first_lsn is obsolete. Other bits
+ *                            zero: a header with an unknown bit fails closed
  *       32    8 capacity     preallocated size of the file in bytes
  *       40    4 sync_window  bytes the writer may leave unsynced in this segment (0: written
  *                            before the field existed; read as WAL_FRAME_MAX); else >= that
@@ -103,10 +105,14 @@
 #define WAL_SEGMENT_VERSION 1
 #define WAL_SEGMENT_HEADER_SIZE 64
 
+#define WAL_SEGMENT_RESTART 0x1u /* flags: every segment with a smaller first_lsn is obsolete */
+#define WAL_SEGMENT_FLAGS_KNOWN WAL_SEGMENT_RESTART
+
 struct wal_segment_header {
     u64 first_lsn;
     u64 prev_slot;
     u32 prev_crc;
+    u32 flags;       /* WAL_SEGMENT_* bits, only known ones */
     u64 capacity;
     u32 sync_window; /* 0 or >= WAL_FRAME_MAX */
 };
@@ -120,6 +126,7 @@ enum wal_segment_status {
     WAL_SEGMENT_BAD_LSN, /* first_lsn 0 */
     WAL_SEGMENT_BAD_CHECKSUM,
     WAL_SEGMENT_BAD_WINDOW, /* sync_window neither 0 nor >= WAL_FRAME_MAX */
+    WAL_SEGMENT_BAD_FLAGS,  /* a flag bit this version does not know */
 };
 
 const char *wal_segment_status_name(enum wal_segment_status s);

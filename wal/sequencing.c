@@ -224,6 +224,15 @@ int sequencing_append_frame(struct sequencing *s, const u8 *frame, u32 len)
     return 0;
 }
 
+static void forget_retries(struct sequencing *s)
+{
+    /* The cache may answer a retry with an LSN whose entry changed: start it over (it only
+     * saves frames). */
+    struct retry_cache *c = s->cache;
+    memset(c->entries, 0, retry_cache_bytes(c->capacity));
+    retry_cache_init(c, c->entries, c->capacity, c->window_slots);
+}
+
 int sequencing_truncate(struct sequencing *s, u64 after_lsn)
 {
     int rc = wal_log_truncate(&s->wal, after_lsn);
@@ -240,10 +249,19 @@ int sequencing_truncate(struct sequencing *s, u64 after_lsn)
         keep++;
     }
     s->batch_count = keep;
-    /* The cache may answer a retry with a truncated LSN: start it over (it only saves frames). */
-    struct retry_cache *c = s->cache;
-    memset(c->entries, 0, retry_cache_bytes(c->capacity));
-    retry_cache_init(c, c->entries, c->capacity, c->window_slots);
+    forget_retries(s);
+    return 0;
+}
+
+int sequencing_restart_log(struct sequencing *s, u64 after_lsn, u64 prev_slot, u32 prev_crc)
+{
+    ADB_ASSERT(s->batch_count == 0);
+    int rc = wal_log_restart(&s->wal, after_lsn, prev_slot, prev_crc);
+    if (rc != 0)
+        return rc;
+    if (s->pruned_below < after_lsn + 1)
+        s->pruned_below = after_lsn + 1;
+    forget_retries(s);
     return 0;
 }
 
