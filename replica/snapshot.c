@@ -25,6 +25,7 @@
 #include "common/assert.h"
 #include "common/crc32c.h"
 #include "common/le.h"
+#include "replica/oplog.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -1135,4 +1136,71 @@ int snapshot_write_then(struct io *io, const char *dir, const sm_t *sm, void (*e
         return rc;
     }
     return 0;
+}
+
+/* ---- images: the snapshot and its operation records (state transfer) ----------------------- */
+
+u64 snapshot_image_size(const sm_t *sm)
+{
+    return snapshot_encoded_size(sm) + (u64)sm->operation_count * SNAPSHOT_OPERATION_SIZE + SNAPSHOT_CRC_SIZE;
+}
+
+u64 snapshot_image_encode(const sm_t *sm, u8 *buf, u64 cap)
+{
+    ADB_ASSERT(cap >= snapshot_image_size(sm));
+    u64 at = snapshot_encode(sm, buf, cap);
+    u8 *records = buf + at;
+    for (u32 i = 0; i < sm->operation_count; i++, at += SNAPSHOT_OPERATION_SIZE)
+        oplog_put_record(buf + at, sm_operation_at(sm, i));
+    le_put_u32(buf + at, crc32c(0, records, (size_t)(buf + at - records)));
+    return at + SNAPSHOT_CRC_SIZE;
+}
+
+/* Records from an image's bytes (already length- and CRC-checked). */
+struct image_ops {
+    const u8 *at;
+    u32 left;
+};
+
+static int image_next(void *ctx, struct sm_operation *out, char *why, size_t why_len)
+{
+    (void)why;
+    (void)why_len;
+    struct image_ops *o = ctx;
+    if (o->left == 0)
+        return 0;
+    oplog_get_record(o->at, out);
+    o->at += SNAPSHOT_OPERATION_SIZE;
+    o->left--;
+    return 1;
+}
+
+enum snapshot_status snapshot_image_decode(const u8 *buf, u64 len, const struct sm_config *cfg, sm_t *sm,
+                                           char *why, size_t why_len)
+{
+    struct snapshot_info info;
+    enum snapshot_status st = snapshot_decode_info(buf, len, &info, why, why_len);
+    if (st != SNAPSHOT_OK)
+        return st;
+    if (info.version != SNAPSHOT_VERSION) {
+        return say(why, why_len, SNAPSHOT_BAD_VERSION, "image: a snapshot of version %u (images are version %u)",
+                   info.version, SNAPSHOT_VERSION);
+    }
+    u64 records = (u64)info.operations * SNAPSHOT_OPERATION_SIZE;
+    if (info.size > len || len - info.size < records + SNAPSHOT_CRC_SIZE) {
+        return say(why, why_len, SNAPSHOT_SHORT, "image: %llu bytes, short of the snapshot's %llu and %u operation records",
+                   (ull)len, (ull)info.size, info.operations);
+    }
+    if (len - info.size > records + SNAPSHOT_CRC_SIZE) {
+        return say(why, why_len, SNAPSHOT_TRAILING, "image: %llu bytes after its operation records",
+                   (ull)(len - info.size - records - SNAPSHOT_CRC_SIZE));
+    }
+    const u8 *at = buf + info.size;
+    if (crc32c(0, at, (size_t)records) != le_get_u32(at + records)) {
+        return say(why, why_len, SNAPSHOT_BAD_CHECKSUM, "image: operation records (byte %llu): CRC32C mismatch",
+                   (ull)(info.size + records));
+    }
+    struct image_ops o = { at, info.operations };
+    struct snapshot_ops ops = { image_next, NULL, &o };
+    return snapshot_decode(buf, info.size, cfg, &ops, sm, why, why_len);
 }

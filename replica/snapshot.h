@@ -205,6 +205,21 @@ enum snapshot_status snapshot_decode_info(const u8 *buf, u64 len, struct snapsho
 enum snapshot_status snapshot_decode(const u8 *buf, u64 len, const struct sm_config *cfg,
                                      const struct snapshot_ops *ops, sm_t *sm, char *why, size_t why_len);
 
+/*
+ * Images: a snapshot with its operation records, in one buffer — what state transfer ships to a
+ * replica that is behind its peers' pruned WALs (replica/vsr.h). Layout: the snapshot's bytes
+ * (total_size of its header), then operation_count records of SNAPSHOT_OPERATION_SIZE bytes in
+ * the operation log's form (replica/oplog.h), ascending LSN, then the CRC32C of those records
+ * (u32). Decoding checks the length, the records' CRC and then everything snapshot_decode
+ * checks (the count, oldest LSN and sum of the records included).
+ */
+u64 snapshot_image_size(const sm_t *sm);
+/* Encodes sm's image into buf (cap >= snapshot_image_size, asserted); returns bytes written. */
+u64 snapshot_image_encode(const sm_t *sm, u8 *buf, u64 cap);
+/* Decodes an image of exactly len bytes into sm (fresh from sm_init/sm_create with cfg). */
+enum snapshot_status snapshot_image_decode(const u8 *buf, u64 len, const struct sm_config *cfg, sm_t *sm,
+                                           char *why, size_t why_len);
+
 /* "snapshot-<lsn as 20 digits>.snap" into out (cap bytes); false if it does not fit. */
 bool snapshot_file_name(char *out, size_t cap, u64 lsn);
 

@@ -391,6 +391,63 @@ static void build_state(sm_t *sm, const struct sm_config *cfg, u64 seed, u64 n)
     }
 }
 
+/* ---- images (state transfer): snapshot + operation records ------------------------------ */
+
+START_TEST(test_image)
+{
+    u64 rng = 0x1a6e;
+    struct sm_config cfg = random_config(&rng, false);
+    sm_t a, b;
+    build_state(&a, &cfg, 0x1a6e, 3000);
+    ck_assert_msg(a.operation_count > 0, "the state has no operation records to ship");
+    u64 size = snapshot_image_size(&a);
+    u8 *img = malloc(size + 1);
+    ck_assert_ptr_nonnull(img);
+    ck_assert_uint_eq(snapshot_image_encode(&a, img, size), size);
+    char why[300];
+    ck_assert_msg(sm_create(&b, &cfg, why, sizeof(why)), "sm_create: %s", why);
+    enum snapshot_status st = snapshot_image_decode(img, size, &cfg, &b, why, sizeof(why));
+    ck_assert_msg(st == SNAPSHOT_OK, "%s: %s", snapshot_status_name(st), why);
+    assert_same_digest(&a, &b, "image");
+    /* The dedupe records came along: every live one answers a retry on the copy. */
+    ck_assert_uint_eq(b.operation_count, a.operation_count);
+    for (u32 i = 0; i < a.operation_count; i++) {
+        const struct sm_operation *x = sm_operation_at(&a, i), *y = sm_operation_at(&b, i);
+        ck_assert_msg(memcmp(x, y, sizeof(*x)) == 0, "operation record %u differs", i);
+    }
+    sm_destroy(&b);
+
+    /* Damage anywhere is refused: a record byte, a short image, a trailing byte. */
+    struct { u64 len; u64 flip; enum snapshot_status want; } bad[] = {
+        { size, size - SNAPSHOT_CRC_SIZE - 5, SNAPSHOT_BAD_CHECKSUM },
+        { size - 1, UINT64_MAX, SNAPSHOT_SHORT },
+        { size + 1, UINT64_MAX, SNAPSHOT_TRAILING },
+    };
+    img[size] = 0;
+    for (u32 i = 0; i < ADB_ARRAY_LEN(bad); i++) {
+        if (bad[i].flip != UINT64_MAX)
+            img[bad[i].flip] ^= 0x10;
+        ck_assert_msg(sm_create(&b, &cfg, why, sizeof(why)), "sm_create: %s", why);
+        st = snapshot_image_decode(img, bad[i].len, &cfg, &b, why, sizeof(why));
+        ck_assert_msg(st == bad[i].want, "case %u: %s (%s), wanted %s", i, snapshot_status_name(st), why,
+                      snapshot_status_name(bad[i].want));
+        sm_destroy(&b);
+        if (bad[i].flip != UINT64_MAX)
+            img[bad[i].flip] ^= 0x10;
+    }
+    /* A record dropped (count and CRC made to agree) is caught by the header's count. */
+    u64 records = (u64)a.operation_count * SNAPSHOT_OPERATION_SIZE, snap = size - records - SNAPSHOT_CRC_SIZE;
+    le_put_u32(img + size - SNAPSHOT_CRC_SIZE - SNAPSHOT_OPERATION_SIZE,
+               crc32c(0, img + snap, (size_t)(records - SNAPSHOT_OPERATION_SIZE)));
+    ck_assert_msg(sm_create(&b, &cfg, why, sizeof(why)), "sm_create: %s", why);
+    st = snapshot_image_decode(img, size - SNAPSHOT_OPERATION_SIZE, &cfg, &b, why, sizeof(why));
+    ck_assert_msg(st != SNAPSHOT_OK, "an image missing a record decoded");
+    sm_destroy(&b);
+    free(img);
+    sm_destroy(&a);
+}
+END_TEST
+
 /* ---- roundtrip -------------------------------------------------------------------------- */
 
 #define ROUNDTRIP_COMMANDS 20000
@@ -1470,6 +1527,7 @@ Suite *test_suite(void)
     tcase_set_timeout(tc, TEST_LONG_TIMEOUT);
     tcase_add_loop_test(tc, test_roundtrip, 0, (int)ADB_ARRAY_LEN(roundtrip_seeds));
     tcase_add_test(tc, test_empty);
+    tcase_add_test(tc, test_image);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("corruption");
