@@ -94,7 +94,7 @@ static void broadcast(struct vsr *v, struct vsr_header *h, const u8 *body, u32 b
 static int persist(struct vsr *v, u64 view, u64 log_view)
 {
     ADB_ASSERT(view >= v->view && log_view >= v->log_view && log_view <= view);
-    struct vsr_durable d = { .view = view, .log_view = log_view };
+    struct vsr_durable d = { .view = view, .log_view = log_view, .recovering = v->recovering };
 #ifdef ADB_CANARY_DURABLE_VOTE
     int rc = 0; /* canary: the view and vote stay in memory, lost at a restart */
     (void)d;
@@ -204,12 +204,22 @@ void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
     struct vsr_entry_header *h = jget(v, s->wal_head);
     ADB_ASSERT(s->wal_head == 0 || h != NULL);
     v->wal_head_crc = h ? h->crc : 0;
+    v->image_lsn = s->image_lsn;
+    v->wal_first = s->wal_first ? s->wal_first : 1;
     v->commit_max = s->commit;
     v->commit = 0;
     publish(v);
     v->primary_seen_ns = t.mono_ns;
     v->vc_started_ns = t.mono_ns;
     v->view_start_op = v->op;
+    v->started_ns = t.mono_ns;
+    v->recovering = s->durable.recovering;
+    if (v->recovering) {
+        /* Lost its disk: it waits to learn the view from a quorum of others (no vote). */
+        ADB_ASSERT(v->cfg.replica_count > 1);
+        v->status = VSR_VIEW_CHANGE;
+        return;
+    }
     if (v->cfg.replica_count == 1) {
         v->status = VSR_NORMAL;
         v->commit_max = v->durable; /* a single replica: durable is committed */
@@ -234,6 +244,8 @@ static void check_dvc_quorum(struct vsr *v);
 static void enter_view_change(struct vsr *v, u64 view)
 {
     ADB_ASSERT(view > v->view);
+    if (v->recovering)
+        return;
     if (persist(v, view, v->log_view) != 0)
         return; /* not in it until durable: the next vote or timeout tries again */
     v->status = VSR_VIEW_CHANGE;
@@ -262,6 +274,8 @@ static void check_svc_quorum(struct vsr *v)
 /* This replica votes to leave its view for `view`. */
 static void vote(struct vsr *v, u64 view)
 {
+    if (v->recovering)
+        return; /* it may have voted before its disk was lost: never again until caught up */
     v->voted = true;
     if (view > v->svc_view) {
         v->svc_view = view;
@@ -291,7 +305,7 @@ static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit,
  * entered a view the others forgot they voted for is not left behind in it). */
 static void send_dvc(struct vsr *v, bool everyone)
 {
-    if (v->status != VSR_VIEW_CHANGE)
+    if (v->status != VSR_VIEW_CHANGE || v->recovering)
         return;
     u8 primary = vsr_primary_of(v, v->view);
     u8 body[VSR_HEADERS_MAX * VSR_ENTRY_HEADER_SIZE];
@@ -470,10 +484,20 @@ static void verify(struct vsr *v)
  */
 static void settle_log_view(struct vsr *v)
 {
-    if (v->status != VSR_NORMAL || v->log_view == v->view || v->durable < v->view_start_op ||
-        v->verified < v->view_start_op)
+    if (v->status != VSR_NORMAL || (v->log_view == v->view && !v->recovering) ||
+        v->durable < v->view_start_op || v->verified < v->view_start_op)
         return;
-    if (persist(v, v->view, v->view) != 0)
+    if (v->recovering) {
+        /* Caught up with the log it adopted: recovery ends with the view and log_view. */
+        if (v->recovery_target == 0 || v->durable < v->recovery_target || v->verified < v->recovery_target)
+            return;
+        v->recovering = false;
+        if (persist(v, v->view, v->view) != 0) {
+            v->recovering = true;
+            return;
+        }
+        v->count.recoveries++;
+    } else if (persist(v, v->view, v->view) != 0)
         return;
     if (vsr_is_primary(v))
         try_commit(v);
@@ -547,7 +571,8 @@ static void check_dvc_quorum(struct vsr *v)
     /* A view is started at most once: a second start_view could install another log over the
      * one backups already took. A replica restarted in a view it leads may have started it
      * before the crash, so it never starts that view at all. */
-    if (v->status != VSR_VIEW_CHANGE || !vsr_is_primary(v) || v->view <= v->view_started)
+    if (v->status != VSR_VIEW_CHANGE || !vsr_is_primary(v) || v->view <= v->view_started ||
+        v->recovering)
         return;
     u32 n = 0;
     for (u8 r = 0; r < v->cfg.replica_count; r++)
@@ -570,7 +595,7 @@ static void request_start_view(struct vsr *v, u8 primary, u64 view)
 static void send_prepare_ok(struct vsr *v)
 {
     if (v->status != VSR_NORMAL || vsr_is_primary(v) || v->durable == 0 ||
-        v->log_view != v->view)
+        v->log_view != v->view || v->recovering)
         return;
     u64 ack = v->durable < v->verified ? v->durable : v->verified;
     struct vsr_entry_header *h = jget(v, ack);
@@ -770,10 +795,19 @@ static int repair_source(struct vsr *v, u64 lsn, bool known)
     return r;
 }
 
+static bool transfer_begin(struct vsr *v, u64 need, bool canonical);
+static void transfer_tick(struct vsr *v);
+
 static void repair(struct vsr *v)
 {
     verify(v);
+    if (v->transfer.active) {
+        transfer_tick(v);
+        return;
+    }
     if (v->verified < v->wal_head) {
+        if (transfer_begin(v, v->verified + 1, true))
+            return; /* nobody can tell ours from the canonical entries any more */
         /* Ask the canonical source for our unverified entries, to compare. */
         for (u64 lsn = v->verified + 1; lsn <= v->wal_head && lsn <= v->verified + VSR_REORDER;
              lsn++) {
@@ -789,6 +823,8 @@ static void repair(struct vsr *v)
         return;
     }
     u64 want = v->op > v->commit_max ? v->op : v->commit_max;
+    if (v->wal_head < want && transfer_begin(v, v->wal_head + 1, false))
+        return;
     for (u64 lsn = v->wal_head + 1; lsn <= want && lsn <= v->wal_head + VSR_REORDER; lsn++) {
         if (v->ahead[lsn % VSR_REORDER].lsn == lsn)
             continue; /* here already, waiting for the ones before it */
@@ -800,7 +836,9 @@ static void repair(struct vsr *v)
         send(v, (u8)from, &m, NULL, 0);
         v->count.repairs_requested++;
         if (!h && !vsr_is_primary(v)) {
-            u8 other = (u8)((from + 1 + (lsn + v->count.repairs_requested) % (v->cfg.replica_count - 1)) %
+            /* Any of the others, drawn: a rotation in step with the requests per tick could
+             * keep asking the same one, which may have pruned the entry. */
+            u8 other = (u8)((from + 1 + splitmix_next(&v->rng) % (v->cfg.replica_count - 1)) %
                             v->cfg.replica_count);
             if (other != v->cfg.replica && other != from) {
                 struct vsr_header m2 = { .command = VSR_REQUEST_PREPARE, .op = lsn };
@@ -808,6 +846,157 @@ static void repair(struct vsr *v)
             }
         }
     }
+}
+
+/* ---- state transfer ------------------------------------------------------------------------ */
+
+/* Whether peer r was heard from lately (its ping's reach is current). */
+static bool peer_recent(const struct vsr *v, u8 r)
+{
+    return v->peer_pinged_ns[r] != 0 && v->now_ns - v->peer_pinged_ns[r] <= v->cfg.primary_timeout_ns;
+}
+
+static void transfer_request(struct vsr *v)
+{
+    struct vsr_header h = { .command = VSR_REQUEST_SNAPSHOT, .op = v->transfer.img.lsn,
+                            .a = v->transfer.offset };
+    send(v, v->transfer.from, &h, NULL, 0);
+}
+
+static void transfer_abandon(struct vsr *v)
+{
+    v->transfer.active = false;
+    v->count.transfers_abandoned++;
+}
+
+/* Entry `need` is wanted (from the view's canonical source, with `canonical`): if no replica
+ * heard from lately that could give it still holds it in its WAL, and one pruned it below an
+ * image that reaches past our whole log, ask that one for its image. */
+static bool transfer_begin(struct vsr *v, u64 need, bool canonical)
+{
+    int best = -1;
+    for (u8 r = 0; r < v->cfg.replica_count; r++) {
+        if (r == v->cfg.replica || !peer_recent(v, r) || v->peer_wal_first[r] == 0)
+            continue;
+        bool source = !canonical || vsr_is_primary(v) || r == vsr_primary_of(v, v->view);
+        if (source && v->peer_wal_first[r] <= need && v->peer_op[r] >= need)
+            return false; /* it can be repaired */
+        if (v->peer_wal_first[r] > need && v->peer_image_lsn[r] > v->wal_head &&
+            (best < 0 || v->peer_image_lsn[r] > v->peer_image_lsn[best]))
+            best = r;
+    }
+    if (best < 0)
+        return false;
+    v->transfer = (struct vsr_transfer){ .active = true, .from = (u8)best, .progress_ns = v->now_ns };
+    v->count.transfers_started++;
+    transfer_request(v);
+    return true;
+}
+
+/* Repair tick with a transfer under way: ask again, or give it up when it stalls. */
+static void transfer_tick(struct vsr *v)
+{
+    if (!v->transfer.active)
+        return;
+    if (v->status != VSR_NORMAL || v->now_ns - v->transfer.progress_ns > v->cfg.view_change_timeout_ns) {
+        transfer_abandon(v);
+        return;
+    }
+    transfer_request(v);
+}
+
+static void on_request_snapshot(struct vsr *v, const struct vsr_message *m)
+{
+    struct vsr_image img;
+    u32 len = 0;
+    u64 offset = m->h.a;
+    int rc = v->env.image_read(v->env.ctx, offset, v->chunk_buf, sizeof(v->chunk_buf), &len, &img);
+    if (rc == 0 && m->h.op != 0 && m->h.op != img.lsn && offset != 0) {
+        /* Not the image it was receiving (a newer one replaced it): from the start. */
+        offset = 0;
+        rc = v->env.image_read(v->env.ctx, 0, v->chunk_buf, sizeof(v->chunk_buf), &len, &img);
+    }
+    if (rc != 0 || len == 0 || offset + len > img.size)
+        return;
+    struct vsr_header h = { .command = VSR_SNAPSHOT_CHUNK, .op = img.lsn, .a = offset, .b = img.size,
+                            .c = img.crc };
+    send(v, m->h.replica, &h, v->chunk_buf, len);
+    v->count.chunks_served++;
+}
+
+/* The image is whole: install it, if this replica still needs it. */
+static void transfer_install(struct vsr *v)
+{
+    struct vsr_image img = v->transfer.img;
+    v->transfer.active = false;
+    if (v->status != VSR_NORMAL || img.lsn <= v->wal_head) {
+        v->count.transfers_abandoned++;
+        return;
+    }
+    struct vsr_entry_header at;
+    if (v->env.image_install(v->env.ctx, &img, &at) != 0) {
+        v->count.transfer_failures++;
+        return;
+    }
+    ADB_ASSERT(at.lsn == img.lsn && at.view <= v->view);
+    /* The log restarts after the image's entry: a committed prefix, everything we held (a
+     * verified prefix of it) included. */
+    memset(v->journal, 0, sizeof(v->journal));
+    memset(v->acks, 0, sizeof(v->acks));
+    memset(v->ahead, 0, sizeof(v->ahead));
+    jput(v, &at);
+    v->wal_head = v->durable = v->verified = at.lsn;
+    v->wal_head_crc = at.crc;
+    v->wal_first = at.lsn + 1;
+    v->image_lsn = at.lsn;
+    if (v->op < at.lsn)
+        v->op = at.lsn;
+    if (v->commit_max < at.lsn)
+        v->commit_max = at.lsn;
+    v->commit = at.lsn; /* the state installed is at it */
+    v->count.transfers_installed++;
+    v->last_repair_ns = 0;
+    publish(v);
+}
+
+static void on_snapshot_chunk(struct vsr *v, const struct vsr_message *m)
+{
+    struct vsr_transfer *t = &v->transfer;
+    if (!t->active || m->h.replica != t->from)
+        return;
+    struct vsr_image img = { .lsn = m->h.op, .size = m->h.b, .crc = (u32)m->h.c };
+    bool same = img.lsn == t->img.lsn && img.size == t->img.size && img.crc == t->img.crc;
+    if (!same && m->h.a == 0) {
+        t->img = img; /* the first chunk, or a newer image: from the start */
+        t->offset = 0;
+        same = true;
+    }
+    if (!same || m->h.a != t->offset)
+        return; /* a duplicate, or of another image */
+    if (img.lsn <= v->wal_head) {
+        transfer_abandon(v); /* caught up otherwise */
+        return;
+    }
+    if (v->env.image_write(v->env.ctx, &img, t->offset, m->body, m->body_len) != 0) {
+        v->count.transfer_failures++;
+        t->active = false;
+        return;
+    }
+    v->count.chunks_received++;
+    t->offset += m->body_len;
+    t->progress_ns = v->now_ns;
+    if (t->offset == img.size)
+        transfer_install(v);
+    else
+        transfer_request(v);
+}
+
+void vsr_on_checkpoint(struct vsr *v, u64 image_lsn, u64 wal_first)
+{
+    ADB_ASSERT(image_lsn >= v->image_lsn && wal_first <= image_lsn + 1);
+    v->image_lsn = image_lsn;
+    if (wal_first > v->wal_first)
+        v->wal_first = wal_first;
 }
 
 /* Primary: resend unacknowledged prepares to the backups that lack them. */
@@ -876,7 +1065,8 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
         return;
     u64 now = v->now_ns;
     if (now - v->last_ping_ns >= v->cfg.ping_ns || v->last_ping_ns == 0) {
-        struct vsr_header h = { .command = VSR_PING, .op = v->op, .a = now };
+        struct vsr_header h = { .command = VSR_PING, .op = v->op, .a = now, .b = v->image_lsn,
+                                .c = v->wal_first <= v->image_lsn + 1 ? v->wal_first : 0 };
         broadcast(v, &h, NULL, 0);
         v->last_ping_ns = now;
     }
@@ -899,6 +1089,17 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
             }
             if (repair_due)
                 repair(v);
+        }
+        return;
+    }
+    if (v->recovering) {
+        /* Ask the primary of the highest view a quorum of others is in for its log. */
+        if (repair_due && popcount8(v->recovery_from) >= v->quorum) {
+            u64 view = v->recovery_view > v->higher_view ? v->recovery_view : v->higher_view;
+            if (view < v->view)
+                view = v->view;
+            if (vsr_primary_of(v, view) != v->cfg.replica)
+                request_start_view(v, vsr_primary_of(v, view), view);
         }
         return;
     }
@@ -938,6 +1139,9 @@ static void on_start_view(struct vsr *v, const struct vsr_message *m)
      * later would take the log back to the view's start. */
     if (w == v->view && v->status == VSR_NORMAL && !(v->nonce != 0 && m->h.a == v->nonce))
         return;
+    /* Recovering: only the log of a view at least as high as a quorum of others is in. */
+    if (v->recovering && (popcount8(v->recovery_from) < v->quorum || w < v->recovery_view))
+        return;
     struct vsr_entry_header hs[VSR_HEADERS_MAX];
     for (u32 i = 0; i < m->header_count; i++)
         vsr_entry_header_get(m, i, &hs[i]);
@@ -961,6 +1165,8 @@ static void on_start_view(struct vsr *v, const struct vsr_message *m)
         v->commit_max = m->h.commit;
     if (entering && v->log_view < w)
         v->view_start_op = v->op;
+    if (v->recovering && op > v->recovery_target)
+        v->recovery_target = op; /* every entry it may have acked before is in that log */
     publish(v);
     settle_log_view(v);
     send_prepare_ok(v);
@@ -989,6 +1195,10 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         saw_higher_view(v, m.h.view);
     switch (m.h.command) {
     case VSR_PING: {
+        v->peer_op[from] = m.h.op;
+        v->peer_image_lsn[from] = m.h.b;
+        v->peer_wal_first[from] = m.h.c;
+        v->peer_pinged_ns[from] = v->now_ns;
         struct vsr_header h = { .command = VSR_PONG, .a = m.h.a, .b = v->clock_ms };
         send(v, from, &h, NULL, 0);
         return;
@@ -1002,6 +1212,11 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         if (v->now_ns - m.h.a > v->cfg.clock_tolerance_ns / 2)
             return;
         v->peer_ping_ns[from] = m.h.a;
+        if (v->recovering && m.h.a >= v->started_ns) {
+            v->recovery_from |= bit(from);
+            if (m.h.view > v->recovery_view)
+                v->recovery_view = m.h.view;
+        }
         v->peer_clock_ms[from] = m.h.b;
         v->peer_seen_ns[from] = v->now_ns;
         v->peer_clock_valid[from] = true;
@@ -1010,6 +1225,17 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         if (m.h.view > v->view)
             break; /* a higher view: below */
         on_prepare(v, &m);
+        return;
+    case VSR_REQUEST_SNAPSHOT:
+        if (m.h.view < v->view) {
+            v->count.dropped_view++;
+            return;
+        }
+        on_request_snapshot(v, &m);
+        return;
+    case VSR_SNAPSHOT_CHUNK:
+        /* Committed state, whatever the view: taken from the replica it was asked of. */
+        on_snapshot_chunk(v, &m);
         return;
     case VSR_REQUEST_PREPARE:
         if (m.h.view < v->view) {
@@ -1106,7 +1332,7 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         if (m.h.commit > v->commit_max)
             v->commit_max = m.h.commit;
         publish(v);
-        {
+        if (!v->recovering) { /* it cannot vouch that no later view started */
             struct vsr_header h = { .command = VSR_COMMIT_OK, .a = m.h.a, .op = v->durable };
             send(v, from, &h, NULL, 0);
         }

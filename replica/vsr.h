@@ -26,6 +26,16 @@
  *     that sees a higher view stops serving at once. view and log_view only grow (asserted).
  *   - Repair. A replica missing entries asks for them by LSN and expected crc (request_prepare)
  *     and appends only what extends its chain. It serves only frames its WAL reads back intact.
+ *   - State transfer. Pings say how far back each replica's WAL reaches and the LSN of its
+ *     newest snapshot image. A replica in normal status that needs an entry no peer it heard
+ *     from lately still holds (its next one; or, for an entry of its own it has yet to check,
+ *     the canonical header, which only the primary gives a backup) asks one that pruned it for
+ *     its image (request_snapshot), chunk by chunk, from the offset it has; a changed image
+ *     starts it over. It installs the image only while it still needs it, in normal status:
+ *     the image's LSN is above its whole log, so the image's committed prefix replaces all of
+ *     it (an entry it held and acked that was committed is in that prefix; one that differs
+ *     was never committed). Its log then restarts empty after the image's entry, whose header
+ *     the image carries, and repair continues from there.
  *   - A restarted replica resumes as a backup in its durable view when log_view == view and it
  *     is not that view's primary; otherwise it starts a view change (a primary that restarts
  *     may have lost entries a quorum committed without it, so it never resumes its own view).
@@ -42,9 +52,16 @@
  *   - Messages from another cluster, an unknown replica or a lower view are dropped and counted
  *     (repair answers excepted: an intact entry whose crc we asked for is taken from any view).
  *
- * Not yet: state transfer (snapshot chunks) for a replica behind a peer's pruned WAL, the
- * explicit `recover` of a replica that lost its disk, nack-based truncation of uncommitted ops
- * no reachable replica holds.
+ *   - Recovery (a replica that lost its disk, formatted again as recovering: `recover`). It
+ *     may have acked entries and voted before, and remembers none of it, so until it has caught
+ *     up it neither votes, acks, answers read rounds nor starts a view. It learns the views of
+ *     a quorum of other replicas from pongs to pings it sent since it started (a quorum of the
+ *     others meets every quorum it may have been part of), asks the primary of the highest for
+ *     its log (request_start_view), adopts it from a view at least that high, and repairs or
+ *     takes an image up to that log's head. Then it makes its view, log_view and the end of
+ *     recovery durable at once and is an ordinary backup.
+ *
+ * Not yet: nack-based truncation of uncommitted ops no reachable replica holds.
  */
 #ifndef ADB_REPLICA_VSR_H
 #define ADB_REPLICA_VSR_H
@@ -83,12 +100,20 @@ struct vsr_config {
 struct vsr_durable {
     u64 view;
     u64 log_view;
+    bool recovering; /* formatted after a disk loss and not yet caught up (only ever cleared) */
 };
 
 /* The time of an event: the monotonic clock (ns) and this replica's clock (logical ms). */
 struct vsr_time {
     u64 mono_ns;
     u64 clock_ms;
+};
+
+/* A snapshot image (replica/vsr_message.h, request_snapshot): the state after entry lsn. */
+struct vsr_image {
+    u64 lsn;
+    u64 size; /* bytes */
+    u32 crc;  /* CRC32C of all of them */
 };
 
 struct vsr_env {
@@ -106,6 +131,15 @@ struct vsr_env {
     int (*read)(void *ctx, u64 lsn, u8 *buf, u32 cap, u32 *len);
     /* Entries up to commit may be applied. */
     void (*commit)(void *ctx, u64 commit);
+    /* State transfer, serving: bytes [offset, offset + cap) of this replica's newest image into
+     * buf, *len of them (0 past its end), and which image: 0, -ENOENT (none) or an errno. */
+    int (*image_read)(void *ctx, u64 offset, u8 *buf, u32 cap, u32 *len, struct vsr_image *img);
+    /* Receiving: keep bytes [offset, offset + len) of img (offset 0 begins it). 0 or an errno. */
+    int (*image_write)(void *ctx, const struct vsr_image *img, u64 offset, const u8 *bytes, u32 len);
+    /* All of img was written: check it (size, crc, contents), make its state this replica's
+     * durably and restart the WAL empty after img->lsn, chained to the entry header the image
+     * starts with (*at, OUT). 0, or an errno: nothing changed, the image is dropped. */
+    int (*image_install)(void *ctx, const struct vsr_image *img, struct vsr_entry_header *at);
 };
 
 struct vsr_counters {
@@ -117,6 +151,18 @@ struct vsr_counters {
     u64 persist_failures, append_failures;
     u64 read_rounds;
     u64 clock_unsynced_refusals;
+    u64 transfers_started, transfers_installed, transfers_abandoned, transfer_failures;
+    u64 recoveries; /* recoveries completed */
+    u64 chunks_served, chunks_received;
+};
+
+/* An image being received. */
+struct vsr_transfer {
+    bool active;
+    u8 from;
+    struct vsr_image img; /* lsn 0: not known yet (the first chunk says) */
+    u64 offset;           /* bytes received */
+    u64 progress_ns;      /* the last chunk taken (or the start) */
 };
 
 /* A prepare that arrived ahead of the WAL's next LSN (lsn 0: an empty slot). */
@@ -179,12 +225,27 @@ struct vsr {
     u64 round_floor; /* tickets at or below it belong to an earlier view: failed */
     u8 round_acks;
 
+    /* State transfer: this replica's image and WAL reach, its peers' (from pings), and an image
+     * being received. */
+    u64 image_lsn, wal_first;
+    u64 peer_op[VSR_REPLICAS_MAX], peer_image_lsn[VSR_REPLICAS_MAX], peer_wal_first[VSR_REPLICAS_MAX];
+    u64 peer_pinged_ns[VSR_REPLICAS_MAX]; /* when its last ping arrived (0: never) */
+    struct vsr_transfer transfer;
+
+    /* Recovery: the views a quorum of others answered pings sent since the start with. */
+    bool recovering;
+    u8 recovery_from;     /* bitmask */
+    u64 recovery_view;    /* the highest of them */
+    u64 recovery_target;  /* the op head of the log adopted: caught up there (0: none yet) */
+    u64 started_ns;
+
     /* Prepares that arrived ahead of the WAL's next LSN (a ring by LSN; lsn 0: empty). */
     struct vsr_ahead ahead[VSR_REORDER];
 
     struct vsr_counters count;
     u8 msg[VSR_MESSAGE_MAX]; /* encode buffer */
     u8 frame_buf[WAL_FRAME_MAX];
+    u8 chunk_buf[VSR_CHUNK_MAX];
 };
 
 /* What a replica found on its disk when it (re)starts. The log's last headers follow through
@@ -194,9 +255,13 @@ struct vsr_start {
     u64 commit;   /* the metadata's commit point (a lower bound) */
     u64 wal_head; /* last LSN in the WAL, all of it durable */
     bool fresh;   /* just formatted, never run: view 0's primary may serve at once */
+    u64 image_lsn; /* its newest snapshot image (0: none) */
+    u64 wal_first; /* the first LSN its WAL holds (an empty WAL: wal_head + 1) */
 };
 
-/* Initialization: vsr_init, vsr_load_entry for the WAL's last entries, then vsr_start. */
+/* Initialization: vsr_init, vsr_load_entry for the WAL's last entries (or, for a WAL that
+ * holds none after a state transfer, the header of the entry it restarted after), then
+ * vsr_start. */
 void vsr_init(struct vsr *v, const struct vsr_config *cfg, const struct vsr_env *env);
 void vsr_load_entry(struct vsr *v, const struct vsr_entry_header *h);
 void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t);
@@ -207,6 +272,10 @@ void vsr_tick(struct vsr *v, struct vsr_time t);
 void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len);
 /* The WAL is durable up to lsn (an fsync completed). */
 void vsr_on_durable(struct vsr *v, struct vsr_time t, u64 lsn);
+
+/* A checkpoint: this replica's newest image is now at image_lsn and its WAL starts at
+ * wal_first (pruned below it). */
+void vsr_on_checkpoint(struct vsr *v, u64 image_lsn, u64 wal_first);
 
 /* Primary: how many new entries may be sequenced now (0: none — not primary, not normal,
  * repairing, pipeline full, or no cluster time). */

@@ -69,7 +69,7 @@ struct command_rule {
 };
 
 static const struct command_rule command_rules[VSR_COMMAND_MAX + 1] = {
-    [VSR_PING] = {"ping", USES_OP | USES_A, BODY_NONE},
+    [VSR_PING] = {"ping", USES_OP | USES_A | USES_B | USES_C, BODY_NONE},
     [VSR_PONG] = {"pong", USES_A | USES_B, BODY_NONE},
     [VSR_PREPARE] = {"prepare", USES_OP, BODY_FRAME},
     [VSR_PREPARE_OK] = {"prepare_ok", USES_OP | USES_A, BODY_NONE},
@@ -143,6 +143,11 @@ void vsr_entry_headers_encode(u8 *out, const struct vsr_entry_header *hs, u32 co
         entry_put(out + (size_t)i * VSR_ENTRY_HEADER_SIZE, &hs[i]);
 }
 
+void vsr_entry_header_decode(const u8 *p, struct vsr_entry_header *out)
+{
+    entry_get(p, out);
+}
+
 void vsr_entry_header_get(const struct vsr_message *m, u32 i, struct vsr_entry_header *out)
 {
     ADB_ASSERT(m->h.command == VSR_DO_VIEW_CHANGE || m->h.command == VSR_START_VIEW);
@@ -207,6 +212,12 @@ static enum vsr_decode_status check_fields(const struct vsr_header *h)
         /* log_view is the last view the sender was normal in: never above the view it is
          * changing to. */
         if (h->a > h->view)
+            return VSR_DECODE_BAD_FIELD;
+        break;
+    case VSR_PING:
+        /* A WAL reaches back at least to the entry after the sender's newest image (one is
+         * pruned only below an image). */
+        if (h->b != UINT64_MAX && h->c > h->b + 1)
             return VSR_DECODE_BAD_FIELD;
         break;
     case VSR_SNAPSHOT_CHUNK:

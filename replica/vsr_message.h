@@ -48,7 +48,8 @@
  */
 enum vsr_command {
     /* Every replica to every other, each tick: liveness and clock samples.
-     *   op = op head, a = ping time (echoed by pong). */
+     *   op = op head, a = ping time (echoed by pong), b = LSN of the sender's newest snapshot
+     *   image (0: none), c = the first LSN its WAL holds (0: not said), <= b + 1. */
     VSR_PING = 1,
     /*   a = the ping's time echoed, b = the responder's clock when it answered. */
     VSR_PONG = 2,
@@ -75,11 +76,12 @@ enum vsr_command {
     VSR_REQUEST_START_VIEW = 10,
     /* Repair: send me the entry op; a = its crc (0: whatever you hold intact). */
     VSR_REQUEST_PREPARE = 11,
-    /* State transfer: send me snapshot bytes from offset a of the snapshot at LSN op
-     * (op 0: your newest). */
+    /* State transfer: send me bytes from offset a of your snapshot image at LSN op (op 0: your
+     * newest). An image is the header of entry op (32 bytes, as in do_view_change) followed by
+     * the snapshot image (replica/snapshot.h: the snapshot and its operation records). */
     VSR_REQUEST_SNAPSHOT = 12,
-    /* op = the snapshot's LSN, a = offset, b = the snapshot's total size, c = CRC32C of the
-     * whole snapshot file; body = bytes [a, a + len), len <= VSR_CHUNK_MAX, a + len <= b. */
+    /* op = the image's LSN, a = offset, b = the image's total size, c = CRC32C of the whole
+     * image; body = bytes [a, a + len), len <= VSR_CHUNK_MAX, a + len <= b. */
     VSR_SNAPSHOT_CHUNK = 13,
     /* During a view change: I do not hold entry op (a = the crc asked about, or 0). Lets the
      * new primary truncate an uncommitted op only when a quorum lacks it. */
@@ -148,6 +150,8 @@ u32 vsr_message_encode(u8 *buf, size_t cap, struct vsr_header *h, const u8 *body
 
 /* Entry headers, encoded back to back into out (count * VSR_ENTRY_HEADER_SIZE bytes). */
 void vsr_entry_headers_encode(u8 *out, const struct vsr_entry_header *hs, u32 count);
+/* One entry header from its 32 bytes (no checks: the bytes come with a checksum of their own). */
+void vsr_entry_header_decode(const u8 *p, struct vsr_entry_header *out);
 /* The i-th entry header of a decoded DO_VIEW_CHANGE or START_VIEW body. */
 void vsr_entry_header_get(const struct vsr_message *m, u32 i, struct vsr_entry_header *out);
 /* The header of a WAL frame. */

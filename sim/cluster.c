@@ -72,7 +72,8 @@ struct sim_world {
     /* fault mix (ppm per tick) */
     u32 crash_ppm, partition_ppm, pause_ppm, clock_jump_ppm, persist_ppm, io_crash_ppm;
     u32 faulty; /* replicas (bits) whose clock may jump and whose disk may rot: at most f */
-    u32 fsync_fail_ppm, bitrot_ppm;
+    u32 fsync_fail_ppm, bitrot_ppm, disk_loss_ppm;
+    u64 segment_bytes, checkpoint_every;
     u64 partition_heal_ns;
     bool partitioned;
     bool liveness;
@@ -86,6 +87,7 @@ struct sim_world {
     u8 (*frames)[WAL_FRAME_MAX];
     u32 *frame_len;
     struct seq_time (*seqt)[4];
+    struct sm_digest *state; /* by LSN: the state after it, as a replica found it (0: none yet) */
     u64 max_acked_lsn;
     bool failed;
     char *why;
@@ -130,6 +132,31 @@ struct vsr_config sim_vsr_config(const struct sim_world *w, u8 id)
                                 .clock_window_ns = 2000000000ull,
                                 .clock_tolerance_ns = 200000000ull,
                                 .seed = w->opt.seed * 31 + id };
+}
+
+void sim_count_protocol(struct sim_world *w, const struct vsr_counters *c)
+{
+    struct sim_stats *s = w->stats;
+    s->view_changes += c->view_changes;
+    s->repairs += c->repairs_appended;
+    s->truncations += c->truncations;
+    s->transfers += c->transfers_installed;
+    s->recoveries += c->recoveries;
+}
+
+void sim_count_checkpoint(struct sim_world *w)
+{
+    w->stats->checkpoints++;
+}
+
+u64 sim_segment_bytes(const struct sim_world *w)
+{
+    return w->segment_bytes;
+}
+
+u64 sim_checkpoint_every(const struct sim_world *w)
+{
+    return w->checkpoint_every;
 }
 
 bool sim_persist_fault(struct sim_world *w)
@@ -303,6 +330,22 @@ void sim_check_apply(struct sim_world *w, u8 replica, const u8 *frame, u32 len,
         sim_fail(w, "r%u's state machine differs from the model at lsn %llu: result %s vs %s",
                  replica, (unsigned long long)lsn, sm_result_name(res->outcome.result),
                  sm_result_name(w->model_out[lsn].result));
+}
+
+void sim_check_state(struct sim_world *w, u8 replica, u64 lsn, const sm_t *sm, const char *what)
+{
+    if (lsn >= SIM_LSN_CAP)
+        return;
+    struct sm_digest d = sm_digest(sm);
+    if (d.lo == 0 && d.hi == 0)
+        d.lo = 1; /* 0 means "none yet" */
+    struct sm_digest *known = &w->state[lsn];
+    if (known->lo == 0 && known->hi == 0)
+        *known = d;
+    else if (known->lo != d.lo || known->hi != d.hi)
+        sim_fail(w, "r%u's state after lsn %llu (%s) differs from another replica's", replica,
+                 (unsigned long long)lsn, what);
+    mix(w, d.lo ^ ((u64)replica << 56));
 }
 
 static void check_invariants(struct sim_world *w)
@@ -536,8 +579,33 @@ static void crash(struct sim_world *w, struct sim_replica *r)
 static void restart(struct sim_world *w, struct sim_replica *r)
 {
     w->stats->restarts++;
-    if (!sim_replica_start(r))
+    if (!sim_replica_start(r)) {
         w->stats->faulted++;
+        r->down_until_ns = w->now + 2000000000ull; /* an operator wipes it then: recover */
+    }
+}
+
+static bool any_recovering(const struct sim_world *w)
+{
+    for (u32 i = 0; i < w->n; i++)
+        if (w->replicas[i].meta.recovering)
+            return true;
+    return false;
+}
+
+/* The disk is gone (lost, or wiped by an operator because it would not open): formatted again
+ * as recovering, which `allocdbd recover` does. At most f replicas ever lose data (the faulty
+ * ones), one at a time: more is data loss no protocol survives. */
+static void lose_disk(struct sim_world *w, struct sim_replica *r)
+{
+    if (r->up)
+        sim_replica_stop(r);
+    sim_net_drop_node(w->net, r->id);
+    sim_net_drop_node(w->cnet, r->id);
+    sim_replica_wipe(r, prng_u64(&w->rng_faults));
+    r->down_until_ns = w->now + prng_range(&w->rng_faults, 50, 1000) * 1000000ull;
+    w->stats->disk_losses++;
+    sim_trace(w, "r%u lost its disk: formatted to recover", r->id);
 }
 
 static void faults_tick(struct sim_world *w)
@@ -545,6 +613,8 @@ static void faults_tick(struct sim_world *w)
     struct prng *p = &w->rng_faults;
     for (u32 i = 0; i < w->n; i++) {
         struct sim_replica *r = &w->replicas[i];
+        if (r->faulted && w->now >= r->down_until_ns && !any_recovering(w))
+            lose_disk(w, r);
         if (!r->up && !r->faulted && w->now >= r->down_until_ns)
             restart(w, r);
     }
@@ -580,6 +650,11 @@ static void faults_tick(struct sim_world *w)
             w->stats->bit_flips++;
             sim_trace(w, "r%u bit flip in its WAL", r->id);
         }
+    }
+    if (w->n > 1 && prng_chance(p, w->disk_loss_ppm)) {
+        struct sim_replica *r = &w->replicas[prng_below(p, w->n)];
+        if ((w->faulty & (1u << r->id)) && !any_recovering(w))
+            lose_disk(w, r);
     }
     if (w->n == 1)
         return; /* nothing to partition or pause against */
@@ -668,6 +743,11 @@ static void draw(struct sim_world *w, struct prng *p)
     w->bitrot_ppm = faults ? (u32)prng_below(p, 501) : 0;
     for (u32 k = 0; faults && k < (w->n - 1) / 2; k++)
         w->faulty |= 1u << prng_below(p, w->n);
+    /* Small segments and frequent checkpoints: WALs are pruned within a run, so replicas fall
+     * behind them and catch up by state transfer. */
+    w->segment_bytes = prng_range(p, 4, 64) * 1024;
+    w->checkpoint_every = prng_range(p, 20, 400);
+    w->disk_loss_ppm = faults ? (u32)prng_below(p, 301) : 0;
 }
 
 static void sim_sm_defaults(struct sm_config *c)
@@ -757,6 +837,8 @@ static void check_liveness(struct sim_world *w)
         struct sim_replica *r = &w->replicas[i];
         if (!r->up)
             continue;
+        if (r->meta.recovering)
+            sim_fail(w, "liveness: r%u lost its disk and has not recovered", i);
         if (r->applied + 64 < top) /* within a pipeline of the others */
             sim_fail(w, "liveness: r%u applied %llu, others %llu", i,
                      (unsigned long long)r->applied, (unsigned long long)top);
@@ -793,12 +875,8 @@ static void collect(struct sim_world *w)
     s->net_duplicated = nc.duplicated;
     s->net_replayed = nc.replayed;
     s->net_dropped_partition = nc.dropped_partition;
-    for (u32 i = 0; i < w->n; i++) {
-        struct vsr_counters *c = &w->replicas[i].vsr.count;
-        s->view_changes += c->view_changes;
-        s->repairs += c->repairs_appended;
-        s->truncations += c->truncations;
-    }
+    /* The replicas' protocol counters are added as each incarnation stops (the last ones at
+     * sim_replica_destroy). */
     s->replicas = w->n;
     s->clients = w->nclients;
     s->sim_ms = w->now / 1000000;
@@ -830,7 +908,8 @@ int sim_run(const struct sim_options *opt, struct sim_stats *stats, u64 *digest,
     w->frames = calloc(SIM_LSN_CAP, sizeof(*w->frames));
     w->frame_len = calloc(SIM_LSN_CAP, sizeof(*w->frame_len));
     w->seqt = calloc(SIM_LSN_CAP, sizeof(*w->seqt));
-    ADB_ASSERT(w->model_out && w->model_op && w->creator && w->frames && w->frame_len && w->seqt);
+    w->state = calloc(SIM_LSN_CAP, sizeof(*w->state));
+    ADB_ASSERT(w->model_out && w->model_op && w->creator && w->frames && w->frame_len && w->seqt && w->state);
     w->net = sim_net_create(&w->netcfg);
     w->cnet = sim_net_create(&w->cnetcfg);
     ADB_ASSERT(w->net && w->cnet);
@@ -905,6 +984,7 @@ int sim_run(const struct sim_options *opt, struct sim_stats *stats, u64 *digest,
     free(w->frames);
     free(w->frame_len);
     free(w->seqt);
+    free(w->state);
     free(w);
     return rc;
 }

@@ -77,13 +77,14 @@ struct sim_replica {
     struct sim_world *w;
     u8 id;
     bool up;
-    bool faulted;          /* its disk cannot be opened: never auto-repaired */
+    bool faulted;          /* its disk cannot be opened: wiped and recovered later */
     u64 down_until_ns;     /* when to restart (down) */
     u64 paused_until_ns;
     struct io_fault *disk;
     /* durable metadata (the daemon keeps it in LMDB) */
     struct vsr_durable meta;
     u64 meta_commit;
+    struct vsr_entry_header base; /* the entry a state transfer restarted the WAL after (0: none) */
     struct clock_anchor anchor;
     bool anchor_set;
     /* clocks */
@@ -105,6 +106,12 @@ struct sim_replica {
     u64 expire_barrier;    /* proposals wait until this LSN is applied */
     struct sim_pending pending[SIM_PENDING_MAX];
     struct sim_logged *shared_log; /* SIM_SHARED_LOG, by LSN */
+    /* State transfer: the image this replica serves (made at its last checkpoint: the header
+     * of the entry, then the snapshot image) and one being received. */
+    u8 *image;
+    struct vsr_image image_at;
+    u8 *rx;
+    u64 rx_cap;
     bool dead;             /* a storage failure: crash at the end of the event */
     bool started;          /* ran before (a restart is not a fresh start) */
 };
@@ -116,6 +123,8 @@ bool sim_replica_start(struct sim_replica *r);
 /* Process death: volatile state gone (the disk's fate is the caller's: io_fault). */
 void sim_replica_stop(struct sim_replica *r);
 void sim_replica_destroy(struct sim_replica *r);
+/* The disk is lost: a new one, formatted, and metadata that says recovering (`recover`). */
+void sim_replica_wipe(struct sim_replica *r, u64 seed);
 void sim_replica_tick(struct sim_replica *r);
 /* Bit rot: flips one bit of the WAL's synced bytes; false if there were none. */
 bool sim_replica_bitrot(struct sim_replica *r, struct prng *p);
@@ -132,6 +141,15 @@ u32 sim_replica_count(const struct sim_world *w);
 struct vsr_config sim_vsr_config(const struct sim_world *w, u8 id);
 const struct sm_config *sim_sm_config(const struct sim_world *w);
 bool sim_persist_fault(struct sim_world *w);
+/* Segment size of the replicas' WALs, and how many applied entries between checkpoints. */
+u64 sim_segment_bytes(const struct sim_world *w);
+u64 sim_checkpoint_every(const struct sim_world *w);
+void sim_count_checkpoint(struct sim_world *w);
+/* What a replica's protocol core counted in one incarnation (at its stop, and at the end). */
+void sim_count_protocol(struct sim_world *w, const struct vsr_counters *c);
+/* A replica's state machine after entry lsn has this digest (a checkpoint, an installed image,
+ * a recovery): every replica's must be the same. */
+void sim_check_state(struct sim_world *w, u8 replica, u64 lsn, const sm_t *sm, const char *what);
 /* A replica applied entry lsn (frame bytes) with this result: checked against the others and
  * the model. */
 void sim_check_apply(struct sim_world *w, u8 replica, const u8 *frame, u32 len,

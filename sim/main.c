@@ -105,6 +105,10 @@ static void add(struct totals *t, const struct sim_stats *s)
     t->sum.view_changes += s->view_changes;
     t->sum.repairs += s->repairs;
     t->sum.truncations += s->truncations;
+    t->sum.transfers += s->transfers;
+    t->sum.recoveries += s->recoveries;
+    t->sum.checkpoints += s->checkpoints;
+    t->sum.disk_losses += s->disk_losses;
     t->sum.net_sent += s->net_sent;
     t->sum.net_lost += s->net_lost;
     t->sum.net_duplicated += s->net_duplicated;
@@ -262,14 +266,15 @@ int main(int argc, char **argv)
     printf("faults: crashes %" PRIu64 " (torn %" PRIu64 ", inside a disk operation %" PRIu64
            "), restarts %" PRIu64 ", disks that could not open %" PRIu64 ", partitions %" PRIu64
            ", pauses %" PRIu64 ", clock jumps %" PRIu64 ", metadata write failures %" PRIu64
-           ", fsync failures %" PRIu64 ", bit flips %" PRIu64 "\n",
+           ", fsync failures %" PRIu64 ", bit flips %" PRIu64 ", disks lost %" PRIu64 "\n",
            s->crashes, s->torn_crashes, s->io_crashes, s->restarts, s->faulted, s->partitions,
-           s->pauses, s->clock_jumps, s->persist_faults, s->fsync_failures, s->bit_flips);
+           s->pauses, s->clock_jumps, s->persist_faults, s->fsync_failures, s->bit_flips, s->disk_losses);
     printf("network: sent %" PRIu64 ", lost %" PRIu64 ", duplicated %" PRIu64 ", replayed %" PRIu64
            ", dropped by partitions %" PRIu64 "\n", s->net_sent, s->net_lost, s->net_duplicated,
            s->net_replayed, s->net_dropped_partition);
     printf("protocol: view changes %" PRIu64 ", entries repaired %" PRIu64 ", truncations %" PRIu64
-           "\n", s->view_changes, s->repairs, s->truncations);
+           ", checkpoints %" PRIu64 ", state transfers %" PRIu64 ", recoveries %" PRIu64 "\n", s->view_changes,
+           s->repairs, s->truncations, s->checkpoints, s->transfers, s->recoveries);
     return t.failed ? 1 : 0;
 bad:
     usage(stderr);

@@ -9,6 +9,9 @@
 #include "sim/internal.h"
 
 #include "common/assert.h"
+#include "common/crc32c.h"
+#include "replica/recovery.h"
+#include "replica/snapshot.h"
 #include "wal/command.h"
 #include "wal/frame.h"
 #include "wal/log.h"
@@ -19,7 +22,7 @@
 #include <string.h>
 
 #define WAL_DIR "wal"
-#define SEGMENT_BYTES (256u << 10)
+#define IMAGE_MAX ((u64)64 << 20) /* a received image larger than this is refused */
 
 /* ---- clocks: the boot clock counts from this boot, the wall clock may be set wrong --------- */
 
@@ -107,6 +110,45 @@ static void env_commit(void *ctx, u64 commit)
         r->commit_target = commit;
 }
 
+static int env_image_read(void *ctx, u64 offset, u8 *buf, u32 cap, u32 *len, struct vsr_image *img)
+{
+    struct sim_replica *r = ctx;
+    if (r->image == NULL)
+        return -ENOENT;
+    *img = r->image_at;
+    u64 n = offset >= img->size ? 0 : img->size - offset;
+    *len = (u32)(n < cap ? n : cap);
+    memcpy(buf, r->image + offset, *len);
+    return 0;
+}
+
+static int env_image_write(void *ctx, const struct vsr_image *img, u64 offset, const u8 *bytes, u32 len)
+{
+    struct sim_replica *r = ctx;
+    if (offset == 0) {
+        if (img->size > IMAGE_MAX || img->size < VSR_ENTRY_HEADER_SIZE)
+            return -EFBIG;
+        if (img->size > r->rx_cap) {
+            u8 *p = realloc(r->rx, img->size);
+            if (!p)
+                return -ENOMEM;
+            r->rx = p;
+            r->rx_cap = img->size;
+        }
+    }
+    if (offset + len > img->size || img->size > r->rx_cap)
+        return -EINVAL;
+    memcpy(r->rx + offset, bytes, len);
+    return 0;
+}
+
+static int install(struct sim_replica *r, const struct vsr_image *img, struct vsr_entry_header *at);
+
+static int env_image_install(void *ctx, const struct vsr_image *img, struct vsr_entry_header *at)
+{
+    return install(ctx, img, at);
+}
+
 /* ---- format, start, stop ---------------------------------------------------------------- */
 
 void sim_replica_format(struct sim_replica *r, struct sim_world *w, u8 id, u64 seed)
@@ -118,7 +160,7 @@ void sim_replica_format(struct sim_replica *r, struct sim_world *w, u8 id, u64 s
     ADB_ASSERT(r->disk != NULL);
     struct io *io = io_fault_io(r->disk);
     ADB_ASSERT(io->ops->mkdir(io, WAL_DIR) == 0 && io->ops->sync_dir(io, "") == 0);
-    struct wal_log_options opt = { .segment_bytes = SEGMENT_BYTES };
+    struct wal_log_options opt = { .segment_bytes = sim_segment_bytes(w) };
     char why[256];
     ADB_ASSERT(wal_log_format(io, WAL_DIR, &opt, why, sizeof(why)) == 0);
 }
@@ -167,9 +209,172 @@ static int replayed(void *ctx, const u8 *frame, u32 len, u64 lsn)
     struct vsr_entry_header h;
     vsr_entry_header_of_frame(&f, &h);
     vsr_load_entry(&r->vsr, &h);
-    if (lsn <= r->meta_commit)
-        apply_frame(r, frame, len);
     return 0;
+}
+
+static int newest_snapshot(void *ctx, const char *name)
+{
+    u64 lsn, *newest = ctx;
+    if (snapshot_parse_name(name, &lsn) && lsn > *newest)
+        *newest = lsn;
+    return 0;
+}
+
+/* A storage step failed: a crashed disk (io_fault_crash_after) ends the process. */
+static void storage_failed(struct sim_replica *r, const char *step, int rc, const char *why)
+{
+    sim_trace(r->w, "r%u %s failed: %d %s", r->id, step, rc, why);
+    if (io_fault_crashed(r->disk))
+        r->dead = true;
+}
+
+/* The header of committed entry lsn (its frame, or the entry a state transfer restarted after). */
+static bool committed_header(struct sim_replica *r, u64 lsn, struct vsr_entry_header *out)
+{
+    if (lsn == r->base.lsn) {
+        *out = r->base;
+        return true;
+    }
+    u8 frame[WAL_FRAME_MAX];
+    u32 len;
+    struct wal_frame f;
+    if (committed_frame(r, lsn, frame, &len) != 0 || wal_frame_decode_exact(frame, len, &f) != WAL_FRAME_OK)
+        return false;
+    vsr_entry_header_of_frame(&f, out);
+    return true;
+}
+
+/*
+ * A checkpoint, as the daemon's applier takes one: the snapshot (and its operation records) on
+ * disk, the WAL pruned below the older kept snapshot; and the image this replica serves to
+ * peers behind its pruned WAL: the header of the entry, then the snapshot image.
+ */
+static void checkpoint(struct sim_replica *r)
+{
+    u64 lsn = r->applied;
+    struct vsr_entry_header at;
+    if (lsn == 0 || (r->image && r->image_at.lsn >= lsn) || !committed_header(r, lsn, &at))
+        return;
+    struct checkpoint_report rep;
+    char why[512];
+    int rc = checkpoint_run(io_fault_io(r->disk), WAL_DIR, &r->sm, NULL, NULL, &rep, why, sizeof(why));
+    if (rc != 0) {
+        storage_failed(r, "checkpoint", rc, why);
+        return;
+    }
+    u32 removed = 0;
+    rc = sequencing_prune(&r->seq, rep.keep_from_lsn, &removed);
+    if (rc != 0)
+        storage_failed(r, "prune", rc, "");
+    u64 size = VSR_ENTRY_HEADER_SIZE + snapshot_image_size(&r->sm);
+    u8 *img = realloc(r->image, size);
+    ADB_ASSERT(img);
+    r->image = img;
+    vsr_entry_headers_encode(img, &at, 1);
+    snapshot_image_encode(&r->sm, img + VSR_ENTRY_HEADER_SIZE, size - VSR_ENTRY_HEADER_SIZE);
+    r->image_at = (struct vsr_image){ .lsn = lsn, .size = size, .crc = crc32c(0, img, size) };
+    vsr_on_checkpoint(&r->vsr, lsn, r->seq.wal.segments[0].first_lsn);
+    sim_trace(r->w, "r%u checkpoint at lsn %llu (image %llu bytes), wal from %llu", r->id,
+              (unsigned long long)lsn, (unsigned long long)size,
+              (unsigned long long)r->seq.wal.segments[0].first_lsn);
+    sim_count_checkpoint(r->w);
+    sim_check_state(r->w, r->id, lsn, &r->sm, "checkpoint");
+}
+
+/* The state machine of an image (all of rx): its header out, false if it does not check. */
+static bool image_state(struct sim_replica *r, const struct vsr_image *img, sm_t *sm, struct vsr_entry_header *at)
+{
+    char why[512];
+    if (img->size < VSR_ENTRY_HEADER_SIZE || img->size > r->rx_cap || crc32c(0, r->rx, img->size) != img->crc)
+        return false;
+    vsr_entry_header_decode(r->rx, at);
+    ADB_ASSERT(sm_create(sm, sim_sm_config(r->w), why, sizeof(why)));
+    enum snapshot_status st = snapshot_image_decode(r->rx + VSR_ENTRY_HEADER_SIZE, img->size - VSR_ENTRY_HEADER_SIZE,
+                                                    sim_sm_config(r->w), sm, why, sizeof(why));
+    if (st != SNAPSHOT_OK || at->lsn != img->lsn || sm->last_applied_lsn != img->lsn) {
+        sim_trace(r->w, "r%u image at lsn %llu refused: %s %s", r->id, (unsigned long long)img->lsn,
+                  snapshot_status_name(st), why);
+        sm_destroy(sm);
+        return false;
+    }
+    return true;
+}
+
+/*
+ * State transfer: the image's state becomes this replica's. Durably, in an order a crash at
+ * any point recovers from: the entry's header (metadata), the snapshot and its records, then
+ * the WAL restarted after the entry (sim_replica_start finishes an install the crash cut).
+ */
+static int install(struct sim_replica *r, const struct vsr_image *img, struct vsr_entry_header *at)
+{
+    sm_t fresh;
+    if (!image_state(r, img, &fresh, at))
+        return -EINVAL;
+    r->base = *at;
+    struct checkpoint_report rep;
+    char why[512];
+    int rc = checkpoint_run(io_fault_io(r->disk), WAL_DIR, &fresh, NULL, NULL, &rep, why, sizeof(why));
+    sm_destroy(&fresh);
+    if (rc == 0)
+        rc = sequencing_restart_log(&r->seq, at->lsn, at->request_slot, at->crc);
+    if (rc != 0) {
+        storage_failed(r, "install", rc, why);
+        r->dead = true; /* half installed: a restart finishes it or takes the old state */
+        return rc;
+    }
+    sm_destroy(&r->sm);
+    ADB_ASSERT(image_state(r, img, &r->sm, at));
+    applying_init(&r->applying, &r->sm, r->due, SIM_DUE_MAX);
+    r->applied = r->commit_target = r->meta_commit = at->lsn;
+    r->expire_barrier = 0;
+    for (u32 i = 0; i < SIM_SHARED_LOG; i++)
+        r->shared_log[i].lsn = 0;
+    memset(r->pending, 0, sizeof(r->pending)); /* their clients time out: indefinite */
+    /* It serves what it installed. */
+    free(r->image);
+    r->image = r->rx;
+    r->image_at = *img;
+    r->rx = NULL;
+    r->rx_cap = 0;
+    sim_trace(r->w, "r%u installed an image at lsn %llu (view %llu, crc %08x)", r->id,
+              (unsigned long long)at->lsn, (unsigned long long)at->view, at->crc);
+    sim_check_state(r->w, r->id, at->lsn, &r->sm, "installed image");
+    return 0;
+}
+
+/* The state: the newest snapshot that checks, then the committed entries after it, applied and
+ * checked like any apply. */
+static bool recover_state(struct sim_replica *r, u64 snap)
+{
+    char why[512];
+    if (snap > 0) {
+        struct recovery_options opt = { .read_only = true };
+        opt.wal.segment_bytes = sim_segment_bytes(r->w);
+        opt.wal.stop_after_lsn = snap;
+        struct wal_log wal;
+        struct recovery_report rep;
+        int rc = recovery_run(io_fault_io(r->disk), WAL_DIR, sim_sm_config(r->w), &opt, &r->sm, &wal, &rep, why,
+                              sizeof(why));
+        if (rc != 0) {
+            sim_trace(r->w, "r%u recovery failed: %s", r->id, why);
+            return false;
+        }
+        r->applied = r->sm.last_applied_lsn;
+        sim_check_state(r->w, r->id, r->applied, &r->sm, "recovered snapshot");
+    }
+    while (r->applied < r->meta_commit) {
+        u8 frame[WAL_FRAME_MAX];
+        u32 len;
+        u64 lsn = r->applied + 1;
+        if (committed_frame(r, lsn, frame, &len) != 0) {
+            sim_trace(r->w, "r%u cannot read committed entry %llu at recovery", r->id, (unsigned long long)lsn);
+            return false;
+        }
+        apply_frame(r, frame, len);
+        if (r->applied != lsn)
+            return false;
+    }
+    return true;
 }
 
 bool sim_replica_start(struct sim_replica *r)
@@ -189,14 +394,15 @@ bool sim_replica_start(struct sim_replica *r)
     ADB_ASSERT(r->cache_mem && r->batch && r->shared_log);
     retry_cache_init(&r->cache, r->cache_mem, cache_cap, smc->dedupe_window_slots);
     struct sequencing_config sc = { .batch_max = SIM_BATCH_MAX, .slot_ms = SIM_SLOT_MS,
-                                    .segment_bytes = SEGMENT_BYTES, .meta_interval_ms = 1000,
+                                    .segment_bytes = sim_segment_bytes(w), .meta_interval_ms = 1000,
                                     .meta_idle_ms = 1000, .meta_backoff_max_ms = 30000,
                                     .space_retry_ms = 1000 };
     sequencing_init(&r->seq, &sc, &r->cache, r->batch);
     struct vsr_config vc = sim_vsr_config(w, r->id);
     struct vsr_env env = { .ctx = r, .send = env_send, .persist = env_persist,
                            .append = env_append, .truncate = env_truncate, .read = env_read,
-                           .commit = env_commit };
+                           .commit = env_commit, .image_read = env_image_read,
+                           .image_write = env_image_write, .image_install = env_image_install };
     vsr_init(&r->vsr, &vc, &env);
     r->applied = 0;
     r->commit_target = 0;
@@ -207,12 +413,34 @@ bool sim_replica_start(struct sim_replica *r)
     /* A restart is a reboot: a new boot id, so the slot timeline resumes by the wall clock. */
     r->boot_ns = sim_now(w);
     r->boot_id = ((u128)r->id << 64) | (u128)(sim_now(w) + 1);
-    struct sequencing_restart seen = { .ever_ready = true, .meta_commit_lsn = r->meta_commit };
+    struct io *io = io_fault_io(r->disk);
+    u64 snap = 0;
+    (void)io->ops->list_dir(io, WAL_DIR, newest_snapshot, &snap);
+    struct sequencing_restart seen = { .ever_ready = true, .meta_commit_lsn = r->meta_commit,
+                                       .newest_snapshot_lsn = snap };
     struct sequencing_open plan;
     struct wal_open_report rep;
     enum sequencing_opened verdict;
-    int rc = sequencing_open(&r->seq, io_fault_io(r->disk), WAL_DIR, &seen, replayed, r, &plan,
-                             &rep, &verdict, why, sizeof(why));
+    int rc = sequencing_open(&r->seq, io, WAL_DIR, &seen, replayed, r, &plan, &rep, &verdict, why, sizeof(why));
+    if (rc == 0 && r->base.lsn > rep.last_lsn) {
+        /* A state transfer the crash cut: finished if its snapshot is durable, else forgotten. */
+        if (snap != r->base.lsn) {
+            r->base = (struct vsr_entry_header){ 0 };
+        } else {
+            rc = sequencing_restart_log(&r->seq, r->base.lsn, r->base.request_slot, r->base.crc);
+            rep.last_lsn = r->base.lsn;
+            rep.last_slot = r->base.request_slot;
+            rep.frames = 0;
+            sim_trace(w, "r%u finished an interrupted state transfer at lsn %llu", r->id,
+                      (unsigned long long)r->base.lsn);
+        }
+    }
+    if (rc == 0 && rep.frames == 0 && r->base.lsn != 0 && rep.last_lsn == r->base.lsn)
+        vsr_load_entry(&r->vsr, &r->base); /* the WAL restarted after it and holds nothing yet */
+    if (rc == 0 && !recover_state(r, snap))
+        rc = -EUCLEAN;
+    if (r->applied > r->meta_commit)
+        r->meta_commit = r->applied; /* a snapshot holds only committed entries */
     if (rc != 0) {
         sim_trace(w, "r%u cannot open its WAL: %s (faulted)", r->id, why);
         sim_replica_stop(r);
@@ -221,22 +449,24 @@ bool sim_replica_start(struct sim_replica *r)
     }
     struct clock_reading now = { .wall_ms = wall_ms(r), .boot_ms = 0, .boot_id = r->boot_id };
     sequencing_start_clock(&r->seq, rep.last_slot, r->anchor_set ? &r->anchor : NULL, &now);
-    struct vsr_start st = { .durable = r->meta, .commit = r->meta_commit,
-                            .wal_head = rep.frames ? rep.last_lsn : 0, .fresh = !r->started };
+    struct vsr_start st = { .durable = r->meta, .commit = r->meta_commit, .wal_head = rep.last_lsn,
+                            .fresh = !r->started, .wal_first = r->seq.wal.segments[0].first_lsn };
     r->started = true;
-    if (rep.last_lsn < r->meta_commit)
-        st.commit = r->meta_commit; /* repaired from the others */
     vsr_start(&r->vsr, &st, sim_replica_time(r));
     r->up = true;
-    sim_trace(w, "r%u start view=%llu log_view=%llu wal_head=%llu commit=%llu status=%s clock=%llu",
+    checkpoint(r); /* an image to serve */
+    sim_trace(w, "r%u start view=%llu log_view=%llu wal %llu..%llu commit=%llu applied=%llu status=%s clock=%llu",
               r->id, (unsigned long long)r->meta.view, (unsigned long long)r->meta.log_view,
-              (unsigned long long)st.wal_head, (unsigned long long)r->meta_commit,
+              (unsigned long long)st.wal_first, (unsigned long long)st.wal_head,
+              (unsigned long long)r->meta_commit, (unsigned long long)r->applied,
               vsr_status_name(r->vsr.status), (unsigned long long)sim_replica_clock_ms(r));
     return true;
 }
 
 void sim_replica_stop(struct sim_replica *r)
 {
+    if (r->up)
+        sim_count_protocol(r->w, &r->vsr.count);
     sequencing_close(&r->seq);
     if (r->sm_made)
         sm_destroy(&r->sm);
@@ -244,10 +474,27 @@ void sim_replica_stop(struct sim_replica *r)
     free(r->cache_mem);
     free(r->batch);
     free(r->shared_log);
+    free(r->image);
+    free(r->rx);
     r->cache_mem = NULL;
     r->batch = NULL;
     r->shared_log = NULL;
+    r->image = r->rx = NULL;
+    r->rx_cap = 0;
     r->up = false;
+}
+
+void sim_replica_wipe(struct sim_replica *r, u64 seed)
+{
+    ADB_ASSERT(!r->up);
+    struct sim_world *w = r->w;
+    u8 id = r->id;
+    i64 wall = r->wall_offset_ms;
+    io_fault_destroy(r->disk);
+    sim_replica_format(r, w, id, seed);
+    r->wall_offset_ms = wall; /* the machine's clock, not the disk's */
+    r->meta.recovering = true;
+    r->started = true; /* not a fresh cluster: it may have voted before */
 }
 
 void sim_replica_destroy(struct sim_replica *r)
@@ -364,6 +611,8 @@ static void flush(struct sim_replica *r)
         }
         if (r->applied > r->meta_commit)
             r->meta_commit = r->applied; /* a lower bound of the commit point, kept durable */
+        if (r->applied >= r->image_at.lsn + sim_checkpoint_every(r->w) && !r->dead)
+            checkpoint(r);
         if (!progressed && r->seq.batch_count == 0)
             break;
     }

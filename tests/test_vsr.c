@@ -8,10 +8,13 @@
  *   - the cluster time is a quorum's agreeing clocks: one clock an hour fast moves nothing, and
  *     clocks that do not agree give no time (and no new entries);
  *   - a message from a later view stops a primary serving;
- *   - messages from another cluster, or naming another cluster size, are dropped and counted.
+ *   - messages from another cluster, or naming another cluster size, are dropped and counted;
+ *   - a replica behind every peer's pruned WAL takes a snapshot image chunk by chunk, installs
+ *     it and continues the log from it; one a peer can still repair is not sent an image.
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "replica/vsr.h"
 #include "tests/check_main.h"
 #include "wal/command.h"
@@ -29,6 +32,11 @@ struct replica_env {
     u8 frames[64][WAL_FRAME_MAX];
     u32 len[64];
     u64 head;
+    u64 first; /* the first LSN held (pruned below; 0: 1) */
+    u8 image[20000]; /* a checkpoint's image: the entry's header, then opaque state */
+    struct vsr_image image_at;
+    u8 rx[20000];
+    u32 installs;
     struct vsr_durable durable;
     int persisted;
     u64 committed;
@@ -83,7 +91,7 @@ static int env_truncate(void *ctx, u64 after)
 static int env_read(void *ctx, u64 lsn, u8 *buf, u32 cap, u32 *len)
 {
     struct replica_env *e = ctx;
-    if (lsn == 0 || lsn > e->head)
+    if (lsn == 0 || lsn > e->head || lsn < e->first)
         return -ENOENT;
     ck_assert_uint_le(e->len[lsn], cap);
     memcpy(buf, e->frames[lsn], e->len[lsn]);
@@ -95,6 +103,38 @@ static void env_commit(void *ctx, u64 commit)
 {
     struct replica_env *e = ctx;
     e->committed = commit;
+}
+
+static int env_image_read(void *ctx, u64 offset, u8 *buf, u32 cap, u32 *len, struct vsr_image *img)
+{
+    struct replica_env *e = ctx;
+    if (e->image_at.lsn == 0)
+        return -ENOENT;
+    *img = e->image_at;
+    u64 n = offset >= img->size ? 0 : img->size - offset;
+    *len = (u32)(n < cap ? n : cap);
+    memcpy(buf, e->image + offset, *len);
+    return 0;
+}
+
+static int env_image_write(void *ctx, const struct vsr_image *img, u64 offset, const u8 *bytes, u32 len)
+{
+    struct replica_env *e = ctx;
+    ck_assert_uint_le(offset + len, sizeof(e->rx));
+    ck_assert_uint_le(offset + len, img->size);
+    memcpy(e->rx + offset, bytes, len);
+    return 0;
+}
+
+static int env_image_install(void *ctx, const struct vsr_image *img, struct vsr_entry_header *at)
+{
+    struct replica_env *e = ctx;
+    ck_assert_uint_eq(crc32c(0, e->rx, img->size), img->crc);
+    vsr_entry_header_decode(e->rx, at);
+    e->head = at->lsn;
+    e->first = at->lsn + 1;
+    e->installs++;
+    return 0;
 }
 
 static struct vsr_config config(u8 id)
@@ -120,7 +160,9 @@ static void setup(void)
         struct vsr_config c = config(i);
         struct vsr_env env = { .ctx = &envs[i], .send = env_send, .persist = env_persist,
                                .append = env_append, .truncate = env_truncate,
-                               .read = env_read, .commit = env_commit };
+                               .read = env_read, .commit = env_commit,
+                               .image_read = env_image_read, .image_write = env_image_write,
+                               .image_install = env_image_install };
         vsr_init(&cores[i], &c, &env);
         struct vsr_start s = { .fresh = true };
         vsr_start(&cores[i], &s, at(0));
@@ -284,6 +326,101 @@ START_TEST(test_a_later_view_stops_the_primary)
 }
 END_TEST
 
+/* Replica 0 (primary) and 1 hold entries 1..10, committed; replica 2 none. Both checkpoint at
+ * 10; those in `pruned` (bits) prune their WALs below 11. */
+static void behind_by_ten(u8 pruned)
+{
+    pong(1, 0, 10, 1000010);
+    pong(2, 0, 10, 1000010);
+    for (u64 lsn = 1; lsn <= 10; lsn++) {
+        sequence(lsn, 10);
+        vsr_on_durable(&cores[0], at(10), lsn);
+    }
+    for (u32 i = 0; i < nout; i++)
+        if (outbox[i].to == 2)
+            outbox[i].len = 0; /* replica 2 was away */
+    deliver(VSR_PREPARE, 11);
+    vsr_on_durable(&cores[1], at(12), 10);
+    deliver(VSR_PREPARE_OK, 13);
+    ck_assert_uint_eq(cores[0].commit_max, 10);
+    struct replica_env *e = &envs[0];
+    struct vsr_entry_header h;
+    struct wal_frame f;
+    ck_assert_int_eq(wal_frame_decode_exact(e->frames[10], e->len[10], &f), WAL_FRAME_OK);
+    vsr_entry_header_of_frame(&f, &h);
+    vsr_entry_headers_encode(e->image, &h, 1);
+    for (u32 i = VSR_ENTRY_HEADER_SIZE; i < sizeof(e->image); i++)
+        e->image[i] = (u8)(i * 7);
+    e->image_at = (struct vsr_image){ .lsn = 10, .size = sizeof(e->image), .crc = crc32c(0, e->image, sizeof(e->image)) };
+    for (u8 r = 0; r < 2; r++) {
+        envs[r].first = (pruned >> r) & 1 ? 11 : 1;
+        vsr_on_checkpoint(&cores[r], 10, envs[r].first);
+    }
+    nout = 0;
+}
+
+static u32 count_sent(u8 command, u8 to)
+{
+    u32 n = 0;
+    for (u32 i = 0; i < nout; i++)
+        n += outbox[i].len != 0 && outbox[i].bytes[6] == command && outbox[i].to == to;
+    return n;
+}
+
+START_TEST(test_state_transfer_past_a_pruned_wal)
+{
+    behind_by_ten(3);
+    /* Pings say how far back the others reach; a heartbeat says how far the log goes. */
+    vsr_tick(&cores[0], at(100));
+    vsr_tick(&cores[1], at(100));
+    deliver(VSR_PING, 101);
+    deliver(VSR_COMMIT, 101);
+    ck_assert_uint_eq(cores[2].commit_max, 10);
+    nout = 0;
+    vsr_tick(&cores[2], at(160));
+    ck_assert_uint_eq(count_sent(VSR_REQUEST_PREPARE, 0), 0);
+    ck_assert_uint_eq(count_sent(VSR_REQUEST_SNAPSHOT, 0) + count_sent(VSR_REQUEST_SNAPSHOT, 1), 1);
+    /* Chunk by chunk (each answer asks for the next), then installed once. */
+    for (int round = 0; round < 8 && envs[2].installs == 0; round++) {
+        deliver(VSR_REQUEST_SNAPSHOT, 170);
+        deliver(VSR_SNAPSHOT_CHUNK, 171);
+    }
+    ck_assert_uint_eq(envs[2].installs, 1);
+    ck_assert_uint_eq(cores[2].count.chunks_received, (sizeof(envs[0].image) + VSR_CHUNK_MAX - 1) / VSR_CHUNK_MAX);
+    ck_assert_uint_eq(cores[2].wal_head, 10);
+    ck_assert_uint_eq(cores[2].commit, 10);
+    ck_assert_mem_eq(envs[2].rx, envs[0].image, sizeof(envs[0].image));
+    /* The log continues from the image's entry: the next prepare chains on to it. */
+    sequence(11, 200);
+    deliver(VSR_PREPARE, 201);
+    ck_assert_uint_eq(envs[2].head, 11);
+    ck_assert_uint_eq(cores[2].wal_head, 11);
+    /* A chunk replayed later changes nothing. */
+    ck_assert_uint_eq(cores[2].transfer.active, false);
+}
+END_TEST
+
+START_TEST(test_no_state_transfer_while_a_peer_can_repair)
+{
+    behind_by_ten(1); /* the primary pruned; replica 1 did not */
+    vsr_tick(&cores[0], at(100));
+    vsr_tick(&cores[1], at(100));
+    deliver(VSR_PING, 101);
+    deliver(VSR_COMMIT, 101);
+    nout = 0;
+    vsr_tick(&cores[2], at(160));
+    ck_assert_uint_eq(count_sent(VSR_REQUEST_SNAPSHOT, 0) + count_sent(VSR_REQUEST_SNAPSHOT, 1), 0);
+    ck_assert_uint_gt(count_sent(VSR_REQUEST_PREPARE, 0) + count_sent(VSR_REQUEST_PREPARE, 1), 0);
+    for (int round = 0; round < 12; round++) {
+        deliver(VSR_REQUEST_PREPARE, 170 + round);
+        deliver(VSR_PREPARE, 170 + round);
+        vsr_tick(&cores[2], at(230 + 60 * round));
+    }
+    ck_assert_uint_eq(envs[2].installs, 0);
+    ck_assert_uint_eq(cores[2].wal_head, 10);
+}
+END_TEST
+
 START_TEST(test_foreign_messages_are_dropped_and_counted)
 {
     u8 buf[VSR_MESSAGE_MAX];
@@ -317,6 +454,8 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_cluster_time_never_ahead_of_a_correct_clock);
     tcase_add_test(tc, test_a_later_view_stops_the_primary);
     tcase_add_test(tc, test_foreign_messages_are_dropped_and_counted);
+    tcase_add_test(tc, test_state_transfer_past_a_pruned_wal);
+    tcase_add_test(tc, test_no_state_transfer_while_a_peer_can_repair);
     suite_add_tcase(su, tc);
     return su;
 }

@@ -691,7 +691,7 @@ END_TEST
 
 /* Which of op, a, b, c each command uses (the header's comments on enum vsr_command). */
 static const char *const uses[VSR_COMMAND_MAX + 1] = {
-    [VSR_PING] = "oa",         [VSR_PONG] = "ab",          [VSR_PREPARE] = "o",
+    [VSR_PING] = "oabc",         [VSR_PONG] = "ab",          [VSR_PREPARE] = "o",
     [VSR_PREPARE_OK] = "oa",   [VSR_COMMIT] = "a",         [VSR_COMMIT_OK] = "oa",
     [VSR_START_VIEW_CHANGE] = "", [VSR_DO_VIEW_CHANGE] = "oa", [VSR_START_VIEW] = "oa",
     [VSR_REQUEST_START_VIEW] = "a", [VSR_REQUEST_PREPARE] = "oa", [VSR_REQUEST_SNAPSHOT] = "oa",
@@ -755,6 +755,17 @@ START_TEST(test_bad_field_ranges)
     smp.h.a = VIEW + 1;
     ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
 
+    /* a ping's WAL reaching back to no further than the entry after its image */
+    sample(&smp, VSR_PING);
+    smp.h.b = 5;
+    smp.h.c = 7;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    smp.h.c = 6;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
+    smp.h.b = UINT64_MAX;
+    smp.h.c = UINT64_MAX;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
+
     /* a chunk of a snapshot of size 0; with a = 0 and an empty body nothing else is wrong in
      * the header */
     sample(&smp, VSR_SNAPSHOT_CHUNK);
@@ -810,7 +821,7 @@ START_TEST(test_check_order)
     sample(&smp, VSR_PING);
     smp.h.command = 0;
     smp.h.replica_count = 0;
-    smp.h.c = 1;
+    smp.h.c = 2; /* beyond the image (b = 0) + 1 */
     smp.body_len = 1;
     n = raw_sample(&smp);
     wire[OFF_RESERVED] = 1;
@@ -1056,7 +1067,7 @@ START_TEST(test_encode_asserts)
     case 1: sample(&smp, VSR_PING); smp.h.command = VSR_COMMAND_MAX + 1; break;
     case 2: sample(&smp, VSR_PING); smp.h.replica = smp.h.replica_count; break;
     case 3: sample(&smp, VSR_PING); smp.h.replica_count = VSR_REPLICAS_MAX + 1; break;
-    case 4: sample(&smp, VSR_PING); smp.h.c = 1; break;
+    case 4: sample(&smp, VSR_PING); smp.h.c = 2; break;
     case 5: sample(&smp, VSR_REQUEST_START_VIEW); smp.h.a = 0; break;
     case 6: sample(&smp, VSR_PREPARE); smp.h.op++; break;
     case 7: sample(&smp, VSR_DO_VIEW_CHANGE); smp.body[0] ^= 1; break;      /* lsn gap */
