@@ -10,7 +10,9 @@
  *   - a message from a later view stops a primary serving;
  *   - messages from another cluster, or naming another cluster size, are dropped and counted;
  *   - a replica behind every peer's pruned WAL takes a snapshot image chunk by chunk, installs
- *     it and continues the log from it; one a peer can still repair is not sent an image.
+ *     it and continues the log from it; one a peer can still repair is not sent an image;
+ *   - a replica that lost its disk neither votes nor acks nor answers read rounds until it has
+ *     heard a quorum of others, adopted its primary's log and caught up to its head.
  */
 #include "config.h"
 
@@ -421,6 +423,86 @@ START_TEST(test_no_state_transfer_while_a_peer_can_repair)
 }
 END_TEST
 
+/* Replica 2 loses its disk after entries 1..5 committed: formatted again, recovering. */
+static void lose_disk_of_2(u64 now_ms)
+{
+    memset(&envs[2], 0, sizeof(envs[2]));
+    struct vsr_config c = config(2);
+    struct vsr_env env = { .ctx = &envs[2], .send = env_send, .persist = env_persist,
+                           .append = env_append, .truncate = env_truncate, .read = env_read,
+                           .commit = env_commit, .image_read = env_image_read,
+                           .image_write = env_image_write, .image_install = env_image_install };
+    vsr_init(&cores[2], &c, &env);
+    struct vsr_start st = { .durable = { .recovering = true } };
+    vsr_start(&cores[2], &st, at(now_ms));
+}
+
+START_TEST(test_a_lost_disk_recovers_before_it_votes_or_acks)
+{
+    pong(1, 0, 10, 1000010);
+    pong(2, 0, 10, 1000010);
+    for (u64 lsn = 1; lsn <= 5; lsn++) {
+        sequence(lsn, 10);
+        vsr_on_durable(&cores[0], at(10), lsn);
+    }
+    deliver(VSR_PREPARE, 11);
+    vsr_on_durable(&cores[1], at(12), 5);
+    vsr_on_durable(&cores[2], at(12), 5);
+    deliver(VSR_PREPARE_OK, 13);
+    ck_assert_uint_eq(cores[0].commit_max, 5);
+    lose_disk_of_2(100);
+    nout = 0;
+    /* It votes for nothing: not on a timeout, not when asked. */
+    vsr_tick(&cores[2], at(2000));
+    struct vsr_header svc = { .command = VSR_START_VIEW_CHANGE, .replica = 1, .replica_count = N,
+                              .cluster_id = 7, .view = 1 };
+    u8 buf[VSR_MESSAGE_MAX];
+    u32 len = vsr_message_encode(buf, sizeof(buf), &svc, NULL, 0);
+    vsr_on_message(&cores[2], at(2001), buf, len);
+    ck_assert_uint_eq(count_sent(VSR_START_VIEW_CHANGE, 0) + count_sent(VSR_START_VIEW_CHANGE, 1), 0);
+    ck_assert_uint_eq(count_sent(VSR_DO_VIEW_CHANGE, 0), 0);
+    ck_assert_uint_eq(cores[2].view, 0);
+    /* One other's pong is not a quorum of others: it asks nobody for a log yet, and takes
+     * none (a start_view of the primary's, say an old one replayed). */
+    pong(0, 2, 2100, 1002100);
+    vsr_tick(&cores[2], at(2200));
+    ck_assert_uint_eq(count_sent(VSR_REQUEST_START_VIEW, 0), 0);
+    struct vsr_header sv = { .command = VSR_START_VIEW, .replica = 0, .replica_count = N,
+                             .cluster_id = 7, .view = 0, .op = 5, .commit = 5 };
+    len = vsr_message_encode(buf, sizeof(buf), &sv, NULL, 0);
+    vsr_on_message(&cores[2], at(2201), buf, len);
+    ck_assert_int_eq(cores[2].status, VSR_VIEW_CHANGE);
+    pong(1, 2, 2300, 1002300);
+    vsr_tick(&cores[2], at(2400));
+    ck_assert_uint_eq(count_sent(VSR_REQUEST_START_VIEW, 0), 1);
+    deliver(VSR_REQUEST_START_VIEW, 2401);
+    deliver(VSR_START_VIEW, 2402);
+    ck_assert_int_eq(cores[2].status, VSR_NORMAL);
+    ck_assert(cores[2].recovering);
+    /* Catching up: repaired from the primary, acknowledging nothing, answering no read round. */
+    for (int round = 0; round < 6 && cores[2].wal_head < 5; round++) {
+        vsr_tick(&cores[2], at(2500 + 60 * round));
+        deliver(VSR_REQUEST_PREPARE, 2501 + 60 * round);
+        deliver(VSR_PREPARE, 2502 + 60 * round);
+    }
+    ck_assert_uint_eq(cores[2].wal_head, 5);
+    vsr_on_durable(&cores[2], at(2890), 3); /* part of the way */
+    ck_assert(cores[2].recovering);
+    ck_assert_uint_eq(count_sent(VSR_PREPARE_OK, 0), 0);
+    u64 ticket, index;
+    ck_assert(vsr_read_begin(&cores[0], at(2900), &ticket, &index));
+    deliver(VSR_COMMIT, 2901);
+    ck_assert_uint_eq(count_sent(VSR_COMMIT_OK, 0), 1); /* replica 1's only */
+    /* Durable: recovery ends, made durable with the view and log_view; then it acks. */
+    vsr_on_durable(&cores[2], at(3000), 5);
+    ck_assert(!cores[2].recovering);
+    ck_assert(!envs[2].durable.recovering);
+    ck_assert_uint_eq(envs[2].durable.log_view, 0);
+    ck_assert_uint_eq(cores[2].count.recoveries, 1);
+    ck_assert_uint_gt(count_sent(VSR_PREPARE_OK, 0), 0);
+}
+END_TEST
+
 START_TEST(test_foreign_messages_are_dropped_and_counted)
 {
     u8 buf[VSR_MESSAGE_MAX];
@@ -456,6 +538,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_foreign_messages_are_dropped_and_counted);
     tcase_add_test(tc, test_state_transfer_past_a_pruned_wal);
     tcase_add_test(tc, test_no_state_transfer_while_a_peer_can_repair);
+    tcase_add_test(tc, test_a_lost_disk_recovers_before_it_votes_or_acks);
     suite_add_tcase(su, tc);
     return su;
 }
