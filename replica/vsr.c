@@ -1074,6 +1074,21 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
     if (repair_due)
         v->last_repair_ns = now;
     if (v->status == VSR_NORMAL) {
+        /* A view that commits nothing of what it has stops the cluster as surely as a silent
+         * primary: a primary that cannot get entries of its log back (their only copies lost
+         * with a disk, say), or one heard from that cannot give its backups what they lack.
+         * After twice the timeout without progress, primary and backups alike ask for the
+         * next view; its do_view_changes carry only what replicas hold. */
+        u8 p = vsr_primary_of(v, v->view);
+        u64 pending = v->peer_op[p] > v->op ? v->peer_op[p] : v->op;
+        if (v->commit_max != v->progress_commit || pending <= v->commit_max) {
+            v->progress_commit = v->commit_max;
+            v->progress_ns = now;
+        } else if (now - v->progress_ns >= 2 * v->cfg.primary_timeout_ns + v->timeout_jitter_ns) {
+            v->progress_ns = now;
+            vote(v, v->view + 1);
+            return;
+        }
         if (vsr_is_primary(v)) {
             if (now - v->last_heartbeat_ns >= v->cfg.heartbeat_ns)
                 send_commit(v, v->round_sent > v->round_confirmed ? v->round_sent : 0);

@@ -14,7 +14,9 @@
  *     an entry (prepare_ok) once it is durable. The primary commits an entry when a quorum has
  *     it durable — itself only after its own fsync — and every earlier entry is committed.
  *     Commit heartbeats carry the commit point; a backup publishes min(commit point, durable).
- *   - View change. A backup that hears nothing from its primary for primary_timeout votes for
+ *   - View change. A backup that hears nothing from its primary for primary_timeout, or any
+ *     replica that sees no commit progress for twice that while entries are pending (a primary
+ *     that cannot get entries of its log back, or cannot give them to its backups), votes for
  *     the next view (start_view_change); a replica leaves its view only when a quorum voted for
  *     a higher one (a replica that can send but not receive cannot churn views). It makes the
  *     new view durable, then sends do_view_change (log_view, op head, commit, the top of its
@@ -211,6 +213,7 @@ struct vsr {
     /* timers (mono ns) */
     u64 now_ns, clock_ms;
     u64 primary_seen_ns, vc_started_ns, last_heartbeat_ns, last_ping_ns, last_repair_ns;
+    u64 progress_commit, progress_ns; /* the commit point, and since when it has not moved */
     u64 timeout_jitter_ns;
     u64 rng;
 

@@ -73,6 +73,7 @@ struct sim_world {
     u32 crash_ppm, partition_ppm, pause_ppm, clock_jump_ppm, persist_ppm, io_crash_ppm;
     u32 faulty; /* replicas (bits) whose clock may jump and whose disk may rot: at most f */
     u32 fsync_fail_ppm, bitrot_ppm, disk_loss_ppm;
+    u32 read_fault_ppm, misdirect_ppm; /* the faulty replicas' disks */
     u64 segment_bytes, checkpoint_every;
     u64 partition_heal_ns;
     bool partitioned;
@@ -585,6 +586,21 @@ static void restart(struct sim_world *w, struct sim_replica *r)
     }
 }
 
+/* A faulty replica's disk is a bad one (it keeps the rates across power losses). */
+static void bad_disk(struct sim_world *w, struct sim_replica *r)
+{
+    if (w->faulty & (1u << r->id))
+        io_fault_bad_disk(r->disk, w->read_fault_ppm, w->misdirect_ppm);
+}
+
+void sim_count_disk(struct sim_world *w, struct io_fault *disk)
+{
+    u64 re, mis;
+    io_fault_bad_disk_counts(disk, &re, &mis);
+    w->stats->read_faults += re;
+    w->stats->misdirected_writes += mis;
+}
+
 static bool any_recovering(const struct sim_world *w)
 {
     for (u32 i = 0; i < w->n; i++)
@@ -603,6 +619,7 @@ static void lose_disk(struct sim_world *w, struct sim_replica *r)
     sim_net_drop_node(w->net, r->id);
     sim_net_drop_node(w->cnet, r->id);
     sim_replica_wipe(r, prng_u64(&w->rng_faults));
+    bad_disk(w, r);
     r->down_until_ns = w->now + prng_range(&w->rng_faults, 50, 1000) * 1000000ull;
     w->stats->disk_losses++;
     sim_trace(w, "r%u lost its disk: formatted to recover", r->id);
@@ -748,6 +765,11 @@ static void draw(struct sim_world *w, struct prng *p)
     w->segment_bytes = prng_range(p, 4, 64) * 1024;
     w->checkpoint_every = prng_range(p, 20, 400);
     w->disk_loss_ppm = faults ? (u32)prng_below(p, 301) : 0;
+    /* Bad disks on the faulty minority: read errors and misdirected writes up to 10% (half
+     * the seeds without). */
+    bool bad = faults && prng_below(p, 2);
+    w->read_fault_ppm = bad ? (u32)prng_below(p, 100001) : 0;
+    w->misdirect_ppm = bad ? (u32)prng_below(p, 100001) : 0;
 }
 
 static void sim_sm_defaults(struct sm_config *c)
@@ -919,6 +941,7 @@ int sim_run(const struct sim_options *opt, struct sim_stats *stats, u64 *digest,
     for (u32 i = 0; i < w->n; i++) {
         sim_replica_format(&w->replicas[i], w, (u8)i, prng_u64(&root));
         ADB_ASSERT(sim_replica_start(&w->replicas[i]));
+        bad_disk(w, &w->replicas[i]);
     }
     for (u32 i = 0; i < w->nclients; i++) {
         struct sim_client *c = &w->clients[i];

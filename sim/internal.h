@@ -145,6 +145,8 @@ bool sim_persist_fault(struct sim_world *w);
 u64 sim_segment_bytes(const struct sim_world *w);
 u64 sim_checkpoint_every(const struct sim_world *w);
 void sim_count_checkpoint(struct sim_world *w);
+/* A disk is destroyed: its bad-disk counts go into the run's. */
+void sim_count_disk(struct sim_world *w, struct io_fault *disk);
 /* What a replica's protocol core counted in one incarnation (at its stop, and at the end). */
 void sim_count_protocol(struct sim_world *w, const struct vsr_counters *c);
 /* A replica's state machine after entry lsn has this digest (a checkpoint, an installed image,

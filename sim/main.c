@@ -109,6 +109,8 @@ static void add(struct totals *t, const struct sim_stats *s)
     t->sum.recoveries += s->recoveries;
     t->sum.checkpoints += s->checkpoints;
     t->sum.disk_losses += s->disk_losses;
+    t->sum.read_faults += s->read_faults;
+    t->sum.misdirected_writes += s->misdirected_writes;
     t->sum.net_sent += s->net_sent;
     t->sum.net_lost += s->net_lost;
     t->sum.net_duplicated += s->net_duplicated;
@@ -266,9 +268,11 @@ int main(int argc, char **argv)
     printf("faults: crashes %" PRIu64 " (torn %" PRIu64 ", inside a disk operation %" PRIu64
            "), restarts %" PRIu64 ", disks that could not open %" PRIu64 ", partitions %" PRIu64
            ", pauses %" PRIu64 ", clock jumps %" PRIu64 ", metadata write failures %" PRIu64
-           ", fsync failures %" PRIu64 ", bit flips %" PRIu64 ", disks lost %" PRIu64 "\n",
+           ", fsync failures %" PRIu64 ", bit flips %" PRIu64 ", read errors %" PRIu64
+           ", misdirected writes %" PRIu64 ", disks lost %" PRIu64 "\n",
            s->crashes, s->torn_crashes, s->io_crashes, s->restarts, s->faulted, s->partitions,
-           s->pauses, s->clock_jumps, s->persist_faults, s->fsync_failures, s->bit_flips, s->disk_losses);
+           s->pauses, s->clock_jumps, s->persist_faults, s->fsync_failures, s->bit_flips, s->read_faults,
+           s->misdirected_writes, s->disk_losses);
     printf("network: sent %" PRIu64 ", lost %" PRIu64 ", duplicated %" PRIu64 ", replayed %" PRIu64
            ", dropped by partitions %" PRIu64 "\n", s->net_sent, s->net_lost, s->net_duplicated,
            s->net_replayed, s->net_dropped_partition);

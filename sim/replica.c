@@ -490,6 +490,7 @@ void sim_replica_wipe(struct sim_replica *r, u64 seed)
     struct sim_world *w = r->w;
     u8 id = r->id;
     i64 wall = r->wall_offset_ms;
+    sim_count_disk(w, r->disk);
     io_fault_destroy(r->disk);
     sim_replica_format(r, w, id, seed);
     r->wall_offset_ms = wall; /* the machine's clock, not the disk's */
@@ -501,6 +502,7 @@ void sim_replica_destroy(struct sim_replica *r)
 {
     if (r->up)
         sim_replica_stop(r);
+    sim_count_disk(r->w, r->disk);
     io_fault_destroy(r->disk);
 }
 

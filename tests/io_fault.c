@@ -489,6 +489,8 @@ struct io_fault {
     bool crash_armed;
     u64 crash_at; /* value of mutations at which the next mutating call dies */
     bool crashed;
+    u32 read_ppm, misdirect_ppm; /* a bad disk (io_fault_bad_disk), kept across power loss */
+    u64 read_errors, misdirected;
 };
 
 ADB_STATIC_ASSERT(offsetof(struct io_fault, io) == 0, "struct io must come first");
@@ -693,6 +695,10 @@ static int iof_pread(struct io *io, int fd, void *buf, size_t len, u64 off, size
     int rc = fd_inode(f, fd, false, &in);
     if (rc != 0)
         return rc;
+    if (f->read_ppm != 0 && rng(f) % 1000000 < f->read_ppm) {
+        f->read_errors++;
+        return -EIO; /* a transient read error: the next read may succeed */
+    }
     size_t n = 0;
     if (off < in->cur.len)
         n = in->cur.len - off < len ? (size_t)(in->cur.len - off) : len;
@@ -700,6 +706,19 @@ static int iof_pread(struct io *io, int fd, void *buf, size_t len, u64 off, size
         memcpy(buf, in->cur.p + off, n);
     *done = n;
     return 0;
+}
+
+/* Where a misdirected write lands: 1 to 8 pages off, forward or back, within the file; or
+ * UINT64_MAX, nowhere (a lost write). */
+static u64 misdirect(struct io_fault *f, const struct iof_inode *in, u64 off, size_t len)
+{
+    u64 shift = (1 + rng(f) % 8) * IO_FAULT_PAGE_BYTES;
+    bool back = rng(f) & 1;
+    if (back && off >= shift)
+        return off - shift;
+    if (!back && off + shift + len <= in->cur.len)
+        return off + shift;
+    return UINT64_MAX;
 }
 
 /* The short-write length: a strict non-empty prefix, or nothing for a one-byte write. */
@@ -730,10 +749,15 @@ static int iof_pwrite(struct io *io, int fd, const void *buf, size_t len, u64 of
     if (fail)
         return err;
     size_t n = shrt ? short_len(f, len) : len;
-    if (n > 0) {
+    u64 at = off;
+    if (n > 0 && f->misdirect_ppm != 0 && rng(f) % 1000000 < f->misdirect_ppm) {
+        f->misdirected++;
+        at = misdirect(f, in, off, n); /* reported as written where it was asked */
+    }
+    if (n > 0 && at != UINT64_MAX) {
         u8 *copy = xrealloc(NULL, n);
         memcpy(copy, buf, n);
-        inode_do(in, (struct iof_op){ .kind = IOF_OP_WRITE, .off = off, .len = n, .data = copy });
+        inode_do(in, (struct iof_op){ .kind = IOF_OP_WRITE, .off = at, .len = n, .data = copy });
     }
     *done = n;
     return 0;
@@ -1138,6 +1162,18 @@ static void loss(struct io_fault *f, enum io_fault_loss mode, u32 torn, u64 keep
     drop_orphan_dirs(f);
     drop_unnamed_inodes(f);
     process_reset(f);
+}
+
+void io_fault_bad_disk(struct io_fault *f, u32 read_ppm, u32 misdirect_ppm)
+{
+    f->read_ppm = read_ppm;
+    f->misdirect_ppm = misdirect_ppm;
+}
+
+void io_fault_bad_disk_counts(const struct io_fault *f, u64 *read_errors, u64 *misdirected)
+{
+    *read_errors = f->read_errors;
+    *misdirected = f->misdirected;
 }
 
 void io_fault_power_loss(struct io_fault *f, enum io_fault_loss mode)

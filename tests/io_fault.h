@@ -82,6 +82,16 @@ void io_fault_crash_after(struct io_fault *f, u64 mutations);
 u64 io_fault_mutations(const struct io_fault *f);
 bool io_fault_crashed(const struct io_fault *f);
 
+/* ---- a bad disk: faults at a rate (simulators), kept across power loss and restarts ------- */
+
+/* From now on each pread fails with -EIO with probability read_ppm / 10^6 (transient: the next
+ * read may succeed), and each pwrite is misdirected with probability misdirect_ppm / 10^6: it
+ * reports success, the range it named keeps what it held, and its bytes land 1 to 8 pages
+ * away in the same file (or nowhere, when that falls outside the file: a lost write). 0, 0:
+ * a good disk again. */
+void io_fault_bad_disk(struct io_fault *f, u32 read_ppm, u32 misdirect_ppm);
+void io_fault_bad_disk_counts(const struct io_fault *f, u64 *read_errors, u64 *misdirected);
+
 /* ---- power loss and reboot -------------------------------------------------------------- */
 
 enum io_fault_loss {

@@ -194,6 +194,53 @@ START_TEST(test_read_write_size)
 }
 END_TEST
 
+/* A bad disk: reads fail at the rate set (and succeed again), misdirected writes report success
+ * while their range keeps its old bytes and their bytes land pages away; power loss keeps the
+ * rates. */
+START_TEST(test_bad_disk)
+{
+    fs_new(7);
+    int fd = open_rw("f");
+    static u8 zeros[16 * IO_FAULT_PAGE_BYTES];
+    size_t done;
+    ck_assert_int_eq(IO->ops->pwrite(IO, fd, zeros, sizeof(zeros), 0, &done), 0);
+    io_fault_bad_disk(F, 250000, 0);
+    u32 errors = 0;
+    u8 b;
+    for (int i = 0; i < 400; i++)
+        errors += IO->ops->pread(IO, fd, &b, 1, 0, &done) == -EIO;
+    ck_assert_msg(errors > 50 && errors < 150, "%u of 400 reads failed at 25%%", errors);
+    u64 re, mis;
+    io_fault_bad_disk_counts(F, &re, &mis);
+    ck_assert_uint_eq(re, errors);
+
+    io_fault_bad_disk(F, 0, 1000000); /* every write misdirected */
+    u64 at = 8 * IO_FAULT_PAGE_BYTES;
+    ck_assert_int_eq(IO->ops->pwrite(IO, fd, "abcd", 4, at, &done), 0);
+    ck_assert_uint_eq(done, 4);
+    const u8 *data;
+    u64 len;
+    ck_assert(io_fault_contents(F, "f", &data, &len));
+    ck_assert_int_eq(memcmp(data + at, zeros, 4), 0); /* not where it was asked */
+    u32 found = 0;
+    for (u64 k = 1; k <= 8; k++) {
+        found += memcmp(data + at + k * IO_FAULT_PAGE_BYTES, "abcd", 4) == 0;
+        found += memcmp(data + at - k * IO_FAULT_PAGE_BYTES, "abcd", 4) == 0;
+    }
+    ck_assert_uint_eq(found, 1);
+    io_fault_bad_disk_counts(F, &re, &mis);
+    ck_assert_uint_eq(mis, 1);
+    /* The rates outlive a power loss (they are the disk's). */
+    io_fault_bad_disk(F, 1000000, 0);
+    io_fault_power_loss(F, IO_FAULT_KEEP_SYNCED);
+    fd = open_rw("f");
+    ck_assert_int_eq(IO->ops->pread(IO, fd, &b, 1, 0, &done), -EIO);
+    io_fault_bad_disk(F, 0, 0);
+    ck_assert_int_eq(IO->ops->pread(IO, fd, &b, 1, 0, &done), 0);
+    fs_free();
+}
+END_TEST
+
 START_TEST(test_rename_semantics)
 {
     fs_new(3);
@@ -1193,6 +1240,7 @@ Suite *test_suite(void)
     TCase *basic = tcase_create("semantics");
     tcase_add_test(basic, test_open_semantics);
     tcase_add_test(basic, test_read_write_size);
+    tcase_add_test(basic, test_bad_disk);
     tcase_add_test(basic, test_rename_semantics);
     tcase_add_test(basic, test_list_dir);
     tcase_add_test(basic, test_root_alias);

@@ -12,7 +12,8 @@
  *   - a replica behind every peer's pruned WAL takes a snapshot image chunk by chunk, installs
  *     it and continues the log from it; one a peer can still repair is not sent an image;
  *   - a replica that lost its disk neither votes nor acks nor answers read rounds until it has
- *     heard a quorum of others, adopted its primary's log and caught up to its head.
+ *     heard a quorum of others, adopted its primary's log and caught up to its head;
+ *   - a primary whose entries commit no further for twice the timeout asks for the next view.
  */
 #include "config.h"
 
@@ -503,6 +504,21 @@ START_TEST(test_a_lost_disk_recovers_before_it_votes_or_acks)
 }
 END_TEST
 
+START_TEST(test_a_view_without_progress_is_left)
+{
+    pong(1, 0, 10, 1000010);
+    pong(2, 0, 10, 1000010);
+    sequence(1, 10);
+    nout = 0; /* its prepares are lost, and so is every ack: nothing commits */
+    vsr_tick(&cores[0], at(20));
+    vsr_tick(&cores[0], at(800));
+    ck_assert_uint_eq(count_sent(VSR_START_VIEW_CHANGE, 1), 0); /* not yet */
+    vsr_tick(&cores[0], at(1400));
+    ck_assert_uint_eq(count_sent(VSR_START_VIEW_CHANGE, 1), 1);
+    ck_assert_uint_eq(cores[0].svc_view, 1);
+}
+END_TEST
+
 START_TEST(test_foreign_messages_are_dropped_and_counted)
 {
     u8 buf[VSR_MESSAGE_MAX];
@@ -539,6 +555,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_state_transfer_past_a_pruned_wal);
     tcase_add_test(tc, test_no_state_transfer_while_a_peer_can_repair);
     tcase_add_test(tc, test_a_lost_disk_recovers_before_it_votes_or_acks);
+    tcase_add_test(tc, test_a_view_without_progress_is_left);
     suite_add_tcase(su, tc);
     return su;
 }
