@@ -1065,7 +1065,9 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
         return;
     u64 now = v->now_ns;
     if (now - v->last_ping_ns >= v->cfg.ping_ns || v->last_ping_ns == 0) {
-        struct vsr_header h = { .command = VSR_PING, .op = v->op, .a = now, .b = v->image_lsn,
+        /* What this replica's WAL holds, [c, op]: peers that need an entry no one holds take
+         * an image instead. */
+        struct vsr_header h = { .command = VSR_PING, .op = v->wal_head, .a = now, .b = v->image_lsn,
                                 .c = v->wal_first <= v->image_lsn + 1 ? v->wal_first : 0 };
         broadcast(v, &h, NULL, 0);
         v->last_ping_ns = now;
@@ -1080,7 +1082,7 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
          * After twice the timeout without progress, primary and backups alike ask for the
          * next view; its do_view_changes carry only what replicas hold. */
         u8 p = vsr_primary_of(v, v->view);
-        u64 pending = v->peer_op[p] > v->op ? v->peer_op[p] : v->op;
+        u64 pending = v->peer_op[p] > v->op ? v->peer_op[p] : v->op; /* what it and we hold */
         if (v->commit_max != v->progress_commit || pending <= v->commit_max) {
             v->progress_commit = v->commit_max;
             v->progress_ns = now;

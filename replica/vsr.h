@@ -231,7 +231,8 @@ struct vsr {
     /* State transfer: this replica's image and WAL reach, its peers' (from pings), and an image
      * being received. */
     u64 image_lsn, wal_first;
-    u64 peer_op[VSR_REPLICAS_MAX], peer_image_lsn[VSR_REPLICAS_MAX], peer_wal_first[VSR_REPLICAS_MAX];
+    u64 peer_op[VSR_REPLICAS_MAX]; /* the last LSN its WAL holds */
+    u64 peer_image_lsn[VSR_REPLICAS_MAX], peer_wal_first[VSR_REPLICAS_MAX];
     u64 peer_pinged_ns[VSR_REPLICAS_MAX]; /* when its last ping arrived (0: never) */
     struct vsr_transfer transfer;
 

@@ -48,7 +48,7 @@
  */
 enum vsr_command {
     /* Every replica to every other, each tick: liveness and clock samples.
-     *   op = op head, a = ping time (echoed by pong), b = LSN of the sender's newest snapshot
+     *   op = the last LSN its WAL holds, a = ping time (echoed by pong), b = LSN of the sender's newest snapshot
      *   image (0: none), c = the first LSN its WAL holds (0: not said), <= b + 1. */
     VSR_PING = 1,
     /*   a = the ping's time echoed, b = the responder's clock when it answered. */

@@ -619,7 +619,9 @@ static void lose_disk(struct sim_world *w, struct sim_replica *r)
     sim_net_drop_node(w->net, r->id);
     sim_net_drop_node(w->cnet, r->id);
     sim_replica_wipe(r, prng_u64(&w->rng_faults));
-    bad_disk(w, r);
+    if (!w->liveness)
+        bad_disk(w, r);
+    r->disk_lost_ns = w->now;
     r->down_until_ns = w->now + prng_range(&w->rng_faults, 50, 1000) * 1000000ull;
     w->stats->disk_losses++;
     sim_trace(w, "r%u lost its disk: formatted to recover", r->id);
@@ -834,6 +836,10 @@ static void begin_liveness(struct sim_world *w)
         if (!r->up && !r->faulted)
             r->down_until_ns = w->now;
     }
+    /* Bad disks are replaced too (damage they did stays: a replica that cannot open its disk
+     * is wiped and recovers). */
+    for (u32 i = 0; i < w->n; i++)
+        io_fault_bad_disk(w->replicas[i].disk, 0, 0);
     w->liveness_acked_at_start = w->stats->acked;
     sim_trace(w, "liveness phase: faults healed");
 }
@@ -859,7 +865,9 @@ static void check_liveness(struct sim_world *w)
         struct sim_replica *r = &w->replicas[i];
         if (!r->up)
             continue;
-        if (r->meta.recovering)
+        /* A disk lost in the last half of the liveness time (damage from before the heal found
+         * at a restart) may still be recovering. */
+        if (r->meta.recovering && r->disk_lost_ns + w->opt.liveness_ms * 500000ull <= w->now)
             sim_fail(w, "liveness: r%u lost its disk and has not recovered", i);
         if (r->applied + 64 < top) /* within a pipeline of the others */
             sim_fail(w, "liveness: r%u applied %llu, others %llu", i,

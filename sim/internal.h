@@ -78,6 +78,7 @@ struct sim_replica {
     u8 id;
     bool up;
     bool faulted;          /* its disk cannot be opened: wiped and recovered later */
+    u64 disk_lost_ns;      /* when it last lost its disk (wiped) */
     u64 down_until_ns;     /* when to restart (down) */
     u64 paused_until_ns;
     struct io_fault *disk;
