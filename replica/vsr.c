@@ -991,6 +991,19 @@ static void on_snapshot_chunk(struct vsr *v, const struct vsr_message *m)
         transfer_request(v);
 }
 
+u64 vsr_prune_floor(const struct vsr *v)
+{
+    u64 floor = UINT64_MAX;
+    for (u8 r = 0; r < v->cfg.replica_count; r++) {
+        if (r == v->cfg.replica || !peer_recent(v, r))
+            continue;
+        u64 next = v->peer_op[r] + 1;
+        if (next + v->cfg.lag_max >= v->wal_head && next < floor)
+            floor = next;
+    }
+    return floor;
+}
+
 void vsr_on_checkpoint(struct vsr *v, u64 image_lsn, u64 wal_first)
 {
     ADB_ASSERT(image_lsn >= v->image_lsn && wal_first <= image_lsn + 1);

@@ -28,6 +28,8 @@
  *     that sees a higher view stops serving at once. view and log_view only grow (asserted).
  *   - Repair. A replica missing entries asks for them by LSN and expected crc (request_prepare)
  *     and appends only what extends its chain. It serves only frames its WAL reads back intact.
+ *   - A checkpoint prunes the WAL no further than what a backup heard from lately still lacks,
+ *     unless it lags more than lag_max: a slow backup stays within repair's reach.
  *   - State transfer. Pings say how far back each replica's WAL reaches and the LSN of its
  *     newest snapshot image. A replica in normal status that needs an entry no peer it heard
  *     from lately still holds (its next one; or, for an entry of its own it has yet to check,
@@ -93,6 +95,7 @@ struct vsr_config {
     u64 repair_ns;             /* between repair requests and prepare retransmissions */
     u64 clock_window_ns;       /* a clock sample counts this long */
     u64 clock_tolerance_ns;    /* a quorum's clocks must agree this closely */
+    u64 lag_max;               /* entries a backup may lag that pruning still waits for */
     u64 seed;                  /* timeout jitter (deterministic) */
 };
 
@@ -280,6 +283,11 @@ void vsr_on_durable(struct vsr *v, struct vsr_time t, u64 lsn);
 /* A checkpoint: this replica's newest image is now at image_lsn and its WAL starts at
  * wal_first (pruned below it). */
 void vsr_on_checkpoint(struct vsr *v, u64 image_lsn, u64 wal_first);
+/* How far back a checkpoint may prune: the first entry a replica heard from lately still
+ * lacks, unless it lags more than lag_max behind this one's WAL (then it takes an image), or
+ * UINT64_MAX. Pruning waits for a slow backup this way instead of pushing it to a state
+ * transfer; the lag is bounded, and so is the WAL. */
+u64 vsr_prune_floor(const struct vsr *v);
 
 /* Primary: how many new entries may be sequenced now (0: none — not primary, not normal,
  * repairing, pipeline full, or no cluster time). */

@@ -131,7 +131,7 @@ struct vsr_config sim_vsr_config(const struct sim_world *w, u8 id)
                                 .ping_ns = 100000000, .primary_timeout_ns = 500000000,
                                 .view_change_timeout_ns = 800000000, .repair_ns = 50000000,
                                 .clock_window_ns = 2000000000ull,
-                                .clock_tolerance_ns = 200000000ull,
+                                .clock_tolerance_ns = 200000000ull, .lag_max = 256,
                                 .seed = w->opt.seed * 31 + id };
 }
 

@@ -263,7 +263,8 @@ static void checkpoint(struct sim_replica *r)
         return;
     }
     u32 removed = 0;
-    rc = sequencing_prune(&r->seq, rep.keep_from_lsn, &removed);
+    u64 keep = vsr_prune_floor(&r->vsr); /* a backup close behind is waited for */
+    rc = sequencing_prune(&r->seq, keep < rep.keep_from_lsn ? keep : rep.keep_from_lsn, &removed);
     if (rc != 0)
         storage_failed(r, "prune", rc, "");
     u64 size = VSR_ENTRY_HEADER_SIZE + snapshot_image_size(&r->sm);

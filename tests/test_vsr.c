@@ -13,7 +13,9 @@
  *     it and continues the log from it; one a peer can still repair is not sent an image;
  *   - a replica that lost its disk neither votes nor acks nor answers read rounds until it has
  *     heard a quorum of others, adopted its primary's log and caught up to its head;
- *   - a primary whose entries commit no further for twice the timeout asks for the next view.
+ *   - a primary whose entries commit no further for twice the timeout asks for the next view;
+ *   - a checkpoint prunes no entry a backup heard from lately still lacks, unless it lags more
+ *     than lag_max.
  */
 #include "config.h"
 
@@ -519,6 +521,22 @@ START_TEST(test_a_view_without_progress_is_left)
 }
 END_TEST
 
+START_TEST(test_pruning_waits_for_a_backup_close_behind)
+{
+    behind_by_ten(0);
+    ck_assert_uint_eq(vsr_prune_floor(&cores[0]), UINT64_MAX); /* nobody heard from yet */
+    vsr_tick(&cores[1], at(100));
+    vsr_tick(&cores[2], at(100));
+    deliver(VSR_PING, 101);
+    cores[0].cfg.lag_max = 16;
+    ck_assert_uint_eq(vsr_prune_floor(&cores[0]), 1); /* replica 2 holds nothing yet */
+    cores[0].cfg.lag_max = 4;
+    ck_assert_uint_eq(vsr_prune_floor(&cores[0]), 11); /* too far behind: only replica 1 */
+    vsr_tick(&cores[0], at(5000)); /* long after their pings */
+    ck_assert_uint_eq(vsr_prune_floor(&cores[0]), UINT64_MAX);
+}
+END_TEST
+
 START_TEST(test_foreign_messages_are_dropped_and_counted)
 {
     u8 buf[VSR_MESSAGE_MAX];
@@ -556,6 +574,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_no_state_transfer_while_a_peer_can_repair);
     tcase_add_test(tc, test_a_lost_disk_recovers_before_it_votes_or_acks);
     tcase_add_test(tc, test_a_view_without_progress_is_left);
+    tcase_add_test(tc, test_pruning_waits_for_a_backup_close_behind);
     suite_add_tcase(su, tc);
     return su;
 }
