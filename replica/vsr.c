@@ -214,6 +214,12 @@ void vsr_start(struct vsr *v, const struct vsr_start *s, struct vsr_time t)
     v->view_start_op = v->op;
     v->started_ns = t.mono_ns;
     v->recovering = s->durable.recovering;
+#ifdef ADB_CANARY_RECOVER
+    /* canary: a replica that lost its disk votes and acks at once, as if freshly formatted */
+    v->recovering = false;
+    if (s->durable.recovering)
+        (void)persist(v, v->view, v->log_view);
+#endif
     if (v->recovering) {
         /* Lost its disk: it waits to learn the view from a quorum of others (no vote). */
         ADB_ASSERT(v->cfg.replica_count > 1);

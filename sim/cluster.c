@@ -766,7 +766,7 @@ static void draw(struct sim_world *w, struct prng *p)
      * behind them and catch up by state transfer. */
     w->segment_bytes = prng_range(p, 4, 64) * 1024;
     w->checkpoint_every = prng_range(p, 20, 400);
-    w->disk_loss_ppm = faults ? (u32)prng_below(p, 301) : 0;
+    w->disk_loss_ppm = faults ? (u32)prng_below(p, 2001) : 0;
     /* Bad disks on the faulty minority: read errors and misdirected writes up to 10% (half
      * the seeds without). */
     bool bad = faults && prng_below(p, 2);

@@ -12,7 +12,7 @@
 b=${top_builddir:-.}
 src=${top_srcdir:-.}
 sim=$b/allocdb-sim
-echo "1..17"
+echo "1..18"
 
 if "$sim" --help | grep -q -- '--seeds-file' && "$sim" --help | grep -q -- '--determinism'; then
     ok "--help documents the options"
@@ -63,7 +63,7 @@ run "the kept seeds (sim/seeds.txt)" --seeds-file "$src/sim/seeds.txt"
 run "$twice seeds run twice give the same digest" --seed 5000 --count "$twice" --determinism
 
 canary_seeds=${SIM_CANARY_SEEDS:-300}
-for c in quorum durable-vote log-view truncate read-index dedupe never-early; do
+for c in quorum durable-vote log-view truncate read-index dedupe never-early recover; do
     if [ "$sanitized" = yes ]; then
         ok "canary $c # SKIP release builds only"
         continue
