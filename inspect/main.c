@@ -165,8 +165,9 @@ static int wal_file(const char *path, const struct frame_printer *p)
         return EXIT_DAMAGED;
     }
     printf("%s: segment first_lsn=%" PRIu64 " prev_slot=%" PRIu64 " prev_crc=%08x capacity=%" PRIu64
-           " size=%" PRIu64 "\n",
-           path, h.first_lsn, h.prev_slot, h.prev_crc, h.capacity, len);
+           " size=%" PRIu64 "%s\n",
+           path, h.first_lsn, h.prev_slot, h.prev_crc, h.capacity, len,
+           (h.flags & WAL_SEGMENT_RESTART) ? " restart (older segments are obsolete)" : "");
     struct wal_cursor cur = { .next_lsn = h.first_lsn, .last_slot = h.prev_slot, .prev_crc = h.prev_crc };
     struct frame_printer pp = *p;
     struct wal_scan_result res;
