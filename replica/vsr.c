@@ -963,6 +963,8 @@ static void transfer_install(struct vsr *v)
     v->count.transfers_installed++;
     v->last_repair_ns = 0;
     publish(v);
+    settle_log_view(v); /* the image may hold all the view started with (or recovery's target) */
+    send_prepare_ok(v);
 }
 
 static void on_snapshot_chunk(struct vsr *v, const struct vsr_message *m)
