@@ -471,8 +471,19 @@ static void verify(struct vsr *v)
         if (!c)
             return;
         struct vsr_entry_header mine;
-        if (!own_header(v, lsn, &mine))
-            return; /* our own copy is unreadable: it cannot be checked (nor served) */
+        if (!own_header(v, lsn, &mine)) {
+            /* Our own copy cannot be read. Damaged for good (its bytes fail their checks), it is
+             * no copy at all: cut it, and take the canonical entry again by repair (above the
+             * commit point only; below it the entry is applied already). A read that merely
+             * failed is tried again: the copy may be good, and it may count for a quorum. */
+            u32 len = 0;
+            if (lsn > v->commit &&
+                v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len) == -EUCLEAN) {
+                v->count.damaged_cut++;
+                truncate_to(v, lsn - 1);
+            }
+            return;
+        }
         if (mine.crc != c->crc) {
             truncate_to(v, lsn - 1);
             return;
@@ -495,7 +506,7 @@ static void settle_log_view(struct vsr *v)
         return;
     if (v->recovering) {
         /* Caught up with the log it adopted: recovery ends with the view and log_view. */
-        if (v->recovery_target == 0 || v->durable < v->recovery_target || v->verified < v->recovery_target)
+        if (!v->recovery_adopted || v->durable < v->recovery_target || v->verified < v->recovery_target)
             return;
         v->recovering = false;
         if (persist(v, v->view, v->view) != 0) {
@@ -806,6 +817,11 @@ static void transfer_tick(struct vsr *v);
 
 static void repair(struct vsr *v)
 {
+    if (v->wal_head != v->head_seen || v->verified != v->verified_seen) {
+        v->head_seen = v->wal_head;
+        v->verified_seen = v->verified;
+        v->head_moved_ns = v->now_ns;
+    }
     verify(v);
     if (v->transfer.active) {
         transfer_tick(v);
@@ -862,6 +878,13 @@ static bool peer_recent(const struct vsr *v, u8 r)
     return v->peer_pinged_ns[r] != 0 && v->now_ns - v->peer_pinged_ns[r] <= v->cfg.primary_timeout_ns;
 }
 
+/* Whether an image at lsn would bring this replica anything: entries past its log, or the
+ * committed version of its own head entry that nobody can check any more. */
+static bool image_helps(const struct vsr *v, u64 lsn)
+{
+    return lsn > v->wal_head || (lsn == v->wal_head && v->verified < v->wal_head);
+}
+
 static void transfer_request(struct vsr *v)
 {
     struct vsr_header h = { .command = VSR_REQUEST_SNAPSHOT, .op = v->transfer.img.lsn,
@@ -880,14 +903,17 @@ static void transfer_abandon(struct vsr *v)
  * image that reaches past our whole log, ask that one for its image. */
 static bool transfer_begin(struct vsr *v, u64 need, bool canonical)
 {
+    /* A replica that says it holds the entry may hold a copy it cannot read back: once repair
+     * has made no headway for a view-change timeout, an image is taken all the same. */
+    bool stuck = v->now_ns - v->head_moved_ns > v->cfg.view_change_timeout_ns;
     int best = -1;
     for (u8 r = 0; r < v->cfg.replica_count; r++) {
         if (r == v->cfg.replica || !peer_recent(v, r) || v->peer_wal_first[r] == 0)
             continue;
         bool source = !canonical || vsr_is_primary(v) || r == vsr_primary_of(v, v->view);
-        if (source && v->peer_wal_first[r] <= need && v->peer_op[r] >= need)
+        if (source && !stuck && v->peer_wal_first[r] <= need && v->peer_op[r] >= need)
             return false; /* it can be repaired */
-        if (v->peer_wal_first[r] > need && v->peer_image_lsn[r] > v->wal_head &&
+        if (v->peer_wal_first[r] > need && image_helps(v, v->peer_image_lsn[r]) &&
             (best < 0 || v->peer_image_lsn[r] > v->peer_image_lsn[best]))
             best = r;
     }
@@ -935,7 +961,7 @@ static void transfer_install(struct vsr *v)
 {
     struct vsr_image img = v->transfer.img;
     v->transfer.active = false;
-    if (v->status != VSR_NORMAL || img.lsn <= v->wal_head) {
+    if (v->status != VSR_NORMAL || !image_helps(v, img.lsn)) {
         v->count.transfers_abandoned++;
         return;
     }
@@ -981,7 +1007,7 @@ static void on_snapshot_chunk(struct vsr *v, const struct vsr_message *m)
     }
     if (!same || m->h.a != t->offset)
         return; /* a duplicate, or of another image */
-    if (img.lsn <= v->wal_head) {
+    if (!image_helps(v, img.lsn)) {
         transfer_abandon(v); /* caught up otherwise */
         return;
     }
@@ -1104,8 +1130,12 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
          * next view; its do_view_changes carry only what replicas hold. */
         u8 p = vsr_primary_of(v, v->view);
         u64 pending = v->peer_op[p] > v->op ? v->peer_op[p] : v->op; /* what it and we hold */
-        if (v->commit_max != v->progress_commit || pending <= v->commit_max) {
-            v->progress_commit = v->commit_max;
+        /* A primary must also have what is committed (a backup behind it is its own business:
+         * it repairs or takes an image, and its vote alone changes nothing). */
+        bool behind = vsr_is_primary(v) && v->commit < v->commit_max;
+        u64 mark = v->commit_max + v->commit; /* moves when either commit point does */
+        if (mark != v->progress_commit || (pending <= v->commit_max && !behind)) {
+            v->progress_commit = mark;
             v->progress_ns = now;
         } else if (now - v->progress_ns >= 2 * v->cfg.primary_timeout_ns + v->timeout_jitter_ns) {
             v->progress_ns = now;
@@ -1203,8 +1233,10 @@ static void on_start_view(struct vsr *v, const struct vsr_message *m)
         v->commit_max = m->h.commit;
     if (entering && v->log_view < w)
         v->view_start_op = v->op;
-    if (v->recovering && op > v->recovery_target)
+    if (v->recovering && (!v->recovery_adopted || op > v->recovery_target)) {
         v->recovery_target = op; /* every entry it may have acked before is in that log */
+        v->recovery_adopted = true;
+    }
     publish(v);
     settle_log_view(v);
     send_prepare_ok(v);

@@ -15,9 +15,9 @@
  *     it durable — itself only after its own fsync — and every earlier entry is committed.
  *     Commit heartbeats carry the commit point; a backup publishes min(commit point, durable).
  *   - View change. A backup that hears nothing from its primary for primary_timeout, or any
- *     replica that sees no commit progress for twice that while entries are pending (a primary
- *     that cannot get entries of its log back, or cannot give them to its backups), votes for
- *     the next view (start_view_change); a replica leaves its view only when a quorum voted for
+ *     replica that sees no commit progress for twice that while entries are pending (or, the
+ *     primary, while it lacks committed ones) (a primary that cannot get entries of its log back, or
+ *     cannot give them to its backups), votes for the next view (start_view_change); a replica leaves its view only when a quorum voted for
  *     a higher one (a replica that can send but not receive cannot churn views). It makes the
  *     new view durable, then sends do_view_change (log_view, op head, commit, the top of its
  *     log's headers) to the new primary. The new primary, with a quorum of them, takes the log
@@ -36,9 +36,9 @@
  *     the canonical header, which only the primary gives a backup) asks one that pruned it for
  *     its image (request_snapshot), chunk by chunk, from the offset it has; a changed image
  *     starts it over. It installs the image only while it still needs it, in normal status:
- *     the image's LSN is above its whole log, so the image's committed prefix replaces all of
- *     it (an entry it held and acked that was committed is in that prefix; one that differs
- *     was never committed). Its log then restarts empty after the image's entry, whose header
+ *     the image's LSN is above its whole log (or at its head, an entry it could not check), so
+ *     the image's committed prefix replaces all of it (an entry it held and acked that was
+ *     committed is in that prefix; one that differs was never committed). Its log then restarts empty after the image's entry, whose header
  *     the image carries, and repair continues from there.
  *   - A restarted replica resumes as a backup in its durable view when log_view == view and it
  *     is not that view's primary; otherwise it starts a view change (a primary that restarts
@@ -153,6 +153,7 @@ struct vsr_counters {
     u64 prepares_sent, prepares_resent, prepare_oks;
     u64 repairs_requested, repairs_served, repairs_unreadable, repairs_appended;
     u64 truncations, truncated_entries;
+    u64 damaged_cut; /* own entries found damaged while checking them: cut and repaired */
     u64 persist_failures, append_failures;
     u64 read_rounds;
     u64 clock_unsynced_refusals;
@@ -216,7 +217,8 @@ struct vsr {
     /* timers (mono ns) */
     u64 now_ns, clock_ms;
     u64 primary_seen_ns, vc_started_ns, last_heartbeat_ns, last_ping_ns, last_repair_ns;
-    u64 progress_commit, progress_ns; /* the commit point, and since when it has not moved */
+    u64 progress_commit, progress_ns; /* the commit points, and since when they have not moved */
+    u64 head_seen, verified_seen, head_moved_ns; /* repair: since when the log has not grown */
     u64 timeout_jitter_ns;
     u64 rng;
 
@@ -243,7 +245,8 @@ struct vsr {
     bool recovering;
     u8 recovery_from;     /* bitmask */
     u64 recovery_view;    /* the highest of them */
-    u64 recovery_target;  /* the op head of the log adopted: caught up there (0: none yet) */
+    u64 recovery_target;  /* the op head of the log adopted: caught up there */
+    bool recovery_adopted; /* a log was adopted (its head may be 0) */
     u64 started_ns;
 
     /* Prepares that arrived ahead of the WAL's next LSN (a ring by LSN; lsn 0: empty). */

@@ -85,7 +85,8 @@ struct sim_replica {
     /* durable metadata (the daemon keeps it in LMDB) */
     struct vsr_durable meta;
     u64 meta_commit;
-    struct vsr_entry_header base; /* the entry a state transfer restarted the WAL after (0: none) */
+    struct vsr_entry_header base;       /* the entry a state transfer restarted the WAL after (0: none) */
+    struct vsr_entry_header installing; /* an install under way: its entry (0: none) */
     struct clock_anchor anchor;
     bool anchor_set;
     /* clocks */

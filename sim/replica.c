@@ -311,7 +311,7 @@ static int install(struct sim_replica *r, const struct vsr_image *img, struct vs
     sm_t fresh;
     if (!image_state(r, img, &fresh, at))
         return -EINVAL;
-    r->base = *at;
+    r->installing = *at; /* base stays what the WAL starts after until the restart is done */
     struct checkpoint_report rep;
     char why[512];
     int rc = checkpoint_run(io_fault_io(r->disk), WAL_DIR, &fresh, NULL, NULL, &rep, why, sizeof(why));
@@ -323,6 +323,8 @@ static int install(struct sim_replica *r, const struct vsr_image *img, struct vs
         r->dead = true; /* half installed: a restart finishes it or takes the old state */
         return rc;
     }
+    r->base = *at;
+    r->installing = (struct vsr_entry_header){ 0 };
     sm_destroy(&r->sm);
     ADB_ASSERT(image_state(r, img, &r->sm, at));
     applying_init(&r->applying, &r->sm, r->due, SIM_DUE_MAX);
@@ -423,18 +425,22 @@ bool sim_replica_start(struct sim_replica *r)
     struct wal_open_report rep;
     enum sequencing_opened verdict;
     int rc = sequencing_open(&r->seq, io, WAL_DIR, &seen, replayed, r, &plan, &rep, &verdict, why, sizeof(why));
-    if (rc == 0 && r->base.lsn > rep.last_lsn) {
-        /* A state transfer the crash cut: finished if its snapshot is durable, else forgotten. */
-        if (snap != r->base.lsn) {
-            r->base = (struct vsr_entry_header){ 0 };
-        } else {
-            rc = sequencing_restart_log(&r->seq, r->base.lsn, r->base.request_slot, r->base.crc);
+    if (rc == 0 && r->installing.lsn != 0) {
+        /* A state transfer the crash cut: finished if its snapshot is durable (the WAL restarted
+         * already, or now), else forgotten. */
+        if (snap == r->installing.lsn) {
+            if (r->installing.lsn > rep.last_lsn)
+                rc = sequencing_restart_log(&r->seq, r->installing.lsn, r->installing.request_slot,
+                                            r->installing.crc);
+            ADB_ASSERT(rc != 0 || r->seq.wal.cur.next_lsn == r->installing.lsn + 1);
+            r->base = r->installing;
             rep.last_lsn = r->base.lsn;
             rep.last_slot = r->base.request_slot;
             rep.frames = 0;
             sim_trace(w, "r%u finished an interrupted state transfer at lsn %llu", r->id,
                       (unsigned long long)r->base.lsn);
         }
+        r->installing = (struct vsr_entry_header){ 0 };
     }
     if (rc == 0 && rep.frames == 0 && r->base.lsn != 0 && rep.last_lsn == r->base.lsn)
         vsr_load_entry(&r->vsr, &r->base); /* the WAL restarted after it and holds nothing yet */
