@@ -472,16 +472,11 @@ static void verify(struct vsr *v)
             return;
         struct vsr_entry_header mine;
         if (!own_header(v, lsn, &mine)) {
-            /* Our own copy cannot be read. Damaged for good (its bytes fail their checks), it is
-             * no copy at all: cut it, and take the canonical entry again by repair (above the
-             * commit point only; below it the entry is applied already). A read that merely
-             * failed is tried again: the copy may be good, and it may count for a quorum. */
-            u32 len = 0;
-            if (lsn > v->commit &&
-                v->env.read(v->env.ctx, lsn, v->frame_buf, sizeof(v->frame_buf), &len) == -EUCLEAN) {
-                v->count.damaged_cut++;
-                truncate_to(v, lsn - 1);
-            }
+            /* Our own copy cannot be read: it can be neither checked nor served. Never cut it:
+             * it may have been acked in an earlier view and committed, and a do_view_change
+             * from here must keep claiming it (the canonical log is the highest log_view's, and
+             * a claim cut short would drop a committed entry). A primary stuck on it steps down
+             * (the progress rule); the entry is then repaired from an intact copy elsewhere. */
             return;
         }
         if (mine.crc != c->crc) {
@@ -1130,10 +1125,11 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
          * next view; its do_view_changes carry only what replicas hold. */
         u8 p = vsr_primary_of(v, v->view);
         u64 pending = v->peer_op[p] > v->op ? v->peer_op[p] : v->op; /* what it and we hold */
-        /* A primary must also have what is committed (a backup behind it is its own business:
-         * it repairs or takes an image, and its vote alone changes nothing). */
-        bool behind = vsr_is_primary(v) && v->commit < v->commit_max;
-        u64 mark = v->commit_max + v->commit; /* moves when either commit point does */
+        /* A primary must also hold what is committed, as far as it and its backups can tell
+         * (a backup behind it is its own business: it repairs or takes an image). */
+        bool behind = vsr_is_primary(v) ? v->commit < v->commit_max
+                                        : v->peer_pinged_ns[p] != 0 && v->peer_op[p] < v->commit_max;
+        u64 mark = v->commit_max + v->commit + v->peer_op[p]; /* moves as any of them does */
         if (mark != v->progress_commit || (pending <= v->commit_max && !behind)) {
             v->progress_commit = mark;
             v->progress_ns = now;

@@ -153,7 +153,6 @@ struct vsr_counters {
     u64 prepares_sent, prepares_resent, prepare_oks;
     u64 repairs_requested, repairs_served, repairs_unreadable, repairs_appended;
     u64 truncations, truncated_entries;
-    u64 damaged_cut; /* own entries found damaged while checking them: cut and repaired */
     u64 persist_failures, append_failures;
     u64 read_rounds;
     u64 clock_unsynced_refusals;

@@ -878,8 +878,10 @@ static void check_liveness(struct sim_world *w)
         if (!r->up)
             continue;
         /* A disk lost in the last half of the liveness time (damage from before the heal found
-         * at a restart) may still be recovering. */
-        if (r->meta.recovering && r->disk_lost_ns + w->opt.liveness_ms * 500000ull <= w->now)
+         * at a restart) may still be recovering, and catching up. */
+        if (r->disk_lost_ns != 0 && r->disk_lost_ns + w->opt.liveness_ms * 500000ull > w->now)
+            continue;
+        if (r->meta.recovering)
             sim_fail(w, "liveness: r%u lost its disk and has not recovered", i);
         if (r->applied + 64 < top) /* within a pipeline of the others */
             sim_fail(w, "liveness: r%u applied %llu, others %llu", i,
