@@ -955,11 +955,11 @@ static void on_request_snapshot(struct vsr *v, const struct vsr_message *m)
 static void transfer_install(struct vsr *v)
 {
     struct vsr_image img = v->transfer.img;
-    v->transfer.active = false;
     if (v->status != VSR_NORMAL || !image_helps(v, img.lsn)) {
-        v->count.transfers_abandoned++;
+        transfer_abandon(v);
         return;
     }
+    v->transfer.active = false;
     struct vsr_entry_header at;
     if (v->env.image_install(v->env.ctx, &img, &at) != 0) {
         v->count.transfer_failures++;

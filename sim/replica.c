@@ -200,6 +200,27 @@ static int committed_frame(struct sim_replica *r, u64 lsn, u8 *buf, u32 *len)
     return sequencing_read(&r->seq, lsn, buf, WAL_FRAME_MAX, len);
 }
 
+/* Applies the committed entries after r->applied up to target, checked like any apply; stops
+ * at one it cannot read (or apply). Whether it applied any. */
+static bool apply_through(struct sim_replica *r, u64 target)
+{
+    u64 from = r->applied;
+    while (r->applied < target && !r->dead) {
+        u8 frame[WAL_FRAME_MAX];
+        u32 len;
+        u64 lsn = r->applied + 1;
+        int rc = committed_frame(r, lsn, frame, &len);
+        if (rc != 0) {
+            sim_trace(r->w, "r%u cannot read committed entry %llu: %d", r->id, (unsigned long long)lsn, rc);
+            break;
+        }
+        apply_frame(r, frame, len);
+        if (r->applied != lsn)
+            break;
+    }
+    return r->applied > from;
+}
+
 static int replayed(void *ctx, const u8 *frame, u32 len, u64 lsn)
 {
     struct sim_replica *r = ctx;
@@ -365,19 +386,8 @@ static bool recover_state(struct sim_replica *r, u64 snap)
         r->applied = r->sm.last_applied_lsn;
         sim_check_state(r->w, r->id, r->applied, &r->sm, "recovered snapshot");
     }
-    while (r->applied < r->meta_commit) {
-        u8 frame[WAL_FRAME_MAX];
-        u32 len;
-        u64 lsn = r->applied + 1;
-        if (committed_frame(r, lsn, frame, &len) != 0) {
-            sim_trace(r->w, "r%u cannot read committed entry %llu at recovery", r->id, (unsigned long long)lsn);
-            return false;
-        }
-        apply_frame(r, frame, len);
-        if (r->applied != lsn)
-            return false;
-    }
-    return true;
+    apply_through(r, r->meta_commit);
+    return r->applied >= r->meta_commit;
 }
 
 bool sim_replica_start(struct sim_replica *r)
@@ -602,22 +612,7 @@ static void flush(struct sim_replica *r)
             }
             vsr_on_durable(&r->vsr, sim_replica_time(r), r->seq.wal.durable_lsn);
         }
-        bool progressed = false;
-        while (r->applied < r->commit_target && !r->dead) {
-            u8 frame[WAL_FRAME_MAX];
-            u32 len;
-            u64 lsn = r->applied + 1;
-            int rc = committed_frame(r, lsn, frame, &len);
-            if (rc != 0) {
-                sim_trace(r->w, "r%u cannot read committed entry %llu: %d", r->id,
-                          (unsigned long long)lsn, rc);
-                break;
-            }
-            apply_frame(r, frame, len);
-            if (r->applied != lsn)
-                break;
-            progressed = true;
-        }
+        bool progressed = apply_through(r, r->commit_target);
         if (r->applied > r->meta_commit)
             r->meta_commit = r->applied; /* a lower bound of the commit point, kept durable */
         if (r->applied >= r->image_at.lsn + sim_checkpoint_every(r->w) && !r->dead)
