@@ -953,8 +953,6 @@ static void gen_vsr_messages(void)
                 vsr_input(buf, VSR_REQUEST_START_VIEW, 0, 77, 0, 0, NULL, 0));
     write_input("vsr_message", "ok-snapshot_chunk", buf,
                 vsr_input(buf, VSR_SNAPSHOT_CHUNK, 9, 64, 1000, 0x5EED5EEDu, payload_pattern, 200));
-    write_input("vsr_message", "ok-nack_prepare", buf,
-                vsr_input(buf, VSR_NACK_PREPARE, 10, 0, 0, 0, NULL, 0));
     n = vsr_input(buf, VSR_COMMIT, 0, 3, 0, 0, NULL, 0);
     n += vsr_input(buf + n, VSR_PING, 9, 1, 0, 0, NULL, 0);
     write_input("vsr_message", "ok-two-messages", buf, n);

@@ -132,17 +132,27 @@ static bool read_own(struct vsr *v, u64 lsn, struct wal_frame *f)
 
 static bool own_header(struct vsr *v, u64 lsn, struct vsr_entry_header *out);
 
-/* Headers of this replica's own log, contiguous, ending at `top` (<= wal_head), into body. */
-static u32 own_top_headers(struct vsr *v, u64 top, u8 *body)
+/* Headers of this replica's own log, contiguous, ending at `top` (<= wal_head), into out
+ * (ascending); above read_above, only of entries its WAL reads back intact (not from the
+ * journal). Returns the count. */
+static u32 own_top_headers(struct vsr *v, u64 top, u64 read_above, struct vsr_entry_header *out)
 {
-    struct vsr_entry_header hs[VSR_HEADERS_MAX];
     u32 n = 0;
     for (u64 lsn = top; lsn >= 1 && n < VSR_HEADERS_MAX; lsn--) {
-        if (!own_header(v, lsn, &hs[VSR_HEADERS_MAX - n - 1]))
+        struct wal_frame f;
+        if (lsn > read_above) {
+            if (!read_own(v, lsn, &f))
+                break;
+            vsr_entry_header_of_frame(&f, &out[n]);
+        } else if (!own_header(v, lsn, &out[n]))
             break;
         n++;
     }
-    vsr_entry_headers_encode(body, hs + VSR_HEADERS_MAX - n, n);
+    for (u32 i = 0; i < n / 2; i++) { /* gathered from the top down */
+        struct vsr_entry_header t = out[i];
+        out[i] = out[n - 1 - i];
+        out[n - 1 - i] = t;
+    }
     return n;
 }
 
@@ -294,7 +304,7 @@ static void vote(struct vsr *v, u64 view)
     check_svc_quorum(v);
 }
 
-static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit,
+static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit, u64 unreadable,
                        const struct vsr_entry_header *hs, u32 count)
 {
     struct vsr_dvc *d = &v->dvc[from];
@@ -302,6 +312,7 @@ static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit,
     d->log_view = log_view;
     d->op = op;
     d->commit = commit;
+    d->unreadable = unreadable;
     d->count = count;
     memcpy(d->headers, hs, count * sizeof(*hs));
 }
@@ -315,11 +326,16 @@ static void send_dvc(struct vsr *v, bool everyone)
         return;
     u8 primary = vsr_primary_of(v, v->view);
     u8 body[VSR_HEADERS_MAX * VSR_ENTRY_HEADER_SIZE];
+    struct vsr_entry_header hs[VSR_HEADERS_MAX] = { 0 }; /* (gcc cannot tell n of them are set) */
     /* The durable log, claimed under log_view (settle_log_view: it holds that view's whole start
      * log). Entries heard of only from prepares that ran ahead are left out: a committed one is
      * durable on a quorum, and every quorum of do_view_changes includes one of them. */
     u64 head = v->durable;
-    u32 n = own_top_headers(v, head, body);
+    /* Uncommitted entries as the WAL reads them back: one damaged there stops the headers
+     * short of the window, and the sender can neither supply it nor say it lacks it. */
+    u32 n = own_top_headers(v, head, v->commit_max, hs);
+    vsr_entry_headers_encode(body, hs, n);
+    u64 unreadable = n < VSR_HEADERS_MAX && head > n ? head - n : 0;
     /* Entries of a newer view than log_view (appended while catching up to a view's start
      * log): the log is a prefix of that view's primary's log (the hash chain), so that is the
      * view it is claimed under. */
@@ -328,16 +344,13 @@ static void send_dvc(struct vsr *v, bool everyone)
     if (own_header(v, head, &top) && top.view > claim)
         claim = top.view;
     struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = head, .a = claim,
-                            .commit = v->commit_max };
+                            .b = unreadable, .commit = v->commit_max };
     if (everyone)
         broadcast(v, &h, body, n * VSR_ENTRY_HEADER_SIZE);
     else if (primary != v->cfg.replica)
         send(v, primary, &h, body, n * VSR_ENTRY_HEADER_SIZE);
     if (primary == v->cfg.replica && !v->dvc[primary].have) {
-        struct vsr_entry_header hs[VSR_HEADERS_MAX];
-        for (u32 i = 0; i < n; i++)
-            own_header(v, head - n + 1 + i, &hs[i]);
-        record_dvc(v, primary, claim, head, v->commit_max, hs, n);
+        record_dvc(v, primary, claim, head, v->commit_max, unreadable, hs, n);
         check_dvc_quorum(v);
     }
 }
@@ -530,6 +543,74 @@ static void send_start_view(struct vsr *v, u8 to, u64 nonce)
         send(v, to, &h, body, n * VSR_ENTRY_HEADER_SIZE);
 }
 
+/* The header d carries for lsn, or NULL (outside its window). */
+static const struct vsr_entry_header *dvc_header(const struct vsr_dvc *d, u64 lsn)
+{
+    u64 first = d->op - d->count + 1;
+    if (d->count == 0 || lsn < first || lsn > d->op)
+        return NULL;
+    return &d->headers[lsn - first];
+}
+
+/* By its do_view_change, the sender does not hold the canonical entry at lsn (canon: its
+ * header, NULL if unknown): its durable log ends below it, or holds another entry there. Its
+ * log is a chain, so it holds none of the canonical entries above either. A replica that
+ * acked the entry in its view still holds it unless a later view's log left it out (and then
+ * it was not committed): lacking it, the sender never acked it. */
+static bool dvc_lacks(const struct vsr_dvc *d, u64 lsn, const struct vsr_entry_header *canon)
+{
+    if (d->op < lsn)
+        return true;
+    const struct vsr_entry_header *h = dvc_header(d, lsn);
+    return h && canon && h->crc != canon->crc;
+}
+
+/* The sender may hold the canonical entry at lsn intact (repair will ask it). */
+static bool dvc_may_hold(const struct vsr_dvc *d, u64 lsn, const struct vsr_entry_header *canon)
+{
+    return d->op >= lsn && d->unreadable != lsn && !dvc_lacks(d, lsn, canon);
+}
+
+/*
+ * Protocol-aware recovery of the canonical log's uncommitted entries (above commit), before
+ * the view starts. An entry that replicas enough that no replication quorum remains without
+ * them lack (n - quorum + 1) was never committed: the log is cut below it (and so below every
+ * entry after it, which those replicas lack too). An entry that no do_view_change received
+ * may hold intact (its only copies damaged, say) cannot be repaired once the view starts, nor
+ * dropped unless it is proven uncommitted: the primary waits for the do_view_changes of the
+ * other replicas (resent until the view starts; the view change times out otherwise).
+ * Returns false to wait; else *cut is the canonical log's head.
+ */
+static bool recover_uncommitted(const struct vsr *v, const struct vsr_dvc *c, u64 commit, u64 *cut)
+{
+    u32 have = 0;
+    for (u8 r = 0; r < v->cfg.replica_count; r++)
+        have += v->dvc[r].have;
+    u32 nack_quorum = v->cfg.replica_count - v->quorum + 1;
+#ifdef ADB_CANARY_NACK
+    nack_quorum = 1; /* canary: one replica lacking an entry proves it uncommitted */
+#endif
+    *cut = c->op;
+    for (u64 lsn = commit + 1; lsn <= c->op; lsn++) {
+        const struct vsr_entry_header *canon = dvc_header(c, lsn);
+        u32 lack = 0, hold = 0;
+        for (u8 r = 0; r < v->cfg.replica_count; r++) {
+            const struct vsr_dvc *d = &v->dvc[r];
+            if (!d->have)
+                continue;
+            lack += dvc_lacks(d, lsn, canon);
+            hold += dvc_may_hold(d, lsn, canon);
+        }
+        if (lack >= nack_quorum) {
+            *cut = lsn - 1;
+            return true;
+        }
+        if (hold == 0 && have < v->cfg.replica_count)
+            return false;
+    }
+    return true;
+}
+
 static void start_view_as_primary(struct vsr *v)
 {
     /* The canonical log: highest log_view, then highest op. */
@@ -563,6 +644,18 @@ static void start_view_as_primary(struct vsr *v)
 #else
     bool ours = v->log_view == c->log_view;
 #endif
+    u64 cut;
+    if (!recover_uncommitted(v, c, commit, &cut))
+        return;
+    if (cut < c->op) {
+        v->count.nack_truncations++;
+        while (c->count > 0 && c->headers[c->count - 1].lsn > cut)
+            c->count--;
+        c->op = cut;
+        /* Ours is the same view's log: a prefix of the canonical one or an extension of it. */
+        if (ours && v->wal_head > cut && truncate_to(v, cut) != 0)
+            return; /* tried again with the next do_view_change */
+    }
     if (adopt_log(v, c->headers, c->count, c->op, ours) != 0)
         return;
     v->view_started = v->view;
@@ -1350,7 +1443,7 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         struct vsr_entry_header hs[VSR_HEADERS_MAX];
         for (u32 i = 0; i < m.header_count; i++)
             vsr_entry_header_get(&m, i, &hs[i]);
-        record_dvc(v, from, m.h.a, m.h.op, m.h.commit, hs, m.header_count);
+        record_dvc(v, from, m.h.a, m.h.op, m.h.commit, m.h.b, hs, m.header_count);
         check_dvc_quorum(v);
         return;
     }

@@ -65,7 +65,12 @@
  *     takes an image up to that log's head. Then it makes its view, log_view and the end of
  *     recovery durable at once and is an ordinary backup.
  *
- * Not yet: nack-based truncation of uncommitted ops no reachable replica holds.
+ *   - Uncommitted entries (protocol-aware recovery). Before it starts a view, the new primary
+ *     cuts the canonical log below the first uncommitted entry that n - quorum + 1 senders of
+ *     do_view_change lack (head below it, or another entry there): no quorum ever acked it. It
+ *     waits for more do_view_changes while an uncommitted entry has no sender that may hold it
+ *     (one whose only copy is damaged: a do_view_change's headers stop at an entry its WAL
+ *     cannot read, and that sender neither supplies nor lacks it).
  */
 #ifndef ADB_REPLICA_VSR_H
 #define ADB_REPLICA_VSR_H
@@ -153,6 +158,7 @@ struct vsr_counters {
     u64 prepares_sent, prepares_resent, prepare_oks;
     u64 repairs_requested, repairs_served, repairs_unreadable, repairs_appended;
     u64 truncations, truncated_entries;
+    u64 nack_truncations; /* canonical logs cut where a quorum lacked an uncommitted entry */
     u64 persist_failures, append_failures;
     u64 read_rounds;
     u64 clock_unsynced_refusals;
@@ -182,6 +188,7 @@ struct vsr_ahead {
 struct vsr_dvc {
     bool have;
     u64 log_view, op, commit;
+    u64 unreadable; /* the entry below its headers it cannot read back (0: none) */
     u32 count;
     struct vsr_entry_header headers[VSR_HEADERS_MAX];
 };

@@ -66,7 +66,9 @@ enum vsr_command {
     VSR_START_VIEW_CHANGE = 7,
     /* To the new view's primary: a = log_view (the sender's last normal view), op = op head;
      * body = entry headers, ascending by LSN, contiguous, ending at op (at most
-     * VSR_HEADERS_MAX: the top of the log; the uncommitted suffix and a little below). */
+     * VSR_HEADERS_MAX: the top of the log; the uncommitted suffix and a little below);
+     * b = the entry just below them if the sender cannot read it back (0: none, or the
+     * headers stop for room): it neither supplies that entry nor says it lacks it. */
     VSR_DO_VIEW_CHANGE = 8,
     /* New primary to all: the view's log. op = op head; a = nonce echoed from a
      * request_start_view (0 otherwise); body = entry headers as in do_view_change. */
@@ -83,11 +85,8 @@ enum vsr_command {
     /* op = the image's LSN, a = offset, b = the image's total size, c = CRC32C of the whole
      * image; body = bytes [a, a + len), len <= VSR_CHUNK_MAX, a + len <= b. */
     VSR_SNAPSHOT_CHUNK = 13,
-    /* During a view change: I do not hold entry op (a = the crc asked about, or 0). Lets the
-     * new primary truncate an uncommitted op only when a quorum lacks it. */
-    VSR_NACK_PREPARE = 14,
 };
-#define VSR_COMMAND_MAX 14
+#define VSR_COMMAND_MAX 13
 
 const char *vsr_command_name(u8 command);
 

@@ -142,6 +142,7 @@ void sim_count_protocol(struct sim_world *w, const struct vsr_counters *c)
     s->view_changes += c->view_changes;
     s->repairs += c->repairs_appended;
     s->truncations += c->truncations;
+    s->nack_truncations += c->nack_truncations;
     s->transfers += c->transfers_installed;
     s->recoveries += c->recoveries;
 }

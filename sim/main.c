@@ -105,6 +105,7 @@ static void add(struct totals *t, const struct sim_stats *s)
     t->sum.view_changes += s->view_changes;
     t->sum.repairs += s->repairs;
     t->sum.truncations += s->truncations;
+    t->sum.nack_truncations += s->nack_truncations;
     t->sum.transfers += s->transfers;
     t->sum.recoveries += s->recoveries;
     t->sum.checkpoints += s->checkpoints;
@@ -277,8 +278,9 @@ int main(int argc, char **argv)
            ", dropped by partitions %" PRIu64 "\n", s->net_sent, s->net_lost, s->net_duplicated,
            s->net_replayed, s->net_dropped_partition);
     printf("protocol: view changes %" PRIu64 ", entries repaired %" PRIu64 ", truncations %" PRIu64
-           ", checkpoints %" PRIu64 ", state transfers %" PRIu64 ", recoveries %" PRIu64 "\n", s->view_changes,
-           s->repairs, s->truncations, s->checkpoints, s->transfers, s->recoveries);
+           " (logs cut on nacks %" PRIu64 "), checkpoints %" PRIu64 ", state transfers %" PRIu64
+           ", recoveries %" PRIu64 "\n", s->view_changes, s->repairs, s->truncations,
+           s->nack_truncations, s->checkpoints, s->transfers, s->recoveries);
     return t.failed ? 1 : 0;
 bad:
     usage(stderr);

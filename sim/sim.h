@@ -38,7 +38,7 @@ struct sim_stats {
     u64 crashes, restarts, faulted, partitions, pauses, clock_jumps, persist_faults,
         torn_crashes, io_crashes, fsync_failures, bit_flips, disk_losses, read_faults,
         misdirected_writes;
-    u64 view_changes, repairs, truncations, transfers, recoveries, checkpoints;
+    u64 view_changes, repairs, truncations, nack_truncations, transfers, recoveries, checkpoints;
     u64 net_sent, net_lost, net_duplicated, net_replayed, net_dropped_partition;
     u64 committed; /* highest LSN committed */
     u32 replicas, clients;

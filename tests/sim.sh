@@ -4,7 +4,8 @@
 #   - SIM_SEEDS seeds (default 1000; 25 in a sanitizer build, where a seed costs 25 times as
 #     much) with faults and mixed cluster sizes all pass, and 20 clean runs of each size (3);
 #   - the seeds kept in sim/seeds.txt pass; ten seeds (3) give the same digest twice;
-#   - those seeds exercised state transfer and the recovery of lost disks (release builds);
+#   - those seeds exercised state transfer, the recovery of lost disks and logs cut on nacks
+#     (release builds);
 #   - each canary (sim/canary-*: a build with one safeguard removed) is caught within
 #     SIM_CANARY_SEEDS seeds (default 300; release builds only), and the seed that caught it
 #     is printed.
@@ -12,7 +13,7 @@
 b=${top_builddir:-.}
 src=${top_srcdir:-.}
 sim=$b/allocdb-sim
-echo "1..18"
+echo "1..20"
 
 if "$sim" --help | grep -q -- '--seeds-file' && "$sim" --help | grep -q -- '--determinism'; then
     ok "--help documents the options"
@@ -46,7 +47,7 @@ run() {
 
 run "$seeds seeds with faults, 1, 3 and 5 replicas" --seed 1 --count "$seeds"
 # A simulator that never gets there tests nothing there: the mix must reach both.
-for what in "state transfers" "recoveries"; do
+for what in "state transfers" "recoveries" "logs cut on nacks"; do
     seen=$(printf '%s\n' "$last" | sed -n "s/.*$what \([0-9]*\).*/\1/p" | head -1)
     if [ "$sanitized" = yes ]; then
         ok "the seeds saw $what # SKIP release builds only (too few seeds)"
@@ -63,7 +64,7 @@ run "the kept seeds (sim/seeds.txt)" --seeds-file "$src/sim/seeds.txt"
 run "$twice seeds run twice give the same digest" --seed 5000 --count "$twice" --determinism
 
 canary_seeds=${SIM_CANARY_SEEDS:-300}
-for c in quorum durable-vote log-view truncate read-index dedupe never-early recover; do
+for c in quorum durable-vote log-view truncate read-index dedupe never-early recover nack; do
     if [ "$sanitized" = yes ]; then
         ok "canary $c # SKIP release builds only"
         continue

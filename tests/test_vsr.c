@@ -15,7 +15,10 @@
  *     heard a quorum of others, adopted its primary's log and caught up to its head;
  *   - a primary whose entries commit no further for twice the timeout asks for the next view;
  *   - a checkpoint prunes no entry a backup heard from lately still lacks, unless it lags more
- *     than lag_max.
+ *     than lag_max;
+ *   - a new primary starts its view only when every uncommitted entry of the canonical log is
+ *     held (as far as the do_view_changes say) by a sender, or lacked by so many that it was
+ *     never committed: then the log is cut below it (a damaged only copy).
  */
 #include "config.h"
 
@@ -38,6 +41,7 @@ struct replica_env {
     u32 len[64];
     u64 head;
     u64 first; /* the first LSN held (pruned below; 0: 1) */
+    bool damaged[64]; /* reads back as damaged */
     u8 image[20000]; /* a checkpoint's image: the entry's header, then opaque state */
     struct vsr_image image_at;
     u8 rx[20000];
@@ -98,6 +102,8 @@ static int env_read(void *ctx, u64 lsn, u8 *buf, u32 cap, u32 *len)
     struct replica_env *e = ctx;
     if (lsn == 0 || lsn > e->head || lsn < e->first)
         return -ENOENT;
+    if (e->damaged[lsn])
+        return -EUCLEAN;
     ck_assert_uint_le(e->len[lsn], cap);
     memcpy(buf, e->frames[lsn], e->len[lsn]);
     *len = e->len[lsn];
@@ -174,13 +180,16 @@ static void setup(void)
     }
 }
 
-/* Delivers every message sent so far whose command is `command` (0: any), in order. */
-static u32 deliver(u8 command, u64 now_ms)
+/* Delivers every message sent so far whose command is `command` (0: any) and whose sender is
+ * `from` (ANY: any), in order. */
+#define ANY 0xFF
+static u32 deliver_from(u8 command, u8 from, u64 now_ms)
 {
     u32 delivered = 0;
     for (u32 i = 0; i < nout; i++) {
         struct sent *m = &outbox[i];
-        if (m->len == 0 || (command != 0 && m->bytes[6] != command))
+        if (m->len == 0 || (command != 0 && m->bytes[6] != command) ||
+            (from != ANY && m->from != from))
             continue;
         u32 len = m->len;
         m->len = 0;
@@ -188,6 +197,11 @@ static u32 deliver(u8 command, u64 now_ms)
         delivered++;
     }
     return delivered;
+}
+
+static u32 deliver(u8 command, u64 now_ms)
+{
+    return deliver_from(command, ANY, now_ms);
 }
 
 static u32 frame_of(u8 *out, u64 lsn, u32 prev_crc)
@@ -440,19 +454,25 @@ static void lose_disk_of_2(u64 now_ms)
     vsr_start(&cores[2], &st, at(now_ms));
 }
 
-START_TEST(test_a_lost_disk_recovers_before_it_votes_or_acks)
+/* Entries 1..through sequenced at 10 ms, durable on all three and committed by 13 ms. */
+static void commit_on_all(u64 through)
 {
     pong(1, 0, 10, 1000010);
     pong(2, 0, 10, 1000010);
-    for (u64 lsn = 1; lsn <= 5; lsn++) {
+    for (u64 lsn = 1; lsn <= through; lsn++) {
         sequence(lsn, 10);
         vsr_on_durable(&cores[0], at(10), lsn);
     }
     deliver(VSR_PREPARE, 11);
-    vsr_on_durable(&cores[1], at(12), 5);
-    vsr_on_durable(&cores[2], at(12), 5);
+    vsr_on_durable(&cores[1], at(12), through);
+    vsr_on_durable(&cores[2], at(12), through);
     deliver(VSR_PREPARE_OK, 13);
-    ck_assert_uint_eq(cores[0].commit_max, 5);
+    ck_assert_uint_eq(cores[0].commit_max, through);
+}
+
+START_TEST(test_a_lost_disk_recovers_before_it_votes_or_acks)
+{
+    commit_on_all(5);
     lose_disk_of_2(100);
     nout = 0;
     /* It votes for nothing: not on a timeout, not when asked. */
@@ -521,6 +541,58 @@ START_TEST(test_a_view_without_progress_is_left)
 }
 END_TEST
 
+/* Entries 1 and 2 committed on all three; entry 3 durable on the primary (0) alone, and in
+ * view 1 (replica 1 leads) every replica is changing views, do_view_changes not yet delivered. */
+static void only_the_old_primary_holds_3(bool damaged)
+{
+    commit_on_all(2);
+    sequence(3, 20);
+    vsr_on_durable(&cores[0], at(20), 3);
+    envs[0].damaged[3] = damaged;
+    nout = 0; /* entry 3's prepares are lost */
+    vsr_tick(&cores[2], at(800));
+    vsr_tick(&cores[1], at(1100));
+    deliver(VSR_START_VIEW_CHANGE, 1101);
+    for (u8 r = 0; r < N; r++) {
+        ck_assert_uint_eq(cores[r].view, 1);
+        ck_assert_int_eq(cores[r].status, VSR_VIEW_CHANGE);
+    }
+}
+
+/* The new primary starts its view only once every uncommitted entry of the canonical log is
+ * either held by a replica that sent its do_view_change, or lacked by enough replicas (n -
+ * quorum + 1) that it cannot have been committed: then the log is cut below it. Loop 0: the
+ * only copy of entry 3 is damaged; loop 1: it is intact. */
+START_TEST(test_an_entry_no_one_can_supply_is_cut_on_a_quorum_lacking_it)
+{
+    bool damaged = _i == 0;
+    only_the_old_primary_holds_3(damaged);
+    /* The old primary's do_view_change: the longest log of the newest log_view. */
+    ck_assert_uint_eq(deliver_from(VSR_DO_VIEW_CHANGE, 0, 1102), 1);
+    if (!damaged) {
+        /* It can supply entry 3: the view starts with it, and repair will fetch it. */
+        ck_assert(vsr_serving(&cores[1]));
+        ck_assert_uint_eq(cores[1].op, 3);
+        ck_assert_uint_eq(cores[1].count.nack_truncations, 0);
+        return;
+    }
+    /* Damaged: nobody heard from can supply entry 3, and one replica lacking it (the new
+     * primary) proves nothing (it may be committed on 0 and 2): wait. */
+    ck_assert_int_eq(cores[1].status, VSR_VIEW_CHANGE);
+    ck_assert_uint_eq(cores[1].op, 2);
+    /* Replica 2 lacks it too: two of three, so no quorum ever held it. The log is cut at 2. */
+    deliver_from(VSR_DO_VIEW_CHANGE, 2, 1103);
+    ck_assert(vsr_serving(&cores[1]));
+    ck_assert_uint_eq(cores[1].op, 2);
+    ck_assert_uint_eq(cores[1].count.nack_truncations, 1);
+    /* The old primary adopts the cut log: its damaged entry is gone, not repaired. */
+    deliver(VSR_START_VIEW, 1104);
+    ck_assert_int_eq(cores[0].status, VSR_NORMAL);
+    ck_assert_uint_eq(cores[0].op, 2);
+    ck_assert_uint_eq(envs[0].head, 2);
+}
+END_TEST
+
 START_TEST(test_pruning_waits_for_a_backup_close_behind)
 {
     behind_by_ten(0);
@@ -575,6 +647,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_a_lost_disk_recovers_before_it_votes_or_acks);
     tcase_add_test(tc, test_a_view_without_progress_is_left);
     tcase_add_test(tc, test_pruning_waits_for_a_backup_close_behind);
+    tcase_add_loop_test(tc, test_an_entry_no_one_can_supply_is_cut_on_a_quorum_lacking_it, 0, 2);
     suite_add_tcase(su, tc);
     return su;
 }
