@@ -648,13 +648,13 @@ static void start_view_as_primary(struct vsr *v)
     if (!recover_uncommitted(v, c, commit, &cut))
         return;
     if (cut < c->op) {
+        /* Ours is the same view's log: a prefix of the canonical one or an extension of it. */
+        if (ours && v->wal_head > cut && truncate_to(v, cut) != 0)
+            return; /* tried again with the next do_view_change */
         v->count.nack_truncations++;
         while (c->count > 0 && c->headers[c->count - 1].lsn > cut)
             c->count--;
         c->op = cut;
-        /* Ours is the same view's log: a prefix of the canonical one or an extension of it. */
-        if (ours && v->wal_head > cut && truncate_to(v, cut) != 0)
-            return; /* tried again with the next do_view_change */
     }
     if (adopt_log(v, c->headers, c->count, c->op, ours) != 0)
         return;
