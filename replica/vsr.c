@@ -779,7 +779,7 @@ static bool canonical_source(const struct vsr *v, const struct vsr_message *m)
 {
     if (m->h.view != v->view)
         return false;
-    return m->h.replica == vsr_primary_of(v, v->view) || vsr_is_primary(v);
+    return m->h.replica == vsr_primary_of(v, v->view) || vsr_is_primary(v) || m->h.a == 1;
 }
 
 /* A frame from the canonical source names the canonical entry at its LSN. */
@@ -878,7 +878,10 @@ static void send_prepare_from_wal(struct vsr *v, u8 to, u64 lsn, u32 expect_crc)
         return;
     }
     u32 len = wal_frame_size(f.payload_len);
-    struct vsr_header h = { .command = VSR_PREPARE, .op = lsn, .commit = v->commit_max };
+    /* a: the entry is canonical in this view (verified here), so the asker may learn its header
+     * from it as from the primary. */
+    struct vsr_header h = { .command = VSR_PREPARE, .op = lsn, .commit = v->commit_max,
+                            .a = v->status == VSR_NORMAL && lsn <= v->verified };
     if (f.view > v->view)
         return; /* cannot happen for an intact log; never send what would not decode */
     send(v, to, &h, v->frame_buf, len);
@@ -903,6 +906,20 @@ static int repair_source(struct vsr *v, u64 lsn, bool known)
 static bool transfer_begin(struct vsr *v, u64 need, bool canonical);
 static void transfer_tick(struct vsr *v);
 
+/* A backup asks one more replica than `from` for entry lsn without a crc: any of the others,
+ * drawn (a rotation in step with the requests per tick could keep asking the same one, which
+ * may have pruned the entry or hold a damaged copy). */
+static void ask_another(struct vsr *v, u8 from, u64 lsn)
+{
+    if (vsr_is_primary(v))
+        return;
+    u8 other = (u8)((from + 1 + splitmix_next(&v->rng) % (v->cfg.replica_count - 1)) % v->cfg.replica_count);
+    if (other == v->cfg.replica || other == from)
+        return;
+    struct vsr_header m = { .command = VSR_REQUEST_PREPARE, .op = lsn };
+    send(v, other, &m, NULL, 0);
+}
+
 static void repair(struct vsr *v)
 {
     if (v->wal_head != v->head_seen || v->verified != v->verified_seen) {
@@ -918,7 +935,9 @@ static void repair(struct vsr *v)
     if (v->verified < v->wal_head) {
         if (transfer_begin(v, v->verified + 1, true))
             return; /* nobody can tell ours from the canonical entries any more */
-        /* Ask the canonical source for our unverified entries, to compare. */
+        /* Ask the canonical source for our unverified entries, to compare: the primary, and one
+         * other drawn at random (its copy is canonical if verified in this view, which its answer
+         * says; the primary's own copy may be damaged). */
         for (u64 lsn = v->verified + 1; lsn <= v->wal_head && lsn <= v->verified + VSR_REORDER;
              lsn++) {
             if (jget(v, lsn))
@@ -929,6 +948,7 @@ static void repair(struct vsr *v)
             struct vsr_header m = { .command = VSR_REQUEST_PREPARE, .op = lsn };
             send(v, (u8)from, &m, NULL, 0);
             v->count.repairs_requested++;
+            ask_another(v, (u8)from, lsn);
         }
         return;
     }
@@ -945,16 +965,8 @@ static void repair(struct vsr *v)
         struct vsr_header m = { .command = VSR_REQUEST_PREPARE, .op = lsn, .a = h ? h->crc : 0 };
         send(v, (u8)from, &m, NULL, 0);
         v->count.repairs_requested++;
-        if (!h && !vsr_is_primary(v)) {
-            /* Any of the others, drawn: a rotation in step with the requests per tick could
-             * keep asking the same one, which may have pruned the entry. */
-            u8 other = (u8)((from + 1 + splitmix_next(&v->rng) % (v->cfg.replica_count - 1)) %
-                            v->cfg.replica_count);
-            if (other != v->cfg.replica && other != from) {
-                struct vsr_header m2 = { .command = VSR_REQUEST_PREPARE, .op = lsn };
-                send(v, other, &m2, NULL, 0);
-            }
-        }
+        if (!h)
+            ask_another(v, (u8)from, lsn);
     }
 }
 

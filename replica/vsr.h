@@ -28,12 +28,15 @@
  *     that sees a higher view stops serving at once. view and log_view only grow (asserted).
  *   - Repair. A replica missing entries asks for them by LSN and expected crc (request_prepare)
  *     and appends only what extends its chain. It serves only frames its WAL reads back intact.
+ *     Without a crc (an entry whose canonical header it lacks) it asks the primary and one other
+ *     replica, and learns the header only from a copy canonical in its view: the primary's, or
+ *     one the sender verified in that view (the prepare's flag says so).
  *   - A checkpoint prunes the WAL no further than what a backup heard from lately still lacks,
  *     unless it lags more than lag_max: a slow backup stays within repair's reach.
  *   - State transfer. Pings say how far back each replica's WAL reaches and the LSN of its
  *     newest snapshot image. A replica in normal status that needs an entry no peer it heard
  *     from lately still holds (its next one; or, for an entry of its own it has yet to check,
- *     the canonical header, which only the primary gives a backup) asks one that pruned it for
+ *     the primary's copy, the one sure to be canonical) asks one that pruned it for
  *     its image (request_snapshot), chunk by chunk, from the offset it has; a changed image
  *     starts it over. It installs the image only while it still needs it, in normal status:
  *     the image's LSN is above its whole log (or at its head, an entry it could not check), so

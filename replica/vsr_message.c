@@ -71,7 +71,7 @@ struct command_rule {
 static const struct command_rule command_rules[VSR_COMMAND_MAX + 1] = {
     [VSR_PING] = {"ping", USES_OP | USES_A | USES_B | USES_C, BODY_NONE},
     [VSR_PONG] = {"pong", USES_A | USES_B, BODY_NONE},
-    [VSR_PREPARE] = {"prepare", USES_OP, BODY_FRAME},
+    [VSR_PREPARE] = {"prepare", USES_OP | USES_A, BODY_FRAME},
     [VSR_PREPARE_OK] = {"prepare_ok", USES_OP | USES_A, BODY_NONE},
     [VSR_COMMIT] = {"commit", USES_A, BODY_NONE},
     [VSR_COMMIT_OK] = {"commit_ok", USES_OP | USES_A, BODY_NONE},
@@ -200,6 +200,11 @@ static enum vsr_decode_status check_fields(const struct vsr_header *h)
     case VSR_REQUEST_PREPARE:
         /* LSN 0 is "none": there is no such entry to acknowledge or to ask for. */
         if (h->op == 0)
+            return VSR_DECODE_BAD_FIELD;
+        break;
+    case VSR_PREPARE:
+        /* a: a flag. */
+        if (h->a > 1)
             return VSR_DECODE_BAD_FIELD;
         break;
     case VSR_REQUEST_START_VIEW:

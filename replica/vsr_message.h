@@ -53,8 +53,9 @@ enum vsr_command {
     VSR_PING = 1,
     /*   a = the ping's time echoed, b = the responder's clock when it answered. */
     VSR_PONG = 2,
-    /* Primary to backups: one log entry. op = its LSN; body = exactly one WAL frame
-     * (wal/frame.h) with that LSN; its view <= the message's view. */
+    /* Primary to backups: one log entry (or any replica answering request_prepare). op = its
+     * LSN; body = exactly one WAL frame (wal/frame.h) with that LSN; its view <= the message's
+     * view; a = 1: the sender knows it canonical in the message's view (verified), else 0. */
     VSR_PREPARE = 3,
     /* Backup to primary: the entry is durable here. op = LSN, a = the frame's crc. */
     VSR_PREPARE_OK = 4,

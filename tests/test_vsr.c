@@ -18,7 +18,9 @@
  *     than lag_max;
  *   - a new primary starts its view only when every uncommitted entry of the canonical log is
  *     held (as far as the do_view_changes say) by a sender, or lacked by so many that it was
- *     never committed: then the log is cut below it (a damaged only copy).
+ *     never committed: then the log is cut below it (a damaged only copy);
+ *   - a backup checks its unverified entries against any copy verified in its view, not only
+ *     the primary's (which may be damaged).
  */
 #include "config.h"
 
@@ -541,6 +543,29 @@ START_TEST(test_a_view_without_progress_is_left)
 }
 END_TEST
 
+/* A backup checks its unverified entries against canonical copies: the primary's, or another
+ * replica's that is verified in the same view (its answer says so) when the primary cannot
+ * read its own. Loop 0: the primary's copy of entry 2 is damaged; 1: intact. */
+START_TEST(test_a_backup_checks_its_entries_against_any_canonical_copy)
+{
+    commit_on_all(3);
+    /* Replica 2 has yet to check entries 2 and 3 against the view's log (as after adopting a
+     * log whose headers stop above them): it knows no canonical header for them. */
+    cores[2].verified = 1;
+    memset(&cores[2].journal[2], 0, sizeof(cores[2].journal[2]));
+    memset(&cores[2].journal[3], 0, sizeof(cores[2].journal[3]));
+    envs[0].damaged[2] = _i == 0;
+    nout = 0;
+    for (u64 round = 0; round < 8 && cores[2].verified < 3; round++) {
+        vsr_tick(&cores[2], at(100 + 60 * round));
+        deliver(VSR_REQUEST_PREPARE, 101 + 60 * round);
+        deliver(VSR_PREPARE, 102 + 60 * round);
+    }
+    ck_assert_uint_eq(cores[2].verified, 3);
+    ck_assert_uint_eq(envs[2].head, 3); /* checked, not truncated */
+}
+END_TEST
+
 /* Entries 1 and 2 committed on all three; entry 3 durable on the primary (0) alone, and in
  * view 1 (replica 1 leads) every replica is changing views, do_view_changes not yet delivered. */
 static void only_the_old_primary_holds_3(bool damaged)
@@ -648,6 +673,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_a_view_without_progress_is_left);
     tcase_add_test(tc, test_pruning_waits_for_a_backup_close_behind);
     tcase_add_loop_test(tc, test_an_entry_no_one_can_supply_is_cut_on_a_quorum_lacking_it, 0, 2);
+    tcase_add_loop_test(tc, test_a_backup_checks_its_entries_against_any_canonical_copy, 0, 2);
     suite_add_tcase(su, tc);
     return su;
 }

@@ -690,7 +690,7 @@ END_TEST
 
 /* Which of op, a, b, c each command uses (the header's comments on enum vsr_command). */
 static const char *const uses[VSR_COMMAND_MAX + 1] = {
-    [VSR_PING] = "oabc",         [VSR_PONG] = "ab",          [VSR_PREPARE] = "o",
+    [VSR_PING] = "oabc",         [VSR_PONG] = "ab",          [VSR_PREPARE] = "oa",
     [VSR_PREPARE_OK] = "oa",   [VSR_COMMIT] = "a",         [VSR_COMMIT_OK] = "oa",
     [VSR_START_VIEW_CHANGE] = "", [VSR_DO_VIEW_CHANGE] = "oab", [VSR_START_VIEW] = "oa",
     [VSR_REQUEST_START_VIEW] = "a", [VSR_REQUEST_PREPARE] = "oa", [VSR_REQUEST_SNAPSHOT] = "oa",
@@ -748,6 +748,12 @@ START_TEST(test_bad_field_ranges)
     smp.h.a = UINT64_MAX;
     ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
     smp.h.view = UINT64_MAX - 1;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    /* a prepare's canonical flag is 0 or 1 */
+    sample(&smp, VSR_PREPARE);
+    smp.h.a = 1;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
+    smp.h.a = 2;
     ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
     /* do_view_change's unreadable entry: just below its headers, or its head without any */
     sample(&smp, VSR_DO_VIEW_CHANGE);
