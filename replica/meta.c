@@ -470,7 +470,7 @@ bool meta_exists(const char *data_dir)
 }
 
 int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 replica_count,
-                const struct meta_pins *pins, char *why, size_t why_len)
+                enum meta_status status, const struct meta_pins *pins, char *why, size_t why_len)
 {
     char path[META_PATH_MAX], tmp[META_PATH_MAX];
     if (!path_join(path, sizeof(path), data_dir, META_DIR) || !path_join(tmp, sizeof(tmp), data_dir, META_TMP_DIR)) {
@@ -515,7 +515,7 @@ int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 repli
         .cluster_id = cluster_id,
         .replica_id = replica_id,
         .replica_count = replica_count,
-        .status = META_STATUS_NORMAL,
+        .status = (u8)status,
         .pins = pins != NULL ? *pins : (struct meta_pins){ 0 },
     };
     if (!record_check(&rec, why, why_len))

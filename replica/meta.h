@@ -84,10 +84,11 @@ static inline bool meta_pins_set(const struct meta_pins *p)
 
 struct meta; /* opaque: an open LMDB environment */
 
-/* Creates DIR/meta and writes a fresh record (view 0, commit 0, status normal, the given pins;
- * NULL: none). Fails with -EEXIST if it already exists. */
+/* Creates DIR/meta and writes a fresh record (view 0, commit 0, the given status and pins;
+ * NULL: none) at once: status recovering for a replica formatted again after losing its disk,
+ * which must never vote as a fresh one. Fails with -EEXIST if it already exists. */
 int meta_format(const char *data_dir, u128 cluster_id, u64 replica_id, u64 replica_count,
-                const struct meta_pins *pins, char *why, size_t why_len);
+                enum meta_status status, const struct meta_pins *pins, char *why, size_t why_len);
 
 /* True if DIR/meta exists (a formatted data dir), without opening LMDB. */
 bool meta_exists(const char *data_dir);

@@ -54,6 +54,8 @@
 enum key_type {
     KEY_PATH,      /* non-empty path */
     KEY_ADDR,      /* HOST:PORT */
+    KEY_ADDR_OPT,  /* HOST:PORT, or empty */
+    KEY_ADDR_LIST, /* HOST:PORT,HOST:PORT,... (1, 3 or 5 distinct ones), or empty */
     KEY_U32,       /* plain count */
     KEY_U64,       /* plain count */
     KEY_POW2,      /* u32 count, a power of two */
@@ -140,6 +142,21 @@ static const struct key keys[] = {
     KEY(shutdown_timeout_ms, KEY_DURATION, "5s", 1, TIMEOUT_MS_MAX,
         "on SIGTERM, drain this long, then SIGKILL stragglers"),
 
+    KEY(replicas, KEY_ADDR_LIST, "", 0, 0,
+        "the cluster's replicas, HOST:PORT,... in replica order (empty: a single node)"),
+    KEY(peer_listen, KEY_ADDR_OPT, "", 0, 0,
+        "where this replica accepts its peers, HOST:PORT (empty: its own entry in replicas)"),
+    KEY(peer_heartbeat_ms, KEY_DURATION, "50ms", 1, 60000, "commit heartbeats and clock pings between replicas"),
+    KEY(primary_timeout_ms, KEY_DURATION, "1s", 1, TIMEOUT_MS_MAX,
+        "a backup that hears nothing from the primary this long asks for a new view"),
+    KEY(view_change_timeout_ms, KEY_DURATION, "2s", 1, TIMEOUT_MS_MAX,
+        "a view change not finished by then tries the next view"),
+    KEY(repair_interval_ms, KEY_DURATION, "100ms", 1, 60000,
+        "between requests for missing entries and resends of unacknowledged ones"),
+    KEY(clock_tolerance_ms, KEY_DURATION, "500ms", 1, 60000,
+        "a quorum's clocks must agree this closely for a cluster time (and new entries)"),
+    KEY(pipeline_max, KEY_U32, "128", 1, 256, "most entries the primary has beyond the commit point"),
+
     KEY(log_level, KEY_LOG_LEVEL, "info", 0, 0, "error, warn, info or debug"),
 };
 
@@ -161,6 +178,8 @@ static size_t key_type_size(enum key_type t)
     switch (t) {
     case KEY_PATH: return CONFIG_PATH_MAX;
     case KEY_ADDR: return CONFIG_ADDR_MAX;
+    case KEY_ADDR_OPT: return CONFIG_ADDR_MAX;
+    case KEY_ADDR_LIST: return CONFIG_REPLICAS_TEXT_MAX;
     case KEY_U32: return sizeof(u32);
     case KEY_POW2: return sizeof(u32);
     case KEY_U64: return sizeof(u64);
@@ -316,6 +335,54 @@ static bool check_text(const char *s, size_t cap, char *why, size_t why_len)
     return true;
 }
 
+/* A list of 1, 3 or 5 distinct HOST:PORTs separated by commas (no blanks). Returns the count, or
+ * 0 with a reason. Each address goes to out[i] unless out is NULL. */
+static u32 split_addrs(const char *s, char out[][CONFIG_ADDR_MAX], char *why, size_t why_len)
+{
+    char one[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
+    u32 n = 0;
+    for (const char *p = s;; n++) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma != NULL ? (size_t)(comma - p) : strlen(p);
+        if (n == CONFIG_REPLICAS_MAX) {
+            why_set(why, why_len, "more than %d addresses: a cluster has 1, 3 or 5 replicas", CONFIG_REPLICAS_MAX);
+            return 0;
+        }
+        if (len == 0 || len >= CONFIG_ADDR_MAX) {
+            why_set(why, why_len, "address %u is %s", n, len == 0 ? "empty" : "too long");
+            return 0;
+        }
+        memcpy(one[n], p, len);
+        one[n][len] = 0;
+        if (strpbrk(one[n], " \t") != NULL) {
+            why_set(why, why_len, "address %u: '%s' contains a blank (separate addresses by commas alone)", n, one[n]);
+            return 0;
+        }
+        char reason[CONFIG_ADDR_MAX + 64];
+        if (!check_addr(one[n], reason, sizeof(reason))) {
+            why_set(why, why_len, "address %u: %s", n, reason);
+            return 0;
+        }
+        for (u32 i = 0; i < n; i++) {
+            if (strcmp(one[i], one[n]) == 0) {
+                why_set(why, why_len, "replicas %u and %u are both %s", i, n, one[n]);
+                return 0;
+            }
+        }
+        if (comma == NULL)
+            break;
+        p = comma + 1;
+    }
+    n++;
+    if (n != 1 && n != 3 && n != 5) {
+        why_set(why, why_len, "%u addresses: a cluster has 1, 3 or 5 replicas", n);
+        return 0;
+    }
+    if (out != NULL)
+        memcpy(out, one, n * sizeof(one[0]));
+    return n;
+}
+
 /* ---- set, defaults ---------------------------------------------------------------------- */
 
 static void store_u64(struct config *c, const struct key *k, u64 v)
@@ -355,6 +422,20 @@ int config_set(struct config *c, const char *key, const char *value, char *why, 
     char reason[CONFIG_ADDR_MAX + 64];
     u64 v = 0;
     switch (k->type) {
+    case KEY_ADDR_OPT:
+    case KEY_ADDR_LIST:
+        if (value[0] == 0) {
+            memset((char *)c + k->offset, 0, k->size);
+            return 0;
+        }
+        if (!check_text(value, k->size, reason, sizeof(reason)) ||
+            (k->type == KEY_ADDR_OPT && !check_addr(value, reason, sizeof(reason))) ||
+            (k->type == KEY_ADDR_LIST && split_addrs(value, NULL, reason, sizeof(reason)) == 0)) {
+            why_set(why, why_len, "%s: %s", k->name, reason);
+            return -1;
+        }
+        memcpy((char *)c + k->offset, value, strlen(value) + 1);
+        return 0;
     case KEY_PATH:
     case KEY_ADDR:
         if (!check_text(value, k->size, reason, sizeof(reason)) ||
@@ -453,7 +534,9 @@ static void format_value(const struct config *c, const struct key *k, char *out,
 {
     switch (k->type) {
     case KEY_PATH:
-    case KEY_ADDR: snprintf(out, cap, "%s", (const char *)c + k->offset); return;
+    case KEY_ADDR:
+    case KEY_ADDR_OPT:
+    case KEY_ADDR_LIST: snprintf(out, cap, "%s", (const char *)c + k->offset); return;
     case KEY_LOG_LEVEL: snprintf(out, cap, "%s", log_level_name(c->log_level)); return;
     case KEY_DURATION: format_duration(load_u64(c, k), out, cap); return;
     case KEY_SIZE: format_size(load_u64(c, k), out, cap); return;
@@ -588,7 +671,7 @@ int config_validate(const struct config *c, char *why, size_t why_len)
     for (size_t i = 0; i < KEY_COUNT; i++) {
         const struct key *k = &keys[i];
         char text[CONFIG_PATH_MAX], reason[CONFIG_PATH_MAX + 256];
-        if (k->type == KEY_PATH || k->type == KEY_ADDR) {
+        if (k->type == KEY_PATH || k->type == KEY_ADDR || k->type == KEY_ADDR_OPT || k->type == KEY_ADDR_LIST) {
             const char *s = (const char *)c + k->offset;
             if (memchr(s, '\0', k->size) == NULL) {
                 why_set(why, why_len, "%s: not terminated", k->name);
@@ -628,10 +711,72 @@ int config_validate(const struct config *c, char *why, size_t why_len)
         why_set(why, why_len, "max_batch = %" PRIu32 " exceeds the protocol's %d", c->max_batch, PROTO_BATCH_MAX);
         return -1;
     }
+    if (c->peer_heartbeat_ms * 4 > c->primary_timeout_ms) {
+        why_set(why, why_len,
+                "primary_timeout_ms = %" PRIu64 " is under four peer_heartbeat_ms (%" PRIu64
+                "): a backup would vote out a primary it only missed a heartbeat or two from",
+                c->primary_timeout_ms, c->peer_heartbeat_ms);
+        return -1;
+    }
+    if (c->view_change_timeout_ms < c->primary_timeout_ms) {
+        why_set(why, why_len, "view_change_timeout_ms = %" PRIu64 " is under primary_timeout_ms = %" PRIu64,
+                c->view_change_timeout_ms, c->primary_timeout_ms);
+        return -1;
+    }
     size_t ll = strlen(c->listen);
     bool any_port = ll >= 2 && strcmp(c->listen + ll - 2, ":0") == 0; /* two free ports differ */
     if (strcmp(c->listen, c->admin_listen) == 0 && !any_port) {
         why_set(why, why_len, "listen and admin_listen are both %s", c->listen);
+        return -1;
+    }
+    return 0;
+}
+
+u32 config_replicas(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap)
+{
+    ADB_ASSERT(cap >= CONFIG_REPLICAS_MAX);
+    if (c->replicas[0] == 0)
+        return 0;
+    char why[CONFIG_ADDR_MAX + 128];
+    u32 n = split_addrs(c->replicas, out, why, sizeof(why));
+    ADB_ASSERT(n != 0); /* config_set checked it */
+    return n;
+}
+
+/* The host part of HOST:PORT (checked) into out, and a pointer to its port. */
+static const char *addr_split(const char *addr, char *host, size_t cap)
+{
+    const char *colon = strrchr(addr, ':');
+    ADB_ASSERT(colon != NULL);
+    snprintf(host, cap, "%.*s", (int)(colon - addr), addr);
+    return colon + 1;
+}
+
+int config_cluster_check(const struct config *c, u64 replica, u64 count, char *why, size_t why_len)
+{
+    ADB_ASSERT(replica < count);
+    char addrs[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
+    u32 n = config_replicas(c, addrs, CONFIG_REPLICAS_MAX);
+    if (count == 1 && n <= 1)
+        return 0;
+    if (n != count) {
+        why_set(why, why_len,
+                "replicas lists %u address%s, but the data directory is replica %" PRIu64 " of a %" PRIu64
+                "-replica cluster: list all %" PRIu64 ", in replica order",
+                n, n == 1 ? "" : "es", replica, count, count);
+        return -1;
+    }
+    if (c->peer_listen[0] == 0)
+        return 0;
+    char own_host[CONFIG_ADDR_MAX], host[CONFIG_ADDR_MAX];
+    const char *own_port = addr_split(addrs[replica], own_host, sizeof(own_host));
+    const char *port = addr_split(c->peer_listen, host, sizeof(host));
+    bool wildcard = strcmp(host, "0.0.0.0") == 0 || strcmp(host, "[::]") == 0;
+    if (strcmp(port, own_port) != 0 || (!wildcard && strcmp(host, own_host) != 0)) {
+        why_set(why, why_len,
+                "peer_listen = %s is not replica %" PRIu64 "'s address in replicas (%s): is this the config "
+                "of another replica?",
+                c->peer_listen, replica, addrs[replica]);
         return -1;
     }
     return 0;

@@ -24,6 +24,8 @@
 
 #define CONFIG_ADDR_MAX 256
 #define CONFIG_PATH_MAX 4096
+#define CONFIG_REPLICAS_MAX 5            /* a cluster has 1, 3 or 5 replicas */
+#define CONFIG_REPLICAS_TEXT_MAX 1024    /* the replicas key: HOST:PORT,HOST:PORT,... */
 
 enum log_level { LOG_LEVEL_ERROR = 0, LOG_LEVEL_WARN, LOG_LEVEL_INFO, LOG_LEVEL_DEBUG };
 
@@ -69,6 +71,16 @@ struct config {
     u64 restart_backoff_max_ms; /* restarts after the first are delayed, doubling up to: 2s */
     u64 shutdown_timeout_ms;    /* SIGTERM: drain this long, then SIGKILL stragglers: 5s */
 
+    /* replication (DESIGN.md §8); the data dir says which replica of how many this is */
+    char replicas[CONFIG_REPLICAS_TEXT_MAX]; /* HOST:PORT,... in replica order; "" single node */
+    char peer_listen[CONFIG_ADDR_MAX]; /* where peers connect; "": this replica's replicas entry */
+    u64 peer_heartbeat_ms;      /* commit heartbeats and pings (clock samples): 50ms */
+    u64 primary_timeout_ms;     /* a backup that hears no primary this long votes: 1s */
+    u64 view_change_timeout_ms; /* a view change not done by then tries the next view: 2s */
+    u64 repair_interval_ms;     /* between repair requests and prepare resends: 100ms */
+    u64 clock_tolerance_ms;     /* a quorum's clocks must agree this closely: 500ms */
+    u32 pipeline_max;           /* entries beyond the commit point: 128 */
+
     enum log_level log_level;   /* error|warn|info|debug, default info */
 };
 
@@ -90,6 +102,16 @@ int config_set(struct config *c, const char *key, const char *value, char *why, 
 /* Cross-key checks after everything is set (e.g. expiration_capacity <= reservation_capacity,
  * the derived sm_config validates). 0 or -1 with a reason. */
 int config_validate(const struct config *c, char *why, size_t why_len);
+
+/* The replicas key's addresses, in replica order, into out (cap of them); returns how many
+ * (0: the key is empty, a single node). */
+u32 config_replicas(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap);
+
+/* Whether this config fits replica `replica` of a `count`-replica cluster (what the data dir
+ * was formatted as): replicas lists count addresses (or none, for a single replica), and
+ * peer_listen, if set, has the port of the replica's own entry and its host or a wildcard
+ * host (a config meant for another replica is refused). 0 or -1 with a reason. */
+int config_cluster_check(const struct config *c, u64 replica, u64 count, char *why, size_t why_len);
 
 /* The state machine's config, converting windows from ms to slots (rounding up). */
 void config_sm(const struct config *c, struct sm_config *out);

@@ -33,11 +33,13 @@
 
 
 #define STOP_DEFAULT_TIMEOUT_MS 60000u
+#define REPLICAS_MAX 5 /* a cluster has 1, 3 or 5 replicas */
 
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: allocdbd format --data-dir DIR [--cluster-id ID]\n"
+            "usage: allocdbd format --data-dir DIR [--cluster-id ID] [--replica I --replica-count N]\n"
+            "       allocdbd recover --data-dir DIR --cluster-id ID --replica I --replica-count N\n"
             "       allocdbd start --data-dir DIR [--config FILE] [--listen HOST:PORT]\n"
             "                      [--admin-listen HOST:PORT] [--KEY VALUE ...]\n"
             "       allocdbd stop --data-dir DIR [--config FILE] [--timeout DUR]\n"
@@ -48,13 +50,18 @@ static void usage(FILE *out)
             "foreground (no self-daemonizing; use the systemd unit). See allocdbd(8), allocdb.conf(5).\n"
             "stop sends SIGTERM to the daemon that holds DIR/LOCK (if one does) and waits up to DUR\n"
             "(default 60s) until it has exited.\n"
+            "format makes an empty DIR replica I (default 0) of an N-replica cluster (1, 3 or 5;\n"
+            "default 1); every replica of a cluster is formatted with the same --cluster-id (required\n"
+            "when N > 1). recover formats the empty DIR of a replica whose disk was lost: it may have\n"
+            "acknowledged writes and voted before, so it neither votes nor acknowledges until it has\n"
+            "caught up from the others.\n"
             "\n"
             "Configuration keys (file: key = value; flag: --key-with-dashes VALUE):\n");
     const char *name, *help, *def;
     for (u32 i = 0; config_key_info(i, &name, &help, &def); i++) {
         char flag[96];
         config_key_to_flag(name, flag, sizeof(flag));
-        fprintf(out, "  --%-30s %s (default %s)\n", flag, help, def);
+        fprintf(out, "  --%-30s %s (default %s)\n", flag, help, def[0] != 0 ? def : "empty");
     }
     fprintf(out, "\nExit codes: 0 stopped cleanly (stop: stopped, or was not running); 1 worker failure;\n"
                  "2 data dir missing or not formatted; 3 data dir locked; 4 metadata contradicts the WAL;\n"
@@ -94,8 +101,28 @@ static int config_rejected(const char *fmt, ...)
     return ADBD_EXIT_CONFIG;
 }
 
-/* Parses --config first, then every --key VALUE / --key=VALUE over it. */
-static int parse_config(int argc, char **argv, int first, struct config *cfg, u128 *cluster_id, bool allow_cluster)
+/* format's and recover's own flags: which replica of which cluster the data dir becomes. */
+struct format_args {
+    u128 cluster_id; /* 0: not given */
+    u64 replica;
+    u64 replica_count;
+};
+
+/* A --replica or --replica-count value: a plain decimal below limit. */
+static bool parse_small(const char *value, u64 limit, u64 *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 10);
+    if (errno != 0 || *end != 0 || value[0] < '0' || value[0] > '9' || v >= limit)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Parses --config first, then every --key VALUE / --key=VALUE over it; fa: format's and
+ * recover's flags (NULL: not accepted). */
+static int parse_config(int argc, char **argv, int first, struct config *cfg, struct format_args *fa)
 {
     config_defaults(cfg);
     char why[512];
@@ -130,7 +157,19 @@ static int parse_config(int argc, char **argv, int first, struct config *cfg, u1
                 return usage_error("--%s needs a value", flag);
             value = argv[++i];
         }
-        if (strcmp(flag, "cluster-id") == 0 && allow_cluster) {
+        if (fa != NULL && strcmp(flag, "replica") == 0) {
+            if (!parse_small(value, REPLICAS_MAX, &fa->replica))
+                return usage_error("--replica %s: not a replica index (0 to %d)", value, REPLICAS_MAX - 1);
+            continue;
+        }
+        if (fa != NULL && strcmp(flag, "replica-count") == 0) {
+            if (!parse_small(value, REPLICAS_MAX + 1, &fa->replica_count) ||
+                (fa->replica_count != 1 && fa->replica_count != 3 && fa->replica_count != 5))
+                return usage_error("--replica-count %s: a cluster has 1, 3 or 5 replicas", value);
+            continue;
+        }
+        if (strcmp(flag, "cluster-id") == 0 && fa != NULL) {
+            u128 *cluster_id = &fa->cluster_id;
             char *end;
             errno = 0;
             unsigned long long hi = 0, lo;
@@ -177,19 +216,33 @@ static bool dir_empty(const char *path)
     return empty;
 }
 
-static int cmd_format(int argc, char **argv)
+/* format, and recover (a replica formatted again after its disk was lost). */
+static int cmd_format(int argc, char **argv, bool recover)
 {
     struct config cfg;
-    u128 cluster_id = 0;
-    int rc = parse_config(argc, argv, 2, &cfg, &cluster_id, true);
+    struct format_args fa = { .replica_count = recover ? 0 : 1 };
+    int rc = parse_config(argc, argv, 2, &cfg, &fa);
     if (rc != 0)
         return rc;
+    const char *cmd = recover ? "recover" : "format";
     /* Never the default directory by accident: the operator names it, or a config file does. */
     bool named = false;
     for (int i = 2; i < argc; i++)
         named |= strncmp(argv[i], "--data-dir", 10) == 0 || strncmp(argv[i], "--config", 8) == 0;
     if (cfg.data_dir[0] == 0 || !named)
-        return usage_error("%s", "format needs --data-dir DIR (or a --config whose data_dir it formats)");
+        return usage_error("%s needs --data-dir DIR (or a --config whose data_dir it formats)", cmd);
+    if (recover && fa.replica_count == 0)
+        return usage_error("%s", "recover needs --replica I --replica-count N: the replica it was");
+    if (recover && fa.replica_count == 1)
+        return usage_error("%s", "recover: a single replica has no others to recover from; its data is lost "
+                           "(format a new one, or restore a backup of its data dir)");
+    if (fa.replica >= fa.replica_count)
+        return usage_error("--replica %" PRIu64 ": a %" PRIu64 "-replica cluster has replicas 0 to %" PRIu64,
+                           fa.replica, fa.replica_count, fa.replica_count - 1);
+    if (fa.replica_count > 1 && fa.cluster_id == 0)
+        return usage_error("%s of a %" PRIu64 "-replica cluster needs --cluster-id ID: the same on every replica",
+                           cmd, fa.replica_count);
+    u128 cluster_id = fa.cluster_id;
     const char *dir = cfg.data_dir;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         fprintf(stderr, "allocdbd: cannot create %s: %s\n", dir, strerror(errno));
@@ -226,13 +279,15 @@ static int cmd_format(int argc, char **argv)
     config_pins(&cfg, &pins);
     rc = wal_log_format(&io_posix, dir, &opt, why, sizeof(why));
     if (rc == 0)
-        rc = meta_format(dir, cluster_id, 0, 1, &pins, why, sizeof(why));
+        rc = meta_format(dir, cluster_id, fa.replica, fa.replica_count,
+                         recover ? META_STATUS_RECOVERING : META_STATUS_NORMAL, &pins, why, sizeof(why));
     if (rc != 0) {
-        fprintf(stderr, "allocdbd: format %s: %s\n", dir, why);
+        fprintf(stderr, "allocdbd: %s %s: %s\n", cmd, dir, why);
         return ADBD_EXIT_OSERR;
     }
-    printf("formatted %s cluster_id=0x%016" PRIx64 "%016" PRIx64 " replica_id=0 replica_count=1\n", dir,
-           U128_HI(cluster_id), U128_LO(cluster_id));
+    printf("%s %s cluster_id=0x%016" PRIx64 "%016" PRIx64 " replica_id=%" PRIu64 " replica_count=%" PRIu64 "%s\n",
+           recover ? "formatted to recover" : "formatted", dir, U128_HI(cluster_id), U128_LO(cluster_id),
+           fa.replica, fa.replica_count, recover ? " status=recovering" : "");
     return 0;
 }
 
@@ -445,14 +500,13 @@ int main(int argc, char **argv)
             usage(stdout);
             return 0;
         }
-    if (strcmp(cmd, "format") == 0)
-        return cmd_format(argc, argv);
+    if (strcmp(cmd, "format") == 0 || strcmp(cmd, "recover") == 0)
+        return cmd_format(argc, argv, strcmp(cmd, "recover") == 0);
     if (strcmp(cmd, "stop") == 0)
         return cmd_stop(argc, argv);
     struct config cfg;
-    u128 unused = 0;
     if (strcmp(cmd, "check-config") == 0) {
-        int rc = parse_config(argc, argv, 2, &cfg, &unused, false);
+        int rc = parse_config(argc, argv, 2, &cfg, NULL);
         if (rc != 0)
             return rc;
         config_print(&cfg, stdout);
@@ -467,7 +521,7 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "start") == 0) {
         config_errors_as_events = true;
-        int rc = parse_config(argc, argv, 2, &cfg, &unused, false);
+        int rc = parse_config(argc, argv, 2, &cfg, NULL);
         if (rc != 0)
             return rc;
         if (cfg.data_dir[0] == 0)

@@ -137,9 +137,10 @@ static int lock_data_dir(struct sup *s)
 /*
  * The settings that change what replay computes must be the ones the data was formatted with
  * (DESIGN.md §3). A data dir formatted before they were stored gets this config's values now.
- * LMDB is opened and closed here, before any fork (an environment must not cross one).
+ * The replicas key must fit the replica the data dir is. LMDB is opened and closed here,
+ * before any fork (an environment must not cross one).
  */
-static int check_pins(const struct config *cfg)
+static int check_meta(const struct config *cfg)
 {
     struct meta *m;
     struct meta_record rec;
@@ -164,6 +165,18 @@ static int check_pins(const struct config *cfg)
     if (meta_pins_set(&rec.pins) && config_pins_check(cfg, &rec.pins, why, sizeof(why)) != 0) {
         log_error("start_refused", "reason=\"%s\"", why);
         return ADBD_EXIT_CONFIG_MISMATCH;
+    }
+    if (config_cluster_check(cfg, rec.replica_id, rec.replica_count, why, sizeof(why)) != 0) {
+        log_error("start_refused", "reason=\"%s\"", why);
+        return ADBD_EXIT_CONFIG;
+    }
+    if (rec.replica_count > 1) {
+        /* Alone it would acknowledge writes no other replica holds: never. */
+        log_error("start_refused",
+                  "reason=\"the data directory is replica %" PRIu64 " of a %" PRIu64 "-replica cluster%s, and this "
+                  "allocdbd runs a single replica only (it has no peer worker yet)\"",
+                  rec.replica_id, rec.replica_count, rec.status == META_STATUS_RECOVERING ? " (recovering)" : "");
+        return ADBD_EXIT_CONFIG;
     }
     return 0;
 }
@@ -695,7 +708,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     if (rc == 0)
         rc = lock_data_dir(s);
     if (rc == 0)
-        rc = check_pins(cfg);
+        rc = check_meta(cfg);
     if (rc == 0)
         rc = open_listener(cfg->listen, "listen", &s->listen_fd);
     if (rc == 0 && cfg->admin_listen[0] != 0)

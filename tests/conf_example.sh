@@ -46,13 +46,16 @@ if [ $rc -eq 0 ]; then ok "check-config accepts etc/allocdb.conf"; else
 # The page's entry for a key runs from its ".It Cm key" line to the next ".It" or list end.
 while IFS='	' read -r key def; do
     why=""
-    lines=$(grep -c -E "^(# )?$key = " "$example")
+    # An empty default: --help says "empty", the example has "# key =", the page "Default empty".
+    line="# $key = $def"
+    [ "$def" = empty ] && line="# $key ="
+    lines=$(grep -c -E "^(# )?$key =( |\$)" "$example")
     if [ "$lines" -ne 1 ]; then
         why="$why
 etc/allocdb.conf has $lines lines '# $key = ...' (want 1)"
-    elif ! grep -q -x -F -e "# $key = $def" -e "$key = $def" "$example"; then
+    elif ! grep -q -x -F -e "$line" -e "${line#\# }" "$example"; then
         why="$why
-etc/allocdb.conf: $(grep -E "^(# )?$key = " "$example") (want '# $key = $def')"
+etc/allocdb.conf: $(grep -E "^(# )?$key =( |\$)" "$example") (want '$line')"
     fi
     entry=$(awk -v k="$key" '
         $1 == ".It" && $2 == "Cm" && $3 == k { on = 1; next }
@@ -71,7 +74,7 @@ done <"$tmp/table"
 
 # No stale keys: every key the example or the page names is one allocdbd knows.
 cut -f1 "$tmp/table" | sort >"$tmp/known"
-sed -n 's/^# \{0,1\}\([a-z0-9_]*\) = .*/\1/p' "$example" | sort -u >"$tmp/in_example"
+sed -n 's/^# \{0,1\}\([a-z0-9_]*\) =\( .*\)\{0,1\}$/\1/p' "$example" | sort -u >"$tmp/in_example"
 awk '$1 == ".It" && $2 == "Cm" { print $3 }' "$page" | sort -u >"$tmp/in_page"
 stale=$(comm -23 "$tmp/in_example" "$tmp/known")
 if [ -z "$stale" ]; then ok "etc/allocdb.conf names no unknown key"; else
@@ -81,7 +84,7 @@ if [ -z "$stale" ]; then ok "allocdb.conf.5 documents no unknown key"; else
     not_ok "allocdb.conf.5 documents no unknown key" "unknown: $stale"; fi
 
 # Uncommenting every "# key = value" line must give exactly the defaults.
-sed 's/^# \([a-z0-9_]* = .*\)$/\1/' "$example" >"$tmp/uncommented.conf"
+sed 's/^# \([a-z0-9_]* =\( .*\)\{0,1\}\)$/\1/' "$example" >"$tmp/uncommented.conf"
 "$daemon" check-config >"$tmp/defaults.out" 2>&1
 "$daemon" check-config --config "$tmp/uncommented.conf" >"$tmp/uncommented.out" 2>&1
 rc=$?

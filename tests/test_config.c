@@ -161,7 +161,7 @@ START_TEST(test_key_info)
         ck_assert_msg(memcmp(&c, &d, sizeof(c)) == 0, "%s", name);
         n++;
     }
-    ck_assert_uint_eq(n, 30); /* every member of struct config */
+    ck_assert_uint_eq(n, 38); /* every member of struct config */
     ck_assert(!config_key_info(n, &name, &help, &def));
     ck_assert(!config_key_info(UINT32_MAX, NULL, NULL, NULL));
 }
@@ -698,6 +698,50 @@ START_TEST(test_windows_round_up)
 }
 END_TEST
 
+/* The replicas list, and whether a config fits replica i of n. */
+START_TEST(test_replicas_and_cluster_check)
+{
+    struct config c;
+    config_defaults(&c);
+    char why[512], addrs[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
+    ck_assert_uint_eq(config_replicas(&c, addrs, CONFIG_REPLICAS_MAX), 0);
+    ck_assert_int_eq(config_cluster_check(&c, 0, 1, why, sizeof(why)), 0); /* a single node */
+    ck_assert_int_eq(config_cluster_check(&c, 0, 3, why, sizeof(why)), -1);
+    ck_assert_ptr_nonnull(strstr(why, "replicas lists 0 addresses"));
+    ck_assert_int_eq(config_set(&c, "replicas", "a:1,[::1]:2,c:3", why, sizeof(why)), 0);
+    ck_assert_uint_eq(config_replicas(&c, addrs, CONFIG_REPLICAS_MAX), 3);
+    ck_assert_str_eq(addrs[0], "a:1");
+    ck_assert_str_eq(addrs[1], "[::1]:2");
+    ck_assert_str_eq(addrs[2], "c:3");
+    ck_assert_int_eq(config_cluster_check(&c, 2, 3, why, sizeof(why)), 0);
+    ck_assert_int_eq(config_cluster_check(&c, 0, 5, why, sizeof(why)), -1);
+    ck_assert_int_eq(config_cluster_check(&c, 0, 1, why, sizeof(why)), -1); /* three for one */
+    /* peer_listen: the replica's own port, on its host or a wildcard */
+    static const struct {
+        const char *listen;
+        u64 replica;
+        int want;
+    } cases[] = { { "[::1]:2", 1, 0 }, { "[::]:2", 1, 0 }, { "0.0.0.0:2", 1, 0 }, { "0.0.0.0:3", 1, -1 },
+                  { "c:3", 1, -1 }, { "[::1]:3", 1, -1 }, { "c:3", 2, 0 }, { "a:3", 2, -1 } };
+    for (size_t i = 0; i < ADB_ARRAY_LEN(cases); i++) {
+        ck_assert_int_eq(config_set(&c, "peer_listen", cases[i].listen, why, sizeof(why)), 0);
+        ck_assert_msg(config_cluster_check(&c, cases[i].replica, 3, why, sizeof(why)) == cases[i].want, "%s as %d",
+                      cases[i].listen, (int)cases[i].replica);
+    }
+    /* An empty value clears either key. */
+    ck_assert_int_eq(config_set(&c, "peer_listen", "", why, sizeof(why)), 0);
+    ck_assert_str_eq(c.peer_listen, "");
+    ck_assert_int_eq(config_set(&c, "replicas", "", why, sizeof(why)), 0);
+    ck_assert_uint_eq(config_replicas(&c, addrs, CONFIG_REPLICAS_MAX), 0);
+    /* Bad lists. */
+    static const char *const bad[] = { "a:1,b:2", "a:1,,b:2", "a:1,b:2,a:1", "a:1,b:2,c:3,d:4,e:5,f:6",
+                                       "a:1,b,c:3", "a:1, b:2,c:3", "a:1,b:2,c:3," };
+    for (size_t i = 0; i < ADB_ARRAY_LEN(bad); i++)
+        ck_assert_msg(config_set(&c, "replicas", bad[i], why, sizeof(why)) == -1, "%s", bad[i]);
+    ck_assert_int_eq(config_set(&c, "peer_listen", "nohost", why, sizeof(why)), -1);
+}
+END_TEST
+
 START_TEST(test_validate_cross_key)
 {
     struct config c;
@@ -772,6 +816,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_expiration_capacity_default);
     tcase_add_test(tc, test_windows_round_up);
     tcase_add_test(tc, test_validate_cross_key);
+    tcase_add_test(tc, test_replicas_and_cluster_check);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -82,7 +82,7 @@ static bool rec_eq(const struct meta_record *a, const struct meta_record *b)
 static struct meta *format_and_open(u64 replica_id, u64 replica_count)
 {
     char why[512] = "";
-    ck_assert_msg(meta_format(data_dir, CLUSTER, replica_id, replica_count, NULL, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_msg(meta_format(data_dir, CLUSTER, replica_id, replica_count, META_STATUS_NORMAL, NULL, why, sizeof(why)) == 0, "%s", why);
     struct meta *m = NULL;
     ck_assert_msg(meta_open(data_dir, false, &m, why, sizeof(why)) == 0, "%s", why);
     ck_assert_ptr_nonnull(m);
@@ -139,8 +139,8 @@ END_TEST
 START_TEST(test_format_refusals)
 {
     char why[512] = "";
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, NULL, why, sizeof(why)), 0);
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, NULL, why, sizeof(why)), -EEXIST);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, META_STATUS_NORMAL, NULL, why, sizeof(why)), 0);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, META_STATUS_NORMAL, NULL, why, sizeof(why)), -EEXIST);
     ck_assert_ptr_nonnull(strstr(why, meta_path));
     ck_assert_ptr_nonnull(strstr(why, "already exists"));
 
@@ -148,15 +148,28 @@ START_TEST(test_format_refusals)
     char other[400];
     snprintf(other, sizeof(other), "%s/sub", data_dir);
     ck_assert_int_eq(mkdir(other, 0700), 0);
-    ck_assert_int_eq(meta_format(other, CLUSTER, 3, 3, NULL, why, sizeof(why)), -EINVAL);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 3, 3, META_STATUS_NORMAL, NULL, why, sizeof(why)), -EINVAL);
     ck_assert_ptr_nonnull(strstr(why, "replica_id 3 is not below replica_count 3"));
-    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 0, NULL, why, sizeof(why)), -EINVAL);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 0, META_STATUS_NORMAL, NULL, why, sizeof(why)), -EINVAL);
     ck_assert(!meta_exists(other));
+    /* A lost disk formatted again: recovering from its first record on. */
+    char lost[400];
+    snprintf(lost, sizeof(lost), "%s/lost", data_dir);
+    ck_assert_int_eq(mkdir(lost, 0700), 0);
+    ck_assert_int_eq(meta_format(lost, CLUSTER, 2, 3, META_STATUS_RECOVERING, NULL, why, sizeof(why)), 0);
+    struct meta *rm;
+    ck_assert_int_eq(meta_open(lost, true, &rm, why, sizeof(why)), 0);
+    struct meta_record rec;
+    ck_assert_int_eq(meta_read(rm, &rec, why, sizeof(why)), 0);
+    ck_assert_uint_eq(rec.status, META_STATUS_RECOVERING);
+    ck_assert_uint_eq(rec.replica_id, 2);
+    ck_assert_uint_eq(rec.replica_count, 3);
+    meta_close(rm);
     snprintf(other, sizeof(other), "%s/missing", data_dir);
-    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, NULL, why, sizeof(why)), -ENOENT);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, META_STATUS_NORMAL, NULL, why, sizeof(why)), -ENOENT);
     ck_assert_ptr_nonnull(strstr(why, other));
     snprintf(other, sizeof(other), "%s/meta/data.mdb", data_dir); /* a file */
-    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, NULL, why, sizeof(why)), -ENOTDIR);
+    ck_assert_int_eq(meta_format(other, CLUSTER, 0, 1, META_STATUS_NORMAL, NULL, why, sizeof(why)), -ENOTDIR);
 
     /* Opening a data dir that was never formatted. */
     snprintf(other, sizeof(other), "%s/sub", data_dir);
@@ -208,7 +221,7 @@ START_TEST(test_interrupted_format_is_redone)
     ck_assert_ptr_nonnull(f);
     fclose(f);
     char why[512] = "";
-    ck_assert_int_eq(meta_format(sub, CLUSTER, 0, 1, NULL, why, sizeof(why)), -ENOTEMPTY);
+    ck_assert_int_eq(meta_format(sub, CLUSTER, 0, 1, META_STATUS_NORMAL, NULL, why, sizeof(why)), -ENOTEMPTY);
     ck_assert_ptr_nonnull(strstr(why, tmp));
     ck_assert(!meta_exists(sub));
 }
@@ -445,7 +458,7 @@ static void poke_u64(const char *key, u64 v)
 START_TEST(test_damaged_record_is_unclean)
 {
     char why[512] = "";
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 1, 3, NULL, why, sizeof(why)), 0);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 1, 3, META_STATUS_NORMAL, NULL, why, sizeof(why)), 0);
     const char *want;
     switch (_i) {
     case 0: {
@@ -540,7 +553,7 @@ static const struct meta_pins PINS = { .slot_duration_ms = 1000, .resource_capac
 START_TEST(test_pins_stored_at_format_never_change)
 {
     char why[512] = "";
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, &PINS, why, sizeof(why)), 0);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, META_STATUS_NORMAL, &PINS, why, sizeof(why)), 0);
     struct meta *m;
     ck_assert_msg(meta_open(data_dir, false, &m, why, sizeof(why)) == 0, "%s", why);
     struct meta_record r = read_rec(m);
@@ -562,7 +575,7 @@ START_TEST(test_format1_record_read_and_upgraded)
 {
     /* A data dir formatted before pins existed: format_version 1 and none of the new keys. */
     char why[512] = "";
-    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, NULL, why, sizeof(why)), 0);
+    ck_assert_int_eq(meta_format(data_dir, CLUSTER, 0, 1, META_STATUS_NORMAL, NULL, why, sizeof(why)), 0);
     static const char *const added[] = { "pins.slot_duration_ms", "pins.resource_capacity",
         "pins.reservation_capacity", "pins.operation_capacity", "pins.expiration_capacity", "pins.max_ttl_ms",
         "pins.dedupe_window_ms", "pins.history_window_ms", "pins.wal_segment_bytes", "clock.logical_ms",
