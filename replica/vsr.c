@@ -133,18 +133,12 @@ static bool read_own(struct vsr *v, u64 lsn, struct wal_frame *f)
 static bool own_header(struct vsr *v, u64 lsn, struct vsr_entry_header *out);
 
 /* Headers of this replica's own log, contiguous, ending at `top` (<= wal_head), into out
- * (ascending); above read_above, only of entries its WAL reads back intact (not from the
- * journal). Returns the count. */
-static u32 own_top_headers(struct vsr *v, u64 top, u64 read_above, struct vsr_entry_header *out)
+ * (ascending). Returns the count. */
+static u32 own_top_headers(struct vsr *v, u64 top, struct vsr_entry_header *out)
 {
     u32 n = 0;
     for (u64 lsn = top; lsn >= 1 && n < VSR_HEADERS_MAX; lsn--) {
-        struct wal_frame f;
-        if (lsn > read_above) {
-            if (!read_own(v, lsn, &f))
-                break;
-            vsr_entry_header_of_frame(&f, &out[n]);
-        } else if (!own_header(v, lsn, &out[n]))
+        if (!own_header(v, lsn, &out[n]))
             break;
         n++;
     }
@@ -154,6 +148,26 @@ static u32 own_top_headers(struct vsr *v, u64 top, u64 read_above, struct vsr_en
         out[n - 1 - i] = t;
     }
     return n;
+}
+
+/* Which of this replica's uncommitted entries (above commit_max, up to top, at most
+ * VSR_HEADERS_MAX of them) its WAL cannot read back: *lowest (0: none) and, in *above, bit i
+ * for entry lowest + 1 + i. */
+static void unreadable_entries(struct vsr *v, u64 top, u64 *lowest, u64 *above)
+{
+    *lowest = *above = 0;
+    u64 from = v->commit_max + 1;
+    if (top >= VSR_HEADERS_MAX && from < top - VSR_HEADERS_MAX + 1)
+        from = top - VSR_HEADERS_MAX + 1;
+    for (u64 lsn = from; lsn <= top; lsn++) {
+        struct wal_frame f;
+        if (read_own(v, lsn, &f))
+            continue;
+        if (*lowest == 0)
+            *lowest = lsn;
+        else if (lsn - *lowest - 1 < 64)
+            *above |= 1ull << (lsn - *lowest - 1);
+    }
 }
 
 /* Headers of the top of the log, contiguous, ending at `top`, into body; returns the count. */
@@ -305,7 +319,7 @@ static void vote(struct vsr *v, u64 view)
 }
 
 static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit, u64 unreadable,
-                       const struct vsr_entry_header *hs, u32 count)
+                       u64 unreadable_above, const struct vsr_entry_header *hs, u32 count)
 {
     struct vsr_dvc *d = &v->dvc[from];
     d->have = true;
@@ -313,6 +327,7 @@ static void record_dvc(struct vsr *v, u8 from, u64 log_view, u64 op, u64 commit,
     d->op = op;
     d->commit = commit;
     d->unreadable = unreadable;
+    d->unreadable_above = unreadable_above;
     d->count = count;
     memcpy(d->headers, hs, count * sizeof(*hs));
 }
@@ -331,11 +346,12 @@ static void send_dvc(struct vsr *v, bool everyone)
      * log). Entries heard of only from prepares that ran ahead are left out: a committed one is
      * durable on a quorum, and every quorum of do_view_changes includes one of them. */
     u64 head = v->durable;
-    /* Uncommitted entries as the WAL reads them back: one damaged there stops the headers
-     * short of the window, and the sender can neither supply it nor say it lacks it. */
-    u32 n = own_top_headers(v, head, v->commit_max, hs);
+    u32 n = own_top_headers(v, head, hs);
     vsr_entry_headers_encode(body, hs, n);
-    u64 unreadable = n < VSR_HEADERS_MAX && head > n ? head - n : 0;
+    /* Uncommitted entries it cannot read back (damaged): it can neither supply them nor say it
+     * lacks them. */
+    u64 unreadable, unreadable_above;
+    unreadable_entries(v, head, &unreadable, &unreadable_above);
     /* Entries of a newer view than log_view (appended while catching up to a view's start
      * log): the log is a prefix of that view's primary's log (the hash chain), so that is the
      * view it is claimed under. */
@@ -344,13 +360,13 @@ static void send_dvc(struct vsr *v, bool everyone)
     if (own_header(v, head, &top) && top.view > claim)
         claim = top.view;
     struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = head, .a = claim,
-                            .b = unreadable, .commit = v->commit_max };
+                            .b = unreadable, .c = unreadable_above, .commit = v->commit_max };
     if (everyone)
         broadcast(v, &h, body, n * VSR_ENTRY_HEADER_SIZE);
     else if (primary != v->cfg.replica)
         send(v, primary, &h, body, n * VSR_ENTRY_HEADER_SIZE);
     if (primary == v->cfg.replica && !v->dvc[primary].have) {
-        record_dvc(v, primary, claim, head, v->commit_max, unreadable, hs, n);
+        record_dvc(v, primary, claim, head, v->commit_max, unreadable, unreadable_above, hs, n);
         check_dvc_quorum(v);
     }
 }
@@ -565,10 +581,20 @@ static bool dvc_lacks(const struct vsr_dvc *d, u64 lsn, const struct vsr_entry_h
     return h && canon && h->crc != canon->crc;
 }
 
+/* The sender said it cannot read back its entry at lsn. */
+static bool dvc_unreadable(const struct vsr_dvc *d, u64 lsn)
+{
+    if (d->unreadable == 0 || lsn < d->unreadable)
+        return false;
+    if (lsn == d->unreadable)
+        return true;
+    return lsn - d->unreadable - 1 < 64 && (d->unreadable_above >> (lsn - d->unreadable - 1) & 1);
+}
+
 /* The sender may hold the canonical entry at lsn intact (repair will ask it). */
 static bool dvc_may_hold(const struct vsr_dvc *d, u64 lsn, const struct vsr_entry_header *canon)
 {
-    return d->op >= lsn && d->unreadable != lsn && !dvc_lacks(d, lsn, canon);
+    return d->op >= lsn && !dvc_unreadable(d, lsn) && !dvc_lacks(d, lsn, canon);
 }
 
 /*
@@ -1455,7 +1481,7 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
         struct vsr_entry_header hs[VSR_HEADERS_MAX];
         for (u32 i = 0; i < m.header_count; i++)
             vsr_entry_header_get(&m, i, &hs[i]);
-        record_dvc(v, from, m.h.a, m.h.op, m.h.commit, m.h.b, hs, m.header_count);
+        record_dvc(v, from, m.h.a, m.h.op, m.h.commit, m.h.b, m.h.c, hs, m.header_count);
         check_dvc_quorum(v);
         return;
     }

@@ -72,8 +72,8 @@
  *     cuts the canonical log below the first uncommitted entry that n - quorum + 1 senders of
  *     do_view_change lack (head below it, or another entry there): no quorum ever acked it. It
  *     waits for more do_view_changes while an uncommitted entry has no sender that may hold it
- *     (one whose only copy is damaged: a do_view_change's headers stop at an entry its WAL
- *     cannot read, and that sender neither supplies nor lacks it).
+ *     (one whose only copy is damaged: a do_view_change names the uncommitted entries its
+ *     sender's WAL cannot read, and that sender neither supplies nor lacks them).
  */
 #ifndef ADB_REPLICA_VSR_H
 #define ADB_REPLICA_VSR_H
@@ -191,7 +191,7 @@ struct vsr_ahead {
 struct vsr_dvc {
     bool have;
     u64 log_view, op, commit;
-    u64 unreadable; /* the entry below its headers it cannot read back (0: none) */
+    u64 unreadable, unreadable_above; /* uncommitted entries it cannot read back (message b, c) */
     u32 count;
     struct vsr_entry_header headers[VSR_HEADERS_MAX];
 };

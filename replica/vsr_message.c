@@ -76,7 +76,7 @@ static const struct command_rule command_rules[VSR_COMMAND_MAX + 1] = {
     [VSR_COMMIT] = {"commit", USES_A, BODY_NONE},
     [VSR_COMMIT_OK] = {"commit_ok", USES_OP | USES_A, BODY_NONE},
     [VSR_START_VIEW_CHANGE] = {"start_view_change", 0, BODY_NONE},
-    [VSR_DO_VIEW_CHANGE] = {"do_view_change", USES_OP | USES_A | USES_B, BODY_HEADERS},
+    [VSR_DO_VIEW_CHANGE] = {"do_view_change", USES_OP | USES_A | USES_B | USES_C, BODY_HEADERS},
     [VSR_START_VIEW] = {"start_view", USES_OP | USES_A, BODY_HEADERS},
     [VSR_REQUEST_START_VIEW] = {"request_start_view", USES_A, BODY_NONE},
     [VSR_REQUEST_PREPARE] = {"request_prepare", USES_OP | USES_A, BODY_NONE},
@@ -217,9 +217,11 @@ static enum vsr_decode_status check_fields(const struct vsr_header *h)
          * changing to. */
         if (h->a > h->view)
             return VSR_DECODE_BAD_FIELD;
-        /* The entry it cannot read is in its log (check_headers: just below the headers). */
-        if (h->b > h->op)
+        /* The entries it cannot read are in its log: b, and c's bits for the 64 above it. */
+        if (h->b > h->op || (h->b == 0 && h->c != 0))
             return VSR_DECODE_BAD_FIELD;
+        if (h->c != 0 && h->op - h->b < 64 && (h->c >> (h->op - h->b)) != 0)
+            return VSR_DECODE_BAD_FIELD; /* bits 0 .. op - b - 1 name entries up to op */
         break;
     case VSR_PING:
         /* A WAL reaches back at least to the entry after the sender's newest image (one is
@@ -272,9 +274,6 @@ static enum vsr_decode_status check_headers(const struct vsr_header *h, const u8
         prev = e;
     }
     if (n > 0 && prev.lsn != h->op)
-        return VSR_DECODE_BAD_BODY;
-    /* do_view_change: the headers stop just above an entry the sender cannot read, if any. */
-    if (h->command == VSR_DO_VIEW_CHANGE && h->b != 0 && h->b != h->op - n)
         return VSR_DECODE_BAD_BODY;
     *count = n;
     return VSR_DECODE_OK;

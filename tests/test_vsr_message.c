@@ -692,7 +692,7 @@ END_TEST
 static const char *const uses[VSR_COMMAND_MAX + 1] = {
     [VSR_PING] = "oabc",         [VSR_PONG] = "ab",          [VSR_PREPARE] = "oa",
     [VSR_PREPARE_OK] = "oa",   [VSR_COMMIT] = "a",         [VSR_COMMIT_OK] = "oa",
-    [VSR_START_VIEW_CHANGE] = "", [VSR_DO_VIEW_CHANGE] = "oab", [VSR_START_VIEW] = "oa",
+    [VSR_START_VIEW_CHANGE] = "", [VSR_DO_VIEW_CHANGE] = "oabc", [VSR_START_VIEW] = "oa",
     [VSR_REQUEST_START_VIEW] = "a", [VSR_REQUEST_PREPARE] = "oa", [VSR_REQUEST_SNAPSHOT] = "oa",
     [VSR_SNAPSHOT_CHUNK] = "oabc"};
 
@@ -755,21 +755,28 @@ START_TEST(test_bad_field_ranges)
     ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
     smp.h.a = 2;
     ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
-    /* do_view_change's unreadable entry: just below its headers, or its head without any */
+    /* do_view_change's unreadable entries: b in its log, c's bits for entries above b up to op */
     sample(&smp, VSR_DO_VIEW_CHANGE);
-    smp.h.b = smp.h.op - 3;
-    ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
-    smp.h.b = smp.h.op - 2;
-    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
-    smp.h.b = smp.h.op - 4;
-    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
-    smp.h.b = smp.h.op + 1;
-    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
-    smp.body_len = 0;
     smp.h.b = smp.h.op;
     ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
-    smp.h.b = smp.h.op - 1;
-    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
+    smp.h.c = 1; /* entry op + 1 */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    smp.h.b = smp.h.op - 2;
+    smp.h.c = 3; /* op - 1 and op */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
+    smp.h.c = 4; /* op + 1 */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    smp.h.b = 0;
+    smp.h.c = 1;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    smp.h.b = smp.h.op + 1;
+    smp.h.c = 0;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    smp.h.op = UINT64_MAX;
+    sample_headers(&smp, 3);
+    smp.h.b = 1;
+    smp.h.c = UINT64_MAX; /* far below op: every bit names an entry */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
     /* start_view's a is a nonce: any value, above the view too */
     sample(&smp, VSR_START_VIEW);
     smp.h.a = VIEW + 1;
