@@ -122,7 +122,7 @@ c() { "$cli" --addr "$addr" "$@"; }
 c create-resource 1 >/dev/null
 out=$(c reserve 1 10 --ttl 20s 2>&1)
 secs=$(printf '%s\n' "$out" | sed -n 's/^deadline_slot: [0-9]* (expires in about \([0-9]*\)\.[0-9]s, about 20[0-9-]* [0-9:]* UTC, unless confirmed)$/\1/p')
-[ -n "$secs" ] && [ "$secs" -ge 19 ] && [ "$secs" -le 20 ] &&
+[ -n "$secs" ] && [ "$secs" -ge 15 ] && [ "$secs" -le 20 ] && # (a loaded machine answers late)
     ok "reserve --ttl 20s: the deadline slot, about 20 s from now, and when" || not_ok "reserve: deadline in text" "$out"
 rid=$(printf '%s\n' "$out" | sed -n 's/^reservation_id: //p')
 out=$(c get-reservation "$rid" 2>&1)
