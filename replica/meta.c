@@ -62,7 +62,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define META_FORMAT_VERSION 2 /* 2: pins and the clock anchor; 1 is still read (see fields) */
+#define META_FORMAT_VERSION 3 /* 2: pins and the clock anchor; 3: state transfer; older are read */
 #define META_MAP_BYTES ((size_t)1 << 20) /* a dozen small keys: LMDB's minimum would do */
 #define META_PATH_MAX 4096
 #define META_DIR "meta"
@@ -97,6 +97,7 @@ struct field {
 
 #define FIELD(name) { #name, offsetof(struct meta_record, name), sizeof(((struct meta_record *)0)->name), 1 }
 #define FIELD2(name) { #name, offsetof(struct meta_record, name), sizeof(((struct meta_record *)0)->name), 2 }
+#define FIELD3(name) { #name, offsetof(struct meta_record, name), sizeof(((struct meta_record *)0)->name), 3 }
 static const struct field fields[] = {
     FIELD(format_version), FIELD(cluster_id), FIELD(replica_id), FIELD(replica_count),
     FIELD(view),           FIELD(last_normal_view), FIELD(voted_view), FIELD(voted_for),
@@ -105,9 +106,13 @@ static const struct field fields[] = {
     FIELD2(pins.operation_capacity), FIELD2(pins.expiration_capacity), FIELD2(pins.max_ttl_ms),
     FIELD2(pins.dedupe_window_ms), FIELD2(pins.history_window_ms), FIELD2(pins.wal_segment_bytes),
     FIELD2(clock.logical_ms), FIELD2(clock.wall_ms), FIELD2(clock.boot_ms), FIELD2(clock.boot_id),
+    FIELD3(base.lsn), FIELD3(base.view), FIELD3(base.request_slot), FIELD3(base.crc), FIELD3(base.prev_crc),
+    FIELD3(installing.lsn), FIELD3(installing.view), FIELD3(installing.request_slot), FIELD3(installing.crc),
+    FIELD3(installing.prev_crc),
 };
 #undef FIELD
 #undef FIELD2
+#undef FIELD3
 
 /* Fields a record of this format version holds. */
 static size_t fields_in(u32 version)
@@ -192,6 +197,16 @@ static bool record_check(const struct meta_record *r, char *why, size_t why_len)
                 " (only committed entries are snapshotted)", r->snapshot_lsn, r->commit_lsn);
         return false;
     }
+    if (r->base.lsn > r->commit_lsn) {
+        why_set(why, why_len, "base.lsn: %" PRIu64 " is above commit_lsn %" PRIu64
+                " (an image holds only committed entries)", r->base.lsn, r->commit_lsn);
+        return false;
+    }
+    if (r->installing.lsn != 0 && r->installing.lsn <= r->base.lsn) {
+        why_set(why, why_len, "installing.lsn: %" PRIu64 " is not above base.lsn %" PRIu64, r->installing.lsn,
+                r->base.lsn);
+        return false;
+    }
     if (r->status > META_STATUS_FAULTED) {
         why_set(why, why_len, "status: %u is not a status", (unsigned)r->status);
         return false;
@@ -243,6 +258,7 @@ static bool transition_check(const struct meta_record *cur, const struct meta_re
         { "commit_lsn", offsetof(struct meta_record, commit_lsn) },
         { "snapshot_lsn", offsetof(struct meta_record, snapshot_lsn) },
         { "clock.logical_ms", offsetof(struct meta_record, clock.logical_ms) },
+        { "base.lsn", offsetof(struct meta_record, base.lsn) },
     };
     for (size_t i = 0; i < ADB_ARRAY_LEN(grow); i++) {
         u64 a, b;
@@ -643,10 +659,10 @@ struct patch {
  * changed and commit (synced). A patched format-1 record is upgraded to the current format.
  */
 static int write_record(struct meta *m, const struct meta_record *rec, const struct patch *patches, size_t n,
-                        bool force, char *why, size_t why_len)
+                        void (*fixup)(struct meta_record *next), bool force, char *why, size_t why_len)
 {
     ADB_ASSERT(m != NULL);
-    ADB_ASSERT((rec != NULL) != (n != 0));
+    ADB_ASSERT((rec != NULL) != (n != 0 || fixup != NULL));
     for (size_t i = 0; i < n; i++)
         ADB_ASSERT(patches[i].offset + patches[i].size <= sizeof(struct meta_record));
     ADB_ASSERT(m->pid == getpid());
@@ -676,6 +692,8 @@ static int write_record(struct meta *m, const struct meta_record *rec, const str
         for (size_t i = 0; i < n; i++)
             memcpy((char *)&next + patches[i].offset, patches[i].value, patches[i].size);
     }
+    if (fixup != NULL)
+        fixup(&next); /* in the transaction: from the durable record */
     char reason[256];
     if (!transition_check(&cur, &next, force, reason, sizeof(reason))) {
         why_set(why, why_len, "%s: %s", m->path, reason);
@@ -701,25 +719,25 @@ static int write_record(struct meta *m, const struct meta_record *rec, const str
 int meta_write(struct meta *m, const struct meta_record *rec, char *why, size_t why_len)
 {
     ADB_ASSERT(rec != NULL);
-    return write_record(m, rec, NULL, 0, false, why, why_len);
+    return write_record(m, rec, NULL, 0, NULL, false, why, why_len);
 }
 
 int meta_advance_commit(struct meta *m, u64 commit_lsn, char *why, size_t why_len)
 {
     const struct patch p[] = { PATCH(commit_lsn, &commit_lsn) };
-    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, false, why, why_len);
 }
 
 int meta_advance(struct meta *m, u64 commit_lsn, const struct meta_clock *clock, char *why, size_t why_len)
 {
     const struct patch p[] = { PATCH(commit_lsn, &commit_lsn), PATCH(clock, clock) };
-    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, false, why, why_len);
 }
 
 int meta_set_snapshot(struct meta *m, u64 snapshot_lsn, char *why, size_t why_len)
 {
     const struct patch p[] = { PATCH(snapshot_lsn, &snapshot_lsn) };
-    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, false, why, why_len);
 }
 
 int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, size_t why_len)
@@ -727,13 +745,51 @@ int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, s
     ADB_ASSERT((unsigned)s <= META_STATUS_FAULTED);
     u8 status = (u8)s;
     const struct patch p[] = { PATCH(status, &status) };
-    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), force, why, why_len);
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, force, why, why_len);
+}
+
+int meta_install_begin(struct meta *m, const struct meta_entry *at, char *why, size_t why_len)
+{
+    ADB_ASSERT(at->lsn != 0);
+    const struct patch p[] = { PATCH(installing, at) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, false, why, why_len);
+}
+
+/* The install under way becomes the base; the commit point is at least its entry. */
+static void install_finish(struct meta_record *next)
+{
+    next->base = next->installing;
+    next->installing = (struct meta_entry){ 0 };
+    if (next->commit_lsn < next->base.lsn)
+        next->commit_lsn = next->base.lsn;
+}
+
+int meta_install_done(struct meta *m, char *why, size_t why_len)
+{
+    struct meta_record cur;
+    int rc = meta_read(m, &cur, why, why_len);
+    if (rc != 0)
+        return rc;
+    if (cur.installing.lsn == 0) {
+        why_set(why, why_len, "%s: no install under way", m->path);
+        return -EINVAL;
+    }
+    /* (The one writer that installs is the replication shell: installing cannot change between
+     * this read and the write; the commit point may, and install_finish reads it in the write.) */
+    return write_record(m, NULL, NULL, 0, install_finish, false, why, why_len);
+}
+
+int meta_install_forget(struct meta *m, char *why, size_t why_len)
+{
+    static const struct meta_entry none;
+    const struct patch p[] = { PATCH(installing, &none) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, false, why, why_len);
 }
 
 int meta_set_pins(struct meta *m, const struct meta_pins *pins, char *why, size_t why_len)
 {
     ADB_ASSERT(meta_pins_set(pins));
     const struct patch p[] = { PATCH(pins, pins) };
-    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), false, why, why_len);
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, false, why, why_len);
 }
 #undef PATCH

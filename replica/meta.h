@@ -15,6 +15,8 @@
  *   - the pinned settings (pins) are set at format and never change (a format-1 record has
  *     none: its data dir was formatted before they were pinned, and the first start pins them);
  *   - the clock anchor's logical time (clock_logical_ms) only grows.
+ *   - the state-transfer base (base.lsn) only grows and is <= commit_lsn; an install under way
+ *     (installing.lsn != 0) is above it.
  *   - a faulted status is only cleared by an operator (meta_set_status with force).
  *
  * NOTES
@@ -61,8 +63,19 @@ struct meta_clock {
     u128 boot_id;
 };
 
+/* A log entry's identity: LSN, view, request slot, the frame's crc and its predecessor's (as
+ * replica/vsr_message.h's struct vsr_entry_header, which this layer does not include). */
+struct meta_entry {
+    u64 lsn;
+    u64 view;
+    u64 request_slot;
+    u32 crc;
+    u32 prev_crc;
+};
+
 struct meta_record {
-    u32 format_version; /* 2 (1: before pins and the clock anchor; read, upgraded on a write) */
+    u32 format_version; /* 3 (1: before pins and the clock anchor; 2: before the state-transfer
+                         * entries; both read, upgraded on a write) */
     u128 cluster_id;
     u64 replica_id;
     u64 replica_count;
@@ -75,6 +88,12 @@ struct meta_record {
     u8 status;          /* enum meta_status */
     struct meta_pins pins;   /* format 2 */
     struct meta_clock clock; /* format 2; all zero: no anchor recorded yet */
+    /* format 3. State transfer (replica/vsr.h): the entry a state transfer restarted the WAL
+     * after (lsn 0: none), whose header the WAL no longer holds; and an image being installed
+     * (lsn 0: none) — a restart that finds one finishes the install if the image's snapshot is
+     * durable, else forgets it. */
+    struct meta_entry base;
+    struct meta_entry installing;
 };
 
 static inline bool meta_pins_set(const struct meta_pins *p)
@@ -109,6 +128,13 @@ int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, s
 /* Pins the settings of a record that has none (a format-1 data dir); -EINVAL if already pinned
  * to other values. Upgrades the record to format 2. */
 int meta_set_pins(struct meta *m, const struct meta_pins *pins, char *why, size_t why_len);
+/* State transfer, in the order a crash anywhere recovers from: install_begin records the
+ * entry the image ends at (before its snapshot is written); install_done makes it the base
+ * (after the WAL restarted after it), with the commit point at least there; install_forget
+ * drops an install that will not finish. */
+int meta_install_begin(struct meta *m, const struct meta_entry *at, char *why, size_t why_len);
+int meta_install_done(struct meta *m, char *why, size_t why_len);
+int meta_install_forget(struct meta *m, char *why, size_t why_len);
 /* The sequencer's periodic write: the commit point and the clock anchor in one transaction. */
 int meta_advance(struct meta *m, u64 commit_lsn, const struct meta_clock *clock, char *why, size_t why_len);
 

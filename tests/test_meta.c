@@ -76,7 +76,8 @@ static bool rec_eq(const struct meta_record *a, const struct meta_record *b)
            a->last_normal_view == b->last_normal_view && a->voted_view == b->voted_view &&
            a->voted_for == b->voted_for && a->commit_lsn == b->commit_lsn && a->snapshot_lsn == b->snapshot_lsn &&
            a->status == b->status && memcmp(&a->pins, &b->pins, sizeof(a->pins)) == 0 &&
-           clock_eq(&a->clock, &b->clock);
+           clock_eq(&a->clock, &b->clock) && memcmp(&a->base, &b->base, sizeof(a->base)) == 0 &&
+           memcmp(&a->installing, &b->installing, sizeof(a->installing)) == 0;
 }
 
 static struct meta *format_and_open(u64 replica_id, u64 replica_count)
@@ -105,7 +106,7 @@ START_TEST(test_format_then_read)
     struct meta *m = format_and_open(1, 3);
     ck_assert(meta_exists(data_dir));
     struct meta_record r = read_rec(m);
-    ck_assert_uint_eq(r.format_version, 2);
+    ck_assert_uint_eq(r.format_version, 3);
     ck_assert(r.cluster_id == CLUSTER);
     ck_assert_uint_eq(r.replica_id, 1);
     ck_assert_uint_eq(r.replica_count, 3);
@@ -233,16 +234,18 @@ END_TEST
 static struct meta_record base_record(void)
 {
     return (struct meta_record){
-        .format_version = 2, .cluster_id = CLUSTER, .replica_id = 1, .replica_count = 3,
+        .format_version = 3, .cluster_id = CLUSTER, .replica_id = 1, .replica_count = 3,
         .view = 5, .last_normal_view = 3, .voted_view = 4, .voted_for = 2,
         .commit_lsn = 100, .snapshot_lsn = 50, .status = META_STATUS_NORMAL,
+        .base = { .lsn = 40, .view = 2, .request_slot = 400, .crc = 0xB45E, .prev_crc = 0xB45D },
     };
 }
 
 enum violation {
     V_CLUSTER_ID, V_REPLICA_ID, V_REPLICA_COUNT, V_REPLICA_ID_RANGE, V_VIEW_BACK, V_LNV_BACK, V_LNV_ABOVE_VIEW,
     V_VOTED_ABOVE_VIEW, V_VOTED_BACK, V_SECOND_VOTE, V_VOTED_FOR_RANGE, V_COMMIT_BACK, V_SNAPSHOT_BACK,
-    V_SNAPSHOT_ABOVE_COMMIT, V_STATUS, V_FORMAT_VERSION, V_COUNT
+    V_SNAPSHOT_ABOVE_COMMIT, V_STATUS, V_FORMAT_VERSION, V_BASE_BACK, V_BASE_ABOVE_COMMIT, V_INSTALLING_BELOW_BASE,
+    V_COUNT
 };
 
 static const char *violate(enum violation v, struct meta_record *r)
@@ -263,7 +266,10 @@ static const char *violate(enum violation v, struct meta_record *r)
     case V_SNAPSHOT_BACK: r->snapshot_lsn = 49; return "snapshot_lsn: only grows (50 -> 49)";
     case V_SNAPSHOT_ABOVE_COMMIT: r->snapshot_lsn = 101; return "snapshot_lsn: 101 is above commit_lsn 100";
     case V_STATUS: r->status = 7; return "status: 7 is not a status";
-    case V_FORMAT_VERSION: r->format_version = 3; return "format_version: 3";
+    case V_FORMAT_VERSION: r->format_version = 4; return "format_version: 4";
+    case V_BASE_BACK: r->base.lsn = 39; return "base.lsn: only grows (40 -> 39)";
+    case V_BASE_ABOVE_COMMIT: r->base.lsn = 101; return "base.lsn: 101 is above commit_lsn 100";
+    case V_INSTALLING_BELOW_BASE: r->installing.lsn = 40; return "installing.lsn: 40 is not above base.lsn 40";
     case V_COUNT: break;
     }
     ck_abort();
@@ -423,7 +429,7 @@ START_TEST(test_handle_does_not_cross_fork)
     int status;
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT);
-    ck_assert_uint_eq(read_rec(m).format_version, 2); /* the opener's handle still works */
+    ck_assert_uint_eq(read_rec(m).format_version, 3); /* the opener's handle still works */
     meta_close(m);
 }
 END_TEST
@@ -490,9 +496,9 @@ START_TEST(test_damaged_record_is_unclean)
         want = "last_normal_view: 1 is above view 0";
         break;
     case 6: {
-        u8 v3[4] = { 3, 0, 0, 0 };
-        lmdb_poke("format_version", v3, sizeof(v3));
-        want = "format_version: 3 (this build reads 1 to 2)";
+        u8 v4[4] = { 4, 0, 0, 0 };
+        lmdb_poke("format_version", v4, sizeof(v4));
+        want = "format_version: 4 (this build reads 1 to 3)";
         break;
     }
     case 7:
@@ -579,8 +585,9 @@ START_TEST(test_format1_record_read_and_upgraded)
     static const char *const added[] = { "pins.slot_duration_ms", "pins.resource_capacity",
         "pins.reservation_capacity", "pins.operation_capacity", "pins.expiration_capacity", "pins.max_ttl_ms",
         "pins.dedupe_window_ms", "pins.history_window_ms", "pins.wal_segment_bytes", "clock.logical_ms",
-        "clock.wall_ms", "clock.boot_ms",
-        "clock.boot_id" };
+        "clock.wall_ms", "clock.boot_ms", "clock.boot_id", "base.lsn", "base.view", "base.request_slot", "base.crc",
+        "base.prev_crc", "installing.lsn", "installing.view", "installing.request_slot", "installing.crc",
+        "installing.prev_crc" };
     for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++)
         lmdb_poke(added[i], NULL, 0);
     u8 v1[4] = { 1, 0, 0, 0 };
@@ -592,12 +599,57 @@ START_TEST(test_format1_record_read_and_upgraded)
     ck_assert(!meta_pins_set(&r.pins));
     ck_assert_msg(meta_set_pins(m, &PINS, why, sizeof(why)) == 0, "%s", why);
     r = read_rec(m);
-    ck_assert_uint_eq(r.format_version, 2);
+    ck_assert_uint_eq(r.format_version, 3);
+    ck_assert_uint_eq(r.base.lsn, 0);
     ck_assert(memcmp(&r.pins, &PINS, sizeof(PINS)) == 0);
     meta_close(m);
     /* A format-1 record that holds a format-2 key is damage. */
     lmdb_poke("format_version", v1, sizeof(v1));
     ck_assert_int_eq(meta_open(data_dir, false, &m, why, sizeof(why)), -EUCLEAN);
+}
+END_TEST
+
+/* State transfer: begin, done (base, commit point at least there), forget; crash-safe order. */
+START_TEST(test_install_steps)
+{
+    struct meta *m = format_and_open(1, 3);
+    char why[512] = "";
+    ck_assert_msg(meta_advance_commit(m, 30, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_int_eq(meta_install_done(m, why, sizeof(why)), -EINVAL); /* none under way */
+    ck_assert_ptr_nonnull(strstr(why, "no install under way"));
+    const struct meta_entry at = { .lsn = 70, .view = 4, .request_slot = 700, .crc = 0xC0FFEE, .prev_crc = 0xBEEF };
+    ck_assert_msg(meta_install_begin(m, &at, why, sizeof(why)) == 0, "%s", why);
+    struct meta_record r = read_rec(m);
+    ck_assert(memcmp(&r.installing, &at, sizeof(at)) == 0);
+    ck_assert_uint_eq(r.base.lsn, 0);
+    ck_assert_uint_eq(r.commit_lsn, 30);
+    /* Forgotten (its snapshot never became durable), then begun again and finished. */
+    ck_assert_msg(meta_install_forget(m, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_uint_eq(read_rec(m).installing.lsn, 0);
+    ck_assert_msg(meta_install_begin(m, &at, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_msg(meta_install_done(m, why, sizeof(why)) == 0, "%s", why);
+    meta_close(m);
+    ck_assert_int_eq(meta_open(data_dir, true, &m, why, sizeof(why)), 0);
+    r = read_rec(m); /* durable */
+    ck_assert(memcmp(&r.base, &at, sizeof(at)) == 0);
+    ck_assert_uint_eq(r.installing.lsn, 0);
+    ck_assert_uint_eq(r.commit_lsn, 70); /* the image holds committed entries up to it */
+    meta_close(m);
+    /* An image at or below the base is no install. */
+    ck_assert_int_eq(meta_open(data_dir, false, &m, why, sizeof(why)), 0);
+    struct meta_entry old = at;
+    old.lsn = 70;
+    ck_assert_int_eq(meta_install_begin(m, &old, why, sizeof(why)), -EINVAL);
+    ck_assert_ptr_nonnull(strstr(why, "installing.lsn: 70 is not above base.lsn 70"));
+    /* A later one finishes below the commit point: the commit point stays. */
+    ck_assert_msg(meta_advance_commit(m, 200, why, sizeof(why)) == 0, "%s", why);
+    old.lsn = 150;
+    ck_assert_msg(meta_install_begin(m, &old, why, sizeof(why)) == 0, "%s", why);
+    ck_assert_msg(meta_install_done(m, why, sizeof(why)) == 0, "%s", why);
+    r = read_rec(m);
+    ck_assert_uint_eq(r.base.lsn, 150);
+    ck_assert_uint_eq(r.commit_lsn, 200);
+    meta_close(m);
 }
 END_TEST
 
@@ -646,6 +698,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_pins_stored_at_format_never_change);
     tcase_add_test(tc, test_format1_record_read_and_upgraded);
     tcase_add_test(tc, test_advance_commit_and_clock);
+    tcase_add_test(tc, test_install_steps);
     suite_add_tcase(s, tc);
     return s;
 }
