@@ -7,7 +7,7 @@
 # never supervisor/config.h, which only shells include.
 . "${top_srcdir:-.}/tests/tap.sh"
 cd "${top_srcdir:-.}" || exit 1
-echo "1..10"
+echo "1..11"
 
 # check NAME ALLOWED FILE...: ALLOWED is an extended regex for the included paths.
 check() {
@@ -32,6 +32,8 @@ check "the wire codec and the client library include only common/ and vocab/" \
     '(common|vocab)/.*|net/(proto|allocdb)\.h' net/proto.[ch] net/client.c net/allocdb.h
 check "the peer transport includes only common/ and the replication message codec" \
     'common/.*|wal/frame\.h|replica/vsr_message\.h|net/peer\.h' net/peer.[ch]
+check "the peer worker's loop includes only the transport, the replication core and below" \
+    'common/.*|wal/frame\.h|replica/vsr(_message)?\.h|net/(peer|replication)\.h' net/replication.[ch]
 check "the replication message codec includes only common/ and the WAL frame" \
     'common/.*|wal/frame\.h|replica/vsr_message\.h' replica/vsr_message.[ch]
 CORES='replica/(snapshot|recovery|oplog|apply_policy|applying|retry_cache|vsr_message)\.h|wal/sequencing\.h'

@@ -20,6 +20,7 @@
 #include "common/le.h"
 #include "replica/vsr_message.h"
 #include "tests/check_main.h"
+#include "tests/loopback.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -104,23 +105,15 @@ static struct {
 
 static u64 now_ms(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (u64)ts.tv_sec * 1000 + (u64)ts.tv_nsec / 1000000;
+    return loopback_now_ms();
 }
 
-/* One short turn of the loop (about a millisecond). */
 static void spin(void)
 {
-    struct timeval tv = { 0, 1000 };
-    event_base_loopexit(F.base, &tv);
-    event_base_loop(F.base, 0);
+    loopback_spin(F.base);
 }
 
-/* Runs the loop until cond holds or ms pass; the caller asserts cond afterwards. */
-#define RUN_UNTIL(cond, ms)                                                                        \
-    for (u64 dl_ = now_ms() + (ms); !(cond) && now_ms() < dl_;)                                    \
-    spin()
+#define RUN_UNTIL(cond, ms) LOOPBACK_RUN_UNTIL(F.base, cond, ms)
 
 static void run_for(u64 ms)
 {
@@ -149,24 +142,7 @@ static void deliver(void *ctx, u8 from, const u8 *msg, u32 len)
 /* A listening socket on 127.0.0.1 at a port the kernel picks; its address into cfg.addr[i]. */
 static int listener(u8 i, int rcvbuf)
 {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ck_assert_int_ge(fd, 0);
-    int one = 1;
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (rcvbuf > 0) /* before listen: accepted sockets inherit it, and the window with it */
-        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf));
-    struct sockaddr_in a;
-    memset(&a, 0, sizeof(a));
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    ck_assert_int_eq(listen(fd, 16), 0);
-    socklen_t len = sizeof(a);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    memset(&F.cfg.addr[i], 0, sizeof(F.cfg.addr[i]));
-    memcpy(&F.cfg.addr[i], &a, sizeof(a));
-    F.cfg.addr_len[i] = sizeof(a);
-    return fd;
+    return loopback_listener(rcvbuf, &F.cfg.addr[i], &F.cfg.addr_len[i]);
 }
 
 static void setup(void)
