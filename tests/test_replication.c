@@ -7,7 +7,8 @@
  *   - a primary cut off from both others (the transport's block hook, both ways) is replaced:
  *     the other two start a later view within a few primary timeouts, and commit new entries
  *     while the old primary commits nothing more;
- *   - healed, the old primary follows the new view as a backup and catches up.
+ *   - healed, the old primary follows the new view as a backup and catches up;
+ *   - a backup whose loop stops, started again from its WAL and metadata, catches up.
  */
 #include "config.h"
 
@@ -141,6 +142,33 @@ static void on_fsync(evutil_socket_t fd, short what, void *ctx)
 
 #define RUN_UNTIL(cond, ms) LOOPBACK_RUN_UNTIL(F.base, cond, ms)
 
+/* Starts replica i's loop: fresh, or restarted from what its storage holds (the top headers of
+ * its WAL loaded, its durable view and log_view, its commit point as a lower bound). */
+static void start(u8 i, bool fresh)
+{
+    struct node *n = &F.n[i];
+    struct replication_config c = F.cfg;
+    c.vsr.replica = c.peer.replica = i;
+    const struct vsr_env st = { .ctx = n, .persist = st_persist, .append = st_append,
+                                .truncate = st_truncate, .read = st_read, .commit = st_commit,
+                                .image_read = st_image_read, .image_write = st_image_write,
+                                .image_install = st_image_install };
+    const struct replication_clock clk = { .mono_ns = mono_ns, .clock_ms = clock_ms };
+    char why[256] = "";
+    int rc = replication_create(F.base, &c, &st, &clk, n->lfd, &n->r, why, sizeof(why));
+    ck_assert_msg(rc == 0, "replication_create %u: %d %s", i, rc, why);
+    for (u64 lsn = n->head > VSR_JOURNAL ? n->head - VSR_JOURNAL + 1 : 1; !fresh && lsn <= n->head; lsn++) {
+        struct wal_frame f;
+        ck_assert_int_eq(wal_frame_decode_exact(n->frames[lsn], n->len[lsn], &f), WAL_FRAME_OK);
+        struct vsr_entry_header h;
+        vsr_entry_header_of_frame(&f, &h);
+        vsr_load_entry(replication_core(n->r), &h);
+    }
+    const struct vsr_start s = { .fresh = fresh, .durable = n->durable, .wal_head = n->head,
+                                 .commit = n->committed, .wal_first = 1 };
+    replication_start(n->r, &s);
+}
+
 static void setup(void)
 {
     memset(&F, 0, sizeof(F));
@@ -164,20 +192,8 @@ static void setup(void)
         F.n[i].lfd = loopback_listener(0, &F.cfg.peer.addr[i], &F.cfg.peer.addr_len[i]);
     }
     for (u8 i = 0; i < N; i++) {
-        struct node *n = &F.n[i];
-        struct replication_config c = F.cfg;
-        c.vsr.replica = c.peer.replica = i;
-        const struct vsr_env st = { .ctx = n, .persist = st_persist, .append = st_append,
-                                    .truncate = st_truncate, .read = st_read, .commit = st_commit,
-                                    .image_read = st_image_read, .image_write = st_image_write,
-                                    .image_install = st_image_install };
-        const struct replication_clock clk = { .mono_ns = mono_ns, .clock_ms = clock_ms };
-        n->fsync = event_new(F.base, -1, 0, on_fsync, n);
-        char why[256] = "";
-        int rc = replication_create(F.base, &c, &st, &clk, n->lfd, &n->r, why, sizeof(why));
-        ck_assert_msg(rc == 0, "replication_create %u: %d %s", i, rc, why);
-        const struct vsr_start s = { .fresh = true };
-        replication_start(n->r, &s);
+        F.n[i].fsync = event_new(F.base, -1, 0, on_fsync, &F.n[i]);
+        start(i, true);
     }
 }
 
@@ -300,6 +316,26 @@ START_TEST(test_a_primary_cut_off_is_replaced_and_catches_up)
 }
 END_TEST
 
+/* A backup whose worker stops (its loop destroyed, its WAL kept) misses entries, and once
+ * started again from its WAL and metadata catches up by repair. */
+START_TEST(test_a_restarted_backup_catches_up)
+{
+    RUN_UNTIL(sequence_to(0, 20) && all_committed(20, N), 5000);
+    ck_assert(all_committed(20, N));
+    replication_destroy(F.n[2].r);
+    F.n[2].r = NULL;
+    RUN_UNTIL(sequence_to(0, 60) && all_committed(60, 2), 5000);
+    ck_assert(all_committed(60, 2));
+    ck_assert_uint_le(F.n[2].head, 20);
+    start(2, false);
+    RUN_UNTIL(all_committed(60, N), 5000);
+    ck_assert_msg(all_committed(60, N), "replica 2 at %llu, committed %llu", (unsigned long long)F.n[2].head,
+                  (unsigned long long)F.n[2].committed);
+    same_log(0, 2, 60);
+    ck_assert_int_eq(serving(), 0); /* a backup's restart changes no view */
+}
+END_TEST
+
 START_TEST(test_config_halves_must_agree)
 {
     struct replication_config c = F.cfg;
@@ -323,6 +359,7 @@ Suite *test_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_entries_commit_on_all_three);
     tcase_add_test(tc, test_a_primary_cut_off_is_replaced_and_catches_up);
+    tcase_add_test(tc, test_a_restarted_backup_catches_up);
     tcase_add_test(tc, test_config_halves_must_agree);
     suite_add_tcase(su, tc);
     return su;
