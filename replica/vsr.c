@@ -1032,6 +1032,8 @@ static bool transfer_begin(struct vsr *v, u64 need, bool canonical)
     /* A replica that says it holds the entry may hold a copy it cannot read back: once repair
      * has made no headway for a view-change timeout, an image is taken all the same. */
     bool stuck = v->now_ns - v->head_moved_ns > v->cfg.view_change_timeout_ns;
+    struct vsr_entry_header own;
+    bool own_damaged = stuck && canonical && need <= v->wal_head && !own_header(v, need, &own);
     int best = -1;
     for (u8 r = 0; r < v->cfg.replica_count; r++) {
         if (r == v->cfg.replica || !peer_recent(v, r) || v->peer_wal_first[r] == 0)
@@ -1039,7 +1041,9 @@ static bool transfer_begin(struct vsr *v, u64 need, bool canonical)
         bool source = !canonical || vsr_is_primary(v) || r == vsr_primary_of(v, v->view);
         if (source && !stuck && v->peer_wal_first[r] <= need && v->peer_op[r] >= need)
             return false; /* it can be repaired */
-        if (v->peer_wal_first[r] > need && image_helps(v, v->peer_image_lsn[r]) &&
+        /* A peer that pruned the entry; or any, when our own copy of it is damaged (never cut:
+         * an image above our whole log replaces it with the committed prefix). */
+        if ((v->peer_wal_first[r] > need || own_damaged) && image_helps(v, v->peer_image_lsn[r]) &&
             (best < 0 || v->peer_image_lsn[r] > v->peer_image_lsn[best]))
             best = r;
     }
