@@ -37,7 +37,8 @@
  *     newest snapshot image. A replica in normal status that needs an entry no peer it heard
  *     from lately still holds (its next one; or, for an entry of its own it has yet to check,
  *     the primary's copy, the one sure to be canonical) asks one that pruned it for
- *     its image (request_snapshot), chunk by chunk, from the offset it has; a changed image
+ *     its image (request_snapshot), chunk by chunk, from the offset it has (or, stuck on its
+ *     own damaged copy of an entry it must check, any peer whose image is above its log); a changed image
  *     starts it over. It installs the image only while it still needs it, in normal status:
  *     the image's LSN is above its whole log (or at its head, an entry it could not check), so
  *     the image's committed prefix replaces all of it (an entry it held and acked that was

@@ -20,7 +20,9 @@
  *     held (as far as the do_view_changes say) by a sender, or lacked by so many that it was
  *     never committed: then the log is cut below it (a damaged only copy);
  *   - a backup checks its unverified entries against any copy verified in its view, not only
- *     the primary's (which may be damaged).
+ *     the primary's (which may be damaged);
+ *   - a backup whose own copy of such an entry is damaged takes an image once stuck, even from
+ *     a peer that still holds the entry.
  */
 #include "config.h"
 
@@ -566,6 +568,62 @@ START_TEST(test_a_backup_checks_its_entries_against_any_canonical_copy)
 }
 END_TEST
 
+/* A backup whose own copy of an entry it has yet to check is damaged never cuts it; once stuck
+ * for a view-change timeout it takes an image above its whole log, from a peer that still holds
+ * the entry too. Loop 0: the copy is damaged; loop 1: intact, repaired without an image. */
+START_TEST(test_a_damaged_own_entry_is_replaced_by_an_image)
+{
+    bool damaged = _i == 0;
+    commit_on_all(3);
+    /* Entries 4 and 5 reach replica 1 only; the primary checkpoints at 5 and prunes nothing. */
+    sequence(4, 20);
+    sequence(5, 20);
+    vsr_on_durable(&cores[0], at(20), 5);
+    for (u32 i = 0; i < nout; i++)
+        if (outbox[i].to == 2)
+            outbox[i].len = 0;
+    deliver(VSR_PREPARE, 21);
+    vsr_on_durable(&cores[1], at(22), 5);
+    deliver(VSR_PREPARE_OK, 23);
+    ck_assert_uint_eq(cores[0].commit_max, 5);
+    struct replica_env *e = &envs[0];
+    struct wal_frame f;
+    struct vsr_entry_header h;
+    ck_assert_int_eq(wal_frame_decode_exact(e->frames[5], e->len[5], &f), WAL_FRAME_OK);
+    vsr_entry_header_of_frame(&f, &h);
+    vsr_entry_headers_encode(e->image, &h, 1);
+    e->image_at = (struct vsr_image){ .lsn = 5, .size = sizeof(e->image), .crc = crc32c(0, e->image, sizeof(e->image)) };
+    vsr_on_checkpoint(&cores[0], 5, 1);
+    /* Replica 2 has yet to check entries 2 and 3 (as after adopting a log whose headers stop
+     * above them), and reads its entry 2 back damaged, or intact. */
+    cores[2].verified = 1;
+    memset(&cores[2].journal[2], 0, sizeof(cores[2].journal[2]));
+    memset(&cores[2].journal[3], 0, sizeof(cores[2].journal[3]));
+    envs[2].damaged[2] = damaged;
+    nout = 0;
+    for (u64 t = 100; t < 3000 && envs[2].installs == 0 && cores[2].commit < 5; t += 50) {
+        for (u8 r = 0; r < N; r++)
+            vsr_tick(&cores[r], at(t));
+        deliver(0, t + 1);
+        vsr_on_durable(&cores[2], at(t + 2), envs[2].head); /* its fsyncs */
+        nout = 0;
+    }
+    if (damaged) {
+        ck_assert_uint_eq(envs[2].installs, 1);
+        ck_assert_uint_eq(cores[2].wal_head, 5); /* the image's entry: its log starts after it */
+        ck_assert_uint_eq(cores[2].commit, 5);
+    } else {
+        ck_assert_uint_eq(envs[2].installs, 0);
+        ck_assert_msg(cores[2].commit == 5, "head %llu verified %llu durable %llu commit %llu/%llu op %llu",
+                      (unsigned long long)cores[2].wal_head, (unsigned long long)cores[2].verified,
+                      (unsigned long long)cores[2].durable, (unsigned long long)cores[2].commit,
+                      (unsigned long long)cores[2].commit_max, (unsigned long long)cores[2].op);
+        ck_assert_uint_eq(envs[2].head, 5); /* checked 2 and 3, repaired 4 and 5 */
+    }
+    ck_assert_uint_eq(cores[0].view, 0); /* no view change on the way */
+}
+END_TEST
+
 /* Entries 1 and 2 committed on all three; entry 3 durable on the primary (0) alone, and in
  * view 1 (replica 1 leads) every replica is changing views, do_view_changes not yet delivered. */
 static void only_the_old_primary_holds_3(bool damaged)
@@ -674,6 +732,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_pruning_waits_for_a_backup_close_behind);
     tcase_add_loop_test(tc, test_an_entry_no_one_can_supply_is_cut_on_a_quorum_lacking_it, 0, 2);
     tcase_add_loop_test(tc, test_a_backup_checks_its_entries_against_any_canonical_copy, 0, 2);
+    tcase_add_loop_test(tc, test_a_damaged_own_entry_is_replaced_by_an_image, 0, 2);
     suite_add_tcase(su, tc);
     return su;
 }
