@@ -659,7 +659,8 @@ struct patch {
  * changed and commit (synced). A patched format-1 record is upgraded to the current format.
  */
 static int write_record(struct meta *m, const struct meta_record *rec, const struct patch *patches, size_t n,
-                        void (*fixup)(struct meta_record *next), bool force, char *why, size_t why_len)
+                        bool (*fixup)(struct meta_record *next, char *why, size_t why_len), bool force,
+                        char *why, size_t why_len)
 {
     ADB_ASSERT(m != NULL);
     ADB_ASSERT((rec != NULL) != (n != 0 || fixup != NULL));
@@ -692,10 +693,9 @@ static int write_record(struct meta *m, const struct meta_record *rec, const str
         for (size_t i = 0; i < n; i++)
             memcpy((char *)&next + patches[i].offset, patches[i].value, patches[i].size);
     }
-    if (fixup != NULL)
-        fixup(&next); /* in the transaction: from the durable record */
     char reason[256];
-    if (!transition_check(&cur, &next, force, reason, sizeof(reason))) {
+    if ((fixup != NULL && !fixup(&next, reason, sizeof(reason))) || /* from the durable record */
+        !transition_check(&cur, &next, force, reason, sizeof(reason))) {
         why_set(why, why_len, "%s: %s", m->path, reason);
         mdb_txn_abort(txn);
         return -EINVAL;
@@ -756,26 +756,21 @@ int meta_install_begin(struct meta *m, const struct meta_entry *at, char *why, s
 }
 
 /* The install under way becomes the base; the commit point is at least its entry. */
-static void install_finish(struct meta_record *next)
+static bool install_finish(struct meta_record *next, char *why, size_t why_len)
 {
+    if (next->installing.lsn == 0) {
+        why_set(why, why_len, "no install under way");
+        return false;
+    }
     next->base = next->installing;
     next->installing = (struct meta_entry){ 0 };
     if (next->commit_lsn < next->base.lsn)
         next->commit_lsn = next->base.lsn;
+    return true;
 }
 
 int meta_install_done(struct meta *m, char *why, size_t why_len)
 {
-    struct meta_record cur;
-    int rc = meta_read(m, &cur, why, why_len);
-    if (rc != 0)
-        return rc;
-    if (cur.installing.lsn == 0) {
-        why_set(why, why_len, "%s: no install under way", m->path);
-        return -EINVAL;
-    }
-    /* (The one writer that installs is the replication shell: installing cannot change between
-     * this read and the write; the commit point may, and install_finish reads it in the write.) */
     return write_record(m, NULL, NULL, 0, install_finish, false, why, why_len);
 }
 

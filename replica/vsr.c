@@ -356,9 +356,8 @@ static void send_dvc(struct vsr *v, bool everyone)
      * log): the log is a prefix of that view's primary's log (the hash chain), so that is the
      * view it is claimed under. */
     u64 claim = v->log_view;
-    struct vsr_entry_header top;
-    if (own_header(v, head, &top) && top.view > claim)
-        claim = top.view;
+    if (n > 0 && hs[n - 1].view > claim) /* hs[n - 1] is the head's */
+        claim = hs[n - 1].view;
     struct vsr_header h = { .command = VSR_DO_VIEW_CHANGE, .op = head, .a = claim,
                             .b = unreadable, .c = unreadable_above, .commit = v->commit_max };
     if (everyone)

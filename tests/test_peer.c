@@ -185,6 +185,17 @@ static void start(u8 i)
     ck_assert_msg(rc == 0, "peer_link_create %u: %d %s", i, rc, why);
 }
 
+static bool all_connected(void);
+
+/* Every link started, and every pair connected. */
+static void start_all_connected(void)
+{
+    for (u8 i = 0; i < N; i++)
+        start(i);
+    RUN_UNTIL(all_connected(), WAIT_MS);
+    ck_assert(all_connected());
+}
+
 static struct peer_counters ctr(u8 at, u8 of)
 {
     struct peer_link_counters c;
@@ -543,10 +554,7 @@ END_TEST
 /* A new inbound connection from a replica replaces the old one; the replaced dialer comes back. */
 START_TEST(test_new_inbound_replaces_old)
 {
-    for (u8 i = 0; i < N; i++)
-        start(i);
-    RUN_UNTIL(all_connected(), WAIT_MS);
-    ck_assert(all_connected());
+    start_all_connected();
     int fd = raw_dial_hello(1, 0); /* an impostor of replica 0, or its new incarnation */
     RUN_UNTIL(ctr(1, 0).connects == 2, WAIT_MS);
     ck_assert_uint_eq(ctr(1, 0).connects, 2);
@@ -572,10 +580,7 @@ START_TEST(test_reconnect_with_backoff)
     /* Replica 1 makes its own listening socket on a port picked here. */
     close(F.n[1].lfd);
     F.n[1].lfd = -1;
-    for (u8 i = 0; i < N; i++)
-        start(i);
-    RUN_UNTIL(all_connected(), WAIT_MS);
-    ck_assert(all_connected());
+    start_all_connected();
 
     peer_link_destroy(F.n[1].l);
     F.n[1].l = NULL;
@@ -708,10 +713,7 @@ END_TEST
 /* 7. peer_link_block: one direction at a time, connections stay up, then it heals. */
 START_TEST(test_block_isolates_and_heals)
 {
-    for (u8 i = 0; i < N; i++)
-        start(i);
-    RUN_UNTIL(all_connected(), WAIT_MS);
-    ck_assert(all_connected());
+    start_all_connected();
 
     /* 0 sends nothing to 1; 1 -> 0 still flows. */
     peer_link_block(F.n[0].l, 1, true, false);
