@@ -6,6 +6,8 @@
  *   GET /status    the status JSON (as the protocol's STATUS request)
  *   GET /health    200 "ok" while every worker is ready, fresh, storage is not halted and no
  *                  metadata or snapshot write is failing; else 503 with the reason
+ *   POST /fault/peer_block/MASK   (only with fault_hooks = 1) the peer worker cuts replica r,
+ *                  both ways, for each bit r of MASK; 0 heals (a partition without namespaces)
  *
  * Everything is read from the shared segment's counters; nothing here touches the rings.
  * NOTES: the listening socket is inherited from the supervisor; freeing evhttp closes only this
@@ -208,7 +210,20 @@ static void handle(struct evhttp_request *req, void *arg)
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     int code = HTTP_OK;
     const char *reason = "OK";
-    if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && strncmp(uri, "/fault/peer_block/", 18) == 0 &&
+        seg->hdr->fault_hooks) {
+        char *end;
+        unsigned long mask = strtoul(uri + 18, &end, 10);
+        if (*end != 0 || uri[18] == 0 || mask >= (1ul << VSR_REPLICAS_MAX)) {
+            code = HTTP_BADREQUEST;
+            reason = "Bad Request";
+            evbuffer_add_printf(out, "expected /fault/peer_block/MASK, MASK a decimal replica bitmask\n");
+        } else {
+            atomic_store(&seg->hdr->peer_block, (u32)mask);
+            log_always_warn("fault_peer_block", "mask=%lu", mask);
+            evbuffer_add_printf(out, "peer_block %lu\n", mask);
+        }
+    } else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         code = 405;
         reason = "Method Not Allowed";
         evbuffer_add_printf(out, "only GET\n");

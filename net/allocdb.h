@@ -134,13 +134,14 @@ enum allocdb_reject_code {
     ALLOCDB_REJECT_REFUSED = 64, /* the server refused the whole frame with an error frame */
 };
 
-/* Indefinite: 1..5 are the server's; 64.. are the library's. */
+/* Indefinite: 1..6 are the server's; 64.. are the library's. */
 enum allocdb_indefinite_code {
     ALLOCDB_INDEFINITE_TIMEOUT = 1,           /* the server timed the command out */
     ALLOCDB_INDEFINITE_STORAGE_FAILURE = 2,
     ALLOCDB_INDEFINITE_HALTED = 3,
     ALLOCDB_INDEFINITE_WORKER_RESTARTED = 4,
     ALLOCDB_INDEFINITE_SHUTTING_DOWN = 5,
+    ALLOCDB_INDEFINITE_VIEW_CHANGE = 6,       /* its primary lost its view before it committed */
     ALLOCDB_INDEFINITE_CONNECTION_LOST = 64,  /* the connection failed with it in flight */
     ALLOCDB_INDEFINITE_CLIENT_TIMEOUT = 65,   /* no reply within the request timeout */
     ALLOCDB_INDEFINITE_UNREACHABLE = 66,      /* this call never reached a server (the call

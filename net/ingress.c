@@ -158,6 +158,8 @@ struct ingress {
     enum ing_phase phase;
     u64 drain_deadline_ms, close_by_ms;
     u32 seq_gen, app_gen;
+    char hints[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX]; /* every replica's client address (config clients) */
+    u32 hint_count;
 };
 
 static void conn_process(struct ingress *ing, struct ing_conn *c);
@@ -361,6 +363,29 @@ static void send_overloaded(struct ingress *ing, struct ing_conn *c, u64 request
 {
     ctr_add(&ing->seg->ing->overloaded, 1);
     send_error(ing, c, request_id, PROTO_ERR_OVERLOADED, "overloaded: %s; retry later", what);
+}
+
+/* A cluster's replica that is not the serving primary (DESIGN.md §8): the view it knows, and the
+ * client address of that view's primary when the config lists them and the view is settled. */
+static void send_not_primary(struct ingress *ing, struct ing_conn *c, u64 request_id)
+{
+    const struct seg_replica *r = ing->seg->rep;
+    u64 view = atomic_load_explicit(&r->view, memory_order_relaxed);
+    u32 primary = atomic_load_explicit(&r->primary, memory_order_relaxed);
+    bool settled = atomic_load_explicit(&r->status, memory_order_relaxed) == 0 && /* VSR_NORMAL */
+                   primary != atomic_load_explicit(&r->replica, memory_order_relaxed);
+    const char *hint = settled && primary < ing->hint_count ? ing->hints[primary] : "";
+    u16 hint_len = (u16)strnlen(hint, PROTO_HINT_MAX);
+    struct evbuffer_iovec v;
+    u8 *f = out_begin(ing, c, 16 + hint_len, &v);
+    if (f != NULL)
+        out_commit(ing, c, &v, PROTO_NOT_PRIMARY, request_id,
+                   proto_put_not_primary(f + PROTO_HEADER_SIZE, view, hint, hint_len));
+}
+
+static bool serving(const struct ingress *ing)
+{
+    return atomic_load_explicit(&ing->seg->rep->serving, memory_order_relaxed) != 0;
 }
 
 /* ---- pending entries ---------------------------------------------------------------------- */
@@ -742,10 +767,18 @@ static void handle_request(struct ingress *ing, struct ing_conn *c, const struct
         handle_hello(ing, c, h, body);
         break;
     case PROTO_SUBMIT:
-        handle_submit(ing, c, h, body);
+        if (!serving(ing))
+            send_not_primary(ing, c, h->request_id); /* definite: never sent to the sequencer */
+        else
+            handle_submit(ing, c, h, body);
         break;
     case PROTO_GET_RESOURCE:
     case PROTO_GET_RESERVATION:
+        if (!serving(ing)) {
+            send_not_primary(ing, c, h->request_id);
+            break;
+        }
+        /* fall through */
     case PROTO_TICK:
         handle_read(ing, c, h, body);
         break;
@@ -1192,7 +1225,7 @@ static bool write_result_valid(u8 outcome, u8 code)
     switch (outcome) {
     case PROTO_COMMITTED: return code < SM_RESULT_COUNT;
     case PROTO_REJECTED: return code >= PROTO_REJECT_INVALID_REQUEST && code <= PROTO_REJECT_MAX;
-    case PROTO_INDEFINITE: return code >= PROTO_INDEFINITE_TIMEOUT && code <= PROTO_INDEFINITE_SHUTTING_DOWN;
+    case PROTO_INDEFINITE: return code >= PROTO_INDEFINITE_TIMEOUT && code <= PROTO_INDEFINITE_VIEW_CHANGE;
     default: return false;
     }
 }
@@ -1314,6 +1347,12 @@ static void handle_result(struct ingress *ing, const struct msg_result *m)
     case MSG_RESULT_TICK:
         if (p->kind == PROTO_TICK)
             result_tick(ing, p, m);
+        return;
+    case MSG_RESULT_NOT_PRIMARY: /* a read whose round failed: its replica lost the view */
+        if (p->kind == PROTO_GET_RESOURCE || p->kind == PROTO_GET_RESERVATION) {
+            send_not_primary(ing, conn_of(ing, p), p->request_id);
+            pending_done(ing, p);
+        }
         return;
     default:
         log_warn("bad_result", "type=%u", m->type);
@@ -1575,6 +1614,7 @@ static int ing_setup(struct ingress *ing, const struct worker_ctx *w)
     ing->w = w;
     ing->cfg = cfg;
     ing->seg = w->seg;
+    ing->hint_count = config_clients(cfg, ing->hints, CONFIG_REPLICAS_MAX);
     if (w->listen_fd < 0 || cfg->max_connections == 0 || cfg->max_inflight == 0 || cfg->max_batch == 0 ||
         cfg->max_batch > PROTO_BATCH_MAX || cfg->slot_duration_ms == 0) {
         log_error("ingress_config", "listen_fd=%d max_connections=%u max_inflight=%u max_batch=%u", w->listen_fd,

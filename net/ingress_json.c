@@ -272,8 +272,43 @@ char *ing_status_json(struct segment *seg, size_t *len)
     u64 now = mono_ms();
     json_t *doc = json_object();
     put(&b, doc, "version", json_string(PACKAGE_VERSION));
-    put(&b, doc, "role", json_string("primary"));
-    put(&b, doc, "view", num(0));
+    const struct seg_replica *rp = seg->rep;
+    u32 count = LOAD(rp->replica_count);
+    bool serving = LOAD(rp->serving) != 0;
+    /* primary: serves; backup: follows a primary in normal status; view_change: between views;
+     * recovering: formatted by `recover`, not yet caught up. */
+    const char *role = count <= 1 || serving            ? "primary"
+                       : LOAD(rp->recovering) != 0       ? "recovering"
+                       : LOAD(rp->status) != 0           ? "view_change"
+                       : LOAD(rp->primary) == LOAD(rp->replica) ? "view_change" /* its own view, not yet serving */
+                                                          : "backup";
+    put(&b, doc, "role", json_string(role));
+    put(&b, doc, "view", num(LOAD(rp->view)));
+    put(&b, doc, "replica_count", num(count));
+    if (count > 1) {
+        put(&b, doc, "log_view", num(LOAD(rp->log_view)));
+        put(&b, doc, "primary", num(LOAD(rp->primary)));
+        put(&b, doc, "commit_lsn", num(LOAD(rp->commit_lsn)));
+        put(&b, doc, "op_lsn", num(LOAD(rp->op_lsn)));
+        put(&b, doc, "clock_synced", json_boolean(LOAD(rp->clock_synced) != 0));
+        json_t *peers = json_array();
+        u32 connected = LOAD(seg->peer->connected), self = LOAD(rp->replica);
+        u64 own = LOAD(rp->peer_op[self < VSR_REPLICAS_MAX ? self : 0]);
+        for (u32 r = 0; r < count && r < VSR_REPLICAS_MAX; r++) {
+            if (r == self)
+                continue;
+            json_t *o = json_object();
+            u64 op = LOAD(rp->peer_op[r]), seen = LOAD(rp->peer_seen_ms[r]);
+            put(&b, o, "replica", num(r));
+            put(&b, o, "connected", json_boolean((connected >> r) & 1u));
+            put(&b, o, "op_lsn", num(op));
+            put(&b, o, "lag", num(own > op ? own - op : 0));
+            put(&b, o, "heard_ms_ago", seen == 0 ? json_null() : num(now > seen ? now - seen : 0));
+            if (json_array_append_new(peers, o) != 0)
+                b.failed = true;
+        }
+        put(&b, doc, "peers", peers);
+    }
     char cluster[40];
     snprintf(cluster, sizeof(cluster), "%016llx%016llx", (unsigned long long)LOAD(seg->seq->cluster_id_hi),
              (unsigned long long)LOAD(seg->seq->cluster_id_lo));

@@ -113,6 +113,7 @@ const char *proto_indefinite_name(u8 code)
     case PROTO_INDEFINITE_HALTED: return "halted";
     case PROTO_INDEFINITE_WORKER_RESTARTED: return "worker_restarted";
     case PROTO_INDEFINITE_SHUTTING_DOWN: return "shutting_down";
+    case PROTO_INDEFINITE_VIEW_CHANGE: return "view_change";
     }
     return "unknown";
 }
@@ -161,7 +162,7 @@ static bool result_code_valid(u8 outcome, u8 code)
     case PROTO_COMMITTED: return code < SM_RESULT_COUNT;
     case PROTO_REJECTED: return code >= PROTO_REJECT_INVALID_REQUEST && code <= PROTO_REJECT_MAX;
     case PROTO_INDEFINITE:
-        return code >= PROTO_INDEFINITE_TIMEOUT && code <= PROTO_INDEFINITE_SHUTTING_DOWN;
+        return code >= PROTO_INDEFINITE_TIMEOUT && code <= PROTO_INDEFINITE_VIEW_CHANGE;
     }
     return false;
 }

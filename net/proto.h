@@ -173,6 +173,7 @@ enum proto_indefinite {
     PROTO_INDEFINITE_HALTED = 3,
     PROTO_INDEFINITE_WORKER_RESTARTED = 4,
     PROTO_INDEFINITE_SHUTTING_DOWN = 5,
+    PROTO_INDEFINITE_VIEW_CHANGE = 6, /* its primary lost its view with the entry uncommitted */
 };
 
 const char *proto_reject_name(u8 code);

@@ -71,6 +71,12 @@
 #define EXPIRE_HOLD_MAX_MS 1000
 #define SNAPSHOT_BACKOFF_MAX_MS 60000
 
+/* A read held for its read-index round (a cluster), numbered in arrival order. */
+struct held_read {
+    struct msg_read m;
+    u64 number;
+};
+
 struct app {
     const struct worker_ctx *w;
     struct segment *seg;
@@ -84,6 +90,10 @@ struct app {
     bool ops_broken;      /* a write failed: reopened before the next snapshot */
     u32 ops_rolled_at_fork; /* rolled segments the running snapshot child syncs ... */
     u64 ops_forced_at_fork; /* ... of which this many were synced (and closed) since */
+    bool clustered;
+    struct held_read *held; /* a cluster: reads waiting for a round, FIFO (ring_capacity of them) */
+    u32 held_head, held_count, held_cap;
+    u64 read_number;
 };
 
 /* Logs why the worker stops and returns its exit code: WORKER_EXIT_FATAL stops the daemon (the
@@ -290,7 +300,9 @@ static u32 propose_expirations(struct app *a, u64 slot)
 /* Once per slot: propose due expirations unless the previous round is still on its way. */
 static void expiration_tick(struct app *a, bool forced, u64 *proposed)
 {
-    u64 slot = now_slot(a);
+    /* A cluster expires by cluster time less its possible error, and only its serving primary
+     * (the sequencer publishes 0 otherwise, and checks again before it logs one). */
+    u64 slot = a->clustered ? atomic_load_explicit(&a->seg->rep->expire_slot, memory_order_relaxed) : now_slot(a);
     bool empty = ring_depth(a->seg->expire) == 0; /* then sequenced_lsn bounds every proposal */
     u64 sequenced = empty ? atomic_load_explicit(&a->seg->seq->sequenced_lsn, memory_order_acquire) : 0;
     unsigned todo = apply_policy_expiration(&a->policy, mono_ms(), slot, forced, a->sm.last_applied_lsn, empty,
@@ -301,13 +313,86 @@ static void expiration_tick(struct app *a, bool forced, u64 *proposed)
         *proposed = propose_expirations(a, slot);
 }
 
+static void answer_read(struct app *a, const struct msg_read *m, u64 proposed)
+{
+    struct msg_result *r = result_slot(a);
+    r->tag = m->tag;
+    r->applied_lsn = a->sm.last_applied_lsn;
+    switch (m->kind) {
+    case MSG_READ_RESOURCE:
+        r->type = MSG_RESULT_RESOURCE;
+        r->code = (u8)sm_get_resource(&a->sm, m->id, m->min_lsn, &r->u.resource);
+        break;
+    case MSG_READ_RESERVATION:
+        r->type = MSG_RESULT_RESERVATION;
+        r->code = (u8)sm_get_reservation(&a->sm, m->id, m->min_lsn, &r->u.reservation);
+        break;
+    default:
+        r->type = MSG_RESULT_TICK;
+        r->u.tick.slot = now_slot(a);
+        r->u.tick.proposed = proposed;
+        break;
+    }
+    push_result(a);
+    atomic_fetch_add_explicit(&a->seg->app->reads, 1, memory_order_relaxed);
+}
+
+/*
+ * A cluster's reads (DESIGN.md §8): each waits for a read-index round that began after it
+ * arrived (the sequencer runs them: every read numbered up to read_ready_for is covered) and
+ * for this applier to reach the round's index; a read whose round failed (the view changed, or
+ * this replica does not serve) is answered not_primary. In arrival order: rounds cover a prefix.
+ */
+static int serve_held_reads(struct app *a)
+{
+    const struct seg_replica *rep = a->seg->rep;
+    u64 ready = atomic_load_explicit(&rep->read_ready_for, memory_order_acquire);
+    u64 index = atomic_load_explicit(&rep->read_index, memory_order_relaxed); /* this round's or a later one's */
+    u64 failed = atomic_load_explicit(&rep->read_failed_for, memory_order_acquire);
+    int n = 0;
+    while (a->held_count > 0) {
+        struct held_read *h = &a->held[a->held_head];
+        if (h->number <= ready && a->sm.last_applied_lsn >= index) {
+            answer_read(a, &h->m, 0);
+        } else if (h->number <= failed && h->number > ready) {
+            struct msg_result *r = result_slot(a);
+            r->tag = h->m.tag;
+            r->type = MSG_RESULT_NOT_PRIMARY;
+            r->applied_lsn = a->sm.last_applied_lsn;
+            push_result(a);
+        } else {
+            break;
+        }
+        a->held_head = (a->held_head + 1) % a->held_cap;
+        a->held_count--;
+        n++;
+    }
+    atomic_store_explicit(&a->seg->app->reads_held, a->held_count, memory_order_relaxed);
+    return n;
+}
+
+/* Whether the oldest held read has its round's verdict (the sequencer rings when it does). */
+static bool held_answerable(const struct app *a)
+{
+    if (a->held_count == 0)
+        return false;
+    u64 n = a->held[a->held_head].number;
+    u64 ready = atomic_load_explicit(&a->seg->rep->read_ready_for, memory_order_acquire);
+    if (n <= ready) /* then it waits only for entries, which wake the applier as they come */
+        return a->sm.last_applied_lsn >= atomic_load_explicit(&a->seg->rep->read_index, memory_order_relaxed);
+    return n <= atomic_load_explicit(&a->seg->rep->read_failed_for, memory_order_acquire);
+}
+
 static int serve_reads(struct app *a)
 {
     struct segment *seg = a->seg;
     int n = 0;
+    u64 numbered = a->read_number;
     for (;;) {
         const void *p;
         u32 len;
+        if (a->clustered && a->held_count == a->held_cap)
+            break; /* the ring holds the rest: the ingress answers overloaded when it fills */
         enum ring_status st = ring_peek(seg->read, &p, &len);
         if (st == RING_EMPTY)
             break;
@@ -319,28 +404,21 @@ static int serve_reads(struct app *a)
         u64 proposed = 0;
         if (m.kind == MSG_READ_TICK)
             expiration_tick(a, true, &proposed);
-        struct msg_result *r = result_slot(a);
-        r->tag = m.tag;
-        r->applied_lsn = a->sm.last_applied_lsn;
-        switch (m.kind) {
-        case MSG_READ_RESOURCE:
-            r->type = MSG_RESULT_RESOURCE;
-            r->code = (u8)sm_get_resource(&a->sm, m.id, m.min_lsn, &r->u.resource);
-            break;
-        case MSG_READ_RESERVATION:
-            r->type = MSG_RESULT_RESERVATION;
-            r->code = (u8)sm_get_reservation(&a->sm, m.id, m.min_lsn, &r->u.reservation);
-            break;
-        default:
-            r->type = MSG_RESULT_TICK;
-            r->u.tick.slot = now_slot(a);
-            r->u.tick.proposed = proposed;
-            break;
+        if (a->clustered && m.kind != MSG_READ_TICK) {
+            u32 at = (a->held_head + a->held_count) % a->held_cap;
+            a->held[at] = (struct held_read){ .m = m, .number = ++a->read_number };
+            a->held_count++;
+        } else {
+            answer_read(a, &m, proposed);
         }
-        push_result(a);
-        atomic_fetch_add_explicit(&seg->app->reads, 1, memory_order_relaxed);
         n++;
     }
+    if (a->read_number != numbered) { /* the sequencer begins a round for them */
+        atomic_store_explicit(&seg->app->reads_wanted, a->read_number, memory_order_release);
+        doorbell_ring(seg->bell_sequencer);
+    }
+    if (a->clustered)
+        n += serve_held_reads(a);
     return n;
 }
 
@@ -451,9 +529,9 @@ static int recover(struct app *a)
     const struct config *cfg = a->w->cfg;
     struct seg_applier *c = a->seg->app;
     bool first = atomic_load(&a->seg->workers[ROLE_APPLIER].restarts) == 0;
-    /* Never past what the sequencer made durable: on the first start, the point its recovery
-     * synced; after a restart, what was applied (published only once durable). */
-    u64 limit = apply_policy_recovery_limit(first, atomic_load_explicit(&a->seg->seq->durable_lsn, memory_order_acquire),
+    /* Never past what the sequencer published: on the first start, the point its recovery
+     * synced (a cluster: the metadata's commit point); after a restart, what was applied. */
+    u64 limit = apply_policy_recovery_limit(first, atomic_load_explicit(&a->seg->seq->published_lsn, memory_order_acquire),
                                             atomic_load_explicit(&c->applied_lsn, memory_order_acquire));
     struct recovery_options opt = { .read_only = true };
     opt.wal.segment_bytes = cfg->wal_segment_bytes;
@@ -552,6 +630,15 @@ int applier_main(const struct worker_ctx *w)
     if (due == NULL)
         return WORKER_EXIT_CRASH;
     applying_init(&a->core, &a->sm, due, w->cfg->max_expirations_per_tick);
+    a->clustered = atomic_load(&w->seg->rep->replica_count) > 1;
+    if (a->clustered) {
+        a->held_cap = w->cfg->ring_capacity;
+        a->held = calloc(a->held_cap, sizeof(*a->held));
+        if (a->held == NULL)
+            return WORKER_EXIT_CRASH;
+        /* Numbers go on from the last applier's: a round in flight never covers a new read. */
+        a->read_number = atomic_load(&w->seg->app->reads_wanted);
+    }
     int rc = recover(a);
     if (rc != 0)
         return rc;
@@ -581,7 +668,7 @@ int applier_main(const struct worker_ctx *w)
             continue;
         doorbell_arm(seg->bell_applier);
         if (ring_has(seg->shlog, SHLOG_APPLIER) || ring_has(seg->read, 0) ||
-            (!retry_blocked && ring_has(seg->retry, 0))) {
+            (!retry_blocked && ring_has(seg->retry, 0)) || held_answerable(a)) {
             doorbell_disarm(seg->bell_applier);
             continue;
         }

@@ -748,6 +748,20 @@ int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, s
     return write_record(m, NULL, p, ADB_ARRAY_LEN(p), NULL, force, why, why_len);
 }
 
+static bool views_recovered(struct meta_record *next, char *why, size_t why_len)
+{
+    (void)why, (void)why_len;
+    if (next->status == META_STATUS_RECOVERING)
+        next->status = META_STATUS_NORMAL;
+    return true;
+}
+
+int meta_set_views(struct meta *m, u64 view, u64 log_view, bool recovering, char *why, size_t why_len)
+{
+    const struct patch p[] = { PATCH(view, &view), PATCH(last_normal_view, &log_view) };
+    return write_record(m, NULL, p, ADB_ARRAY_LEN(p), recovering ? NULL : views_recovered, false, why, why_len);
+}
+
 int meta_install_begin(struct meta *m, const struct meta_entry *at, char *why, size_t why_len)
 {
     ADB_ASSERT(at->lsn != 0);

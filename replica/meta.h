@@ -125,6 +125,10 @@ int meta_write(struct meta *m, const struct meta_record *rec, char *why, size_t 
 int meta_advance_commit(struct meta *m, u64 commit_lsn, char *why, size_t why_len);
 int meta_set_snapshot(struct meta *m, u64 snapshot_lsn, char *why, size_t why_len);
 int meta_set_status(struct meta *m, enum meta_status s, bool force, char *why, size_t why_len);
+/* The replication core's durable state (replica/vsr.h struct vsr_durable): view and last normal
+ * view (each only grows: the record's invariants refuse less), and the end of a recovery
+ * (recovering false turns a recovering status normal; it is never set again here). */
+int meta_set_views(struct meta *m, u64 view, u64 log_view, bool recovering, char *why, size_t why_len);
 /* Pins the settings of a record that has none (a format-1 data dir); -EINVAL if already pinned
  * to other values. Upgrades the record to format 2. */
 int meta_set_pins(struct meta *m, const struct meta_pins *pins, char *why, size_t why_len);

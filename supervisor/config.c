@@ -144,6 +144,8 @@ static const struct key keys[] = {
 
     KEY(replicas, KEY_ADDR_LIST, "", 0, 0,
         "the cluster's replicas, HOST:PORT,... in replica order (empty: a single node)"),
+    KEY(clients, KEY_ADDR_LIST, "", 0, 0,
+        "every replica's client address, HOST:PORT,... in replica order: a not_primary answer names the primary's"),
     KEY(peer_listen, KEY_ADDR_OPT, "", 0, 0,
         "where this replica accepts its peers, HOST:PORT (empty: its own entry in replicas)"),
     KEY(peer_heartbeat_ms, KEY_DURATION, "50ms", 1, 60000, "commit heartbeats and clock pings between replicas"),
@@ -156,6 +158,8 @@ static const struct key keys[] = {
     KEY(clock_tolerance_ms, KEY_DURATION, "500ms", 1, 60000,
         "a quorum's clocks must agree this closely for a cluster time (and new entries)"),
     KEY(pipeline_max, KEY_U32, "128", 1, 256, "most entries the primary has beyond the commit point"),
+    KEY(fault_hooks, KEY_U32, "0", 0, 1,
+        "1: the admin endpoint takes POST /fault/peer_block/MASK (tests, allocdb-cluster isolate)"),
 
     KEY(log_level, KEY_LOG_LEVEL, "info", 0, 0, "error, warn, info or debug"),
 };
@@ -743,6 +747,17 @@ u32 config_replicas(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap
     return n;
 }
 
+u32 config_clients(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap)
+{
+    ADB_ASSERT(cap >= CONFIG_REPLICAS_MAX);
+    if (c->clients[0] == 0)
+        return 0;
+    char why[CONFIG_ADDR_MAX + 128];
+    u32 n = split_addrs(c->clients, out, why, sizeof(why));
+    ADB_ASSERT(n != 0); /* config_set checked it */
+    return n;
+}
+
 /* The host part of HOST:PORT (checked) into out, and a pointer to its port. */
 static const char *addr_split(const char *addr, char *host, size_t cap)
 {
@@ -764,6 +779,13 @@ int config_cluster_check(const struct config *c, u64 replica, u64 count, char *w
                 "replicas lists %u address%s, but the data directory is replica %" PRIu64 " of a %" PRIu64
                 "-replica cluster: list all %" PRIu64 ", in replica order",
                 n, n == 1 ? "" : "es", replica, count, count);
+        return -1;
+    }
+    char clients[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
+    u32 nc = config_clients(c, clients, CONFIG_REPLICAS_MAX);
+    if (nc != 0 && nc != count) {
+        why_set(why, why_len, "clients lists %u address%s, but the cluster has %" PRIu64 " replicas: list every "
+                "replica's client address, in replica order", nc, nc == 1 ? "" : "es", count);
         return -1;
     }
     if (c->peer_listen[0] == 0)

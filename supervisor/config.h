@@ -73,11 +73,13 @@ struct config {
 
     /* replication (DESIGN.md §8); the data dir says which replica of how many this is */
     char replicas[CONFIG_REPLICAS_TEXT_MAX]; /* HOST:PORT,... in replica order; "" single node */
+    char clients[CONFIG_REPLICAS_TEXT_MAX];  /* every replica's client address (not_primary hints) */
     char peer_listen[CONFIG_ADDR_MAX]; /* where peers connect; "": this replica's replicas entry */
     u64 peer_heartbeat_ms;      /* commit heartbeats and pings (clock samples): 50ms */
     u64 primary_timeout_ms;     /* a backup that hears no primary this long votes: 1s */
     u64 view_change_timeout_ms; /* a view change not done by then tries the next view: 2s */
     u64 repair_interval_ms;     /* between repair requests and prepare resends: 100ms */
+    u32 fault_hooks;            /* 1: POST /fault/peer_block/MASK on the admin endpoint: 0 */
     u64 clock_tolerance_ms;     /* a quorum's clocks must agree this closely: 500ms */
     u32 pipeline_max;           /* entries beyond the commit point: 128 */
 
@@ -106,6 +108,8 @@ int config_validate(const struct config *c, char *why, size_t why_len);
 /* The replicas key's addresses, in replica order, into out (cap of them); returns how many
  * (0: the key is empty, a single node). */
 u32 config_replicas(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap);
+/* The clients key's addresses likewise (0: not set: not_primary answers carry no hint). */
+u32 config_clients(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap);
 
 /* Whether this config fits replica `replica` of a `count`-replica cluster (what the data dir
  * was formatted as): replicas lists count addresses (or none, for a single replica), and

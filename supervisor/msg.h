@@ -78,6 +78,8 @@ enum msg_result_type {
     MSG_RESULT_TICK = 4,        /* tick fields */
     MSG_RESULT_RESUBMIT = 5,    /* the retry shortcut missed: send the write again with
                                  * MSG_TAG_FORCE_LOG (never seen by clients) */
+    MSG_RESULT_NOT_PRIMARY = 6, /* a read this replica may not serve (a cluster: not the serving
+                                 * primary, or it lost its view before the read's round) */
 };
 
 /* applier or sequencer -> ingress */

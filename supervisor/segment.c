@@ -61,6 +61,9 @@ u64 segment_layout_signature(void)
                           sizeof(struct seg_sequencer),
                           sizeof(struct seg_applier),
                           sizeof(struct seg_ingress),
+                          sizeof(struct seg_replica),
+                          sizeof(struct seg_peer),
+                          sizeof(struct msg_peer),
                           sizeof(struct doorbell),
                           sizeof(struct msg_write),
                           sizeof(struct msg_read),
@@ -95,6 +98,13 @@ static u32 expire_capacity(const struct config *cfg)
     return c;
 }
 
+/* The peer rings: room for bursts of a cluster's messages; a single node has none to move. */
+static u32 peer_ring_capacity(const struct config *cfg)
+{
+    char addrs[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
+    return config_replicas(cfg, addrs, CONFIG_REPLICAS_MAX) > 1 ? 512 : 2;
+}
+
 static bool add(u64 *total, u64 part)
 {
     if (part == 0 || *total > UINT64_MAX - part)
@@ -109,8 +119,9 @@ bool segment_layout(const struct config *cfg, struct segment_layout *o, char *wh
     o->header = align_line(sizeof(struct segment_header));
     o->workers = align_line(ROLE_COUNT * sizeof(struct worker_slot));
     o->counters = align_line(sizeof(struct seg_sequencer)) + align_line(sizeof(struct seg_applier)) +
-                  align_line(sizeof(struct seg_ingress));
-    o->doorbells = 3 * ADB_CACHE_LINE;
+                  align_line(sizeof(struct seg_ingress)) + align_line(sizeof(struct seg_replica)) +
+                  align_line(sizeof(struct seg_peer));
+    o->doorbells = 4 * ADB_CACHE_LINE;
     u32 rc = cfg->ring_capacity;
     o->write = ring_size(rc, slot_of(sizeof(struct msg_write)));
     o->read = ring_size(rc, slot_of(sizeof(struct msg_read)));
@@ -119,8 +130,10 @@ bool segment_layout(const struct config *cfg, struct segment_layout *o, char *wh
     o->result = ring_size(rc, slot_of(sizeof(struct msg_result)));
     o->reject = ring_size(rc, slot_of(sizeof(struct msg_result)));
     o->shlog = ring_size(cfg->shared_log_capacity, slot_of(sizeof(struct shlog_entry)));
+    o->peer_in = ring_size(peer_ring_capacity(cfg), slot_of(sizeof(struct msg_peer)));
+    o->peer_out = o->peer_in;
     u64 parts[] = { o->header, o->workers, o->counters, o->doorbells, o->write, o->read,
-                    o->retry, o->expire, o->result, o->reject, o->shlog };
+                    o->retry, o->expire, o->result, o->reject, o->shlog, o->peer_in, o->peer_out };
     u64 total = 0;
     for (size_t i = 0; i < ADB_ARRAY_LEN(parts); i++) {
         if (!add(&total, align_line(parts[i]))) {
@@ -189,6 +202,7 @@ int segment_create(struct segment *seg, const struct config *cfg, char *why, siz
 {
     memset(seg, 0, sizeof(*seg));
     seg->ingress_eventfd = -1;
+    seg->peer_eventfd = -1;
     struct segment_layout l;
     if (!segment_layout(cfg, &l, why, why_len))
         return -EINVAL;
@@ -199,12 +213,16 @@ int segment_create(struct segment *seg, const struct config *cfg, char *why, siz
         return -e;
     }
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (efd < 0) {
+    int pfd = efd < 0 ? -1 : eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (efd < 0 || pfd < 0) {
         int e = errno;
+        if (efd >= 0)
+            close(efd);
         munmap(base, l.total);
         why_set(why, why_len, "eventfd: %s", strerror(e));
         return -e;
     }
+    seg->peer_eventfd = pfd;
     seg->base = base;
     seg->size = l.total;
     seg->ingress_eventfd = efd;
@@ -219,13 +237,19 @@ int segment_create(struct segment *seg, const struct config *cfg, char *why, siz
     p += align_line(sizeof(struct seg_applier));
     seg->ing = (struct seg_ingress *)p;
     p += align_line(sizeof(struct seg_ingress));
+    seg->rep = (struct seg_replica *)p;
+    p += align_line(sizeof(struct seg_replica));
+    seg->peer = (struct seg_peer *)p;
+    p += align_line(sizeof(struct seg_peer));
     seg->bell_sequencer = (struct doorbell *)p;
     seg->bell_applier = (struct doorbell *)(p + ADB_CACHE_LINE);
     seg->bell_ingress = (struct doorbell *)(p + 2 * ADB_CACHE_LINE);
+    seg->bell_peer = (struct doorbell *)(p + 3 * ADB_CACHE_LINE);
     p += align_line(l.doorbells);
     doorbell_init(seg->bell_sequencer, -1);
     doorbell_init(seg->bell_applier, -1);
     doorbell_init(seg->bell_ingress, efd);
+    doorbell_init(seg->bell_peer, pfd);
 
     u32 rc = cfg->ring_capacity;
 #define RING(field, cap, type, consumers, bell)                                                  \
@@ -241,6 +265,8 @@ int segment_create(struct segment *seg, const struct config *cfg, char *why, siz
     RING(result, rc, struct msg_result, 1, seg->bell_ingress);
     RING(reject, rc, struct msg_result, 1, seg->bell_ingress);
     RING(shlog, cfg->shared_log_capacity, struct shlog_entry, 2, seg->bell_applier);
+    RING(peer_in, peer_ring_capacity(cfg), struct msg_peer, 1, seg->bell_sequencer);
+    RING(peer_out, peer_ring_capacity(cfg), struct msg_peer, 1, seg->bell_peer);
 #undef RING
     ADB_ASSERT((u64)(p - (u8 *)base) <= l.total);
     ring_set_active(seg->shlog, SHLOG_PEER, false); /* single node: no peer cursor yet */
@@ -262,6 +288,11 @@ int segment_create(struct segment *seg, const struct config *cfg, char *why, siz
     h->reservation_capacity = cfg->reservation_capacity;
     h->max_ttl_ms = cfg->max_ttl_ms;
     h->operation_capacity = cfg->operation_capacity;
+    h->fault_hooks = cfg->fault_hooks;
+    char addrs[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
+    u32 n = config_replicas(cfg, addrs, CONFIG_REPLICAS_MAX);
+    atomic_store(&seg->rep->replica_count, n > 1 ? n : 1);
+    atomic_store(&seg->rep->serving, n > 1 ? 0 : 1);
     return 0;
 }
 
@@ -271,8 +302,11 @@ void segment_destroy(struct segment *seg)
         munmap(seg->base, seg->size);
     if (seg->ingress_eventfd >= 0)
         close(seg->ingress_eventfd);
+    if (seg->peer_eventfd >= 0)
+        close(seg->peer_eventfd);
     memset(seg, 0, sizeof(*seg));
     seg->ingress_eventfd = -1;
+    seg->peer_eventfd = -1;
 }
 
 bool segment_check(const struct segment *seg, char *why, size_t why_len)

@@ -33,6 +33,7 @@
 #include "wal/frame.h"
 #include "wal/command.h"
 #include "wal/slot_clock.h"
+#include "replica/vsr_message.h"
 
 #include <stdatomic.h>
 
@@ -134,6 +135,50 @@ struct seg_applier {
     _Atomic u64 reads;
     _Atomic u32 resources_used, reservations_used, operations_used, expirations_used;
     _Atomic u32 resource_capacity, reservation_capacity, operation_capacity, expiration_capacity;
+    /* Read index (a cluster): every read taken is numbered; the sequencer answers with rounds. */
+    _Atomic u64 reads_wanted; /* the number of the last read that waits for a round */
+    _Atomic u64 reads_held;   /* reads waiting now (a round, or the applier to reach the index) */
+} __attribute__((aligned(64)));
+
+/* The replica's place in its cluster, written by the sequencer only (whose process runs the
+ * replication core, replica/vsr.h). A single node: replica_count 1, always serving. */
+struct seg_replica {
+    _Atomic u32 replica_count, replica;
+    _Atomic u32 status;     /* enum vsr_status */
+    _Atomic u32 serving;    /* 1: the serving primary: writes and reads are taken */
+    _Atomic u32 primary;    /* the primary of view */
+    _Atomic u32 recovering; /* formatted by `recover` and not yet caught up */
+    _Atomic u32 clock_synced; /* a quorum's clocks agree (cluster_ms valid) */
+    _Atomic u64 view, log_view, commit_lsn, op_lsn;
+    _Atomic u64 cluster_ms;
+    _Atomic u64 expire_slot; /* deadlines before it may expire now (cluster time less its error) */
+    /* Read index: the last read number (seg_applier.reads_wanted) a confirmed round covers and
+     * the index it is served at (stored before it); reads up to failed_for lost their view. */
+    _Atomic u64 read_ready_for, read_index, read_failed_for;
+    /* Per replica: the last LSN its WAL holds as it told us, and when we last heard from it
+     * (CLOCK_MONOTONIC ms, 0: never). */
+    _Atomic u64 peer_op[VSR_REPLICAS_MAX];
+    _Atomic u64 peer_seen_ms[VSR_REPLICAS_MAX];
+    /* The core's counters (replica/vsr.h struct vsr_counters), copied after every event. */
+    _Atomic u64 view_changes, prepares_sent, prepares_resent, prepare_oks;
+    _Atomic u64 repairs_requested, repairs_served, repairs_appended, truncations, truncated_entries;
+    _Atomic u64 dropped_decode, dropped_cluster, dropped_replica, dropped_view, dropped_status;
+    _Atomic u64 read_rounds, clock_unsynced_refusals, transfers_started, transfers_installed;
+    _Atomic u64 recoveries, persist_failures;
+    _Atomic u64 messages_in, messages_out, messages_out_dropped; /* through the peer rings */
+    _Atomic u64 read_round_us_sum, read_round_us_count; /* from a round's request to its confirmation */
+    _Atomic u64 not_primary; /* writes answered not_primary by the sequencer */
+} __attribute__((aligned(64)));
+
+/* Written by the peer worker only (its transport's counters, net/peer.h). */
+struct seg_peer {
+    _Atomic u32 connected; /* bit r: replica r's connection passed its handshake */
+    _Atomic u64 msgs_sent[VSR_REPLICAS_MAX], msgs_received[VSR_REPLICAS_MAX];
+    _Atomic u64 bytes_sent[VSR_REPLICAS_MAX], bytes_received[VSR_REPLICAS_MAX];
+    _Atomic u64 connects[VSR_REPLICAS_MAX], disconnects[VSR_REPLICAS_MAX];
+    _Atomic u64 dropped_queue_full, dropped_not_connected, dropped_bad, dropped_blocked;
+    _Atomic u64 dropped_inbound_full; /* received while the peer_in ring was full */
+    _Atomic u32 blocked_out, blocked_in; /* bit r: the test hook cut replica r (allocdb-cluster isolate) */
 } __attribute__((aligned(64)));
 
 /* Written by the ingress only. */
@@ -168,6 +213,10 @@ struct segment_header {
     u32 operation_capacity;
     u32 reservation_capacity;
     u64 history_window_ms;
+    /* Fault hook (tests, allocdb-cluster isolate): set by the admin endpoint, read by the peer
+     * worker: bit r cuts replica r in both directions. */
+    _Atomic u32 peer_block;
+    u32 fault_hooks; /* the config's: the admin endpoint takes fault requests */
 } __attribute__((aligned(64)));
 
 /* One entry of the shared log: a WAL frame exactly as written to disk, plus the tag of the
@@ -176,6 +225,15 @@ struct shlog_entry {
     struct msg_tag tag;
     u32 frame_len;
     u8 frame[WAL_FRAME_HEADER_SIZE + WAL_CMD_SIZE_MAX];
+};
+
+/* A replication message between the sequencer (the core) and the peer worker (the transport):
+ * peer_in carries received ones (replica: the sender), peer_out ones to send (the recipient). */
+struct msg_peer {
+    u8 replica;
+    u8 pad[3];
+    u32 len;
+    u8 bytes[VSR_MESSAGE_MAX];
 };
 
 /* Consumer cursors of the shared log. */
@@ -191,7 +249,9 @@ struct segment {
     struct seg_sequencer *seq;
     struct seg_applier *app;
     struct seg_ingress *ing;
-    struct doorbell *bell_sequencer, *bell_applier, *bell_ingress;
+    struct seg_replica *rep;
+    struct seg_peer *peer;
+    struct doorbell *bell_sequencer, *bell_applier, *bell_ingress, *bell_peer;
     struct ring *write;   /* ingress -> sequencer: msg_write */
     struct ring *read;    /* ingress -> applier: msg_read */
     struct ring *retry;   /* sequencer -> applier: msg_retry */
@@ -199,12 +259,15 @@ struct segment {
     struct ring *result;  /* applier -> ingress: msg_result */
     struct ring *reject;  /* sequencer -> ingress: msg_result */
     struct ring *shlog;   /* sequencer -> applier (+ peer): shlog_entry */
+    struct ring *peer_in;  /* peer -> sequencer: msg_peer received */
+    struct ring *peer_out; /* sequencer -> peer: msg_peer to send */
     int ingress_eventfd;
+    int peer_eventfd;
 };
 
 struct segment_layout {
     u64 header, workers, counters, doorbells;
-    u64 write, read, retry, expire, result, reject, shlog;
+    u64 write, read, retry, expire, result, reject, shlog, peer_in, peer_out;
     u64 total;
 };
 

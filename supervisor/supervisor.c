@@ -40,7 +40,8 @@ struct sup {
     struct segment seg;
     enum sup_state state;
     int exit_code;
-    int listen_fd, admin_fd, lock_fd;
+    int listen_fd, admin_fd, lock_fd, peer_fd;
+    bool clustered;
     int pipe_rd, pipe_wr;
     u64 restart_at[ROLE_COUNT];   /* 0: no restart pending */
     u32 recent_restarts[ROLE_COUNT]; /* for backoff */
@@ -140,7 +141,7 @@ static int lock_data_dir(struct sup *s)
  * The replicas key must fit the replica the data dir is. LMDB is opened and closed here,
  * before any fork (an environment must not cross one).
  */
-static int check_meta(const struct config *cfg)
+static int check_meta(const struct config *cfg, u64 *replica)
 {
     struct meta *m;
     struct meta_record rec;
@@ -170,14 +171,10 @@ static int check_meta(const struct config *cfg)
         log_error("start_refused", "reason=\"%s\"", why);
         return ADBD_EXIT_CONFIG;
     }
-    if (rec.replica_count > 1) {
-        /* Alone it would acknowledge writes no other replica holds: never. */
-        log_error("start_refused",
-                  "reason=\"the data directory is replica %" PRIu64 " of a %" PRIu64 "-replica cluster%s, and this "
-                  "allocdbd runs a single replica only (it has no peer worker yet)\"",
-                  rec.replica_id, rec.replica_count, rec.status == META_STATUS_RECOVERING ? " (recovering)" : "");
-        return ADBD_EXIT_CONFIG;
-    }
+    *replica = rec.replica_id;
+    if (rec.replica_count > 1)
+        log_always_info("replica", "replica=%" PRIu64 " of=%" PRIu64 " status=%s", rec.replica_id, rec.replica_count,
+                        meta_status_name((enum meta_status)rec.status));
     return 0;
 }
 
@@ -319,7 +316,7 @@ static int role_main(enum worker_role r, const struct worker_ctx *w)
     case ROLE_SEQUENCER: return sequencer_main(w);
     case ROLE_APPLIER: return applier_main(w);
     case ROLE_INGRESS: return ingress_main(w);
-    case ROLE_PEER: break;
+    case ROLE_PEER: return peer_main(w);
     }
     return WORKER_EXIT_CRASH;
 }
@@ -344,7 +341,7 @@ static bool spawn(struct sup *s, enum worker_role r)
         close(s->pipe_wr);
         self_pipe_wr = -1;
         struct worker_ctx w = { .cfg = s->cfg, .seg = &s->seg, .role = r, .generation = gen,
-                                .listen_fd = s->listen_fd, .admin_fd = s->admin_fd,
+                                .listen_fd = s->listen_fd, .admin_fd = s->admin_fd, .peer_fd = s->peer_fd,
                                 .supervisor_pid = getppid() };
         _exit(role_main(r, &w));
     }
@@ -585,7 +582,8 @@ static void watchdog_ping(struct sup *s)
 /* Stops workers in reverse start order: SIGTERM, then SIGKILL after the shutdown timeout. */
 static bool stop_next(struct sup *s, bool force_now)
 {
-    static const enum worker_role order[] = { ROLE_INGRESS, ROLE_APPLIER, ROLE_SEQUENCER };
+    /* The peer after the ingress: what the ingress drains may still need a quorum. */
+    static const enum worker_role order[] = { ROLE_INGRESS, ROLE_PEER, ROLE_APPLIER, ROLE_SEQUENCER };
     u64 now = mono_ms();
     for (size_t i = 0; i < ADB_ARRAY_LEN(order); i++) {
         enum worker_role r = order[i];
@@ -630,6 +628,9 @@ static void step(struct sup *s)
         break;
     }
     case SUP_RUNNING:
+        /* A cluster's transport, once the sequencer has published which replica this is. */
+        if (s->clustered && atomic_load(&s->seg.workers[ROLE_PEER].state) == WORKER_EMPTY && !spawn(s, ROLE_PEER))
+            fail(s, ADBD_EXIT_OSERR, "cannot fork a worker");
         break;
     case SUP_DRAINING:
         /* The ingress answers what is in flight and exits; then the rest stop. */
@@ -694,7 +695,7 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     fit_descriptors(&effective);
     cfg = &effective;
     s->cfg = cfg;
-    s->listen_fd = s->admin_fd = s->lock_fd = -1;
+    s->listen_fd = s->admin_fd = s->lock_fd = s->peer_fd = -1;
     s->stop_role = -1;
 
     struct stat st;
@@ -704,15 +705,25 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
                   "'allocdbd format --data-dir %s'\"", cfg->data_dir, cfg->data_dir);
         return ADBD_EXIT_NOT_FORMATTED;
     }
+    u64 replica = 0;
     int rc = check_memory(cfg);
     if (rc == 0)
         rc = lock_data_dir(s);
     if (rc == 0)
-        rc = check_meta(cfg);
+        rc = check_meta(cfg, &replica);
     if (rc == 0)
         rc = open_listener(cfg->listen, "listen", &s->listen_fd);
     if (rc == 0 && cfg->admin_listen[0] != 0)
         rc = open_listener(cfg->admin_listen, "admin_listen", &s->admin_fd);
+    char peers[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
+    u32 replicas = config_replicas(cfg, peers, CONFIG_REPLICAS_MAX);
+    s->clustered = replicas > 1;
+    if (rc == 0 && s->clustered) {
+        /* Held here, like the client port, so a restarted peer worker never loses it. Which
+         * entry is ours: the metadata's replica, checked against the config by check_meta. */
+        const char *at = cfg->peer_listen[0] != 0 ? cfg->peer_listen : peers[replica < replicas ? replica : 0];
+        rc = open_listener(at, "peer_listen", &s->peer_fd);
+    }
     if (rc != 0)
         return rc;
     bound_address(s->listen_fd, s->listen_actual, sizeof(s->listen_actual));
@@ -785,6 +796,8 @@ int supervisor_run(const struct config *cfg, int argc, char **argv)
     close(s->listen_fd);
     if (s->admin_fd >= 0)
         close(s->admin_fd);
+    if (s->peer_fd >= 0)
+        close(s->peer_fd);
     close(s->lock_fd);
     return code;
 }

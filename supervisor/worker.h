@@ -43,6 +43,7 @@ struct worker_ctx {
     u32 generation;
     int listen_fd;       /* clients: a listening, non-blocking TCP socket (ingress) */
     int admin_fd;        /* admin HTTP: listening socket or -1 (ingress) */
+    int peer_fd;         /* replication: listening socket or -1 (peer; a single node has none) */
     pid_t supervisor_pid;
 };
 
@@ -70,5 +71,6 @@ u64 applier_memory(const struct config *cfg);
 int sequencer_main(const struct worker_ctx *w);
 int applier_main(const struct worker_ctx *w);
 int ingress_main(const struct worker_ctx *w);
+int peer_main(const struct worker_ctx *w);
 
 #endif

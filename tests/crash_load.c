@@ -5,7 +5,7 @@
  *
  *   crash_load --addr HOST:PORT [--threads N] [--tasks K] [--resources H] [--batch B]
  *              [--duration-ms D] [--ttl-ms MIN:MAX] [--busy-ms MS] [--expire-pct P] [--seed S]
- *              [--deadline-s S] [--window-ms W] [--record FILE]
+ *              [--deadline-s S] [--window-ms W] [--stamp-slack-ms MS] [--record FILE]
  *              [--inject-bug double|early|dup|stale]
  *   crash_load --addr HOST:PORT --probe [--since-ns NS] [--deadline-s S]
  *
@@ -60,7 +60,10 @@
  *           reads CLOCK_BOOTTIME too), and a reserve is stamped while in flight, at slot deadline
  *           - ceil(ttl / slot); so every granted reserve bounds that constant from both sides and
  *           the bounds must overlap (1 ms allowed for the server's whole milliseconds). A reserve
- *           stamped with a slot that had already ended counts its TTL from the past.
+ *           stamped with a slot that had already ended counts its TTL from the past. Against a
+ *           cluster, --stamp-slack-ms allows the stamps to lag by up to MS: cluster time is a
+ *           quorum's lowest agreeing clock, behind any one replica's by up to the clock
+ *           tolerance (expirations wait that much more: the early check stays exact).
  *   A hidden --inject-bug corrupts the client's own bookkeeping before the matching check
  *   (double: one reservation held past the next grant; early: one expired reservation's
  *   reserve sent a TTL later than it was; dup: one command resubmitted with a new operation id,
@@ -110,6 +113,7 @@ static struct {
     int64_t duration, deadline_span, window;
     uint64_t ttl_min, ttl_max, busy_ms, expire_pct;
     uint64_t seed;
+    int64_t stamp_slack; /* a cluster stamps with cluster time, behind a replica's own clock */
     int inject;
 } cfg = {
     .addr = "127.0.0.1:7400",
@@ -1527,7 +1531,7 @@ static void check_all(struct summary *s, uint64_t *idrng)
         }
         if (max_lo != INT64_MIN) {
             s->stamp_checked = true;
-            s->stamp_room_ns = min_hi + MS - max_lo;
+            s->stamp_room_ns = min_hi + MS + cfg.stamp_slack - max_lo;
             if (s->stamp_room_ns < 0) {
                 const struct op *x = AOP(lo_op), *y = AOP(hi_op);
                 uint64_t xs = x->deadline - (x->ttl_ms + slot_ms - 1) / slot_ms;
@@ -1699,6 +1703,8 @@ int main(int argc, char **argv)
             deadline_s = x;
         } else if (strcmp(a, "--window-ms") == 0) {
             cfg.window = (int64_t)x * MS;
+        } else if (strcmp(a, "--stamp-slack-ms") == 0) {
+            cfg.stamp_slack = (int64_t)x * MS;
         } else if (strcmp(a, "--since-ns") == 0) {
             since = (int64_t)x;
         } else {

@@ -24,7 +24,7 @@ start_line() {
 }
 peers=127.0.0.1:7701,127.0.0.1:7702,127.0.0.1:7703
 
-echo "1..22"
+echo "1..25"
 
 expect "format: replica 1 of 3" 0 "replica_id=1 replica_count=3" \
     "$allocdbd" format --data-dir "$tmp/r1" --cluster-id 0xC1 --replica 1 --replica-count 3
@@ -62,8 +62,8 @@ expect "check-config: a bad address refused" 78 "address 1: 'nohost' is not HOST
 expect "check-config: a primary timeout of two heartbeats refused" 78 "under four peer_heartbeat_ms" \
     "$allocdbd" check-config --peer-heartbeat-ms 500ms --primary-timeout-ms 1s
 
-# start: the config must fit the replica the data dir is, and (no peer worker yet) a replica
-# of a cluster does not run alone.
+# start: the config must fit the replica the data dir is; a fitting one starts (alone it serves
+# nothing: tests/cluster_failover.sh runs whole clusters).
 line=$(start_line "$tmp/r1")
 case $line in *"replicas lists 0 addresses, but the data directory is replica 1 of a 3-replica cluster"*)
     ok "start: replica 1 of 3 without replicas is refused" ;;
@@ -72,14 +72,30 @@ line=$(start_line "$tmp/r1" --replicas "$peers" --peer-listen 0.0.0.0:7701)
 case $line in *"peer_listen = 0.0.0.0:7701 is not replica 1's address in replicas (127.0.0.1:7702)"*)
     ok "start: another replica's peer_listen is refused" ;;
 *) not_ok "start: another replica's peer_listen is refused" "$line" ;; esac
-line=$(start_line "$tmp/r1" --replicas "$peers" --peer-listen 0.0.0.0:7702)
-case $line in *"replica 1 of a 3-replica cluster, and this allocdbd runs a single replica only"*)
-    ok "start: a fitting replica of a cluster is refused: no peer worker yet (never alone)" ;;
-*) not_ok "start: a fitting replica of a cluster is refused: no peer worker yet (never alone)" "$line" ;; esac
-line=$(start_line "$tmp/r2" --replicas "$peers")
-case $line in *"replica 2 of a 3-replica cluster (recovering)"*)
-    ok "start: the recovering replica says so" ;;
-*) not_ok "start: the recovering replica says so" "$line" ;; esac
+# status ADDR: the role the status document names
+role_of() { "$b/allocdb" --addr "$1" --timeout 2s status --json 2>/dev/null | grep -o '"role": *"[a-z_]*"' | head -1; }
+if daemon_start "$tmp/r1" --replicas "$peers" --peer-listen 0.0.0.0:7702 &&
+    grep -q 'replica replica=1 of=3 status=normal' "$log"; then
+    ok "start: a fitting replica of a cluster starts"
+else
+    not_ok "start: a fitting replica of a cluster starts" "$(tail -3 "$log")"
+fi
+got=$(role_of "$addr")
+case $got in *'"backup"'* | *'"view_change"'*) ok "alone, it does not serve ($got)" ;;
+*) not_ok "alone, it does not serve" "$got" ;; esac
+out=$("$b/allocdb" --addr "$addr" --timeout 1s create-resource 1 2>&1)
+[ $? -eq 2 ] && ok "alone, a write is refused not_primary (definite)" || not_ok "alone, a write is refused not_primary (definite)" "$out"
+daemon_stop > /dev/null
+sup=
+if daemon_start "$tmp/r2" --replicas "$peers" && grep -q 'replica replica=2 of=3 status=recovering' "$log"; then
+    ok "start: the recovering replica says so"
+else
+    not_ok "start: the recovering replica says so" "$(tail -3 "$log")"
+fi
+got=$(role_of "$addr")
+case $got in *'"recovering"'*) ok "its status says recovering" ;; *) not_ok "its status says recovering" "$got" ;; esac
+daemon_stop > /dev/null
+sup=
 daemon_start "$tmp/single" --replicas 127.0.0.1:7709
 if [ $? -eq 0 ]; then ok "start: a single node with its own address in replicas serves"; else
     not_ok "start: a single node with its own address in replicas serves" "$(tail -3 "$log")"; fi

@@ -161,7 +161,7 @@ START_TEST(test_key_info)
         ck_assert_msg(memcmp(&c, &d, sizeof(c)) == 0, "%s", name);
         n++;
     }
-    ck_assert_uint_eq(n, 38); /* every member of struct config */
+    ck_assert_uint_eq(n, 40); /* every member of struct config */
     ck_assert(!config_key_info(n, &name, &help, &def));
     ck_assert(!config_key_info(UINT32_MAX, NULL, NULL, NULL));
 }

@@ -158,7 +158,7 @@ static struct proto_command sample_command(u8 kind, u32 i)
 static struct proto_result sample_result(u32 i)
 {
     static const u8 codes[3] = {SM_RESULT_COUNT, PROTO_REJECT_MAX,
-                                PROTO_INDEFINITE_SHUTTING_DOWN};
+                                PROTO_INDEFINITE_VIEW_CHANGE};
     u8 outcome = (u8)(i % 3);
     struct proto_result r = {.outcome = outcome, .code = (u8)(i % codes[outcome]),
                              .from_retry_cache = outcome == PROTO_COMMITTED && (i & 1),
@@ -256,7 +256,8 @@ START_TEST(test_names)
         ck_assert_str_eq(proto_result_name(PROTO_REJECTED, c), rejects[c]);
     }
     static const char *const indefinites[] = {"unknown", "timeout", "storage_failure", "halted",
-                                              "worker_restarted", "shutting_down", "unknown"};
+                                              "worker_restarted", "shutting_down", "view_change",
+                                              "unknown"};
     for (u8 c = 0; c < ADB_ARRAY_LEN(indefinites); c++) {
         ck_assert_str_eq(proto_indefinite_name(c), indefinites[c]);
         ck_assert_str_eq(proto_result_name(PROTO_INDEFINITE, c), indefinites[c]);
@@ -801,7 +802,7 @@ END_TEST
 START_TEST(test_result_every_code)
 {
     static const u8 limits[3] = {SM_RESULT_COUNT - 1, PROTO_REJECT_MAX,
-                                 PROTO_INDEFINITE_SHUTTING_DOWN};
+                                 PROTO_INDEFINITE_VIEW_CHANGE};
     u8 p[PROTO_RESULT_SIZE];
     for (u8 outcome = 0; outcome < 3; outcome++) {
         for (u8 code = outcome == PROTO_COMMITTED ? 0 : 1; code <= limits[outcome]; code++) {
@@ -1300,7 +1301,7 @@ START_TEST(test_result_ranges)
             p[1] = (u8)code;
             bool ok = (outcome == 0 && code < SM_RESULT_COUNT) ||
                       (outcome == 1 && code >= 1 && code <= PROTO_REJECT_MAX) ||
-                      (outcome == 2 && code >= 1 && code <= 5);
+                      (outcome == 2 && code >= 1 && code <= PROTO_INDEFINITE_VIEW_CHANGE);
             ck_assert_int_eq(result_status(p), ok ? PROTO_OK : PROTO_BAD_VALUE);
         }
     }

@@ -57,6 +57,7 @@
 #include "wal/command.h"
 #include "wal/io.h"
 #include "wal/log.h"
+#include "wal/sequencer_shell.h"
 #include "wal/sequencing.h"
 #include "wal/slot_clock.h"
 
@@ -83,17 +84,19 @@ u64 sequencer_memory(const struct config *cfg)
            (u64)SEQ_BATCH_MAX * (sizeof(struct sequencing_frame) + sizeof(struct msg_tag));
 }
 
-struct seq {
-    const struct worker_ctx *w;
-    struct segment *seg;
-    struct meta *meta;
-    struct retry_cache cache; /* replica/retry_cache.h */
-    struct sequencing core;   /* every decision, and the WAL (wal/sequencing.h) */
-    struct msg_tag *tags;     /* the requests of the core's batch, by position */
-    bool notify_reject, notify_retry;
-};
+u64 mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (u64)ts.tv_sec * 1000000000u + (u64)ts.tv_nsec;
+}
 
-static void reply(struct seq *q, const struct msg_tag *tag, u8 outcome, u8 code)
+static bool clustered(const struct seq *q)
+{
+    return atomic_load_explicit(&q->seg->rep->replica_count, memory_order_relaxed) > 1;
+}
+
+void seq_reply(struct seq *q, const struct msg_tag *tag, u8 outcome, u8 code)
 {
     if ((tag->flags & MSG_TAG_VALID) == 0)
         return;
@@ -135,6 +138,8 @@ static void publish(struct seq *q, const struct msg_tag *tag, const u8 *frame, u
 static int republish(void *ctx, const u8 *frame, u32 len, u64 lsn)
 {
     struct seq *q = ctx;
+    if (clustered(q))
+        return 0; /* a cluster publishes committed frames only: from the WAL, once the core commits them */
     publish(q, NULL, frame, len, true);
     ring_notify(q->seg->shlog);
     atomic_store_explicit(&q->seg->seq->published_lsn, lsn, memory_order_release);
@@ -150,9 +155,9 @@ static int storage_failed(struct seq *q, int rc, const struct msg_tag *also)
     log_error("storage_failure", "errno=%d reason=\"%s\" unacknowledged=%u action=halt", -rc,
               wal->halt_reason[0] ? wal->halt_reason : strerror(-rc), pending + (also != NULL));
     for (u32 i = 0; i < pending; i++)
-        reply(q, &q->tags[i], PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
+        seq_reply(q, &q->tags[i], PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
     if (also != NULL)
-        reply(q, also, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
+        seq_reply(q, also, PROTO_INDEFINITE, PROTO_INDEFINITE_STORAGE_FAILURE);
     ring_notify(q->seg->reject);
     return WORKER_EXIT_FATAL;
 }
@@ -181,7 +186,7 @@ static void report_space(struct seq *q, const bool was[3])
 
 static void refuse_no_space(struct seq *q, const struct msg_tag *tag)
 {
-    reply(q, tag, PROTO_REJECTED, PROTO_REJECT_NO_SPACE);
+    seq_reply(q, tag, PROTO_REJECTED, PROTO_REJECT_NO_SPACE);
     atomic_fetch_add_explicit(&q->seg->seq->rejected[PROTO_REJECT_NO_SPACE], 1, memory_order_relaxed);
 }
 
@@ -191,6 +196,12 @@ static bool take_write(struct seq *q, const struct msg_write *m, int *rc)
     struct seg_sequencer *c = q->seg->seq;
     bool was[3];
     memcpy(was, q->core.no_space, sizeof(was));
+    if (q->cl != NULL && !q->cl->serving) {
+        /* Definite: never logged here. The ingress answers most of these itself, with a hint. */
+        seq_reply(q, &m->tag, PROTO_REJECTED, PROTO_REJECT_NOT_PRIMARY);
+        atomic_fetch_add_explicit(&q->seg->rep->not_primary, 1, memory_order_relaxed);
+        return true;
+    }
     bool force = (m->tag.flags & MSG_TAG_FORCE_LOG) != 0;
     struct sequencing_result r = sequencing_write(&q->core, &m->cmd, force, boot_ms(), mono_ms());
     if (r.action == SEQUENCING_ANSWER_RETRY) {
@@ -211,11 +222,13 @@ static bool take_write(struct seq *q, const struct msg_write *m, int *rc)
     switch (r.action) {
     case SEQUENCING_APPENDED:
         q->tags[r.index] = m->tag;
+        if (q->cl != NULL)
+            seq_cluster_sequenced(q, r.index);
         atomic_store_explicit(&c->sequenced_lsn, r.lsn, memory_order_relaxed);
         atomic_fetch_add_explicit(&c->writes, 1, memory_order_relaxed);
         return true;
     case SEQUENCING_REJECT_EXHAUSTED:
-        reply(q, &m->tag, PROTO_REJECTED, PROTO_REJECT_LSN_EXHAUSTED);
+        seq_reply(q, &m->tag, PROTO_REJECTED, PROTO_REJECT_LSN_EXHAUSTED);
         atomic_fetch_add_explicit(&c->rejected[PROTO_REJECT_LSN_EXHAUSTED], 1, memory_order_relaxed);
         return true;
     case SEQUENCING_REFUSE_NO_SPACE:
@@ -235,6 +248,8 @@ static bool take_write(struct seq *q, const struct msg_write *m, int *rc)
 /* One due expiration from the applier. False: storage failed. */
 static bool take_expire(struct seq *q, const struct msg_expire *m, int *rc)
 {
+    if (q->cl != NULL && !seq_cluster_expiry_due(q, m->deadline_slot))
+        return true; /* not the serving primary, or not due by cluster time: proposed again later */
     bool was[3];
     memcpy(was, q->core.no_space, sizeof(was));
     struct sequencing_result r = sequencing_expire(&q->core, m->reservation_id, m->deadline_slot, boot_ms(),
@@ -246,6 +261,8 @@ static bool take_expire(struct seq *q, const struct msg_expire *m, int *rc)
     }
     if (r.action == SEQUENCING_APPENDED) {
         memset(&q->tags[r.index], 0, sizeof(q->tags[r.index]));
+        if (q->cl != NULL)
+            seq_cluster_sequenced(q, r.index);
         atomic_store_explicit(&q->seg->seq->sequenced_lsn, r.lsn, memory_order_relaxed);
         atomic_fetch_add_explicit(&q->seg->seq->expires_logged, 1, memory_order_relaxed);
     }
@@ -315,7 +332,8 @@ static void meta_snapshot_failed(struct seq *q, u64 now, const char *why)
 
 static int maintenance(struct seq *q)
 {
-    u64 durable = q->core.wal.durable_lsn;
+    /* A cluster records what a quorum committed, never merely what this disk holds. */
+    u64 durable = q->cl != NULL ? seq_cluster_commit(q) : q->core.wal.durable_lsn;
     u64 now = mono_ms();
     if (q->meta == NULL && sequencing_meta_open_due(&q->core, now)) {
         char why[512] = "";
@@ -345,11 +363,15 @@ static int maintenance(struct seq *q)
         }
     }
     u64 prune = atomic_load_explicit(&q->seg->app->prune_below_lsn, memory_order_acquire);
+    if (q->cl != NULL) /* what a backup heard from lately still lacks is kept for it */
+        prune = seq_cluster_prune_floor(q, prune);
     u32 removed = 0;
     if (sequencing_prune(&q->core, prune, &removed) == 0 && removed > 0) { /* a failure: tried again */
         atomic_fetch_add_explicit(&q->seg->seq->wal_segments_removed, removed, memory_order_relaxed);
         log_info("wal_pruned", "below_lsn=%" PRIu64 " segments_removed=%u", prune, removed);
     }
+    if (q->cl != NULL)
+        seq_cluster_pruned(q, snap);
     return 0;
 }
 
@@ -374,6 +396,10 @@ static int commit_batch(struct seq *q)
     atomic_fetch_add_explicit(&c->fsyncs, 1, memory_order_relaxed);
     atomic_store_explicit(&c->last_slot, wal->cur.last_slot, memory_order_relaxed);
     atomic_store_explicit(&c->durable_lsn, wal->durable_lsn, memory_order_release);
+    if (q->cl != NULL) {
+        seq_cluster_durable(q, n); /* published once committed */
+        return 0;
+    }
     for (u32 i = 0; i < n; i++)
         publish(q, &q->tags[i], q->core.batch[i].bytes, q->core.batch[i].len, false);
     atomic_store_explicit(&c->published_lsn, wal->durable_lsn, memory_order_release);
@@ -481,7 +507,10 @@ static int open_all(struct seq *q)
     atomic_store(&c->sequenced_lsn, rep.last_lsn);
     atomic_store(&c->last_slot, rep.last_slot);
     atomic_store(&c->durable_lsn, rep.last_lsn);
-    atomic_store(&c->published_lsn, rep.last_lsn);
+    if (!clustered(q))
+        atomic_store(&c->published_lsn, rep.last_lsn);
+    else if (first_start) /* the applier recovers what is known committed from disk itself */
+        atomic_store(&c->published_lsn, rec.commit_lsn);
     atomic_store(&c->halted, 0);
     atomic_store(&c->recovery_frames, rep.frames);
     atomic_store(&c->recovery_torn, rep.torn ? 1 : 0);
@@ -489,6 +518,8 @@ static int open_all(struct seq *q)
     log_always_info("wal_recovered", "segments=%u first_lsn=%" PRIu64 " last_lsn=%" PRIu64 " frames=%" PRIu64
              " torn=%s cached_operations=%u",
              rep.segments, rep.first_lsn, rep.last_lsn, rep.frames, rep.torn ? "yes" : "no", q->cache.count);
+    if (clustered(q))
+        return seq_cluster_start(q, &rec, rep.last_lsn);
     return 0;
 }
 
@@ -531,8 +562,18 @@ int sequencer_main(const struct worker_ctx *w)
     u64 shlog_cap = ring_capacity(seg->shlog);
     while (!worker_should_stop(w)) {
         worker_heartbeat(w);
+        if (q->cl != NULL)
+            seq_cluster_receive(q); /* a backup's appends join this batch */
         u32 limit = sequencing_batch_limit(&q->core, shlog_cap - ring_depth(seg->shlog));
-        if (limit == 0) { /* the applier is behind: backpressure, never overwrite */
+        bool open = true; /* writes may be taken now (a cluster: not serving drains them as not_primary) */
+        if (q->cl != NULL && q->cl->serving) {
+            u32 room = seq_cluster_room(q);
+            u32 cap = q->core.batch_count + room;
+            if (cap < limit)
+                limit = cap;
+            open = room > 0;
+        }
+        if (limit == 0 && q->cl == NULL) { /* the applier is behind: backpressure, never overwrite */
             struct timespec ts = { 0, 200000 };
             nanosleep(&ts, NULL);
             continue;
@@ -568,6 +609,11 @@ int sequencer_main(const struct worker_ctx *w)
             if (rc != 0)
                 return rc;
         }
+        if (q->cl != NULL) {
+            rc = seq_cluster_step(q);
+            if (rc != 0)
+                return storage_failed(q, rc, NULL);
+        }
         if (q->notify_reject) {
             ring_notify(seg->reject);
             q->notify_reject = false;
@@ -581,23 +627,28 @@ int sequencer_main(const struct worker_ctx *w)
         rc = maintenance(q);
         if (rc != 0)
             return rc;
-        if (ring_has(seg->write, 0) || ring_has(seg->expire, 0))
+        bool more = (open && limit > 0 && (ring_has(seg->write, 0) || ring_has(seg->expire, 0))) ||
+                    (q->cl != NULL && ring_has(seg->peer_in, 0));
+        if (more)
             continue;
         doorbell_arm(seg->bell_sequencer);
-        if (ring_has(seg->write, 0) || ring_has(seg->expire, 0)) {
+        more = (open && limit > 0 && (ring_has(seg->write, 0) || ring_has(seg->expire, 0))) ||
+               (q->cl != NULL && ring_has(seg->peer_in, 0));
+        if (more) {
             doorbell_disarm(seg->bell_sequencer);
             continue;
         }
-        doorbell_sleep(seg->bell_sequencer, WORKER_HEARTBEAT_MS);
+        doorbell_sleep(seg->bell_sequencer, q->cl != NULL ? seq_cluster_wait_ms(q) : WORKER_HEARTBEAT_MS);
     }
-    /* Stopping: everything taken was committed in its iteration. */
-    u64 durable = q->core.wal.durable_lsn;
+    /* Stopping: everything taken was committed in its iteration (a cluster records the commit point). */
+    u64 durable = q->cl != NULL ? seq_cluster_commit(q) : q->core.wal.durable_lsn;
     if (q->meta != NULL) {
         char why[256];
         if (durable > q->core.meta_commit && meta_advance_commit(q->meta, durable, why, sizeof(why)) != 0)
             log_warn("meta_commit_failed", "reason=\"%s\" at=stop", why);
         meta_close(q->meta);
     }
+    seq_cluster_stop(q);
     sequencing_close(&q->core);
     log_info("stopped", "durable_lsn=%" PRIu64, durable);
     return WORKER_EXIT_OK;

@@ -1,0 +1,150 @@
+#!/bin/bash
+# tests/cluster_failover.sh — a 3-replica cluster of real allocdbd processes on 127.0.0.1
+# (scripts/allocdb-cluster) under the checking load of the crash tests (TAP).
+#
+# tests/crash_load drives all three replicas' addresses through liballocdb, which follows
+# not_primary hints and retries indefinite outcomes with the same operation id; when the load
+# stops it checks that no acknowledged write was lost, none executed twice, no resource had two
+# holders and nothing expired early (see tests/crash_load.c). Under that load:
+#   - SIGKILL of the primary, twice: a new primary serves (probe: a write through every address,
+#     timed from the kill), the old one restarts and catches up as a backup;
+#   - SIGKILL of a backup, restarted: it catches up to the primary's commit point;
+#   - SIGKILL of one worker of the primary and of a backup (peer, sequencer, applier, ingress):
+#     the supervisor restarts it and the cluster serves on;
+#   - the primary isolated from its peers (its fault hook): it answers no read, the majority
+#     elects and serves; healed, the old primary follows the new view.
+# Timing figures are TAP comments, never assertions (the machines are noisy).
+set -u
+b="${top_builddir:-.}"
+src="${top_srcdir:-.}"
+export ALLOCDBD="$b/allocdbd" ALLOCDB="$b/allocdb"
+load="$b/tests/crash_load"
+n=0
+fails=0
+ok() { n=$((n + 1)); echo "ok $n - $1"; }
+not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
+check() { if [ "$1" -eq 0 ]; then ok "$2"; else not_ok "$2" "${3:-}"; fi; }
+
+tmp=$(mktemp -d)
+export ALLOCDB_CLUSTER_DIR="$tmp/cluster"
+cluster() { bash "$src/scripts/allocdb-cluster" --base-port "$base" "$@"; }
+lp=
+cleanup() {
+    [ -n "$lp" ] && kill -9 "$lp" 2>/dev/null
+    cluster stop > /dev/null 2>&1
+    wait 2>/dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+base=$((20000 + ($$ % 1500) * 20))
+
+# Small tables; nothing retires during the test; short slots, so expirations happen all along.
+caps="--resource-capacity 16384 --reservation-capacity 16384 --operation-capacity 65536"
+if "$ALLOCDBD" --version | grep -q debug; then
+    caps="--resource-capacity 4096 --reservation-capacity 4096 --operation-capacity 16384"
+fi
+export ALLOCDB_CLUSTER_OPTS="$caps --slot-duration-ms 20 --max-ttl-ms 10s --dedupe-window-ms 10m
+    --history-window-ms 10m --wal-segment-bytes 1M --checkpoint-interval-ms 500
+    --checkpoint-min-entries 1000 --request-timeout-ms 2000 --restart-backoff-max-ms 200"
+load_opts=(--threads 6 --tasks 4 --resources 6 --batch 8 --ttl-ms 50:400 --busy-ms 20 --stamp-slack-ms 700)
+
+echo "# 1..N: a 3-replica cluster under load (base port $base)"
+out=$(cluster start 3 2>&1)
+check $? "the cluster starts and elects a primary" "$out"
+echo "$out" | sed 's/^/# /'
+addrs=$(cluster addrs)
+
+start_load() {
+    "$load" --addr "$addrs" "${load_opts[@]}" --duration-ms 600000 --deadline-s 60 --seed "$1" > "$tmp/load.out" 2>&1 &
+    lp=$!
+    sleep 1
+}
+stop_load() { # NAME
+    kill -USR1 "$lp" 2>/dev/null
+    wait "$lp"
+    local rc=$?
+    lp=
+    check $rc "$1: no lost, duplicated, doubly held or early-expired write" "$(tail -20 "$tmp/load.out")"
+    grep '^crash_load:' "$tmp/load.out" | tail -1 | sed 's/^/# /'
+}
+# probe NAME SINCE_NS: a write must commit through the cluster's addresses; prints the ms.
+probe() {
+    local ms
+    ms=$("$load" --addr "$addrs" --probe --since-ns "$2" --deadline-s 20 2>&1)
+    check $? "$1: a write commits again (${ms} ms after the fault)" "$ms"
+}
+caught_up() { # R: replica R's commit point reaches the primary's within 10 s
+    local p want got
+    for _ in $(seq 1 100); do
+        p=$(cluster primary) || { sleep 0.1; continue; }
+        want=$("$ALLOCDB" --addr "$(sed -n "$((p + 1))p" <<< "${addrs//,/$'\n'}")" status --json | grep -o '"commit_lsn": *[0-9]*' | grep -o '[0-9]*$')
+        got=$("$ALLOCDB" --addr "$(sed -n "$(($1 + 1))p" <<< "${addrs//,/$'\n'}")" status --json 2>/dev/null | grep -o '"commit_lsn": *[0-9]*' | grep -o '[0-9]*$')
+        [ -n "$got" ] && [ -n "$want" ] && [ "$got" -ge "$want" ] && return 0
+        sleep 0.1
+    done
+    echo "replica $1 commit ${got:-?}, primary ${want:-?}"
+    return 1
+}
+
+# ---- the primary killed, twice -------------------------------------------------------------
+start_load 1
+for round in 1 2; do
+    p=$(cluster primary)
+    t=$(date +%s%N)
+    cluster kill "$p" > /dev/null
+    probe "primary r$p killed (round $round)" "$t"
+    np=$(cluster wait-primary 10)
+    check $? "a new primary (r$np) serves"
+    cluster restart "$p" > /dev/null
+    out=$(caught_up "$p")
+    check $? "the old primary r$p restarts and catches up as a backup" "$out"
+done
+stop_load "primary kills"
+
+# ---- a backup killed and restarted ---------------------------------------------------------
+start_load 2
+p=$(cluster primary)
+bk=$(((p + 1) % 3))
+cluster kill "$bk" > /dev/null
+sleep 2
+cluster restart "$bk" > /dev/null
+out=$(caught_up "$bk")
+check $? "backup r$bk killed under load restarts and catches up" "$out"
+stop_load "a backup killed"
+
+# ---- one worker killed, on the primary and on a backup -------------------------------------
+start_load 3
+for w in peer sequencer applier ingress; do
+    for who in primary backup; do
+        p=$(cluster wait-primary 10)
+        r=$p
+        [ "$who" = backup ] && r=$(((p + 2) % 3))
+        t=$(date +%s%N)
+        out=$(cluster kill "$r" "$w" 2>&1)
+        check $? "the $w of the $who (r$r) killed" "$out"
+        probe "$w of the $who killed" "$t"
+    done
+done
+stop_load "worker kills"
+
+# ---- the primary isolated from its peers ---------------------------------------------------
+start_load 4
+p=$(cluster primary)
+paddr=$(sed -n "$((p + 1))p" <<< "${addrs//,/$'\n'}")
+t=$(date +%s%N)
+cluster isolate "$p" > /dev/null
+probe "primary r$p isolated" "$t"
+np=$(cluster wait-primary 10)
+[ "$np" != "$p" ]
+check $? "the majority elected another primary (r$np, not r$p)"
+out=$("$ALLOCDB" --addr "$paddr" --timeout 2s get-resource 1 2>&1)
+rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 1 ]
+check $? "the isolated old primary r$p answers no read (exit $rc)" "$out"
+cluster heal > /dev/null
+out=$(caught_up "$p")
+check $? "healed, the old primary r$p follows the new view" "$out"
+stop_load "isolation"
+
+echo "1..$n"
+[ "$fails" -eq 0 ]

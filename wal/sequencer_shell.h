@@ -1,0 +1,98 @@
+/*
+ * wal/sequencer_shell.h — what the sequencer worker's two files share: the worker's state and
+ * the cluster half (wal/sequencer_cluster.c), which runs the replication core (replica/vsr.h)
+ * next to the WAL it drives. Internal to the sequencer: nothing else includes it.
+ *
+ * Why the core lives with the sequencer, not in the peer worker: every storage action the core
+ * takes (append a primary's frame, truncate an uncommitted suffix, read a frame for a peer,
+ * learn what is durable) is a call on the WAL, which only the sequencer owns. In this process
+ * they stay the synchronous calls the simulator proves (sim/replica.c wires the same three
+ * cores the same way); the peer worker is the transport (net/peer.h) and moves messages
+ * through two rings of the segment.
+ */
+#ifndef ADB_WAL_SEQUENCER_SHELL_H
+#define ADB_WAL_SEQUENCER_SHELL_H
+
+#include "replica/meta.h"
+#include "replica/retry_cache.h"
+#include "replica/vsr.h"
+#include "supervisor/worker.h"
+#include "wal/sequencing.h"
+
+/* A durable frame waiting for the commit point (a cluster), with the request it answers. */
+struct seq_pending {
+    u64 lsn; /* 0: empty */
+    struct msg_tag tag;
+    u32 len;
+    u8 frame[WAL_FRAME_HEADER_SIZE + WAL_CMD_SIZE_MAX];
+};
+#define SEQ_PENDING 4096 /* a ring by LSN; a frame pushed out is read back from the WAL */
+
+/* A read-index round under way (replica/vsr.h vsr_read_begin). */
+struct seq_round {
+    bool active;
+    u64 ticket, index;
+    u64 covers;   /* the last read number it answers */
+    u64 began_ns;
+};
+
+struct seq_cluster {
+    struct vsr core;
+    u64 commit;          /* the core's published commit point */
+    u64 last_tick_ns;
+    bool serving;        /* as of the last step */
+    bool dead;           /* storage failed inside a core call: stop */
+    int dead_rc;
+    struct seq_round round;
+    u64 reads_seen;      /* reads_wanted handled up to */
+    u64 pruned_first;    /* the WAL's first LSN told to the core */
+    u64 image_lsn;
+    struct seq_pending *pending; /* [SEQ_PENDING] */
+};
+
+struct seq {
+    const struct worker_ctx *w;
+    struct segment *seg;
+    struct meta *meta;
+    struct retry_cache cache; /* replica/retry_cache.h */
+    struct sequencing core;   /* every decision, and the WAL (wal/sequencing.h) */
+    struct msg_tag *tags;     /* the requests of the core's batch, by position */
+    bool notify_reject, notify_retry;
+    struct seq_cluster *cl;   /* NULL: a single node */
+};
+
+/* sequencer.c, used by the cluster half. */
+void seq_reply(struct seq *q, const struct msg_tag *tag, u8 outcome, u8 code);
+u64 mono_ns(void);
+
+/* ---- the cluster half (wal/sequencer_cluster.c) ------------------------------------------ */
+
+/* Memory, opened WAL and metadata record: builds the core, loads the WAL's last headers and
+ * starts it. 0 or a worker exit code. */
+int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head);
+/* The time the core is fed. */
+struct vsr_time seq_cluster_time(const struct seq *q);
+/* Received messages, then the tick when due. */
+void seq_cluster_receive(struct seq *q);
+/* Entries that may be sequenced now (0 unless the serving primary), with the slot stamping
+ * set to cluster time. */
+u32 seq_cluster_room(struct seq *q);
+/* Whether a due expiration proposed for deadline_slot may be logged now. */
+bool seq_cluster_expiry_due(struct seq *q, u64 deadline_slot);
+/* A frame the sequencer just appended as primary: shipped to the backups before the fsync. */
+void seq_cluster_sequenced(struct seq *q, u32 index);
+/* After a commit: the batch's frames wait for the commit point; the core learns what is durable. */
+void seq_cluster_durable(struct seq *q, u32 count);
+/* Committed frames into the shared log (as much as it has room for), reads, status. 0 or a
+ * worker exit code. */
+int seq_cluster_step(struct seq *q);
+/* The commit point the metadata may record (never past what a quorum committed). */
+u64 seq_cluster_commit(const struct seq *q);
+/* The core wants a tick within this many ms. */
+int seq_cluster_wait_ms(const struct seq *q);
+/* A checkpoint pruned the WAL; how far back pruning may go for the peers. */
+u64 seq_cluster_prune_floor(const struct seq *q, u64 applier_floor);
+void seq_cluster_pruned(struct seq *q, u64 snapshot_lsn);
+void seq_cluster_stop(struct seq *q);
+
+#endif
