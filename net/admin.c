@@ -68,6 +68,78 @@ static void histogram(struct evbuffer *b, const char *name, const char *help, st
                         (unsigned long long)LOAD(h->count));
 }
 
+/* A cluster's replica (DESIGN.md §8): its view and role, the core's counters, per-peer lag and
+ * connectivity, and the read-index rounds. Nothing on a single node. */
+static void metrics_replication(struct evbuffer *b, struct segment *seg)
+{
+    const struct seg_replica *r = seg->rep;
+    const struct seg_peer *p = seg->peer;
+    u32 count = LOAD(r->replica_count), self = LOAD(r->replica);
+    if (count <= 1)
+        return;
+    gauge(b, "allocdb_replica_view", "The view this replica is in.", LOAD(r->view));
+    gauge(b, "allocdb_replica_serving", "1 while this replica is the serving primary.", LOAD(r->serving));
+    gauge(b, "allocdb_replica_commit_lsn", "The commit point this replica knows.", LOAD(r->commit_lsn));
+    u64 op = LOAD(r->op_lsn), commit = LOAD(r->commit_lsn);
+    gauge(b, "allocdb_replica_prepares_in_flight", "Log entries beyond the commit point.", op > commit ? op - commit : 0);
+    gauge(b, "allocdb_replica_clock_synced", "1 while a quorum's clocks agree (a cluster time).", LOAD(r->clock_synced));
+    counter(b, "allocdb_replica_view_changes_total", "Views entered.", LOAD(r->view_changes));
+    counter(b, "allocdb_replica_prepares_total", "Prepares sent to backups.", LOAD(r->prepares_sent));
+    counter(b, "allocdb_replica_prepares_resent_total", "Prepares sent again to backups that had not acknowledged.",
+            LOAD(r->prepares_resent));
+    counter(b, "allocdb_replica_repairs_total", "Missing entries fetched from peers and appended.",
+            LOAD(r->repairs_appended));
+    counter(b, "allocdb_replica_repairs_served_total", "Entries served to peers that asked for them.",
+            LOAD(r->repairs_served));
+    counter(b, "allocdb_replica_truncated_entries_total", "Uncommitted entries a view change removed.",
+            LOAD(r->truncated_entries));
+    counter(b, "allocdb_replica_state_transfers_total", "Snapshot images installed.", LOAD(r->transfers_installed));
+    counter(b, "allocdb_replica_not_primary_total", "Writes the sequencer answered not_primary.", LOAD(r->not_primary));
+    counter(b, "allocdb_replica_read_rounds_total", "Read-index rounds a quorum confirmed.",
+            LOAD(r->read_round_us_count));
+    family(b, "allocdb_replica_read_round_seconds_sum", "counter",
+           "Time from the start of confirmed read-index rounds to their confirmation, summed.");
+    evbuffer_add_printf(b, "allocdb_replica_read_round_seconds_sum %.6f\n", (double)LOAD(r->read_round_us_sum) / 1e6);
+    family(b, "allocdb_replica_dropped_messages_total", "counter", "Replication messages dropped, by cause.");
+    const struct {
+        const char *cause;
+        u64 v;
+    } drops[] = {
+        { "undecodable", LOAD(r->dropped_decode) },   { "other_cluster", LOAD(r->dropped_cluster) },
+        { "unknown_replica", LOAD(r->dropped_replica) }, { "old_view", LOAD(r->dropped_view) },
+        { "wrong_status", LOAD(r->dropped_status) },  { "send_ring_full", LOAD(r->messages_out_dropped) },
+        { "receive_ring_full", LOAD(p->dropped_inbound_full) }, { "queue_full", LOAD(p->dropped_queue_full) },
+        { "not_connected", LOAD(p->dropped_not_connected) }, { "bad_stream", LOAD(p->dropped_bad) },
+        { "fault_hook", LOAD(p->dropped_blocked) },
+    };
+    for (size_t i = 0; i < ADB_ARRAY_LEN(drops); i++)
+        evbuffer_add_printf(b, "allocdb_replica_dropped_messages_total{cause=\"%s\"} %llu\n", drops[i].cause,
+                            (unsigned long long)drops[i].v);
+    u32 connected = LOAD(p->connected);
+    u64 own = LOAD(r->peer_op[self < VSR_REPLICAS_MAX ? self : 0]);
+    family(b, "allocdb_peer_connected", "gauge", "1 while the connection to a peer replica is up.");
+    for (u32 i = 0; i < count && i < VSR_REPLICAS_MAX; i++)
+        if (i != self)
+            evbuffer_add_printf(b, "allocdb_peer_connected{replica=\"%u\"} %u\n", i, (connected >> i) & 1u);
+    family(b, "allocdb_peer_lag_entries", "gauge", "How far a peer's log is behind this replica's.");
+    for (u32 i = 0; i < count && i < VSR_REPLICAS_MAX; i++) {
+        u64 o = LOAD(r->peer_op[i]);
+        if (i != self)
+            evbuffer_add_printf(b, "allocdb_peer_lag_entries{replica=\"%u\"} %llu\n", i,
+                                (unsigned long long)(own > o ? own - o : 0));
+    }
+    family(b, "allocdb_peer_messages_sent_total", "counter", "Replication messages queued to a peer.");
+    for (u32 i = 0; i < count && i < VSR_REPLICAS_MAX; i++)
+        if (i != self)
+            evbuffer_add_printf(b, "allocdb_peer_messages_sent_total{replica=\"%u\"} %llu\n", i,
+                                (unsigned long long)LOAD(p->msgs_sent[i]));
+    family(b, "allocdb_peer_messages_received_total", "counter", "Replication messages received from a peer.");
+    for (u32 i = 0; i < count && i < VSR_REPLICAS_MAX; i++)
+        if (i != self)
+            evbuffer_add_printf(b, "allocdb_peer_messages_received_total{replica=\"%u\"} %llu\n", i,
+                                (unsigned long long)LOAD(p->msgs_received[i]));
+}
+
 static void metrics(struct evbuffer *b, struct segment *seg)
 {
     struct seg_sequencer *q = seg->seq;
@@ -153,9 +225,11 @@ static void metrics(struct evbuffer *b, struct segment *seg)
     counter(b, "allocdb_timeouts_total", "Writes answered indefinite by timeout.", LOAD(g->timeouts));
     gauge(b, "allocdb_inflight_requests", "Requests awaiting a reply.", LOAD(g->inflight));
     family(b, "allocdb_worker_restarts_total", "counter", "Worker restarts, by role.");
-    for (u32 r = 0; r < ROLE_PEER; r++)
+    u32 roles = LOAD(seg->rep->replica_count) > 1 ? ROLE_COUNT : ROLE_PEER; /* a single node has no peer */
+    for (u32 r = 0; r < roles; r++)
         evbuffer_add_printf(b, "allocdb_worker_restarts_total{role=\"%s\"} %u\n", worker_role_name((enum worker_role)r),
                             LOAD(seg->workers[r].restarts));
+    metrics_replication(b, seg);
     struct ing_rss rss[ROLE_COUNT + 1];
     u32 nrss = ing_process_rss(seg, rss);
     family(b, "allocdb_process_resident_bytes", "gauge",
@@ -168,7 +242,8 @@ static void metrics(struct evbuffer *b, struct segment *seg)
 static bool healthy(struct segment *seg, const char **why)
 {
     u64 now = mono_ms();
-    for (u32 r = 0; r < ROLE_PEER; r++) {
+    u32 roles = LOAD(seg->rep->replica_count) > 1 ? ROLE_COUNT : ROLE_PEER; /* a single node has no peer */
+    for (u32 r = 0; r < roles; r++) {
         if (LOAD(seg->workers[r].state) != WORKER_READY) {
             *why = worker_role_name((enum worker_role)r);
             return false;

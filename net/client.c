@@ -107,6 +107,7 @@ struct allocdb_client {
     u32 next_addr; /* the address to try first on the next connect */
     struct addr hint;
     bool has_hint;
+    bool moving; /* a not_primary came back: leave this connection once nothing is in flight on it */
 
     /* connection */
     int fd;
@@ -917,6 +918,7 @@ static int connect_one(allocdb_client *c, const struct addr *a, u64 deadline)
     if (fd < 0)
         return ALLOCDB_ERR_UNREACHABLE;
     c->fd = fd;
+    c->moving = false;
     c->server_said = false;
     format_addr(a, c->info.address, sizeof c->info.address);
     c->tx_off = c->tx_len = c->rx_pos = c->rx_len = 0;
@@ -1060,6 +1062,7 @@ int allocdb_connect(allocdb_client *c, const char *addrs)
  * next address of the list. */
 static void redirect(allocdb_client *c, const char *hint)
 {
+    c->moving = true;
     size_t len = hint != NULL ? strlen(hint) : 0;
     if (len > 0 && parse_addr(hint, len, &c->hint)) {
         c->has_hint = true;
@@ -1268,10 +1271,14 @@ static int frame_reply(allocdb_client *c, const struct proto_header *h, const u8
             break;
         const u8 *r = body + PROTO_SUBMIT_PREFIX;
         ok = true;
+        bool not_primary = false;
         for (u32 j = 0; j < count && ok; j++) {
             struct proto_result pr;
             ok = proto_get_result(r + (size_t)j * PROTO_RESULT_SIZE, &pr) == PROTO_OK;
+            not_primary |= ok && pr.outcome == PROTO_REJECTED && pr.code == PROTO_REJECT_NOT_PRIMARY;
         }
+        if (not_primary)
+            c->moving = true; /* this server stopped serving: the next connection tries another */
         out->kind = ALLOCDB_REPLY_SUBMIT;
         out->priv_results = r;
         break;
@@ -1470,6 +1477,10 @@ int allocdb_reply_result(const struct allocdb_reply *r, uint32_t i, struct alloc
 
 static int async_ready(allocdb_client *c)
 {
+    /* Redirected (not_primary): once this connection has nothing in flight, the next request
+     * goes to the hint or the next address, not to the server that stopped serving. */
+    if (c->fd >= 0 && c->moving && c->inflight.n == 0)
+        conn_close(c, ALLOCDB_INDEFINITE_CONNECTION_LOST);
     if (c->fd >= 0)
         return ALLOCDB_OK;
     if (c->free_head == NIL)

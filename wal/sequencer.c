@@ -507,10 +507,17 @@ static int open_all(struct seq *q)
     atomic_store(&c->sequenced_lsn, rep.last_lsn);
     atomic_store(&c->last_slot, rep.last_slot);
     atomic_store(&c->durable_lsn, rep.last_lsn);
+    /* Known committed (a cluster): the metadata's commit point, written lazily, and the newest
+     * snapshot, which holds applied, so committed, entries only. */
+    u64 committed = rec.commit_lsn > snap ? rec.commit_lsn : snap;
+    if (!first_start && seen.published_lsn > committed) /* a worker restart: what the applier has */
+        committed = seen.published_lsn;
+    if (committed > rep.last_lsn)
+        committed = rep.last_lsn;
     if (!clustered(q))
         atomic_store(&c->published_lsn, rep.last_lsn);
     else if (first_start) /* the applier recovers what is known committed from disk itself */
-        atomic_store(&c->published_lsn, rec.commit_lsn);
+        atomic_store(&c->published_lsn, committed);
     atomic_store(&c->halted, 0);
     atomic_store(&c->recovery_frames, rep.frames);
     atomic_store(&c->recovery_torn, rep.torn ? 1 : 0);
@@ -519,7 +526,7 @@ static int open_all(struct seq *q)
              " torn=%s cached_operations=%u",
              rep.segments, rep.first_lsn, rep.last_lsn, rep.frames, rep.torn ? "yes" : "no", q->cache.count);
     if (clustered(q))
-        return seq_cluster_start(q, &rec, rep.last_lsn);
+        return seq_cluster_start(q, &rec, rep.last_lsn, committed);
     return 0;
 }
 

@@ -194,7 +194,7 @@ static bool header_at(struct seq *q, u64 lsn, struct vsr_entry_header *h)
     return true;
 }
 
-int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head)
+int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head, u64 committed)
 {
     const struct config *cfg = q->w->cfg;
     struct seq_cluster *cl = calloc(1, sizeof(*cl));
@@ -237,7 +237,7 @@ int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head
             vsr_load_entry(&cl->core, &h);
     struct vsr_start st = { .durable = { .view = rec->view, .log_view = rec->last_normal_view,
                                          .recovering = rec->status == META_STATUS_RECOVERING },
-                            .commit = rec->commit_lsn < wal_head ? rec->commit_lsn : wal_head,
+                            .commit = committed,
                             .wal_head = wal_head,
                             .fresh = false, /* a restart never claims view 0 as new: a view change elects */
                             .image_lsn = 0,

@@ -68,8 +68,9 @@ u64 mono_ns(void);
 /* ---- the cluster half (wal/sequencer_cluster.c) ------------------------------------------ */
 
 /* Memory, opened WAL and metadata record: builds the core, loads the WAL's last headers and
- * starts it. 0 or a worker exit code. */
-int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head);
+ * starts it, committed up to `committed` (what the metadata and the newest snapshot know).
+ * 0 or a worker exit code. */
+int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head, u64 committed);
 /* The time the core is fed. */
 struct vsr_time seq_cluster_time(const struct seq *q);
 /* Received messages, then the tick when due. */
