@@ -9,6 +9,10 @@
 # by the crash tests' client (tests/crash_load.c: its early check compares every expiry with
 # the client's own clock), and by one reservation watched by hand: reserved until its TTL, then
 # expired (late at most by the clock's possible error).
+#
+# Then a backup loses its disk: wiped and formatted again with `allocdbd recover`
+# (allocdb-cluster wipe), it says recovering, catches up from the others (its log, by repair:
+# nothing was pruned yet; state transfer between daemons is not built) and is a backup again.
 set -u
 b="${top_builddir:-.}"
 src="${top_srcdir:-.}"
@@ -99,6 +103,35 @@ p=$(cluster primary)
 check $? "under load with r$p primary: no early expiry, no double holder, nothing lost or duplicated" \
     "$(tail -20 "$tmp/load.out")"
 grep '^crash_load:' "$tmp/load.out" | tail -1 | sed 's/^/# /'
+
+# ---- a backup's disk lost: it rejoins through recover ---------------------------------------
+p=$(cluster primary)
+bk=$(((p + 1) % 3))
+cluster wipe "$bk" > /dev/null
+grep -q "status=recovering" "$ALLOCDB_CLUSTER_DIR/r$bk/log"
+check $? "replica $bk wiped and formatted to recover"
+cluster restart "$bk" > /dev/null
+role=
+for _ in $(seq 1 100); do
+    role=$("$ALLOCDB" --addr "$(sed -n "$((bk + 1))p" <<< "${addrs//,/$'\n'}")" --timeout 500ms status --json 2>/dev/null |
+        grep -o '"role": *"[a-z_]*"' | head -1 | grep -o '[a-z_]*"$' | tr -d '"')
+    [ "$role" = backup ] && break
+    sleep 0.1
+done
+[ "$role" = backup ]
+check $? "it caught up and is a backup again (role $role)"
+grep -q 'view_durable .* recovering=yes' "$ALLOCDB_CLUSTER_DIR/r$bk/log" &&
+    grep -q 'view_durable .* recovering=no' "$ALLOCDB_CLUSTER_DIR/r$bk/log"
+check $? "it neither voted nor acknowledged as a fresh replica: recovering until caught up (its log)"
+cluster kill "$p" > /dev/null
+np=
+for _ in $(seq 1 50); do
+    np=$(cluster primary) && [ "$np" != "$p" ] && break
+    sleep 0.2
+done
+out=$("$ALLOCDB" --addr "$addrs" --json get-resource 424242 2>&1)
+echo "$out" | grep -q '"read":"found"'
+check $? "the primary killed: r$np serves what was written before the disk was lost" "$out"
 
 echo "1..$n"
 [ "$fails" -eq 0 ]
