@@ -25,12 +25,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PEER_QUEUE_BYTES (4u << 20) /* per peer: a few thousand prepares in flight */
 #define PEER_BACKOFF_MIN_MS 50
 #define PEER_BACKOFF_MAX_MS 1000
 #define PEER_TIMER_MS 50         /* heartbeat, counters, the fault hook */
 #define PEER_OUT_BATCH 4096      /* messages sent per wake-up before looking at the network again */
+#define PEER_IN_WAIT_US 20000    /* a full receive ring is waited for this long per message */
 
 struct peer_worker {
     const struct worker_ctx *w;
@@ -40,6 +42,7 @@ struct peer_worker {
     struct event *bell, *timer;
     u8 replica_count;
     u32 blocked; /* the fault hook's mask as applied */
+    bool congested; /* the receive ring stayed full through a wait */
 };
 
 static bool resolve(const char *addr, struct sockaddr_storage *out, socklen_t *len, char *why, size_t why_len)
@@ -70,11 +73,22 @@ static bool resolve(const char *addr, struct sockaddr_storage *out, socklen_t *l
     return true;
 }
 
-/* A message from a peer: to the sequencer (dropped, and counted, if its ring is full). */
+/* A message from a peer: to the sequencer. A full ring is waited for a little (the sequencer
+ * drains it between fsyncs; meanwhile nothing more is read from the sockets, so TCP pushes
+ * back on the sender), then the message is dropped and counted: the core retransmits. */
 static void deliver(void *ctx, u8 from, const u8 *msg, u32 len)
 {
     struct peer_worker *p = ctx;
     struct msg_peer *m = ring_claim(p->seg->peer_in);
+    /* Once a wait ran out, the rest of the burst is dropped at once (until a message fits):
+     * a stuck sequencer must not stall this loop message by message. */
+    for (u32 waited = 0; m == NULL && !p->congested && waited < PEER_IN_WAIT_US; waited += 100) {
+        ring_notify(p->seg->peer_in);
+        struct timespec ts = { 0, 100000 };
+        nanosleep(&ts, NULL);
+        m = ring_claim(p->seg->peer_in);
+    }
+    p->congested = m == NULL;
     if (m == NULL || len > sizeof(m->bytes)) {
         atomic_fetch_add_explicit(&p->seg->peer->dropped_inbound_full, 1, memory_order_relaxed);
         return;

@@ -11,8 +11,9 @@
 #include <errno.h>
 #include <string.h>
 
-/* Prepares one retransmission tick resends to each backup that lacks them. */
-#define REPAIR_BATCH 8
+/* Prepares one retransmission tick resends to each backup that lacks them (a backup that lost
+ * a burst of them gets the pipeline back within a few ticks). */
+#define REPAIR_BATCH 64
 
 const char *vsr_status_name(enum vsr_status s)
 {
@@ -947,6 +948,8 @@ static void ask_another(struct vsr *v, u8 from, u64 lsn)
 
 static void repair(struct vsr *v)
 {
+    v->repair_mark = v->wal_head;
+    v->verify_mark = v->verified;
     if (v->wal_head != v->head_seen || v->verified != v->verified_seen) {
         v->head_seen = v->wal_head;
         v->verified_seen = v->verified;
@@ -1285,7 +1288,12 @@ void vsr_tick(struct vsr *v, struct vsr_time t)
                 vote(v, v->view + 1);
                 return;
             }
-            if (repair_due)
+            /* A backup far behind repairs as fast as the answers come, not one window per
+             * repair interval: once half the window it asked for is in, it asks again. */
+            u64 want = v->op > v->commit_max ? v->op : v->commit_max;
+            bool fetched = v->wal_head >= v->repair_mark + VSR_REORDER / 2 && v->wal_head < want;
+            bool checked = v->verified >= v->verify_mark + VSR_REORDER / 2 && v->verified < v->wal_head;
+            if (repair_due || fetched || checked)
                 repair(v);
         }
         return;

@@ -229,6 +229,8 @@ struct vsr {
     u64 primary_seen_ns, vc_started_ns, last_heartbeat_ns, last_ping_ns, last_repair_ns;
     u64 progress_commit, progress_ns; /* the commit points, and since when they have not moved */
     u64 head_seen, verified_seen, head_moved_ns; /* repair: since when the log has not grown */
+    u64 repair_mark, verify_mark; /* head and verified point when repair last asked: half a
+                                   * window on (either), it asks again */
     u64 timeout_jitter_ns;
     u64 rng;
 

@@ -102,7 +102,7 @@ static u32 expire_capacity(const struct config *cfg)
 static u32 peer_ring_capacity(const struct config *cfg)
 {
     char addrs[CONFIG_REPLICAS_MAX][CONFIG_ADDR_MAX];
-    return config_replicas(cfg, addrs, CONFIG_REPLICAS_MAX) > 1 ? 512 : 2;
+    return config_replicas(cfg, addrs, CONFIG_REPLICAS_MAX) > 1 ? 2048 : 2; /* 8 KiB slots: 16 MiB */
 }
 
 static bool add(u64 *total, u64 part)

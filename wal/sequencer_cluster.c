@@ -39,7 +39,7 @@
 #include <string.h>
 #include <time.h>
 
-#define TICK_MS 5             /* the core's timers are tens of ms: a tick every 5 ms is plenty */
+#define TICK_MS 2             /* the core's timers are tens of ms; a backup far behind repairs at each tick */
 #define RECEIVE_MAX 1024      /* messages taken per step (then the batch is made durable) */
 #define LAG_MAX ((u64)1 << 40) /* pruning waits for any peer heard from lately (no state transfer yet) */
 
