@@ -52,18 +52,21 @@ print("%-20s %9.0f commands/s  p50 %8.0f us  p99 %8.0f us  (%d commands per requ
 EOF
 }
 
-# ---- a single node ------------------------------------------------------------------------
-"$ALLOCDBD" format --data-dir "$work/single" "${caps[@]}" > /dev/null
-"$ALLOCDBD" start --data-dir "$work/single" --listen 127.0.0.1:27100 --admin-listen 127.0.0.1:27101 \
-    "${caps[@]}" --checkpoint-interval-ms 5000 2> "$work/single.log" &
-single_pid=$!
-for _ in $(seq 1 200); do grep -q ' ready listen=' "$work/single.log" && break; sleep 0.05; done
+# ---- a single node (a fresh one per run: a batched run fills the dedupe table) -------------
+single() { # NAME BATCH PIPELINE CONNECTIONS
+    "$ALLOCDBD" format --data-dir "$work/$1.data" "${caps[@]}" > /dev/null
+    "$ALLOCDBD" start --data-dir "$work/$1.data" --listen 127.0.0.1:27100 --admin-listen 127.0.0.1:27101 \
+        "${caps[@]}" --checkpoint-interval-ms 5000 2> "$work/$1.log" &
+    single_pid=$!
+    for _ in $(seq 1 200); do grep -q ' ready listen=' "$work/$1.log" && break; sleep 0.05; done
+    run_bench "$1" 127.0.0.1:27100 "$2" "$3" "$4"
+    kill "$single_pid"
+    wait "$single_pid" 2> /dev/null
+    single_pid=
+}
 echo "== throughput (uniform workload, $duration each)"
-run_bench single-batched 127.0.0.1:27100 64 4 32
-run_bench single-unbatched 127.0.0.1:27100 1 1 32
-kill "$single_pid"
-wait "$single_pid" 2> /dev/null
-single_pid=
+single single-batched 64 4 32
+single single-unbatched 1 1 32
 
 # ---- three replicas -----------------------------------------------------------------------
 cluster start 3 > "$work/cluster-start.out" 2>&1 || { cat "$work/cluster-start.out"; exit 1; }

@@ -19,6 +19,7 @@ static void usage(FILE *out)
             "  recovery measure WAL replay and snapshot load on real files\n"
             "  net      load a running allocdbd over TCP (hotspot, uniform, retry-storm,\n"
             "           expiry): commands/s, latency percentiles, results, server fsyncs\n"
+            "  reads    strict reads from many threads (a cluster's read index): reads/s, latency\n"
             "\n"
             "Run 'allocdb-bench COMMAND --help' for a command's options.\n"
             "  -h, --help     show this help\n"
@@ -45,6 +46,8 @@ int main(int argc, char **argv)
         return bench_recovery_main(argc - 1, argv + 1);
     if (strcmp(argv[1], "net") == 0)
         return bench_net_main(argc - 1, argv + 1);
+    if (strcmp(argv[1], "reads") == 0)
+        return bench_reads_main(argc - 1, argv + 1);
     fprintf(stderr, "allocdb-bench: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 64;

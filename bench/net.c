@@ -328,7 +328,7 @@ static u128 hot_id(void)
 /* ---- options ----------------------------------------------------------------------------- */
 
 /* "500ms", "10s", "2m", "1h" (a unit is required) into milliseconds. */
-static bool parse_duration(const char *opt, const char *s, u64 min_ms, u64 *out)
+bool bench_parse_duration(const char *opt, const char *s, u64 min_ms, u64 *out)
 {
     char *end;
     errno = 0;
@@ -2411,13 +2411,13 @@ int bench_net_main(int argc, char **argv)
         case O_PIPE: ok = bench_parse_u64("--pipeline", optarg, 1, PIPELINE_MAX, &o.pipeline); break;
         case O_BATCH: ok = bench_parse_u64("--batch", optarg, 1, PROTO_BATCH_MAX, &o.batch); break;
         case O_DUR:
-            ok = parse_duration("--duration", optarg, 1, &o.duration_ms);
+            ok = bench_parse_duration("--duration", optarg, 1, &o.duration_ms);
             duration_given = true;
             break;
         case O_CMDS: ok = bench_parse_u64("--commands", optarg, 1, UINT64_MAX / 2, &o.commands); break;
         case O_RATE: ok = bench_parse_u64("--rate", optarg, 1, 1000000000, &o.rate); break;
         case O_TTL:
-            ok = parse_duration("--ttl", optarg, 1, &o.ttl_ms);
+            ok = bench_parse_duration("--ttl", optarg, 1, &o.ttl_ms);
             ttl_given = true;
             break;
         case O_RES: ok = bench_parse_u64("--resources", optarg, 1, SM_CAPACITY_MAX, &o.resources); break;

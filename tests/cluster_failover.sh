@@ -84,7 +84,7 @@ caught_up() { # R: replica R's commit point reaches the primary's (as it was whe
     p=$(cluster wait-primary 10) || { echo "no primary"; return 1; }
     want=$(commit_of "$p")
     [ -n "$want" ] || { echo "the primary r$p does not answer"; return 1; }
-    for _ in $(seq 1 50); do
+    for _ in $(seq 1 100); do
         got=$(commit_of "$1")
         [ -n "$got" ] && [ "$got" -ge "$want" ] && return 0
         sleep 0.2
@@ -153,8 +153,9 @@ rc=$?
 [ $rc -ne 0 ] && [ $rc -ne 1 ]
 check $? "the isolated old primary r$p answers no read (exit $rc)" "$out"
 cluster heal > /dev/null
-out=$(caught_up "$p")
-check $? "healed, the old primary r$p follows the new view" "$out"
+out=$(caught_up "$p" 2>&1)
+rc=$?
+check $rc "healed, the old primary r$p follows the new view" "${out:-caught_up returned $rc}"
 stop_load "isolation"
 
 echo "1..$n"
