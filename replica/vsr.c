@@ -1170,6 +1170,15 @@ u64 vsr_prune_floor(const struct vsr *v)
     return floor;
 }
 
+u64 vsr_prune_floor_all(const struct vsr *v)
+{
+    u64 floor = UINT64_MAX;
+    for (u8 r = 0; r < v->cfg.replica_count; r++)
+        if (r != v->cfg.replica && v->peer_op[r] + 1 < floor)
+            floor = v->peer_op[r] + 1;
+    return floor;
+}
+
 void vsr_on_checkpoint(struct vsr *v, u64 image_lsn, u64 wal_first)
 {
     ADB_ASSERT(image_lsn >= v->image_lsn && wal_first <= image_lsn + 1);

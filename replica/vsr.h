@@ -303,6 +303,10 @@ void vsr_on_checkpoint(struct vsr *v, u64 image_lsn, u64 wal_first);
  * UINT64_MAX. Pruning waits for a slow backup this way instead of pushing it to a state
  * transfer; the lag is bounded, and so is the WAL. */
 u64 vsr_prune_floor(const struct vsr *v);
+/* The first entry any other replica lacks as far as its last ping said, heard from lately or
+ * not (1 while one has never been heard from): for a replica that cannot serve images, a
+ * checkpoint prunes no further, so every replica, even one that is down, can still repair. */
+u64 vsr_prune_floor_all(const struct vsr *v);
 
 /* Primary: how many new entries may be sequenced now (0: none — not primary, not normal,
  * repairing, pipeline full, or no cluster time). */

@@ -42,6 +42,11 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+# A cluster that stops making progress must fail the test, not hang the suite: every wait
+# below is bounded, and so is the whole (it takes well under a minute when healthy).
+sleep 600 > /dev/null 2>&1 < /dev/null && kill -TERM $$ &
+watchdog=$!
+trap 'kill "$watchdog" 2> /dev/null; cleanup' EXIT
 
 export ALLOCDB_CLUSTER_ENV_0="LD_PRELOAD=$lib FAKETIME=+1h FAKETIME_DONT_FAKE_MONOTONIC=1
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"

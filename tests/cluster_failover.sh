@@ -36,6 +36,11 @@ cleanup() {
     rm -rf "$tmp"
 }
 trap cleanup EXIT
+# A cluster that stops making progress must fail the test, not hang the suite: every wait
+# below is bounded, and so is the whole (it takes well under a minute when healthy).
+sleep 600 > /dev/null 2>&1 < /dev/null && kill -TERM $$ &
+watchdog=$!
+trap 'kill "$watchdog" 2> /dev/null; cleanup' EXIT
 base=$((20000 + ($$ % 1500) * 20))
 
 # Small tables; nothing retires during the test; short slots, so expirations happen all along.

@@ -687,8 +687,24 @@ START_TEST(test_pruning_waits_for_a_backup_close_behind)
     ck_assert_uint_eq(vsr_prune_floor(&cores[0]), 1); /* replica 2 holds nothing yet */
     cores[0].cfg.lag_max = 4;
     ck_assert_uint_eq(vsr_prune_floor(&cores[0]), 11); /* too far behind: only replica 1 */
+    ck_assert_uint_eq(vsr_prune_floor_all(&cores[0]), 1); /* without images: every replica */
     vsr_tick(&cores[0], at(5000)); /* long after their pings */
     ck_assert_uint_eq(vsr_prune_floor(&cores[0]), UINT64_MAX);
+    ck_assert_uint_eq(vsr_prune_floor_all(&cores[0]), 1); /* a replica gone quiet still counts */
+}
+END_TEST
+
+/* Without images (the daemon today), pruning waits for every replica as its last ping said. */
+START_TEST(test_pruning_without_images_waits_for_every_replica)
+{
+    behind_by_ten(0);
+    ck_assert_uint_eq(vsr_prune_floor_all(&cores[0]), 1); /* nobody heard from: nothing goes */
+    vsr_tick(&cores[1], at(100));
+    vsr_tick(&cores[2], at(100));
+    deliver(VSR_PING, 101);
+    u64 floor = vsr_prune_floor_all(&cores[0]);
+    ck_assert_uint_eq(floor, cores[0].peer_op[2] + 1);
+    ck_assert_uint_le(floor, cores[0].peer_op[1] + 1);
 }
 END_TEST
 
@@ -730,6 +746,7 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_a_lost_disk_recovers_before_it_votes_or_acks);
     tcase_add_test(tc, test_a_view_without_progress_is_left);
     tcase_add_test(tc, test_pruning_waits_for_a_backup_close_behind);
+    tcase_add_test(tc, test_pruning_without_images_waits_for_every_replica);
     tcase_add_loop_test(tc, test_an_entry_no_one_can_supply_is_cut_on_a_quorum_lacking_it, 0, 2);
     tcase_add_loop_test(tc, test_a_backup_checks_its_entries_against_any_canonical_copy, 0, 2);
     tcase_add_loop_test(tc, test_a_damaged_own_entry_is_replaced_by_an_image, 0, 2);

@@ -21,8 +21,9 @@
  *   - Reads: the applier numbers the reads it holds; a read-index round covers every read
  *     numbered before it began; its index and the last number it covers go to the segment.
  *
- * Not yet (issue 17): state transfer. This replica serves no image and installs none; a
- * replica that needs one waits (pruning waits for peers heard from lately: vsr_prune_floor).
+ * Not yet (issue 17): state transfer. This replica serves no image and installs none, so a
+ * checkpoint never prunes what any other replica lacks, even one that is down
+ * (vsr_prune_floor_all): it can always repair when it is back, and the WAL grows meanwhile.
  */
 #include "config.h"
 
@@ -41,7 +42,7 @@
 
 #define TICK_MS 2             /* the core's timers are tens of ms; a backup far behind repairs at each tick */
 #define RECEIVE_MAX 1024      /* messages taken per step (then the batch is made durable) */
-#define LAG_MAX ((u64)1 << 40) /* pruning waits for any peer heard from lately (no state transfer yet) */
+#define LAG_MAX ((u64)1 << 40) /* no state transfer yet: pruning waits (vsr_prune_floor_all) */
 
 /* ---- the core's environment ------------------------------------------------------------ */
 
@@ -509,7 +510,10 @@ int seq_cluster_wait_ms(const struct seq *q)
 
 u64 seq_cluster_prune_floor(const struct seq *q, u64 applier_floor)
 {
-    u64 keep = vsr_prune_floor(&q->cl->core);
+    /* No image can be served yet (state transfer is not built into the daemon): what any
+     * replica still lacks stays, even for one that is down or cut off, so it can repair when
+     * it is back; the WAL grows meanwhile. */
+    u64 keep = vsr_prune_floor_all(&q->cl->core);
     return keep < applier_floor ? keep : applier_floor;
 }
 
