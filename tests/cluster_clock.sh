@@ -50,7 +50,7 @@ trap 'kill "$watchdog" 2> /dev/null; cleanup' EXIT
 
 export ALLOCDB_CLUSTER_ENV_0="LD_PRELOAD=$lib FAKETIME=+1h FAKETIME_DONT_FAKE_MONOTONIC=1
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
-export ALLOCDB_CLUSTER_OPTS="--resource-capacity 4096 --reservation-capacity 16384 --operation-capacity 131072
+export ALLOCDB_CLUSTER_OPTS="--resource-capacity 4096 --reservation-capacity 16384 --operation-capacity 65536
     --slot-duration-ms 20 --max-ttl-ms 10s --dedupe-window-ms 10m --history-window-ms 10m
     --request-timeout-ms 2000 --restart-backoff-max-ms 200"
 

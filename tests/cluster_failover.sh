@@ -47,7 +47,7 @@ base=$((20000 + ($$ % 1500) * 20))
 caps="--resource-capacity 16384 --reservation-capacity 65536 --operation-capacity 524288"
 load_opts=(--threads 4 --tasks 4 --resources 6 --batch 8 --ttl-ms 50:400 --busy-ms 30 --stamp-slack-ms 700)
 if "$ALLOCDBD" --version | grep -q debug; then
-    caps="--resource-capacity 4096 --reservation-capacity 16384 --operation-capacity 131072"
+    caps="--resource-capacity 4096 --reservation-capacity 16384 --operation-capacity 65536"
     load_opts=(--threads 4 --tasks 3 --resources 6 --batch 8 --ttl-ms 50:400 --busy-ms 60 --stamp-slack-ms 700)
 fi
 export ALLOCDB_CLUSTER_OPTS="$caps --slot-duration-ms 20 --max-ttl-ms 10s --dedupe-window-ms 10m
