@@ -379,15 +379,15 @@ static void publish_committed(struct seq *q)
     }
 }
 
-/* A primary that stops serving: the requests of its uncommitted entries are answered now. */
+/* A primary that stops serving: the requests of its uncommitted entries are answered now
+ * (the committed ones still waiting for room in the shared log get their results). */
 static void serving_changed(struct seq *q)
 {
     struct seq_cluster *cl = q->cl;
     bool serving = vsr_serving(&cl->core);
     if (cl->serving && !serving) {
-        u64 published = atomic_load(&q->seg->seq->published_lsn);
         for (u32 i = 0; i < SEQ_PENDING; i++)
-            if (cl->pending[i].lsn > published)
+            if (cl->pending[i].lsn > cl->commit)
                 pending_abandon(q, &cl->pending[i]);
     }
     if (cl->serving != serving)
