@@ -14,8 +14,6 @@
 # (allocdb-cluster wipe), it says recovering, catches up from the others (its log, by repair:
 # nothing was pruned yet; state transfer between daemons is not built) and is a backup again.
 set -u
-b="${top_builddir:-.}"
-src="${top_srcdir:-.}"
 lib=
 for p in /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 /usr/lib/*/faketime/libfaketimeMT.so.1 \
          /usr/lib/faketime/libfaketimeMT.so.1; do
@@ -25,28 +23,8 @@ if [ -z "$lib" ]; then
     echo "1..0 # SKIP libfaketime is not installed (apt-get install faketime)"
     exit 77
 fi
-export ALLOCDBD="$b/allocdbd" ALLOCDB="$b/allocdb"
-load="$b/tests/crash_load"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
-check() { if [ "$1" -eq 0 ]; then ok "$2"; else not_ok "$2" "${3:-}"; fi; }
-
-tmp=$(mktemp -d)
-export ALLOCDB_CLUSTER_DIR="$tmp/cluster"
-base=$((20000 + ($$ % 1500) * 20 + 10))
-cluster() { bash "$src/scripts/allocdb-cluster" --base-port "$base" "$@"; }
-cleanup() {
-    cluster stop > /dev/null 2>&1
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-# A cluster that stops making progress must fail the test, not hang the suite: every wait
-# below is bounded, and so is the whole (it takes well under a minute when healthy).
-sleep 600 > /dev/null 2>&1 < /dev/null && kill -TERM $$ &
-watchdog=$!
-trap 'kill "$watchdog" 2> /dev/null; cleanup' EXIT
+cluster_port_offset=10 # apart from tests/cluster_failover.sh's, should both run at once
+. "${top_srcdir:-.}/tests/cluster_lib.sh"
 
 export ALLOCDB_CLUSTER_ENV_0="LD_PRELOAD=$lib FAKETIME=+1h FAKETIME_DONT_FAKE_MONOTONIC=1
     ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}verify_asan_link_order=0"
@@ -68,10 +46,7 @@ p=$(cluster wait-primary 10)
 for _ in 1 2 3; do
     [ "$p" = 0 ] && break
     cluster kill "$p" > /dev/null
-    for _ in $(seq 1 50); do
-        np=$(cluster primary) && [ "$np" != "$p" ] && break
-        sleep 0.2
-    done
+    np=$(other_primary "$p")
     cluster restart "$p" > /dev/null
     p=$np
 done
@@ -80,7 +55,11 @@ check $? "the replica with the fast clock becomes primary (r$p)"
 
 # The honest clocks decide: a write commits (a cluster time exists), nothing expires early.
 out=$("$ALLOCDB" --addr "$addrs" create-resource 424242 2>&1)
-check $? "the fast primary logs writes by cluster time" "$out"
+rc=$?
+[ $rc -ne 0 ] && out="$out
+$(cluster status 2>&1)
+$(tail -n 5 "$ALLOCDB_CLUSTER_DIR"/r*/log)"
+check $rc "the fast primary logs writes by cluster time" "$out"
 t0=$(date +%s%N)
 out=$("$ALLOCDB" --addr "$addrs" reserve 424242 7 --ttl 3s 2>&1)
 check $? "reserve with a 3 s TTL" "$out"
@@ -118,8 +97,7 @@ check $? "replica $bk wiped and formatted to recover"
 cluster restart "$bk" > /dev/null
 role=
 for _ in $(seq 1 100); do
-    role=$("$ALLOCDB" --addr "$(sed -n "$((bk + 1))p" <<< "${addrs//,/$'\n'}")" --timeout 500ms status --json 2>/dev/null |
-        grep -o '"role": *"[a-z_]*"' | head -1 | grep -o '[a-z_]*"$' | tr -d '"')
+    role=$(role_of "$bk")
     [ "$role" = backup ] && break
     sleep 0.1
 done
@@ -129,11 +107,7 @@ grep -q 'view_durable .* recovering=yes' "$ALLOCDB_CLUSTER_DIR/r$bk/log" &&
     grep -q 'view_durable .* recovering=no' "$ALLOCDB_CLUSTER_DIR/r$bk/log"
 check $? "it neither voted nor acknowledged as a fresh replica: recovering until caught up (its log)"
 cluster kill "$p" > /dev/null
-np=
-for _ in $(seq 1 50); do
-    np=$(cluster primary) && [ "$np" != "$p" ] && break
-    sleep 0.2
-done
+np=$(other_primary "$p")
 out=$("$ALLOCDB" --addr "$addrs" --json get-resource 424242 2>&1)
 echo "$out" | grep -q '"read":"found"'
 check $? "the primary killed: r$np serves what was written before the disk was lost" "$out"

@@ -15,33 +15,7 @@
 #     elects and serves; healed, the old primary follows the new view.
 # Timing figures are TAP comments, never assertions (the machines are noisy).
 set -u
-b="${top_builddir:-.}"
-src="${top_srcdir:-.}"
-export ALLOCDBD="$b/allocdbd" ALLOCDB="$b/allocdb"
-load="$b/tests/crash_load"
-n=0
-fails=0
-ok() { n=$((n + 1)); echo "ok $n - $1"; }
-not_ok() { n=$((n + 1)); fails=$((fails + 1)); echo "not ok $n - $1"; [ -n "${2:-}" ] && printf '%s\n' "$2" | sed 's/^/# /'; }
-check() { if [ "$1" -eq 0 ]; then ok "$2"; else not_ok "$2" "${3:-}"; fi; }
-
-tmp=$(mktemp -d)
-export ALLOCDB_CLUSTER_DIR="$tmp/cluster"
-cluster() { bash "$src/scripts/allocdb-cluster" --base-port "$base" "$@"; }
-lp=
-cleanup() {
-    [ -n "$lp" ] && kill -9 "$lp" 2>/dev/null
-    cluster stop > /dev/null 2>&1
-    wait 2>/dev/null
-    rm -rf "$tmp"
-}
-trap cleanup EXIT
-# A cluster that stops making progress must fail the test, not hang the suite: every wait
-# below is bounded, and so is the whole (it takes well under a minute when healthy).
-sleep 600 > /dev/null 2>&1 < /dev/null && kill -TERM $$ &
-watchdog=$!
-trap 'kill "$watchdog" 2> /dev/null; cleanup' EXIT
-base=$((20000 + ($$ % 1500) * 20))
+. "${top_srcdir:-.}/tests/cluster_lib.sh"
 
 # Small tables; nothing retires during the test; short slots, so expirations happen all along.
 caps="--resource-capacity 16384 --reservation-capacity 65536 --operation-capacity 524288"
@@ -78,11 +52,6 @@ probe() {
     local ms
     ms=$("$load" --addr "$addrs" --probe --since-ns "$2" --deadline-s 20 2>&1)
     check $? "$1: a write commits again (${ms} ms after the fault)" "$ms"
-}
-addr_of() { sed -n "$(($1 + 1))p" <<< "${addrs//,/$'\n'}"; }
-commit_of() { # R: replica R's commit point (empty if it does not answer)
-    "$ALLOCDB" --addr "$(addr_of "$1")" --timeout 500ms status --json 2>/dev/null |
-        grep -o '"commit_lsn": *[0-9]*' | grep -o '[0-9]*$'
 }
 caught_up() { # R: replica R's commit point reaches the primary's (as it was when R was asked)
     local p want="" got=""
@@ -146,12 +115,7 @@ paddr=$(addr_of "$p")
 t=$(date +%s%N)
 cluster isolate "$p" > /dev/null
 probe "primary r$p isolated" "$t"
-np=
-for _ in $(seq 1 50); do
-    np=$(cluster primary) && [ "$np" != "$p" ] && break
-    sleep 0.2
-done
-[ -n "$np" ] && [ "$np" != "$p" ]
+np=$(other_primary "$p")
 check $? "the majority elected another primary (r$np, not r$p)"
 out=$("$ALLOCDB" --addr "$paddr" --timeout 2s get-resource 1 2>&1)
 rc=$?

@@ -1,0 +1,61 @@
+# tests/cluster_lib.sh — sourced by the cluster test scripts (TAP): a scratch directory holding
+# a cluster run by scripts/allocdb-cluster, stopped and removed at exit (with a load the script
+# started, $lp), a watchdog that fails a run stuck for 10 minutes, and what the scripts ask of
+# the cluster.
+#
+#   cluster ARGS...       scripts/allocdb-cluster on this script's cluster
+#   check RC DESC [WHY]   ok if RC is 0, else not ok with WHY
+#   addr_of R             replica R's client address; $addrs: all of them (after `cluster start`)
+#   commit_of R           replica R's commit point (empty if it does not answer)
+#   role_of R             replica R's role (primary, backup, view_change, recovering)
+#   other_primary R       waits up to 10 s for a primary other than R; prints it (1: none)
+# Set cluster_port_offset before sourcing to keep two scripts' ports apart.
+. "${top_srcdir:-.}/tests/tap.sh"
+b="${top_builddir:-.}"
+src="${top_srcdir:-.}"
+export ALLOCDBD="$b/allocdbd" ALLOCDB="$b/allocdb"
+load="$b/tests/crash_load"
+check() { if [ "$1" -eq 0 ]; then ok "$2"; else not_ok "$2" "${3:-}"; fi; }
+
+tmp=$(mktemp -d)
+export ALLOCDB_CLUSTER_DIR="$tmp/cluster"
+# Fixed ports (the config lists them), below the kernel's ephemeral range (32768 and up): a
+# client's or a peer's outgoing connection there would hold a port a replica must bind.
+base=$((20000 + ($$ % 600) * 20 + ${cluster_port_offset:-0}))
+addrs=
+cluster() { bash "$src/scripts/allocdb-cluster" --base-port "$base" "$@"; }
+lp=
+# A cluster that stops making progress must fail the test, not hang the suite: every wait in
+# the scripts is bounded, and so is the whole (well under a minute when healthy). The watchdog
+# looks every second whether the script still runs, so it never outlives it (and never signals
+# a process that got its pid later), even when the script was killed before its trap ran.
+(
+    t=0
+    while kill -0 $$ 2> /dev/null; do
+        sleep 1
+        t=$((t + 1))
+        [ $t -ge 600 ] && { kill -TERM $$; break; }
+    done
+) > /dev/null 2>&1 < /dev/null &
+watchdog=$!
+cleanup() {
+    kill "$watchdog" 2> /dev/null
+    [ -n "$lp" ] && kill -9 "$lp" 2> /dev/null
+    cluster stop > /dev/null 2>&1
+    wait 2> /dev/null
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+addr_of() { echo "127.0.0.1:$((base + 10 * $1))"; }
+status_of() { "$ALLOCDB" --addr "$(addr_of "$1")" --timeout 500ms status --json 2> /dev/null; }
+commit_of() { status_of "$1" | grep -o '"commit_lsn": *[0-9]*' | grep -o '[0-9]*$'; }
+role_of() { status_of "$1" | grep -o '"role": *"[a-z_]*"' | head -1 | grep -o '[a-z_]*"$' | tr -d '"'; }
+other_primary() {
+    local np
+    for _ in $(seq 1 50); do
+        np=$(cluster primary) && [ "$np" != "$1" ] && { echo "$np"; return 0; }
+        sleep 0.2
+    done
+    return 1
+}
