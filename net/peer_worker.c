@@ -47,26 +47,9 @@ struct peer_worker {
 
 static bool resolve(const char *addr, struct sockaddr_storage *out, socklen_t *len, char *why, size_t why_len)
 {
-    char host[CONFIG_ADDR_MAX];
-    snprintf(host, sizeof(host), "%s", addr);
-    char *colon = strrchr(host, ':');
-    if (colon == NULL) {
-        snprintf(why, why_len, "%s: expected HOST:PORT", addr);
+    struct addrinfo *res = config_addr_lookup(addr, false, why, why_len);
+    if (res == NULL)
         return false;
-    }
-    *colon = 0;
-    char *h = host;
-    if (h[0] == '[' && h[strlen(h) - 1] == ']') {
-        h[strlen(h) - 1] = 0;
-        h++;
-    }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    struct addrinfo *res;
-    int rc = getaddrinfo(h, colon + 1, &hints, &res);
-    if (rc != 0) {
-        snprintf(why, why_len, "%s: %s", addr, gai_strerror(rc));
-        return false;
-    }
     memcpy(out, res->ai_addr, res->ai_addrlen);
     *len = res->ai_addrlen;
     freeaddrinfo(res);
@@ -211,7 +194,7 @@ int peer_main(const struct worker_ctx *w)
     char why[512];
     for (u32 r = 0; r < n; r++) {
         if (!resolve(addrs[r], &pc.addr[r], &pc.addr_len[r], why, sizeof(why))) {
-            log_error("peer_address_unresolved", "replica=%u reason=\"%s\"", r, why);
+            log_error("peer_address_unresolved", "replica=%u address=%s reason=\"%s\"", r, addrs[r], why);
             return WORKER_EXIT_CRASH; /* restarted with backoff: DNS may come back */
         }
     }

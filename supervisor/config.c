@@ -737,26 +737,52 @@ int config_validate(const struct config *c, char *why, size_t why_len)
     return 0;
 }
 
-u32 config_replicas(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap)
+/* An address-list key's value (checked by config_set) split into out; 0 if it is empty. */
+static u32 addr_list(const char *text, char out[][CONFIG_ADDR_MAX], u32 cap)
 {
     ADB_ASSERT(cap >= CONFIG_REPLICAS_MAX);
-    if (c->replicas[0] == 0)
+    if (text[0] == 0)
         return 0;
     char why[CONFIG_ADDR_MAX + 128];
-    u32 n = split_addrs(c->replicas, out, why, sizeof(why));
+    u32 n = split_addrs(text, out, why, sizeof(why));
     ADB_ASSERT(n != 0); /* config_set checked it */
     return n;
 }
 
+u32 config_replicas(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap)
+{
+    return addr_list(c->replicas, out, cap);
+}
+
 u32 config_clients(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap)
 {
-    ADB_ASSERT(cap >= CONFIG_REPLICAS_MAX);
-    if (c->clients[0] == 0)
-        return 0;
-    char why[CONFIG_ADDR_MAX + 128];
-    u32 n = split_addrs(c->clients, out, why, sizeof(why));
-    ADB_ASSERT(n != 0); /* config_set checked it */
-    return n;
+    return addr_list(c->clients, out, cap);
+}
+
+struct addrinfo *config_addr_lookup(const char *addr, bool passive, char *why, size_t why_len)
+{
+    char host[CONFIG_ADDR_MAX];
+    snprintf(host, sizeof(host), "%s", addr);
+    char *colon = strrchr(host, ':');
+    if (colon == NULL) {
+        why_set(why, why_len, "expected HOST:PORT");
+        return NULL;
+    }
+    *colon = 0;
+    char *h = host;
+    size_t n = strlen(h);
+    if (n >= 2 && h[0] == '[' && h[n - 1] == ']') { /* [::1]:7400 */
+        h[n - 1] = 0;
+        h++;
+    }
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = passive ? AI_PASSIVE : 0 };
+    struct addrinfo *res;
+    int rc = getaddrinfo(h[0] || !passive ? h : NULL, colon + 1, &hints, &res);
+    if (rc != 0) {
+        why_set(why, why_len, "%s", gai_strerror(rc));
+        return NULL;
+    }
+    return res;
 }
 
 /* The host part of HOST:PORT (checked) into out, and a pointer to its port. */

@@ -20,6 +20,7 @@
 #include "common/types.h"
 #include "vocab/vocab.h"
 
+#include <netdb.h>
 #include <stdio.h>
 
 #define CONFIG_ADDR_MAX 256
@@ -108,6 +109,9 @@ int config_validate(const struct config *c, char *why, size_t why_len);
 /* The replicas key's addresses, in replica order, into out (cap of them); returns how many
  * (0: the key is empty, a single node). */
 u32 config_replicas(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap);
+/* Resolves HOST:PORT ([V6]:PORT brackets taken off; with passive, an empty host is every
+ * address) for a TCP socket: getaddrinfo's list (freeaddrinfo it), or NULL with the reason. */
+struct addrinfo *config_addr_lookup(const char *addr, bool passive, char *why, size_t why_len);
 /* The clients key's addresses likewise (0: not set: not_primary answers carry no hint). */
 u32 config_clients(const struct config *c, char out[][CONFIG_ADDR_MAX], u32 cap);
 

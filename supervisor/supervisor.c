@@ -263,25 +263,10 @@ static void bound_address(int fd, char *out, size_t cap)
 
 static int open_listener(const char *addr, const char *what, int *out)
 {
-    char host[CONFIG_ADDR_MAX];
-    snprintf(host, sizeof(host), "%s", addr);
-    char *colon = strrchr(host, ':');
-    if (colon == NULL) {
-        log_error("listen_failed", "%s=%s reason=\"expected HOST:PORT\"", what, addr);
-        return ADBD_EXIT_CONFIG;
-    }
-    *colon = 0;
-    const char *port = colon + 1;
-    char *h = host;
-    if (h[0] == '[' && h[strlen(h) - 1] == ']') { /* [::1]:7400 */
-        h[strlen(h) - 1] = 0;
-        h++;
-    }
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
-    struct addrinfo *res;
-    int rc = getaddrinfo(h[0] ? h : NULL, port, &hints, &res);
-    if (rc != 0) {
-        log_error("listen_failed", "%s=%s reason=\"%s\"", what, addr, gai_strerror(rc));
+    char why[256];
+    struct addrinfo *res = config_addr_lookup(addr, true, why, sizeof(why));
+    if (res == NULL) {
+        log_error("listen_failed", "%s=%s reason=\"%s\"", what, addr, why);
         return ADBD_EXIT_CONFIG;
     }
     int fd = -1, err = 0;

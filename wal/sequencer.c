@@ -363,7 +363,7 @@ static int maintenance(struct seq *q)
         }
     }
     u64 prune = atomic_load_explicit(&q->seg->app->prune_below_lsn, memory_order_acquire);
-    if (q->cl != NULL) /* what a backup heard from lately still lacks is kept for it */
+    if (q->cl != NULL) /* what any other replica still lacks is kept for it */
         prune = seq_cluster_prune_floor(q, prune);
     u32 removed = 0;
     if (sequencing_prune(&q->core, prune, &removed) == 0 && removed > 0) { /* a failure: tried again */

@@ -284,37 +284,34 @@ void seq_cluster_receive(struct seq *q)
     }
     if (n > 0)
         atomic_fetch_add_explicit(&q->seg->rep->messages_in, n, memory_order_relaxed);
-    u64 now = mono_ns();
-    if (now - cl->last_tick_ns >= (u64)TICK_MS * 1000000u && !cl->dead) {
-        cl->last_tick_ns = now;
-        vsr_tick(&cl->core, seq_cluster_time(q));
+    struct vsr_time t = seq_cluster_time(q);
+    if (t.mono_ns - cl->last_tick_ns >= (u64)TICK_MS * 1000000u && !cl->dead) {
+        cl->last_tick_ns = t.mono_ns;
+        vsr_tick(&cl->core, t);
     }
+    /* Cluster time, read once a step for the slots, the expirations and the status. */
+    struct vsr *v = &cl->core;
+    u64 ms, slot_ms = q->core.cfg.slot_ms;
+    cl->synced = vsr_cluster_clock(v, t, &ms);
+    cl->cluster_ms = cl->synced ? ms : 0;
+    /* The last deadline slot that may expire now: cluster time less the clock's possible
+     * error, and only on the serving primary. */
+    u64 lag = (vsr_clock_error_ms(v) + slot_ms - 1) / slot_ms;
+    u64 slot = cl->cluster_ms / slot_ms;
+    cl->expire_slot = vsr_serving(v) && cl->synced && slot > lag ? slot - lag : 0;
 }
 
 u32 seq_cluster_room(struct seq *q)
 {
     struct vsr *v = &q->cl->core;
-    u64 ms;
     q->core.view = v->view;
-    q->core.cluster_ms = vsr_cluster_clock(v, seq_cluster_time(q), &ms) ? ms : 0;
+    q->core.cluster_ms = q->cl->cluster_ms;
     return vsr_prepare_room(v, seq_cluster_time(q));
-}
-
-/* The last deadline slot that may expire now: cluster time less the clock's possible error. */
-static u64 expire_before_slot(struct seq *q)
-{
-    struct vsr *v = &q->cl->core;
-    u64 ms, slot_ms = q->core.cfg.slot_ms;
-    if (!vsr_serving(v) || !vsr_cluster_clock(v, seq_cluster_time(q), &ms))
-        return 0;
-    u64 lag = (vsr_clock_error_ms(v) + slot_ms - 1) / slot_ms;
-    u64 slot = ms / slot_ms;
-    return slot > lag ? slot - lag : 0;
 }
 
 bool seq_cluster_expiry_due(struct seq *q, u64 deadline_slot)
 {
-    return deadline_slot < expire_before_slot(q);
+    return deadline_slot < q->cl->expire_slot;
 }
 
 void seq_cluster_sequenced(struct seq *q, u32 index)
@@ -439,16 +436,14 @@ static void publish_status(struct seq *q)
     struct seq_cluster *cl = q->cl;
     struct vsr *v = &cl->core;
     struct seg_replica *r = q->seg->rep;
-    u64 ms;
-    bool synced = vsr_cluster_clock(v, seq_cluster_time(q), &ms);
 #define PUT(field, value) atomic_store_explicit(&r->field, (value), memory_order_relaxed)
     PUT(status, (u32)v->status);
     PUT(serving, vsr_serving(v) ? 1u : 0u);
     PUT(primary, (u32)vsr_primary_of(v, v->view));
     PUT(recovering, v->recovering ? 1u : 0u);
-    PUT(clock_synced, synced ? 1u : 0u);
-    PUT(cluster_ms, synced ? ms : 0);
-    PUT(expire_slot, expire_before_slot(q));
+    PUT(clock_synced, cl->synced ? 1u : 0u);
+    PUT(cluster_ms, cl->cluster_ms);
+    PUT(expire_slot, cl->expire_slot);
     PUT(view, v->view);
     PUT(log_view, v->log_view);
     PUT(commit_lsn, cl->commit);

@@ -40,6 +40,9 @@ struct seq_cluster {
     struct vsr core;
     u64 commit;          /* the core's published commit point */
     u64 last_tick_ns;
+    bool synced;         /* a quorum's clocks agree (as of this step's receive) */
+    u64 cluster_ms;      /* cluster time then (0: none) */
+    u64 expire_slot;     /* deadlines before it may expire (0 unless the serving primary) */
     bool serving;        /* as of the last step */
     bool dead;           /* storage failed inside a core call: stop */
     int dead_rc;
@@ -73,7 +76,7 @@ u64 mono_ns(void);
 int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head, u64 committed);
 /* The time the core is fed. */
 struct vsr_time seq_cluster_time(const struct seq *q);
-/* Received messages, then the tick when due. */
+/* Received messages, then the tick when due, then the step's cluster time. */
 void seq_cluster_receive(struct seq *q);
 /* Entries that may be sequenced now (0 unless the serving primary), with the slot stamping
  * set to cluster time. */
