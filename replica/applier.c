@@ -206,6 +206,13 @@ static int apply_log(struct app *a, int *rc)
                         ring_tail(seg->shlog, SHLOG_APPLIER));
             return -1;
         }
+        if (n == 0 && atomic_load_explicit(&seg->seq->base_lsn, memory_order_acquire) > a->sm.last_applied_lsn) {
+            /* A state transfer replaced the state on disk, and the shared log goes on after it. */
+            log_always_info("state_replaced", "base_lsn=%" PRIu64 " applied_lsn=%" PRIu64 " action=reload",
+                            (u64)atomic_load(&seg->seq->base_lsn), a->sm.last_applied_lsn);
+            *rc = WORKER_EXIT_RELOAD;
+            return -1;
+        }
         const struct shlog_entry *e = p;
         struct applying_result r;
         char why[160];
@@ -532,7 +539,8 @@ static int recover(struct app *a)
     /* Never past what the sequencer published: on the first start, the point its recovery
      * synced (a cluster: the metadata's commit point); after a restart, what was applied. */
     u64 limit = apply_policy_recovery_limit(first, atomic_load_explicit(&a->seg->seq->published_lsn, memory_order_acquire),
-                                            atomic_load_explicit(&c->applied_lsn, memory_order_acquire));
+                                            atomic_load_explicit(&c->applied_lsn, memory_order_acquire),
+                                            atomic_load_explicit(&a->seg->seq->base_lsn, memory_order_acquire));
     struct recovery_options opt = { .read_only = true };
     opt.wal.segment_bytes = cfg->wal_segment_bytes;
     opt.wal.stop_after_lsn = limit;
@@ -569,8 +577,9 @@ static int recover(struct app *a)
         atomic_store(&c->snapshot_rejected_lsn, rep.rejected_lsn);
     }
     /* The operation log continues after the snapshot recovery restored from: segments past it
-     * are dropped and what replay made is exported again. */
-    rc = oplog_open(&a->ops, &io_posix, cfg->data_dir, &a->sm, rep.snapshot_lsn, why, sizeof(why));
+     * are dropped and what replay made is exported again. An image's records are in no log
+     * yet: it starts over with every live record. */
+    rc = oplog_open(&a->ops, &io_posix, cfg->data_dir, &a->sm, rep.from_image ? 0 : rep.snapshot_lsn, why, sizeof(why));
     if (rc != 0) {
         log_error("oplog_open_failed", "errno=%d reason=\"%s\" action=stop_daemon", -rc, why);
         return WORKER_EXIT_FATAL;
@@ -579,15 +588,15 @@ static int recover(struct app *a)
                                       .checkpoint_min_entries = cfg->checkpoint_min_entries,
                                       .expire_hold_max_ms = EXPIRE_HOLD_MAX_MS,
                                       .snapshot_backoff_max_ms = SNAPSHOT_BACKOFF_MAX_MS };
-    apply_policy_init(&a->policy, &pc, mono_ms(), rep.snapshot_lsn);
+    apply_policy_init(&a->policy, &pc, mono_ms(), rep.from_image ? 0 : rep.snapshot_lsn); /* an image: a snapshot is due */
     atomic_store(&c->applied_lsn, a->sm.last_applied_lsn);
     atomic_store(&c->snapshot_lsn, rep.snapshot_lsn);
     atomic_store(&c->recovery_kind, rep.kind);
     atomic_store(&c->recovery_frames, rep.frames_replayed);
     atomic_store(&c->recovery_ms, mono_ms() - t0);
-    log_always_info("recovered", "kind=%s snapshot_lsn=%" PRIu64 " frames_replayed=%" PRIu64 " applied_lsn=%" PRIu64
+    log_always_info("recovered", "kind=%s%s snapshot_lsn=%" PRIu64 " frames_replayed=%" PRIu64 " applied_lsn=%" PRIu64
              " snapshots_rejected=%u ms=%" PRIu64,
-             recovery_kind_name(rep.kind), rep.snapshot_lsn, rep.frames_replayed, a->sm.last_applied_lsn,
+             recovery_kind_name(rep.kind), rep.from_image ? " from=image" : "", rep.snapshot_lsn, rep.frames_replayed, a->sm.last_applied_lsn,
              rep.snapshots_rejected, mono_ms() - t0);
     return 0;
 }

@@ -83,9 +83,10 @@ enum apply_entry apply_policy_entry(u64 applied_lsn, u64 applied_slot, u64 lsn, 
     return APPLY_ENTRY_APPLY;
 }
 
-u64 apply_policy_recovery_limit(bool first_start, u64 durable_lsn, u64 published_applied_lsn)
+u64 apply_policy_recovery_limit(bool first_start, u64 durable_lsn, u64 published_applied_lsn, u64 base_lsn)
 {
-    return first_start ? durable_lsn : published_applied_lsn;
+    u64 limit = first_start ? durable_lsn : published_applied_lsn;
+    return limit > base_lsn ? limit : base_lsn;
 }
 
 bool apply_policy_retry_ready(u64 applied_lsn, u64 retry_lsn)

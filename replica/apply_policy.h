@@ -85,8 +85,9 @@ u64 apply_policy_checkpoint_failed(struct apply_policy *p);
 enum apply_entry { APPLY_ENTRY_APPLY = 0, APPLY_ENTRY_SKIP, APPLY_ENTRY_GAP };
 enum apply_entry apply_policy_entry(u64 applied_lsn, u64 applied_slot, u64 lsn, u64 slot);
 
-/* How far recovery reads at start (0: nothing). first_start: no applier of this daemon ran. */
-u64 apply_policy_recovery_limit(bool first_start, u64 durable_lsn, u64 published_applied_lsn);
+/* How far recovery reads at start (0: nothing). first_start: no applier of this daemon ran.
+ * base_lsn: a state transfer installed the state after it (a cluster; else 0): never less. */
+u64 apply_policy_recovery_limit(bool first_start, u64 durable_lsn, u64 published_applied_lsn, u64 base_lsn);
 
 /* Whether a retry answered from the sequencer's cache (first logged at retry_lsn) can be answered. */
 bool apply_policy_retry_ready(u64 applied_lsn, u64 retry_lsn);

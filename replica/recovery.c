@@ -7,6 +7,7 @@
 
 #include "common/assert.h"
 #include "common/why.h"
+#include "replica/image.h"
 #include "replica/oplog.h"
 #include "replica/snapshot.h"
 
@@ -148,6 +149,37 @@ static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct s
     return 0;
 }
 
+/* Loads an image file (a state transfer installed it, or one built to serve) the same way. */
+static int load_image(struct io *io, const char *dir, u64 lsn, const struct sm_config *cfg, sm_t *sm, char *why,
+                      size_t why_len)
+{
+    char name[64], path[WAL_PATH_MAX];
+    if (!image_file_name(name, sizeof(name), lsn) || !io_path(path, sizeof(path), dir, name)) {
+        why_set(why, why_len, "%s: path too long", dir);
+        return -ENAMETOOLONG;
+    }
+    struct io_view v;
+    int rc = io_view_file(io, path, &v);
+    if (rc != 0) {
+        why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
+        return rc;
+    }
+    sm_reset(sm, cfg);
+    char reason[512];
+    struct vsr_entry_header at;
+    enum snapshot_status st = image_decode(v.buf, v.len, cfg, sm, &at, reason, sizeof(reason));
+    io_view_release(io, &v);
+    if (st != SNAPSHOT_OK) {
+        why_set(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
+        return st == SNAPSHOT_CONFIG_MISMATCH ? -EINVAL : -EUCLEAN;
+    }
+    if (sm->last_applied_lsn != lsn) {
+        why_set(why, why_len, "%s: holds LSN %" PRIu64 ", not the LSN of its name", path, sm->last_applied_lsn);
+        return -EUCLEAN;
+    }
+    return 0;
+}
+
 /* ---- replay ----------------------------------------------------------------------------- */
 
 struct replay {
@@ -209,19 +241,34 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
     if (!o.read_only)
         remove_temps(io, dir, l, rep);
     rep->snapshots_found = l->count;
+    /* Image files (replica/image.h) are states too, ascending here; at an LSN both hold, the
+     * snapshot is tried first. */
+    u64 images[SNAPSHOTS_MAX];
+    u32 image_count = 0;
+    rc = io_list_numbered(io, dir, "image-", ".img", "images", images, SNAPSHOTS_MAX, &image_count, why, why_len);
+    if (rc != 0) {
+        free(l);
+        return rc;
+    }
+    rep->snapshots_found += image_count;
 
     /* Newest first; fall back only as recovery.h describes. */
     u64 base = 0;
     bool loaded = false;
-    for (u32 i = 0; i < l->count && !loaded; i++) {
+    u32 si = 0, ii = image_count;
+    while (!loaded && (si < l->count || ii > 0)) {
+        bool image = ii > 0 && (si == l->count || images[ii - 1] > l->lsn[si]);
+        u64 lsn = image ? images[--ii] : l->lsn[si++];
         char reason[sizeof(rep->rejected_reason)];
-        rc = load_snapshot(io, dir, l->lsn[i], cfg, sm, reason, sizeof(reason));
+        rc = image ? load_image(io, dir, lsn, cfg, sm, reason, sizeof(reason))
+                   : load_snapshot(io, dir, lsn, cfg, sm, reason, sizeof(reason));
         if (rc == 0) {
             loaded = true;
-            base = l->lsn[i];
+            base = lsn;
+            rep->from_image = image;
         } else if (rc == -EUCLEAN || rc == -ENODATA) {
             if (rep->snapshots_rejected++ == 0) {
-                rep->rejected_lsn = l->lsn[i];
+                rep->rejected_lsn = lsn;
                 snprintf(rep->rejected_reason, sizeof(rep->rejected_reason), "%s", reason);
             }
         } else {

@@ -1,8 +1,9 @@
 /*
  * replica/recovery.h — bringing a replica's state back from disk, and checkpoints.
  *
- * The data directory holds WAL segments (wal/log.h) and snapshots (replica/snapshot.h).
- * Recovery = the newest snapshot that validates + replay of every later WAL frame through
+ * The data directory holds WAL segments (wal/log.h) and snapshots (replica/snapshot.h), and
+ * on a replica images (replica/image.h): a snapshot with its operation records, which recovery
+ * takes like a snapshot. Recovery = the newest snapshot or image that validates + replay of every later WAL frame through
  * sm_apply, the same function live execution uses. Checkpoint = write a snapshot of the applied
  * state, keep it and the one before it, and drop WAL segments the older of the two no longer
  * needs — one checkpoint of overlap, so a crash at any step of a checkpoint, or a newest
@@ -52,6 +53,8 @@ const char *recovery_kind_name(enum recovery_kind k);
 struct recovery_report {
     enum recovery_kind kind;
     u64 snapshot_lsn;           /* LSN of the loaded snapshot (0: none) */
+    bool from_image;            /* it was an image file (replica/image.h): its operation records
+                                   are in no operation log yet */
     u32 snapshots_found;
     u32 snapshots_rejected;     /* newer snapshots that failed validation */
     u64 rejected_lsn;           /* the newest rejected one */

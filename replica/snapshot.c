@@ -493,8 +493,8 @@ enum snapshot_status snapshot_decode_info(const u8 *buf, u64 len, struct snapsho
 }
 
 /* Replay after the snapshot must run under the config it was taken with, field by field. */
-static enum snapshot_status check_config(const struct sm_config *snap, const struct sm_config *node, char *why,
-                                         size_t why_len)
+enum snapshot_status snapshot_check_config(const struct sm_config *snap, const struct sm_config *node, char *why,
+                                           size_t why_len)
 {
 #define SAME(field)                                                                                   \
     do {                                                                                              \
@@ -856,6 +856,11 @@ static enum snapshot_status decode_operations_v1(const struct dec *d, sm_t *sm)
     return SNAPSHOT_OK;
 }
 
+bool snapshot_operation_live(const struct snapshot_info *in, const struct sm_operation *o)
+{
+    return o->applied_lsn <= in->last_applied_lsn && o->retire_after_slot >= in->retired_through_slot;
+}
+
 /* Version 2: the live records from the source, checked one by one like version 1's, then as a
  * whole against the header's count, oldest LSN and hash sum. */
 static enum snapshot_status decode_operations_v2(const struct dec *d, const struct snapshot_ops *src, sm_t *sm)
@@ -870,7 +875,7 @@ static enum snapshot_status decode_operations_v2(const struct dec *d, const stru
             return SNAPSHOT_OPERATIONS_MISSING; /* `why` says what could not be read */
         if (got == 0)
             break;
-        if (o.applied_lsn > in->last_applied_lsn || o.retire_after_slot < in->retired_through_slot)
+        if (!snapshot_operation_live(in, &o))
             continue; /* past the snapshot, or retired by then */
         if (n == in->operations)
             return record_fail(d, SNAPSHOT_OPERATIONS_MISSING, sec, n, 0,
@@ -966,7 +971,7 @@ static enum snapshot_status decode_frame(struct dec *d, u64 len, const struct sm
     enum snapshot_status st = snapshot_decode_info(d->buf, len, &d->info, d->why, d->why_len);
     if (st != SNAPSHOT_OK)
         return st;
-    st = check_config(&d->info.cfg, cfg, d->why, d->why_len);
+    st = snapshot_check_config(&d->info.cfg, cfg, d->why, d->why_len);
     if (st != SNAPSHOT_OK)
         return st;
     if (len < d->info.size)
@@ -983,6 +988,20 @@ static enum snapshot_status decode_frame(struct dec *d, u64 len, const struct sm
     if (st == SNAPSHOT_OK && d->info.version == 1)
         st = check_section_crc(d, "operations", d->s.operations,
                                (u64)d->info.operations * SNAPSHOT_OPERATION_SIZE_V1);
+    return st;
+}
+
+enum snapshot_status snapshot_check_frame(const u8 *buf, u64 len, const struct sm_config *cfg, struct snapshot_info *out,
+                                          char *why, size_t why_len)
+{
+    struct dec d;
+    memset(&d, 0, sizeof(d));
+    d.buf = buf;
+    d.why = why;
+    d.why_len = why_len;
+    enum snapshot_status st = decode_frame(&d, len, cfg);
+    if (st == SNAPSHOT_OK && out != NULL)
+        *out = d.info;
     return st;
 }
 

@@ -157,6 +157,10 @@ struct snapshot_ops {
     void *ctx;
 };
 
+/* Whether a record an operation log gives is one of the snapshot's live records (not past its
+ * LSN, not retired at its slot): what decoding keeps, and what an image carries. */
+bool snapshot_operation_live(const struct snapshot_info *in, const struct sm_operation *o);
+
 /* A source over an array of records (tests, tools). */
 struct snapshot_ops_array {
     const struct sm_operation *ops;
@@ -193,6 +197,17 @@ const char *snapshot_status_name(enum snapshot_status s);
  * of a failure.
  */
 enum snapshot_status snapshot_decode_info(const u8 *buf, u64 len, struct snapshot_info *out,
+                                          char *why, size_t why_len);
+
+/* SNAPSHOT_OK if a snapshot taken under `snap` may be loaded by a node running `node` (every
+ * field equal), else SNAPSHOT_CONFIG_MISMATCH naming the first field that differs. */
+enum snapshot_status snapshot_check_config(const struct sm_config *snap, const struct sm_config *node, char *why,
+                                           size_t why_len);
+
+/* What decoding checks before it reads a record: the header, the config against cfg, the length
+ * (exactly len bytes) and every section's CRC. Needs no state machine. *out (may be NULL) gets
+ * the header on SNAPSHOT_OK. */
+enum snapshot_status snapshot_check_frame(const u8 *buf, u64 len, const struct sm_config *cfg, struct snapshot_info *out,
                                           char *why, size_t why_len);
 
 /*

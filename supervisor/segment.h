@@ -110,6 +110,14 @@ struct seg_sequencer {
     _Atomic u32 no_space;          /* the disk is full: 1 the spare cannot grow, 2 writes refused */
     _Atomic u64 meta_failures;     /* replica metadata writes that failed */
     _Atomic u32 meta_failing;      /* the last one failed (retried with backoff) */
+    /* A cluster: the state transfer last installed the state after this entry (image-<lsn>.img,
+     * replica/image.h) and the WAL restarted after it; an applier behind it reloads. */
+    _Atomic u64 base_lsn;
+    _Atomic u64 images_built;      /* images built to serve, and failed builds or checks */
+    _Atomic u64 image_build_failures;
+    _Atomic u64 images_installed;  /* state transfers this replica installed */
+    _Atomic u64 image_bytes;       /* size of the image served (0: none) */
+    _Atomic u64 image_lsn;         /* and its entry */
     struct seg_histogram fsync_us; /* fsync latency */
     struct seg_histogram batch;    /* entries per fsync */
 } __attribute__((aligned(64)));

@@ -391,6 +391,13 @@ static void worker_exited(struct sup *s, enum worker_role r, int status)
                  asked ? "" : " cause=stop_signal");
         return;
     }
+    if (s->state < SUP_DRAINING && WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_RELOAD) {
+        /* Not a failure: the state it held was replaced on disk. Restarted now, uncounted. */
+        log_always_info("worker_reload", "role=%s", worker_role_name(r));
+        s->restart_at[r] = mono_ms();
+        atomic_fetch_add(&slot->restarts, 1);
+        return;
+    }
     log_always_warn("worker_exited", "role=%s %s state=%s", worker_role_name(r), how, worker_state_name(prev));
     if (s->state >= SUP_DRAINING)
         return; /* stopping anyway */

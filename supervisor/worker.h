@@ -34,6 +34,8 @@ enum worker_exit {
     WORKER_EXIT_META = 101,        /* replica metadata contradicts the WAL: stop the daemon */
     WORKER_EXIT_CONFIG = 102,      /* the data does not match the config (e.g. capacities) */
     WORKER_EXIT_RESTART = 103,     /* shared memory failed its checks: restart the whole daemon */
+    WORKER_EXIT_RELOAD = 104,      /* the applier's state was replaced on disk (a state transfer):
+                                      start me again at once, not counted as a failure */
 };
 
 struct worker_ctx {

@@ -134,8 +134,12 @@ END_TEST
 START_TEST(test_recovery_limit_and_retries)
 {
     /* First start: what the sequencer's recovery made durable; a restart: what was applied. */
-    ck_assert_uint_eq(apply_policy_recovery_limit(true, 40, 0), 40);
-    ck_assert_uint_eq(apply_policy_recovery_limit(false, 90, 35), 35);
+    ck_assert_uint_eq(apply_policy_recovery_limit(true, 40, 0, 0), 40);
+    ck_assert_uint_eq(apply_policy_recovery_limit(false, 90, 35, 0), 35);
+    /* An installed image is recovered whole, whatever was applied before it. */
+    ck_assert_uint_eq(apply_policy_recovery_limit(false, 90, 35, 60), 60);
+    ck_assert_uint_eq(apply_policy_recovery_limit(true, 40, 0, 70), 70);
+    ck_assert_uint_eq(apply_policy_recovery_limit(false, 90, 65, 60), 65);
     /* A retry answered from the sequencer's cache waits for its LSN. */
     ck_assert(!apply_policy_retry_ready(9, 10));
     ck_assert(apply_policy_retry_ready(10, 10));

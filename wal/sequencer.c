@@ -453,6 +453,11 @@ static int open_all(struct seq *q)
         log_error("wal_recovery_failed", "errno=%d reason=\"%s\"", -rc, why);
         return WORKER_EXIT_FATAL;
     }
+    if (clustered(q)) { /* a state transfer a crash cut is finished (or forgotten) first */
+        rc = seq_image_open(q, &rec, &rep.last_lsn, &rep.last_slot);
+        if (rc != 0)
+            return rc;
+    }
     bool first_start = plan.first_start;
     if (rep.torn)
         log_warn("wal_torn_tail", "file=%s offset=%" PRIu64 " bytes=%" PRIu64 " action=zeroed", rep.torn_file,

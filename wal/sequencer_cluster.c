@@ -21,9 +21,9 @@
  *   - Reads: the applier numbers the reads it holds; a read-index round covers every read
  *     numbered before it began; its index and the last number it covers go to the segment.
  *
- * Not yet (issue 17): state transfer. This replica serves no image and installs none, so a
- * checkpoint never prunes what any other replica lacks, even one that is down
- * (vsr_prune_floor_all): it can always repair when it is back, and the WAL grows meanwhile.
+ *   - State transfer (wal/sequencer_image.c): a checkpoint prunes what a replica that is down
+ *     or far behind lacks (vsr_prune_floor: a backup close behind is waited for, up to
+ *     LAG_MAX entries); such a replica takes an image of a peer's snapshot instead.
  */
 #include "config.h"
 
@@ -42,7 +42,7 @@
 
 #define TICK_MS 2             /* the core's timers are tens of ms; a backup far behind repairs at each tick */
 #define RECEIVE_MAX 1024      /* messages taken per step (then the batch is made durable) */
-#define LAG_MAX ((u64)1 << 40) /* no state transfer yet: pruning waits (vsr_prune_floor_all) */
+#define LAG_MAX ((u64)1 << 18) /* entries a live backup may lag before pruning leaves it an image to take */
 
 /* ---- the core's environment ------------------------------------------------------------ */
 
@@ -86,7 +86,7 @@ static int env_persist(void *ctx, const struct vsr_durable *d)
     return 0;
 }
 
-static void storage_dead(struct seq *q, int rc)
+void seq_storage_dead(struct seq *q, int rc)
 {
     if (!q->cl->dead) {
         q->cl->dead = true;
@@ -104,12 +104,11 @@ static int env_append(void *ctx, const u8 *frame, u32 len)
     if (rc == 0)
         memset(&q->tags[at], 0, sizeof(q->tags[at])); /* a primary's entry: its client is there */
     else if (rc != -EINVAL)
-        storage_dead(q, rc);
+        seq_storage_dead(q, rc);
     return rc;
 }
 
-/* Answers the request of a window entry indefinite (its entry may be gone or commit later). */
-static void pending_abandon(struct seq *q, struct seq_pending *p)
+void seq_pending_abandon(struct seq *q, struct seq_pending *p)
 {
     if (p->tag.flags & MSG_TAG_VALID)
         seq_reply(q, &p->tag, PROTO_INDEFINITE, PROTO_INDEFINITE_VIEW_CHANGE);
@@ -129,13 +128,13 @@ static int env_truncate(void *ctx, u64 after_lsn)
     }
     int rc = sequencing_truncate(&q->core, after_lsn);
     if (rc != 0) {
-        storage_dead(q, rc);
+        seq_storage_dead(q, rc);
         return rc;
     }
     for (u32 i = 0; i < SEQ_PENDING; i++) {
         struct seq_pending *p = &q->cl->pending[i];
         if (p->lsn > after_lsn) {
-            pending_abandon(q, p);
+            seq_pending_abandon(q, p);
             p->lsn = 0;
         }
     }
@@ -161,20 +160,23 @@ static void env_commit(void *ctx, u64 commit)
 
 static int env_image_read(void *ctx, u64 offset, u8 *buf, u32 cap, u32 *len, struct vsr_image *img)
 {
-    (void)ctx, (void)offset, (void)buf, (void)cap, (void)len, (void)img;
-    return -ENOENT; /* state transfer is not built into the daemon yet */
+    return seq_image_read(ctx, offset, buf, cap, len, img);
 }
 
 static int env_image_write(void *ctx, const struct vsr_image *img, u64 offset, const u8 *bytes, u32 len)
 {
-    (void)ctx, (void)img, (void)offset, (void)bytes, (void)len;
-    return -EOPNOTSUPP;
+    return seq_image_write(ctx, img, offset, bytes, len);
 }
 
 static int env_image_install(void *ctx, const struct vsr_image *img, struct vsr_entry_header *at)
 {
-    (void)ctx, (void)img, (void)at;
-    return -EOPNOTSUPP;
+    struct seq *q = ctx;
+    int rc = seq_image_install(q, img, at);
+    if (rc == 0) {
+        q->cl->image_lsn = at->lsn;
+        q->cl->pruned_first = at->lsn + 1;
+    }
+    return rc;
 }
 
 /* ---- start ------------------------------------------------------------------------------ */
@@ -236,16 +238,19 @@ int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head
     for (u64 lsn = from; lsn <= wal_head && lsn > 0; lsn++)
         if (header_at(q, lsn, &h))
             vsr_load_entry(&cl->core, &h);
+    seq_image_init(q, rec);
+    if (rec->base.lsn != 0 && rec->base.lsn == wal_head && !header_at(q, wal_head, &h))
+        vsr_load_entry(&cl->core, &cl->img.base); /* the WAL restarted after it and holds nothing yet */
     struct vsr_start st = { .durable = { .view = rec->view, .log_view = rec->last_normal_view,
                                          .recovering = rec->status == META_STATUS_RECOVERING },
                             .commit = committed,
                             .wal_head = wal_head,
                             .fresh = false, /* a restart never claims view 0 as new: a view change elects */
-                            .image_lsn = 0,
+                            .image_lsn = 0, /* told once the applier says which snapshot is newest */
                             .wal_first = first };
     vsr_start(&cl->core, &st, seq_cluster_time(q));
     cl->commit = cl->core.commit;
-    cl->pruned_first = first;
+    cl->pruned_first = 0;
     struct seg_replica *r = q->seg->rep;
     atomic_store(&r->replica, (u32)rec->replica_id);
     atomic_store(&r->replica_count, (u32)rec->replica_count);
@@ -260,6 +265,7 @@ void seq_cluster_stop(struct seq *q)
 {
     if (q->cl == NULL)
         return;
+    seq_image_stop(q);
     free(q->cl->pending);
     free(q->cl);
     q->cl = NULL;
@@ -329,7 +335,7 @@ void seq_cluster_durable(struct seq *q, u32 count)
         ADB_ASSERT(wal_frame_decode_exact(f->bytes, f->len, &wf) == WAL_FRAME_OK);
         struct seq_pending *p = &cl->pending[wf.lsn % SEQ_PENDING];
         if (p->lsn != 0 && p->lsn != wf.lsn)
-            pending_abandon(q, p); /* pushed out long uncommitted: its client times out anyway */
+            seq_pending_abandon(q, p); /* pushed out long uncommitted: its client times out anyway */
         p->lsn = wf.lsn;
         p->tag = q->tags[i];
         p->len = f->len;
@@ -385,7 +391,7 @@ static void serving_changed(struct seq *q)
     if (cl->serving && !serving) {
         for (u32 i = 0; i < SEQ_PENDING; i++)
             if (cl->pending[i].lsn > cl->commit)
-                pending_abandon(q, &cl->pending[i]);
+                seq_pending_abandon(q, &cl->pending[i]);
     }
     if (cl->serving != serving)
         log_always_info(serving ? "serving" : "not_serving", "view=%" PRIu64 " commit=%" PRIu64 " op=%" PRIu64,
@@ -485,6 +491,7 @@ int seq_cluster_step(struct seq *q)
         publish_committed(q);
         serving_changed(q);
         read_rounds(q);
+        seq_image_step(q);
         publish_status(q);
     }
     ring_notify(q->seg->peer_out);
@@ -505,10 +512,9 @@ int seq_cluster_wait_ms(const struct seq *q)
 
 u64 seq_cluster_prune_floor(const struct seq *q, u64 applier_floor)
 {
-    /* No image can be served yet (state transfer is not built into the daemon): what any
-     * replica still lacks stays, even for one that is down or cut off, so it can repair when
-     * it is back; the WAL grows meanwhile. */
-    u64 keep = vsr_prune_floor_all(&q->cl->core);
+    /* What a backup heard from lately lacks stays, unless it is more than LAG_MAX behind; a
+     * replica that is down or that far behind takes an image when it is back. */
+    u64 keep = vsr_prune_floor(&q->cl->core);
     return keep < applier_floor ? keep : applier_floor;
 }
 
@@ -516,9 +522,12 @@ void seq_cluster_pruned(struct seq *q, u64 snapshot_lsn)
 {
     struct seq_cluster *cl = q->cl;
     u64 first = q->core.wal.segment_count > 0 ? q->core.wal.segments[0].first_lsn : q->core.wal.durable_lsn + 1;
-    if (snapshot_lsn < cl->image_lsn || first > snapshot_lsn + 1 || first <= cl->pruned_first)
+    seq_image_snapshot(q, snapshot_lsn, header_at);
+    if (snapshot_lsn < cl->image_lsn || first > snapshot_lsn + 1 ||
+        (snapshot_lsn == cl->image_lsn && first <= cl->pruned_first))
         return;
     cl->image_lsn = snapshot_lsn;
-    cl->pruned_first = first;
-    vsr_on_checkpoint(&cl->core, snapshot_lsn, first);
+    if (first > cl->pruned_first)
+        cl->pruned_first = first;
+    vsr_on_checkpoint(&cl->core, snapshot_lsn, cl->pruned_first);
 }

@@ -13,11 +13,14 @@
 #ifndef ADB_WAL_SEQUENCER_SHELL_H
 #define ADB_WAL_SEQUENCER_SHELL_H
 
+#include "replica/image.h"
 #include "replica/meta.h"
 #include "replica/retry_cache.h"
 #include "replica/vsr.h"
 #include "supervisor/worker.h"
 #include "wal/sequencing.h"
+
+#include <pthread.h>
 
 /* A durable frame waiting for the commit point (a cluster), with the request it answers. */
 struct seq_pending {
@@ -36,6 +39,37 @@ struct seq_round {
     u64 began_ns;
 };
 
+/* A job of the image thread (wal/sequencer_image.c): build the image of a snapshot, or check
+ * an image file found at start. */
+struct image_job {
+    pthread_t thread;
+    bool adopt;                  /* check image-<at.lsn>.img; else build it */
+    struct vsr_entry_header at;
+    struct image_id out;
+    int rc;
+    char why[512];
+    _Atomic bool done;
+};
+
+/* State transfer (wal/sequencer_image.c). */
+struct seq_images {
+    const char *dir;
+    struct sm_config smc;
+    struct vsr_entry_header base;    /* the WAL restarted after it (metadata), lsn 0: never */
+    struct vsr_entry_header snap_at; /* the header of the newest snapshot's entry (lsn 0: unknown) */
+    struct image_id served;          /* the image served (lsn 0: none), read through served_fd */
+    int served_fd;
+    u64 found_lsn;                   /* an image file found at start, to check (0: none) */
+    u64 wanted_ns;                   /* a peer last asked for an image */
+    bool running;                    /* the job's thread */
+    struct image_job job;
+    u64 failed_lsn, retry_ns;        /* the last job that failed, and when to try it again */
+    int recv_fd;                     /* image-<recv.lsn>.recv, -1: none */
+    struct image_id recv;
+    u32 recv_crc;                    /* of the chunks received so far */
+    u64 recv_started_ns;
+};
+
 struct seq_cluster {
     struct vsr core;
     u64 commit;          /* the core's published commit point */
@@ -50,6 +84,7 @@ struct seq_cluster {
     u64 reads_seen;      /* reads_wanted handled up to */
     u64 pruned_first;    /* the WAL's first LSN told to the core */
     u64 image_lsn;
+    struct seq_images img;
     struct seq_pending *pending; /* [SEQ_PENDING] */
 };
 
@@ -98,5 +133,25 @@ int seq_cluster_wait_ms(const struct seq *q);
 u64 seq_cluster_prune_floor(const struct seq *q, u64 applier_floor);
 void seq_cluster_pruned(struct seq *q, u64 snapshot_lsn);
 void seq_cluster_stop(struct seq *q);
+/* Answers the request of a window entry indefinite (its entry may be gone or commit later). */
+void seq_pending_abandon(struct seq *q, struct seq_pending *p);
+/* Storage failed inside a core call: the sequencer stops with rc. */
+void seq_storage_dead(struct seq *q, int rc);
+
+/* ---- state transfer (wal/sequencer_image.c) ------------------------------------------------ */
+
+/* At start, before the core: finishes an install a crash cut (or forgets it); the WAL's head and
+ * last slot, and rec, follow. 0 or a worker exit code. */
+int seq_image_open(struct seq *q, struct meta_record *rec, u64 *wal_head, u64 *last_slot);
+void seq_image_init(struct seq *q, const struct meta_record *rec);
+/* Builds and checks finished or due. */
+void seq_image_step(struct seq *q);
+/* The applier's newest snapshot is at snapshot_lsn: its entry's header, while the WAL has it. */
+void seq_image_snapshot(struct seq *q, u64 snapshot_lsn, bool (*header_at)(struct seq *, u64, struct vsr_entry_header *));
+/* The core's image_read, image_write and image_install (replica/vsr.h). */
+int seq_image_read(struct seq *q, u64 offset, u8 *buf, u32 cap, u32 *len, struct vsr_image *img);
+int seq_image_write(struct seq *q, const struct vsr_image *img, u64 offset, const u8 *bytes, u32 len);
+int seq_image_install(struct seq *q, const struct vsr_image *img, struct vsr_entry_header *at);
+void seq_image_stop(struct seq *q);
 
 #endif

@@ -255,10 +255,10 @@ int sequencing_truncate(struct sequencing *s, u64 after_lsn)
 
 int sequencing_restart_log(struct sequencing *s, u64 after_lsn, u64 prev_slot, u32 prev_crc)
 {
-    ADB_ASSERT(s->batch_count == 0);
     int rc = wal_log_restart(&s->wal, after_lsn, prev_slot, prev_crc);
     if (rc != 0)
         return rc;
+    s->batch_count = 0; /* the log dropped them: at or below after_lsn (asserted there), obsolete */
     if (s->pruned_below < after_lsn + 1)
         s->pruned_below = after_lsn + 1;
     forget_retries(s);

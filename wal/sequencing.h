@@ -194,8 +194,8 @@ int sequencing_append_frame(struct sequencing *s, const u8 *frame, u32 len);
  * durably, and forgets the retry answers that may name them. 0 or a negative errno. */
 int sequencing_truncate(struct sequencing *s, u64 after_lsn);
 /* The WAL restarts empty after after_lsn, chained to that entry's slot and crc (a state
- * transfer installed the state after it: wal_log_restart). Nothing may be in the batch. 0 or a
- * negative errno. */
+ * transfer installed the state after it: wal_log_restart). Frames in the batch are dropped
+ * (they are at or below after_lsn; the caller answers their requests). 0 or a negative errno. */
 int sequencing_restart_log(struct sequencing *s, u64 after_lsn, u64 prev_slot, u32 prev_crc);
 /* Reads frame lsn intact (wal_log_read): 0, -ENOENT, -EUCLEAN or an errno. */
 int sequencing_read(struct sequencing *s, u64 lsn, u8 *buf, u32 cap, u32 *len);
