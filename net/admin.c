@@ -8,6 +8,8 @@
  *                  metadata or snapshot write is failing; else 503 with the reason
  *   POST /fault/peer_block/MASK   (only with fault_hooks = 1) the peer worker cuts replica r,
  *                  both ways, for each bit r of MASK; 0 heals (a partition without namespaces)
+ *   POST /fault/install_crash/STEP   (only with fault_hooks = 1) the sequencer kills itself
+ *                  during its next state-transfer install, after step STEP (1..4; 0: never)
  *
  * Everything is read from the shared segment's counters; nothing here touches the rings.
  * NOTES: the listening socket is inherited from the supervisor; freeing evhttp closes only this
@@ -93,7 +95,23 @@ static void metrics_replication(struct evbuffer *b, struct segment *seg)
             LOAD(r->repairs_served));
     counter(b, "allocdb_replica_truncated_entries_total", "Uncommitted entries a view change removed.",
             LOAD(r->truncated_entries));
-    counter(b, "allocdb_replica_state_transfers_total", "Snapshot images installed.", LOAD(r->transfers_installed));
+    const struct seg_sequencer *q = seg->seq;
+    counter(b, "allocdb_replica_state_transfers_total", "Snapshot images this replica installed (state transfers).",
+            LOAD(q->images_installed));
+    counter(b, "allocdb_replica_state_transfers_started_total",
+            "State transfers begun by this sequencer (behind every peer's pruned WAL).", LOAD(r->transfers_started));
+    counter(b, "allocdb_replica_state_transfers_abandoned_total",
+            "State transfers given up (stalled, caught up otherwise, or a view change).", LOAD(r->transfers_abandoned));
+    counter(b, "allocdb_replica_state_transfer_failures_total",
+            "Received images that could not be written or installed.", LOAD(r->transfer_failures));
+    counter(b, "allocdb_replica_image_chunks_served_total", "Snapshot image chunks sent to peers.", LOAD(r->chunks_served));
+    counter(b, "allocdb_replica_image_chunks_received_total", "Snapshot image chunks received.", LOAD(r->chunks_received));
+    counter(b, "allocdb_replica_images_built_total", "Images built from a snapshot to serve to peers.",
+            LOAD(q->images_built));
+    counter(b, "allocdb_replica_image_build_failures_total", "Image builds (or checks of one found at start) that failed.",
+            LOAD(q->image_build_failures));
+    gauge(b, "allocdb_replica_image_lsn", "The entry the image this replica serves ends at (0: none).", LOAD(q->image_lsn));
+    gauge(b, "allocdb_replica_image_bytes", "The size of the image this replica serves.", LOAD(q->image_bytes));
     counter(b, "allocdb_replica_not_primary_total", "Writes the sequencer answered not_primary.", LOAD(r->not_primary));
     counter(b, "allocdb_replica_read_rounds_total", "Read-index rounds a quorum confirmed.",
             LOAD(r->read_round_us_count));
@@ -297,6 +315,19 @@ static void handle(struct evhttp_request *req, void *arg)
             atomic_store(&seg->hdr->peer_block, (u32)mask);
             log_always_warn("fault_peer_block", "mask=%lu", mask);
             evbuffer_add_printf(out, "peer_block %lu\n", mask);
+        }
+    } else if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && strncmp(uri, "/fault/install_crash/", 21) == 0 &&
+               seg->hdr->fault_hooks) {
+        char *end;
+        unsigned long step = strtoul(uri + 21, &end, 10);
+        if (*end != 0 || uri[21] == 0 || step > 4) {
+            code = HTTP_BADREQUEST;
+            reason = "Bad Request";
+            evbuffer_add_printf(out, "expected /fault/install_crash/STEP, STEP 0..4\n");
+        } else {
+            atomic_store(&seg->hdr->install_crash, (u32)step);
+            log_always_warn("fault_install_crash", "step=%lu", step);
+            evbuffer_add_printf(out, "install_crash %lu\n", step);
         }
     } else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         code = 405;

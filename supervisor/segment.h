@@ -172,6 +172,7 @@ struct seg_replica {
     _Atomic u64 repairs_requested, repairs_served, repairs_appended, truncations, truncated_entries;
     _Atomic u64 dropped_decode, dropped_cluster, dropped_replica, dropped_view, dropped_status;
     _Atomic u64 read_rounds, clock_unsynced_refusals, transfers_started, transfers_installed;
+    _Atomic u64 transfers_abandoned, transfer_failures, chunks_served, chunks_received;
     _Atomic u64 recoveries, persist_failures;
     _Atomic u64 messages_in, messages_out, messages_out_dropped; /* through the peer rings */
     _Atomic u64 read_round_us_sum, read_round_us_count; /* from a round's request to its confirmation */
@@ -224,6 +225,9 @@ struct segment_header {
     /* Fault hook (tests, allocdb-cluster isolate): set by the admin endpoint, read by the peer
      * worker: bit r cuts replica r in both directions. */
     _Atomic u32 peer_block;
+    /* Fault hook (tests): the sequencer kills itself during its next state-transfer install,
+     * after step N of wal/sequencer_image.c's order (1..4; 0: never). */
+    _Atomic u32 install_crash;
     u32 fault_hooks; /* the config's: the admin endpoint takes fault requests */
 } __attribute__((aligned(64)));
 

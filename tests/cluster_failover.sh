@@ -34,39 +34,6 @@ check $? "the cluster starts and elects a primary" "$out"
 echo "$out" | sed 's/^/# /'
 addrs=$(cluster addrs)
 
-start_load() {
-    "$load" --addr "$addrs" "${load_opts[@]}" --duration-ms 600000 --deadline-s 60 --seed "$1" > "$tmp/load.out" 2>&1 &
-    lp=$!
-    sleep 1
-}
-stop_load() { # NAME
-    kill -USR1 "$lp" 2>/dev/null
-    wait "$lp"
-    local rc=$?
-    lp=
-    check $rc "$1: no lost, duplicated, doubly held or early-expired write" "$(tail -20 "$tmp/load.out")"
-    grep '^crash_load:' "$tmp/load.out" | tail -1 | sed 's/^/# /'
-}
-# probe NAME SINCE_NS: a write must commit through the cluster's addresses; prints the ms.
-probe() {
-    local ms
-    ms=$("$load" --addr "$addrs" --probe --since-ns "$2" --deadline-s 20 2>&1)
-    check $? "$1: a write commits again (${ms} ms after the fault)" "$ms"
-}
-caught_up() { # R: replica R's commit point reaches the primary's (as it was when R was asked)
-    local p want="" got=""
-    p=$(cluster wait-primary 10) || { echo "no primary"; return 1; }
-    want=$(commit_of "$p")
-    [ -n "$want" ] || { echo "the primary r$p does not answer"; return 1; }
-    for _ in $(seq 1 100); do
-        got=$(commit_of "$1")
-        [ -n "$got" ] && [ "$got" -ge "$want" ] && return 0
-        sleep 0.2
-    done
-    echo "replica $1 commit ${got:-?}, primary r$p ${want:-?}"
-    return 1
-}
-
 # ---- the primary killed, twice -------------------------------------------------------------
 start_load 1
 for round in 1 2; do

@@ -9,6 +9,10 @@
 #   commit_of R           replica R's commit point (empty if it does not answer)
 #   role_of R             replica R's role (primary, backup, view_change, recovering)
 #   other_primary R       waits up to 10 s for a primary other than R; prints it (1: none)
+#   start_load SEED       tests/crash_load (options: $load_opts) on $addrs in the background
+#   stop_load NAME        stops it: a check that it found no violation
+#   probe NAME SINCE_NS   a check that a write commits through $addrs (ms since SINCE_NS)
+#   caught_up R           replica R's commit point reaches the primary's (1 and why: not)
 # Set cluster_port_offset before sourcing to keep two scripts' ports apart.
 . "${top_srcdir:-.}/tests/tap.sh"
 b="${top_builddir:-.}"
@@ -57,5 +61,38 @@ other_primary() {
         np=$(cluster primary) && [ "$np" != "$1" ] && { echo "$np"; return 0; }
         sleep 0.2
     done
+    return 1
+}
+
+start_load() {
+    "$load" --addr "$addrs" "${load_opts[@]}" --duration-ms 600000 --deadline-s 60 --seed "$1" > "$tmp/load.out" 2>&1 &
+    lp=$!
+    sleep 1
+}
+stop_load() { # NAME
+    kill -USR1 "$lp" 2>/dev/null
+    wait "$lp"
+    local rc=$?
+    lp=
+    check $rc "$1: no lost, duplicated, doubly held or early-expired write" "$(tail -20 "$tmp/load.out")"
+    grep '^crash_load:' "$tmp/load.out" | tail -1 | sed 's/^/# /'
+}
+# probe NAME SINCE_NS: a write must commit through the cluster's addresses; prints the ms.
+probe() {
+    local ms
+    ms=$("$load" --addr "$addrs" --probe --since-ns "$2" --deadline-s 20 2>&1)
+    check $? "$1: a write commits again (${ms} ms after the fault)" "$ms"
+}
+caught_up() { # R: replica R's commit point reaches the primary's (as it was when R was asked)
+    local p want="" got=""
+    p=$(cluster wait-primary 10) || { echo "no primary"; return 1; }
+    want=$(commit_of "$p")
+    [ -n "$want" ] || { echo "the primary r$p does not answer"; return 1; }
+    for _ in $(seq 1 100); do
+        got=$(commit_of "$1")
+        [ -n "$got" ] && [ "$got" -ge "$want" ] && return 0
+        sleep 0.2
+    done
+    echo "replica $1 commit ${got:-?}, primary r$p ${want:-?}"
     return 1
 }

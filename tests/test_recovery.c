@@ -15,13 +15,16 @@
  */
 #include "config.h"
 
+#include "common/crc32c.h"
 #include "common/le.h"
 #include "common/splitmix.h"
+#include "replica/image.h"
 #include "replica/oplog.h"
 #include "replica/recovery.h"
 #include "replica/snapshot.h"
 #include "tests/check_main.h"
 #include "tests/io_fault.h"
+#include "wal/frame.h"
 #include "wal/log.h"
 
 #include <errno.h>
@@ -750,6 +753,215 @@ START_TEST(test_operation_log_is_pruned_and_still_recovers)
 }
 END_TEST
 
+
+/* ---- state-transfer images (replica/image.h) ---------------------------------------------- */
+
+/* The entry header of frame lsn, from the live WAL (open). */
+static struct vsr_entry_header entry_header(u64 lsn)
+{
+    u8 buf[WAL_FRAME_MAX];
+    u32 len;
+    struct wal_frame f;
+    ck_assert_int_eq(wal_log_read(&L->wal, lsn, buf, sizeof(buf), &len), 0);
+    ck_assert_int_eq(wal_frame_decode_exact(buf, len, &f), WAL_FRAME_OK);
+    struct vsr_entry_header h;
+    vsr_entry_header_of_frame(&f, &h);
+    return h;
+}
+
+static void image_path(u64 lsn, char *out, size_t n)
+{
+    char name[64];
+    ck_assert(image_file_name(name, sizeof(name), lsn));
+    ck_assert(io_path(out, n, DIR, name));
+}
+
+/* Runs the live engine with the applier's operation log, then builds the newest snapshot's
+ * image; returns its LSN. */
+static u64 build_newest_image(struct image_id *id, u64 seed)
+{
+    use_writer = true;
+    live_open();
+    ck_assert_int_eq(live_run(1800, 350, seed), 0);
+    sm_t r;
+    struct recovery_report rep;
+    recover(&r, &rep);
+    u64 snap = rep.snapshot_lsn;
+    sm_destroy(&r);
+    ck_assert_uint_gt(snap, 0);
+    struct vsr_entry_header at = entry_header(snap);
+    char why[512];
+    int rc = image_build(io, DIR, &at, id, why, sizeof(why));
+    ck_assert_msg(rc == 0, "%s", why);
+    live_close();
+    use_writer = false;
+    return snap;
+}
+
+/* An image built from a snapshot and the operation log decodes to the live state at its LSN,
+ * byte for byte what the simulator ships (the entry header, then snapshot_image_encode), with
+ * the size and CRC the build reported. */
+START_TEST(test_image_is_the_state_at_its_entry)
+{
+    struct image_id id;
+    u64 snap = build_newest_image(&id, 41);
+    ck_assert_uint_eq(id.lsn, snap);
+    char p[WAL_PATH_MAX];
+    image_path(snap, p, sizeof(p));
+    const u8 *data;
+    u64 len;
+    ck_assert(io_fault_contents(fs, p, &data, &len));
+    ck_assert_uint_eq(len, id.size);
+    ck_assert_uint_eq(crc32c(0, data, len), id.crc);
+    struct sm_config cfg = config();
+    sm_t r;
+    char why[512];
+    ck_assert(sm_create(&r, &cfg, why, sizeof(why)));
+    struct vsr_entry_header at;
+    enum snapshot_status st = image_decode(data, len, &cfg, &r, &at, why, sizeof(why));
+    ck_assert_msg(st == SNAPSHOT_OK, "%s: %s", snapshot_status_name(st), why);
+    ck_assert_uint_eq(at.lsn, snap);
+    ck_assert_uint_gt(r.operation_count, 0);
+    assert_same_digest(&r);
+    u64 size = VSR_ENTRY_HEADER_SIZE + snapshot_image_size(&r);
+    ck_assert_uint_eq(size, len);
+    u8 *again = malloc(size);
+    vsr_entry_headers_encode(again, &at, 1);
+    snapshot_image_encode(&r, again + VSR_ENTRY_HEADER_SIZE, size - VSR_ENTRY_HEADER_SIZE);
+    ck_assert_mem_eq(again, data, len);
+    free(again);
+    sm_destroy(&r);
+    /* Nothing but the image is left of the build. */
+    char tmp[WAL_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), DIR "/image-%020llu.tmp", (unsigned long long)snap);
+    ck_assert(!io_fault_exists(fs, tmp));
+}
+END_TEST
+
+/* Damage anywhere image_check can see it is refused, and an image under another config. */
+START_TEST(test_damaged_image_is_refused)
+{
+    struct image_id id;
+    u64 snap = build_newest_image(&id, 42);
+    char p[WAL_PATH_MAX];
+    image_path(snap, p, sizeof(p));
+    const u8 *data;
+    u64 len;
+    ck_assert(io_fault_contents(fs, p, &data, &len));
+    u8 *b = malloc(len + 1);
+    memcpy(b, data, len);
+    struct sm_config cfg = config();
+    struct vsr_entry_header at;
+    char why[512];
+    ck_assert_int_eq(image_check(b, len, &cfg, &at, why, sizeof(why)), SNAPSHOT_OK);
+    /* The entry's LSN, the snapshot header, its first record, the last operation record, the
+     * records' CRC. */
+    const u64 at_offsets[] = { 0, VSR_ENTRY_HEADER_SIZE + 70, VSR_ENTRY_HEADER_SIZE + SNAPSHOT_HEADER_SIZE + 3,
+                               len - 4 - SNAPSHOT_OPERATION_SIZE + 1, len - 2 };
+    for (size_t i = 0; i < sizeof(at_offsets) / sizeof(at_offsets[0]); i++) {
+        b[at_offsets[i]] ^= 0x10;
+        ck_assert_msg(image_check(b, len, &cfg, &at, why, sizeof(why)) != SNAPSHOT_OK, "a flip at %llu passed",
+                      (unsigned long long)at_offsets[i]);
+        b[at_offsets[i]] ^= 0x10;
+    }
+    ck_assert_int_eq(image_check(b, len - 1, &cfg, &at, why, sizeof(why)), SNAPSHOT_SHORT);
+    b[len] = 0;
+    ck_assert_int_eq(image_check(b, len + 1, &cfg, &at, why, sizeof(why)), SNAPSHOT_TRAILING);
+    ck_assert_int_eq(image_check(b, 10, &cfg, &at, why, sizeof(why)), SNAPSHOT_SHORT);
+    cfg.operation_capacity++;
+    ck_assert_int_eq(image_check(b, len, &cfg, &at, why, sizeof(why)), SNAPSHOT_CONFIG_MISMATCH);
+    free(b);
+}
+END_TEST
+
+/* Recovery takes an image like a snapshot: the newest state first (a snapshot before an image
+ * of the same LSN), a damaged image falls back like a damaged snapshot. */
+START_TEST(test_recovery_takes_images)
+{
+    struct image_id id;
+    u64 snap = build_newest_image(&id, 43);
+    sm_t r;
+    struct recovery_report rep;
+    recover(&r, &rep);
+    ck_assert(!rep.from_image); /* the snapshot of the same LSN */
+    ck_assert_uint_eq(rep.snapshot_lsn, snap);
+    ck_assert_uint_eq(rep.snapshots_found, 3);
+    sm_destroy(&r);
+
+    char p[WAL_PATH_MAX];
+    snapshot_path(snap, p, sizeof(p));
+    const u8 *data;
+    u64 len;
+    ck_assert(io_fault_contents(fs, p, &data, &len));
+    u8 *copy = malloc(len);
+    memcpy(copy, data, len);
+    ck_assert_int_eq(io->ops->unlink(io, p), 0);
+    recover(&r, &rep);
+    ck_assert(rep.from_image);
+    ck_assert_uint_eq(rep.snapshot_lsn, snap);
+    ck_assert_uint_eq(r.last_applied_lsn, L->sm.last_applied_lsn); /* and the WAL after it */
+    assert_same_digest(&r);
+    sm_destroy(&r);
+
+    /* The image damaged: the older snapshot and the WAL. */
+    char ip[WAL_PATH_MAX];
+    image_path(snap, ip, sizeof(ip));
+    ck_assert_int_eq(io_fault_flip_bit(fs, ip, VSR_ENTRY_HEADER_SIZE + SNAPSHOT_HEADER_SIZE + 5, 2), 0);
+    recover(&r, &rep);
+    ck_assert(!rep.from_image);
+    ck_assert_uint_eq(rep.snapshots_rejected, 1);
+    ck_assert_uint_eq(rep.rejected_lsn, snap);
+    ck_assert_uint_lt(rep.snapshot_lsn, snap);
+    assert_same_digest(&r);
+    sm_destroy(&r);
+
+    /* Others go, the one kept stays. */
+    ck_assert_int_eq(io_fault_put_file(fs, p, copy, len), 0);
+    free(copy);
+    char other[WAL_PATH_MAX];
+    snprintf(other, sizeof(other), DIR "/image-%020llu.recv", 7ULL);
+    ck_assert_int_eq(io_fault_put_file(fs, other, (const u8 *)"x", 1), 0);
+    ck_assert_int_eq(image_remove_others(io, DIR, snap, 7), 0);
+    ck_assert(io_fault_exists(fs, other) && io_fault_exists(fs, ip));
+    ck_assert_uint_eq(image_newest(io, DIR), snap);
+    ck_assert_int_eq(image_remove_others(io, DIR, 0, 0), 2);
+    ck_assert(!io_fault_exists(fs, other) && !io_fault_exists(fs, ip));
+    ck_assert_uint_eq(image_newest(io, DIR), 0);
+}
+END_TEST
+
+/* No snapshot at that LSN, or its operation records gone: no image, nothing left behind. */
+START_TEST(test_image_build_needs_the_snapshot_and_its_records)
+{
+    struct image_id id;
+    u64 snap = build_newest_image(&id, 44);
+    ck_assert_int_eq(image_remove_others(io, DIR, 0, 0), 1);
+    use_writer = true;
+    live_open();
+    struct vsr_entry_header at = entry_header(snap + 1);
+    char why[512];
+    ck_assert_int_eq(image_build(io, DIR, &at, &id, why, sizeof(why)), -ENOENT);
+    at = entry_header(snap);
+    live_close();
+    use_writer = false;
+    /* Every operation log segment removed: the snapshot's records are missing. */
+    u32 removed;
+    ck_assert_int_eq(oplog_prune(io, DIR, UINT64_MAX, &removed, why, sizeof(why)), 0);
+    for (u64 start = 0; start <= L->sm.last_applied_lsn; start++) {
+        char path[128];
+        snprintf(path, sizeof(path), DIR "/ops-%020llu.log", (unsigned long long)start);
+        if (io_fault_exists(fs, path))
+            ck_assert_int_eq(io->ops->unlink(io, path), 0);
+    }
+    int rc = image_build(io, DIR, &at, &id, why, sizeof(why));
+    ck_assert_msg(rc != 0, "an image without its records");
+    ck_assert_uint_eq(image_newest(io, DIR), 0);
+    char tmp[WAL_PATH_MAX];
+    snprintf(tmp, sizeof(tmp), DIR "/image-%020llu.tmp", (unsigned long long)snap);
+    ck_assert(!io_fault_exists(fs, tmp));
+}
+END_TEST
+
 Suite *test_suite(void)
 {
     Suite *s = suite_create("recovery");
@@ -765,6 +977,10 @@ Suite *test_suite(void)
     tcase_add_test(tc, test_crash_at_every_step_pages_out_of_order);
     tcase_add_loop_test(tc, test_crash_at_every_step_with_the_operation_log, 0, 2);
     tcase_add_test(tc, test_operation_log_is_pruned_and_still_recovers);
+    tcase_add_test(tc, test_image_is_the_state_at_its_entry);
+    tcase_add_test(tc, test_damaged_image_is_refused);
+    tcase_add_test(tc, test_recovery_takes_images);
+    tcase_add_test(tc, test_image_build_needs_the_snapshot_and_its_records);
     suite_add_tcase(s, tc);
     return s;
 }

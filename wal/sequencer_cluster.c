@@ -186,7 +186,7 @@ struct vsr_time seq_cluster_time(const struct seq *q)
     return (struct vsr_time){ .mono_ns = mono_ns(), .clock_ms = slot_clock_logical_ms(&q->core.clock, boot_ms()) };
 }
 
-static bool header_at(struct seq *q, u64 lsn, struct vsr_entry_header *h)
+bool seq_header_at(struct seq *q, u64 lsn, struct vsr_entry_header *h)
 {
     u8 buf[WAL_FRAME_MAX];
     u32 len;
@@ -230,16 +230,16 @@ int seq_cluster_start(struct seq *q, const struct meta_record *rec, u64 wal_head
         from = first;
     struct vsr_entry_header h;
     for (u64 lsn = wal_head; lsn >= from && lsn > 0; lsn--) {
-        if (!header_at(q, lsn, &h)) {
+        if (!seq_header_at(q, lsn, &h)) {
             from = lsn + 1;
             break;
         }
     }
     for (u64 lsn = from; lsn <= wal_head && lsn > 0; lsn++)
-        if (header_at(q, lsn, &h))
+        if (seq_header_at(q, lsn, &h))
             vsr_load_entry(&cl->core, &h);
     seq_image_init(q, rec);
-    if (rec->base.lsn != 0 && rec->base.lsn == wal_head && !header_at(q, wal_head, &h))
+    if (rec->base.lsn != 0 && rec->base.lsn == wal_head && !seq_header_at(q, wal_head, &h))
         vsr_load_entry(&cl->core, &cl->img.base); /* the WAL restarted after it and holds nothing yet */
     struct vsr_start st = { .durable = { .view = rec->view, .log_view = rec->last_normal_view,
                                          .recovering = rec->status == META_STATUS_RECOVERING },
@@ -479,6 +479,10 @@ static void publish_status(struct seq *q)
     PUT(clock_unsynced_refusals, k->clock_unsynced_refusals);
     PUT(transfers_started, k->transfers_started);
     PUT(transfers_installed, k->transfers_installed);
+    PUT(transfers_abandoned, k->transfers_abandoned);
+    PUT(transfer_failures, k->transfer_failures);
+    PUT(chunks_served, k->chunks_served);
+    PUT(chunks_received, k->chunks_received);
     PUT(recoveries, k->recoveries);
     PUT(persist_failures, k->persist_failures);
 #undef PUT
@@ -522,7 +526,7 @@ void seq_cluster_pruned(struct seq *q, u64 snapshot_lsn)
 {
     struct seq_cluster *cl = q->cl;
     u64 first = q->core.wal.segment_count > 0 ? q->core.wal.segments[0].first_lsn : q->core.wal.durable_lsn + 1;
-    seq_image_snapshot(q, snapshot_lsn, header_at);
+    seq_image_snapshot(q, snapshot_lsn);
     if (snapshot_lsn < cl->image_lsn || first > snapshot_lsn + 1 ||
         (snapshot_lsn == cl->image_lsn && first <= cl->pruned_first))
         return;

@@ -11,13 +11,13 @@
  * the WAL before a checkpoint can prune that entry. An image found at start (built or
  * installed before) is checked on the thread and served.
  *
- * Receiving: chunks go to image-<lsn>.recv. Installing, in an order a crash anywhere recovers
- * from (seq_image_open finishes or forgets it):
- *   1. the file is synced and checked (size, CRC, replica/image.h's image_check);
- *   2. the metadata records the install (meta_install_begin: the image's entry);
- *   3. the file is renamed image-<lsn>.img and the directory synced: the state is durable;
- *   4. the WAL restarts empty after the entry (wal_log_restart);
- *   5. the metadata makes the entry the base (meta_install_done, the commit point at least it).
+ * Receiving: chunks go to image-<lsn>.recv. Installing, once the file is synced and checked
+ * (size, CRC, replica/image.h's image_check), in an order a crash anywhere recovers from
+ * (seq_image_open finishes or forgets it; the install_crash fault hook dies after step N):
+ *   1. the metadata records the install (meta_install_begin: the image's entry);
+ *   2. the file is renamed image-<lsn>.img and the directory synced: the state is durable;
+ *   3. the WAL restarts empty after the entry (wal_log_restart);
+ *   4. the metadata makes the entry the base (meta_install_done, the commit point at least it).
  * Then the shared log goes on after the entry and the applier, behind it, reloads its state
  * from the image (seg_sequencer.base_lsn; replica/applier.c).
  */
@@ -60,8 +60,10 @@ static void meta_of(const struct vsr_entry_header *h, struct meta_entry *m)
 
 /* ---- the thread ------------------------------------------------------------------------- */
 
-/* An image file already there: checked like a received one, and its size and CRC. */
-static int adopt(const char *dir, const struct sm_config *smc, u64 lsn, struct image_id *out, char *why, size_t why_len)
+/* An image file already there: checked like a received one, and its size, CRC and entry header
+ * (which the main thread compares with the WAL's or the metadata's: nothing else covers it). */
+static int adopt(const char *dir, const struct sm_config *smc, u64 lsn, struct image_id *out,
+                 struct vsr_entry_header *file_at, char *why, size_t why_len)
 {
     char name[64], path[4096];
     if (!image_file_name(name, sizeof(name), lsn) || !io_path(path, sizeof(path), dir, name))
@@ -72,15 +74,14 @@ static int adopt(const char *dir, const struct sm_config *smc, u64 lsn, struct i
         why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
         return rc;
     }
-    struct vsr_entry_header at;
     char reason[256];
-    enum snapshot_status st = image_check(v.buf, v.len, smc, &at, reason, sizeof(reason));
-    if (st == SNAPSHOT_OK && at.lsn == lsn)
+    enum snapshot_status st = image_check(v.buf, v.len, smc, file_at, reason, sizeof(reason));
+    if (st == SNAPSHOT_OK && file_at->lsn == lsn)
         *out = (struct image_id){ .lsn = lsn, .size = v.len, .crc = crc32c(0, v.buf, (size_t)v.len) };
     else
         why_set(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
     io_view_release(&io_posix, &v);
-    return st == SNAPSHOT_OK && at.lsn == lsn ? 0 : -EUCLEAN;
+    return st == SNAPSHOT_OK && file_at->lsn == lsn ? 0 : -EUCLEAN;
 }
 
 static void *job_main(void *arg)
@@ -91,7 +92,7 @@ static void *job_main(void *arg)
     pthread_sigmask(SIG_BLOCK, &all, NULL); /* the worker's signals are the main thread's */
     struct image_job *j = &m->job;
     if (j->adopt)
-        j->rc = adopt(m->dir, &m->smc, j->at.lsn, &j->out, j->why, sizeof(j->why));
+        j->rc = adopt(m->dir, &m->smc, j->at.lsn, &j->out, &j->at, j->why, sizeof(j->why));
     else
         j->rc = image_build(&io_posix, m->dir, &j->at, &j->out, j->why, sizeof(j->why));
     atomic_store_explicit(&j->done, true, memory_order_release);
@@ -145,6 +146,14 @@ static void job_finish(struct seq *q)
     pthread_join(m->job.thread, NULL);
     m->running = false;
     struct image_job *j = &m->job;
+    struct vsr_entry_header known;
+    if (j->rc == 0 && j->adopt) {
+        bool have = seq_header_at(q, j->at.lsn, &known) || (m->base.lsn == j->at.lsn && (known = m->base, true));
+        if (!have || memcmp(&known, &j->at, sizeof(known)) != 0) {
+            j->rc = -EUCLEAN;
+            snprintf(j->why, sizeof(j->why), "its entry header %s", have ? "differs from this replica's" : "cannot be checked");
+        }
+    }
     if (j->rc != 0) {
         atomic_fetch_add_explicit(&q->seg->seq->image_build_failures, 1, memory_order_relaxed);
         log_warn(j->adopt ? "image_rejected" : "image_build_failed", "lsn=%" PRIu64 " errno=%d reason=\"%s\"",
@@ -180,13 +189,13 @@ void seq_image_step(struct seq *q)
 
 /* ---- serving ---------------------------------------------------------------------------- */
 
-void seq_image_snapshot(struct seq *q, u64 snapshot_lsn, bool (*header_at)(struct seq *, u64, struct vsr_entry_header *))
+void seq_image_snapshot(struct seq *q, u64 snapshot_lsn)
 {
     struct seq_images *m = &q->cl->img;
     if (snapshot_lsn <= m->snap_at.lsn)
         return;
     struct vsr_entry_header h;
-    if (header_at(q, snapshot_lsn, &h))
+    if (seq_header_at(q, snapshot_lsn, &h))
         m->snap_at = h;
     else if (m->base.lsn == snapshot_lsn)
         m->snap_at = m->base; /* the WAL restarted after it: the metadata holds its header */
@@ -257,7 +266,17 @@ int seq_image_write(struct seq *q, const struct vsr_image *img, u64 offset, cons
     return 0;
 }
 
-/* Steps 1 to 3: the received file checked, recorded and made the durable state. 0, or an errno
+/* The install_crash fault hook (tests): dies here as a SIGKILL would, once. */
+static void crash_point(struct seq *q, u32 step)
+{
+    u32 want = step;
+    if (atomic_compare_exchange_strong(&q->seg->hdr->install_crash, &want, 0)) {
+        log_always_warn("fault_install_crash_now", "step=%u", step);
+        raise(SIGKILL);
+    }
+}
+
+/* Steps 1 and 2: the received file checked, recorded and made the durable state. 0, or an errno
  * with nothing changed but the metadata's `installing` (forgotten again). */
 static int install_file(struct seq *q, const struct vsr_image *img, struct vsr_entry_header *at)
 {
@@ -292,9 +311,12 @@ static int install_file(struct seq *q, const struct vsr_image *img, struct vsr_e
         log_warn("image_install_failed", "lsn=%" PRIu64 " step=meta errno=%d reason=\"%s\"", img->lsn, -rc, why);
         return rc;
     }
+    crash_point(q, 1);
     rc = io_posix.ops->rename(&io_posix, recv, final);
     if (rc == 0)
         rc = io_posix.ops->sync_dir(&io_posix, dir_of(q));
+    if (rc == 0)
+        crash_point(q, 2);
     if (rc != 0) {
         log_warn("image_install_failed", "lsn=%" PRIu64 " step=rename errno=%d", img->lsn, -rc);
         (void)io_posix.ops->unlink(&io_posix, final);
@@ -315,12 +337,14 @@ int seq_image_install(struct seq *q, const struct vsr_image *img, struct vsr_ent
     recv_close(q, rc != 0);
     if (rc != 0)
         return rc;
-    /* 4: the WAL. Frames still in the batch are below the image (the core asks for one only
+    /* 3: the WAL. Frames still in the batch are below the image (the core asks for one only
      * above its log) and obsolete like the rest: their requests, a backup's, have no client. */
     for (u32 i = 0; i < q->core.batch_count; i++)
         if (q->tags[i].flags & MSG_TAG_VALID)
             seq_reply(q, &q->tags[i], PROTO_INDEFINITE, PROTO_INDEFINITE_VIEW_CHANGE);
     rc = sequencing_restart_log(&q->core, at->lsn, at->request_slot, at->crc);
+    if (rc == 0)
+        crash_point(q, 3);
     char why[512] = "";
     if (rc == 0 && (rc = meta_install_done(q->meta, why, sizeof(why))) != 0)
         log_error("image_install_failed", "lsn=%" PRIu64 " step=meta_done errno=%d reason=\"%s\"", at->lsn, -rc, why);
@@ -341,6 +365,7 @@ int seq_image_install(struct seq *q, const struct vsr_image *img, struct vsr_ent
     atomic_store_explicit(&c->sequenced_lsn, at->lsn, memory_order_relaxed);
     atomic_store_explicit(&c->last_slot, at->request_slot, memory_order_relaxed);
     /* The applier reloads before it takes an entry after the base (both stores before any). */
+    crash_point(q, 4);
     atomic_store_explicit(&c->base_lsn, at->lsn, memory_order_release);
     atomic_store_explicit(&c->published_lsn, at->lsn, memory_order_release);
     doorbell_ring(q->seg->bell_applier);
@@ -394,7 +419,12 @@ int seq_image_open(struct seq *q, struct meta_record *rec, u64 *wal_head, u64 *l
         }
         rec->installing = (struct meta_entry){ 0 };
     }
-    atomic_store(&q->seg->seq->base_lsn, rec->base.lsn);
+    /* The applier reloads if it is behind the base; the shared log goes on after it (a restart
+     * of this worker alone after an install: what was published before is below it). */
+    struct seg_sequencer *c = q->seg->seq;
+    atomic_store(&c->base_lsn, rec->base.lsn);
+    if (atomic_load(&c->published_lsn) < rec->base.lsn)
+        atomic_store(&c->published_lsn, rec->base.lsn);
     return 0;
 }
 

@@ -44,7 +44,7 @@ struct seq_round {
 struct image_job {
     pthread_t thread;
     bool adopt;                  /* check image-<at.lsn>.img; else build it */
-    struct vsr_entry_header at;
+    struct vsr_entry_header at;  /* build: its header; check: at.lsn, then the file's header */
     struct image_id out;
     int rc;
     char why[512];
@@ -135,6 +135,8 @@ void seq_cluster_pruned(struct seq *q, u64 snapshot_lsn);
 void seq_cluster_stop(struct seq *q);
 /* Answers the request of a window entry indefinite (its entry may be gone or commit later). */
 void seq_pending_abandon(struct seq *q, struct seq_pending *p);
+/* The header of the WAL's entry lsn, if it holds it intact. */
+bool seq_header_at(struct seq *q, u64 lsn, struct vsr_entry_header *h);
 /* Storage failed inside a core call: the sequencer stops with rc. */
 void seq_storage_dead(struct seq *q, int rc);
 
@@ -147,7 +149,7 @@ void seq_image_init(struct seq *q, const struct meta_record *rec);
 /* Builds and checks finished or due. */
 void seq_image_step(struct seq *q);
 /* The applier's newest snapshot is at snapshot_lsn: its entry's header, while the WAL has it. */
-void seq_image_snapshot(struct seq *q, u64 snapshot_lsn, bool (*header_at)(struct seq *, u64, struct vsr_entry_header *));
+void seq_image_snapshot(struct seq *q, u64 snapshot_lsn);
 /* The core's image_read, image_write and image_install (replica/vsr.h). */
 int seq_image_read(struct seq *q, u64 offset, u8 *buf, u32 cap, u32 *len, struct vsr_image *img);
 int seq_image_write(struct seq *q, const struct vsr_image *img, u64 offset, const u8 *bytes, u32 len);
