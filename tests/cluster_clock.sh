@@ -112,5 +112,6 @@ out=$("$ALLOCDB" --addr "$addrs" --json get-resource 424242 2>&1)
 echo "$out" | grep -q '"read":"found"'
 check $? "the primary killed: r$np serves what was written before the disk was lost" "$out"
 
+logs_clean
 echo "1..$n"
 [ "$fails" -eq 0 ]

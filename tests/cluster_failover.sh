@@ -94,5 +94,6 @@ rc=$?
 check $rc "healed, the old primary r$p follows the new view" "${out:-caught_up returned $rc}"
 stop_load "isolation"
 
+logs_clean
 echo "1..$n"
 [ "$fails" -eq 0 ]

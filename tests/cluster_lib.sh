@@ -7,12 +7,14 @@
 #   check RC DESC [WHY]   ok if RC is 0, else not ok with WHY
 #   addr_of R             replica R's client address; $addrs: all of them (after `cluster start`)
 #   commit_of R           replica R's commit point (empty if it does not answer)
+#   op_of R               the last entry of replica R's log (likewise)
 #   role_of R             replica R's role (primary, backup, view_change, recovering)
 #   other_primary R       waits up to 10 s for a primary other than R; prints it (1: none)
 #   start_load SEED       tests/crash_load (options: $load_opts) on $addrs in the background
 #   stop_load NAME        stops it: a check that it found no violation
 #   probe NAME SINCE_NS   a check that a write commits through $addrs (ms since SINCE_NS)
 #   caught_up R           replica R's commit point reaches the primary's (1 and why: not)
+#   logs_clean            a check that no replica's log holds a sanitizer report or an assertion
 # Set cluster_port_offset before sourcing to keep two scripts' ports apart.
 . "${top_srcdir:-.}/tests/tap.sh"
 b="${top_builddir:-.}"
@@ -54,6 +56,7 @@ trap cleanup EXIT
 addr_of() { echo "127.0.0.1:$((base + 10 * $1))"; }
 status_of() { "$ALLOCDB" --addr "$(addr_of "$1")" --timeout 500ms status --json 2> /dev/null; }
 commit_of() { status_of "$1" | grep -o '"commit_lsn": *[0-9]*' | grep -o '[0-9]*$'; }
+op_of() { status_of "$1" | grep -o '"op_lsn": *[0-9]*' | head -1 | grep -o '[0-9]*$'; }
 role_of() { status_of "$1" | grep -o '"role": *"[a-z_]*"' | head -1 | grep -o '[a-z_]*"$' | tr -d '"'; }
 other_primary() {
     local np
@@ -95,4 +98,11 @@ caught_up() { # R: replica R's commit point reaches the primary's (as it was whe
     done
     echo "replica $1 commit ${got:-?}, primary r$p ${want:-?}"
     return 1
+}
+logs_clean() {
+    local bad
+    bad=$(grep -l -E 'runtime error|AddressSanitizer|LeakSanitizer|assertion failed|ADB_ASSERT' \
+        "$ALLOCDB_CLUSTER_DIR"/r*/log 2> /dev/null)
+    check $([ -z "$bad" ]; echo $?) "no replica log holds a sanitizer report or a failed assertion" \
+        "$(for f in $bad; do echo "$f:"; grep -m 3 -E 'runtime error|Sanitizer|assert' "$f"; done)"
 }
