@@ -291,6 +291,9 @@ char *ing_status_json(struct segment *seg, size_t *len)
         put(&b, doc, "commit_lsn", num(LOAD(rp->commit_lsn)));
         put(&b, doc, "op_lsn", num(LOAD(rp->op_lsn)));
         put(&b, doc, "clock_synced", json_boolean(LOAD(rp->clock_synced) != 0));
+        /* State transfer: the entry the WAL restarted after (0: never), the image served. */
+        put(&b, doc, "base_lsn", num(LOAD(seg->seq->base_lsn)));
+        put(&b, doc, "image_lsn", num(LOAD(seg->seq->image_lsn)));
         json_t *peers = json_array();
         u32 connected = LOAD(seg->peer->connected), self = LOAD(rp->replica);
         u64 own = LOAD(rp->peer_op[self < VSR_REPLICAS_MAX ? self : 0]);

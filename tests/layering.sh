@@ -1,7 +1,7 @@
 #!/bin/sh
 # tests/layering.sh — the include graph runs one way (DESIGN.md §10, TAP): common/ -> vocab/ ->
 # the state machine, the WAL codec and scan, the wire codec -> the replication message codec
-# (over the WAL frame) -> snapshots, recovery and the cores -> worker shells -> tools. One check
+# (over the WAL frame) -> snapshots, images, recovery and the cores -> worker shells -> tools. One check
 # per layer: every `#include "..."` of its files names a header of the layer itself or of one
 # below. The bare "config.h" is autoconf's (force-included anyway),
 # never supervisor/config.h, which only shells include.
@@ -36,10 +36,10 @@ check "the peer worker's loop includes only the transport, the replication core 
     'common/.*|wal/frame\.h|replica/vsr(_message)?\.h|net/(peer|replication)\.h' net/replication.[ch]
 check "the replication message codec includes only common/ and the WAL frame" \
     'common/.*|wal/frame\.h|replica/vsr_message\.h' replica/vsr_message.[ch]
-CORES='replica/(snapshot|recovery|oplog|apply_policy|applying|retry_cache|vsr_message)\.h|wal/sequencing\.h'
+CORES='replica/(snapshot|recovery|image|oplog|apply_policy|applying|retry_cache|vsr_message)\.h|wal/sequencing\.h'
 check "snapshots, recovery and the cores include only the state machine, the WAL and below" \
     "(common|vocab)/.*|$SM|$WAL|$CORES" \
-    replica/snapshot.[ch] replica/recovery.[ch] replica/oplog.[ch] replica/apply_policy.[ch] replica/retry_cache.[ch] \
+    replica/snapshot.[ch] replica/recovery.[ch] replica/image.[ch] replica/oplog.[ch] replica/apply_policy.[ch] replica/retry_cache.[ch] \
     replica/applying.[ch] wal/sequencing.[ch]
 check "the tools include no worker shell (supervisor/, net/ingress, replica/meta.h)" \
     "(common|vocab|bench)/.*|$SM|$WAL|$CORES|net/(proto|allocdb)\.h" \
