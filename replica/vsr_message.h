@@ -36,7 +36,7 @@
 #define VSR_HEADER_SIZE 96
 #define VSR_REPLICAS_MAX 6
 #define VSR_ENTRY_HEADER_SIZE 32     /* one struct vsr_entry_header on the wire */
-#define VSR_HEADERS_MAX 128          /* entry headers one message carries at most */
+#define VSR_HEADERS_MAX 256          /* entry headers one message carries at most */
 #define VSR_CHUNK_MAX 8192           /* snapshot bytes one chunk carries at most */
 #define VSR_BODY_MAX VSR_CHUNK_MAX   /* >= WAL_FRAME_MAX and VSR_HEADERS_MAX * 32 */
 #define VSR_MESSAGE_MAX (VSR_HEADER_SIZE + VSR_BODY_MAX)

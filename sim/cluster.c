@@ -128,7 +128,7 @@ const struct sm_config *sim_sm_config(const struct sim_world *w)
 struct vsr_config sim_vsr_config(const struct sim_world *w, u8 id)
 {
     return (struct vsr_config){ .cluster_id = 0xadb5, .replica = id, .replica_count = (u8)w->n,
-                                .pipeline_max = 32, .heartbeat_ns = 50000000,
+                                .pipeline_max = w->opt.pipeline ? w->opt.pipeline : 32, .heartbeat_ns = 50000000,
                                 .ping_ns = 100000000, .primary_timeout_ns = 500000000,
                                 .view_change_timeout_ns = 800000000, .repair_ns = 50000000,
                                 .clock_window_ns = 2000000000ull,

@@ -5,6 +5,8 @@
 
 #include "sim/sim.h"
 
+#include "replica/vsr.h"
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -46,6 +48,8 @@ static void usage(FILE *out)
             "  --seeds-file F    run the seeds listed in F (one per line, '#' comments)\n"
             "  --replicas N      1, 3 or 5 (default: drawn from each seed)\n"
             "  --clients N       1..8 (default: drawn)\n"
+            "  --pipeline N      the primary's pipeline, 1..256 entries beyond the commit point\n"
+            "                    (default 32; the daemon's pipeline_max)\n"
             "  --safety-ms N     simulated time with faults (default 20000)\n"
             "  --liveness-ms N   then healed: the bound to converge and serve (default 10000)\n"
             "  --no-faults       a clean run: no network, disk, process or clock faults\n"
@@ -149,10 +153,14 @@ static int run_seed(struct sim_options *o, bool determinism, bool quiet, struct 
     if (rc != 0) {
         t->failed++;
         printf("FAIL seed %" PRIu64 " (%u replicas): %s\n", o->seed, s.replicas, why);
+        char pipe[32] = "";
+        if (o->pipeline)
+            snprintf(pipe, sizeof(pipe), " --pipeline %u", o->pipeline);
         printf("  replay: allocdb-sim --seed %" PRIu64 " --safety-ms %" PRIu64
-               " --liveness-ms %" PRIu64 "%s%s --trace\n",
+               " --liveness-ms %" PRIu64 "%s%s%s --trace\n",
                o->seed, o->safety_ms, o->liveness_ms, o->faults ? "" : " --no-faults",
-               o->replicas ? (o->replicas == 1 ? " --replicas 1" : o->replicas == 3 ? " --replicas 3" : " --replicas 5") : "");
+               o->replicas ? (o->replicas == 1 ? " --replicas 1" : o->replicas == 3 ? " --replicas 3" : " --replicas 5") : "",
+               pipe);
     } else if (!quiet) {
         printf("ok seed %" PRIu64 ": %u replicas, %u clients, committed %" PRIu64 ", acked %" PRIu64
                ", views %" PRIu64 ", crashes %" PRIu64 ", digest %016" PRIx64 "\n",
@@ -175,6 +183,7 @@ int main(int argc, char **argv)
         { "seeds-file", required_argument, NULL, 'f' },
         { "replicas", required_argument, NULL, 'r' },
         { "clients", required_argument, NULL, 'c' },
+        { "pipeline", required_argument, NULL, 'p' },
         { "safety-ms", required_argument, NULL, 'S' },
         { "liveness-ms", required_argument, NULL, 'L' },
         { "no-faults", no_argument, NULL, 'N' },
@@ -206,6 +215,11 @@ int main(int argc, char **argv)
             if (!parse_u64(optarg, &v) || v < 1 || v > 8)
                 goto bad;
             o.clients = (u32)v;
+            break;
+        case 'p':
+            if (!parse_u64(optarg, &v) || v < 1 || v > VSR_PIPELINE_MAX)
+                goto bad;
+            o.pipeline = (u32)v;
             break;
         case 'S':
             if (!parse_u64(optarg, &o.safety_ms))

@@ -26,6 +26,7 @@ struct sim_options {
     u64 seed;
     u32 replicas;      /* 0: drawn from the seed (1, 3 or 5) */
     u32 clients;       /* 0: drawn */
+    u32 pipeline;      /* the primary's pipeline_max (0: 32) */
     u64 safety_ms;     /* simulated time with faults */
     u64 liveness_ms;   /* then healed: the bound to converge and serve */
     bool faults;       /* false: a clean run (no faults at all) */

@@ -1002,7 +1002,11 @@ START_TEST(test_headers_count)
 {
     u8 c = _i == 0 ? VSR_DO_VIEW_CHANGE : VSR_START_VIEW;
     ck_assert_int_eq(chain_status(c, VSR_HEADERS_MAX, edit_none), VSR_DECODE_OK);
-    ck_assert_int_eq(chain_status(c, VSR_HEADERS_MAX + 1, edit_none), VSR_DECODE_BAD_BODY);
+    /* One more: refused, as a body too long for its count, or (the headers fill the largest
+     * body) as a message longer than any. */
+    ck_assert_int_eq(chain_status(c, VSR_HEADERS_MAX + 1, edit_none),
+                     (VSR_HEADERS_MAX + 1) * VSR_ENTRY_HEADER_SIZE > VSR_BODY_MAX ? VSR_DECODE_BAD_SIZE
+                                                                                 : VSR_DECODE_BAD_BODY);
     ck_assert_int_eq(chain_status(c, 0, edit_none), VSR_DECODE_OK);
     /* not a whole number of entry headers */
     sample(&smp, c);
