@@ -658,8 +658,16 @@ int applier_main(const struct worker_ctx *w)
     while (!worker_should_stop(w)) {
         worker_heartbeat(w);
         int applied = apply_log(a, &rc);
-        if (applied < 0)
+        if (applied < 0) {
+            if (rc == WORKER_EXIT_RELOAD && a->snap_pid > 0) {
+                /* A snapshot of the replaced state must not run on beside the next applier,
+                 * which starts the operation log over. */
+                kill(a->snap_pid, SIGKILL);
+                waitpid(a->snap_pid, &(int){ 0 }, 0);
+                a->snap_pid = 0;
+            }
             return rc;
+        }
         bool retry_blocked;
         int retried = answer_retries(a, &retry_blocked);
         int reads = serve_reads(a);
