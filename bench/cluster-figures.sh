@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
     *) echo "unknown option $1" >&2; exit 64 ;;
     esac
 done
+mkdir -p "$work" || exit 1
 b=${top_builddir:-.}
 src=$(cd "$(dirname "$0")/.." && pwd)
 export ALLOCDBD="$b/allocdbd" ALLOCDB="$b/allocdb"
@@ -58,7 +59,11 @@ single() { # NAME BATCH PIPELINE CONNECTIONS
     "$ALLOCDBD" start --data-dir "$work/$1.data" --listen 127.0.0.1:27100 --admin-listen 127.0.0.1:27101 \
         "${caps[@]}" --checkpoint-interval-ms 5000 2> "$work/$1.log" &
     single_pid=$!
-    for _ in $(seq 1 200); do grep -q ' ready listen=' "$work/$1.log" && break; sleep 0.05; done
+    for _ in $(seq 1 200); do
+        grep -q ' ready listen=' "$work/$1.log" && break
+        kill -0 "$single_pid" 2> /dev/null || { echo "the single node did not start: $work/$1.log" >&2; exit 1; }
+        sleep 0.05
+    done
     run_bench "$1" 127.0.0.1:27100 "$2" "$3" "$4"
     kill "$single_pid"
     wait "$single_pid" 2> /dev/null
@@ -116,5 +121,5 @@ for _ in $(seq 1 600); do
 done
 ms=$((($(date +%s%N) - t) / 1000000))
 echo "catch-up: $behind entries behind, caught up in $ms ms from the restart (process start, WAL" \
-     "recovery, repair): $((behind * 1000 / (ms > 0 ? ms : 1))) entries/s"
+     "recovery, state transfer, repair): $((behind * 1000 / (ms > 0 ? ms : 1))) entries/s"
 cluster stop > /dev/null
