@@ -157,10 +157,10 @@ static const struct key keys[] = {
         "between requests for missing entries and resends of unacknowledged ones"),
     KEY(clock_tolerance_ms, KEY_DURATION, "500ms", 1, 60000,
         "a quorum's clocks must agree this closely for a cluster time (and new entries)"),
-    KEY(pipeline_max, KEY_U32, "128", 1, 256,
+    KEY(pipeline_max, KEY_U32, "256", 1, 256,
         "most entries the primary has beyond the commit point (a view change carries 256 headers)"),
     KEY(fault_hooks, KEY_U32, "0", 0, 1,
-        "1: the admin endpoint takes POST /fault/peer_block/MASK (tests, allocdb-cluster isolate)"),
+        "1: the admin endpoint takes POST /fault/peer_block/MASK and /fault/install_crash/STEP (tests)"),
 
     KEY(log_level, KEY_LOG_LEVEL, "info", 0, 0, "error, warn, info or debug"),
 };

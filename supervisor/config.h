@@ -80,7 +80,7 @@ struct config {
     u64 primary_timeout_ms;     /* a backup that hears no primary this long votes: 1s */
     u64 view_change_timeout_ms; /* a view change not done by then tries the next view: 2s */
     u64 repair_interval_ms;     /* between repair requests and prepare resends: 100ms */
-    u32 fault_hooks;            /* 1: POST /fault/peer_block/MASK on the admin endpoint: 0 */
+    u32 fault_hooks;            /* 1: POST /fault/peer_block/MASK and /fault/install_crash/STEP on admin */
     u64 clock_tolerance_ms;     /* a quorum's clocks must agree this closely: 500ms */
     u32 pipeline_max;           /* entries beyond the commit point: 128 */
 
