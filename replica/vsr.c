@@ -1443,6 +1443,25 @@ void vsr_on_message(struct vsr *v, struct vsr_time t, const u8 *bytes, u32 len)
             break; /* a higher view: below */
         on_prepare(v, &m);
         return;
+    case VSR_PREPARES: {
+        if (m.h.view > v->view)
+            break;
+        /* Each frame as the prepare that would have carried it (the decoder checked them). */
+        struct vsr_message one = m;
+        one.h.command = VSR_PREPARE;
+        one.h.a = 0;
+        u32 at = 0;
+        for (u32 i = 0; i < m.header_count; i++) {
+            u32 used;
+            ADB_ASSERT(wal_frame_decode(m.body + at, m.body_len - at, &one.frame, &used) == WAL_FRAME_OK);
+            one.h.op = one.frame.lsn;
+            one.body = m.body + at;
+            one.body_len = used;
+            on_prepare(v, &one);
+            at += used;
+        }
+        return;
+    }
     case VSR_REQUEST_SNAPSHOT:
         if (m.h.view < v->view) {
             v->count.dropped_view++;
@@ -1672,9 +1691,32 @@ void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len
     v->wal_head_crc = f.crc;
     if (v->cfg.replica_count == 1)
         return;
-    struct vsr_header m = { .command = VSR_PREPARE, .op = f.lsn, .commit = v->commit_max };
-    broadcast(v, &m, frame, len);
-    v->count.prepares_sent++;
+    /* Shipped by vsr_flush, with the others sequenced in this step. */
+    if (v->out_len + len > sizeof(v->out_frames))
+        vsr_flush(v, t);
+    if (v->out_count == 0)
+        v->out_view = v->view;
+    memcpy(v->out_frames + v->out_len, frame, len);
+    v->out_len += len;
+    v->out_count++;
+    v->out_last = f.lsn;
+}
+
+void vsr_flush(struct vsr *v, struct vsr_time t)
+{
+    set_time(v, t);
+    if (v->out_count == 0)
+        return;
+    /* Only in the view that sequenced them, still serving: a later view's log may not hold
+     * them (the shell flushes in the step that sequenced them, so this is a corner). */
+    if (vsr_serving(v) && v->view == v->out_view && v->out_last == v->op) {
+        struct vsr_header m = { .command = v->out_count == 1 ? VSR_PREPARE : VSR_PREPARES, .op = v->out_last,
+                                .commit = v->commit_max, .a = v->out_count == 1 ? 0 : v->out_count };
+        broadcast(v, &m, v->out_frames, v->out_len);
+        v->count.prepares_sent += v->out_count;
+        v->count.prepare_messages++;
+    }
+    v->out_len = v->out_count = 0;
 }
 
 /* ---- reads --------------------------------------------------------------------------------- */

@@ -160,6 +160,7 @@ struct vsr_counters {
     u64 dropped_decode, dropped_cluster, dropped_replica, dropped_view, dropped_status;
     u64 view_changes;       /* views entered */
     u64 prepares_sent, prepares_resent, prepare_oks;
+    u64 prepare_messages; /* messages that carried the prepares sent */
     u64 repairs_requested, repairs_served, repairs_unreadable, repairs_appended;
     u64 truncations, truncated_entries;
     u64 nack_truncations; /* canonical logs cut where a quorum lacked an uncommitted entry */
@@ -268,6 +269,10 @@ struct vsr {
     u8 msg[VSR_MESSAGE_MAX]; /* encode buffer */
     u8 frame_buf[WAL_FRAME_MAX];
     u8 chunk_buf[VSR_CHUNK_MAX];
+    /* Frames sequenced and not yet shipped (vsr_on_sequenced, vsr_flush). */
+    u8 out_frames[VSR_BODY_MAX];
+    u32 out_len, out_count;
+    u64 out_last, out_view;
 };
 
 /* What a replica found on its disk when it (re)starts. The log's last headers follow through
@@ -311,8 +316,12 @@ u64 vsr_prune_floor_all(const struct vsr *v);
 /* Primary: how many new entries may be sequenced now (0: none — not primary, not normal,
  * repairing, pipeline full, or no cluster time). */
 u32 vsr_prepare_room(struct vsr *v, struct vsr_time t);
-/* Primary: the sequencer appended this frame (LSN op + 1) to the WAL; ship it. */
+/* Primary: the sequencer appended this frame (LSN op + 1) to the WAL; it is shipped by the next
+ * vsr_flush (or now, with those before it, when they fill a message). */
 void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len);
+/* Ships what was sequenced since the last flush, in as few messages as fit (prepares): the
+ * shell calls it once a step, after sequencing. */
+void vsr_flush(struct vsr *v, struct vsr_time t);
 /* The cluster time in ms (DESIGN.md §3): false when no quorum's clocks agree. */
 bool vsr_cluster_clock(const struct vsr *v, struct vsr_time t, u64 *ms);
 /* How far behind real time the cluster time may be (ms; 0 for a single replica). A primary

@@ -60,6 +60,7 @@ enum body_kind {
     BODY_FRAME,   /* exactly one WAL frame */
     BODY_HEADERS, /* entry headers */
     BODY_CHUNK,   /* snapshot bytes */
+    BODY_FRAMES,  /* WAL frames, consecutive and chained */
 };
 
 struct command_rule {
@@ -82,6 +83,7 @@ static const struct command_rule command_rules[VSR_COMMAND_MAX + 1] = {
     [VSR_REQUEST_PREPARE] = {"request_prepare", USES_OP | USES_A, BODY_NONE},
     [VSR_REQUEST_SNAPSHOT] = {"request_snapshot", USES_OP | USES_A, BODY_NONE},
     [VSR_SNAPSHOT_CHUNK] = {"snapshot_chunk", USES_OP | USES_A | USES_B | USES_C, BODY_CHUNK},
+    [VSR_PREPARES] = {"prepares", USES_OP | USES_A, BODY_FRAMES},
 };
 
 const char *vsr_command_name(u8 command)
@@ -207,6 +209,11 @@ static enum vsr_decode_status check_fields(const struct vsr_header *h)
         if (h->a > 1)
             return VSR_DECODE_BAD_FIELD;
         break;
+    case VSR_PREPARES:
+        /* a: the count, of entries op - a + 1 .. op (a single entry is a prepare). */
+        if (h->a < 2 || h->a > h->op)
+            return VSR_DECODE_BAD_FIELD;
+        break;
     case VSR_REQUEST_START_VIEW:
         /* The nonce tells the answer to this request from an older start_view. */
         if (h->a == 0)
@@ -297,6 +304,27 @@ static enum vsr_decode_status check_body(const struct vsr_header *h, const u8 *b
         return VSR_DECODE_OK;
     case BODY_HEADERS:
         return check_headers(h, body, body_len, count);
+    case BODY_FRAMES: {
+        /* h->a intact frames exactly filling the body: op - a + 1 .. op, chained. */
+        u32 at = 0, n = 0;
+        struct wal_frame f, prev = { 0 };
+        while (at < body_len) {
+            u32 used;
+            if (n == h->a || wal_frame_decode(body + at, body_len - at, &f, &used) != WAL_FRAME_OK)
+                return VSR_DECODE_BAD_BODY;
+            if (f.lsn != h->op - h->a + 1 + n || f.view > h->view || (n > 0 && f.prev_crc != prev.crc))
+                return VSR_DECODE_BAD_BODY;
+            if (n == 0)
+                *frame = f;
+            prev = f;
+            at += used;
+            n++;
+        }
+        if (n != h->a)
+            return VSR_DECODE_BAD_BODY;
+        *count = n;
+        return VSR_DECODE_OK;
+    }
     case BODY_CHUNK:
         /* (VSR_CHUNK_MAX is VSR_BODY_MAX today, so only an empty chunk fails here; the bound
          * stays in case the body maximum grows for another command.) */

@@ -86,8 +86,14 @@ enum vsr_command {
     /* op = the image's LSN, a = offset, b = the image's total size, c = CRC32C of the whole
      * image; body = bytes [a, a + len), len <= VSR_CHUNK_MAX, a + len <= b. */
     VSR_SNAPSHOT_CHUNK = 13,
+    /* Primary to backups: consecutive log entries, as prepares would carry them one by one.
+     * op = the last one's LSN, a = how many (2 or more); body = a WAL frames back to back, LSNs
+     * op - a + 1 .. op, each chained to the one before (its prev_crc is that frame's crc), each
+     * view <= the message's view. Fewer, larger messages: the primary sends what it sequenced
+     * in one step (vsr_flush). */
+    VSR_PREPARES = 14,
 };
-#define VSR_COMMAND_MAX 13
+#define VSR_COMMAND_MAX 14
 
 const char *vsr_command_name(u8 command);
 
@@ -120,8 +126,10 @@ struct vsr_message {
     const u8 *body;
     u32 body_len;
     /* Filled by the decoder for the commands that carry them: */
-    struct wal_frame frame; /* PREPARE: the decoded frame (payload points into body) */
-    u32 header_count;       /* DO_VIEW_CHANGE, START_VIEW: entry headers in the body */
+    struct wal_frame frame; /* PREPARE: the decoded frame (payload points into body);
+                               PREPARES: the first one */
+    u32 header_count;       /* DO_VIEW_CHANGE, START_VIEW: entry headers in the body;
+                               PREPARES: frames in it */
 };
 
 enum vsr_decode_status {

@@ -597,6 +597,7 @@ static void flush(struct sim_replica *r)
     if (!r->up)
         return;
     for (int round = 0; round < 4 && !r->dead; round++) {
+        vsr_flush(&r->vsr, sim_replica_time(r)); /* what the primary sequenced: shipped before the fsync */
         if (r->seq.batch_count > 0) {
             u32 count;
             int rc = sequencing_commit(&r->seq, &count);

@@ -616,6 +616,8 @@ int sequencer_main(const struct worker_ctx *w)
             ring_notify(seg->retry);
             q->notify_retry = false;
         }
+        if (q->cl != NULL)
+            seq_cluster_ship(q); /* the step's prepares, before the fsync */
         if (q->core.batch_count > 0) {
             rc = commit_batch(q);
             if (rc != 0)

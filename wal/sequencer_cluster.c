@@ -326,6 +326,11 @@ void seq_cluster_sequenced(struct seq *q, u32 index)
     vsr_on_sequenced(&q->cl->core, seq_cluster_time(q), f->bytes, f->len);
 }
 
+void seq_cluster_ship(struct seq *q)
+{
+    vsr_flush(&q->cl->core, seq_cluster_time(q));
+}
+
 void seq_cluster_durable(struct seq *q, u32 count)
 {
     struct seq_cluster *cl = q->cl;

@@ -118,8 +118,10 @@ void seq_cluster_receive(struct seq *q);
 u32 seq_cluster_room(struct seq *q);
 /* Whether a due expiration proposed for deadline_slot may be logged now. */
 bool seq_cluster_expiry_due(struct seq *q, u64 deadline_slot);
-/* A frame the sequencer just appended as primary: shipped to the backups before the fsync. */
+/* A frame the sequencer just appended as primary: shipped to the backups before the fsync, by
+ * seq_cluster_ship once the step's frames are all sequenced. */
 void seq_cluster_sequenced(struct seq *q, u32 index);
+void seq_cluster_ship(struct seq *q);
 /* After a commit: the batch's frames wait for the commit point; the core learns what is durable. */
 void seq_cluster_durable(struct seq *q, u32 count);
 /* Committed frames into the shared log (as much as it has room for), reads, status. 0 or a
