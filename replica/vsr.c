@@ -1684,6 +1684,8 @@ void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len
     struct wal_frame f;
     ADB_ASSERT(wal_frame_decode_exact(frame, len, &f) == WAL_FRAME_OK);
     ADB_ASSERT(f.lsn == v->op + 1 && f.lsn == v->wal_head + 1 && f.prev_crc == v->wal_head_crc);
+    if (v->out_len + len > sizeof(v->out_frames))
+        vsr_flush(v, t); /* full: what came before, while op is still its last */
     struct vsr_entry_header h;
     vsr_entry_header_of_frame(&f, &h);
     jput(v, &h);
@@ -1692,8 +1694,6 @@ void vsr_on_sequenced(struct vsr *v, struct vsr_time t, const u8 *frame, u32 len
     if (v->cfg.replica_count == 1)
         return;
     /* Shipped by vsr_flush, with the others sequenced in this step. */
-    if (v->out_len + len > sizeof(v->out_frames))
-        vsr_flush(v, t);
     if (v->out_count == 0)
         v->out_view = v->view;
     memcpy(v->out_frames + v->out_len, frame, len);
