@@ -938,6 +938,18 @@ static void gen_vsr_messages(void)
     len = frame_input(body, WAL_RECORD_COMMAND, payload_pattern, 40, 9);
     write_input("vsr_message", "ok-prepare", buf,
                 vsr_input(buf, VSR_PREPARE, 9, 0, 0, 0, body, len));
+    len = 0; /* three chained frames, LSNs 7..9, in one message */
+    for (u32 prev = 0x12345678u, lsn = 7; lsn <= 9; lsn++) {
+        struct wal_frame f = {.lsn = lsn, .request_slot = lsn + 100, .view = 2, .payload_len = 40,
+                              .prev_crc = prev, .record_type = WAL_RECORD_COMMAND, .payload = payload_pattern};
+        u32 k = wal_frame_encode(body + len, WAL_FRAME_MAX, &f);
+        struct wal_frame d;
+        if (wal_frame_decode_exact(body + len, k, &d) != WAL_FRAME_OK)
+            abort();
+        prev = d.crc;
+        len += k;
+    }
+    write_input("vsr_message", "ok-prepares", buf, vsr_input(buf, VSR_PREPARES, 9, 3, 0, 0, body, len));
     write_input("vsr_message", "ok-prepare_ok", buf,
                 vsr_input(buf, VSR_PREPARE_OK, 9, 0xABCDEF01u, 0, 0, NULL, 0));
     write_input("vsr_message", "ok-commit", buf, vsr_input(buf, VSR_COMMIT, 0, 3, 0, 0, NULL, 0));

@@ -41,11 +41,11 @@
 /* ---- a tiny environment: one in-memory log per replica, a mailbox for what is sent ---------- */
 
 struct replica_env {
-    u8 frames[64][WAL_FRAME_MAX];
-    u32 len[64];
+    u8 frames[320][WAL_FRAME_MAX];
+    u32 len[320];
     u64 head;
     u64 first; /* the first LSN held (pruned below; 0: 1) */
-    bool damaged[64]; /* reads back as damaged */
+    bool damaged[320]; /* reads back as damaged */
     u8 image[20000]; /* a checkpoint's image: the entry's header, then opaque state */
     struct vsr_image image_at;
     u8 rx[20000];
@@ -63,13 +63,13 @@ struct sent {
 
 static struct replica_env envs[N];
 static struct vsr cores[N];
-static struct sent outbox[256];
+static struct sent outbox[512];
 static u32 nout;
 
 static void env_send(void *ctx, u8 to, const u8 *msg, u32 len)
 {
     struct replica_env *e = ctx;
-    ck_assert_uint_lt(nout, 256);
+    ck_assert_uint_lt(nout, 512);
     outbox[nout].from = (u8)(e - envs);
     outbox[nout].to = to;
     outbox[nout].len = len;
@@ -224,14 +224,22 @@ static u32 frame_of(u8 *out, u64 lsn, u32 prev_crc)
     return wal_frame_encode(out, WAL_FRAME_MAX, &f);
 }
 
-/* The primary (replica 0) sequences one entry: its sequencer appended it to its WAL. */
-static void sequence(u64 lsn, u64 now_ms)
+/* The primary (replica 0) sequences one entry: its sequencer appended it to its WAL. Shipped
+ * at once (a step of one entry) unless `hold`. */
+static void sequence_held(u64 lsn, u64 now_ms, bool hold)
 {
     u32 prev = lsn > 1 ? cores[0].wal_head_crc : 0;
     u8 buf[WAL_FRAME_MAX];
     u32 len = frame_of(buf, lsn, prev);
     env_append(&envs[0], buf, len);
     vsr_on_sequenced(&cores[0], at(now_ms), buf, len);
+    if (!hold)
+        vsr_flush(&cores[0], at(now_ms));
+}
+
+static void sequence(u64 lsn, u64 now_ms)
+{
+    sequence_held(lsn, now_ms, false);
 }
 
 /* Pongs: replica `to` hears replica `from`'s clock reading `clock_ms` at `now_ms`. */
@@ -389,6 +397,49 @@ static u32 count_sent(u8 command, u8 to)
         n += outbox[i].len != 0 && outbox[i].bytes[6] == command && outbox[i].to == to;
     return n;
 }
+
+/* A step's entries go out as few messages as fit (prepares), every one of them, also when they
+ * fill a message before the step ends; a backup takes each as a prepare would carry it. */
+START_TEST(test_a_step_ships_its_entries_in_few_messages)
+{
+    cores[0].cfg.pipeline_max = VSR_PIPELINE_MAX;
+    pong(1, 0, 10, 1000010);
+    pong(2, 0, 10, 1000010);
+    u64 total = 0;
+    for (u32 step = 0; step < 2; step++) {
+        nout = 0;
+        ck_assert_uint_ge(vsr_prepare_room(&cores[0], at(10)), 150);
+        for (u32 i = 0; i < 150; i++)
+            sequence_held(++total, 10, true);
+        u32 early = count_sent(VSR_PREPARES, 1);
+        ck_assert_uint_ge(early, 1); /* 150 frames fill a message before the step ends */
+        vsr_flush(&cores[0], at(10));
+        u32 msgs = count_sent(VSR_PREPARES, 1) + count_sent(VSR_PREPARE, 1);
+        ck_assert_uint_gt(msgs, early);
+        ck_assert_uint_le(msgs, 4);
+        ck_assert_uint_eq(count_sent(VSR_PREPARES, 2) + count_sent(VSR_PREPARE, 2), msgs);
+        deliver(VSR_PREPARES, 11);
+        deliver(VSR_PREPARE, 11);
+        for (u8 b = 1; b <= 2; b++) {
+            ck_assert_uint_eq(envs[b].head, total); /* every entry, in order */
+            ck_assert_uint_eq(cores[b].wal_head, total);
+            vsr_on_durable(&cores[b], at(12), total);
+        }
+        vsr_on_durable(&cores[0], at(12), total);
+        deliver(VSR_PREPARE_OK, 13);
+        ck_assert_uint_eq(cores[0].commit_max, total);
+    }
+    ck_assert_uint_eq(cores[0].count.prepares_sent, total);
+    ck_assert_uint_le(cores[0].count.prepare_messages, 8);
+    /* A step left unshipped when the view changed is dropped, never sent in a later view. */
+    nout = 0;
+    sequence_held(++total, 20, true);
+    cores[0].view++; /* as entering a later view would */
+    vsr_flush(&cores[0], at(20));
+    ck_assert_uint_eq(count_sent(VSR_PREPARES, 1) + count_sent(VSR_PREPARE, 1), 0);
+    ck_assert_uint_eq(cores[0].out_count, 0);
+}
+END_TEST
 
 START_TEST(test_state_transfer_past_a_pruned_wal)
 {
@@ -735,6 +786,7 @@ Suite *test_suite(void)
     TCase *tc = tcase_create("vsr");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_add_test(tc, test_commit_needs_a_durable_quorum);
+    tcase_add_test(tc, test_a_step_ships_its_entries_in_few_messages);
     tcase_add_test(tc, test_own_fsync_alone_does_not_commit);
     tcase_add_test(tc, test_leave_a_view_only_on_a_quorum);
     tcase_add_test(tc, test_cluster_time_ignores_one_clock_an_hour_off);

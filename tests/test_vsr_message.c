@@ -107,7 +107,7 @@ static u8 *exact_copy(const u8 *p, size_t len)
 static void point_into(struct vsr_message *m, const u8 *c, const u8 *p)
 {
     m->body = p + (m->body - c);
-    if (m->h.command == VSR_PREPARE)
+    if (m->h.command == VSR_PREPARE || m->h.command == VSR_PREPARES)
         m->frame.payload = p + (m->frame.payload - c);
 }
 
@@ -188,6 +188,23 @@ static u32 sample_frame(u8 *out, u64 lsn, u64 view, u32 len)
     return wal_frame_encode(out, WAL_FRAME_MAX, &f);
 }
 
+/* `count` chained frames ending at lsn `last` (views `view`), back to back into out. */
+static u32 sample_frames(u8 *out, u64 last, u64 view, u32 count, u32 payload_len)
+{
+    u32 at = 0, prev = 0xDEADBEEFu;
+    for (u32 i = 0; i < count; i++) {
+        struct wal_frame f = {.lsn = last - count + 1 + i, .request_slot = U64_C, .view = view,
+                              .payload_len = payload_len, .prev_crc = prev,
+                              .record_type = WAL_RECORD_COMMAND, .payload = payload_pattern};
+        u32 n = wal_frame_encode(out + at, WAL_FRAME_MAX, &f);
+        struct wal_frame d;
+        ck_assert_int_eq(wal_frame_decode_exact(out + at, n, &d), WAL_FRAME_OK);
+        prev = d.crc;
+        at += n;
+    }
+    return at;
+}
+
 /* A valid message of `command` with every field it uses set (high bits on). */
 static void sample(struct sample *s, u8 command)
 {
@@ -206,6 +223,11 @@ static void sample(struct sample *s, u8 command)
         s->body_len = sample_frame(s->body, PREPARE_LSN, VIEW - 1, 10);
         break;
     case VSR_PREPARE_OK: s->h.op = U64_A; s->h.a = 0xF1E2D3C4u; break;
+    case VSR_PREPARES:
+        s->h.op = PREPARE_LSN;
+        s->h.a = 3;
+        s->body_len = sample_frames(s->body, PREPARE_LSN, VIEW - 1, 3, 10);
+        break;
     case VSR_COMMIT: s->h.a = U64_B; break;
     case VSR_COMMIT_OK: s->h.op = U64_A; s->h.a = U64_B; break;
     case VSR_START_VIEW_CHANGE: break;
@@ -274,6 +296,11 @@ static void check_decodes_to(const struct sample *s, u32 n)
         ck_assert_ptr_eq(m.frame.payload, wire + VSR_HEADER_SIZE + WAL_FRAME_HEADER_SIZE);
         ck_assert_uint_eq(m.frame.crc, le_get_u32(s->body + 44));
     }
+    if (s->h.command == VSR_PREPARES) {
+        ck_assert_uint_eq(m.header_count, s->h.a);
+        ck_assert_uint_eq(m.frame.lsn, s->h.op - s->h.a + 1);
+        ck_assert_ptr_eq(m.frame.payload, wire + VSR_HEADER_SIZE + WAL_FRAME_HEADER_SIZE);
+    }
     if (s->h.command == VSR_DO_VIEW_CHANGE || s->h.command == VSR_START_VIEW) {
         ck_assert_uint_eq(m.header_count, s->body_len / VSR_ENTRY_HEADER_SIZE);
         for (u32 i = 0; i < m.header_count; i++) {
@@ -291,7 +318,7 @@ START_TEST(test_names)
     static const char *const names[] = {
         "unknown", "ping", "pong", "prepare", "prepare_ok", "commit", "commit_ok",
         "start_view_change", "do_view_change", "start_view", "request_start_view",
-        "request_prepare", "request_snapshot", "snapshot_chunk", "unknown"};
+        "request_prepare", "request_snapshot", "snapshot_chunk", "prepares", "unknown"};
     for (u8 c = 0; c < ADB_ARRAY_LEN(names); c++)
         ck_assert_str_eq(vsr_command_name(c), names[c]);
     ck_assert_str_eq(vsr_command_name(255), "unknown");
@@ -410,6 +437,14 @@ START_TEST(test_round_trip_max_fields)
         smp.h.op = UINT64_MAX;
         smp.body_len = sample_frame(smp.body, UINT64_MAX, VIEW, WAL_PAYLOAD_MAX);
         break;
+    case VSR_PREPARES: { /* as many frames of the largest payload as fit, ending at the last LSN */
+        u32 count = VSR_BODY_MAX / (WAL_FRAME_HEADER_SIZE + WAL_PAYLOAD_MAX);
+        ck_assert_uint_ge(count, 2);
+        smp.h.op = UINT64_MAX;
+        smp.h.a = count;
+        smp.body_len = sample_frames(smp.body, UINT64_MAX, VIEW, count, WAL_PAYLOAD_MAX);
+        break;
+    }
     case VSR_DO_VIEW_CHANGE:
         smp.h.a = VIEW; /* log_view == view */
         /* fallthrough */
@@ -643,11 +678,43 @@ START_TEST(test_bad_command)
     }
     for (u8 c = 1; c <= VSR_COMMAND_MAX; c++) {
         if (c == VSR_PREPARE || c == VSR_PREPARE_OK || c == VSR_REQUEST_START_VIEW ||
-            c == VSR_REQUEST_PREPARE || c == VSR_SNAPSHOT_CHUNK)
+            c == VSR_REQUEST_PREPARE || c == VSR_SNAPSHOT_CHUNK || c == VSR_PREPARES)
             continue; /* these need a non-zero field or a body */
         smp.h.command = c;
         ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
     }
+}
+END_TEST
+
+/* Prepares: the count, the LSNs, the chain, the views, nothing more or less in the body. */
+START_TEST(test_bad_prepares)
+{
+    sample(&smp, VSR_PREPARES);
+    ck_assert_int_eq(sample_status(), VSR_DECODE_OK);
+    smp.h.a = 1; /* one entry is a prepare */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    smp.h.a = 4; /* more than the body holds */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
+    smp.h.a = 2; /* fewer */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
+    sample(&smp, VSR_PREPARES);
+    smp.h.op = 2; /* more entries than LSNs up to op */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_FIELD);
+    sample(&smp, VSR_PREPARES);
+    smp.h.op++; /* the frames do not end at op */
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
+    sample(&smp, VSR_PREPARES); /* a broken chain */
+    u32 one = smp.body_len / 3;
+    smp.body_len = sample_frames(smp.body, PREPARE_LSN - 1, VIEW - 1, 2, 10);
+    smp.body_len += sample_frames(smp.body + smp.body_len, PREPARE_LSN, VIEW - 1, 1, 10);
+    ck_assert_uint_eq(smp.body_len, 3 * one);
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
+    sample(&smp, VSR_PREPARES); /* a frame from a later view */
+    smp.body_len = sample_frames(smp.body, PREPARE_LSN, VIEW + 1, 3, 10);
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
+    sample(&smp, VSR_PREPARES); /* trailing bytes */
+    smp.body[smp.body_len++] = 0;
+    ck_assert_int_eq(sample_status(), VSR_DECODE_BAD_BODY);
 }
 END_TEST
 
@@ -694,7 +761,7 @@ static const char *const uses[VSR_COMMAND_MAX + 1] = {
     [VSR_PREPARE_OK] = "oa",   [VSR_COMMIT] = "a",         [VSR_COMMIT_OK] = "oa",
     [VSR_START_VIEW_CHANGE] = "", [VSR_DO_VIEW_CHANGE] = "oabc", [VSR_START_VIEW] = "oa",
     [VSR_REQUEST_START_VIEW] = "a", [VSR_REQUEST_PREPARE] = "oa", [VSR_REQUEST_SNAPSHOT] = "oa",
-    [VSR_SNAPSHOT_CHUNK] = "oabc"};
+    [VSR_SNAPSHOT_CHUNK] = "oabc", [VSR_PREPARES] = "oa"};
 
 /* An unused field set to any non-zero value is BAD_FIELD, for every command and field. */
 START_TEST(test_bad_field_unused)
@@ -1169,6 +1236,7 @@ static TCase *reject_tcase(void)
     tcase_add_test(tc, test_bad_size);
     tcase_add_test(tc, test_bad_checksum);
     tcase_add_test(tc, test_bad_command);
+    tcase_add_test(tc, test_bad_prepares);
     tcase_add_test(tc, test_bad_replica);
     tcase_add_test(tc, test_bad_reserved);
     tcase_add_loop_test(tc, test_bad_field_unused, 0, VSR_COMMAND_MAX);
