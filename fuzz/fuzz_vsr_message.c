@@ -10,7 +10,8 @@
  *   - an accepted message re-encodes to the identical bytes (no two encodings of one message,
  *     no field ignored by the decoder), with the same crc and size;
  *   - what the decoder hands out holds what the format promises: the body points into the
- *     input; a prepare's frame is the whole body and has the message's op; a view change's
+ *     input; a prepare's frame is the whole body and has the message's op; prepares' frames
+ *     fill the body, count a, run to op and chain; a view change's
  *     entry headers are contiguous, end at op and chain by crc;
  *   - any prefix of an accepted message is SHORT (a partial read is never another message).
  * Random bytes almost never carry a valid CRC, so each input is checked twice: as given, and
@@ -74,6 +75,23 @@ static void check_accepted(const uint8_t *data, size_t size, const struct vsr_me
         FUZZ_CHECK(wal_frame_size(m->frame.payload_len) == m->body_len);
         FUZZ_CHECK(m->frame.payload == m->body + WAL_FRAME_HEADER_SIZE);
         break;
+    case VSR_PREPARES: { /* a frames back to back, op - a + 1 .. op, chained */
+        FUZZ_CHECK(m->h.a >= 2 && m->h.a <= m->h.op && m->header_count == m->h.a);
+        FUZZ_CHECK(m->frame.lsn == m->h.op - m->h.a + 1);
+        FUZZ_CHECK(m->frame.payload == m->body + WAL_FRAME_HEADER_SIZE);
+        u32 at = 0;
+        struct wal_frame f, prev = {0};
+        for (u32 i = 0; i < m->header_count; i++) {
+            u32 used;
+            FUZZ_CHECK(wal_frame_decode(m->body + at, m->body_len - at, &f, &used) == WAL_FRAME_OK);
+            FUZZ_CHECK(f.lsn == m->frame.lsn + i && f.view <= m->h.view);
+            FUZZ_CHECK(i == 0 || f.prev_crc == prev.crc);
+            prev = f;
+            at += used;
+        }
+        FUZZ_CHECK(at == m->body_len);
+        break;
+    }
     case VSR_DO_VIEW_CHANGE:
     case VSR_START_VIEW: check_entry_headers(m); break;
     case VSR_SNAPSHOT_CHUNK:

@@ -46,6 +46,10 @@ pruned_past() {
     echo "replica $1's WAL starts at ${f:-?}, not after $2"
     return 1
 }
+# others_pruned_past R LSN: both replicas other than R (a backup repairs from either).
+others_pruned_past() {
+    pruned_past $((($1 + 1) % 3)) "$2" && pruned_past $((($1 + 2) % 3)) "$2"
+}
 installs() { grep -c 'image_installed' "$(log_of "$1")"; }
 metric() { # R NAME
     "$ALLOCDB" --addr "$(addr_of "$1")" --timeout 1s status --json > /dev/null 2>&1 # the replica answers
@@ -61,8 +65,8 @@ p=$(cluster primary)
 bk=$(((p + 1) % 3))
 cluster kill "$bk" > /dev/null
 had=$(op_of "$p") # no backup's log goes further
-out=$(pruned_past "$p" "${had:-0}")
-check $? "with backup r$bk down, the primary r$p prunes its WAL past all r$bk can hold (${had:-?})" "$out"
+out=$(others_pruned_past "$bk" "${had:-0}")
+check $? "with backup r$bk down, the others prune their WALs past all r$bk can hold (${had:-?})" "$out"
 t=$(date +%s%N)
 cluster restart "$bk" > /dev/null
 out=$(caught_up "$bk")
@@ -90,8 +94,8 @@ p=$(cluster wait-primary 10)
 bk=$(((p + 2) % 3))
 cluster isolate "$bk" > /dev/null
 had=$(op_of "$p")
-out=$(pruned_past "$p" "${had:-0}")
-check $? "with r$bk cut off, the primary r$p prunes its WAL past all r$bk can hold (${had:-?})" "$out"
+out=$(others_pruned_past "$bk" "${had:-0}")
+check $? "with r$bk cut off, the others prune their WALs past all r$bk can hold (${had:-?})" "$out"
 cluster fault "$bk" install_crash/2 > /dev/null
 check $? "the install_crash fault hook armed on r$bk (after the image is durable)"
 cluster heal > /dev/null
@@ -110,8 +114,8 @@ p=$(cluster wait-primary 10)
 bk=$(((p + 1) % 3))
 out=$(cluster wipe "$bk" 2>&1)
 check $? "r$bk wiped and formatted to recover" "$out"
-out=$(pruned_past "$p" 1)
-check $? "the primary's WAL no longer starts at LSN 1" "$out"
+out=$(others_pruned_past "$bk" 1)
+check $? "the others' WALs no longer start at LSN 1" "$out"
 cluster restart "$bk" > /dev/null
 out=$(caught_up "$bk")
 check $? "the wiped r$bk recovers and catches up" "$out"
