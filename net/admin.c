@@ -291,6 +291,21 @@ static bool healthy(struct segment *seg, const char **why)
     return true;
 }
 
+/* The fault hooks (fault_hooks = 1): POST PREFIX<N>, N decimal in 0..max, into a word of the
+ * segment's header. */
+static _Atomic u32 *peer_block_of(struct segment *seg) { return &seg->hdr->peer_block; }
+static _Atomic u32 *install_crash_of(struct segment *seg) { return &seg->hdr->install_crash; }
+struct fault_hook {
+    const char *prefix, *usage, *event, *arg;
+    unsigned long max;
+    _Atomic u32 *(*field)(struct segment *seg);
+};
+static const struct fault_hook fault_hooks[] = {
+    { "/fault/peer_block/", "MASK, MASK a decimal replica bitmask", "fault_peer_block", "mask",
+      (1ul << VSR_REPLICAS_MAX) - 1, peer_block_of },
+    { "/fault/install_crash/", "STEP, STEP 0..4", "fault_install_crash", "step", 4, install_crash_of },
+};
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     struct segment *seg = arg;
@@ -303,31 +318,23 @@ static void handle(struct evhttp_request *req, void *arg)
     struct evkeyvalq *h = evhttp_request_get_output_headers(req);
     int code = HTTP_OK;
     const char *reason = "OK";
-    if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && strncmp(uri, "/fault/peer_block/", 18) == 0 &&
-        seg->hdr->fault_hooks) {
+    const struct fault_hook *hook = NULL;
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && seg->hdr->fault_hooks)
+        for (size_t i = 0; i < ADB_ARRAY_LEN(fault_hooks) && hook == NULL; i++)
+            if (strncmp(uri, fault_hooks[i].prefix, strlen(fault_hooks[i].prefix)) == 0)
+                hook = &fault_hooks[i];
+    if (hook != NULL) {
+        const char *num = uri + strlen(hook->prefix);
         char *end;
-        unsigned long mask = strtoul(uri + 18, &end, 10);
-        if (*end != 0 || uri[18] == 0 || mask >= (1ul << VSR_REPLICAS_MAX)) {
+        unsigned long v = strtoul(num, &end, 10);
+        if (*end != 0 || *num == 0 || v > hook->max) {
             code = HTTP_BADREQUEST;
             reason = "Bad Request";
-            evbuffer_add_printf(out, "expected /fault/peer_block/MASK, MASK a decimal replica bitmask\n");
+            evbuffer_add_printf(out, "expected %s%s\n", hook->prefix, hook->usage);
         } else {
-            atomic_store(&seg->hdr->peer_block, (u32)mask);
-            log_always_warn("fault_peer_block", "mask=%lu", mask);
-            evbuffer_add_printf(out, "peer_block %lu\n", mask);
-        }
-    } else if (evhttp_request_get_command(req) == EVHTTP_REQ_POST && strncmp(uri, "/fault/install_crash/", 21) == 0 &&
-               seg->hdr->fault_hooks) {
-        char *end;
-        unsigned long step = strtoul(uri + 21, &end, 10);
-        if (*end != 0 || uri[21] == 0 || step > 4) {
-            code = HTTP_BADREQUEST;
-            reason = "Bad Request";
-            evbuffer_add_printf(out, "expected /fault/install_crash/STEP, STEP 0..4\n");
-        } else {
-            atomic_store(&seg->hdr->install_crash, (u32)step);
-            log_always_warn("fault_install_crash", "step=%lu", step);
-            evbuffer_add_printf(out, "install_crash %lu\n", step);
+            atomic_store(hook->field(seg), (u32)v);
+            log_always_warn(hook->event, "%s=%lu", hook->arg, v);
+            evbuffer_add_printf(out, "%s %lu\n", hook->event + strlen("fault_"), v);
         }
     } else if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         code = 405;

@@ -21,20 +21,15 @@
 
 bool image_file_name(char *out, size_t cap, u64 lsn)
 {
-    return io_name_make(out, cap, "image-", lsn, ".img");
+    return io_name_make(out, cap, "image-", lsn, IMAGE_IMG);
 }
 
 bool image_parse_name(const char *name, u64 *lsn)
 {
-    return io_name_parse(name, "image-", ".img", lsn);
+    return io_name_parse(name, "image-", IMAGE_IMG, lsn);
 }
 
-bool image_recv_name(char *out, size_t cap, u64 lsn)
-{
-    return io_name_make(out, cap, "image-", lsn, ".recv");
-}
-
-static bool path_of(const char *dir, u64 lsn, const char *suffix, char *out, size_t cap)
+bool image_path(const char *dir, u64 lsn, const char *suffix, char *out, size_t cap)
 {
     char name[64];
     return io_name_make(name, sizeof(name), "image-", lsn, suffix) && io_path(out, cap, dir, name);
@@ -139,7 +134,7 @@ int image_build(struct io *io, const char *dir, const struct vsr_entry_header *a
 {
     char name[64], snap[PATH_CAP], tmp[PATH_CAP], final[PATH_CAP];
     if (!snapshot_file_name(name, sizeof(name), at->lsn) || !io_path(snap, sizeof(snap), dir, name) ||
-        !path_of(dir, at->lsn, ".tmp", tmp, sizeof(tmp)) || !path_of(dir, at->lsn, ".img", final, sizeof(final))) {
+        !image_path(dir, at->lsn, IMAGE_TMP, tmp, sizeof(tmp)) || !image_path(dir, at->lsn, IMAGE_IMG, final, sizeof(final))) {
         why_set(why, why_len, "%s: path too long", dir);
         return -ENAMETOOLONG;
     }
@@ -256,8 +251,8 @@ struct scan {
 
 static bool image_any_name(const char *name, u64 *lsn)
 {
-    return io_name_parse(name, "image-", ".img", lsn) || io_name_parse(name, "image-", ".tmp", lsn) ||
-           io_name_parse(name, "image-", ".recv", lsn);
+    return io_name_parse(name, "image-", IMAGE_IMG, lsn) || io_name_parse(name, "image-", IMAGE_TMP, lsn) ||
+           io_name_parse(name, "image-", IMAGE_RECV, lsn);
 }
 
 static int remove_one(void *ctx, const char *name)
@@ -265,7 +260,7 @@ static int remove_one(void *ctx, const char *name)
     struct scan *s = ctx;
     u64 lsn;
     if (!image_any_name(name, &lsn) || (lsn == s->keep && image_parse_name(name, &lsn)) ||
-        (lsn == s->receiving && io_name_parse(name, "image-", ".recv", &lsn)))
+        (lsn == s->receiving && io_name_parse(name, "image-", IMAGE_RECV, &lsn)))
         return 0;
     char path[PATH_CAP];
     if (!io_path(path, sizeof(path), s->dir, name))

@@ -38,7 +38,11 @@
 
 bool image_file_name(char *out, size_t cap, u64 lsn);
 bool image_parse_name(const char *name, u64 *lsn);
-bool image_recv_name(char *out, size_t cap, u64 lsn);
+/* dir/image-<lsn><suffix>: IMAGE_IMG complete, IMAGE_TMP being built, IMAGE_RECV being received. */
+#define IMAGE_IMG ".img"
+#define IMAGE_TMP ".tmp"
+#define IMAGE_RECV ".recv"
+bool image_path(const char *dir, u64 lsn, const char *suffix, char *out, size_t cap);
 
 /* What an image file is: its entry's LSN, size and CRC32C of all its bytes (struct vsr_image). */
 struct image_id {

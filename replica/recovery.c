@@ -118,43 +118,15 @@ enum snapshot_status recovery_decode_snapshot(struct io *io, const char *dir, co
     return st;
 }
 
-/* Loads one snapshot (and its operation records from the log) into a freshly initialised sm. */
-static int load_snapshot(struct io *io, const char *dir, u64 lsn, const struct sm_config *cfg,
-                         sm_t *sm, char *why, size_t why_len)
-{
-    char path[WAL_PATH_MAX];
-    if (!snap_path(dir, lsn, path, sizeof(path))) {
-        why_set(why, why_len, "%s: path too long", dir);
-        return -ENAMETOOLONG;
-    }
-    struct io_view v;
-    int rc = io_view_file(io, path, &v);
-    if (rc != 0) {
-        why_set(why, why_len, "%s: cannot read: %s", path, strerror(-rc));
-        return rc;
-    }
-    sm_reset(sm, cfg);
-    char reason[512];
-    enum snapshot_status st = recovery_decode_snapshot(io, dir, v.buf, v.len, cfg, sm, reason, sizeof(reason));
-    io_view_release(io, &v);
-    if (st != SNAPSHOT_OK) {
-        why_set(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
-        /* A different config is the operator's choice, not damage: never fall back over it. */
-        return st == SNAPSHOT_CONFIG_MISMATCH ? -EINVAL : -EUCLEAN;
-    }
-    if (sm->last_applied_lsn != lsn) {
-        why_set(why, why_len, "%s: holds LSN %" PRIu64 ", not the LSN of its name", path, sm->last_applied_lsn);
-        return -EUCLEAN;
-    }
-    return 0;
-}
-
-/* Loads an image file (a state transfer installed it, or one built to serve) the same way. */
-static int load_image(struct io *io, const char *dir, u64 lsn, const struct sm_config *cfg, sm_t *sm, char *why,
-                      size_t why_len)
+/* Loads one state file — a snapshot (its operation records from the log) or an image file (a
+ * state transfer installed it, or one built to serve; replica/image.h) — into a freshly
+ * initialised sm. */
+static int load_state(struct io *io, const char *dir, u64 lsn, bool image, const struct sm_config *cfg, sm_t *sm,
+                      char *why, size_t why_len)
 {
     char name[64], path[WAL_PATH_MAX];
-    if (!image_file_name(name, sizeof(name), lsn) || !io_path(path, sizeof(path), dir, name)) {
+    if (!(image ? image_file_name(name, sizeof(name), lsn) : snapshot_file_name(name, sizeof(name), lsn)) ||
+        !io_path(path, sizeof(path), dir, name)) {
         why_set(why, why_len, "%s: path too long", dir);
         return -ENAMETOOLONG;
     }
@@ -167,10 +139,12 @@ static int load_image(struct io *io, const char *dir, u64 lsn, const struct sm_c
     sm_reset(sm, cfg);
     char reason[512];
     struct vsr_entry_header at;
-    enum snapshot_status st = image_decode(v.buf, v.len, cfg, sm, &at, reason, sizeof(reason));
+    enum snapshot_status st = image ? image_decode(v.buf, v.len, cfg, sm, &at, reason, sizeof(reason))
+                                    : recovery_decode_snapshot(io, dir, v.buf, v.len, cfg, sm, reason, sizeof(reason));
     io_view_release(io, &v);
     if (st != SNAPSHOT_OK) {
         why_set(why, why_len, "%s: %s: %s", path, snapshot_status_name(st), reason);
+        /* A different config is the operator's choice, not damage: never fall back over it. */
         return st == SNAPSHOT_CONFIG_MISMATCH ? -EINVAL : -EUCLEAN;
     }
     if (sm->last_applied_lsn != lsn) {
@@ -260,8 +234,7 @@ int recovery_run(struct io *io, const char *dir, const struct sm_config *cfg,
         bool image = ii > 0 && (si == l->count || images[ii - 1] > l->lsn[si]);
         u64 lsn = image ? images[--ii] : l->lsn[si++];
         char reason[sizeof(rep->rejected_reason)];
-        rc = image ? load_image(io, dir, lsn, cfg, sm, reason, sizeof(reason))
-                   : load_snapshot(io, dir, lsn, cfg, sm, reason, sizeof(reason));
+        rc = load_state(io, dir, lsn, image, cfg, sm, reason, sizeof(reason));
         if (rc == 0) {
             loaded = true;
             base = lsn;

@@ -10,6 +10,8 @@
 #   op_of R               the last entry of replica R's log (likewise)
 #   role_of R             replica R's role (primary, backup, view_change, recovering)
 #   other_primary R       waits up to 10 s for a primary other than R; prints it (1: none)
+#   under_load SEG CKPT_MS CKPT_MIN   the settings for the checking load: $load_opts and
+#                         ALLOCDB_CLUSTER_OPTS with those WAL segment and checkpoint settings
 #   start_load SEED       tests/crash_load (options: $load_opts) on $addrs in the background
 #   stop_load NAME        stops it: a check that it found no violation
 #   probe NAME SINCE_NS   a check that a write commits through $addrs (ms since SINCE_NS)
@@ -67,6 +69,19 @@ other_primary() {
     return 1
 }
 
+# Small tables; nothing retires during a test; short slots, so expirations happen all along.
+# A debug build's smaller dedupe table (its invariant check after every apply grows with it).
+under_load() {
+    local caps="--resource-capacity 16384 --reservation-capacity 65536 --operation-capacity 524288"
+    load_opts=(--threads 4 --tasks 4 --resources 6 --batch 8 --ttl-ms 50:400 --busy-ms 30 --stamp-slack-ms 700)
+    if "$ALLOCDBD" --version | grep -q debug; then
+        caps="--resource-capacity 4096 --reservation-capacity 16384 --operation-capacity 65536"
+        load_opts=(--threads 4 --tasks 3 --resources 6 --batch 8 --ttl-ms 50:400 --busy-ms 60 --stamp-slack-ms 700)
+    fi
+    export ALLOCDB_CLUSTER_OPTS="$caps --slot-duration-ms 20 --max-ttl-ms 10s --dedupe-window-ms 10m
+        --history-window-ms 10m --wal-segment-bytes $1 --checkpoint-interval-ms $2
+        --checkpoint-min-entries $3 --request-timeout-ms 2000 --restart-backoff-max-ms 200"
+}
 start_load() {
     "$load" --addr "$addrs" "${load_opts[@]}" --duration-ms 600000 --deadline-s 60 --seed "$1" > "$tmp/load.out" 2>&1 &
     lp=$!

@@ -16,15 +16,7 @@ set -u
 cluster_port_offset=7
 . "${top_srcdir:-.}/tests/cluster_lib.sh"
 
-caps="--resource-capacity 16384 --reservation-capacity 65536 --operation-capacity 524288"
-load_opts=(--threads 4 --tasks 4 --resources 6 --batch 8 --ttl-ms 50:400 --busy-ms 30 --stamp-slack-ms 700)
-if "$ALLOCDBD" --version | grep -q debug; then
-    caps="--resource-capacity 4096 --reservation-capacity 16384 --operation-capacity 65536"
-    load_opts=(--threads 4 --tasks 3 --resources 6 --batch 8 --ttl-ms 50:400 --busy-ms 60 --stamp-slack-ms 700)
-fi
-export ALLOCDB_CLUSTER_OPTS="$caps --slot-duration-ms 20 --max-ttl-ms 10s --dedupe-window-ms 10m
-    --history-window-ms 10m --wal-segment-bytes 64K --checkpoint-interval-ms 300
-    --checkpoint-min-entries 300 --request-timeout-ms 2000 --restart-backoff-max-ms 200"
+under_load 64K 300 300 # the WAL pruned within seconds
 
 echo "# 1..N: state transfer in a 3-replica cluster (base port $base)"
 out=$(cluster start 3 2>&1)

@@ -769,12 +769,6 @@ static struct vsr_entry_header entry_header(u64 lsn)
     return h;
 }
 
-static void image_path(u64 lsn, char *out, size_t n)
-{
-    char name[64];
-    ck_assert(image_file_name(name, sizeof(name), lsn));
-    ck_assert(io_path(out, n, DIR, name));
-}
 
 /* Runs the live engine with the applier's operation log, then builds the newest snapshot's
  * image; returns its LSN. */
@@ -807,7 +801,7 @@ START_TEST(test_image_is_the_state_at_its_entry)
     u64 snap = build_newest_image(&id, 41);
     ck_assert_uint_eq(id.lsn, snap);
     char p[WAL_PATH_MAX];
-    image_path(snap, p, sizeof(p));
+    ck_assert(image_path(DIR, snap, IMAGE_IMG, p, sizeof(p)));
     const u8 *data;
     u64 len;
     ck_assert(io_fault_contents(fs, p, &data, &len));
@@ -844,7 +838,7 @@ START_TEST(test_damaged_image_is_refused)
     struct image_id id;
     u64 snap = build_newest_image(&id, 42);
     char p[WAL_PATH_MAX];
-    image_path(snap, p, sizeof(p));
+    ck_assert(image_path(DIR, snap, IMAGE_IMG, p, sizeof(p)));
     const u8 *data;
     u64 len;
     ck_assert(io_fault_contents(fs, p, &data, &len));
@@ -905,7 +899,7 @@ START_TEST(test_recovery_takes_images)
 
     /* The image damaged: the older snapshot and the WAL. */
     char ip[WAL_PATH_MAX];
-    image_path(snap, ip, sizeof(ip));
+    ck_assert(image_path(DIR, snap, IMAGE_IMG, ip, sizeof(ip)));
     ck_assert_int_eq(io_fault_flip_bit(fs, ip, VSR_ENTRY_HEADER_SIZE + SNAPSHOT_HEADER_SIZE + 5, 2), 0);
     recover(&r, &rep);
     ck_assert(!rep.from_image);

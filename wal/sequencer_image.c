@@ -65,8 +65,8 @@ static void meta_of(const struct vsr_entry_header *h, struct meta_entry *m)
 static int adopt(const char *dir, const struct sm_config *smc, u64 lsn, struct image_id *out,
                  struct vsr_entry_header *file_at, char *why, size_t why_len)
 {
-    char name[64], path[4096];
-    if (!image_file_name(name, sizeof(name), lsn) || !io_path(path, sizeof(path), dir, name))
+    char path[4096];
+    if (!image_path(dir, lsn, IMAGE_IMG, path, sizeof(path)))
         return -ENAMETOOLONG;
     struct io_view v;
     int rc = io_view_file(&io_posix, path, &v);
@@ -119,9 +119,9 @@ static void job_start(struct seq *q, const struct vsr_entry_header *at, bool ado
 static void serve(struct seq *q, const struct image_id *id)
 {
     struct seq_images *m = &q->cl->img;
-    char name[64], path[4096];
+    char path[4096];
     int fd = -1;
-    if (!image_file_name(name, sizeof(name), id->lsn) || !io_path(path, sizeof(path), dir_of(q), name) ||
+    if (!image_path(dir_of(q), id->lsn, IMAGE_IMG, path, sizeof(path)) ||
         io_posix.ops->open(&io_posix, path, IO_READ, &fd) != 0) {
         log_warn("image_unreadable", "lsn=%" PRIu64, id->lsn);
         return;
@@ -227,9 +227,8 @@ static void recv_close(struct seq *q, bool remove)
     if (m->recv_fd >= 0)
         io_posix.ops->close(&io_posix, m->recv_fd);
     m->recv_fd = -1;
-    char name[64], path[4096];
-    if (remove && m->recv.lsn != 0 && image_recv_name(name, sizeof(name), m->recv.lsn) &&
-        io_path(path, sizeof(path), dir_of(q), name))
+    char path[4096];
+    if (remove && m->recv.lsn != 0 && image_path(dir_of(q), m->recv.lsn, IMAGE_RECV, path, sizeof(path)))
         (void)io_posix.ops->unlink(&io_posix, path);
     m->recv = (struct image_id){ 0 };
 }
@@ -239,8 +238,8 @@ int seq_image_write(struct seq *q, const struct vsr_image *img, u64 offset, cons
     struct seq_images *m = &q->cl->img;
     if (offset == 0) {
         recv_close(q, true);
-        char name[64], path[4096];
-        if (!image_recv_name(name, sizeof(name), img->lsn) || !io_path(path, sizeof(path), dir_of(q), name))
+        char path[4096];
+        if (!image_path(dir_of(q), img->lsn, IMAGE_RECV, path, sizeof(path)))
             return -ENAMETOOLONG;
         (void)io_posix.ops->unlink(&io_posix, path);
         int rc = io_posix.ops->open(&io_posix, path, IO_WRITE | IO_CREATE | IO_EXCL, &m->recv_fd);
@@ -281,9 +280,9 @@ static void crash_point(struct seq *q, u32 step)
 static int install_file(struct seq *q, const struct vsr_image *img, struct vsr_entry_header *at)
 {
     struct seq_images *m = &q->cl->img;
-    char name[64], recv[4096], final[4096], why[512] = "";
-    if (!image_recv_name(name, sizeof(name), img->lsn) || !io_path(recv, sizeof(recv), dir_of(q), name) ||
-        !image_file_name(name, sizeof(name), img->lsn) || !io_path(final, sizeof(final), dir_of(q), name))
+    char recv[4096], final[4096], why[512] = "";
+    if (!image_path(dir_of(q), img->lsn, IMAGE_RECV, recv, sizeof(recv)) ||
+        !image_path(dir_of(q), img->lsn, IMAGE_IMG, final, sizeof(final)))
         return -ENAMETOOLONG;
     int rc = m->recv_crc == img->crc ? io_posix.ops->fsync(&io_posix, m->recv_fd) : -EBADMSG;
     if (rc != 0) {
@@ -390,12 +389,12 @@ int seq_image_open(struct seq *q, struct meta_record *rec, u64 *wal_head, u64 *l
     if (rec->installing.lsn != 0) {
         /* An install a crash cut: finished if its image is durable, else forgotten. */
         struct meta_entry e = rec->installing;
-        char name[64], path[4096];
-        struct io_view v;
-        bool durable = image_file_name(name, sizeof(name), e.lsn) && io_path(path, sizeof(path), dir, name) &&
-                       io_view_file(&io_posix, path, &v) == 0;
-        if (durable)
-            io_view_release(&io_posix, &v);
+        char path[4096];
+        int fd;
+        bool durable = image_path(dir, e.lsn, IMAGE_IMG, path, sizeof(path)) &&
+                       io_posix.ops->open(&io_posix, path, IO_READ, &fd) == 0;
+        if (durable) /* (its contents are checked before it is served, and decoded by the applier) */
+            io_posix.ops->close(&io_posix, fd);
         const struct wal_log *wal = &q->core.wal;
         bool restarted = *wal_head == e.lsn && wal->segment_count > 0 && wal->segments[0].first_lsn == e.lsn + 1;
         int rc = 0;
